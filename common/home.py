@@ -1,0 +1,67 @@
+"""Where things live: GUILD_HOME and the paths the daemon and client agree on."""
+
+import hashlib
+import os
+import pathlib
+
+# gRPC refuses to bind a Unix socket whose path is longer than the kernel's sun_path (108 bytes
+# including the NUL); past this we bind a short path elsewhere and leave a link in GUILD_HOME.
+MAX_SOCKET_PATH = 100
+
+
+def guild_home(env=None):
+    """GUILD_HOME as Guild resolves it: the env var; else the active virtualenv's (or conda
+    env's) `.guild`; else `~/.guild`."""
+    env = os.environ if env is None else env
+    explicit = env.get("GUILD_HOME")
+    if explicit:
+        return pathlib.Path(explicit).expanduser().absolute()
+    venv = env.get("VIRTUAL_ENV") or env.get("CONDA_PREFIX")
+    if venv:
+        return pathlib.Path(venv).absolute() / ".guild"
+    return pathlib.Path("~/.guild").expanduser()
+
+
+def runs_dir(home):
+    return pathlib.Path(home) / "runs"
+
+
+def run_dir(home, run_id):
+    return runs_dir(home) / run_id
+
+
+def socket_link(home):
+    """The socket's well-known name in GUILD_HOME (the socket itself, or a link to it)."""
+    return pathlib.Path(home) / "guildd.sock"
+
+
+def socket_bind_path(home):
+    """Where the daemon binds: GUILD_HOME/guildd.sock when the path is short enough, else a
+    short path in the user's runtime dir keyed by a hash of GUILD_HOME."""
+    link = socket_link(home)
+    if len(str(link)) <= MAX_SOCKET_PATH:
+        return link
+    key = hashlib.sha1(str(pathlib.Path(home).absolute()).encode()).hexdigest()[:16]
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/guildd-{os.getuid()}"
+    return pathlib.Path(runtime) / f"guildd-{key}.sock"
+
+
+def socket_connect_path(home):
+    """The path a client connects to: follows the link the daemon left for a long home."""
+    link = socket_link(home)
+    if link.is_symlink():
+        return pathlib.Path(os.readlink(link))
+    return link
+
+
+def lock_path(home):
+    return pathlib.Path(home) / "guildd.lock"
+
+
+def log_path(home):
+    return pathlib.Path(home) / "guildd.log"
+
+
+def index_path(home):
+    # Not Guild's own `index_v1.db`: both tools can share one GUILD_HOME.
+    return pathlib.Path(home) / "guildd-index.db"

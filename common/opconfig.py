@@ -1,0 +1,152 @@
+"""An operation's configuration as it is stored with a run (attrs/op), and rendering its
+command and label from flag values. Pure: the client uses it for --print-cmd, the daemon to
+start and restart runs."""
+
+import dataclasses
+import json
+import re
+import sys
+
+from guild_common import errors, flags as flaglib
+from guild_common.flagdef import FlagDef
+from guild_common.pb import guild_pb2 as pb
+
+REF = re.compile(r"\$\{([^}|]+)\}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpConfig:
+    """The part of a run spec that stays with the run (attrs/op) for restarts."""
+
+    cmd_args: tuple
+    flags_dest: str
+    flag_defs: dict  # name -> FlagDef
+    op_env: dict
+    label_template: str | None
+    python_exe: str
+    guild_op: str
+    cmd_dir: str
+    project_dir: str
+
+    def to_attr(self):
+        return {
+            "op-cmd": {
+                "cmd-args": list(self.cmd_args),
+                "cmd-env": dict(self.op_env),
+                "cmd-flags": {name: _flagdef_attr(d) for name, d in sorted(self.flag_defs.items())},
+            },
+            "flags-dest": self.flags_dest,
+            "label-template": self.label_template,
+            "python-exe": self.python_exe,
+            "guild-op": self.guild_op,
+            "cmd-dir": self.cmd_dir,
+            "project-dir": self.project_dir,
+            "deps": [],
+            "flag-null-labels": {},
+            "output-scalars": None,
+            "sourcecode": {"dest": "."},
+        }
+
+    @classmethod
+    def for_attr(cls, attr):
+        if not isinstance(attr, dict) or "op-cmd" not in attr:
+            raise errors.FailedPrecondition(
+                "cannot restart run: missing op configuration\nThe run may not have been "
+                "initialized correctly. Try starting the operation without --restart."
+            )
+        cmd = attr["op-cmd"]
+        return cls(
+            cmd_args=tuple(cmd.get("cmd-args") or ()),
+            flags_dest=attr.get("flags-dest") or "args",
+            flag_defs={n: _flagdef_for_attr(n, d or {}) for n, d in (cmd.get("cmd-flags") or {}).items()},
+            op_env=dict(cmd.get("cmd-env") or {}),
+            label_template=attr.get("label-template"),
+            python_exe=attr.get("python-exe") or sys.executable,
+            guild_op=attr.get("guild-op") or "",
+            cmd_dir=attr.get("cmd-dir") or "",
+            project_dir=attr.get("project-dir") or "",
+        )
+
+
+_FLAGDEF_ATTRS = {"arg_name": "arg-name", "arg_skip": "arg-skip", "arg_switch": "arg-switch", "env_name": "env-name", "type": "type"}
+
+
+def _flagdef_attr(d):
+    out = {}
+    for field, key in _FLAGDEF_ATTRS.items():
+        value = getattr(d, field)
+        if value not in (None, False, ""):
+            out[key] = value
+    return out
+
+
+def _flagdef_for_attr(name, attr):
+    return FlagDef(name=name, **{field: attr[key] for field, key in _FLAGDEF_ATTRS.items() if key in attr})
+
+
+def render_cmd(config, flag_values):
+    """The process argv: the template with `${python_exe}`, `${flag}` references and
+    `__flag_args__` expanded."""
+    values = {**flag_values, "python_exe": config.python_exe}
+    argv = []
+    for arg in config.cmd_args:
+        if arg == "__flag_args__":
+            argv.extend(flaglib.flag_cmd_args(flag_values, config.flag_defs))
+        else:
+            argv.append(REF.sub(lambda m: _ref_value(values, m.group(1)), arg))
+    return argv
+
+
+def _ref_value(values, name):
+    value = values.get(name.strip())
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else flaglib.encode_flag_value(value)
+
+
+def render_label(template, tags, flag_values):
+    """The run's label: a template with `${flag}` and `${default_label}`, or the default
+    label (every flag's NAME=VAL), with tags in front."""
+    default = flaglib.default_label(flag_values)
+    if template:
+        def sub(m):
+            name = m.group(1).strip()
+            if name == "default_label":
+                return default
+            value = flag_values.get(name)
+            return "" if value is None else flaglib.format_flag_value(value)
+
+        label = REF.sub(sub, template)
+    else:
+        label = default
+    return " ".join([*tags, label]).strip()
+
+
+def flagdef_to_pb(d):
+    return pb.FlagDef(
+        name=d.name,
+        arg_name=d.arg_name or "",
+        arg_skip=d.arg_skip,
+        arg_switch_json="" if d.arg_switch is None else json.dumps(d.arg_switch),
+        env_name=d.env_name or "",
+        type=d.type or "",
+        default_json=json.dumps(d.default),
+        description=d.description or "",
+        choices_json=json.dumps(list(d.choices)) if d.choices else "",
+        required=d.required,
+    )
+
+
+def flagdef_from_pb(m):
+    return FlagDef(
+        name=m.name,
+        arg_name=m.arg_name or None,
+        arg_skip=m.arg_skip,
+        arg_switch=json.loads(m.arg_switch_json) if m.arg_switch_json else None,
+        env_name=m.env_name or None,
+        type=m.type or None,
+        default=json.loads(m.default_json) if m.default_json else None,
+        description=m.description,
+        choices=tuple(json.loads(m.choices_json)) if m.choices_json else (),
+        required=m.required,
+    )

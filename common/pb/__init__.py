@@ -1,0 +1,1 @@
+# Generated gRPC modules (see proto/generate.py); imported by guildd and guildctl.

@@ -1,0 +1,315 @@
+"""Flag detection for Python scripts, by reading their source (never by running them).
+
+Guild imports a script's flags by executing it with argparse patched. We read the syntax tree
+instead: `guild run` does this on every call, and running a user's module there would be slow
+and could have side effects (GPU initialisation, downloads, training).
+
+A script that imports argparse takes its flags as command-line options (dest "args"); any
+other script takes them as module globals (dest "globals").
+"""
+
+import ast
+import dataclasses
+
+from guild_common.errors import InvalidArgument
+from guild_common.flagdef import FlagDef
+
+# argparse actions whose option is a flag; others (append, count, store_const, help, version,
+# custom classes) do not map onto one value and Guild skips them.
+_STORE_ACTIONS = {"store": None, "store_true": True, "store_false": False}
+_ARG_TYPES = {"int": "int", "float": "float", "str": "string"}
+_PARSE_METHODS = {
+    "parse_args",
+    "parse_known_args",
+    "parse_intermixed_args",
+    "parse_known_intermixed_args",
+}
+_GROUP_METHODS = {"add_argument_group", "add_mutually_exclusive_group"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptFlags:
+    dest: str  # "args" or "globals"
+    flags: dict[str, FlagDef]
+
+
+def detect_flags(path) -> ScriptFlags:
+    """The flags a script declares and how it takes them (`dest`)."""
+    tree = _parse(path)
+    if _imports_argparse(tree):
+        return ScriptFlags("args", _argparse_flags(tree))
+    return ScriptFlags("globals", _global_flags(tree))
+
+
+def _parse(path):
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        # Bytes, so a PEP 263 coding line is honoured the way the interpreter would.
+        return ast.parse(source, filename=str(path))
+    except SyntaxError as e:
+        line = f" (line {e.lineno})" if e.lineno else ""
+        raise InvalidArgument(f"cannot read flags from {path}: {e.msg}{line}") from e
+    except ValueError as e:  # null bytes in the source
+        raise InvalidArgument(f"cannot read flags from {path}: {e}") from e
+
+
+def _imports_argparse(tree):
+    # Anywhere in the module, as Guild does: `def main(): import argparse` is common.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Globals
+
+
+def _global_flags(tree):
+    """Module-level `NAME = constant` assignments; a later constant assignment replaces an
+    earlier one, a non-constant one is ignored (Guild only reads constants)."""
+    flags = {}
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Assign):
+            continue
+        ok, value = _scalar(stmt.value)
+        if not ok or value is None:
+            continue
+        for target in stmt.targets:
+            if isinstance(target, ast.Name) and not target.id.startswith("_"):
+                flags[target.id] = FlagDef(target.id, default=value, type=_global_type(value))
+    return flags
+
+
+def _global_type(value):
+    # Guild 0.9 types imported globals this way; it keeps `s=1` a string for a string global.
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    return "number"
+
+
+def _scalar(node):
+    """(True, value) for a literal str/int/float/bool/None, signs included; else (False, None)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        ok, value = _scalar(node.operand)
+        if not ok or isinstance(value, (bool, str)) or value is None:
+            return False, None
+        return True, -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Constant) and (
+        node.value is None or isinstance(node.value, (str, int, float))
+    ):
+        return True, node.value
+    return False, None
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse
+
+
+def _argparse_flags(tree):
+    calls = sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Call)),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    parsers = _Parsers.read(tree)
+    parsed = _parsed_parsers(calls, parsers)
+    flags = {}
+    for call in calls:
+        if not _is_method(call, "add_argument"):
+            continue
+        owner = _owner(call.func.value, parsers.owners)
+        # Arguments of a parser that is never parsed (a second parser, a subparser) are not
+        # the script's flags; receivers we cannot trace (a helper's `p` parameter) are.
+        if owner in parsers.owners and owner not in parsed:
+            continue
+        flagdef = _argument_flagdef(call)
+        if flagdef:
+            flags[flagdef.name] = flagdef
+    return flags
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsers:
+    """The parsers a module assigns to names, matched by name across scopes.
+
+    Names are dotted (`parser`, `self.parser`). Scopes are ignored on purpose: a parser built
+    in `__init__` as `self.parser` is parsed in another method.
+    """
+
+    owners: dict  # parser or group name -> the name of the parser it adds arguments to
+    parents: dict  # parser name -> names of the parsers given as its `parents=`
+    top_level: frozenset  # names bound to `ArgumentParser(...)`, subparsers excluded
+
+    @classmethod
+    def read(cls, tree):
+        owners, parents, top_level = {}, {}, set()
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+                continue
+            call = node.value
+            for name in filter(None, map(_dotted, node.targets)):
+                if _is_parser_constructor(call):
+                    owners[name] = name
+                    parents[name] = _parent_names(call)
+                    if not _is_method(call, "add_parser"):
+                        top_level.add(name)
+                elif _is_method(call, *_GROUP_METHODS):
+                    owners[name] = _dotted(call.func.value)
+        roots = {name: _root_owner(name, owners) for name in owners}
+        return cls(roots, parents, frozenset(top_level))
+
+
+def _parent_names(call):
+    parents = _keyword(call, "parents")
+    nodes = parents.elts if isinstance(parents, (ast.List, ast.Tuple)) else ()
+    return [name for name in map(_dotted, nodes) if name]
+
+
+def _root_owner(name, owners):
+    seen = set()
+    while owners.get(name) not in (None, name) and name not in seen:
+        seen.add(name)
+        name = owners[name]
+    return name
+
+
+def _parsed_parsers(calls, parsers):
+    """Parsers whose options the script reads: those it parses, plus their `parents=`.
+
+    Guild reads only the parser that is parsed. When we cannot tell which one is (e.g.
+    `build_parser().parse_args()`), every top-level parser counts.
+    """
+    parsed = {
+        _owner(call.func.value, parsers.owners)
+        for call in calls
+        if _is_method(call, *_PARSE_METHODS)
+    } & set(parsers.owners)
+    if not parsed:
+        parsed = set(parsers.top_level)
+    pending = list(parsed)
+    while pending:
+        for parent in parsers.parents.get(pending.pop(), ()):
+            parent = parsers.owners.get(parent, parent)
+            if parent not in parsed:
+                parsed.add(parent)
+                pending.append(parent)
+    return parsed
+
+
+def _owner(node, owners):
+    """The parser a receiver belongs to, seeing through `p.add_argument_group(...)` chains."""
+    if _is_method(node, *_GROUP_METHODS):
+        return _owner(node.func.value, owners)
+    name = _dotted(node)
+    return owners.get(name, name)
+
+
+def _argument_flagdef(call):
+    name = _long_option(call.args)
+    if name is None:
+        return None
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    # A non-literal action (a custom Action class) is not one of the store actions.
+    action = _literal(kw["action"], None) if "action" in kw else "store"
+    if action not in _STORE_ACTIONS:
+        return None
+    switch = _STORE_ACTIONS[action]
+    arg_type = _ARG_TYPES.get(kw["type"].id) if isinstance(kw.get("type"), ast.Name) else None
+    # A non-literal default (`default=os.getcwd()`) still defines the flag, with no default.
+    _, default = _scalar(kw["default"]) if "default" in kw else (True, None)
+    if switch is not None:
+        arg_type = "boolean"
+        default = not switch if "default" not in kw else default
+    return FlagDef(
+        name,
+        default=_typed_default(default, arg_type),
+        type=arg_type,
+        description=_literal(kw.get("help"), "") or "",
+        choices=_choices(kw.get("choices")),
+        required=_literal(kw.get("required"), False) is True,
+        arg_switch=switch,
+    )
+
+
+def _long_option(args):
+    """Flag name from the first `--name` option string, as Guild names it (not from `dest=`).
+
+    Positional and short-only (`-x`) arguments are not flags.
+    """
+    for arg in args:
+        option = _literal(arg, None)
+        if not isinstance(option, str):
+            return None
+        if option.startswith("--") and len(option) > 2:
+            return option[2:]
+    return None
+
+
+def _typed_default(default, arg_type):
+    # argparse converts string defaults with `type=`; `default="0.1", type=float` means 0.1.
+    if isinstance(default, str) and arg_type in ("int", "float"):
+        try:
+            return int(default) if arg_type == "int" else float(default)
+        except ValueError:
+            return default
+    return default
+
+
+def _choices(node):
+    values = _literal(node, None)
+    if not isinstance(values, (list, tuple)):
+        return ()
+    if not all(isinstance(v, (str, int, float, bool)) for v in values):
+        return ()
+    return tuple(values)
+
+
+def _literal(node, fallback):
+    """A literal's value (`"--lr"`, `[1, 2]`, `True`); `fallback` when absent or not literal."""
+    if node is None:
+        return fallback
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return fallback
+
+
+# ---------------------------------------------------------------------------------------------
+# Syntax helpers
+
+
+def _is_parser_constructor(node):
+    # `argparse.ArgumentParser(...)`, `ap.ArgumentParser(...)`, `ArgumentParser(...)`; a
+    # subparser (`subs.add_parser(...)`) is a parser too, though never the parsed one.
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return name in ("ArgumentParser", "add_parser")
+
+
+def _is_method(node, *names):
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in names
+    )
+
+
+def _keyword(call, name):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _dotted(node):
+    """`parser` or `self.parser` for a Name/Attribute chain, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None

@@ -1,0 +1,219 @@
+"""The run-directory format Guild AI uses (ARCHITECTURE.md, contract 1).
+
+A run is `GUILD_HOME/runs/<32-hex id>/`; metadata lives under `.guild/`: `attrs/<name>` holds
+one YAML value per file, `opref` one line, `output` the combined stdout/stderr with
+`output.index` (one `!QB` record per line: time in ms, stream 0=out 1=err), `manifest` the
+source files copied into the run dir, `LOCK` the pid of the running process.
+"""
+
+import hashlib
+import os
+import pathlib
+import struct
+import time
+import uuid
+
+import yaml
+
+INDEX_RECORD = struct.Struct("!QB")
+
+
+def new_run_id():
+    return uuid.uuid4().hex
+
+
+def now_us():
+    return int(time.time() * 1_000_000)
+
+
+def guild_dir(run_dir):
+    return pathlib.Path(run_dir) / ".guild"
+
+
+def attrs_dir(run_dir):
+    return guild_dir(run_dir) / "attrs"
+
+
+def output_path(run_dir):
+    return guild_dir(run_dir) / "output"
+
+
+def output_index_path(run_dir):
+    return guild_dir(run_dir) / "output.index"
+
+
+def lock_file(run_dir):
+    return guild_dir(run_dir) / "LOCK"
+
+
+def _dump(value):
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True, allow_unicode=True)
+
+
+def write_attr(run_dir, name, value):
+    """Writes one attribute atomically (a reader never sees half a value)."""
+    path = attrs_dir(run_dir) / name
+    tmp = path.with_name(f".{name}.tmp")
+    tmp.write_text(_dump(value))
+    os.replace(tmp, path)
+
+
+def write_attrs(run_dir, attrs):
+    attrs_dir(run_dir).mkdir(parents=True, exist_ok=True)
+    for name, value in attrs.items():
+        write_attr(run_dir, name, value)
+
+
+def read_attr(run_dir, name, default=None):
+    try:
+        text = (attrs_dir(run_dir) / name).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return default
+    try:
+        value = yaml.load(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
+    except yaml.YAMLError:
+        return default
+    return default if value is None else value
+
+
+def read_attrs(run_dir):
+    try:
+        names = os.listdir(attrs_dir(run_dir))
+    except FileNotFoundError:
+        return {}
+    return {name: read_attr(run_dir, name) for name in sorted(names) if not name.startswith(".")}
+
+
+def delete_attr(run_dir, name):
+    try:
+        (attrs_dir(run_dir) / name).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_opref(run_dir, opref):
+    (guild_dir(run_dir) / "opref").write_text(opref + "\n")
+
+
+def read_opref(run_dir):
+    try:
+        return (guild_dir(run_dir) / "opref").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def script_opref(project_dir, script):
+    """Guild's opref for a script run: `script:/abs/dir '' '' train.py`."""
+    return f"script:{_quote(str(project_dir))} '' '' {_quote(script)}"
+
+
+def op_name_for_opref(opref):
+    """The operation name an opref line shows (`train.py`, `train`, `model:train`)."""
+    parts = _split_opref(opref)
+    if len(parts) < 4:
+        return ""
+    model, op = parts[2], parts[3]
+    return f"{model}:{op}" if model else op
+
+
+def _quote(s):
+    return f"'{s}'" if (not s or " " in s) else s
+
+
+def _split_opref(opref):
+    parts, cur, quoted = [], "", False
+    for ch in opref:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == " " and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def set_marker(run_dir, name, present):
+    """STAGED / PENDING markers, which Guild reads as a run's status."""
+    path = guild_dir(run_dir) / name
+    if present:
+        path.touch()
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def has_marker(run_dir, name):
+    return (guild_dir(run_dir) / name).exists()
+
+
+def read_lock_pid(run_dir):
+    try:
+        return int(lock_file(run_dir).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_sourcecode(run_dir, files):
+    """Copies source files into the run dir's root (Guild 0.9's layout) and writes the
+    manifest Guild reads for `ls --sourcecode`: `s <path> <sha1> <path>` per file."""
+    run_dir = pathlib.Path(run_dir)
+    lines = []
+    for path, data, mode in files:
+        dest = run_dir / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        if mode:
+            os.chmod(dest, mode & 0o777)
+        lines.append(f"s {_quote(path)} {hashlib.sha1(data).hexdigest()} {_quote(path)}")
+    (guild_dir(run_dir) / "manifest").write_text("".join(line + "\n" for line in lines))
+
+
+def sourcecode_files(run_dir):
+    """The source files a run's manifest lists."""
+    try:
+        text = (guild_dir(run_dir) / "manifest").read_text()
+    except FileNotFoundError:
+        return []
+    return [_split_opref(line)[1] for line in text.splitlines() if line.startswith("s ")]
+
+
+def status_for_exit_status(exit_status):
+    """Guild's reading of exit_status: 0 completed, negative (a signal) terminated, else error."""
+    if exit_status == 0:
+        return "completed"
+    if exit_status < 0:
+        return "terminated"
+    return "error"
+
+
+def read_status(run_dir, pid_alive):
+    """A run's status from its directory, as Guild reads it. Only the daemon's start-up
+    reconciler and index rebuild use this; at run time the daemon's state machine knows."""
+    if has_marker(run_dir, "PENDING"):
+        return "pending"
+    if has_marker(run_dir, "STAGED"):
+        return "staged"
+    exit_status = read_attr(run_dir, "exit_status")
+    if exit_status is not None:
+        return status_for_exit_status(exit_status)
+    pid = read_lock_pid(run_dir)
+    if pid is not None and pid_alive(pid):
+        return "running"
+    return "error"
+
+
+def tail_lines(data, n):
+    """The last `n` lines of `data` (bytes)."""
+    if n <= 0:
+        return data
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    pos = end
+    for _ in range(n):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            return data
+    return data[pos + 1 :]

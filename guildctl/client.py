@@ -1,0 +1,153 @@
+"""The one module that talks to guildd: finding (or starting) the daemon for a GUILD_HOME,
+calling RPCs, and translating gRPC errors back into guild_common.errors (the client's seam).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+
+from guild_common import errors, home as homelib
+from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
+
+AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
+START_TIMEOUT = 20.0
+MAX_MESSAGE = 512 * 1024 * 1024
+
+
+def _answers(path):
+    """True when something accepts connections on the Unix socket at `path`."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start_daemon(home, quiet=False):
+    """Starts a per-user guildd for `home` in the background and waits until it answers.
+    Two clients racing here end up with one daemon: the second guildd finds the home locked
+    and exits, and both clients connect to the first."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(f"guildctl: starting guildd for {home} (log: {homelib.log_path(home)})", file=sys.stderr)
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
+            stdin=subprocess.DEVNULL,
+            stdout=devnull,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if _answers(homelib.socket_connect_path(home)):
+            proc.stderr.close()
+            return
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip()
+            proc.stderr.close()
+            if "already running" in err:
+                continue  # another client won the race; wait for that daemon to answer
+            raise errors.DaemonUnavailable(err.splitlines()[-1] if err else "guildd exited at start")
+        time.sleep(0.02)
+    raise errors.DaemonUnavailable(f"guildd did not answer within {START_TIMEOUT:g}s (see {homelib.log_path(home)})")
+
+
+class Client:
+    def __init__(self, home, autostart=None):
+        self.home = home
+        if autostart is None:
+            autostart = not os.environ.get(AUTOSTART_ENV)
+        path = homelib.socket_connect_path(home)
+        if not _answers(path):
+            if not autostart:
+                raise errors.DaemonUnavailable(
+                    f"guildd is not running for {home} (start it with 'guildctl daemon start')"
+                )
+            start_daemon(home)
+            path = homelib.socket_connect_path(home)
+        self.channel = grpc.insecure_channel(
+            f"unix:{path}",
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ],
+        )
+        self.stub = guild_pb2_grpc.GuildStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+    def call(self, name, request, timeout=60.0):
+        try:
+            return getattr(self.stub, name)(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise translate(e, self.home) from None
+
+    def stream(self, name, request):
+        """Iterates a server stream; the returned iterator's cancel() ends it."""
+        return _Stream(getattr(self.stub, name)(request), self.home)
+
+    # The RPCs, one method each
+
+    def daemon_info(self):
+        return self.call("GetDaemonInfo", pb.GetDaemonInfoRequest(), timeout=10)
+
+    def start_run(self, spec, stage=False):
+        return self.call("StartRun", pb.StartRunRequest(spec=spec, stage=stage)).run
+
+    def start_proto_run(self, **kw):
+        return self.call("StartProtoRun", pb.StartProtoRunRequest(**kw)).run
+
+    def restart_run(self, **kw):
+        return self.call("RestartRun", pb.RestartRunRequest(**kw)).run
+
+    def list_runs(self, statuses=(), limit=0):
+        resp = self.call("ListRuns", pb.ListRunsRequest(filter=pb.RunFilter(statuses=statuses), limit=limit))
+        return list(resp.runs), resp.total
+
+    def get_run(self, run="", statuses=()):
+        return self.call("GetRun", pb.GetRunRequest(run=run, filter=pb.RunFilter(statuses=statuses))).run
+
+    def watch_run(self, run="", tail=0, new_only=False, offset=0):
+        return self.stream("WatchRun", pb.WatchRunRequest(run=run, tail=tail, new_only=new_only, offset=offset))
+
+    def stop_runs(self, runs=()):
+        return list(self.call("StopRuns", pb.StopRunsRequest(runs=list(runs))).runs)
+
+    def shutdown_daemon(self):
+        return self.call("ShutdownDaemon", pb.ShutdownDaemonRequest(), timeout=10)
+
+
+class _Stream:
+    def __init__(self, call, home):
+        self._call = call
+        self._home = home
+
+    def __iter__(self):
+        try:
+            yield from self._call
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise translate(e, self._home) from None
+
+    def cancel(self):
+        self._call.cancel()
+
+
+def translate(e, home):
+    """A gRPC error as the GuildError the daemon raised (or an unreachable-daemon error)."""
+    code = e.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.DaemonUnavailable(f"cannot reach guildd for {home}: {e.details()}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DaemonUnavailable(f"guildd for {home} did not answer in time")
+    return errors.for_grpc_code(code.name)(e.details() or code.name.lower())

@@ -1,0 +1,271 @@
+"""guildctl run, watch and stop."""
+
+import json
+import os
+import re
+import shlex
+import sys
+
+import click
+
+from guild_common import errors, flags as flaglib
+from guildctl import output
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+
+
+def parse_stop_after(value):
+    """Seconds from `N` (seconds), `Ns`, `Nm` or `Nh`."""
+    if value is None:
+        return 0.0
+    m = DURATION.match(value)
+    if not m or float(m.group(1)) <= 0:
+        raise errors.InvalidArgument(f"invalid --stop-after '{value}': expected a positive number of seconds (or Nm, Nh)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _confirm(verb, op_name, values, yes):
+    if yes:
+        return
+    lines = [f"You are about to {verb} {op_name}"]
+    lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(values.items())]
+    click.echo("\n".join(lines))
+    if not click.confirm("Continue?", default=True):
+        raise click.exceptions.Abort()
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("opspec", required=False)
+@click.argument("flags", nargs=-1)
+@click.option("-y", "--yes", is_flag=True, help="Don't ask to confirm.")
+@click.option("-l", "--label", default="", help="Run label; may use ${flag} and ${default_label}.")
+@click.option("-t", "--tag", "tags", multiple=True, help="Tag the run (repeatable); tags go in front of the label.")
+@click.option("--stage", is_flag=True, help="Create the run as staged; start it later with --start.")
+@click.option("--start", "start_run", metavar="RUN", help="Start a staged run.")
+@click.option("--restart", "restart_run", metavar="RUN", help="Run RUN again in its own directory (new flag values allowed).")
+@click.option("--proto", "proto_run", metavar="RUN", help="New run from RUN's operation, flags and source code.")
+@click.option("--force-sourcecode", is_flag=True, help="With --restart or --proto: snapshot the project's source code again.")
+@click.option("--background", is_flag=True, help="Return at once with the run id; follow it with `guildctl watch`.")
+@click.option("--stop-after", metavar="SECONDS", help="Stop the run after SECONDS (or Nm / Nh).")
+@click.option("--force-flags", is_flag=True, help="Accept flags the operation doesn't define, and values of any type.")
+@click.option("--print-cmd", is_flag=True, help="Print the command the run would execute, and exit.")
+@click.pass_obj
+def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background, stop_after, force_flags, print_cmd):
+    """Run an operation: a Python script or an executable, as a recorded run.
+
+    \b
+      guildctl run train.py x=0.2 -y      run train.py with x=0.2, stream its output
+      guildctl run train.py --background  start it and return its run id
+      guildctl run --restart 1 x=0.3      run the latest run again with x=0.3
+
+    The run goes through guildd, so it keeps running if this terminal closes; Ctrl-C stops
+    it (status 'terminated') unless --background. The exit code is the script's.
+    """
+    stop_after_s = parse_stop_after(stop_after)
+    existing = start_run or restart_run
+    if existing and opspec and "=" in opspec:
+        flags = (opspec, *flags)
+        opspec = None
+    if existing:
+        if opspec:
+            raise errors.InvalidArgument(f"--start/--restart takes no operation (got '{opspec}')")
+        run_msg = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run))
+    elif proto_run:
+        if opspec and "=" in opspec:
+            flags = (opspec, *flags)
+        run_msg = _proto(ctx, proto_run, flags, yes, label, tags, stage, force_sourcecode, force_flags, stop_after_s)
+    else:
+        if not opspec:
+            raise errors.InvalidArgument("missing operation: try 'guildctl run SCRIPT [FLAG=VAL...]'")
+        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, print_cmd, background)
+    if run_msg is None:
+        return
+    if run_msg.status == "staged":
+        click.echo(f"{run_msg.op_name} staged as {run_msg.id}")
+        click.echo(f"To start the operation, use 'guildctl run --start {run_msg.id}'")
+        return
+    if background:
+        click.echo(f"{run_msg.op_name} started in background as {run_msg.id}")
+        click.echo(f"Follow it with 'guildctl watch {run_msg.id[:8]}'")
+        return
+    sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True))
+
+
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, print_cmd, background):
+    from guildctl import scriptop
+
+    op = scriptop.for_opspec(opspec, os.getcwd())
+    values, user = scriptop.flag_values(op, flag_args, force_flags, os.getcwd())
+    if print_cmd:
+        from guild_common import opconfig
+
+        config = opconfig.OpConfig(
+            cmd_args=tuple(scriptop.cmd_args(op)),
+            flags_dest=op.flags_dest,
+            flag_defs=op.flag_defs,
+            op_env={},
+            label_template=None,
+            python_exe=sys.executable,
+            guild_op=str(op.path),
+            cmd_dir=os.getcwd(),
+            project_dir=str(op.project_dir),
+        )
+        click.echo(shlex.join(opconfig.render_cmd(config, values)))
+        return None
+    _confirm("stage" if stage else "run", op.name, values, yes)
+    params = dict(flags=list(flag_args), force_flags=force_flags, label=label or None, tags=list(tags),
+                         stage=stage, background=background, stop_after=stop_after or None, opspec=opspec)
+    spec = scriptop.run_spec(op, values, user, label, tags, stop_after, params)
+    return ctx.client.start_run(spec, stage=stage)
+
+
+def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start):
+    client = ctx.client
+    old = client.get_run(ref)
+    overrides = flaglib.parse_flag_assigns(flag_args)
+    known = json.loads(old.flags_json or "{}")
+    if not force_flags:
+        for name in overrides:
+            if name not in known:
+                raise errors.InvalidArgument(
+                    f"unsupported flag '{name}'\nTry --force-flags to skip this check."
+                )
+    sourcecode = []
+    if force_sourcecode:
+        sourcecode = _project_sourcecode(old)
+    verb = "start" if is_start else "restart"
+    _confirm(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
+    return client.restart_run(
+        run=old.id,
+        flags_json=json.dumps(overrides),
+        label=label,
+        sourcecode=sourcecode,
+        force_sourcecode=force_sourcecode,
+        stop_after=stop_after,
+        env=dict(os.environ),
+    )
+
+
+def _project_sourcecode(run_msg):
+    """The current source of the project a run came from (for --force-sourcecode)."""
+    from guildctl import scriptop
+
+    project = _opref_project(run_msg.opref)
+    script = run_msg.op_name
+    op = scriptop.for_opspec(os.path.join(project, script), os.getcwd())
+    return scriptop.source_files(op)
+
+
+def _opref_project(opref):
+    parts = shlex.split(opref)
+    if not parts or not parts[0].startswith("script:"):
+        raise errors.FailedPrecondition("--force-sourcecode needs a run of a script")
+    return parts[0][len("script:"):]
+
+
+def _proto(ctx, ref, flag_args, yes, label, tags, stage, force_sourcecode, force_flags, stop_after):
+    client = ctx.client
+    proto = client.get_run(ref)
+    overrides = flaglib.parse_flag_assigns(flag_args)
+    known = json.loads(proto.flags_json or "{}")
+    if not force_flags:
+        for name in overrides:
+            if name not in known:
+                raise errors.InvalidArgument(f"unsupported flag '{name}'\nTry --force-flags to skip this check.")
+    _confirm("stage" if stage else "run", proto.op_name, {**known, **overrides}, yes)
+    return client.start_proto_run(
+        proto=proto.id,
+        flags_json=json.dumps(overrides),
+        label=label,
+        tags=list(tags),
+        stage=stage,
+        sourcecode=_project_sourcecode(proto) if force_sourcecode else [],
+        stop_after=stop_after,
+        env=dict(os.environ),
+    )
+
+
+def follow(client, run_msg, stop_on_interrupt=False, tail=0, new_only=False, announce_end=False):
+    """Streams a run's output until it ends; returns the exit code for its end. Ctrl-C stops
+    the run (when `stop_on_interrupt`) and keeps following until it has ended; a second
+    Ctrl-C leaves at once."""
+    received = 0
+    stopping = False
+    first = True
+    while True:
+        if first:
+            stream = client.watch_run(run_msg.id, tail=tail, new_only=new_only)
+        else:
+            stream = client.watch_run(run_msg.id, offset=received)
+        first = False
+        try:
+            for msg in stream:
+                kind = msg.WhichOneof("event")
+                if kind == "output":
+                    output.write_output(msg.output)
+                    received += len(msg.output)
+                elif kind == "ended":
+                    if announce_end:
+                        click.echo(f"Run {msg.ended.id} stopped with a status of '{msg.ended.status}'", err=True)
+                    return output.exit_code_for(msg.ended)
+            return 1
+        except KeyboardInterrupt:
+            stream.cancel()
+            if not stop_on_interrupt or stopping:
+                return 130
+            stopping = True
+            click.echo(f"\nStopping run {run_msg.id[:8]} (Ctrl-C again to leave it stopping)", err=True)
+            client.stop_runs([run_msg.id])
+
+
+@click.command()
+@click.argument("run", required=False, default="")
+@click.option("-n", "--tail", type=click.IntRange(min=0), default=0, help="Start with the last N lines of output.")
+@click.option("--new", "new_only", is_flag=True, help="Show only output written from now on.")
+@click.pass_obj
+def watch(ctx, run, tail, new_only):
+    """Follow a run's output until it ends (default: the latest running run).
+
+    Works from any terminal, for runs started anywhere; Ctrl-C stops watching, not the run.
+    """
+    client = ctx.client
+    if run:
+        target = client.get_run(run)
+    else:
+        running, _ = client.list_runs(statuses=["running"], limit=1)
+        if not running:
+            raise errors.NotFound("nothing to watch\nYou can view the output of a specific run using 'guildctl watch RUN'.")
+        target = running[0]
+    click.echo(f"Watching run {target.id}", err=True)
+    follow(client, target, tail=tail, new_only=new_only, announce_end=True)
+
+
+@click.command()
+@click.argument("runs", nargs=-1)
+@click.option("-y", "--yes", is_flag=True, help="Don't ask to confirm stopping every running run.")
+@click.option("--no-wait", is_flag=True, help="Return once the stop is sent, without waiting for the runs to end.")
+@click.pass_obj
+def stop(ctx, runs, yes, no_wait):
+    """Stop runs (default: every running run). They end with status 'terminated'."""
+    client = ctx.client
+    if not runs and not yes:
+        running, _ = client.list_runs(statuses=["running"])
+        if not running:
+            click.echo("Nothing to stop.")
+            return
+        click.echo("You are about to stop the following runs:")
+        for row in output.run_rows(running):
+            click.echo(f"  {row}")
+        if not click.confirm("Continue?", default=True):
+            raise click.exceptions.Abort()
+    stopped = client.stop_runs(list(runs))
+    if not stopped:
+        click.echo("Nothing to stop.")
+        return
+    for r in stopped:
+        click.echo(f"Stopping {r.id} (pid {r.pid})" if r.pid else f"Stopping {r.id}")
+    if not no_wait:
+        for r in stopped:
+            for msg in client.watch_run(r.id, new_only=True):
+                if msg.WhichOneof("event") == "ended":
+                    break

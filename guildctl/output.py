@@ -1,0 +1,66 @@
+"""Rendering for guildctl: run rows, dates, JSON. The one place output formats live."""
+
+import datetime
+import json
+import os
+import sys
+
+
+def fmt_time(us):
+    if not us:
+        return ""
+    return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_rows(runs, start_index=1):
+    """Guild's run list rows: `[1:1933bdcb]  train.py  2020-01-14 09:38:15  completed  x=1`."""
+    rows = [
+        (f"[{i}:{r.id[:8]}]", r.op_name, fmt_time(r.started_us), r.status, r.label)
+        for i, r in enumerate(runs, start_index)
+    ]
+    widths = [max((len(row[c]) for row in rows), default=0) for c in range(4)]
+    return ["  ".join(cell.ljust(widths[c]) if c < 4 else cell for c, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def run_json(run):
+    """A run as Guild 0.9's `runs list --json` keys it (more keys are fine)."""
+    return {
+        "id": run.id,
+        "run_dir": run.run_dir,
+        "opref": run.opref,
+        "operation": run.op_name,
+        "exit_status": run.exit_status if run.has_exit_status else None,
+        "marked": None,
+        "label": run.label,
+        "started": run.started_us or None,
+        "stopped": run.stopped_us or None,
+        "status": run.status,
+        "tags": list(run.tags),
+        "comments": [],
+        "user": run.user,
+        "flags": json.loads(run.flags_json or "{}"),
+        "scalars": {s.tag: [s.last, s.last_step] for s in run.scalars},
+    }
+
+
+def print_json(value):
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def shorten_path(path):
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != "/" and path.startswith(home + os.sep) else path
+
+
+def write_output(data):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def exit_code_for(run):
+    """The shell's exit code for a run's end: its own code, or 128+N for signal N."""
+    if not run.has_exit_status:
+        return 1
+    code = run.exit_status
+    return 128 - code if code < 0 else code

@@ -1,0 +1,404 @@
+"""The daemon's core: runs are created, started, stopped, restarted and watched here.
+
+One event loop owns the state; blocking work goes to two threads: `io` (the index and run-dir
+writes, one SQLite connection) and `work` (scalar parsing and event files, kept apart so a
+burst of output never delays a request). Every background task is owned by the Daemon and
+cancelled on shutdown.
+"""
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import functools
+import json
+import logging
+import os
+
+from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
+from guild_common.pb import guild_pb2 as pb
+from guildd import executor as execlib, outputs, runs, runstate, store as storelib
+from guildd.tfevents import read_scalars, summarize
+
+log = logging.getLogger("guildd")
+
+CHANGE_WAIT = 0.5  # a watcher re-checks at least this often
+
+
+class Daemon:
+    def __init__(self, guild_home):
+        self.home = guild_home
+        self.runs_dir = homelib.runs_dir(guild_home)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = homelib.log_path(guild_home)
+        self.store = storelib.Store(homelib.index_path(guild_home), self.runs_dir)
+        self.user = runs.current_user()
+        self.started_us = rundir.now_us()
+        self.executor = execlib.Executor(self._on_shim_exit)
+        self.followers = {}
+        self._changes = {}
+        self._tasks = set()
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
+        self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-scalars")
+
+    # Threads
+
+    async def io(self, fn, *args, **kw):
+        return await asyncio.get_running_loop().run_in_executor(self._io, functools.partial(fn, *args, **kw))
+
+    async def work(self, fn, *args, **kw):
+        return await asyncio.get_running_loop().run_in_executor(self._work, functools.partial(fn, *args, **kw))
+
+    def spawn(self, coro, name):
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task):
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # The state machine's one writer
+
+    async def transition(self, run_id, new, record=None, **fields):
+        """Moves a run to status `new` (see guildd.runstate), in the run dir and the index,
+        and wakes its watchers."""
+
+        def apply():
+            current = self.store.get(run_id)
+            old = current.status if current else None
+            runstate.check_edge(old, new)
+            now = rundir.now_us()
+            run_dir = self.run_dir(run_id)
+            runstate.apply_to_rundir(run_dir, old, new, now)
+            updates = dict(fields, status=new)
+            if new == runstate.RUNNING:
+                updates["started_us"] = now
+            if new in runstate.ENDED:
+                exit_status = rundir.read_attr(run_dir, "exit_status")
+                updates["exit_status"] = exit_status if isinstance(exit_status, int) else None
+                updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
+                updates["shim_pid"] = 0
+            if new == runstate.PENDING and old in runstate.ENDED:
+                updates.update(exit_status=None, stopped_us=0)
+            if current is None:
+                self.store.insert(dataclasses.replace(record, **updates))
+            else:
+                self.store.update(run_id, **updates)
+            return self.store.get(run_id)
+
+        rec = await self.io(apply)
+        log.info("run %s: %s", run_id[:8], new)
+        self.wake(run_id)
+        return rec
+
+    def wake(self, run_id):
+        event = self._changes.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_change(self, run_id, timeout=CHANGE_WAIT):
+        event = self._changes.setdefault(run_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def run_dir(self, run_id):
+        return homelib.run_dir(self.home, run_id)
+
+    # Creating and starting runs
+
+    async def start_run(self, spec, stage, user):
+        if not spec.cmd_args:
+            raise errors.InvalidArgument("run spec has no command")
+        if not spec.op_name:
+            raise errors.InvalidArgument("run spec has no operation name")
+        flag_values = _json_object(spec.flags_json, "flags")
+        user_flags = _json_object(spec.user_flags_json, "user flags")
+        config = opconfig.OpConfig(
+            cmd_args=tuple(spec.cmd_args),
+            flags_dest=spec.flags_dest or "args",
+            flag_defs={d.name: opconfig.flagdef_from_pb(d) for d in spec.flag_defs},
+            op_env=dict(spec.op_env),
+            label_template=spec.label or None,
+            python_exe=spec.python_exe,
+            guild_op=spec.guild_op,
+            cmd_dir=spec.cmd_dir,
+            project_dir=spec.project_dir,
+        )
+        run_id = rundir.new_run_id()
+        run_dir = self.run_dir(run_id)
+        label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
+        now = rundir.now_us()
+        await self.io(runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now)
+        record = storelib.RunRecord(
+            id=run_id,
+            op_name=spec.op_name,
+            opref=spec.opref,
+            status="",
+            label=label,
+            created_us=now,
+            started_us=0,
+            stopped_us=0,
+            exit_status=None,
+            pid=0,
+            shim_pid=0,
+            shim_started=0.0,
+            flags_json=json.dumps(flag_values),
+            tags_json=json.dumps(list(spec.tags)),
+            user=user,
+            scalar_offset=0,
+        )
+        if stage:
+            return await self.transition(run_id, runstate.STAGED, record=record)
+        await self.transition(run_id, runstate.PENDING, record=record)
+        return await self._launch(run_id, config, flag_values, dict(spec.env), spec.stop_after)
+
+    async def _launch(self, run_id, config, flag_values, env, stop_after):
+        run_dir = self.run_dir(run_id)
+        launch = await self.io(runs.prepare_launch, run_dir, run_id, config, flag_values, env, self.home, stop_after)
+        rec = await self.transition(run_id, runstate.RUNNING)
+        try:
+            popen, shim = await self.io(execlib.spawn_shim, launch, self.log_path)
+        except OSError as e:
+            await self.io(rundir.write_attr, run_dir, "exit_status", 1)
+            await self.transition(run_id, runstate.ERROR)
+            raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {e}") from e
+        await self.io(self.store.update, run_id, shim_pid=shim.pid, shim_started=shim.started)
+        self._follow(run_id, rec.scalar_offset)
+        self.executor.watch(run_id, shim.pid, popen)
+        return await self.io(self.store.get, run_id)
+
+    def _follow(self, run_id, offset):
+        follower = outputs.Follower(self, run_id, self.run_dir(run_id), offset)
+        self.followers[run_id] = follower
+        follower.start()
+
+    def _on_shim_exit(self, run_id):
+        self.spawn(self._finish(run_id), name=f"finish-{run_id[:8]}")
+
+    async def _finish(self, run_id):
+        follower = self.followers.pop(run_id, None)
+        if follower is not None:
+            await follower.finish()
+        exit_status = await self.io(rundir.read_attr, self.run_dir(run_id), "exit_status")
+        if isinstance(exit_status, int):
+            new = rundir.status_for_exit_status(exit_status)
+        else:
+            # The shim died without recording an end (killed itself): Guild reads this as error.
+            new = runstate.ERROR
+        await self.transition(run_id, new)
+
+    async def start_proto_run(self, req, user):
+        """A new run from an earlier run's operation, flags and source (Guild's --proto)."""
+        proto = await self.io(self.store.resolve, req.proto)
+        run_dir = self.run_dir(proto.id)
+
+        def read():
+            attrs = rundir.read_attrs(run_dir)
+            files = []
+            for path in rundir.sourcecode_files(run_dir):
+                full = run_dir / path
+                if full.is_file():
+                    files.append(pb.SourceFile(path=path, data=full.read_bytes(), mode=full.stat().st_mode & 0o777))
+            return attrs, files, rundir.read_opref(run_dir)
+
+        attrs, files, opref = await self.io(read)
+        config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        overrides = _json_object(req.flags_json, "flags")
+        spec = pb.RunSpec(
+            op_name=proto.op_name,
+            opref=opref,
+            cmd_args=config.cmd_args,
+            flags_dest=config.flags_dest,
+            flags_json=json.dumps({**(attrs.get("flags") or {}), **overrides}),
+            user_flags_json=json.dumps({**(attrs.get("user_flags") or {}), **overrides}),
+            flag_defs=[opconfig.flagdef_to_pb(d) for d in config.flag_defs.values()],
+            env=dict(req.env) or dict(attrs.get("env") or {}),
+            op_env=config.op_env,
+            sourcecode=list(req.sourcecode) or files,
+            cmd_dir=config.cmd_dir,
+            project_dir=config.project_dir,
+            guild_op=config.guild_op,
+            label=req.label,
+            tags=list(req.tags),
+            stop_after=req.stop_after,
+            python_exe=config.python_exe,
+            run_params_json=json.dumps({"proto": proto.id}),
+        )
+        return await self.start_run(spec, req.stage, user)
+
+    async def restart_run(self, req, user):
+        rec = await self.io(self.store.resolve, req.run)
+        if rec.status in runstate.ACTIVE:
+            raise errors.FailedPrecondition(f"run {rec.id[:8]} is {rec.status}: stop it before restarting")
+        run_dir = self.run_dir(rec.id)
+        attrs = await self.io(rundir.read_attrs, run_dir)
+        config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        flag_values = dict(attrs.get("flags") or {})
+        flag_values.update(_json_object(req.flags_json, "flags"))
+        if req.label:
+            config = dataclasses.replace(config, label_template=req.label)
+        tags = list(attrs.get("tags") or [])
+        label = opconfig.render_label(config.label_template, tags, flag_values)
+        env = dict(req.env) or dict(attrs.get("env") or {})
+
+        def rewrite():
+            rundir.write_attrs(run_dir, {"flags": flag_values, "label": label, "op": config.to_attr()})
+            if req.force_sourcecode:
+                for path in rundir.sourcecode_files(run_dir):
+                    try:
+                        (run_dir / path).unlink()
+                    except FileNotFoundError:
+                        pass
+                files = [(f.path, f.data, f.mode) for f in req.sourcecode]
+                rundir.write_sourcecode(run_dir, files)
+                rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, [f[0] for f in files]) or "")
+
+        await self.io(rewrite)
+        await self.transition(
+            rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values)
+        )
+        return await self._launch(rec.id, config, flag_values, env, req.stop_after)
+
+    # Stopping
+
+    async def stop_runs(self, specs):
+        if specs:
+            recs = [await self.io(self.store.resolve, s) for s in specs]
+        else:
+            recs, _ = await self.io(self.store.list, (runstate.RUNNING,))
+        stopped = []
+        for rec in recs:
+            if rec.status == runstate.RUNNING and self.executor.signal(rec.id):
+                stopped.append(rec)
+            elif rec.status in (runstate.STAGED, runstate.PENDING) and rec.id not in self.followers:
+                stopped.append(await self.transition(rec.id, runstate.TERMINATED))
+        return stopped
+
+    # Reading
+
+    async def get_run(self, spec, statuses=()):
+        return await self.io(self.store.resolve, spec, statuses)
+
+    async def list_runs(self, statuses, limit):
+        return await self.io(self.store.list, statuses, limit)
+
+    async def scalars(self, run_id):
+        return await self.io(self.store.scalars, run_id)
+
+    async def watch(self, rec, tail, new_only, offset=0):
+        """Yields output chunks of a run until it has ended and all its output is sent."""
+        path = rundir.output_path(self.run_dir(rec.id))
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            if offset:
+                f.seek(offset)
+            elif new_only:
+                f.seek(0, os.SEEK_END)
+            elif tail:
+                data = await self.io(f.read)
+                yield rundir.tail_lines(data, tail)
+            follower = self.followers.get(rec.id)
+            if follower:
+                follower.watchers += 1
+            try:
+                while True:
+                    data = f.read(outputs.READ_CHUNK)
+                    if data:
+                        yield data
+                        continue
+                    current = await self.io(self.store.get, rec.id)
+                    if current is None or current.status not in runstate.ACTIVE:
+                        rest = f.read()
+                        if rest:
+                            yield rest
+                        return
+                    await self.wait_change(rec.id)
+            finally:
+                if follower:
+                    follower.watchers -= 1
+
+    # Start-up and shutdown
+
+    async def reconcile(self):
+        """Brings the index in line with the run dirs, then adopts runs that are still alive
+        and records the end of those that ended while the daemon was away."""
+        await self.io(self._sync_index)
+        active, _ = await self.io(self.store.list, tuple(runstate.ACTIVE))
+        for rec in active:
+            shim = execlib.Shim(rec.shim_pid, rec.shim_started)
+            run_dir = self.run_dir(rec.id)
+            lock_pid = await self.io(rundir.read_lock_pid, run_dir)
+            if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
+                log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
+                self._follow(rec.id, rec.scalar_offset)
+                self.executor.watch(rec.id, shim.pid)
+            elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
+                log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
+                self._follow(rec.id, rec.scalar_offset)
+                self.executor.watch(rec.id, lock_pid)
+            elif rec.status == runstate.RUNNING:
+                self._follow(rec.id, rec.scalar_offset)
+                await self._finish(rec.id)
+            else:
+                log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
+                await self.io(rundir.write_attr, run_dir, "exit_status", 1)
+                await self.transition(rec.id, runstate.RUNNING)
+                await self.transition(rec.id, runstate.ERROR)
+
+    def _sync_index(self):
+        on_disk = {e.name for e in os.scandir(self.runs_dir) if len(e.name) == 32 and e.is_dir()}
+        indexed = self.store.ids()
+        for run_id in indexed - on_disk:
+            self.store.delete(run_id)
+        for run_id in sorted(on_disk - indexed):
+            run_dir = self.run_dir(run_id)
+            if not rundir.attrs_dir(run_dir).is_dir():
+                continue
+            rec = storelib.record_from_rundir(run_dir, execlib.pid_alive)
+            output_size = _size(rundir.output_path(run_dir))
+            self.store.insert(dataclasses.replace(rec, scalar_offset=output_size))
+            scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+            if scalars:
+                summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
+                self.store.replace_scalars(run_id, [outputs._summary(t, s) for t, s in summaries.items()])
+        if on_disk - indexed:
+            log.info("indexed %d run(s) found on disk", len(on_disk - indexed))
+
+    async def close(self):
+        self.executor.close()
+        for follower in list(self.followers.values()):
+            follower.stop()
+        for task in list(self._tasks) + [f.task for f in self.followers.values() if f.task]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for follower in self.followers.values():
+            await self.work(follower.reader.close)
+        self._io.submit(self.store.close).result()
+        self._io.shutdown()
+        self._work.shutdown()
+
+
+def _json_object(text, what):
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise errors.InvalidArgument(f"invalid {what}: {e}") from e
+    if not isinstance(value, dict):
+        raise errors.InvalidArgument(f"invalid {what}: expected an object")
+    return value
+
+
+def _size(path):
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,69 @@
+"""`guildd`: the daemon's command line."""
+
+import pathlib
+import subprocess
+import sys
+import time
+
+import click
+
+from guild_common import errors, home as homelib
+
+
+@click.command()
+@click.option("-H", "--guild-home", "guild_home", type=click.Path(file_okay=False), help="GUILD_HOME to serve (default: as Guild resolves it).")
+@click.option("--foreground", is_flag=True, help="Stay in the foreground (for systemd and tests).")
+@click.option("--log-stderr/--no-log-stderr", default=True, hidden=True, help="Also log to stderr in the foreground.")
+@click.version_option(package_name="guildd", prog_name="guildd")
+def cli(guild_home, foreground, log_stderr):
+    """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
+
+    It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
+    demand, so you rarely need to run this yourself. Stop it with `guildctl daemon stop` or
+    SIGTERM: running runs keep running and are adopted by the next daemon.
+    """
+    home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
+    try:
+        if foreground:
+            from guildd import server
+
+            server.serve(home, log_to_stderr=log_stderr)
+        else:
+            _start_background(home)
+    except errors.GuildError as e:
+        click.echo(f"guildd: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        pass
+
+
+def _start_background(home):
+    from guildd import server
+
+    server.check_home(home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise errors.GuildError(err[-1].removeprefix("guildd: ") if err else "guildd exited at start")
+        if homelib.socket_connect_path(home).exists():
+            proc.stderr.close()
+            click.echo(f"guildd started for {home} (pid {proc.pid})")
+            return
+        time.sleep(0.05)
+    raise errors.DaemonUnavailable(f"guildd did not start in time; see {homelib.log_path(home)}")
+
+
+def main():
+    cli(prog_name="guildd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Creating and restarting run directories from a run spec: plain functions of files.
+
+Everything needed to start the run again lives in its directory afterwards (`attrs/op` holds
+the command template, flag definitions and environment; `attrs/flags` the values), so the
+daemon never needs the user's project to restart a run (ARCHITECTURE.md, contract 2).
+"""
+
+import dataclasses
+import getpass
+import json
+import os
+import platform
+import re
+import socket
+import sys
+
+from guild_common import flags as flaglib, opconfig, rundir, sourcecode
+
+# Environment variables never recorded in attrs/env (they may hold secrets).
+SECRET_ENV = re.compile(r".*(SECRET|PASSWORD|TOKEN|API_KEY|CREDENTIALS).*", re.I)
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What the shim needs to start a run's process."""
+
+    run_dir: str
+    cmd: list
+    env: dict
+    stop_after: float
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self))
+
+
+def run_env(base_env, config, flag_values, run_dir, run_id, guild_home):
+    env = {k: v for k, v in base_env.items()}
+    env.update(config.op_env)
+    env.update(flaglib.flag_env(flag_values, config.flag_defs))
+    env.update(
+        {
+            "RUN_DIR": str(run_dir),
+            "RUN_ID": run_id,
+            "GUILD_HOME": str(guild_home),
+            "GUILD_OP": config.guild_op,
+            "CMD_DIR": config.cmd_dir,
+            "PROJECT_DIR": config.project_dir,
+            "FLAGS_DEST": config.flags_dest,
+            "GUILD_PLUGINS": "",
+            "LOG_LEVEL": "20",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def recorded_env(env):
+    return {k: v for k, v in sorted(env.items()) if not SECRET_ENV.match(k)}
+
+
+def platform_attr():
+    uname = platform.uname()
+    return {
+        "architecture": " ".join(platform.architecture()),
+        "cpus": os.cpu_count(),
+        "processor": uname.processor,
+        "python_version": sys.version.replace("\n", " "),
+        "uname": " ".join(uname),
+    }
+
+
+def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us):
+    """Initializes a run directory (Guild's layout) and writes its source snapshot."""
+    gdir = rundir.guild_dir(run_dir)
+    rundir.attrs_dir(run_dir).mkdir(parents=True)
+    # Guild writes id and initialized first: a dir with them is a run, even half-made.
+    rundir.write_attrs(run_dir, {"id": run_id, "initialized": now_us})
+    files = [(f.path, f.data, f.mode) for f in spec.sourcecode]
+    rundir.write_sourcecode(run_dir, files)
+    rundir.write_opref(run_dir, spec.opref)
+    rundir.write_attrs(
+        run_dir,
+        {
+            "op": config.to_attr(),
+            "flags": flag_values,
+            "user_flags": user_flags,
+            "label": label,
+            "tags": list(spec.tags),
+            "host": socket.gethostname(),
+            "user": user,
+            "platform": platform_attr(),
+            "run_params": json.loads(spec.run_params_json or "{}"),
+            "sourcecode_digest": sourcecode.digest(run_dir, [f[0] for f in files]) or "",
+            "deps": {},
+        },
+    )
+    (gdir / "output").touch()
+    (gdir / "output.index").touch()
+
+
+def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, stop_after):
+    """Writes the command and environment attrs a start records, and returns the launch."""
+    cmd = opconfig.render_cmd(config, flag_values)
+    env = run_env(base_env, config, flag_values, run_dir, run_id, guild_home)
+    rundir.write_attrs(run_dir, {"cmd": cmd, "env": recorded_env(env)})
+    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
+
+
+def current_user():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,274 @@
+"""The daemon's index over run directories: SQLite (WAL), a cache that can always be rebuilt
+from the run dirs (ARCHITECTURE.md, contract 1).
+
+Every method is synchronous and runs on the daemon's one I/O thread (see guildd.io), so a
+single connection serves all of them.
+"""
+
+import dataclasses
+import json
+import os
+import sqlite3
+
+from guild_common import errors, rundir
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    op_name TEXT NOT NULL,
+    opref TEXT NOT NULL,
+    status TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_us INTEGER NOT NULL,
+    started_us INTEGER NOT NULL DEFAULT 0,
+    stopped_us INTEGER NOT NULL DEFAULT 0,
+    exit_status INTEGER,
+    pid INTEGER NOT NULL DEFAULT 0,
+    shim_pid INTEGER NOT NULL DEFAULT 0,
+    shim_started REAL NOT NULL DEFAULT 0,
+    flags_json TEXT NOT NULL DEFAULT '{}',
+    tags_json TEXT NOT NULL DEFAULT '[]',
+    user TEXT NOT NULL DEFAULT '',
+    scalar_offset INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_us DESC, created_us DESC);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE TABLE IF NOT EXISTS scalars (
+    run_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    first_val REAL, first_step INTEGER,
+    last_val REAL, last_step INTEGER,
+    min_val REAL, min_step INTEGER,
+    max_val REAL, max_step INTEGER,
+    total REAL, count INTEGER,
+    PRIMARY KEY (run_id, tag)
+);
+"""
+
+# Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
+ORDER = "ORDER BY (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) DESC, id"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    id: str
+    op_name: str
+    opref: str
+    status: str
+    label: str
+    created_us: int
+    started_us: int
+    stopped_us: int
+    exit_status: int | None
+    pid: int
+    shim_pid: int
+    shim_started: float
+    flags_json: str
+    tags_json: str
+    user: str
+    scalar_offset: int
+
+    @property
+    def flags(self):
+        return json.loads(self.flags_json)
+
+    @property
+    def tags(self):
+        return json.loads(self.tags_json)
+
+
+FIELDS = [f.name for f in dataclasses.fields(RunRecord)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    tag: str
+    first_val: float
+    first_step: int
+    last_val: float
+    last_step: int
+    min_val: float
+    min_step: int
+    max_val: float
+    max_step: int
+    total: float
+    count: int
+
+
+class Store:
+    def __init__(self, path, runs_dir):
+        self.path = str(path)
+        self.runs_dir = runs_dir
+        self.db = self._open()
+
+    def _open(self):
+        try:
+            db = self._connect()
+            db.execute("SELECT count(*) FROM runs").fetchone()
+            return db
+        except sqlite3.DatabaseError:
+            # A damaged index is only a cache: start a new one, rebuilt from the run dirs.
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+            return self._connect()
+
+    def _connect(self):
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars;")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return db
+
+    def close(self):
+        self.db.close()
+
+    # Runs
+
+    def insert(self, record):
+        cols = ", ".join(FIELDS)
+        marks = ", ".join("?" for _ in FIELDS)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})",
+            [getattr(record, f) for f in FIELDS],
+        )
+
+    def update(self, run_id, **fields):
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        self.db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*fields.values(), run_id])
+
+    def get(self, run_id):
+        row = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord(*row) if row else None
+
+    def delete(self, run_id):
+        self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
+
+    def list(self, statuses=(), limit=0):
+        where, params = _status_clause(statuses)
+        total = self.db.execute(f"SELECT count(*) FROM runs {where}", params).fetchone()[0]
+        sql = f"SELECT {', '.join(FIELDS)} FROM runs {where} {ORDER}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRecord(*row) for row in self.db.execute(sql, params)], total
+
+    def resolve(self, spec, statuses=()):
+        """A run from an index (1 = latest, among runs matching `statuses`), full id or
+        unique id prefix; '' is the latest run."""
+        spec = (spec or "").strip()
+        if not spec or spec.isdigit():
+            index = int(spec) if spec else 1
+            runs, _ = self.list(statuses, limit=index)
+            if index >= 1 and len(runs) >= index:
+                return runs[index - 1]
+            if not spec:
+                raise errors.NotFound("there are no runs" + (f" that are {'/'.join(statuses)}" if statuses else ""))
+        rows = self.db.execute(
+            f"SELECT {', '.join(FIELDS)} FROM runs WHERE id >= ? AND id < ? {ORDER} LIMIT 6",
+            (spec, spec + "\uffff"),
+        ).fetchall()
+        if not rows:
+            raise errors.NotFound(f"could not find run '{spec}'")
+        if len(rows) > 1:
+            ids = ", ".join(r[0][:8] for r in rows[:5])
+            raise errors.InvalidArgument(f"run '{spec}' is ambiguous: it matches {ids}{' ...' if len(rows) > 5 else ''}")
+        return RunRecord(*rows[0])
+
+    def ids(self):
+        return {row[0] for row in self.db.execute("SELECT id FROM runs")}
+
+    # Scalars
+
+    def scalars(self, run_id):
+        rows = self.db.execute(
+            "SELECT tag, first_val, first_step, last_val, last_step, min_val, min_step,"
+            " max_val, max_step, total, count FROM scalars WHERE run_id = ? ORDER BY tag",
+            (run_id,),
+        )
+        return [Summary(*row) for row in rows]
+
+    def merge_scalars(self, run_id, summaries, offset=None):
+        """Folds new per-tag summaries (of values logged after those already indexed) into
+        the run's, and records how far the output has been read, in one transaction."""
+        old = {s.tag: s for s in self.scalars(run_id)}
+        self.db.execute("BEGIN")
+        try:
+            for new in summaries:
+                merged = _merge(old.get(new.tag), new)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, *dataclasses.astuple(merged)),
+                )
+            if offset is not None:
+                self.db.execute("UPDATE runs SET scalar_offset = ? WHERE id = ?", (offset, run_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def replace_scalars(self, run_id, summaries):
+        self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
+        self.merge_scalars(run_id, summaries)
+
+
+def _status_clause(statuses):
+    if not statuses:
+        return "", []
+    return f"WHERE status IN ({', '.join('?' for _ in statuses)})", list(statuses)
+
+
+def _merge(old, new):
+    if old is None:
+        return new
+    lo = old if old.min_val <= new.min_val else new
+    hi = old if old.max_val >= new.max_val else new
+    return Summary(
+        tag=new.tag,
+        first_val=old.first_val,
+        first_step=old.first_step,
+        last_val=new.last_val,
+        last_step=new.last_step,
+        min_val=lo.min_val,
+        min_step=lo.min_step,
+        max_val=hi.max_val,
+        max_step=hi.max_step,
+        total=old.total + new.total,
+        count=old.count + new.count,
+    )
+
+
+def record_from_rundir(run_dir, pid_alive):
+    """An index record rebuilt from a run directory (Guild AI's or ours)."""
+    attrs = rundir.read_attrs(run_dir)
+    opref = rundir.read_opref(run_dir)
+    status = rundir.read_status(run_dir, pid_alive)
+    exit_status = attrs.get("exit_status")
+    initialized = attrs.get("initialized") or 0
+    tags = attrs.get("tags") or []
+    return RunRecord(
+        id=os.path.basename(run_dir),
+        op_name=rundir.op_name_for_opref(opref),
+        opref=opref,
+        status=status,
+        label=str(attrs.get("label") or ""),
+        created_us=int(initialized),
+        started_us=int(attrs.get("started") or 0),
+        stopped_us=int(attrs.get("stopped") or 0),
+        exit_status=exit_status if isinstance(exit_status, int) else None,
+        pid=(rundir.read_lock_pid(run_dir) or 0) if status == "running" else 0,
+        shim_pid=0,
+        shim_started=0.0,
+        flags_json=json.dumps(attrs.get("flags") or {}, default=str),
+        tags_json=json.dumps(tags if isinstance(tags, list) else [], default=str),
+        user=str(attrs.get("user") or ""),
+        scalar_offset=0,
+    )
