@@ -75,7 +75,8 @@ def _flagdef_attr(d):
     out = {}
     for field, key in _FLAGDEF_ATTRS.items():
         value = getattr(d, field)
-        if value not in (None, False, ""):
+        # arg-switch False (or 0) is a switch, not an absent one: only None means "not a switch".
+        if value is not None and (field == "arg_switch" or value not in (False, "")):
             out[key] = value
     return out
 

@@ -13,6 +13,10 @@ import json
 import os
 import runpy
 import sys
+import traceback
+
+
+_YAML_FLOATS = {".inf": float("inf"), "-.inf": float("-inf"), "+.inf": float("inf"), ".nan": float("nan")}
 
 
 def decode(text):
@@ -24,7 +28,9 @@ def decode(text):
     if text == "null":
         return None
     if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1]
+        return text[1:-1].replace("''", "'")  # YAML's single-quoted style doubles quotes
+    if text in _YAML_FLOATS:
+        return _YAML_FLOATS[text]
     try:
         return json.loads(text)
     except ValueError:
@@ -58,7 +64,9 @@ def _replace_globals(tree, values):
             targets = [node.target]
         for target in targets:
             if isinstance(target, ast.Name) and target.id in values:
-                node.value = ast.copy_location(ast.Constant(values[target.id]), node.value)
+                # `x = x`: reads the flag value put in the module's globals (any type, where
+                # ast.Constant takes only scalars).
+                node.value = ast.copy_location(ast.Name(target.id, ast.Load()), node.value)
     return tree
 
 
@@ -73,17 +81,39 @@ def run_globals(script, values):
     exec(code, module)
 
 
+def _run(script, args):
+    if os.environ.get("FLAGS_DEST") == "globals":
+        run_globals(script, flag_assigns(args))
+    else:
+        sys.argv = [os.path.abspath(script), *args]
+        # An absolute path: run_path sets sys.argv[0] and __file__ to the path it is given.
+        runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+def _print_user_traceback(exc):
+    """The traceback without this file's frames: the user's code is what failed."""
+    tb = exc.__traceback__
+    # runpy's frames are named `<frozen runpy>` on Python 3.11+, so match its module, not its file.
+    while tb is not None and (
+        tb.tb_frame.f_code.co_filename == __file__ or tb.tb_frame.f_globals is vars(runpy)
+    ):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
 def main():
     if len(sys.argv) < 2:
         raise SystemExit("usage: opmain.py SCRIPT [ARG...]")
     script, args = sys.argv[1], sys.argv[2:]
     # The run dir (holding the source snapshot) comes first on sys.path, not opmain's dir.
     sys.path[0] = os.path.dirname(os.path.abspath(script))
-    if os.environ.get("FLAGS_DEST") == "globals":
-        run_globals(script, flag_assigns(args))
-    else:
-        sys.argv = [os.path.abspath(script), *args]
-        runpy.run_path(script, run_name="__main__")
+    try:
+        _run(script, args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as e:
+        _print_user_traceback(e)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

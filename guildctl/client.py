@@ -34,7 +34,10 @@ def start_daemon(home, quiet=False):
     """Starts a per-user guildd for `home` in the background and waits until it answers.
     Two clients racing here end up with one daemon: the second guildd finds the home locked
     and exits, and both clients connect to the first."""
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
     if not quiet:
         print(f"guildctl: starting guildd for {home} (log: {homelib.log_path(home)})", file=sys.stderr)
     with open(os.devnull, "wb") as devnull:
@@ -46,16 +49,17 @@ def start_daemon(home, quiet=False):
             start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT
+    lost_race = False
     while time.monotonic() < deadline:
         if _answers(homelib.socket_connect_path(home)):
             proc.stderr.close()
             return
-        if proc.poll() is not None:
+        if not lost_race and proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace").strip()
             proc.stderr.close()
-            if "already running" in err:
-                continue  # another client won the race; wait for that daemon to answer
-            raise errors.DaemonUnavailable(err.splitlines()[-1] if err else "guildd exited at start")
+            if "already running" not in err:
+                raise errors.DaemonUnavailable(err.splitlines()[-1] if err else "guildd exited at start")
+            lost_race = True  # another client's daemon won; wait for it to answer
         time.sleep(0.02)
     raise errors.DaemonUnavailable(f"guildd did not answer within {START_TIMEOUT:g}s (see {homelib.log_path(home)})")
 
@@ -107,7 +111,9 @@ class Client:
         return self.call("StartProtoRun", pb.StartProtoRunRequest(**kw)).run
 
     def restart_run(self, **kw):
-        return self.call("RestartRun", pb.RestartRunRequest(**kw)).run
+        """The restarted run, and the output offset where its new output begins."""
+        resp = self.call("RestartRun", pb.RestartRunRequest(**kw))
+        return resp.run, resp.output_offset
 
     def list_runs(self, statuses=(), limit=0):
         resp = self.call("ListRuns", pb.ListRunsRequest(filter=pb.RunFilter(statuses=statuses), limit=limit))

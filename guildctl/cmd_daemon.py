@@ -1,5 +1,6 @@
 """guildctl daemon start|stop|status."""
 
+import os
 import time
 
 import click
@@ -49,11 +50,22 @@ def stop(ctx):
         return
     info = client.daemon_info()
     client.shutdown_daemon()
-    deadline = time.monotonic() + 15
-    path = homelib.socket_link(ctx.home)
-    while time.monotonic() < deadline and (path.exists() or path.is_symlink()):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(info.pid):
         time.sleep(0.05)
+    if _alive(info.pid):
+        raise errors.DaemonUnavailable(f"guildd (pid {info.pid}) did not stop in 30s; see {homelib.log_path(ctx.home)}")
     click.echo(f"guildd stopped (pid {info.pid})")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @daemon.command()

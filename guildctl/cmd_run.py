@@ -63,13 +63,14 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     """
     stop_after_s = parse_stop_after(stop_after)
     existing = start_run or restart_run
+    offset = 0
     if existing and opspec and "=" in opspec:
         flags = (opspec, *flags)
         opspec = None
     if existing:
         if opspec:
             raise errors.InvalidArgument(f"--start/--restart takes no operation (got '{opspec}')")
-        run_msg = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run))
+        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run))
     elif proto_run:
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
@@ -88,7 +89,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         click.echo(f"{run_msg.op_name} started in background as {run_msg.id}")
         click.echo(f"Follow it with 'guildctl watch {run_msg.id[:8]}'")
         return
-    sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True))
+    sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True, offset=offset))
 
 
 def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, print_cmd, background):
@@ -185,15 +186,15 @@ def _proto(ctx, ref, flag_args, yes, label, tags, stage, force_sourcecode, force
     )
 
 
-def follow(client, run_msg, stop_on_interrupt=False, tail=0, new_only=False, announce_end=False):
+def follow(client, run_msg, stop_on_interrupt=False, tail=0, new_only=False, announce_end=False, offset=0):
     """Streams a run's output until it ends; returns the exit code for its end. Ctrl-C stops
     the run (when `stop_on_interrupt`) and keeps following until it has ended; a second
     Ctrl-C leaves at once."""
-    received = 0
+    received = offset
     stopping = False
     first = True
     while True:
-        if first:
+        if first and not offset:
             stream = client.watch_run(run_msg.id, tail=tail, new_only=new_only)
         else:
             stream = client.watch_run(run_msg.id, offset=received)

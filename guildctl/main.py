@@ -45,7 +45,10 @@ def cli(ctx, guild_home, no_autostart):
 
 def main():
     try:
-        cli(prog_name="guildctl", standalone_mode=False)
+        # Outside standalone mode click returns a ctx.exit() code instead of exiting.
+        code = cli(prog_name="guildctl", standalone_mode=False)
+        if isinstance(code, int):
+            sys.exit(code)
     except errors.GuildError as e:
         click.echo(f"guildctl: {e}", err=True)
         sys.exit(e.exit_code)
@@ -61,6 +64,9 @@ def main():
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as e:  # a file the user named or a path we were given: not a bug of ours
+        click.echo(f"guildctl: {e.strerror or e}: {e.filename}" if e.filename else f"guildctl: {e}", err=True)
+        sys.exit(1)
 
 
 from guildctl import cmd_daemon, cmd_run, cmd_runs  # noqa: E402  (commands register on `cli`)

@@ -258,10 +258,9 @@ class Daemon:
                 rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, [f[0] for f in files]) or "")
 
         await self.io(rewrite)
-        await self.transition(
-            rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values)
-        )
-        return await self._launch(rec.id, config, flag_values, env, req.stop_after)
+        offset = _size(rundir.output_path(run_dir))
+        await self.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
+        return await self._launch(rec.id, config, flag_values, env, req.stop_after), offset
 
     # Stopping
 

@@ -25,9 +25,12 @@ def cli(guild_home, foreground, log_stderr):
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
     try:
         if foreground:
+            from guildd import homelock
+
+            lock_fd = homelock.claim(home)  # before loading gRPC: a losing daemon exits fast
             from guildd import server
 
-            server.serve(home, log_to_stderr=log_stderr)
+            server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd)
         else:
             _start_background(home)
     except errors.GuildError as e:
@@ -38,9 +41,9 @@ def cli(guild_home, foreground, log_stderr):
 
 
 def _start_background(home):
-    from guildd import server
+    from guildd import homelock
 
-    server.check_home(home)
+    homelock.check_home(home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
         stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The run state machine, written once.
+r"""The run state machine, written once.
 
     staged -> pending -> running -> completed | error | terminated
                                   \-> (restart) pending -> running ...

@@ -7,16 +7,15 @@ Shutdown, in order: stop accepting (server.stop with a grace period), stop watch
 """
 
 import asyncio
-import errno
-import fcntl
 import logging
 import os
 import signal
 
 import grpc
 
-from guild_common import errors, home as homelib
+from guild_common import home as homelib
 from guild_common.pb import guild_pb2_grpc
+from guildd import homelock
 from guildd.daemon import Daemon
 from guildd.service import GuildServicer
 
@@ -24,23 +23,6 @@ log = logging.getLogger("guildd")
 
 MAX_MESSAGE = 512 * 1024 * 1024  # source snapshots travel in the run spec
 SHUTDOWN_GRACE = 2.0
-
-
-def acquire_home_lock(home):
-    """One daemon per GUILD_HOME: an exclusive flock held for the daemon's life."""
-    path = homelib.lock_path(home)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        pid = os.pread(fd, 32, 0).decode().strip() or "?"
-        os.close(fd)
-        raise errors.AlreadyExists(f"guildd is already running for {home} (pid {pid})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def _prepare_socket(home):
@@ -63,17 +45,6 @@ def _remove_socket(home):
             path.unlink()
         except FileNotFoundError:
             pass
-
-
-def check_home(home):
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        probe = home / ".guildd-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
-    (home / ".guild-nocopy").touch()
 
 
 def setup_logging(home, to_stderr):
@@ -129,11 +100,12 @@ def _version():
     return __version__
 
 
-def serve(home, handle_signals=True, log_to_stderr=True, ready=None):
+def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None):
     """Runs the daemon for `home` until it is asked to stop. Raises GuildError for a home it
-    can't use or one another daemon already serves."""
-    check_home(home)
-    lock_fd = acquire_home_lock(home)
+    can't use or one another daemon already serves. `lock_fd`: the home's lock, when the
+    caller has claimed it already."""
+    if lock_fd is None:
+        lock_fd = homelock.claim(home)
     try:
         setup_logging(home, log_to_stderr)
         asyncio.run(_serve(home, handle_signals, ready))

@@ -85,8 +85,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def RestartRun(self, request, context):
-        rec = await self.daemon.restart_run(request, self._user(context))
-        return pb.RestartRunResponse(run=run_message(self.daemon, rec))
+        rec, offset = await self.daemon.restart_run(request, self._user(context))
+        return pb.RestartRunResponse(run=run_message(self.daemon, rec), output_offset=offset)
 
     @mapped
     async def ListRuns(self, request, context):

@@ -188,10 +188,12 @@ class RestartRunRequest(_message.Message):
     def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RestartRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "output_offset")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     run: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    output_offset: int
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output_offset: _Optional[int] = ...) -> None: ...
 
 class ScalarSummary(_message.Message):
     __slots__ = ("tag", "first", "first_step", "last", "last_step", "min", "min_step", "max", "max_step", "total", "count")

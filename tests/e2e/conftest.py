@@ -1,0 +1,117 @@
+"""End-to-end fixtures: a real guildd process on a temp GUILD_HOME, driven by the real
+guildctl console script."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.conftest import wait_for
+
+
+class Guild:
+    """A GUILD_HOME with a daemon, and a way to run guildctl against it."""
+
+    def __init__(self, home, project):
+        self.home = home
+        self.project = project
+        self.env = {**os.environ, "GUILD_HOME": str(home), "GUILDCTL_NO_AUTOSTART": "1"}
+        self.env.pop("VIRTUAL_ENV", None)
+        self.daemon = None
+
+    def start_daemon(self):
+        self.daemon = subprocess.Popen(
+            ["guildd", "--foreground", "--no-log-stderr", "-H", str(self.home)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        wait_for(self.daemon_answers, what="guildd to answer")
+        return self.daemon
+
+    def daemon_answers(self):
+        r = self.ctl("daemon", "status", check=False)
+        return r.returncode == 0
+
+    def kill_daemon(self, sig=signal.SIGKILL):
+        self.daemon.send_signal(sig)
+        self.daemon.wait(timeout=20)
+
+    def ctl(self, *args, check=True, timeout=60, cwd=None, env=None, input=None):
+        r = subprocess.run(
+            ["guildctl", *args],
+            cwd=cwd or self.project,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"guildctl {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def popen(self, *args, **kw):
+        return subprocess.Popen(["guildctl", *args], cwd=self.project, env=self.env, **kw)
+
+    def runs(self):
+        return json.loads(self.ctl("runs", "--json").stdout)
+
+    def info(self, run="1"):
+        return json.loads(self.ctl("runs", "info", run, "--json").stdout)
+
+    def run_dirs(self):
+        runs = self.home / "runs"
+        return sorted(runs.iterdir()) if runs.exists() else []
+
+    def wait_status(self, run_id, *statuses, timeout=30):
+        return wait_for(
+            lambda: self.info(run_id)["status"] in statuses and self.info(run_id),
+            timeout=timeout,
+            what=f"run {run_id[:8]} to be {'/'.join(statuses)}",
+        )
+
+
+def _stop_everything(home):
+    """Kills whatever a test left running under `home` (shims and their runs)."""
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        try:
+            cwd = proc.info["cwd"] or ""
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if cwd.startswith(str(home)) or (str(home) in cmd and proc.pid != os.getpid()):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture
+def guild(tmp_path, project):
+    g = Guild(tmp_path / "guild-home", project)
+    g.start_daemon()
+    yield g
+    if g.daemon and g.daemon.poll() is None:
+        g.daemon.send_signal(signal.SIGTERM)
+        try:
+            g.daemon.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            g.daemon.kill()
+    _stop_everything(g.home)
+
+
+@pytest.fixture
+def guild_no_daemon(tmp_path, project):
+    g = Guild(tmp_path / "guild-home", project)
+    yield g
+    subprocess.run(["guildctl", "-H", str(g.home), "daemon", "stop"], capture_output=True, env=g.env, timeout=30)
+    _stop_everything(g.home)
+
+
+PY = sys.executable
