@@ -35,6 +35,7 @@ class Daemon:
         self.started_us = rundir.now_us()
         self.executor = execlib.Executor(self._on_shim_exit)
         self.followers = {}
+        self._stopping = set()  # runs a stop was sent to
         self._changes = {}
         self._tasks = set()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
@@ -183,13 +184,15 @@ class Daemon:
         follower = self.followers.pop(run_id, None)
         if follower is not None:
             await follower.finish()
-        exit_status = await self.io(rundir.read_attr, self.run_dir(run_id), "exit_status")
-        if isinstance(exit_status, int):
-            new = rundir.status_for_exit_status(exit_status)
-        else:
-            # The shim died without recording an end (killed itself): Guild reads this as error.
-            new = runstate.ERROR
-        await self.transition(run_id, new)
+        run_dir = self.run_dir(run_id)
+        exit_status = await self.io(rundir.read_attr, run_dir, "exit_status")
+        if not isinstance(exit_status, int):
+            # The shim died without recording an end: stopped while it was still starting (it
+            # starts the process only after it can handle a stop), or killed outright.
+            exit_status = -15 if run_id in self._stopping else 1
+            await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
+        self._stopping.discard(run_id)
+        await self.transition(run_id, rundir.status_for_exit_status(exit_status))
 
     async def start_proto_run(self, req, user):
         """A new run from an earlier run's operation, flags and source (Guild's --proto)."""
@@ -272,6 +275,7 @@ class Daemon:
         stopped = []
         for rec in recs:
             if rec.status == runstate.RUNNING and self.executor.signal(rec.id):
+                self._stopping.add(rec.id)
                 stopped.append(rec)
             elif rec.status in (runstate.STAGED, runstate.PENDING) and rec.id not in self.followers:
                 stopped.append(await self.transition(rec.id, runstate.TERMINATED))

@@ -35,15 +35,15 @@ def _on_stop_signal(_signum, _frame):
 
 
 def main():
-    spec = json.loads(sys.stdin.read())
-    run_dir = spec["run_dir"]
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
-    exit_status = _supervise(spec, run_dir, wake_r)
+    spec = json.loads(sys.stdin.read())
+    run_dir = spec["run_dir"]
+    exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
     rundir.write_attr(run_dir, "exit_status", exit_status)
     rundir.write_attr(run_dir, "stopped", rundir.now_us())
     try:

@@ -1,0 +1,148 @@
+"""The servicers in-process: guildd's serve() on its own loop thread with a temp GUILD_HOME,
+called through guildctl's Client over the real Unix socket."""
+
+import json
+import sys
+import threading
+
+import pytest
+
+from guild_common import errors, opconfig
+from guild_common.flagdef import FlagDef
+from guild_common.pb import guild_pb2 as pb
+from guildctl.client import Client
+from guildd import server
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def client(tmp_path):
+    home = tmp_path / "home"
+    ready = threading.Event()
+    # The daemon runs on its own loop thread: a sync client on the server's loop would deadlock.
+    thread = threading.Thread(
+        target=server.serve, args=(home,), kwargs={"handle_signals": False, "log_to_stderr": False, "ready": ready.set}
+    )
+    thread.start()
+    assert ready.wait(20)
+    c = Client(home, autostart=False)
+    yield c
+    c.shutdown_daemon()
+    thread.join(20)
+    assert not thread.is_alive()
+
+
+def spec(tmp_path, code, **flags):
+    script = tmp_path / "op.py"
+    script.write_text(code)
+    return pb.RunSpec(
+        op_name="op.py",
+        opref=f"script:{tmp_path} '' '' op.py",
+        cmd_args=["${python_exe}", "-u", "op.py", "__flag_args__"],
+        flags_dest="args",
+        flags_json=json.dumps(flags),
+        sourcecode=[pb.SourceFile(path="op.py", data=script.read_bytes(), mode=0o644)],
+        python_exe=sys.executable,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def ended(client, run_id):
+    msgs = list(client.watch_run(run_id))
+    assert msgs[0].WhichOneof("event") == "run"
+    assert msgs[-1].WhichOneof("event") == "ended"
+    out = b"".join(m.output for m in msgs if m.WhichOneof("event") == "output")
+    return out, msgs[-1].ended
+
+
+def test_daemon_info(client):
+    info = client.daemon_info()
+    assert info.version and info.pid > 0 and info.guild_home.endswith("home")
+
+
+def test_start_run_and_watch_to_the_end(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "import sys\nprint('hello', sys.argv[1:])\n", a=1))
+    assert run.status == "running" and len(run.id) == 32
+    out, end = ended(client, run.id)
+    assert out == b"hello ['--a', '1']\n"
+    assert end.status == "completed" and end.has_exit_status and end.exit_status == 0
+
+
+def test_staged_run_can_be_stopped_before_it_starts(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "print('x')\n"), stage=True)
+    assert run.status == "staged"
+    stopped = client.stop_runs([run.id])
+    assert [r.status for r in stopped] == ["terminated"]
+
+
+def test_spec_without_command_is_invalid(client):
+    with pytest.raises(errors.InvalidArgument, match="no command"):
+        client.start_run(pb.RunSpec(op_name="x"))
+
+
+def test_bad_flags_json_is_invalid(client, tmp_path):
+    s = spec(tmp_path, "pass\n")
+    s.flags_json = "[1, 2]"
+    with pytest.raises(errors.InvalidArgument, match="expected an object"):
+        client.start_run(s)
+
+
+def test_unknown_and_ambiguous_runs(client, tmp_path):
+    with pytest.raises(errors.NotFound, match="there are no runs"):
+        client.get_run("")
+    with pytest.raises(errors.NotFound, match="could not find run 'ffff'"):
+        client.get_run("ffff")
+    # Stage runs until two ids share a first letter (a digit would be read as an index).
+    firsts = []
+    while not any(firsts.count(c) > 1 for c in firsts if c.isalpha()):
+        firsts.append(client.start_run(spec(tmp_path, "pass\n"), stage=True).id[0])
+    dup = next(c for c in firsts if c.isalpha() and firsts.count(c) > 1)
+    with pytest.raises(errors.InvalidArgument, match=f"run '{dup}' is ambiguous"):
+        client.get_run(dup)
+
+
+def test_list_runs_latest_first_with_index_resolution(client, tmp_path):
+    made = [client.start_run(spec(tmp_path, "pass\n"), stage=True).id for _ in range(3)]
+    runs, total = client.list_runs()
+    assert total == 3 and [r.id for r in runs] == made[::-1]
+    assert client.get_run("1").id == made[-1]
+    assert client.get_run("3").id == made[0]
+    runs, total = client.list_runs(limit=2)
+    assert len(runs) == 2 and total == 3
+
+
+def test_restart_of_a_running_run_is_refused(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "import time\ntime.sleep(30)\n"))
+    with pytest.raises(errors.FailedPrecondition, match="stop it before restarting"):
+        client.restart_run(run=run.id)
+    client.stop_runs([run.id])
+    _out, end = ended(client, run.id)
+    assert end.status == "terminated"
+
+
+def test_scalars_are_indexed_and_summarized(client, tmp_path):
+    code = "for i, v in enumerate([3.0, 1.0, 2.0]):\n    print('step: %d' % i)\n    print('loss: %s' % v)\n"
+    run = client.start_run(spec(tmp_path, code))
+    _out, end = ended(client, run.id)
+    (s,) = end.scalars
+    assert (s.tag, s.first, s.last, s.min, s.min_step, s.max, s.max_step, s.count) == ("loss", 3.0, 2.0, 1.0, 1, 3.0, 0, 3)
+    assert s.total == pytest.approx(6.0)
+
+
+def test_flag_defs_travel_with_the_spec(client, tmp_path):
+    s = spec(tmp_path, "import sys\nprint(sys.argv[1:])\n", fast=True, lr=0.1)
+    s.flag_defs.append(opconfig.flagdef_to_pb(FlagDef(name="fast", arg_switch=True)))
+    s.flag_defs.append(opconfig.flagdef_to_pb(FlagDef(name="lr", arg_name="learning-rate")))
+    out, _end = ended(client, client.start_run(s).id)
+    assert out == b"['--fast', '--learning-rate', '0.1']\n"
+
+
+def test_watch_resumes_from_an_offset(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "print('abc')\nprint('def')\n"))
+    ended(client, run.id)
+    msgs = list(client.watch_run(run.id, offset=4))
+    assert b"".join(m.output for m in msgs if m.WhichOneof("event") == "output") == b"def\n"
+
+
+def test_stop_with_nothing_running_stops_nothing(client):
+    assert client.stop_runs() == []
