@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from guild_common import errors, home as homelib
+from guild_common import __version__, errors, home as homelib
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
@@ -85,6 +85,13 @@ class Client:
             ],
         )
         self.stub = guild_pb2_grpc.GuildStub(self.channel)
+        self.info = self.daemon_info()
+        if self.info.version != __version__:
+            print(
+                f"guildctl: warning: guildd for {home} is version {self.info.version}, guildctl is "
+                f"{__version__}; restart it with 'guildctl daemon stop'",
+                file=sys.stderr,
+            )
 
     def close(self):
         self.channel.close()

@@ -33,10 +33,10 @@ def start(ctx):
 
         start_daemon(ctx.home, quiet=True)
         client = Client(ctx.home, autostart=False)
-        info = client.daemon_info()
+        info = client.info
         click.echo(f"guildd {info.version} started for {info.guild_home} (pid {info.pid})")
     else:
-        info = client.daemon_info()
+        info = client.info
         click.echo(f"guildd is already running for {info.guild_home} (pid {info.pid})")
 
 
@@ -48,7 +48,7 @@ def stop(ctx):
     if client is None:
         click.echo(f"guildd is not running for {ctx.home}")
         return
-    info = client.daemon_info()
+    info = client.info
     client.shutdown_daemon()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _alive(info.pid):
@@ -80,7 +80,7 @@ def status(ctx, as_json):
         else:
             click.echo(f"guildd is not running for {ctx.home}")
         raise click.exceptions.Exit(1)
-    info = client.daemon_info()
+    info = client.info
     if as_json:
         output.print_json(
             {

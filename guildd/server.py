@@ -13,7 +13,7 @@ import signal
 
 import grpc
 
-from guild_common import home as homelib
+from guild_common import __version__, home as homelib
 from guild_common.pb import guild_pb2_grpc
 from guildd import homelock
 from guildd.daemon import Daemon
@@ -81,7 +81,7 @@ async def _serve(home, handle_signals, ready):
     finally:
         os.umask(old_umask)
     await server.start()
-    log.info("guildd %s serving %s on %s (pid %d)", _version(), home, bind, os.getpid())
+    log.info("guildd %s serving %s on %s (pid %d)", __version__, home, bind, os.getpid())
     if ready:
         ready()
     try:
@@ -92,12 +92,6 @@ async def _serve(home, handle_signals, ready):
         await daemon.close()
         _remove_socket(home)
         log.info("stopped")
-
-
-def _version():
-    from guildd import __version__
-
-    return __version__
 
 
 def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None):

@@ -5,7 +5,8 @@ import os
 
 from guild_common import errors, rundir
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildd import __version__, runstate
+from guild_common import __version__
+from guildd import runstate
 from guildd.rpc import mapped
 
 

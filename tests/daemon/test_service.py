@@ -146,3 +146,12 @@ def test_watch_resumes_from_an_offset(client, tmp_path):
 
 def test_stop_with_nothing_running_stops_nothing(client):
     assert client.stop_runs() == []
+
+
+def test_client_warns_when_the_daemon_is_another_version(client, monkeypatch, capsys):
+    import guildctl.client
+
+    monkeypatch.setattr(guildctl.client, "__version__", "0.0.0-other")
+    Client(client.home, autostart=False)
+    err = capsys.readouterr().err
+    assert "guildctl: warning: guildd for" in err and "guildctl is 0.0.0-other" in err
