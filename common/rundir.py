@@ -1,21 +1,19 @@
 """The run-directory format Guild AI uses (ARCHITECTURE.md, contract 1).
 
 A run is `GUILD_HOME/runs/<32-hex id>/`; metadata lives under `.guild/`: `attrs/<name>` holds
-one YAML value per file, `opref` one line, `output` the combined stdout/stderr with
-`output.index` (one `!QB` record per line: time in ms, stream 0=out 1=err), `manifest` the
-source files copied into the run dir, `LOCK` the pid of the running process.
+one YAML value per file, `opref` one line, `output` the combined stdout/stderr (written by the
+process itself, in order; Guild's optional per-line `output.index` is not written),
+`manifest` the source files copied into the run dir, `LOCK` the pid of the running process.
 """
 
 import hashlib
 import os
 import pathlib
-import struct
 import time
 import uuid
 
 import yaml
 
-INDEX_RECORD = struct.Struct("!QB")
 
 
 def new_run_id():
@@ -36,10 +34,6 @@ def attrs_dir(run_dir):
 
 def output_path(run_dir):
     return guild_dir(run_dir) / "output"
-
-
-def output_index_path(run_dir):
-    return guild_dir(run_dir) / "output.index"
 
 
 def lock_file(run_dir):

@@ -19,6 +19,7 @@ in guild.yml should fail `guild run`, not silently capture nothing.
 import dataclasses
 import math
 import re
+import typing
 
 from guild_common.errors import InvalidArgument
 
@@ -40,8 +41,8 @@ _DEFAULT_KEY_VALUE = r"^(\key):\s+(\value)(?:\s+\(.*\))?$"
 STEP = "step"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Scalar:
+class Scalar(typing.NamedTuple):
+    # A named tuple, not a frozen dataclass: a busy run logs hundreds of thousands of these.
     key: str
     value: float
     step: int
@@ -116,6 +117,14 @@ DEFAULT_CONFIG = ScalarConfig(
 )
 _STEP_SUFFIX_RE, _KEY_VALUE_RE = (p.regex for p in DEFAULT_CONFIG.patterns)
 
+# The default capture over a whole block of lines at once: a key/value line, with an optional
+# `(step N)` / `(...)` suffix. One scan of a block in C instead of a call per line; lines it
+# can't decide alone (a suffix that isn't a plain step) go through feed().
+_BLOCK_RE = re.compile(
+    r"^([^ \t\n]+):[ \t]+(" + ALIASES["value"] + r")(?:[ \t]+\((?:(?:step[ \t]+)?([0-9]+)\)|[^\n]*\)))?[ \t\r]*$",
+    re.M,
+)
+
 
 def _put_float(vals, key, s):
     # None: an optional group that did not take part in the match.
@@ -168,6 +177,28 @@ class ScalarParser:
         vals = match_line(line, self.config.patterns)
         self._set_step(vals.pop(STEP, None))
         return [Scalar(key, vals[key], self.step) for key in sorted(vals)]
+
+    def feed_text(self, text):
+        """Scalars of every line in `text` (whole lines), as feed() would give line by line."""
+        if not self.config.is_default:
+            return [scalar for line in text.split("\n") for scalar in self.feed(line)]
+        out = []
+        for m in _BLOCK_RE.finditer(text):
+            key, value, suffix_step = m.groups()
+            if suffix_step is None and m.group(0).rstrip()[-1] == ")":
+                out.extend(self.feed(m.group(0)))  # an unusual suffix: the line-by-line rules
+                continue
+            try:
+                val = float(value)
+            except ValueError:
+                continue
+            if key == STEP:
+                self._set_step(val)
+                continue
+            if suffix_step is not None:
+                self.step = int(suffix_step)
+            out.append(Scalar(key, val, self.step))
+        return out
 
     def _set_step(self, val):
         # nan/inf steps are dropped: TF events store an int step.

@@ -181,9 +181,6 @@ class Daemon:
         self.spawn(self._finish(run_id), name=f"finish-{run_id[:8]}")
 
     async def _finish(self, run_id):
-        follower = self.followers.pop(run_id, None)
-        if follower is not None:
-            await follower.finish()
         run_dir = self.run_dir(run_id)
         exit_status = await self.io(rundir.read_attr, run_dir, "exit_status")
         if not isinstance(exit_status, int):
@@ -192,7 +189,21 @@ class Daemon:
             exit_status = -15 if run_id in self._stopping else 1
             await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
         self._stopping.discard(run_id)
+        # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
+        # output's scalars are indexed after, and readers of scalars wait for that (settle).
+        follower = self.followers.get(run_id)
+        if follower is not None:
+            follower.stop()
         await self.transition(run_id, rundir.status_for_exit_status(exit_status))
+        if follower is not None:
+            await follower.finish()
+            self.followers.pop(run_id, None)
+        self.wake(run_id)
+
+    async def settle(self, run_id):
+        """Waits until an ended run's scalars are all indexed."""
+        while (follower := self.followers.get(run_id)) is not None and follower.finishing:
+            await self.wait_change(run_id)
 
     async def start_proto_run(self, req, user):
         """A new run from an earlier run's operation, flags and source (Guild's --proto)."""
@@ -290,6 +301,7 @@ class Daemon:
         return await self.io(self.store.list, statuses, limit)
 
     async def scalars(self, run_id):
+        await self.settle(run_id)
         return await self.io(self.store.scalars, run_id)
 
     async def watch(self, rec, tail, new_only, offset=0):
@@ -309,7 +321,7 @@ class Daemon:
                 yield rundir.tail_lines(data, tail)
             follower = self.followers.get(rec.id)
             if follower:
-                follower.watchers += 1
+                follower.add_watcher()
             try:
                 while True:
                     data = f.read(outputs.READ_CHUNK)
@@ -325,7 +337,7 @@ class Daemon:
                     await self.wait_change(rec.id)
             finally:
                 if follower:
-                    follower.watchers -= 1
+                    follower.remove_watcher()
 
     # Start-up and shutdown
 
@@ -370,7 +382,7 @@ class Daemon:
             scalars = read_scalars(str(rundir.guild_dir(run_dir)))
             if scalars:
                 summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
-                self.store.replace_scalars(run_id, [outputs._summary(t, s) for t, s in summaries.items()])
+                self.store.replace_scalars(run_id, [outputs.summary_record(t, s) for t, s in summaries.items()])
         if on_disk - indexed:
             log.info("indexed %d run(s) found on disk", len(on_disk - indexed))
 

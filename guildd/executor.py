@@ -16,7 +16,10 @@ import sys
 
 import psutil
 
+from guildd import shim
+
 log = logging.getLogger("guildd.executor")
+SHIM = os.path.abspath(shim.__file__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +33,7 @@ def spawn_shim(launch, log_path):
     call it on a worker thread. Returns the Popen (the daemon reaps it) and the Shim."""
     with open(log_path, "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "guildd.shim"],
+            [sys.executable, "-I", "-S", SHIM],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=err,

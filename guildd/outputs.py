@@ -1,13 +1,12 @@
 """Following a running run's output: waking watchers when it grows, and indexing its output
 scalars (TF event files in the run's .guild dir, summaries in the index).
 
-Scalars are parsed here, in the daemon, from `.guild/output` as the shim writes it: parsing and
-event writing stay off the run's own path. Each line's time comes from `output.index`.
+The run's process writes `.guild/output` directly; scalars are parsed here, in the daemon,
+from that file as it grows, so parsing and event writing stay off the run's own path.
 """
 
 import asyncio
 import os
-import time
 
 from guild_common import rundir
 from guild_common.scalars import ScalarParser
@@ -26,36 +25,36 @@ class ScalarReader:
     def __init__(self, run_dir, offset):
         self.run_dir = run_dir
         self.offset = offset
-        self.line_no = _count_lines(rundir.output_path(run_dir), offset)
         self.parser = ScalarParser.for_config(None)
         self.writer = None
+        self.more = False  # the last read stopped at READ_CHUNK with output left
 
     def read(self):
         """New scalar summaries since the last call, or None when nothing was added."""
+        path = rundir.output_path(self.run_dir)
         try:
-            with open(rundir.output_path(self.run_dir), "rb") as f:
+            with open(path, "rb") as f:
                 f.seek(self.offset)
-                data = f.read(READ_CHUNK * 16)
+                data = f.read(READ_CHUNK)
+                # Lines' time: when the output was last written (exact enough while the run
+                # is followed; a catch-up after a daemon restart gets the file's last write).
+                wall_time = os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
             return None
+        self.more = len(data) == READ_CHUNK
         end = data.rfind(b"\n")
         if end < 0:
             return None
         data = data[: end + 1]
-        lines = data.decode("utf-8", "replace").split("\n")[:-1]
-        times = _line_times(rundir.output_index_path(self.run_dir), self.line_no, len(lines))
-        events = []
-        for line, wall_time in zip(lines, times):
-            for s in self.parser.feed(line):
-                events.append((s.key, s.value, s.step, wall_time))
         self.offset += len(data)
-        self.line_no += len(lines)
-        if events:
-            if self.writer is None:
-                self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
-            self.writer.add_scalars(events)
-            self.writer.flush()
-        return [_summary(tag, s) for tag, s in summarize((e[0], e[1], e[2]) for e in events).items()]
+        scalars = self.parser.feed_text(data.decode("utf-8", "replace"))
+        if not scalars:
+            return []
+        if self.writer is None:
+            self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
+        self.writer.add_scalars((s.key, s.value, s.step, wall_time) for s in scalars)
+        self.writer.flush()
+        return [summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
 
     def close(self):
         if self.writer is not None:
@@ -63,7 +62,7 @@ class ScalarReader:
             self.writer = None
 
 
-def _summary(tag, s):
+def summary_record(tag, s):
     return storelib.Summary(
         tag=tag,
         first_val=s.first_val,
@@ -79,36 +78,6 @@ def _summary(tag, s):
     )
 
 
-def _count_lines(path, offset):
-    count, pos = 0, 0
-    try:
-        with open(path, "rb") as f:
-            while pos < offset:
-                chunk = f.read(min(READ_CHUNK, offset - pos))
-                if not chunk:
-                    break
-                count += chunk.count(b"\n")
-                pos += len(chunk)
-    except FileNotFoundError:
-        pass
-    return count
-
-
-def _line_times(index_path, first_line, n):
-    """Seconds since the epoch for lines first_line.., from output.index; lines the index
-    doesn't cover yet take the time of the last one known (or now)."""
-    size = rundir.INDEX_RECORD.size
-    try:
-        with open(index_path, "rb") as f:
-            f.seek(first_line * size)
-            raw = f.read(n * size)
-    except FileNotFoundError:
-        raw = b""
-    times = [ms / 1000.0 for ms, _stream in rundir.INDEX_RECORD.iter_unpack(raw[: len(raw) - len(raw) % size])]
-    fill = times[-1] if times else time.time()
-    return times + [fill] * (n - len(times))
-
-
 class Follower:
     """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
 
@@ -119,11 +88,19 @@ class Follower:
         self.reader = ScalarReader(run_dir, offset)
         self.watchers = 0
         self._stop = asyncio.Event()
+        self._nudge = asyncio.Event()
         self._size = -1
         self.task = None
 
     def start(self):
         self.task = asyncio.create_task(self._loop(), name=f"follow-{self.run_id[:8]}")
+
+    def add_watcher(self):
+        self.watchers += 1
+        self._nudge.set()  # switch to the watched poll interval now, not after a slow tick
+
+    def remove_watcher(self):
+        self.watchers -= 1
 
     async def _loop(self):
         path = rundir.output_path(self.run_dir)
@@ -138,11 +115,14 @@ class Follower:
                 self._size = size
                 self.daemon.wake(self.run_id)
             since_scalars += interval
-            if since_scalars >= SCALAR_POLL and self.reader.offset < size:
+            if (since_scalars >= SCALAR_POLL or self.reader.more) and self.reader.offset < size:
                 since_scalars = 0.0
                 await self.index_scalars()
+                if self.reader.more:
+                    continue  # behind: keep reading without waiting
+            self._nudge.clear()
             try:
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await asyncio.wait_for(_first(self._stop, self._nudge), interval)
             except asyncio.TimeoutError:
                 pass
 
@@ -154,8 +134,13 @@ class Follower:
     def stop(self):
         self._stop.set()
 
+    @property
+    def finishing(self):
+        """The run has ended and the rest of its output is being indexed."""
+        return self._stop.is_set()
+
     async def finish(self):
-        """The run ended: read the rest of its output, then stop following."""
+        """The run ended: stop following, index the rest of its output, close its events."""
         self._stop.set()
         if self.task:
             await self.task
@@ -165,3 +150,13 @@ class Follower:
             if self.reader.offset == before:
                 break
         await self.daemon.work(self.reader.close)
+
+
+async def _first(*events):
+    """Waits until any of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

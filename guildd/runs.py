@@ -95,7 +95,6 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
         },
     )
     (gdir / "output").touch()
-    (gdir / "output.index").touch()
 
 
 def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, stop_after):

@@ -114,9 +114,9 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         yield pb.WatchRunResponse(run=run_message(self.daemon, rec))
         async for chunk in self.daemon.watch(rec, request.tail, request.new_only, request.offset):
             yield pb.WatchRunResponse(output=chunk)
+        # No scalars here: the end is sent as soon as the process ends (GetRun has them).
         rec = await self.daemon.get_run(rec.id)
-        scalars = await self.daemon.scalars(rec.id)
-        yield pb.WatchRunResponse(ended=run_message(self.daemon, rec, scalars))
+        yield pb.WatchRunResponse(ended=run_message(self.daemon, rec))
 
     @mapped
     async def StopRuns(self, request, context):

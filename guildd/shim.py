@@ -1,31 +1,33 @@
 """The per-run supervisor ("shim"): owns one run's process so the run outlives the daemon.
 
-guildd starts `python -m guildd.shim` in a new session and writes a JSON launch spec to its
-stdin. The shim starts the operation's process in the run dir, copies its stdout and stderr
-into `.guild/output` (and `output.index`) as they come, enforces --stop-after, forwards a stop
+guildd starts `python -I -S shim.py` in a new session and writes a JSON launch spec to its
+stdin. The shim starts the operation's process in the run dir with stdout and stderr both
+appended straight to `.guild/output` (as `> output 2>&1` would: the kernel keeps their order,
+and no pipe or reader sits on the run's path), enforces --stop-after, forwards a stop
 (SIGTERM to the shim) to the process group with a SIGKILL after a grace period, and finally
-records `exit_status` and `stopped`. It parses nothing: scalars are the daemon's job, off the
-run's path. It imports only the standard library and rundir so it starts fast.
+records `exit_status` and `stopped` in Guild's attrs format.
+
+It parses nothing (scalars are the daemon's job) and imports only the standard library, so
+it starts without site-packages (-S): every run pays for this interpreter's start-up.
 """
 
 import json
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
 import time
 
-from guild_common import rundir
-
 STOP_GRACE_SECONDS = 10.0
-READ_SIZE = 1 << 16
-EXIT_DRAIN_SECONDS = 1.0
+# Paths inside a run dir (guild_common.rundir's layout; repeated here to stay stdlib-only).
+OUTPUT = os.path.join(".guild", "output")
+LOCK = os.path.join(".guild", "LOCK")
+ATTRS = os.path.join(".guild", "attrs")
 
 
 class _Stop:
-    """Records that a stop was asked for; the handler only sets this (and the wakeup fd
-    wakes the select loop)."""
+    """Records that a stop was asked for; the handler only sets this."""
 
     requested = False
 
@@ -35,6 +37,7 @@ def _on_stop_signal(_signum, _frame):
 
 
 def main():
+    # Handle a stop before anything else: the daemon may stop a run whose shim is starting.
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -44,89 +47,70 @@ def main():
     spec = json.loads(sys.stdin.read())
     run_dir = spec["run_dir"]
     exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
-    rundir.write_attr(run_dir, "exit_status", exit_status)
-    rundir.write_attr(run_dir, "stopped", rundir.now_us())
+    _write_int_attr(run_dir, "exit_status", exit_status)
+    _write_int_attr(run_dir, "stopped", int(time.time() * 1_000_000))
     try:
-        rundir.lock_file(run_dir).unlink()
+        os.unlink(os.path.join(run_dir, LOCK))
     except FileNotFoundError:
         pass
 
 
+def _write_int_attr(run_dir, name, value):
+    # An int in YAML is its decimal text: the same bytes rundir.write_attr writes.
+    path = os.path.join(run_dir, ATTRS, name)
+    tmp = os.path.join(run_dir, ATTRS, f".{name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{value}\n")
+    os.replace(tmp, path)
+
+
 def _supervise(spec, run_dir, wake_r):
-    out_fd = os.open(rundir.output_path(run_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    index_fd = os.open(rundir.output_index_path(run_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    out_fd = os.open(os.path.join(run_dir, OUTPUT), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         proc = subprocess.Popen(
             spec["cmd"],
             cwd=run_dir,
             env=spec["env"],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=out_fd,
+            stderr=out_fd,
             start_new_session=True,
         )
     except OSError as e:
-        msg = f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n".encode()
-        os.write(out_fd, msg)
-        os.write(index_fd, rundir.INDEX_RECORD.pack(int(time.time() * 1000), 1))
+        os.write(out_fd, f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n".encode())
         return 127
-    rundir.lock_file(run_dir).write_text(str(proc.pid))
+    with open(os.path.join(run_dir, LOCK), "w") as f:
+        f.write(str(proc.pid))
     deadline = time.monotonic() + spec["stop_after"] if spec.get("stop_after") else None
     stop_sent_at = None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, 0)
-    sel.register(proc.stderr, selectors.EVENT_READ, 1)
-    sel.register(wake_r, selectors.EVENT_READ, None)
-    open_streams = 2
-    exited_at = None
+    killed = False
+    pidfd = os.pidfd_open(proc.pid)
     while True:
+        if stop_sent_at is None:
+            next_check = deadline
+        else:
+            next_check = None if killed else stop_sent_at + STOP_GRACE_SECONDS
+        if not (_Stop.requested and stop_sent_at is None):
+            timeout = None if next_check is None else max(0.0, next_check - time.monotonic())
+            # Wakes on the process's exit, on a signal (the wakeup fd), or at the next check.
+            ready, _, _ = select.select([pidfd, wake_r], [], [], timeout)
+            if pidfd in ready:
+                break
+            if wake_r in ready:
+                os.read(wake_r, 512)
         now = time.monotonic()
-        if exited_at is None and proc.poll() is not None:
-            exited_at = now
-        # A process that left children holding its stdout still ends the run: read what they
-        # write for a moment, then stop reading.
-        if exited_at is not None and (not open_streams or now - exited_at > EXIT_DRAIN_SECONDS):
-            break
         if deadline is not None and now >= deadline and stop_sent_at is None:
-            _note(out_fd, index_fd, f"Stopping process early (pid {proc.pid}) - {spec['stop_after']:g} second(s) elapsed\n")
+            os.write(out_fd, f"Stopping process early (pid {proc.pid}) - {spec['stop_after']:g} second(s) elapsed\n".encode())
             _Stop.requested = True
         if _Stop.requested and stop_sent_at is None:
             _signal_group(proc.pid, signal.SIGTERM)
             stop_sent_at = now
-        if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_SECONDS:
+        elif stop_sent_at is not None and not killed and now - stop_sent_at >= STOP_GRACE_SECONDS:
             _signal_group(proc.pid, signal.SIGKILL)
-        if not open_streams or exited_at is not None:
-            # Output closed but the process lives on, or the reverse: wait without spinning.
-            timeout = 0.05
-        else:
-            timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
-        for key, _ in sel.select(timeout):
-            if key.data is None:
-                os.read(wake_r, 512)
-                continue
-            data = os.read(key.fd, READ_SIZE)
-            if not data:
-                sel.unregister(key.fileobj)
-                open_streams -= 1
-                continue
-            os.write(out_fd, data)
-            lines = data.count(b"\n")
-            if lines:
-                record = rundir.INDEX_RECORD.pack(int(time.time() * 1000), key.data)
-                os.write(index_fd, record * lines)
-        if not open_streams and exited_at is None:
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
+            killed = True
+    os.close(pidfd)
     os.close(out_fd)
-    os.close(index_fd)
-    return proc.returncode
-
-
-def _note(out_fd, index_fd, text):
-    os.write(out_fd, text.encode())
-    os.write(index_fd, rundir.INDEX_RECORD.pack(int(time.time() * 1000), 1))
+    return proc.wait()
 
 
 def _signal_group(pgid, sig):

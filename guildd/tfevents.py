@@ -69,12 +69,22 @@ class EventWriter:
 
     def add_scalars(self, scalars):
         """Writes (tag, value, step, wall_time) tuples; one event per run of equal step and time."""
-        records = [
-            frame_record(
-                scalar_event(step, wall_time, [(t, v) for t, v, _, _ in group]).SerializeToString()
-            )
-            for (step, wall_time), group in itertools.groupby(scalars, key=lambda s: (s[2], s[3]))
-        ]
+        # One reusable single-value Event for the common case (a value per step): building a
+        # new message per scalar costs more than framing and writing it.
+        single = event_pb2.Event()
+        value = single.summary.value.add()
+        records = []
+        for (step, wall_time), group in itertools.groupby(scalars, key=lambda s: (s[2], s[3])):
+            group = list(group)
+            if len(group) == 1:
+                single.step = step
+                single.wall_time = wall_time
+                value.tag = group[0][0]
+                value.simple_value = group[0][1]
+                event = single
+            else:
+                event = scalar_event(step, wall_time, [(t, v) for t, v, _, _ in group])
+            records.append(frame_record(event.SerializeToString()))
         self._file.write(b"".join(records))
 
     def flush(self):

@@ -124,7 +124,8 @@ def test_scalars_are_indexed_and_summarized(client, tmp_path):
     code = "for i, v in enumerate([3.0, 1.0, 2.0]):\n    print('step: %d' % i)\n    print('loss: %s' % v)\n"
     run = client.start_run(spec(tmp_path, code))
     _out, end = ended(client, run.id)
-    (s,) = end.scalars
+    assert end.status == "completed"
+    (s,) = client.get_run(run.id).scalars  # waits for the last of the output to be indexed
     assert (s.tag, s.first, s.last, s.min, s.min_step, s.max, s.max_step, s.count) == ("loss", 3.0, 2.0, 1.0, 1, 3.0, 0, 3)
     assert s.total == pytest.approx(6.0)
 

@@ -246,3 +246,21 @@ def test_empty_map_message_matches_guild():
     with pytest.raises(InvalidArgument) as e:
         compile_config({})
     assert str(e.value) == "invalid output scalar config: {}"
+
+
+def test_feed_text_gives_what_feed_gives_line_by_line():
+    # The daemon parses whole blocks of output at once; it must agree with the line rules.
+    lines = []
+    for i in range(50):
+        lines += [
+            f"step: {i}", f"loss: {i / 7}", "noise line", f"acc: {i}e-3", "bad: x",
+            "a: 1 (step 7)", "b: 2 (foo)", "k:  -inf", " lead: 1", "x: 1.5  ", "t:\t3",
+            "c: 4 (step 9) (x)", "d: 5 ()", "e: 1e5", "z:1", "f: 3 (step 2)x", "g: 1 (step 3) ",
+            "h: 2 (12)", "y: 2\r", "step: 1.5", "step: nan",
+        ]
+    text = "\n".join(lines) + "\n"
+    by_line = ScalarParser.for_config(None)
+    expected = [s for line in text.split("\n") for s in by_line.feed(line)]
+    block = ScalarParser.for_config(None)
+    assert block.feed_text(text) == expected
+    assert block.step == by_line.step
