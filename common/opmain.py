@@ -9,6 +9,7 @@ arguments are the script's own command line (argparse reads them).
 """
 
 import ast
+import io
 import json
 import os
 import runpy
@@ -101,12 +102,26 @@ def _print_user_traceback(exc):
     traceback.print_exception(type(exc), exc, tb)
 
 
+def _line_buffered_stdout():
+    """A stdout that writes each complete line at once, straight to the run's output file.
+
+    Under guildd, stdout is the run's output file (not a terminal), so Python would either
+    hold output back in a block buffer or, with -u, write every fragment separately; this
+    shows each line as it is printed and costs little more than block buffering."""
+    if sys.stdout is None or sys.stdout.isatty():
+        return
+    sys.stdout.flush()
+    raw = io.FileIO(sys.stdout.fileno(), "w", closefd=False)
+    sys.stdout = io.TextIOWrapper(raw, encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)
+
+
 def main():
     if len(sys.argv) < 2:
         raise SystemExit("usage: opmain.py SCRIPT [ARG...]")
     script, args = sys.argv[1], sys.argv[2:]
     # The run dir (holding the source snapshot) comes first on sys.path, not opmain's dir.
     sys.path[0] = os.path.dirname(os.path.abspath(script))
+    _line_buffered_stdout()
     try:
         _run(script, args)
     except (SystemExit, KeyboardInterrupt):

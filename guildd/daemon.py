@@ -317,14 +317,15 @@ class Daemon:
             elif new_only:
                 f.seek(0, os.SEEK_END)
             elif tail:
-                data = await self.io(f.read)
+                data = await asyncio.get_running_loop().run_in_executor(None, f.read)
                 yield rundir.tail_lines(data, tail)
             follower = self.followers.get(rec.id)
             if follower:
                 follower.add_watcher()
             try:
+                loop = asyncio.get_running_loop()
                 while True:
-                    data = f.read(outputs.READ_CHUNK)
+                    data = await loop.run_in_executor(None, f.read, outputs.READ_CHUNK)
                     if data:
                         yield data
                         continue
