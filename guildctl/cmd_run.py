@@ -123,14 +123,7 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
 def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start):
     client = ctx.client
     old = client.get_run(ref)
-    overrides = flaglib.parse_flag_assigns(flag_args)
-    known = json.loads(old.flags_json or "{}")
-    if not force_flags:
-        for name in overrides:
-            if name not in known:
-                raise errors.InvalidArgument(
-                    f"unsupported flag '{name}'\nTry --force-flags to skip this check."
-                )
+    known, overrides = _flag_overrides(old, flag_args, force_flags)
     sourcecode = []
     if force_sourcecode:
         sourcecode = _project_sourcecode(old)
@@ -145,6 +138,20 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         stop_after=stop_after,
         env=dict(os.environ),
     )
+
+
+def _flag_overrides(run_msg, flag_args, force_flags):
+    """An existing run's flag values, and the new values given for them (names checked)."""
+    overrides = flaglib.parse_flag_assigns(flag_args)
+    known = json.loads(run_msg.flags_json or "{}")
+    if not force_flags:
+        for name in overrides:
+            if name not in known:
+                raise errors.InvalidArgument(
+                    f"unsupported flag '{name}' (run {run_msg.id[:8]} has no such flag)\n"
+                    "Try --force-flags to skip this check."
+                )
+    return known, overrides
 
 
 def _project_sourcecode(run_msg):
@@ -167,12 +174,7 @@ def _opref_project(opref):
 def _proto(ctx, ref, flag_args, yes, label, tags, stage, force_sourcecode, force_flags, stop_after):
     client = ctx.client
     proto = client.get_run(ref)
-    overrides = flaglib.parse_flag_assigns(flag_args)
-    known = json.loads(proto.flags_json or "{}")
-    if not force_flags:
-        for name in overrides:
-            if name not in known:
-                raise errors.InvalidArgument(f"unsupported flag '{name}'\nTry --force-flags to skip this check.")
+    known, overrides = _flag_overrides(proto, flag_args, force_flags)
     _confirm("stage" if stage else "run", proto.op_name, {**known, **overrides}, yes)
     return client.start_proto_run(
         proto=proto.id,

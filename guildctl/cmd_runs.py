@@ -9,11 +9,16 @@ from guildctl import output
 PAGE = 20
 
 
+def list_options(fn):
+    """The options of `runs` and `runs list` (the same command under two names)."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print runs as JSON (Guild 0.9's keys).")(fn)
+    fn = click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N runs.")(fn)
+    fn = click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable).")(fn)
+    return click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")(fn)
+
+
 @click.group(invoke_without_command=True)
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")
-@click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable).")
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print runs as JSON (Guild 0.9's keys).")
+@list_options
 @click.pass_context
 def runs(ctx, show_all, more, limit, as_json):
     """Show or manage runs (latest first; `runs list` is the same)."""
@@ -22,10 +27,7 @@ def runs(ctx, show_all, more, limit, as_json):
 
 
 @runs.command("list")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")
-@click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable).")
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print runs as JSON (Guild 0.9's keys).")
+@list_options
 @click.pass_obj
 def list_runs(ctx, show_all, more, limit, as_json):
     """Show runs, latest first."""
