@@ -191,14 +191,17 @@ class Daemon:
         self._stopping.discard(run_id)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
-        follower = self.followers.get(run_id)
-        if follower is not None:
-            follower.stop()
         await self.transition(run_id, rundir.status_for_exit_status(exit_status))
+        follower = self.followers.get(run_id)
         if follower is not None:
             await follower.finish()
             self.followers.pop(run_id, None)
         self.wake(run_id)
+
+    def following(self, run_id):
+        """True while a run's process may still write output (its end not yet recorded)."""
+        follower = self.followers.get(run_id)
+        return follower is not None and not follower.finishing
 
     async def settle(self, run_id):
         """Waits until an ended run's scalars are all indexed."""
@@ -329,8 +332,7 @@ class Daemon:
                     if data:
                         yield data
                         continue
-                    current = await self.io(self.store.get, rec.id)
-                    if current is None or current.status not in runstate.ACTIVE:
+                    if not self.following(rec.id):
                         rest = f.read()
                         if rest:
                             yield rest
