@@ -122,12 +122,51 @@ class Client:
         resp = self.call("RestartRun", pb.RestartRunRequest(**kw))
         return resp.run, resp.output_offset
 
-    def list_runs(self, statuses=(), limit=0):
-        resp = self.call("ListRuns", pb.ListRunsRequest(filter=pb.RunFilter(statuses=statuses), limit=limit))
+    def list_runs(self, statuses=(), limit=0, runs=(), run_filter=None, min="", max=""):
+        run_filter = run_filter or pb.RunFilter(statuses=statuses)
+        req = pb.ListRunsRequest(filter=run_filter, limit=limit, runs=list(runs), min=min or "", max=max or "")
+        resp = self.call("ListRuns", req)
         return list(resp.runs), resp.total
 
-    def get_run(self, run="", statuses=()):
-        return self.call("GetRun", pb.GetRunRequest(run=run, filter=pb.RunFilter(statuses=statuses))).run
+    def get_run(self, run="", statuses=(), run_filter=None):
+        run_filter = run_filter or pb.RunFilter(statuses=statuses)
+        return self.call("GetRun", pb.GetRunRequest(run=run, filter=run_filter)).run
+
+    def label_runs(self, selection, action, value=""):
+        return list(self.call("LabelRuns", pb.LabelRunsRequest(selection=selection, action=action, value=value)).runs)
+
+    def mark_runs(self, selection, clear=False):
+        return list(self.call("MarkRuns", pb.MarkRunsRequest(selection=selection, clear=clear)).runs)
+
+    def delete_runs(self, selection, permanent=False):
+        return list(self.call("DeleteRuns", pb.DeleteRunsRequest(selection=selection, permanent=permanent)).runs)
+
+    def restore_runs(self, selection):
+        return list(self.call("RestoreRuns", pb.RestoreRunsRequest(selection=selection)).runs)
+
+    def purge_runs(self, selection):
+        return list(self.call("PurgeRuns", pb.PurgeRunsRequest(selection=selection)).runs)
+
+    def list_files(self, selection, **kw):
+        return self.call("ListRunFiles", pb.ListRunFilesRequest(selection=selection, **kw))
+
+    def read_file(self, selection, path="", output=False, sourcecode=False):
+        req = pb.ReadRunFileRequest(selection=selection, path=path, output=output, sourcecode=sourcecode)
+        for msg in self.stream("ReadRunFile", req):
+            yield msg.data
+
+    def compare_runs(self, selection, **kw):
+        return self.call("CompareRuns", pb.CompareRunsRequest(selection=selection, **kw), timeout=600)
+
+    def export_runs(self, selection, dest, move=False):
+        return list(self.call("ExportRuns", pb.ExportRunsRequest(selection=selection, dir=dest, move=move), timeout=3600).runs)
+
+    def import_runs(self, archive, selection, move=False):
+        req = pb.ImportRunsRequest(dir=archive, selection=selection, move=move)
+        return list(self.call("ImportRuns", req, timeout=3600).runs)
+
+    def disk_usage(self):
+        return list(self.call("GetDiskUsage", pb.GetDiskUsageRequest(), timeout=600).usage)
 
     def watch_run(self, run="", tail=0, new_only=False, offset=0):
         return self.stream("WatchRun", pb.WatchRunRequest(run=run, tail=tail, new_only=new_only, offset=offset))

@@ -1,16 +1,21 @@
-"""guildctl runs: list runs and show one."""
+"""guildctl runs: list runs and show one; rm/delete/restore/purge/diff live here too."""
 
 import json
 
 import click
 
 from guildctl import output
+from guildctl.filters import pop_filter, run_filters
 
 PAGE = 20
 
 
 def list_options(fn):
-    """The options of `runs` and `runs list` (the same command under two names)."""
+    """The options of `runs` and `runs list` (the same command; only `list` takes RUN
+    arguments, which the group would read as subcommand names)."""
+    fn = run_filters(fn)
+    fn = click.option("-A", "--archive", metavar="DIR", help="List the runs in an export directory.")(fn)
+    fn = click.option("-d", "--deleted", is_flag=True, help="List deleted runs (the trash).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print runs as JSON (Guild 0.9's keys).")(fn)
     fn = click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N runs.")(fn)
     fn = click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable).")(fn)
@@ -20,26 +25,32 @@ def list_options(fn):
 @click.group(invoke_without_command=True)
 @list_options
 @click.pass_context
-def runs(ctx, show_all, more, limit, as_json):
+def runs(ctx, **kw):
     """Show or manage runs (latest first; `runs list` is the same)."""
     if ctx.invoked_subcommand is None:
-        _list(ctx.obj, show_all, more, limit, as_json)
+        _list(ctx.obj, runs=(), **kw)
 
 
 @runs.command("list")
+@click.argument("runs", nargs=-1, metavar="[RUN...]")
 @list_options
 @click.pass_obj
-def list_runs(ctx, show_all, more, limit, as_json):
+def list_runs(ctx, **kw):
     """Show runs, latest first."""
-    _list(ctx, show_all, more, limit, as_json)
+    _list(ctx, **kw)
 
 
-def _list(ctx, show_all, more, limit, as_json):
-    if as_json:
-        # Guild 0.9's `runs list --json` lists every run, for scripts.
-        show_all = not limit
-    count = 0 if show_all else (limit or PAGE * (1 + more))
-    found, total = ctx.client.list_runs(limit=count)
+def _list(ctx, runs, show_all, more, limit, as_json, deleted, archive, **kw):
+    run_filter = pop_filter(kw)
+    run_filter.deleted = deleted
+    if archive:
+        import os
+
+        run_filter.archive = os.path.abspath(archive)
+    if as_json and not limit:
+        show_all = True  # Guild 0.9's `runs list --json` lists every run, for scripts
+    count = 0 if (show_all or runs) else (limit or PAGE * (1 + more))
+    found, total = ctx.client.list_runs(runs=runs, run_filter=run_filter, limit=count)
     if as_json:
         output.print_json([output.run_json(r) for r in found])
         return
@@ -52,32 +63,32 @@ def _list(ctx, show_all, more, limit, as_json):
 @runs.command("info")
 @click.argument("run", required=False, default="")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (Guild 0.9's keys).")
+@click.option("-e", "--env", "show_env", is_flag=True, help="Show the run's environment.")
+@click.option("-d", "--deps", "show_deps", is_flag=True, help="Show the run's resolved dependencies.")
+@run_filters
 @click.pass_obj
-def info(ctx, run, as_json):
+def info(ctx, run, as_json, show_env, show_deps, **kw):
     """Show a run's details, flags and scalars (default: the latest run)."""
-    r = ctx.client.get_run(run)
-    flags = json.loads(r.flags_json or "{}")
+    r = ctx.client.get_run(run, run_filter=pop_filter(kw))
+    value = output.run_info(r)
+    if show_env:
+        value["environment"] = dict(sorted(r.env.items()))
+    if show_deps:
+        value["dependencies"] = json.loads(r.deps_json or "{}")
     if as_json:
-        value = output.run_json(r)
-        value["operation"] = r.op_name
         output.print_json(value)
         return
-    from guild_common import flags as flaglib
+    click.echo(output.info_text(value))
 
-    lines = [
-        f"id: {r.id}",
-        f"operation: {r.op_name}",
-        f"status: {r.status}",
-        f"started: {output.fmt_time(r.started_us)}",
-        f"stopped: {output.fmt_time(r.stopped_us)}",
-        f"label: {r.label}",
-        f"run_dir: {output.shorten_path(r.run_dir)}",
-        f"exit_status: {r.exit_status if r.has_exit_status else ''}",
-        f"pid: {r.pid or ''}",
-        f"user: {r.user}",
-        "flags:",
-        *(f"  {k}: {flaglib.encode_flag_value(v)}" for k, v in sorted(flags.items())),
-        "scalars:",
-        *(f"  {s.tag}: {s.last:f} (step {s.last_step})" for s in r.scalars),
-    ]
-    click.echo("\n".join(lines))
+
+def register(group):
+    from guildctl import cmd_files, cmd_manage
+
+    group.add_command(cmd_manage.delete, "rm")
+    group.add_command(cmd_manage.delete, "delete")
+    group.add_command(cmd_manage.restore)
+    group.add_command(cmd_manage.purge)
+    group.add_command(cmd_files.diff)
+
+
+register(runs)

@@ -69,10 +69,24 @@ def main():
         sys.exit(1)
 
 
-from guildctl import cmd_daemon, cmd_run, cmd_runs  # noqa: E402  (commands register on `cli`)
+from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_manage, cmd_run, cmd_runs  # noqa: E402
 
-cli.add_command(cmd_run.run)
-cli.add_command(cmd_run.watch)
-cli.add_command(cmd_run.stop)
-cli.add_command(cmd_runs.runs)
-cli.add_command(cmd_daemon.daemon)
+for command in (
+    cmd_run.run,
+    cmd_run.watch,
+    cmd_run.stop,
+    cmd_runs.runs,
+    cmd_files.ls,
+    cmd_files.cat,
+    cmd_manage.label,
+    cmd_manage.mark,
+    cmd_manage.unmark,
+    cmd_manage.export,
+    cmd_manage.import_,
+    cmd_compare.compare,
+    cmd_compare.select,
+    cmd_check.check,
+    cmd_daemon.daemon,
+):
+    cli.add_command(command)
+cli.add_command(cmd_files.diff, "diff")

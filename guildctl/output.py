@@ -30,7 +30,7 @@ def run_json(run):
         "opref": run.opref,
         "operation": run.op_name,
         "exit_status": run.exit_status if run.has_exit_status else None,
-        "marked": None,
+        "marked": True if run.marked else None,
         "label": run.label,
         "started": run.started_us or None,
         "stopped": run.stopped_us or None,
@@ -64,3 +64,49 @@ def exit_code_for(run):
         return 1
     code = run.exit_status
     return 128 - code if code < 0 else code
+
+
+def run_info(run):
+    """A run as Guild 0.9's `runs info --json` keys it, in its `runs info` order."""
+    return {
+        "id": run.id,
+        "operation": run.op_name,
+        "from": getattr(run, "from"),
+        "status": run.status,
+        "started": fmt_time(run.started_us),
+        "stopped": fmt_time(run.stopped_us),
+        "marked": "yes" if run.marked else "no",
+        "label": run.label,
+        "sourcecode_digest": run.sourcecode_digest,
+        "vcs_commit": run.vcs_commit,
+        "run_dir": run.run_dir,
+        "command": run.command,
+        "exit_status": run.exit_status if run.has_exit_status else "",
+        "pid": run.pid or "",
+        "tags": list(run.tags),
+        "flags": json.loads(run.flags_json or "{}"),
+        "scalars": {s.tag: [s.last, s.last_step] for s in run.scalars},
+    }
+
+
+def info_text(info):
+    """`runs info` as Guild prints it: `key: value` lines, flags and scalars indented."""
+    from guild_common import flags as flaglib
+
+    lines = []
+    for key, value in info.items():
+        if key == "flags":
+            lines.append("flags:")
+            lines += [f"  {k}: {flaglib.encode_flag_value(v)}" for k, v in sorted(value.items())]
+        elif key == "scalars":
+            lines.append("scalars:")
+            lines += [f"  {tag}: {last:f} (step {step})" for tag, (last, step) in sorted(value.items())]
+        elif key == "tags":
+            lines.append("tags:")
+            lines += [f"  - {t}" for t in value]
+        elif key in ("environment", "dependencies"):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {shorten_path(value) if key == 'run_dir' else value}")
+    return "\n".join(lines)

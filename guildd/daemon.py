@@ -13,11 +13,11 @@ import functools
 import json
 import logging
 import os
+import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import executor as execlib, outputs, runs, runstate, store as storelib
-from guildd.tfevents import read_scalars, summarize
+from guildd import compare, executor as execlib, manage, outputs, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -36,6 +36,7 @@ class Daemon:
         self.executor = execlib.Executor(self._on_shim_exit)
         self.followers = {}
         self._stopping = set()  # runs a stop was sent to
+        self._dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
         self._changes = {}
         self._tasks = set()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
@@ -133,7 +134,9 @@ class Daemon:
         run_dir = self.run_dir(run_id)
         label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
         now = rundir.now_us()
-        await self.io(runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now)
+        digest = await self.io(
+            self._changing_dirs, runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now
+        )
         record = storelib.RunRecord(
             id=run_id,
             op_name=spec.op_name,
@@ -151,6 +154,7 @@ class Daemon:
             tags_json=json.dumps(list(spec.tags)),
             user=user,
             scalar_offset=0,
+            digest=digest,
         )
         if stage:
             return await self.transition(run_id, runstate.STAGED, record=record)
@@ -297,11 +301,112 @@ class Daemon:
 
     # Reading
 
-    async def get_run(self, spec, statuses=()):
-        return await self.io(self.store.resolve, spec, statuses)
+    async def get_run(self, spec, statuses=(), criteria=None):
+        def get():
+            self._sync_index()
+            return self.store.resolve(spec, statuses, criteria)
+
+        return await self.io(get)
 
     async def list_runs(self, statuses, limit):
-        return await self.io(self.store.list, statuses, limit)
+        return await self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
+
+    async def select(self, criteria, specs=(), limit=0, order=None, archive=""):
+        """Runs by filter and run specs, latest first (or by `order`), and their total."""
+
+        def get():
+            if archive:
+                return self._archive_store(archive).select(criteria, specs, limit, order)
+            self._sync_index()
+            return self.store.select(criteria, specs, limit, order)
+
+        return await self.io(get)
+
+    def _archive_store(self, archive):
+        """An in-memory index of an export directory, so its runs list and filter like ours."""
+        archived = storelib.Store(":memory:", archive)
+        for run_dir in manage.archive_run_dirs(archive):
+            manage.index_run_dir(archived, run_dir, execlib.pid_alive)
+        return archived
+
+    def _changing_dirs(self, fn, *args):
+        """Runs `fn` (which adds or removes run dirs) and keeps the index's view of the dirs
+        current, so our own changes don't look like changes made by hand."""
+        before = self._mtimes()
+        result = fn(*args)
+        after = self._mtimes()
+        for key, mtime in before.items():
+            if self._dir_mtimes.get(key) == mtime:
+                self._dir_mtimes[key] = after[key]
+        return result
+
+    def _mtimes(self):
+        out = {}
+        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
+            try:
+                out[deleted] = os.stat(base).st_mtime_ns
+            except FileNotFoundError:
+                out[deleted] = 0
+        return out
+
+    # Managing runs
+
+    async def label_runs(self, recs, action, value):
+        return await self.io(manage.label_runs, self.store, self.home, recs, action, value)
+
+    async def mark_runs(self, recs, clear):
+        return await self.io(manage.mark_runs, self.store, self.home, recs, clear)
+
+    async def delete_runs(self, recs, permanent):
+        return await self.io(self._changing_dirs, manage.delete_runs, self.store, self.home, recs, permanent)
+
+    async def restore_runs(self, recs):
+        return await self.io(self._changing_dirs, manage.restore_runs, self.store, self.home, recs)
+
+    async def purge_runs(self, recs):
+        return await self.io(self._changing_dirs, manage.purge_runs, self.store, self.home, recs)
+
+    async def export_runs(self, recs, dest, move):
+        return await self.io(self._changing_dirs, manage.export_runs, self.store, self.home, recs, dest, move)
+
+    async def import_runs(self, archive, specs, criteria, move):
+        def do():
+            archived = self._archive_store(archive)
+            recs, _ = archived.select(criteria, specs)
+            dirs = [pathlib.Path(archive) / r.id for r in recs]
+            return manage.import_runs(self.store, self.home, dirs, move, execlib.pid_alive)
+
+        return await self.io(self._changing_dirs, do)
+
+    async def list_files(self, rec, path, all_files, sourcecode, follow_links):
+        return await self.io(manage.list_files, manage.location(self.home, rec), path, all_files, sourcecode, follow_links)
+
+    async def read_file(self, rec, path, output):
+        """Yields a run file's bytes in chunks."""
+        run_dir = manage.location(self.home, rec)
+        if output:
+            full = rundir.output_path(run_dir)
+            if not full.exists():
+                raise errors.NotFound(f"{full} does not exist")
+        else:
+            full = await self.io(manage.file_path, run_dir, path)
+        loop = asyncio.get_running_loop()
+        with open(full, "rb") as f:
+            while data := await loop.run_in_executor(None, f.read, outputs.READ_CHUNK):
+                yield data
+
+    async def compare(self, criteria, specs, extra, strict, skip_core, skip_op, order, top):
+        def do():
+            self._sync_index()
+            recs, _ = self.store.select(criteria, specs, top, order)
+            scalars = {r.id: self.store.scalars(r.id) for r in recs}
+            cols = compare.columns_for(recs, scalars, extra, strict, skip_core, skip_op)
+            return cols, compare.rows(cols, recs, scalars)
+
+        return await self.io(do)
+
+    async def disk_usage(self):
+        return await self.work(manage.disk_usage, self.home)
 
     async def scalars(self, run_id):
         await self.settle(run_id)
@@ -371,23 +476,31 @@ class Daemon:
                 await self.transition(rec.id, runstate.ERROR)
 
     def _sync_index(self):
-        on_disk = {e.name for e in os.scandir(self.runs_dir) if len(e.name) == 32 and e.is_dir()}
-        indexed = self.store.ids()
-        for run_id in indexed - on_disk:
-            self.store.delete(run_id)
-        for run_id in sorted(on_disk - indexed):
-            run_dir = self.run_dir(run_id)
-            if not rundir.attrs_dir(run_dir).is_dir():
+        """Adds run dirs the index lacks and drops index rows whose dirs are gone, for the
+        runs dir and the trash. Cheap when nothing changed: it compares the dirs' mtimes."""
+        seen = []
+        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
+            try:
+                mtime = os.stat(base).st_mtime_ns
+            except FileNotFoundError:
+                mtime = 0
+            seen.append(mtime)
+            if self._dir_mtimes.get(deleted) == mtime:
                 continue
-            rec = storelib.record_from_rundir(run_dir, execlib.pid_alive)
-            output_size = _size(rundir.output_path(run_dir))
-            self.store.insert(dataclasses.replace(rec, scalar_offset=output_size))
-            scalars = read_scalars(str(rundir.guild_dir(run_dir)))
-            if scalars:
-                summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
-                self.store.replace_scalars(run_id, [outputs.summary_record(t, s) for t, s in summaries.items()])
-        if on_disk - indexed:
-            log.info("indexed %d run(s) found on disk", len(on_disk - indexed))
+            on_disk = set()
+            if mtime:
+                on_disk = {e.name for e in os.scandir(base) if manage.RUN_ID.match(e.name) and e.is_dir()}
+            indexed = self.store.ids(deleted=deleted)
+            for run_id in indexed - on_disk:
+                self.store.delete(run_id)
+            added = 0
+            for run_id in sorted(on_disk - indexed):
+                if rundir.attrs_dir(base / run_id).is_dir():
+                    manage.index_run_dir(self.store, base / run_id, execlib.pid_alive, deleted=deleted)
+                    added += 1
+            if added or indexed - on_disk:
+                log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
+            self._dir_mtimes[deleted] = mtime
 
     async def close(self):
         self.executor.close()

@@ -10,7 +10,7 @@ import os
 
 from guild_common import rundir
 from guild_common.scalars import ScalarParser
-from guildd import store as storelib
+from guildd import manage
 from guildd.tfevents import EventWriter, summarize
 
 WATCHED_POLL = 0.02  # seconds between size checks while someone watches the run
@@ -54,28 +54,12 @@ class ScalarReader:
             self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
         self.writer.add_scalars((s.key, s.value, s.step, wall_time) for s in scalars)
         self.writer.flush()
-        return [summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
+        return [manage.summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
 
     def close(self):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-
-
-def summary_record(tag, s):
-    return storelib.Summary(
-        tag=tag,
-        first_val=s.first_val,
-        first_step=s.first_step,
-        last_val=s.last_val,
-        last_step=s.last_step,
-        min_val=s.min_val,
-        min_step=s.min_step,
-        max_val=s.max_val,
-        max_step=s.max_step,
-        total=s.total,
-        count=s.count,
-    )
 
 
 class Follower:

@@ -70,7 +70,8 @@ def platform_attr():
 
 
 def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us):
-    """Initializes a run directory (Guild's layout) and writes its source snapshot."""
+    """Initializes a run directory (Guild's layout) and writes its source snapshot; returns
+    the snapshot's digest."""
     gdir = rundir.guild_dir(run_dir)
     rundir.attrs_dir(run_dir).mkdir(parents=True)
     # Guild writes id and initialized first: a dir with them is a run, even half-made.
@@ -78,6 +79,7 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
     files = [(f.path, f.data, f.mode) for f in spec.sourcecode]
     rundir.write_sourcecode(run_dir, files)
     rundir.write_opref(run_dir, spec.opref)
+    digest = sourcecode.digest(run_dir, [f[0] for f in files]) or ""
     rundir.write_attrs(
         run_dir,
         {
@@ -90,11 +92,12 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
             "user": user,
             "platform": platform_attr(),
             "run_params": json.loads(spec.run_params_json or "{}"),
-            "sourcecode_digest": sourcecode.digest(run_dir, [f[0] for f in files]) or "",
+            "sourcecode_digest": digest,
             "deps": {},
         },
     )
     (gdir / "output").touch()
+    return digest
 
 
 def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, stop_after):

@@ -1,17 +1,19 @@
 """The Guild gRPC servicer: thin. Each method converts the request, calls the Daemon, and
 converts the result back."""
 
+import dataclasses
+import json
 import os
+import shlex
 
-from guild_common import errors, rundir
+from guild_common import __version__, errors, rundir
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guild_common import __version__
-from guildd import runstate
+from guildd import manage, runstate, selection
 from guildd.rpc import mapped
 
 
 def run_message(daemon, rec, scalars=()):
-    run_dir = daemon.run_dir(rec.id)
+    run_dir = manage.location(daemon.home, rec)
     pid = 0
     if rec.status == runstate.RUNNING:
         pid = rundir.read_lock_pid(run_dir) or 0
@@ -30,6 +32,9 @@ def run_message(daemon, rec, scalars=()):
         user=rec.user,
         tags=rec.tags,
         opref=rec.opref,
+        marked=rec.marked,
+        deleted=rec.deleted,
+        sourcecode_digest=rec.digest,
         scalars=[
             pb.ScalarSummary(
                 tag=s.tag,
@@ -49,8 +54,61 @@ def run_message(daemon, rec, scalars=()):
     )
 
 
-def _statuses(run_filter):
-    return tuple(run_filter.statuses) if run_filter else ()
+def _criteria(run_filter, exclude_batch=False):
+    return selection.Criteria.for_filter(run_filter if run_filter.ByteSize() else None, exclude_batch)
+
+
+def _order(request):
+    if request.min and request.max:
+        raise errors.InvalidArgument("--min and --max cannot both be used")
+    if request.min:
+        return (request.min, False)
+    if request.max:
+        return (request.max, True)
+    return None
+
+
+def _cell(value):
+    if value is None:
+        return pb.Cell()
+    if isinstance(value, bool):
+        return pb.Cell(boolean=value)
+    if isinstance(value, int):
+        return pb.Cell(integer=value)
+    if isinstance(value, float):
+        return pb.Cell(number=value)
+    return pb.Cell(text=str(value))
+
+
+def _details(daemon, msg):
+    """Adds what only `runs info` shows: command, origin, env, deps and other attributes."""
+    attrs = rundir.read_attrs(msg.run_dir)
+    cmd = attrs.pop("cmd", None)
+    msg.command = " ".join(shlex.quote(str(a)) for a in cmd) if isinstance(cmd, list) else ""
+    env = attrs.pop("env", None) or {}
+    msg.env.update({str(k): str(v) for k, v in env.items()})
+    msg.deps_json = json.dumps(attrs.pop("deps", None) or {}, default=str)
+    msg.vcs_commit = str(attrs.get("vcs_commit") or "")
+    setattr(msg, "from", _origin(msg.opref, attrs))  # `from` is a Python keyword
+    for name in ("op", "platform", "pip_freeze", "run_params"):
+        attrs.pop(name, None)
+    msg.attrs_json = json.dumps(attrs, default=str)
+    return msg
+
+
+def _origin(opref, attrs):
+    """Where a run's operation came from, as `runs info` shows it (`from:`)."""
+    kind, _, rest = opref.partition(":")
+    return rest.split(" ")[0] if kind in ("script", "guildfile", "package") else ""
+
+
+LABEL_ACTIONS = {
+    pb.LABEL_SET: "set",
+    pb.LABEL_PREPEND: "prepend",
+    pb.LABEL_APPEND: "append",
+    pb.LABEL_REMOVE: "remove",
+    pb.LABEL_CLEAR: "clear",
+}
 
 
 class GuildServicer(guild_pb2_grpc.GuildServicer):
@@ -91,14 +149,116 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def ListRuns(self, request, context):
-        recs, total = await self.daemon.list_runs(_statuses(request.filter), request.limit)
+        recs, total = await self.daemon.select(
+            _criteria(request.filter), list(request.runs), request.limit, _order(request), request.filter.archive
+        )
         return pb.ListRunsResponse(runs=[run_message(self.daemon, r) for r in recs], total=total)
 
     @mapped
     async def GetRun(self, request, context):
-        rec = await self.daemon.get_run(request.run, _statuses(request.filter))
+        if request.filter.archive:
+            recs, _ = await self.daemon.select(_criteria(request.filter), [request.run or "1"], 1, archive=request.filter.archive)
+            return pb.GetRunResponse(run=run_message(self.daemon, recs[0]))
+        rec = await self.daemon.get_run(request.run, criteria=_criteria(request.filter))
         scalars = await self.daemon.scalars(rec.id)
-        return pb.GetRunResponse(run=run_message(self.daemon, rec, scalars))
+        msg = run_message(self.daemon, rec, scalars)
+        return pb.GetRunResponse(run=await self.daemon.io(_details, self.daemon, msg))
+
+    async def _selected(self, sel, deleted=None):
+        criteria = _criteria(sel.filter)
+        if deleted is not None:
+            criteria = dataclasses.replace(criteria, deleted=deleted)
+        recs, _ = await self.daemon.select(criteria, list(sel.runs))
+        return recs
+
+    def _runs(self, recs):
+        return [run_message(self.daemon, r) for r in recs]
+
+    @mapped
+    async def LabelRuns(self, request, context):
+        action = LABEL_ACTIONS.get(request.action)
+        if action is None:
+            raise errors.InvalidArgument("label action missing")
+        recs = await self.daemon.label_runs(await self._selected(request.selection), action, request.value)
+        return pb.LabelRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def MarkRuns(self, request, context):
+        recs = await self.daemon.mark_runs(await self._selected(request.selection), request.clear)
+        return pb.MarkRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def DeleteRuns(self, request, context):
+        recs = await self.daemon.delete_runs(await self._selected(request.selection), request.permanent)
+        return pb.DeleteRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def RestoreRuns(self, request, context):
+        recs = await self.daemon.restore_runs(await self._selected(request.selection, deleted=True))
+        return pb.RestoreRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def PurgeRuns(self, request, context):
+        recs = await self.daemon.purge_runs(await self._selected(request.selection, deleted=True))
+        return pb.PurgeRunsResponse(runs=[pb.Run(id=r.id, op_name=r.op_name, status=r.status, label=r.label) for r in recs])
+
+    async def _one(self, sel):
+        spec = sel.runs[0] if sel.runs else ""
+        if sel.filter.archive:
+            recs, _ = await self.daemon.select(_criteria(sel.filter), [spec or "1"], 1, archive=sel.filter.archive)
+            return recs[0]
+        return await self.daemon.get_run(spec, criteria=_criteria(sel.filter))
+
+    @mapped
+    async def ListRunFiles(self, request, context):
+        rec = await self._one(request.selection)
+        files = await self.daemon.list_files(rec, request.path, request.all, request.sourcecode, request.follow_links)
+        return pb.ListRunFilesResponse(
+            run=run_message(self.daemon, rec),
+            files=[pb.RunFile(path=p, is_dir=d, is_link=link, size=size) for p, d, link, size in files],
+        )
+
+    @mapped
+    async def ReadRunFile(self, request, context):
+        rec = await self._one(request.selection)
+        async for data in self.daemon.read_file(rec, request.path, request.output):
+            yield pb.ReadRunFileResponse(data=data)
+
+    @mapped
+    async def CompareRuns(self, request, context):
+        sel = request.selection
+        cols, rows = await self.daemon.compare(
+            _criteria(sel.filter, exclude_batch=True),
+            list(sel.runs),
+            request.columns,
+            request.strict,
+            request.skip_core,
+            request.skip_op,
+            _order(request),
+            request.top,
+        )
+        return pb.CompareRunsResponse(
+            columns=[pb.CompareColumn(header=c.header, kind=c.kind) for c in cols],
+            rows=[pb.CompareRow(run_id=run_id, cells=[_cell(v) for v in values]) for run_id, values in rows],
+        )
+
+    @mapped
+    async def ExportRuns(self, request, context):
+        if not request.dir:
+            raise errors.InvalidArgument("export needs a directory")
+        results = await self.daemon.export_runs(await self._selected(request.selection), request.dir, request.move)
+        return pb.ExportRunsResponse(runs=[pb.RunTransfer(run_id=i, result=r, reason=why) for i, r, why in results])
+
+    @mapped
+    async def ImportRuns(self, request, context):
+        sel = request.selection
+        results = await self.daemon.import_runs(request.dir, list(sel.runs), _criteria(sel.filter), request.move)
+        return pb.ImportRunsResponse(runs=[pb.RunTransfer(run_id=i, result=r, reason=why) for i, r, why in results])
+
+    @mapped
+    async def GetDiskUsage(self, request, context):
+        usage = await self.daemon.disk_usage()
+        return pb.GetDiskUsageResponse(usage=[pb.DiskUsage(name=n, path=p, bytes=b) for n, p, b in usage])
 
     @mapped
     async def WatchRun(self, request, context):

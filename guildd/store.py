@@ -11,8 +11,9 @@ import os
 import sqlite3
 
 from guild_common import errors, rundir
+from guildd import selection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,9 +32,14 @@ CREATE TABLE IF NOT EXISTS runs (
     flags_json TEXT NOT NULL DEFAULT '{}',
     tags_json TEXT NOT NULL DEFAULT '[]',
     user TEXT NOT NULL DEFAULT '',
-    scalar_offset INTEGER NOT NULL DEFAULT 0
+    scalar_offset INTEGER NOT NULL DEFAULT 0,
+    marked INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    digest TEXT NOT NULL DEFAULT '',
+    -- Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
+    sort_us INTEGER GENERATED ALWAYS AS (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) VIRTUAL
 );
-CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_us DESC, created_us DESC);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (deleted, sort_us DESC, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE TABLE IF NOT EXISTS scalars (
     run_id TEXT NOT NULL,
@@ -46,9 +52,6 @@ CREATE TABLE IF NOT EXISTS scalars (
     PRIMARY KEY (run_id, tag)
 );
 """
-
-# Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
-ORDER = "ORDER BY (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) DESC, id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,9 @@ class RunRecord:
     tags_json: str
     user: str
     scalar_offset: int
+    marked: bool = False
+    deleted: bool = False
+    digest: str = ""
 
     @property
     def flags(self):
@@ -123,6 +129,7 @@ class Store:
         db.execute("PRAGMA synchronous=NORMAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
+            # An index of an older layout: drop it; the daemon rebuilds it from the run dirs.
             db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars;")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -153,38 +160,38 @@ class Store:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
 
+    def get_many(self, run_ids):
+        """Records for `run_ids`, in that order (missing ids left out)."""
+        found = {}
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.execute(f"SELECT {', '.join(FIELDS)} FROM runs WHERE id IN ({marks})", chunk):
+                found[row[0]] = RunRecord(*row)
+        return [found[i] for i in ids if i in found]
+
+    def select(self, criteria, specs=(), limit=0, order=None):
+        """The runs `criteria` keeps, narrowed by run specs, latest first (or by `order`),
+        at most `limit`; and how many there were before the limit."""
+        chosen = selection.apply_specs(selection.ordered_ids(self.db, criteria, order), specs)
+        total = len(chosen)
+        return self.get_many(chosen[:limit] if limit else chosen), total
+
     def list(self, statuses=(), limit=0):
-        where, params = _status_clause(statuses)
-        total = self.db.execute(f"SELECT count(*) FROM runs {where}", params).fetchone()[0]
-        sql = f"SELECT {', '.join(FIELDS)} FROM runs {where} {ORDER}"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [RunRecord(*row) for row in self.db.execute(sql, params)], total
+        return self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
 
-    def resolve(self, spec, statuses=()):
-        """A run from an index (1 = latest, among runs matching `statuses`), full id or
-        unique id prefix; '' is the latest run."""
-        spec = (spec or "").strip()
-        if not spec or spec.isdigit():
-            index = int(spec) if spec else 1
-            runs, _ = self.list(statuses, limit=index)
-            if index >= 1 and len(runs) >= index:
-                return runs[index - 1]
-            if not spec:
-                raise errors.NotFound("there are no runs" + (f" that are {'/'.join(statuses)}" if statuses else ""))
-        rows = self.db.execute(
-            f"SELECT {', '.join(FIELDS)} FROM runs WHERE id >= ? AND id < ? {ORDER} LIMIT 6",
-            (spec, spec + "\uffff"),
-        ).fetchall()
-        if not rows:
-            raise errors.NotFound(f"could not find run '{spec}'")
-        if len(rows) > 1:
-            ids = ", ".join(r[0][:8] for r in rows[:5])
-            raise errors.InvalidArgument(f"run '{spec}' is ambiguous: it matches {ids}{' ...' if len(rows) > 5 else ''}")
-        return RunRecord(*rows[0])
+    def resolve(self, spec, statuses=(), criteria=None):
+        """One run from an index (1 = latest), id or unique id prefix; '' is the latest."""
+        criteria = criteria or selection.Criteria(statuses=tuple(statuses))
+        ids = selection.ordered_ids(self.db, criteria)
+        if not spec and not ids:
+            what = f" that are {'/'.join(criteria.statuses)}" if criteria.statuses else ""
+            raise errors.NotFound(f"there are no runs{what}")
+        return self.get_many(selection.apply_specs(ids, [spec or "1"])[:1])[0]
 
-    def ids(self):
-        return {row[0] for row in self.db.execute("SELECT id FROM runs")}
+    def ids(self, deleted=False):
+        return {row[0] for row in self.db.execute("SELECT id FROM runs WHERE deleted = ?", (int(deleted),))}
 
     # Scalars
 
@@ -220,12 +227,6 @@ class Store:
         self.merge_scalars(run_id, summaries)
 
 
-def _status_clause(statuses):
-    if not statuses:
-        return "", []
-    return f"WHERE status IN ({', '.join('?' for _ in statuses)})", list(statuses)
-
-
 def _merge(old, new):
     if old is None:
         return new
@@ -246,7 +247,7 @@ def _merge(old, new):
     )
 
 
-def record_from_rundir(run_dir, pid_alive):
+def record_from_rundir(run_dir, pid_alive, deleted=False):
     """An index record rebuilt from a run directory (Guild AI's or ours)."""
     attrs = rundir.read_attrs(run_dir)
     opref = rundir.read_opref(run_dir)
@@ -271,4 +272,7 @@ def record_from_rundir(run_dir, pid_alive):
         tags_json=json.dumps(tags if isinstance(tags, list) else [], default=str),
         user=str(attrs.get("user") or ""),
         scalar_offset=0,
+        marked=attrs.get("marked") is True,
+        deleted=deleted,
+        digest=str(attrs.get("sourcecode_digest") or ""),
     )

@@ -76,6 +76,61 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.StopRunsRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.StopRunsResponse.FromString,
                 _registered_method=True)
+        self.LabelRuns = channel.unary_unary(
+                '/guild.v1.Guild/LabelRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.LabelRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.LabelRunsResponse.FromString,
+                _registered_method=True)
+        self.MarkRuns = channel.unary_unary(
+                '/guild.v1.Guild/MarkRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.MarkRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.MarkRunsResponse.FromString,
+                _registered_method=True)
+        self.DeleteRuns = channel.unary_unary(
+                '/guild.v1.Guild/DeleteRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.DeleteRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.DeleteRunsResponse.FromString,
+                _registered_method=True)
+        self.RestoreRuns = channel.unary_unary(
+                '/guild.v1.Guild/RestoreRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.RestoreRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.RestoreRunsResponse.FromString,
+                _registered_method=True)
+        self.PurgeRuns = channel.unary_unary(
+                '/guild.v1.Guild/PurgeRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.PurgeRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.PurgeRunsResponse.FromString,
+                _registered_method=True)
+        self.ListRunFiles = channel.unary_unary(
+                '/guild.v1.Guild/ListRunFiles',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ListRunFilesRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ListRunFilesResponse.FromString,
+                _registered_method=True)
+        self.ReadRunFile = channel.unary_stream(
+                '/guild.v1.Guild/ReadRunFile',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ReadRunFileRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ReadRunFileResponse.FromString,
+                _registered_method=True)
+        self.CompareRuns = channel.unary_unary(
+                '/guild.v1.Guild/CompareRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.CompareRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.CompareRunsResponse.FromString,
+                _registered_method=True)
+        self.ExportRuns = channel.unary_unary(
+                '/guild.v1.Guild/ExportRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ExportRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ExportRunsResponse.FromString,
+                _registered_method=True)
+        self.ImportRuns = channel.unary_unary(
+                '/guild.v1.Guild/ImportRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ImportRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ImportRunsResponse.FromString,
+                _registered_method=True)
+        self.GetDiskUsage = channel.unary_unary(
+                '/guild.v1.Guild/GetDiskUsage',
+                request_serializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.FromString,
+                _registered_method=True)
         self.ShutdownDaemon = channel.unary_unary(
                 '/guild.v1.Guild/ShutdownDaemon',
                 request_serializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.SerializeToString,
@@ -144,6 +199,83 @@ class GuildServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LabelRuns(self, request, context):
+        """Sets, extends, or clears runs' labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRuns(self, request, context):
+        """Marks or unmarks runs (a marked run wins upstream selection).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRuns(self, request, context):
+        """Moves runs to the trash, or deletes them permanently.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreRuns(self, request, context):
+        """Moves runs back from the trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeRuns(self, request, context):
+        """Deletes runs in the trash permanently.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunFiles(self, request, context):
+        """Lists a run's files.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadRunFile(self, request, context):
+        """Streams one file of a run (or its output).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareRuns(self, request, context):
+        """Rows of flags, scalar summaries and attributes for runs, for compare and select.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportRuns(self, request, context):
+        """Copies (or moves) runs to a directory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportRuns(self, request, context):
+        """Copies (or moves) runs from a directory into GUILD_HOME.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDiskUsage(self, request, context):
+        """Disk space used by runs, the trash and the cache.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ShutdownDaemon(self, request, context):
         """Asks the daemon to shut down gracefully; running runs keep running.
         """
@@ -193,6 +325,61 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.StopRuns,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.StopRunsRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.StopRunsResponse.SerializeToString,
+            ),
+            'LabelRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.LabelRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.LabelRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.LabelRunsResponse.SerializeToString,
+            ),
+            'MarkRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.MarkRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.MarkRunsResponse.SerializeToString,
+            ),
+            'DeleteRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.DeleteRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.DeleteRunsResponse.SerializeToString,
+            ),
+            'RestoreRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.RestoreRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.RestoreRunsResponse.SerializeToString,
+            ),
+            'PurgeRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.PurgeRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.PurgeRunsResponse.SerializeToString,
+            ),
+            'ListRunFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunFiles,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ListRunFilesRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ListRunFilesResponse.SerializeToString,
+            ),
+            'ReadRunFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadRunFile,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ReadRunFileRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ReadRunFileResponse.SerializeToString,
+            ),
+            'CompareRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.CompareRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.CompareRunsResponse.SerializeToString,
+            ),
+            'ExportRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ExportRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ExportRunsResponse.SerializeToString,
+            ),
+            'ImportRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ImportRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ImportRunsResponse.SerializeToString,
+            ),
+            'GetDiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDiskUsage,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.SerializeToString,
             ),
             'ShutdownDaemon': grpc.unary_unary_rpc_method_handler(
                     servicer.ShutdownDaemon,
@@ -417,6 +604,303 @@ class Guild:
             '/guild.v1.Guild/StopRuns',
             guild_dot_v1_dot_guild__pb2.StopRunsRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.StopRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/LabelRuns',
+            guild_dot_v1_dot_guild__pb2.LabelRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.LabelRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/MarkRuns',
+            guild_dot_v1_dot_guild__pb2.MarkRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.MarkRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/DeleteRuns',
+            guild_dot_v1_dot_guild__pb2.DeleteRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.DeleteRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/RestoreRuns',
+            guild_dot_v1_dot_guild__pb2.RestoreRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.RestoreRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/PurgeRuns',
+            guild_dot_v1_dot_guild__pb2.PurgeRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.PurgeRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/ListRunFiles',
+            guild_dot_v1_dot_guild__pb2.ListRunFilesRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ListRunFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadRunFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/guild.v1.Guild/ReadRunFile',
+            guild_dot_v1_dot_guild__pb2.ReadRunFileRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ReadRunFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/CompareRuns',
+            guild_dot_v1_dot_guild__pb2.CompareRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.CompareRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/ExportRuns',
+            guild_dot_v1_dot_guild__pb2.ExportRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ExportRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/ImportRuns',
+            guild_dot_v1_dot_guild__pb2.ImportRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ImportRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/GetDiskUsage',
+            guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

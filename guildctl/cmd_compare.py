@@ -1,0 +1,139 @@
+"""guildctl compare and select."""
+
+import csv
+import io
+import sys
+
+import click
+
+from guild_common import errors
+from guildctl import output
+from guildctl.filters import pop_filter, run_filters
+from guildctl.selecting import selection
+
+
+def _value(cell):
+    kind = cell.WhichOneof("value")
+    return None if kind is None else getattr(cell, kind)
+
+
+def _table_text(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:f}"
+    return str(value)
+
+
+def _csv_text(value):
+    if value is None:
+        return ""
+    return str(value)
+
+
+@click.command()
+@click.argument("runs", nargs=-1, metavar="[RUN...]")
+@click.option("-t", "--table", is_flag=True, help="Print the table once instead of the interactive view.")
+@click.option("--csv", "csv_path", metavar="PATH", help="Write the rows as CSV to PATH ('-' for stdout).")
+@click.option("--min", "min_col", metavar="COLUMN", help="Lowest values of COLUMN first.")
+@click.option("--max", "max_col", metavar="COLUMN", help="Highest values of COLUMN first.")
+@click.option("-n", "--limit", "--top", "top", type=click.IntRange(min=1), help="Only the first N rows.")
+@click.option("-c", "--cols", "--columns", "columns", metavar="COLUMNS", help="Extra columns: 'min loss, =lr, .label as L'.")
+@click.option("-cc", "--strict-cols", "strict_columns", metavar="COLUMNS", help="Only the run column and COLUMNS.")
+@click.option("-p", "--skip-op-cols", "--skip-op", "skip_op", is_flag=True, help="Leave out the operation column.")
+@click.option("-r", "--skip-core", is_flag=True, help="Leave out the core columns.")
+@click.option("--include-batch", is_flag=True, help="Include batch runs.")
+@run_filters
+@click.pass_obj
+def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_columns, skip_op, skip_core, include_batch, **kw):
+    """Compare runs: flags, scalars and attributes as columns, one row per run.
+
+    On a terminal this opens an interactive table (arrows move, 1/2 sort ascending/descending
+    on the current column, ? help, q quits); --table prints it, --csv writes CSV.
+    """
+    if columns and strict_columns:
+        raise errors.InvalidArgument("--cols and --strict-cols cannot both be used")
+    run_filter = pop_filter(kw)
+    run_filter.include_batch = include_batch
+    resp = ctx.client.compare_runs(
+        selection(runs, run_filter),
+        columns=strict_columns or columns or "",
+        strict=bool(strict_columns),
+        skip_core=skip_core,
+        skip_op=skip_op,
+        min=min_col or "",
+        max=max_col or "",
+        top=top or 0,
+    )
+    header = [c.header for c in resp.columns]
+    rows = [[_value(c) for c in row.cells] for row in resp.rows]
+    if csv_path:
+        _write_csv(csv_path, header, rows)
+    elif table or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        _print_table(header, rows)
+    else:
+        from guildctl import tui
+
+        tui.show_table(header, rows, title=f"{len(rows)} run(s)")
+
+
+def _write_csv(path, header, rows):
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_csv_text(v) for v in row] for row in rows])
+    if path == "-":
+        sys.stdout.write(buf.getvalue())
+        return
+    with open(path, "w", newline="") as f:
+        f.write(buf.getvalue())
+    click.echo(f"Wrote {len(rows)} row(s) to {path}", err=True)
+
+
+def _print_table(header, rows):
+    text = [header] + [[_table_text(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
+    for r in text:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+
+
+@click.command()
+@click.argument("run", required=False, default="")
+@click.option("-A", "--all", "select_all", is_flag=True, help="Print every matching run, not only the first.")
+@click.option("-min", "--min", "min_col", metavar="COLUMN", help="The run with the lowest COLUMN (e.g. loss).")
+@click.option("-max", "--max", "max_col", metavar="COLUMN", help="The run with the highest COLUMN.")
+@click.option("-s", "--short-id", is_flag=True, help="Print the short id.")
+@click.option("-a", "--attr", metavar="NAME", help="Print the run's attribute NAME instead of its id.")
+@click.option("-p", "--path", "--dir", "path", is_flag=True, help="Print the run's directory instead of its id.")
+@run_filters
+@click.pass_obj
+def select(ctx, run, select_all, min_col, max_col, short_id, attr, path, **kw):
+    """Print a run's id (default: the latest run), for $(guildctl select ...)."""
+    if min_col and max_col:
+        raise errors.InvalidArgument("--min and --max cannot both be used")
+    run_filter = pop_filter(kw)
+    found, _ = ctx.client.list_runs(runs=[run] if run else [], run_filter=run_filter, min=min_col, max=max_col,
+                                    limit=0 if select_all else 1)
+    if not found:
+        raise errors.NotFound("no matching runs")
+    for r in found:
+        if attr:
+            click.echo(_attr(ctx.client, r, attr))
+        elif path:
+            click.echo(r.run_dir)
+        else:
+            click.echo(r.id[:8] if short_id else r.id)
+
+
+def _attr(client, run, name):
+    import json
+
+    full = client.get_run(run.id, run_filter=None)
+    known = output.run_json(full)
+    attrs = json.loads(full.attrs_json or "{}")
+    value = attrs.get(name, known.get(name))
+    if value is None:
+        raise errors.NotFound(f"run {run.id[:8]} has no attribute '{name}'")
+    return value if isinstance(value, str) else json.dumps(value)

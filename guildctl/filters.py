@@ -1,0 +1,77 @@
+"""The run filters every run-selecting command takes, in both of Guild's spellings (0.7's
+`-l -C -S ...` and 0.9's `-Fl -Sc -Fs ...`), turned into one RunFilter message."""
+
+import datetime
+
+import click
+
+from guild_common import timerange
+from guild_common.pb import guild_pb2 as pb
+
+STATUSES = [
+    # (status, old short option, 0.9 short option)
+    ("running", "-R", "-Sr"),
+    ("completed", "-C", "-Sc"),
+    ("error", "-E", "-Se"),
+    ("terminated", "-T", "-St"),
+    ("pending", "-P", "-Sp"),
+    ("staged", "-G", "-Ss"),
+]
+
+
+def run_filters(fn=None, *, tag_option=True, label_option=True):
+    """Adds the filter options to a command; its callback gets them as `filters` (a dict)."""
+
+    def decorate(fn):
+        options = [
+            click.option("-F", "--filter", "f_expr", metavar="EXPR", help="Filter expression over flags, scalars and attributes: 'loss < 0.3 and x > 1'."),
+            click.option("-o", "-Fo", "--operation", "f_ops", multiple=True, metavar="VAL", help="Operation contains VAL (repeatable)."),
+        ]
+        if label_option:
+            options.append(click.option("-l", "-Fl", "--label", "f_labels", multiple=True, metavar="VAL", help="Label contains VAL (repeatable)."))
+        options += [
+            click.option("-U", "-Fu", "--unlabeled", "f_unlabeled", is_flag=True, help="Runs without a label."),
+            click.option("-M", "-Fm", "--marked", "f_marked", is_flag=True, help="Marked runs."),
+            click.option("-N", "-Fn", "--unmarked", "f_unmarked", is_flag=True, help="Unmarked runs."),
+            click.option("-S", "-Fs", "--started", "f_started", metavar="RANGE", help="Started within RANGE: 'last hour', 'today', 'after 7 days ago', 'between 9:00 and 10:00'."),
+            click.option("-D", "-Fd", "--digest", "f_digests", multiple=True, metavar="VAL", help="Source code digest starts with VAL."),
+        ]
+        if tag_option:
+            options.append(click.option("-Ft", "--tag", "f_tags", multiple=True, metavar="TAG", help="Runs tagged TAG (repeatable)."))
+        else:
+            options.append(click.option("-Ft", "f_tags", multiple=True, metavar="TAG", help="Runs tagged TAG (repeatable)."))
+        for status, old, new in STATUSES:
+            options.append(
+                click.option(old, new, f"--{status}/--not-{status}", f"f_{status}", default=None, help=f"Runs that are {status} (--not-{status}: that aren't).")
+            )
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def pop_filter(kw, now=None):
+    """Removes the filter options from a callback's kwargs and returns the RunFilter."""
+    f = pb.RunFilter(
+        expr=kw.pop("f_expr") or "",
+        ops=kw.pop("f_ops"),
+        labels=kw.pop("f_labels", ()),
+        unlabeled=kw.pop("f_unlabeled"),
+        marked=kw.pop("f_marked"),
+        unmarked=kw.pop("f_unmarked"),
+        digests=kw.pop("f_digests"),
+        tags=kw.pop("f_tags"),
+    )
+    for status, _old, _new in STATUSES:
+        value = kw.pop(f"f_{status}")
+        if value is True:
+            f.statuses.append(status)
+        elif value is False:
+            f.not_statuses.append(status)
+    started = kw.pop("f_started")
+    if started:
+        start, end = timerange.parse(started, now or datetime.datetime.now())
+        f.started_after_us = timerange.to_us(start) or 0
+        f.started_before_us = timerange.to_us(end) or 0
+    return f

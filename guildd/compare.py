@@ -1,0 +1,134 @@
+"""Compare rows: for each run, the core attributes, flags, and scalar summaries, plus any
+columns asked for in Guild's column syntax (`min loss`, `=lr`, `.label`, `... as NAME`).
+
+Pure over index records and scalar summaries; the daemon fetches both on its I/O thread.
+"""
+
+import dataclasses
+import datetime
+import json
+
+from guild_common import query
+
+CORE = ("operation", "started", "time", "status", "label")
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    header: str
+    kind: str  # core, flag, scalar, attr
+    spec: object = None  # a query.Column for asked-for columns
+    name: str = ""
+
+
+def fmt_time(us):
+    if not us:
+        return None
+    return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(rec):
+    if not rec.started_us or not rec.stopped_us:
+        return None
+    secs = max(0, (rec.stopped_us - rec.started_us) // 1_000_000)
+    return f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+
+
+def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, skip_op=False):
+    """The columns of a compare table over these runs: run, core, flags (sorted), step,
+    scalars (sorted), then the asked-for columns (or only run and those, when strict)."""
+    asked = [Column(header=c.header, kind=c.kind, spec=c) for c in query.parse_columns(extra)] if extra else []
+    cols = [Column("run", "core", name="run")]
+    if not strict:
+        if not skip_core:
+            cols += [Column(name, "core", name=name) for name in CORE if not (skip_op and name == "operation")]
+        flag_names = sorted({name for r in recs for name in json.loads(r.flags_json)})
+        cols += [Column(name, "flag", name=name) for name in flag_names]
+        tags = sorted({s.tag for r in recs for s in scalars_by_run.get(r.id, ()) if not s.tag.startswith("sys/")})
+        if tags:
+            cols.append(Column("step", "core", name="step"))
+        cols += [Column(tag, "scalar", name=tag) for tag in tags]
+    seen = {(c.kind, c.header) for c in cols}
+    for c in asked:
+        if (c.kind, c.header) not in seen:
+            cols.append(c)
+            seen.add((c.kind, c.header))
+    return cols
+
+
+def cell(col, rec, scalars):
+    """The value of one column for one run (None when it has none)."""
+    if col.spec is not None:
+        return _asked(col.spec, rec, scalars)
+    if col.kind == "core":
+        return _core(col.name, rec, scalars)
+    if col.kind == "flag":
+        return json.loads(rec.flags_json).get(col.name)
+    summary = scalars.get(col.name)
+    return None if summary is None else summary.last_val
+
+
+def _core(name, rec, scalars):
+    if name == "run":
+        return rec.id[:8]
+    if name == "operation":
+        return rec.op_name + (" [marked]" if rec.marked else "")
+    if name == "started":
+        return fmt_time(rec.started_us)
+    if name == "time":
+        return fmt_duration(rec)
+    if name == "status":
+        return rec.status
+    if name == "label":
+        return rec.label
+    if name == "step":
+        return max((s.last_step for s in scalars.values()), default=None)
+    raise KeyError(name)
+
+
+def _asked(spec, rec, scalars):
+    if spec.kind == "flag":
+        return json.loads(rec.flags_json).get(spec.name)
+    if spec.kind == "attr":
+        return attr_value(spec.name, rec)
+    summary = scalars.get(spec.name)
+    if summary is None:
+        return None
+    return summary_value(summary, spec.qualifier, spec.step)
+
+
+def summary_value(s, qualifier, step=False):
+    if qualifier == "avg":
+        return None if step else (s.total / s.count if s.count else None)
+    if qualifier in ("total", "count"):
+        return None if step else getattr(s, qualifier)
+    return getattr(s, f"{qualifier}_step" if step else f"{qualifier}_val")
+
+
+def attr_value(name, rec):
+    values = {
+        "id": rec.id,
+        "run": rec.id[:8],
+        "label": rec.label,
+        "status": rec.status,
+        "started": fmt_time(rec.started_us),
+        "stopped": fmt_time(rec.stopped_us),
+        "time": fmt_duration(rec),
+        "op": rec.op_name,
+        "operation": rec.op_name,
+        "exit_status": rec.exit_status,
+        "user": rec.user,
+        "marked": rec.marked,
+        "tags": " ".join(json.loads(rec.tags_json)),
+        "sourcecode": rec.digest[:8],
+        "sourcecode_digest": rec.digest,
+    }
+    return values.get(name)
+
+
+def rows(cols, recs, scalars_by_run):
+    out = []
+    for rec in recs:
+        scalars = {s.tag: s for s in scalars_by_run.get(rec.id, ())}
+        out.append((rec.id, [cell(c, rec, scalars) for c in cols]))
+    return out

@@ -1,0 +1,288 @@
+"""Managing runs that exist: labels, marks, the trash, files, export and import, disk usage.
+
+Plain functions of the run dirs and the index, called on the daemon's I/O thread. Run dirs
+stay the truth: each change is made in the run dir as Guild AI 0.9 makes it (attrs/label,
+attrs/marked, GUILD_HOME/trash/runs/<id>), then in the index.
+"""
+
+import dataclasses
+import fnmatch
+import os
+import pathlib
+import re
+import shutil
+
+from guild_common import errors, home as homelib, rundir
+from guildd import runstate
+from guildd import store as storelib
+from guildd.tfevents import read_scalars, summarize
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def trash_runs_dir(home):
+    return pathlib.Path(home) / "trash" / "runs"
+
+
+def location(home, rec):
+    """The directory a run lives in now (the runs dir or the trash)."""
+    base = trash_runs_dir(home) if rec.deleted else homelib.runs_dir(home)
+    return base / rec.id
+
+
+# Labels and marks
+
+
+def new_label(old, action, value):
+    """A label after `--set`, `--tag`/`--prepend`, `--append`, `--remove` or `--clear`."""
+    if action == "set":
+        return value
+    if action == "prepend":
+        return f"{value} {old}".strip()
+    if action == "append":
+        return f"{old} {value}".strip()
+    if action == "remove":
+        # Whole words only: removing `a` from `ab a` leaves `ab`.
+        words, drop = old.split(), value.split()
+        out, i = [], 0
+        while i < len(words):
+            if drop and words[i : i + len(drop)] == drop:
+                i += len(drop)
+            else:
+                out.append(words[i])
+                i += 1
+        return " ".join(out)
+    if action == "clear":
+        return ""
+    raise errors.InvalidArgument(f"unknown label action '{action}'")
+
+
+def label_runs(store, home, recs, action, value):
+    changed = []
+    for rec in recs:
+        label = new_label(rec.label, action, value)
+        run_dir = location(home, rec)
+        if label:
+            rundir.write_attr(run_dir, "label", label)
+        else:
+            rundir.delete_attr(run_dir, "label")
+        store.update(rec.id, label=label)
+        changed.append(store.get(rec.id))
+    return changed
+
+
+def mark_runs(store, home, recs, clear):
+    for rec in recs:
+        run_dir = location(home, rec)
+        if clear:
+            rundir.delete_attr(run_dir, "marked")
+        else:
+            rundir.write_attr(run_dir, "marked", True)
+        store.update(rec.id, marked=not clear)
+    return store.get_many([r.id for r in recs])
+
+
+# The trash
+
+
+def _refuse_active(recs, verb):
+    for rec in recs:
+        if rec.status in runstate.ACTIVE:
+            raise errors.FailedPrecondition(f"cannot {verb} run {rec.id[:8]}: it is {rec.status} (stop it first)")
+
+
+def delete_runs(store, home, recs, permanent):
+    _refuse_active(recs, "delete")
+    trash = trash_runs_dir(home)
+    for rec in recs:
+        src = location(home, rec)
+        if permanent:
+            shutil.rmtree(src, ignore_errors=True)
+            store.delete(rec.id)
+        else:
+            trash.mkdir(parents=True, exist_ok=True)
+            dest = trash / rec.id
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(src, dest)
+            store.update(rec.id, deleted=1)
+    return recs
+
+
+def restore_runs(store, home, recs):
+    runs_dir = homelib.runs_dir(home)
+    for rec in recs:
+        dest = runs_dir / rec.id
+        if dest.exists():
+            raise errors.AlreadyExists(f"cannot restore {rec.id[:8]}: a run with that id exists")
+        os.replace(location(home, rec), dest)
+        store.update(rec.id, deleted=0)
+    return store.get_many([r.id for r in recs])
+
+
+def purge_runs(store, home, recs):
+    for rec in recs:
+        shutil.rmtree(location(home, rec), ignore_errors=True)
+        store.delete(rec.id)
+    return recs
+
+
+# Files
+
+
+def list_files(run_dir, path="", all_files=False, sourcecode=False, follow_links=False):
+    """A run's files as (relpath, is_dir, is_link, size), sorted; `.guild` hidden unless
+    `all_files`; `path` a prefix or a glob (`*` crosses `/`, as Guild's `ls -p`)."""
+    run_dir = pathlib.Path(run_dir)
+    if sourcecode:
+        wanted = set(rundir.sourcecode_files(run_dir))
+    out = []
+    for root, dirs, files in os.walk(run_dir, followlinks=follow_links):
+        rel_root = os.path.relpath(root, run_dir)
+        rel_root = "" if rel_root == "." else rel_root + "/"
+        if not all_files and rel_root == "":
+            dirs[:] = [d for d in dirs if d != ".guild"]
+        dirs.sort()
+        for name in sorted(dirs + files):
+            rel = rel_root + name
+            full = os.path.join(root, name)
+            is_link = os.path.islink(full)
+            is_dir = os.path.isdir(full)
+            if sourcecode and rel not in wanted and not any(w.startswith(rel + "/") for w in wanted):
+                continue
+            if path and not (rel.startswith(path.rstrip("/")) or fnmatch.fnmatch(rel, path)):
+                continue
+            size = 0 if is_dir else os.lstat(full).st_size
+            out.append((rel, is_dir, is_link, size))
+    return sorted(out)
+
+
+def file_path(run_dir, rel):
+    """The absolute path of a run file, refusing paths that leave the run dir."""
+    run_dir = pathlib.Path(run_dir).resolve()
+    full = (run_dir / rel).resolve()
+    if full != run_dir and run_dir not in full.parents:
+        raise errors.InvalidArgument(f"'{rel}' is outside the run directory")
+    if not full.exists():
+        raise errors.NotFound(f"{full} does not exist")
+    if full.is_dir():
+        raise errors.InvalidArgument(f"{full} is a directory")
+    return full
+
+
+# Export and import
+
+
+def export_runs(store, home, recs, dest, move):
+    dest = pathlib.Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise errors.InvalidArgument(f"'{dest}' is not a directory")
+    if move:
+        _refuse_active(recs, "move")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / ".guild-nocopy").touch()
+    except OSError as e:
+        raise errors.PermissionDenied(f"cannot write to '{dest}': {e.strerror}") from e
+    results = []
+    for rec in recs:
+        target = dest / rec.id
+        if target.exists():
+            results.append((rec.id, "skipped", f"{rec.id} exists, skipping"))
+            continue
+        src = location(home, rec)
+        tmp = dest / f".{rec.id}.partial"
+        # Copy under a temporary name, then rename: a failed export leaves no half run.
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, symlinks=True)
+        os.replace(tmp, target)
+        if move:
+            shutil.rmtree(src)
+            store.delete(rec.id)
+        results.append((rec.id, "moved" if move else "copied", ""))
+    return results
+
+
+def archive_run_dirs(archive):
+    """The run dirs in an export directory."""
+    archive = pathlib.Path(archive)
+    if not archive.exists():
+        raise errors.NotFound(f"archive '{archive}' does not exist")
+    if not archive.is_dir():
+        raise errors.InvalidArgument(f"invalid archive '{archive}' - expected a directory")
+    return sorted(p for p in archive.iterdir() if RUN_ID.match(p.name) and rundir.attrs_dir(p).is_dir())
+
+
+def import_runs(store, home, run_dirs, move, pid_alive):
+    runs_dir = homelib.runs_dir(home)
+    existing = store.ids() | store.ids(deleted=True)
+    results = []
+    for src in run_dirs:
+        run_id = src.name
+        if run_id in existing or (runs_dir / run_id).exists():
+            results.append((run_id, "skipped", f"{run_id} exists, skipping"))
+            continue
+        tmp = runs_dir / f".{run_id}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if move:
+            shutil.move(str(src), str(runs_dir / run_id))
+        else:
+            shutil.copytree(src, tmp, symlinks=True)
+            os.replace(tmp, runs_dir / run_id)
+        index_run_dir(store, runs_dir / run_id, pid_alive)
+        results.append((run_id, "moved" if move else "copied", ""))
+    return results
+
+
+def index_run_dir(store, run_dir, pid_alive, deleted=False):
+    """Adds a run dir made elsewhere (Guild AI, an import, a restore by hand) to the index,
+    with its scalars read from its event files."""
+    rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
+    output = rundir.output_path(run_dir)
+    offset = output.stat().st_size if output.exists() else 0
+    store.insert(dataclasses.replace(rec, scalar_offset=offset))
+    scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+    if scalars:
+        summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
+        store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()])
+
+
+def summary_record(tag, s):
+    return storelib.Summary(
+        tag=tag,
+        first_val=s.first_val,
+        first_step=s.first_step,
+        last_val=s.last_val,
+        last_step=s.last_step,
+        min_val=s.min_val,
+        min_step=s.min_step,
+        max_val=s.max_val,
+        max_step=s.max_step,
+        total=s.total,
+        count=s.count,
+    )
+
+
+# Disk usage
+
+
+def disk_usage(home):
+    home = pathlib.Path(home)
+    places = [
+        ("guild_home", home),
+        ("runs", homelib.runs_dir(home)),
+        ("deleted_runs", trash_runs_dir(home)),
+        ("cache", home / "cache"),
+    ]
+    return [(name, str(path), _du(path)) for name, path in places]
+
+
+def _du(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

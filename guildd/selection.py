@@ -1,0 +1,221 @@
+"""Which runs a request is about: a RunFilter turned into SQL over the index, a filter
+expression checked in Python, an order, and run specs (index, id, prefix, range) applied to
+the ordered list, as Guild's run arguments work everywhere a command takes RUN."""
+
+import dataclasses
+import json
+import re
+
+from guild_common import errors, query
+
+RANGE = re.compile(r"^(\d*):(\d*)$")
+
+# Scalar summary columns for a column's qualifier (`min loss` -> min_val).
+QUALIFIER_COLUMNS = {
+    "last": ("last_val", "last_step"),
+    "first": ("first_val", "first_step"),
+    "min": ("min_val", "min_step"),
+    "max": ("max_val", "max_step"),
+    "total": ("total", None),
+    "count": ("count", None),
+    "avg": ("(s.total / s.count)", None),
+}
+
+# Attribute columns that are index columns.
+ATTR_COLUMNS = {
+    "id": "runs.id",
+    "run": "runs.id",
+    "label": "runs.label",
+    "status": "runs.status",
+    "started": "runs.started_us",
+    "stopped": "runs.stopped_us",
+    "time": "(runs.stopped_us - runs.started_us)",
+    "op": "runs.op_name",
+    "operation": "runs.op_name",
+    "exit_status": "runs.exit_status",
+    "user": "runs.user",
+    "marked": "runs.marked",
+    "sourcecode": "runs.digest",
+    "sourcecode_digest": "runs.digest",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Criteria:
+    statuses: tuple = ()
+    not_statuses: tuple = ()
+    labels: tuple = ()
+    unlabeled: bool = False
+    marked: bool = False
+    unmarked: bool = False
+    started_after_us: int = 0
+    started_before_us: int = 0
+    digests: tuple = ()
+    ops: tuple = ()
+    tags: tuple = ()
+    expr: str = ""
+    deleted: bool = False
+    exclude_batch: bool = False
+
+    @classmethod
+    def for_filter(cls, f, exclude_batch=False):
+        if f is None:
+            return cls(exclude_batch=exclude_batch)
+        return cls(
+            statuses=tuple(f.statuses),
+            not_statuses=tuple(f.not_statuses),
+            labels=tuple(f.labels),
+            unlabeled=f.unlabeled,
+            marked=f.marked,
+            unmarked=f.unmarked,
+            started_after_us=f.started_after_us,
+            started_before_us=f.started_before_us,
+            digests=tuple(f.digests),
+            ops=tuple(f.ops),
+            tags=tuple(f.tags),
+            expr=f.expr,
+            deleted=f.deleted,
+            exclude_batch=exclude_batch and not f.include_batch,
+        )
+
+
+def _like(text):
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def where_clause(c):
+    """SQL conditions and parameters for everything in `c` but the expression."""
+    conds, params = ["runs.deleted = ?"], [1 if c.deleted else 0]
+
+    def any_of(template, values):
+        conds.append("(" + " OR ".join(template for _ in values) + ")")
+        params.extend(values)
+
+    if c.statuses:
+        any_of("runs.status = ?", c.statuses)
+    for status in c.not_statuses:
+        conds.append("runs.status != ?")
+        params.append(status)
+    if c.labels:
+        any_of("runs.label LIKE ? ESCAPE '\\'", [_like(v) for v in c.labels])
+    if c.unlabeled:
+        conds.append("runs.label = ''")
+    if c.marked:
+        conds.append("runs.marked = 1")
+    if c.unmarked:
+        conds.append("runs.marked = 0")
+    if c.started_after_us:
+        conds.append("runs.started_us >= ?")
+        params.append(c.started_after_us)
+    if c.started_before_us:
+        conds.append("runs.started_us > 0 AND runs.started_us < ?")
+        params.append(c.started_before_us)
+    if c.digests:
+        any_of("runs.digest LIKE ? ESCAPE '\\'", [_like(v)[1:] for v in c.digests])
+    if c.ops:
+        any_of("runs.op_name LIKE ? ESCAPE '\\'", [_like(v) for v in c.ops])
+    if c.tags:
+        any_of("runs.tags_json LIKE ? ESCAPE '\\'", [_like(json.dumps(t)) for t in c.tags])
+    if c.exclude_batch:
+        conds.append("runs.op_name NOT LIKE '%+%'")
+    return " AND ".join(conds), params
+
+
+def order_for(spec, descending):
+    """(join, order expression, params) ordering runs by a column spec; runs without a value
+    come last either way."""
+    col = parse_sort_column(spec)
+    direction = "DESC" if descending else "ASC"
+    if col.kind == "scalar":
+        value, step = QUALIFIER_COLUMNS[col.qualifier]
+        expr = (f"s.{step}" if col.step and step else value if value.startswith("(") else f"s.{value}")
+        join = "LEFT JOIN scalars s ON s.run_id = runs.id AND s.tag = ?"
+        return join, f"({expr}) IS NULL, ({expr}) {direction}", [col.name]
+    if col.kind == "flag":
+        expr = "json_extract(runs.flags_json, ?)"
+        return "", f"{expr} IS NULL, {expr} {direction}", [f'$."{col.name}"', f'$."{col.name}"']
+    expr = ATTR_COLUMNS.get(col.name)
+    if expr is None:
+        raise errors.InvalidArgument(f"cannot order runs by attribute '{col.name}'")
+    return "", f"{expr} {direction}", []
+
+
+def parse_sort_column(spec):
+    return query.parse_column(spec, what="col spec")
+
+
+def ordered_ids(db, criteria, order=None):
+    """Ids of the runs `criteria` keeps, latest first (or by `order`: (spec, descending))."""
+    where, params = where_clause(criteria)
+    join, order_sql, order_params = ("", "runs.sort_us DESC, runs.id", [])
+    if order is not None:
+        join, expr, order_params = order_for(*order)
+        order_sql = f"{expr}, runs.sort_us DESC, runs.id"
+    join_params = order_params[:1] if join else []
+    sql_params = join_params + params + (order_params[1:] if join else order_params)
+    rows = db.execute(f"SELECT runs.id FROM runs {join} WHERE {where} ORDER BY {order_sql}", sql_params)
+    ids = [row[0] for row in rows]
+    if criteria.expr:
+        ids = _matching_expr(db, ids, criteria.expr)
+    return ids
+
+
+def _matching_expr(db, ids, expr):
+    flt = query.parse_filter(expr)
+    wanted = set(ids)
+    scalars = {}
+    for run_id, tag, last in db.execute("SELECT run_id, tag, last_val FROM scalars"):
+        if run_id in wanted:
+            scalars.setdefault(run_id, {})[tag] = last
+    rows = {}
+    for r in db.execute("SELECT id, op_name, label, status, flags_json, tags_json, started_us, marked FROM runs"):
+        if r[0] in wanted:
+            rows[r[0]] = _Row(
+                flags=json.loads(r[4]),
+                scalars=scalars.get(r[0], {}),
+                attrs={"id": r[0], "op": r[1], "operation": r[1], "label": r[2], "status": r[3],
+                       "tags": json.loads(r[5]), "started": r[6], "marked": bool(r[7])},
+            )
+    return [i for i in ids if flt.matches(rows[i])]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    flags: dict
+    scalars: dict
+    attrs: dict
+
+
+def apply_specs(ids, specs):
+    """The ids that run specs name, in the order given (each spec's runs latest first)."""
+    if not specs:
+        return list(ids)
+    chosen, seen = [], set()
+    for spec in specs:
+        for run_id in _ids_for_spec(ids, spec.strip()):
+            if run_id not in seen:
+                seen.add(run_id)
+                chosen.append(run_id)
+    return chosen
+
+
+def _ids_for_spec(ids, spec):
+    m = RANGE.match(spec)
+    if m:
+        start = int(m.group(1)) if m.group(1) else 1
+        end = int(m.group(2)) if m.group(2) else len(ids)
+        if start < 1 or end < start:
+            raise errors.InvalidArgument(f"invalid run range '{spec}'")
+        return ids[start - 1 : end]
+    if spec.isdigit() and 1 <= int(spec) <= len(ids):
+        return [ids[int(spec) - 1]]
+    # An id or a unique prefix (a number past the end of the list is tried as a prefix too).
+    matches = [i for i in ids if i.startswith(spec)] if spec else []
+    if not matches:
+        raise errors.NotFound(f"could not find run '{spec}'")
+    if len(matches) > 1:
+        shown = ", ".join(m[:8] for m in matches[:5])
+        raise errors.InvalidArgument(
+            f"run '{spec}' is ambiguous: it matches {len(matches)} runs ({shown}{', ...' if len(matches) > 5 else ''})"
+        )
+    return matches
