@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from guild_common import errors
+from guild_common import errors, flags as flaglib
 from guildctl import output
 from guildctl.filters import pop_filter, run_filters
 from guildctl.selecting import selection
@@ -17,9 +17,12 @@ def _value(cell):
     return None if kind is None else getattr(cell, kind)
 
 
-def _table_text(value):
+def _table_text(value, kind):
+    """A cell as Guild's table shows it: scalars with 6 decimals, flags as encoded."""
     if value is None:
         return ""
+    if kind == "flag":
+        return flaglib.encode_flag_value(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -68,11 +71,12 @@ def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_c
         top=top or 0,
     )
     header = [c.header for c in resp.columns]
+    kinds = [c.kind for c in resp.columns]
     rows = [[_value(c) for c in row.cells] for row in resp.rows]
     if csv_path:
         _write_csv(csv_path, header, rows)
     elif table or not (sys.stdout.isatty() and sys.stdin.isatty()):
-        _print_table(header, rows)
+        _print_table(header, kinds, rows)
     else:
         from guildctl import tui
 
@@ -92,8 +96,8 @@ def _write_csv(path, header, rows):
     click.echo(f"Wrote {len(rows)} row(s) to {path}", err=True)
 
 
-def _print_table(header, rows):
-    text = [header] + [[_table_text(v) for v in row] for row in rows]
+def _print_table(header, kinds, rows):
+    text = [header] + [[_table_text(v, kinds[i]) for i, v in enumerate(row)] for row in rows]
     widths = [max(len(r[i]) for r in text) for i in range(len(header))]
     for r in text:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
