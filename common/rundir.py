@@ -58,13 +58,26 @@ def write_attrs(run_dir, attrs):
         write_attr(run_dir, name, value)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_attr(run_dir, name, default=None):
     try:
-        text = (attrs_dir(run_dir) / name).read_text()
+        with open(os.path.join(run_dir, ".guild", "attrs", name)) as f:
+            text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return default
+    return parse_attr(text, default)
+
+
+def parse_attr(text, default=None):
+    """One attribute's YAML value. Times and exit codes are plain ints: read those without
+    the YAML parser (an index rebuild reads a hundred thousand of them)."""
+    stripped = text.strip()
+    if stripped.lstrip("-").isdigit():
+        return int(stripped)
     try:
-        value = yaml.load(text, Loader=yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader)
+        value = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError:
         return default
     return default if value is None else value

@@ -86,6 +86,8 @@ class Client:
         )
         self.stub = guild_pb2_grpc.GuildStub(self.channel)
         self.info = self.daemon_info()
+        if not self.info.ready and self.info.state:
+            print(f"guildctl: guildd is {self.info.state}; commands wait until it is done", file=sys.stderr)
         if self.info.version != __version__:
             print(
                 f"guildctl: warning: guildd for {home} is version {self.info.version}, guildctl is "
@@ -96,7 +98,7 @@ class Client:
     def close(self):
         self.channel.close()
 
-    def call(self, name, request, timeout=60.0):
+    def call(self, name, request, timeout=600.0):
         try:
             return getattr(self.stub, name)(request, timeout=timeout)
         except grpc.RpcError as e:

@@ -37,6 +37,8 @@ class Daemon:
         self.followers = {}
         self._stopping = set()  # runs a stop was sent to
         self._dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
+        self.ready = asyncio.Event()  # set once the index is reconciled with the run dirs
+        self.state = "starting"
         self._changes = {}
         self._tasks = set()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
@@ -494,10 +496,17 @@ class Daemon:
             for run_id in indexed - on_disk:
                 self.store.delete(run_id)
             added = 0
-            for run_id in sorted(on_disk - indexed):
-                if rundir.attrs_dir(base / run_id).is_dir():
-                    manage.index_run_dir(self.store, base / run_id, execlib.pid_alive, deleted=deleted)
-                    added += 1
+            new_ids = sorted(on_disk - indexed)
+            if len(new_ids) > 1000:
+                self.state = f"indexing {len(new_ids)} runs found on disk"
+            for start in range(0, len(new_ids), 1000):
+                with self.store.transaction():  # one commit per thousand runs, not per run
+                    for run_id in new_ids[start : start + 1000]:
+                        if rundir.attrs_dir(base / run_id).is_dir():
+                            manage.index_run_dir(self.store, base / run_id, execlib.pid_alive, deleted=deleted)
+                            added += 1
+                if len(new_ids) > 1000:
+                    log.info("indexed %d of %d runs found on disk", min(start + 1000, len(new_ids)), len(new_ids))
             if added or indexed - on_disk:
                 log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
             self._dir_mtimes[deleted] = mtime

@@ -66,8 +66,8 @@ async def _serve(home, handle_signals, ready):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)  # handlers only record the signal
     daemon = Daemon(home)
-    await daemon.reconcile()
     server = grpc.aio.server(
+        interceptors=[WaitUntilReady(daemon.ready)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -82,6 +82,9 @@ async def _serve(home, handle_signals, ready):
         os.umask(old_umask)
     await server.start()
     log.info("guildd %s serving %s on %s (pid %d)", __version__, home, bind, os.getpid())
+    # Requests wait (WaitUntilReady) while a first start indexes the runs on disk.
+    await daemon.reconcile()
+    daemon.ready.set()
     if ready:
         ready()
     try:
@@ -92,6 +95,21 @@ async def _serve(home, handle_signals, ready):
         await daemon.close()
         _remove_socket(home)
         log.info("stopped")
+
+
+class WaitUntilReady(grpc.aio.ServerInterceptor):
+    """Holds requests until the daemon has reconciled its index with the run dirs; only the
+    daemon's own info and shutdown answer at once."""
+
+    ALWAYS = ("/GetDaemonInfo", "/ShutdownDaemon")
+
+    def __init__(self, ready):
+        self._ready = ready
+
+    async def intercept_service(self, continuation, details):
+        if not details.method.endswith(self.ALWAYS):
+            await self._ready.wait()
+        return await continuation(details)
 
 
 def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None):

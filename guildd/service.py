@@ -130,6 +130,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
             started_us=self.daemon.started_us,
             running=self.daemon.executor.running,
             user=self._user(context),
+            ready=self.daemon.ready.is_set(),
+            state="ready" if self.daemon.ready.is_set() else self.daemon.state,
         )
 
     @mapped

@@ -5,6 +5,7 @@ Every method is synchronous and runs on the daemon's one I/O thread (see guildd.
 single connection serves all of them.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -138,6 +139,20 @@ class Store:
     def close(self):
         self.db.close()
 
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction around the block; nested blocks join the outer one."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     # Runs
 
     def insert(self, record):
@@ -207,8 +222,7 @@ class Store:
         """Folds new per-tag summaries (of values logged after those already indexed) into
         the run's, and records how far the output has been read, in one transaction."""
         old = {s.tag: s for s in self.scalars(run_id)}
-        self.db.execute("BEGIN")
-        try:
+        with self.transaction():
             for new in summaries:
                 merged = _merge(old.get(new.tag), new)
                 self.db.execute(
@@ -217,10 +231,6 @@ class Store:
                 )
             if offset is not None:
                 self.db.execute("UPDATE runs SET scalar_offset = ? WHERE id = ?", (offset, run_id))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def replace_scalars(self, run_id, summaries):
         self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
@@ -247,9 +257,15 @@ def _merge(old, new):
     )
 
 
+# The attributes an index record holds (a run dir has more: env, cmd, op, ...).
+INDEXED_ATTRS = ("exit_status", "initialized", "started", "stopped", "label", "flags", "tags", "user", "marked",
+                 "sourcecode_digest")
+
+
 def record_from_rundir(run_dir, pid_alive, deleted=False):
     """An index record rebuilt from a run directory (Guild AI's or ours)."""
-    attrs = rundir.read_attrs(run_dir)
+    run_dir = str(run_dir)
+    attrs = {name: rundir.read_attr(run_dir, name) for name in INDEXED_ATTRS}
     opref = rundir.read_opref(run_dir)
     status = rundir.read_status(run_dir, pid_alive)
     exit_status = attrs.get("exit_status")

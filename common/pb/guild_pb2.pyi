@@ -28,20 +28,24 @@ class GetDaemonInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDaemonInfoResponse(_message.Message):
-    __slots__ = ("version", "pid", "guild_home", "started_us", "running", "user")
+    __slots__ = ("version", "pid", "guild_home", "started_us", "running", "user", "ready", "state")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     GUILD_HOME_FIELD_NUMBER: _ClassVar[int]
     STARTED_US_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     version: str
     pid: int
     guild_home: str
     started_us: int
     running: int
     user: str
-    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., guild_home: _Optional[str] = ..., started_us: _Optional[int] = ..., running: _Optional[int] = ..., user: _Optional[str] = ...) -> None: ...
+    ready: bool
+    state: str
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., guild_home: _Optional[str] = ..., started_us: _Optional[int] = ..., running: _Optional[int] = ..., user: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ...) -> None: ...
 
 class FlagDef(_message.Message):
     __slots__ = ("name", "arg_name", "arg_skip", "arg_switch_json", "env_name", "type", "default_json", "description", "choices_json", "required")
