@@ -14,7 +14,7 @@ import sqlite3
 from guild_common import errors, rundir
 from guildd import selection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -38,9 +38,12 @@ CREATE TABLE IF NOT EXISTS runs (
     deleted INTEGER NOT NULL DEFAULT 0,
     digest TEXT NOT NULL DEFAULT '',
     -- Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
-    sort_us INTEGER GENERATED ALWAYS AS (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) VIRTUAL
+    sort_us INTEGER GENERATED ALWAYS AS (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) VIRTUAL,
+    -- a batch run (Guild names its op `train+`, `train+gp`): compare leaves these out
+    batch INTEGER GENERATED ALWAYS AS (instr(op_name, '+') > 0) VIRTUAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (deleted, sort_us DESC, id);
+CREATE INDEX IF NOT EXISTS runs_by_time_no_batch ON runs (deleted, batch, sort_us DESC, id);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE TABLE IF NOT EXISTS scalars (
     run_id TEXT NOT NULL,
@@ -52,6 +55,8 @@ CREATE TABLE IF NOT EXISTS scalars (
     total REAL, count INTEGER,
     PRIMARY KEY (run_id, tag)
 );
+-- ordering runs by a scalar's last value reads only this index
+CREATE INDEX IF NOT EXISTS scalars_by_last ON scalars (tag, last_val, run_id);
 """
 
 
@@ -189,8 +194,9 @@ class Store:
     def select(self, criteria, specs=(), limit=0, order=None):
         """The runs `criteria` keeps, narrowed by run specs, latest first (or by `order`),
         at most `limit`; and how many there were before the limit."""
-        chosen = selection.apply_specs(selection.ordered_ids(self.db, criteria, order), specs)
-        total = len(chosen)
+        ids = selection.ordered_ids(self.db, criteria, order, want=0 if specs else limit)
+        chosen = selection.apply_specs(ids, specs)
+        total = len(chosen) if specs or not limit else selection.count(self.db, criteria)
         return self.get_many(chosen[:limit] if limit else chosen), total
 
     def list(self, statuses=(), limit=0):
