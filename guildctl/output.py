@@ -12,10 +12,29 @@ def fmt_time(us):
     return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def op_display(run, cwd=None):
+    """The operation as Guild lists it: `train.py`, with the dir it came from when that isn't
+    the current dir (`train.py (../)`, `train.py (a)`, or absolute past one level up)."""
+    kind, _, rest = run.opref.partition(":")
+    origin = rest.split(" ")[0] if kind in ("script", "guildfile") else ""
+    if kind == "guildfile":
+        origin = os.path.dirname(origin)
+    name = run.op_name
+    if origin:
+        rel = os.path.relpath(origin, cwd or os.getcwd())
+        if rel.startswith(".." + os.sep + ".."):
+            name += f" ({origin})"
+        elif rel == "..":
+            name += " (../)"
+        elif rel != ".":
+            name += f" ({rel})"
+    return name + (" [marked]" if run.marked else "")
+
+
 def run_rows(runs, start_index=1):
     """Guild's run list rows: `[1:1933bdcb]  train.py  2020-01-14 09:38:15  completed  x=1`."""
     rows = [
-        (f"[{i}:{r.id[:8]}]", r.op_name, fmt_time(r.started_us), r.status, r.label)
+        (f"[{i}:{r.id[:8]}]", op_display(r), fmt_time(r.started_us), r.status, r.label)
         for i, r in enumerate(runs, start_index)
     ]
     widths = [max((len(row[c]) for row in rows), default=0) for c in range(4)]
