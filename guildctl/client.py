@@ -14,7 +14,7 @@ from guild_common import __version__, errors, home as homelib
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # a loaded box can take a while to import gRPC
 MAX_MESSAGE = 512 * 1024 * 1024
 
 

@@ -74,13 +74,25 @@ def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_c
     kinds = [c.kind for c in resp.columns]
     rows = [[_value(c) for c in row.cells] for row in resp.rows]
     if csv_path:
-        _write_csv(csv_path, header, rows)
+        _write_csv(csv_path, header, [_plain_operation(header, kinds, row) for row in rows])
     elif table or not (sys.stdout.isatty() and sys.stdin.isatty()):
         _print_table(header, kinds, rows)
     else:
         from guildctl import tui
 
         tui.show_table(header, rows, title=f"{len(rows)} run(s)")
+
+
+MARKED = " [marked]"
+
+
+def _plain_operation(header, kinds, row):
+    """A row with the operation cell as Guild's CSV has it: the name only (its table and
+    ours append ` [marked]` for marked runs)."""
+    return [
+        v[: -len(MARKED)] if h == "operation" and k == "core" and isinstance(v, str) and v.endswith(MARKED) else v
+        for h, k, v in zip(header, kinds, row)
+    ]
 
 
 def _write_csv(path, header, rows):

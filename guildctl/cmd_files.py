@@ -82,7 +82,7 @@ def diff(ctx, runs, show_output, flags, attrs, env, paths, cmd, **kw):
         raise errors.InvalidArgument("runs diff takes at most two runs")
     run_filter = pop_filter(kw)
     # Guild: no runs diffs the latest two; one run diffs it against the latest.
-    specs = {0: ["2", "1"], 1: [runs[0], "1"]}.get(len(runs), list(runs))
+    specs = ["2", "1"] if not runs else [runs[0], "1"] if len(runs) == 1 else list(runs)
     client = ctx.client
     a, b = (client.get_run(s, run_filter=run_filter) for s in specs)
     if a.id == b.id and len(runs) < 2:

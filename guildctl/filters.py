@@ -18,6 +18,9 @@ STATUSES = [
     ("staged", "-G", "-Ss"),
 ]
 
+# Guild 0.9's `-S CHARS`: runs with any of these statuses.
+STATUS_CHARS = {new[2]: status for status, _old, new in STATUSES}
+
 
 def run_filters(fn=None, *, tag_option=True, label_option=True):
     """Adds the filter options to a command; its callback gets them as `filters` (a dict)."""
@@ -33,7 +36,7 @@ def run_filters(fn=None, *, tag_option=True, label_option=True):
             click.option("-U", "-Fu", "--unlabeled", "f_unlabeled", is_flag=True, help="Runs without a label."),
             click.option("-M", "-Fm", "--marked", "f_marked", is_flag=True, help="Marked runs."),
             click.option("-N", "-Fn", "--unmarked", "f_unmarked", is_flag=True, help="Unmarked runs."),
-            click.option("-S", "-Fs", "--started", "f_started", metavar="RANGE", help="Started within RANGE: 'last hour', 'today', 'after 7 days ago', 'between 9:00 and 10:00'."),
+            click.option("-S", "-Fs", "--started", "f_started", metavar="RANGE", help="Started within RANGE: 'last hour', 'today', 'after 7 days ago', 'between 9:00 and 10:00'. Letters of rcetps only (-Sce) are Guild 0.9's status chars."),
             click.option("-D", "-Fd", "--digest", "f_digests", multiple=True, metavar="VAL", help="Source code digest starts with VAL."),
         ]
         if tag_option:
@@ -70,6 +73,11 @@ def pop_filter(kw, now=None):
         elif value is False:
             f.not_statuses.append(status)
     started = kw.pop("f_started")
+    if started and set(started) <= set(STATUS_CHARS):
+        # Guild 0.9's -S takes status chars (`-Sce`: completed or error), 0.7's a time range;
+        # no time range is made of these letters alone.
+        f.statuses.extend(s for s in dict.fromkeys(STATUS_CHARS[c] for c in started) if s not in f.statuses)
+        started = ""
     if started:
         start, end = timerange.parse(started, now or datetime.datetime.now())
         f.started_after_us = timerange.to_us(start) or 0

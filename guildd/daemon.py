@@ -77,7 +77,7 @@ class Daemon:
             run_dir = self.run_dir(run_id)
             runstate.apply_to_rundir(run_dir, old, new, now)
             updates = dict(fields, status=new)
-            if new == runstate.RUNNING:
+            if new in (runstate.RUNNING, runstate.STAGED):
                 updates["started_us"] = now
             if new in runstate.ENDED:
                 exit_status = rundir.read_attr(run_dir, "exit_status")

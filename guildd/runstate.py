@@ -44,6 +44,8 @@ def check_edge(old, new):
 def apply_to_rundir(run_dir, old, new, now_us):
     """The run-dir side of a transition: the facts Guild AI reads a status from."""
     if new == STAGED:
+        # Guild stamps a staged run's start time too: it lists and filters by it.
+        rundir.write_attr(run_dir, "started", now_us)
         rundir.set_marker(run_dir, "STAGED", True)
     elif new == PENDING:
         rundir.set_marker(run_dir, "STAGED", False)

@@ -81,7 +81,6 @@ def _supervise(spec, run_dir, wake_r):
         return 127
     with open(os.path.join(run_dir, LOCK), "w") as f:
         f.write(str(proc.pid))
-    _write_int_attr(run_dir, "pid", proc.pid)
     deadline = time.monotonic() + spec["stop_after"] if spec.get("stop_after") else None
     stop_sent_at = None
     killed = False

@@ -27,7 +27,7 @@ def test_get_started_run_is_recorded_as_guild_does(guild):
     assert len(info["id"]) == 32 and info["run_dir"].endswith(info["id"])
     a = attrs(info["run_dir"])
     for name in ("id", "initialized", "flags", "cmd", "env", "exit_status", "started", "stopped",
-                 "label", "host", "user", "platform", "sourcecode_digest", "op", "pid"):
+                 "label", "host", "user", "platform", "sourcecode_digest", "op"):
         assert name in a, name
     assert a["started"] <= a["stopped"] and a["stopped"] - a["started"] < 60_000_000
     gdir = pathlib.Path(info["run_dir"]) / ".guild"
