@@ -27,6 +27,9 @@ class OpConfig:
     guild_op: str
     cmd_dir: str
     project_dir: str
+    output_scalars: object = None  # guild.yml `output-scalars` (None: the default capture)
+    requires: tuple = ()  # guild.yml `requires`, resolved before each start
+    sourcecode_dest: str = ""  # where the snapshot goes in the run dir ('' = the root)
 
     def to_attr(self):
         return {
@@ -41,10 +44,10 @@ class OpConfig:
             "guild-op": self.guild_op,
             "cmd-dir": self.cmd_dir,
             "project-dir": self.project_dir,
-            "deps": [],
+            "deps": list(self.requires),
             "flag-null-labels": {},
-            "output-scalars": None,
-            "sourcecode": {"dest": "."},
+            "output-scalars": self.output_scalars,
+            "sourcecode": {"dest": self.sourcecode_dest or "."},
         }
 
     @classmethod
@@ -65,6 +68,9 @@ class OpConfig:
             guild_op=attr.get("guild-op") or "",
             cmd_dir=attr.get("cmd-dir") or "",
             project_dir=attr.get("project-dir") or "",
+            output_scalars=attr.get("output-scalars"),
+            requires=tuple(attr.get("deps") or ()),
+            sourcecode_dest=((attr.get("sourcecode") or {}).get("dest") or ".").strip("./"),
         )
 
 

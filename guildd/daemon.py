@@ -131,6 +131,9 @@ class Daemon:
             guild_op=spec.guild_op,
             cmd_dir=spec.cmd_dir,
             project_dir=spec.project_dir,
+            output_scalars=json.loads(spec.output_scalars_json) if spec.output_scalars_json else None,
+            requires=tuple(json.loads(spec.requires_json)) if spec.requires_json else (),
+            sourcecode_dest=spec.sourcecode_dest,
         )
         run_id = rundir.new_run_id()
         run_dir = self.run_dir(run_id)
@@ -174,12 +177,12 @@ class Daemon:
             await self.transition(run_id, runstate.ERROR)
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {e}") from e
         await self.io(self.store.update, run_id, shim_pid=shim.pid, shim_started=shim.started)
-        self._follow(run_id, rec.scalar_offset)
+        self._follow(run_id, rec.scalar_offset, config.output_scalars)
         self.executor.watch(run_id, shim.pid, popen)
         return await self.io(self.store.get, run_id)
 
-    def _follow(self, run_id, offset):
-        follower = outputs.Follower(self, run_id, self.run_dir(run_id), offset)
+    def _follow(self, run_id, offset, scalar_config=None):
+        follower = outputs.Follower(self, run_id, self.run_dir(run_id), offset, scalar_config)
         self.followers[run_id] = follower
         follower.start()
 
@@ -221,15 +224,17 @@ class Daemon:
 
         def read():
             attrs = rundir.read_attrs(run_dir)
+            config = opconfig.OpConfig.for_attr(attrs.get("op"))
+            prefix = f"{config.sourcecode_dest}/" if config.sourcecode_dest else ""
             files = []
             for path in rundir.sourcecode_files(run_dir):
                 full = run_dir / path
                 if full.is_file():
-                    files.append(pb.SourceFile(path=path, data=full.read_bytes(), mode=full.stat().st_mode & 0o777))
-            return attrs, files, rundir.read_opref(run_dir)
+                    rel = path[len(prefix) :] if prefix and path.startswith(prefix) else path
+                    files.append(pb.SourceFile(path=rel, data=full.read_bytes(), mode=full.stat().st_mode & 0o777))
+            return attrs, config, files, rundir.read_opref(run_dir)
 
-        attrs, files, opref = await self.io(read)
-        config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        attrs, config, files, opref = await self.io(read)
         overrides = _json_object(req.flags_json, "flags")
         spec = pb.RunSpec(
             op_name=proto.op_name,
@@ -250,6 +255,9 @@ class Daemon:
             stop_after=req.stop_after,
             python_exe=config.python_exe,
             run_params_json=json.dumps({"proto": proto.id}),
+            output_scalars_json=json.dumps(config.output_scalars) if config.output_scalars is not None else "",
+            requires_json=json.dumps(list(config.requires)) if config.requires else "",
+            sourcecode_dest=config.sourcecode_dest,
         )
         return await self.start_run(spec, req.stage, user)
 
@@ -276,7 +284,8 @@ class Daemon:
                         (run_dir / path).unlink()
                     except FileNotFoundError:
                         pass
-                files = [(f.path, f.data, f.mode) for f in req.sourcecode]
+                dest = config.sourcecode_dest
+                files = [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in req.sourcecode]
                 rundir.write_sourcecode(run_dir, files)
                 rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, [f[0] for f in files]) or "")
 
@@ -460,16 +469,18 @@ class Daemon:
             shim = execlib.Shim(rec.shim_pid, rec.shim_started)
             run_dir = self.run_dir(rec.id)
             lock_pid = await self.io(rundir.read_lock_pid, run_dir)
+            op = await self.io(rundir.read_attr, run_dir, "op")
+            scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
             if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
                 log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
-                self._follow(rec.id, rec.scalar_offset)
+                self._follow(rec.id, rec.scalar_offset, scalar_config)
                 self.executor.watch(rec.id, shim.pid)
             elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
                 log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
-                self._follow(rec.id, rec.scalar_offset)
+                self._follow(rec.id, rec.scalar_offset, scalar_config)
                 self.executor.watch(rec.id, lock_pid)
             elif rec.status == runstate.RUNNING:
-                self._follow(rec.id, rec.scalar_offset)
+                self._follow(rec.id, rec.scalar_offset, scalar_config)
                 await self._finish(rec.id)
             else:
                 log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])

@@ -22,10 +22,10 @@ class ScalarReader:
     """Reads a run's output from an offset, turns complete lines into scalars, writes them as
     TF events, and returns summaries to fold into the index. Used on a worker thread only."""
 
-    def __init__(self, run_dir, offset):
+    def __init__(self, run_dir, offset, scalar_config=None):
         self.run_dir = run_dir
         self.offset = offset
-        self.parser = ScalarParser.for_config(None)
+        self.parser = ScalarParser.for_config(scalar_config)
         self.writer = None
         self.more = False  # the last read stopped at READ_CHUNK with output left
 
@@ -65,11 +65,11 @@ class ScalarReader:
 class Follower:
     """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
 
-    def __init__(self, daemon, run_id, run_dir, offset):
+    def __init__(self, daemon, run_id, run_dir, offset, scalar_config=None):
         self.daemon = daemon
         self.run_id = run_id
         self.run_dir = run_dir
-        self.reader = ScalarReader(run_dir, offset)
+        self.reader = ScalarReader(run_dir, offset, scalar_config)
         self.watchers = 0
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()

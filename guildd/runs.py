@@ -76,7 +76,8 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
     rundir.attrs_dir(run_dir).mkdir(parents=True)
     # Guild writes id and initialized first: a dir with them is a run, even half-made.
     rundir.write_attrs(run_dir, {"id": run_id, "initialized": now_us})
-    files = [(f.path, f.data, f.mode) for f in spec.sourcecode]
+    dest = spec.sourcecode_dest.strip("/")
+    files = [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in spec.sourcecode]
     rundir.write_sourcecode(run_dir, files)
     rundir.write_opref(run_dir, spec.opref)
     digest = sourcecode.digest(run_dir, [f[0] for f in files]) or ""

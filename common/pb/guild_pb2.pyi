@@ -82,7 +82,7 @@ class SourceFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json")
+    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,10 @@ class RunSpec(_message.Message):
     STOP_AFTER_FIELD_NUMBER: _ClassVar[int]
     PYTHON_EXE_FIELD_NUMBER: _ClassVar[int]
     RUN_PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCALARS_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_JSON_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    SOURCECODE_DEST_FIELD_NUMBER: _ClassVar[int]
     op_name: str
     opref: str
     cmd_args: _containers.RepeatedScalarFieldContainer[str]
@@ -133,7 +137,19 @@ class RunSpec(_message.Message):
     stop_after: float
     python_exe: str
     run_params_json: str
-    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ...) -> None: ...
+    output_scalars_json: str
+    requires_json: str
+    steps: _containers.RepeatedCompositeFieldContainer[StepSpec]
+    sourcecode_dest: str
+    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ...) -> None: ...
+
+class StepSpec(_message.Message):
+    __slots__ = ("name", "spec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: RunSpec
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("spec", "stage")
