@@ -1,4 +1,10 @@
-"""Runs a Python script as an operation's process: `python -u opmain.py SCRIPT [ARG...]`.
+"""Runs a Python script or module as an operation's process:
+
+    python -u opmain.py TARGET [FIXED_ARG... --] [FLAG_ARG...]
+
+TARGET is a script (`train.py`) or, as a Guild file's `main` names it, a module, optionally
+with a path (`train`, `pkg.train`, `src/train`). Arguments before a `--` are the operation's
+fixed arguments (from `main`); the rest are flag arguments.
 
 This file is executed by the run's own Python (which may be another virtualenv than guildd's),
 so it uses only the standard library and imports nothing from this package.
@@ -9,6 +15,7 @@ arguments are the script's own command line (argparse reads them).
 """
 
 import ast
+import importlib.util
 import io
 import json
 import os
@@ -71,24 +78,43 @@ def _replace_globals(tree, values):
     return tree
 
 
-def run_globals(script, values):
-    path = os.path.abspath(script)
+def run_globals(path, values, fixed_args=()):
     with open(path, "rb") as f:
         source = f.read()
     tree = _replace_globals(ast.parse(source, path), values)
     code = compile(tree, path, "exec")
     module = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__, **values}
-    sys.argv = [path]
+    sys.argv = [path, *fixed_args]
     exec(code, module)
 
 
-def _run(script, args):
+def _target_path(target):
+    """The file a script or module target runs, setting up sys.path as Guild does: the
+    target's dir (a module's path part) first."""
+    if target.endswith(".py"):
+        path = os.path.abspath(target)
+        sys.path[0] = os.path.dirname(path)
+        return path
+    base = os.path.abspath(os.path.dirname(target))
+    sys.path[0] = base
+    module = os.path.basename(target)
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise SystemExit(f"opmain: cannot find module '{module}' in {base}")
+    if spec.submodule_search_locations:  # a package: run its __main__
+        return os.path.join(os.path.dirname(spec.origin), "__main__.py")
+    return spec.origin
+
+
+def _run(target, args):
+    fixed, flag_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
+    path = _target_path(target)
     if os.environ.get("FLAGS_DEST") == "globals":
-        run_globals(script, flag_assigns(args))
+        run_globals(path, flag_assigns(flag_args), fixed)
     else:
-        sys.argv = [os.path.abspath(script), *args]
+        sys.argv = [path, *fixed, *flag_args]
         # An absolute path: run_path sets sys.argv[0] and __file__ to the path it is given.
-        runpy.run_path(sys.argv[0], run_name="__main__")
+        runpy.run_path(path, run_name="__main__")
 
 
 def _print_user_traceback(exc):
@@ -117,10 +143,8 @@ def _line_buffered_stdout():
 
 def main():
     if len(sys.argv) < 2:
-        raise SystemExit("usage: opmain.py SCRIPT [ARG...]")
+        raise SystemExit("usage: opmain.py TARGET [FIXED_ARG... --] [FLAG_ARG...]")
     script, args = sys.argv[1], sys.argv[2:]
-    # The run dir (holding the source snapshot) comes first on sys.path, not opmain's dir.
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
     _line_buffered_stdout()
     try:
         _run(script, args)
