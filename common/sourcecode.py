@@ -5,6 +5,10 @@ that matches decides (include or exclude); a file no rule matches is skipped. Di
 (`type="dir"`) prune the walk, so nothing under an excluded directory (a virtualenv, `.git`)
 is ever looked at. The default rules copy text files under 1 MiB, at most 100 of them, and
 warn when a limit leaves a file out.
+
+A Guild file's `sourcecode` attribute (at model and operation level) becomes rules appended
+after the defaults (`rules_for_config`); `test_sourcecode_text` is the `--test-sourcecode`
+preview of what a set of rules copies.
 """
 
 import codecs
@@ -14,6 +18,11 @@ import functools
 import glob
 import hashlib
 import os
+import re
+
+import yaml
+
+from guild_common import errors
 
 MAX_FILE_SIZE = 1048576
 MAX_FILE_COUNT = 100
@@ -31,6 +40,18 @@ class Rule:
     sentinel: str | None = None  # dir rules: match only dirs containing this (glob) path
     size_lt: int | None = None  # files: match only files smaller than this many bytes
     max_matches: int | None = None  # files: stop matching after this many matches
+    size_gt: int | None = None  # files: match only files larger than this many bytes
+    regex: bool = False  # patterns are regular expressions matched at the start of the path
+
+    def __post_init__(self):
+        if self.type not in RULE_TYPES:
+            raise ValueError(
+                f"invalid value for type {self.type!r}: expected one of text, binary, dir"
+            )
+
+
+RULE_TYPES = (None, "text", "binary", "dir")
+DISABLED_RULES = (Rule(False, ("*",)),)
 
 
 DEFAULT_RULES = (
@@ -54,6 +75,9 @@ class Selection:
 def select_files(root, rules=DEFAULT_RULES) -> Selection:
     """The files under `root` that `rules` select; symlinked dirs are not followed."""
     root = os.fspath(root)
+    if copies_nothing(rules):
+        # Not even walked, as Guild: a disabled copy lists nothing, selected or skipped.
+        return Selection((), (), ())
     dir_rules = tuple(r for r in rules if r.type == "dir")
     file_rules = tuple(r for r in rules if r.type != "dir")
     matches = [0] * len(file_rules)  # per rule, for max_matches
@@ -88,16 +112,32 @@ def format_rule(rule) -> str:
     if rule.type:
         parts.append(rule.type)
     parts.append(", ".join(_quote(p) for p in rule.patterns))
+    extras = []
+    if rule.regex:
+        extras.append("regex")
     if rule.sentinel:
-        parts.append(f"with {_quote(rule.sentinel)}")
-    limits = []
+        extras.append(f"with {_quote(rule.sentinel)}")
+    if rule.size_gt is not None:
+        extras.append(f"size > {rule.size_gt}")
     if rule.size_lt is not None:
-        limits.append(f"size < {rule.size_lt}")
+        extras.append(f"size < {rule.size_lt}")
     if rule.max_matches is not None:
-        limits.append(f"max match {rule.max_matches}")
-    if limits:
-        parts.append(", ".join(limits))
+        extras.append(f"max match {rule.max_matches}")
+    if extras:
+        parts.append(", ".join(extras))
     return " ".join(parts)
+
+
+def copies_nothing(rules) -> bool:
+    """Whether `rules` can select no file at all: an untyped exclude of '*' that no later
+    include (of any kind) follows. `--test-sourcecode` then says `Source code copy disabled`."""
+    disabled = False
+    for rule in rules:
+        if rule.include:
+            disabled = False
+        elif rule.type is None and "*" in rule.patterns and not rule.regex:
+            disabled = True
+    return disabled
 
 
 def digest(root, files) -> str | None:
@@ -116,6 +156,237 @@ def digest(root, files) -> str | None:
                 md5.update(chunk)
         md5.update(b"\0")
     return md5.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Guild file `sourcecode` config
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """What an operation's `sourcecode` (with its model's) says to copy, and where."""
+
+    root: str | None = None  # dir to copy from, relative to the Guild file's dir; None: that dir
+    dest: str | None = None  # run-dir subdir to copy to; None: the run dir itself (Guild 0.9)
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    disabled: bool = False  # the rules copy nothing (`no`, `[]`, or a final `exclude: '*'`)
+    digest: bool = True  # record a sourcecode_digest (`digest: no` turns it off)
+    warnings: tuple[str, ...] = ()  # config problems worth telling the user, no "WARNING: "
+
+
+def rules_for_config(op_config=None, model_config=None, *, project_dir=None) -> SourceConfig:
+    """The snapshot an operation takes, from the raw `sourcecode` values of its Guild file.
+
+    `op_config` and `model_config` are the YAML values of the operation's and the model's
+    `sourcecode` attributes (None when absent). Each may be:
+      - `no` or `[]`: copy nothing;
+      - a string: select only files matching it (an `exclude '*'` goes in first);
+      - a list of `{include|exclude: PATTERNS}` specs, PATTERNS being a pattern, a list of them,
+        or `{dir|text|binary: PATTERNS}`; a list of plain strings alone selects only those;
+      - a mapping with `root`, `dest`, `digest` and `select` (any of the forms above).
+    Rules are the defaults, then the model's, then the operation's; the last that matches a
+    file decides. A model's `no` holds unless the operation lists rules of its own; an
+    operation's `no` always holds.
+
+    With `project_dir` (the Guild file's dir), an untyped pattern naming a dir under the copy
+    root ('subdir') becomes 'subdir/*', as in Guild; without it patterns are taken as written.
+    Malformed config raises InvalidArgument; unknown mapping keys become `warnings`.
+    """
+    op = _parse_level(op_config, "operation")
+    model = _parse_level(model_config, "model")
+    root = op.root or model.root
+    dest = op.dest or model.dest
+    digest = op.digest if op.digest is not None else model.digest is not False
+    warnings = model.warnings + op.warnings
+    if op.disabled or (model.disabled and not op.specs):
+        rules = DISABLED_RULES
+    else:
+        scan_root = os.path.join(project_dir, root or "") if project_dir is not None else None
+        rules = DEFAULT_RULES + tuple(
+            _rule_for_spec(spec, scan_root) for spec in model.specs + op.specs
+        )
+    return SourceConfig(
+        root=root,
+        dest=dest,
+        rules=rules,
+        disabled=copies_nothing(rules),
+        digest=digest,
+        warnings=warnings,
+    )
+
+
+def test_sourcecode_text(root, config=None, *, cwd=None) -> str:
+    """What `guild run OP --test-sourcecode` prints (no trailing newline).
+
+    `root` is the Guild file's dir (the script's dir for a script); `config` a SourceConfig
+    (None: the defaults). Paths are shown relative to `cwd` (default: `root`), so the copy
+    root reads "the current directory", or 'subdir' or '..' when `config.root` moves it.
+    Files under excluded dirs are neither selected nor skipped: they are never looked at.
+    """
+    config = config or SourceConfig()
+    src = os.path.normpath(os.path.join(os.fspath(root), config.root or ""))
+    shown = os.path.relpath(src, os.fspath(cwd) if cwd is not None else os.fspath(root))
+    shown = shown.replace(os.sep, "/")
+    where = "the current directory" if shown == "." else _quote(shown)
+    lines = [f"Copying from {where}", "Rules:"]
+    lines.extend(f"  {line}" for line in format_rules(config.rules))
+    if copies_nothing(config.rules):
+        lines.append("Source code copy disabled")
+        return "\n".join(lines)
+    selection = select_files(src, config.rules)
+    lines.append("Selected for copy:")
+    lines.extend(f"  {shown}/{path}" for path in sorted(selection.files, key=_walk_order))
+    lines.append("Skipped:")
+    lines.extend(f"  {shown}/{path}" for path, _reason in selection.skipped)
+    return "\n".join(lines)
+
+
+test_sourcecode_text.__test__ = False  # a `test_` name: keep pytest from collecting it
+
+
+def _walk_order(relpath):
+    # A dir's files come before its subdirs, each sorted by name: os.walk's order, top down.
+    *dirs, name = relpath.split("/")
+    return [(1, d) for d in dirs] + [(0, name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    include: bool
+    patterns: tuple[str, ...]
+    type: str | None  # None, "dir", "text" or "binary"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Level:
+    """One level's (model's or operation's) `sourcecode`, parsed but not yet made rules."""
+
+    specs: tuple[_Spec, ...] = ()
+    disabled: bool = False
+    root: str | None = None
+    dest: str | None = None
+    digest: bool | None = None
+    warnings: tuple[str, ...] = ()
+
+
+_MAPPING_KEYS = ("select", "root", "dest", "digest")
+
+
+def _parse_level(data, level):
+    if isinstance(data, dict):
+        unknown = sorted(str(k) for k in data if k not in _MAPPING_KEYS)
+        warnings = (
+            (f"unexpected {level} sourcecode attribute(s): {', '.join(unknown)}",)
+            if unknown
+            else ()
+        )
+        specs, disabled = _parse_select(data.get("select"), level)
+        return _Level(
+            specs=specs,
+            disabled=disabled,
+            root=_path_attr(data.get("root"), "root", level),
+            dest=_dest(data.get("dest"), level),
+            digest=None if data.get("digest") is None else bool(data.get("digest")),
+            warnings=warnings,
+        )
+    specs, disabled = _parse_select(data, level)
+    return _Level(specs=specs, disabled=disabled)
+
+
+def _parse_select(data, level):
+    """(specs, disabled) for a select value: None, no, [], a string, or a list of specs."""
+    if data is None:
+        return (), False
+    if data is False or data == []:
+        return (), True
+    if isinstance(data, str):
+        return (_Spec(False, ("*",), None), _Spec(True, (data,), None)), False
+    if isinstance(data, list):
+        specs = tuple(_parse_spec(item, level) for item in data)
+        if all(isinstance(item, str) for item in data):
+            # Only patterns listed: they say what to copy, not what to add to the defaults.
+            specs = (_Spec(False, ("*",), None),) + specs
+        return specs, False
+    raise errors.InvalidArgument(
+        f"invalid {level} sourcecode {data!r}: expected no, a string, a list, or a mapping"
+    )
+
+
+def _parse_spec(item, level):
+    if isinstance(item, str):
+        return _Spec(True, (item,), None)
+    if not isinstance(item, dict):
+        raise errors.InvalidArgument(
+            f"invalid {level} sourcecode spec {item!r}: expected a string or a mapping"
+        )
+    if "include" in item and "exclude" in item:
+        raise errors.InvalidArgument(
+            f"invalid {level} sourcecode spec {item!r}: cannot both include and exclude - "
+            "use one spec for each, in the order they should apply"
+        )
+    for key in ("include", "exclude"):
+        if key in item:
+            patterns, type_ = _spec_patterns(item[key], key, level)
+            return _Spec(key == "include", patterns, type_)
+    raise errors.InvalidArgument(
+        f"invalid {level} sourcecode spec {item!r}: expected 'include' or 'exclude'"
+    )
+
+
+def _spec_patterns(value, key, level):
+    """(patterns, type) for an include/exclude value: PATTERNS or {dir|text|binary: PATTERNS}."""
+    if isinstance(value, dict):
+        types = [t for t in ("dir", "text", "binary") if t in value]
+        if len(types) != 1 or len(value) != 1:
+            raise errors.InvalidArgument(
+                f"invalid {level} sourcecode {key} {value!r}: expected one of dir, text, "
+                "or binary with patterns"
+            )
+        return _pattern_list(value[types[0]], key, level), types[0]
+    return _pattern_list(value, key, level), None
+
+
+def _pattern_list(value, key, level):
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        value = yaml.safe_load(value)  # '[a, b]' written as a string, as Guild reads it
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and p for p in value):
+        raise errors.InvalidArgument(
+            f"invalid {level} sourcecode {key} {value!r}: expected a pattern or a list of them"
+        )
+    return tuple(value)
+
+
+def _path_attr(value, name, level):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidArgument(
+            f"invalid {level} sourcecode {name} {value!r}: expected a path"
+        )
+    return value.rstrip("/") or "/"
+
+
+def _dest(value, level):
+    # '.' (or nothing) is the run dir itself; anything else a subdir of it.
+    dest = _path_attr(value, "dest", level)
+    if dest is None:
+        return None
+    while dest.startswith("./"):
+        dest = dest[2:]
+    return None if dest in ("", ".") else dest
+
+
+def _rule_for_spec(spec, scan_root):
+    patterns = spec.patterns
+    if spec.type is None and scan_root is not None:
+        # 'subdir' naming an existing dir means the files under it.
+        patterns = tuple(
+            f"{p.rstrip('/')}/*" if os.path.isdir(os.path.join(scan_root, p.lstrip("/"))) else p
+            for p in patterns
+        )
+    return Rule(spec.include, patterns, spec.type)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +438,7 @@ def _failed_test(rule, file, matches):
     file that happens to come after the 100th text file) trigger its warning; and before the
     size limit, so a big file past the count limit is reported once, with the count warning.
     """
-    if not any(_fnmatch(file.relpath, p) for p in rule.patterns):
+    if not _matches(rule, file.relpath):
         return "pattern"
     if rule.type == "text" and not file.is_text:
         return "type"
@@ -177,6 +448,8 @@ def _failed_test(rule, file, matches):
         return "max matches"
     if rule.size_lt is not None and file.size is not None and file.size >= rule.size_lt:
         return "size"
+    if rule.size_gt is not None and file.size is not None and file.size <= rule.size_gt:
+        return "size_gt"
     return None
 
 
@@ -184,6 +457,7 @@ _REASONS = {
     "type": lambda rule: "binary" if rule.type == "text" else "text",
     "max matches": lambda rule: f"more than {rule.max_matches} files",
     "size": lambda rule: "too big",
+    "size_gt": lambda rule: "too small",
 }
 
 
@@ -205,13 +479,19 @@ def _dir_kept(rules, path, relpath):
     """False when the last dir rule to match `relpath` excludes it."""
     kept = True
     for rule in rules:
-        if any(_fnmatch(relpath, p) for p in rule.patterns) and _has_sentinel(rule, path):
+        if _matches(rule, relpath) and _has_sentinel(rule, path):
             kept = rule.include
     return kept
 
 
 def _has_sentinel(rule, path):
     return not rule.sentinel or bool(glob.glob(os.path.join(glob.escape(path), rule.sentinel)))
+
+
+def _matches(rule, relpath):
+    if rule.regex:
+        return any(re.match(p, relpath) for p in rule.patterns)
+    return any(_fnmatch(relpath, p) for p in rule.patterns)
 
 
 def _fnmatch(relpath, pattern):
