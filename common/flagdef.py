@@ -10,6 +10,7 @@ class FlagDef:
     default: Any = None
     type: str | None = None  # int, float, number, string, boolean, path, existing-path
     description: str = ""
+    # Values, or mappings {value, description, flags (values the choice sets), alias}.
     choices: tuple = ()
     required: bool = False
     arg_name: str | None = None  # command-line option name, when it differs from `name`
@@ -19,3 +20,7 @@ class FlagDef:
     null_label: str | None = None
     min: Any = None
     max: Any = None
+    allow_other: bool = False  # a value outside `choices` is accepted
+    distribution: str | None = None  # search-space distribution (e.g. log-uniform)
+    arg_split: Any = None  # split a string value into several command-line args
+    extra: dict = dataclasses.field(default_factory=dict)  # other attributes as written

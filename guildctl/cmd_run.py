@@ -1,5 +1,7 @@
 """guildctl run, watch and stop."""
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -8,8 +10,20 @@ import sys
 
 import click
 
-from guild_common import errors, flags as flaglib
-from guildctl import output
+from guild_common import errors, flags as flaglib, guildfile, opconfig
+from guildctl import optest, output
+
+@dataclasses.dataclass(frozen=True)
+class _Tests:
+    """The options that show something about the operation instead of running it."""
+
+    print_cmd: bool = False
+    print_env: bool = False
+    help_op: bool = False
+    test_flags: bool = False
+    test_sourcecode: bool = False
+    test_output_scalars: str | None = None
+
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
 
@@ -49,8 +63,14 @@ def _confirm(verb, op_name, values, yes):
 @click.option("--stop-after", metavar="SECONDS", help="Stop the run after SECONDS (or Nm / Nh).")
 @click.option("--force-flags", is_flag=True, help="Accept flags the operation doesn't define, and values of any type.")
 @click.option("--print-cmd", is_flag=True, help="Print the command the run would execute, and exit.")
+@click.option("--print-env", is_flag=True, help="Print the environment the run would get, and exit.")
+@click.option("--help-op", is_flag=True, help="Show the operation's help and flags, and exit.")
+@click.option("--test-flags", is_flag=True, help="Show the operation's flags and their values, and exit.")
+@click.option("--test-sourcecode", is_flag=True, help="Show which source files a run would copy, and exit.")
+@click.option("--test-output-scalars", metavar="FILE|-", help="Show the scalars the operation captures from FILE's lines, and exit.")
 @click.pass_obj
-def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background, stop_after, force_flags, print_cmd):
+def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
+        stop_after, force_flags, **tests):
     """Run an operation: a Python script or an executable, as a recorded run.
 
     \b
@@ -76,9 +96,10 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
             flags = (opspec, *flags)
         run_msg = _proto(ctx, proto_run, flags, yes, label, tags, stage, force_sourcecode, force_flags, stop_after_s)
     else:
-        if not opspec:
-            raise errors.InvalidArgument("missing operation: try 'guildctl run SCRIPT [FLAG=VAL...]'")
-        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, print_cmd, background)
+        if opspec and "=" in opspec:
+            flags = (opspec, *flags)
+            opspec = None  # the default operation of the project's Guild file
+        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests))
     if run_msg is None:
         return
     if run_msg.status == "staged":
@@ -92,32 +113,82 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True, offset=offset))
 
 
-def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, print_cmd, background):
-    from guildctl import scriptop
+def _resolve_op(opspec, cwd):
+    """A Guild-file operation (they shadow same-named scripts), else a script or executable.
+    Returns (op, module that builds its spec)."""
+    from guildctl import guildop, scriptop
 
-    op = scriptop.for_opspec(opspec, os.getcwd())
-    values, user = scriptop.flag_values(op, flag_args, force_flags, os.getcwd())
-    if print_cmd:
-        from guild_common import opconfig
+    gf = guildop.load(cwd)
+    if gf is not None:
+        try:
+            return guildop.for_opdef(gf, guildfile.resolve(gf, opspec)), guildop
+        except errors.NotFound:
+            if not opspec or not os.path.isfile(os.path.join(cwd, opspec)):
+                raise
+    if not opspec:
+        raise errors.InvalidArgument("missing operation: try 'guildctl run SCRIPT [FLAG=VAL...]'")
+    return scriptop.for_opspec(opspec, cwd), scriptop
 
-        config = opconfig.OpConfig(
-            cmd_args=tuple(scriptop.cmd_args(op)),
-            flags_dest=op.flags_dest,
-            flag_defs=op.flag_defs,
-            op_env={},
-            label_template=None,
-            python_exe=sys.executable,
-            guild_op=str(op.path),
-            cmd_dir=os.getcwd(),
-            project_dir=str(op.project_dir),
-        )
-        click.echo(shlex.join(opconfig.render_cmd(config, values)))
+
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests):
+    cwd = os.getcwd()
+    op, kind = _resolve_op(opspec, cwd)
+    if tests.help_op:
+        click.echo(optest.help_op(op))
+        return None
+    if tests.test_sourcecode:
+        click.echo(_test_sourcecode(op, kind))
+        return None
+    if tests.test_output_scalars:
+        config = getattr(getattr(op, "opdef", None), "output_scalars", None)
+        path = tests.test_output_scalars
+        stream = sys.stdin if path == "-" else open(path)
+        with stream if path != "-" else contextlib.nullcontext(stream):
+            click.echo(optest.test_output_scalars(config, stream))
+        return None
+    if tests.test_flags:
+        click.echo(optest.test_flags(op))
+    values, user = kind.flag_values(op, flag_args, force_flags, cwd)
+    if tests.test_flags:
+        return None
+    params = dict(flags=list(flag_args), force_flags=force_flags, label=label or None, tags=list(tags),
+                  stage=stage, background=background, stop_after=stop_after or None, opspec=opspec)
+    steps = kind.step_specs(op, values, cwd) if hasattr(kind, "step_specs") else []
+    spec = kind.run_spec(op, values, user, label, tags, stop_after, params, cwd, **({"steps": steps} if steps else {}))
+    if tests.print_cmd:
+        click.echo(shlex.join(opconfig.render_cmd(_config_for(spec), values)))
+        return None
+    if tests.print_env:
+        env = {**spec.op_env, **flaglib.flag_env(values, op.flag_defs)}
+        click.echo(optest.print_env(env))
         return None
     _confirm("stage" if stage else "run", op.name, values, yes)
-    params = dict(flags=list(flag_args), force_flags=force_flags, label=label or None, tags=list(tags),
-                         stage=stage, background=background, stop_after=stop_after or None, opspec=opspec)
-    spec = scriptop.run_spec(op, values, user, label, tags, stop_after, params)
     return ctx.client.start_run(spec, stage=stage)
+
+
+def _config_for(spec):
+    return opconfig.OpConfig(
+        cmd_args=tuple(spec.cmd_args),
+        flags_dest=spec.flags_dest,
+        flag_defs={d.name: opconfig.flagdef_from_pb(d) for d in spec.flag_defs},
+        op_env=dict(spec.op_env),
+        label_template=None,
+        python_exe=spec.python_exe,
+        guild_op=spec.guild_op,
+        cmd_dir=spec.cmd_dir,
+        project_dir=spec.project_dir,
+    )
+
+
+def _test_sourcecode(op, kind):
+    if hasattr(op, "gf"):
+        config = kind.source_config(op)
+        return optest.test_sourcecode(os_path(op.gf.dir, config.root), config)
+    return optest.test_sourcecode(str(op.project_dir))
+
+
+def os_path(base, rel):
+    return os.path.join(base, rel) if rel else base
 
 
 def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start):

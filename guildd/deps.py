@@ -1,0 +1,526 @@
+"""Resolving an operation's dependencies (`requires`) into a run directory.
+
+Called by the daemon on a worker thread just before a run's process starts, in two phases so
+that a failure leaves nothing half-installed: every source is first *located* (files found,
+URLs downloaded into the cache and checked, upstream runs chosen, configs rendered), which is
+where every error a user can cause happens; then *installed*. If installing fails (disk full),
+the paths created are removed; files replaced (a same-named source-code copy) stay replaced.
+
+The layout follows Guild 0.9 (checked by running it): files are copied (`target-type: link`
+makes relative symlinks); a file or directory lands under its base name; `select` matches full
+relative paths and places each match under its base name; `rename` is `re.sub` on that name;
+the resource's and the source's `target-path`/`path` go in front. From an upstream run we take
+its top-level entries, leaving out `.guild` and what its manifest lists as source code or
+dependencies. Unlike 0.9, a dependency replaces a same-named source-code copy instead of being
+skipped, and a cached download with the wrong sha256 is fetched again instead of failing.
+"""
+
+import dataclasses
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from typing import Callable, Mapping
+
+import yaml
+
+from guild_common import errors
+
+log = logging.getLogger("guildd.deps")
+
+SOURCE_TYPES = ("config", "file", "module", "operation", "url")
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+class DependencyError(errors.FailedPrecondition):
+    """A dependency could not be met; the run fails before its process starts."""
+
+    def __init__(self, message, resource=None):
+        super().__init__(message)
+        self.resource = resource
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolveContext:
+    run_dir: str
+    project_dir: str  # where relative `file:`/`config:` sources are (the guild file's dir)
+    flags: Mapping  # the run's flag values; a flag named like a resource selects its source
+    cache_dir: str  # GUILD_HOME/cache/resources
+    # find_run(op_name, run_spec or None) -> (run_id, run_dir) | None: the latest completed
+    # (or marked) run of the op, or the run that `run_spec` (an id prefix) names.
+    find_run: Callable
+    log: Callable = log.info  # progress lines ("Resolving x dependency"), e.g. into the output
+    python_exe: str = sys.executable  # the run's interpreter, for `module:` sources
+    url_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """One entry of `requires`, normalised."""
+
+    name: str
+    path: str  # the resource's target path ('' = the run dir's root)
+    sources: tuple  # source dicts as written in guild.yml
+
+    def flag_for(self, src):
+        """The flag selecting `src`: its `flag-name`, else the resource's name when it is
+        the only source."""
+        name = src.get("flag-name") or (self.name if len(self.sources) == 1 else None)
+        return None if name is None else str(name)
+
+    def flag_names(self):
+        """Flags that select this resource's sources: the op must accept them."""
+        return [f for f in map(self.flag_for, self.sources) if f]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedSource:
+    resource: str
+    name: str  # the source's key in the `deps` attr: its `name`, else its uri
+    uri: str  # file:data/x.txt, operation:prepare, config:c.yml, http://..., module:pandas
+    paths: tuple  # the sources used, relative to the run dir (0.9's `paths`)
+    files: tuple  # what was written into the run dir, relative to it
+    config: str | None = None  # the flag value that chose the source (0.9's `config`)
+    run_id: str | None = None  # the upstream run of an operation source
+    flag: str | None = None  # the flag that selects this source
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    sources: tuple = ()  # ResolvedSource, in `requires` order
+
+    def deps_attr(self):
+        """Guild 0.9's `deps` attr: {resource: {source: {paths, uri[, config]}}}."""
+        out = {}
+        for s in self.sources:
+            entry = {"paths": list(s.paths), "uri": s.uri}
+            if s.config is not None:
+                entry["config"] = s.config
+            out.setdefault(s.resource, {})[s.name] = entry
+        return out
+
+    def resolved_deps(self):
+        """The older `resolved_deps` shape: {resource: {uri: [paths]}}."""
+        out = {}
+        for s in self.sources:
+            out.setdefault(s.resource, {}).setdefault(s.uri, []).extend(s.paths)
+        return out
+
+    def upstream_runs(self):
+        """{resource: upstream run id} for operation sources."""
+        return {s.resource: s.run_id for s in self.sources if s.run_id}
+
+    def flag_values(self):
+        """{flag: full upstream run id}: 0.9 stores these as the run's flags."""
+        return {s.flag: s.run_id for s in self.sources if s.run_id and s.flag}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Item:
+    target: str  # relative to the run dir
+    src: str | None  # absolute path to copy or link
+    data: bytes | None = None  # generated content (config sources)
+    link: bool = False
+
+
+class _Failed(Exception):
+    """Why one source could not be located; resolve() wraps it into DependencyError."""
+
+
+def resources_for(requires, model_resources=None):
+    """`requires` (a list, or one item) as Resources. Items are dicts: an inline source
+    (`{file: x, ...}`) or a resource (`{name, path, sources: [...]}`); or references to a
+    resource in `model_resources` (name -> resource dict): `data` or `{resource: data}`."""
+    out = []
+    for item in requires if isinstance(requires, list) else [] if requires is None else [requires]:
+        ref = item.get("resource") if isinstance(item, dict) else item
+        if isinstance(ref, str):
+            if ref not in (model_resources or {}):
+                raise errors.InvalidArgument(f"cannot find resource '{ref}'")
+            item = {**model_resources[ref], "name": ref.rsplit(":", 1)[-1]}
+        if not isinstance(item, dict):
+            raise errors.InvalidArgument(f"invalid dependency {item!r}: expected a mapping")
+        if "sources" in item:
+            srcs = item["sources"] if isinstance(item["sources"], list) else [item["sources"]]
+            srcs = tuple(s if isinstance(s, dict) else {"file": s} for s in srcs)
+            name = item.get("name") or ",".join(_uri(s, "?") for s in srcs)
+            path = item.get("target-path") or item.get("path") or ""
+            out.append(Resource(str(name), str(path), srcs))
+        else:  # an inline source; unnamed operation sources are named after the op
+            name = item.get("name") or item.get("operation") or _uri(item, "?")
+            out.append(Resource(str(name), "", (dict(item),)))
+    for res in out:
+        for src in res.sources:
+            _uri(src, res.name)
+    return out
+
+
+def _source_type(src, res_name):
+    present = [t for t in SOURCE_TYPES if t in src]
+    if len(present) != 1:
+        why = (f"conflicting attributes ({', '.join(present)})" if present else
+               f"missing required attribute (one of {', '.join(SOURCE_TYPES)})")
+        raise errors.InvalidArgument(f"invalid source {src!r} in resource '{res_name}': {why}")
+    return present[0]
+
+
+def _uri(src, res_name):
+    kind = _source_type(src, res_name)
+    return str(src[kind]) if kind == "url" else f"{kind}:{src[kind]}"
+
+
+def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
+    """Locates and installs every dependency in `requires` into ctx.run_dir.
+
+    `resources`: the model's resources, for references (see resources_for). `skip`: names of
+    resources already resolved (a restart). `operations=False` leaves operation sources out
+    (staging). Raises DependencyError naming the resource, with nothing installed, and
+    InvalidArgument for a malformed `requires`."""
+    resolving = resources_for(requires, resources)
+    selectors = {f for r in resolving for f in r.flag_names()}
+    located = []
+    for res in resolving:
+        if res.name in skip:
+            ctx.log(f"Skipping {res.name} because it's already resolved")
+            continue
+        ctx.log(f"Resolving {res.name} dependency")
+        for src in res.sources:
+            kind = _source_type(src, res.name)
+            if kind == "operation" and not operations:
+                ctx.log(f"Skipping operation dependency {_uri(src, res.name)} for stage")
+                continue
+            try:
+                located.append(_LOCATE[kind](res, src, ctx, selectors))
+            except (_Failed, re.error) as e:
+                raise DependencyError(f"could not resolve '{_uri(src, res.name)}' in "
+                                      f"{res.name} resource: {e}", res.name) from None
+    installed = _install(located, ctx)
+    _append_manifest(ctx.run_dir, installed)
+    return Resolved(tuple(resolved for resolved, _ in installed))
+
+
+def _project_path(res, src, ctx, kind):
+    """A `file:`/`config:` source's path, which a flag named like the resource may replace
+    (an empty value asks for the default)."""
+    flag = res.flag_for(src)
+    chosen = ctx.flags.get(flag)
+    chosen = None if chosen in (None, "") else str(chosen)
+    rel = chosen or str(src[kind])
+    path = os.path.join(ctx.project_dir, os.path.expanduser(rel))
+    if not os.path.exists(path):
+        raise _Failed(f"cannot find {'source' if kind == 'file' else 'config'} file {rel}")
+    if chosen:
+        ctx.log(f"Using {rel} for {res.name} resource")
+    return path, rel, flag, chosen
+
+
+def _locate_file_or_url(res, src, ctx, _selectors):
+    """A file, directory or archive: archives unpacked (unless `unpack: no`) and their
+    top-level entries or `select` matches used; directories whole or their matches."""
+    if "url" in src:
+        path, kw = _fetch(str(src["url"]), src.get("sha256"), ctx), {"flag": res.flag_for(src)}
+    else:
+        path, _, flag, chosen = _project_path(res, src, ctx, "file")
+        if os.path.isfile(path):
+            _check_sha256(path, src.get("sha256"))
+        kw = {"flag": flag, "config": chosen}
+    if path.lower().endswith(ARCHIVES) and src.get("unpack", True) not in (False, "no"):
+        cands = _select(_unpack(path, ctx), src.get("select"))
+    elif os.path.isdir(path) and src.get("select"):
+        cands = _select(path, src.get("select"))
+    else:
+        cands = [(path, os.path.basename(path.rstrip(os.sep)))]
+    return _located(res, src, ctx, cands, **kw)
+
+
+def _locate_operation(res, src, ctx, _selectors):
+    op, flag = str(src["operation"]), res.flag_for(src)
+    spec = ctx.flags.get(flag)
+    found = ctx.find_run(op, None if spec in (None, "") else str(spec))
+    if not found:
+        raise _Failed(f"no suitable run for {op}")
+    run_id, run_dir = found
+    ctx.log(f"Using output from run {run_id} for {res.name} resource")
+    cands = _select(run_dir, src.get("select"), skip=_manifest_paths(run_dir))
+    if not cands:
+        ctx.log(f"WARNING: nothing resolved for {res.name}")
+    return _located(res, src, ctx, cands, flag=flag, config=run_id, run_id=run_id)
+
+
+def _locate_config(res, src, ctx, selectors):
+    """The config file with `params`, then the run's flags (dotted names, as 0.9: all of
+    them except those that select resources) written in; format kept, JSON compact."""
+    path, rel, flag, chosen = _project_path(res, src, ctx, "config")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".json", ".yml", ".yaml"):
+        raise _Failed(f"unsupported config format for {rel} (expected .json, .yml or .yaml)")
+    try:
+        with open(path) as f:
+            data = (json.load(f) if ext == ".json" else yaml.safe_load(f)) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise _Failed(f"cannot read config file {rel}: {e}") from None
+    if not isinstance(data, dict):
+        raise _Failed(f"config file {rel} must contain a mapping")
+    values = dict(src.get("params") or {})
+    values.update((k, v) for k, v in ctx.flags.items() if k not in selectors)
+    for key, value in values.items():
+        parts, node = str(key).split("."), data
+        for part in parts[:-1]:
+            node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _Failed(f"cannot set {key} in config file {rel}")
+        node[parts[-1]] = value
+    if ext == ".json":
+        text = json.dumps(data, sort_keys=True)
+    else:
+        text = yaml.safe_dump(data, default_flow_style=False)
+    item = _Item(_target(res, src, _rename(os.path.basename(rel), src, ctx)), None, text.encode())
+    return _resolved(res, src, (item.target,), (item,), flag=flag, config=chosen), (item,)
+
+
+def _locate_module(res, src, ctx, _selectors):
+    """Checked in the run's interpreter, which need not be the daemon's."""
+    name = str(src["module"])
+    code = f"import importlib.util as u, sys; sys.exit(u.find_spec({name!r}) is None)"
+    if subprocess.run([ctx.python_exe, "-c", code], capture_output=True).returncode != 0:
+        raise _Failed(f"no module named {name}")
+    return _resolved(res, src, (), ()), ()
+
+
+_LOCATE = {"config": _locate_config, "file": _locate_file_or_url, "module": _locate_module,
+           "operation": _locate_operation, "url": _locate_file_or_url}
+
+
+def _located(res, src, ctx, cands, **kw):
+    """(path, name) candidates, renamed and placed under their target path."""
+    link = str(src.get("target-type") or "copy")
+    if link not in ("copy", "link"):
+        raise _Failed(f"invalid target-type {link!r} (expected copy or link)")
+    items = tuple(_Item(_target(res, src, _rename(name, src, ctx)), path, link=link == "link")
+                  for path, name in cands)
+    used = tuple(os.path.relpath(path, ctx.run_dir) for path, _ in cands)
+    return _resolved(res, src, used, items, **kw), items
+
+
+def _resolved(res, src, paths, items, **kw):
+    name = str(src.get("name") or _uri(src, res.name))
+    return ResolvedSource(res.name, name, _uri(src, res.name), paths,
+                          tuple(i.target for i in items), **kw)
+
+
+def _target(res, src, name):
+    sub = str(src.get("target-path") or src.get("path") or "")
+    target = os.path.normpath(os.path.join(res.path, sub, name))
+    if target == "." or target.startswith("..") or os.path.isabs(target):
+        raise _Failed(f"target path {target} is outside the run directory")
+    return target
+
+
+def _rename(name, src, ctx):
+    for pattern, repl in _rename_specs(src.get("rename"), ctx.flags):
+        name = re.sub(pattern, repl, name)
+    return name
+
+
+def _rename_specs(value, flags):
+    """`'PATTERN REPL'` strings (quotes allowed, backslashes kept), a list of them, or
+    `{pattern, repl}` dicts; `${flag}` refs are replaced by flag values."""
+    specs = []
+    for item in [value] if isinstance(value, (str, dict)) else list(value or []):
+        if isinstance(item, dict):
+            specs.append((str(item.get("pattern", "")), str(item.get("repl", ""))))
+            continue
+        text = re.sub(r"\$\{([^}]+)\}", lambda m: str(flags.get(m.group(1), m.group(0))), item)
+        lexer = shlex.shlex(text, posix=True)
+        lexer.whitespace_split, lexer.escape = True, ""
+        parts = list(lexer)
+        if len(parts) not in (1, 2):
+            raise _Failed(f"invalid rename spec {item!r}: expected 'PATTERN REPL'")
+        specs.append((parts[0], parts[1] if len(parts) == 2 else ""))
+    return specs
+
+
+def _select(root, patterns, skip=frozenset()):
+    """(path, target name) pairs from `root`, leaving out `.guild` and the `skip` paths:
+    files whose relative path fully matches a pattern, under their base names; without
+    patterns, the top-level entries that hold any file, directories whole."""
+    pats = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    parents = lambda r: ("/".join(r.split("/")[: i + 1]) for i in range(r.count("/") + 1))
+    rels = [r for r in _walk(root) if not any(p in skip for p in parents(r))]
+    if not pats:
+        return [(os.path.join(root, t), t) for t in sorted({r.split("/")[0] for r in rels})]
+    return [(os.path.join(root, r), os.path.basename(r))
+            for r in rels if any(re.fullmatch(str(p), r) for p in pats)]
+
+
+def _walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != ".guild"]
+        dirnames.sort()
+        for f in sorted(filenames):
+            yield f if rel_dir == "." else f"{rel_dir}/{f}"
+
+
+def _fetch(url, sha256, ctx):
+    """The cached download of `url` (one dir per URL, named by its sha224 as in 0.9),
+    downloading it first if needed. A download is checked before it enters the cache."""
+    cache = os.path.join(ctx.cache_dir, hashlib.sha224(url.encode()).hexdigest())
+    path = os.path.join(cache, os.path.basename(urllib.parse.urlparse(url).path) or "download")
+    if os.path.isfile(path) and (not sha256 or _sha256(path) == str(sha256)):
+        ctx.log(f"Using cached file {path}")
+        return path
+    os.makedirs(cache, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".download-")
+    try:
+        ctx.log(f"Downloading {url}")
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=ctx.url_timeout) as r:
+            shutil.copyfileobj(r, out)
+        _check_sha256(tmp, sha256, shown=url)
+        os.replace(tmp, path)  # atomic: concurrent runs never see half a download
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
+        raise _Failed(f"error downloading {url}: {getattr(e, 'reason', e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _check_sha256(path, expected, shown=None):
+    if expected and (actual := _sha256(path)) != str(expected):
+        raise _Failed(f"'{shown or path}' has an unexpected sha256 "
+                      f"(expected {expected} but got {actual})")
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unpack(archive, ctx):
+    """Unpacks `archive` once, into `unpacked/` beside its download (URLs) or in a cache dir
+    keyed by path, size and mtime (project files); into a temp dir first, then renamed."""
+    if os.path.abspath(archive).startswith(os.path.abspath(ctx.cache_dir) + os.sep):
+        key_dir = os.path.dirname(archive)
+    else:
+        st = os.stat(archive)
+        key = f"file:{os.path.abspath(archive)}:{st.st_size}:{st.st_mtime_ns}"
+        key_dir = os.path.join(ctx.cache_dir, hashlib.sha224(key.encode()).hexdigest())
+    dest = os.path.join(key_dir, "unpacked")
+    if os.path.isdir(dest):
+        return dest
+    ctx.log(f"Unpacking {archive}")
+    os.makedirs(key_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=key_dir, prefix=".unpacking-")
+    try:
+        if archive.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                t.extractall(tmp, **safe)
+        os.rename(tmp, dest)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+        if not os.path.isdir(dest):  # losing a race to another run's unpack is fine
+            raise _Failed(f"cannot unpack {archive}: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _install(located, ctx):
+    """Installs every item; returns `located` less the items skipped because an earlier
+    source already wrote their target (0.9 warns and skips them too)."""
+    created, out = {}, []
+    try:
+        for resolved, items in located:
+            kept = []
+            for item in items:
+                if item.target in created:
+                    ctx.log(f"WARNING: {item.target} already resolved, skipping {resolved.uri}")
+                    continue
+                _install_item(item, ctx.run_dir)
+                created[item.target] = True
+                kept.append(item)
+            files = tuple(i.target for i in kept)
+            out.append((dataclasses.replace(resolved, files=files), tuple(kept)))
+    except OSError as e:
+        for target in reversed(created):
+            _remove(os.path.join(ctx.run_dir, target))
+        raise DependencyError(f"could not install dependencies into {ctx.run_dir}: {e}") from None
+    return out
+
+
+def _install_item(item, run_dir):
+    dest = os.path.join(run_dir, item.target)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    _remove(dest)  # a dependency replaces a same-named source-code copy
+    if item.data is not None:
+        with open(dest, "wb") as f:
+            f.write(item.data)
+    elif item.link:
+        os.symlink(os.path.relpath(item.src, os.path.dirname(dest)), dest)
+    elif os.path.isdir(item.src):
+        shutil.copytree(item.src, dest, symlinks=True)
+    else:
+        shutil.copy2(item.src, dest)
+
+
+def _remove(path):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _manifest_paths(run_dir):
+    """Paths an upstream run's manifest lists: its source code and its own dependencies."""
+    try:
+        with open(os.path.join(run_dir, ".guild", "manifest")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    out = set()
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        if kind in ("s", "d") and rest:
+            end = rest.find("'", 1)
+            out.add(rest[1:end] if rest.startswith("'") and end > 0 else rest.split(" ")[0])
+    return out
+
+
+def _append_manifest(run_dir, installed):
+    """`d TARGET SHA1|- URI` lines, as 0.9 writes them, so that a downstream run leaves
+    these files out. Call after the source code's manifest is written (it rewrites it)."""
+    lines = []
+    for resolved, items in installed:
+        for item in items:
+            dest, digest = os.path.join(run_dir, item.target), "-"
+            if os.path.isfile(dest) and not os.path.islink(dest):
+                with open(dest, "rb") as f:
+                    digest = hashlib.sha1(f.read()).hexdigest()
+            lines.append(f"d {_quote(item.target)} {digest} {_quote(resolved.uri)}\n")
+    if lines:
+        os.makedirs(os.path.join(run_dir, ".guild"), exist_ok=True)
+        with open(os.path.join(run_dir, ".guild", "manifest"), "a") as f:
+            f.write("".join(lines))
+
+
+def _quote(s):
+    return f"'{s}'" if " " in s else s
