@@ -221,7 +221,9 @@ def step_specs(op, values, cwd, stack=()):
         line = opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)), str(step["run"]))
         parts = shlex.split(line)
         assigns = [p for p in parts[1:] if "=" in p and not p.startswith("-")]
-        assigns += [f"{k}={flaglib.encode_flag_value(v)}" for k, v in (step.get("flags") or {}).items()]
+        for k, v in (step.get("flags") or {}).items():
+            text = flaglib.encode_flag_value(v) if not isinstance(v, str) else v
+            assigns.append(f"{k}={opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)), text)}")
         child_def = guildfile.resolve(op.gf, parts[0])
         if child_def.full_name in stack:
             raise errors.InvalidArgument(f"cycle in steps: {' -> '.join([*stack, child_def.full_name])}")

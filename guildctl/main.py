@@ -69,7 +69,7 @@ def main():
         sys.exit(1)
 
 
-from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_manage, cmd_run, cmd_runs  # noqa: E402
+from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_manage, cmd_ops, cmd_run, cmd_runs  # noqa: E402
 
 for command in (
     cmd_run.run,
@@ -90,3 +90,5 @@ for command in (
 ):
     cli.add_command(command)
 cli.add_command(cmd_files.diff, "diff")
+cli.add_command(cmd_ops.operations)
+cli.add_command(cmd_ops.operations, "ops")

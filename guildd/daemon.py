@@ -17,7 +17,7 @@ import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare, executor as execlib, manage, outputs, runs, runstate, selection, store as storelib
+from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -36,6 +36,7 @@ class Daemon:
         self.executor = execlib.Executor(self._on_shim_exit)
         self.followers = {}
         self._stopping = set()  # runs a stop was sent to
+        self.pipelines = {}  # pipeline run id -> its running step's run id (or None)
         self._dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
         self.ready = asyncio.Event()  # set once the index is reconciled with the run dirs
         self.state = "starting"
@@ -115,7 +116,7 @@ class Daemon:
     # Creating and starting runs
 
     async def start_run(self, spec, stage, user):
-        if not spec.cmd_args:
+        if not spec.cmd_args and not spec.steps:
             raise errors.InvalidArgument("run spec has no command")
         if not spec.op_name:
             raise errors.InvalidArgument("run spec has no operation name")
@@ -164,10 +165,14 @@ class Daemon:
         if stage:
             return await self.transition(run_id, runstate.STAGED, record=record)
         await self.transition(run_id, runstate.PENDING, record=record)
+        if spec.steps:
+            return await pipeline.start(self, run_id, list(spec.steps), user)
         return await self._launch(run_id, config, flag_values, dict(spec.env), spec.stop_after)
 
     async def _launch(self, run_id, config, flag_values, env, stop_after):
         run_dir = self.run_dir(run_id)
+        if config.requires:
+            flag_values = await self._resolve_requires(run_id, config, flag_values)
         launch = await self.io(runs.prepare_launch, run_dir, run_id, config, flag_values, env, self.home, stop_after)
         rec = await self.transition(run_id, runstate.RUNNING)
         try:
@@ -180,6 +185,55 @@ class Daemon:
         self._follow(run_id, rec.scalar_offset, config.output_scalars)
         self.executor.watch(run_id, shim.pid, popen)
         return await self.io(self.store.get, run_id)
+
+    async def _resolve_requires(self, run_id, config, flag_values):
+        """Resolves the run's dependencies into its dir before its process starts; records
+        them (attrs/deps, upstream run ids as flag values). On failure the run ends as an
+        error and the caller gets the reason, naming the resource."""
+        run_dir = self.run_dir(run_id)
+        output = rundir.output_path(run_dir)
+
+        def log_line(line):
+            with open(output, "a") as f:
+                f.write(line + "\n")
+
+        def find_run(op_name, spec):
+            return self._io.submit(self._find_upstream, op_name, spec).result()
+
+        already = await self.io(rundir.read_attr, run_dir, "deps")
+        ctx = deps.ResolveContext(
+            run_dir=str(run_dir),
+            project_dir=config.project_dir,
+            flags=flag_values,
+            cache_dir=str(pathlib.Path(self.home) / "cache" / "resources"),
+            find_run=find_run,
+            log=log_line,
+            python_exe=config.python_exe,
+        )
+        try:
+            resolved = await self.work(deps.resolve, list(config.requires), ctx, skip=tuple(already or ()))
+        except (deps.DependencyError, errors.InvalidArgument) as e:
+            message = f"run failed because a dependency was not met: {e}"
+            await self.work(log_line, f"guildctl: {message}")
+            await self.io(rundir.write_attrs, run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
+            await self.transition(run_id, runstate.ERROR)
+            raise errors.FailedPrecondition(message) from None
+        flag_values = {**flag_values, **resolved.flag_values()}
+        await self.io(rundir.write_attrs, run_dir, {"deps": {**(already or {}), **resolved.deps_attr()}, "flags": flag_values})
+        await self.io(self.store.update, run_id, flags_json=json.dumps(flag_values))
+        return flag_values
+
+    def _find_upstream(self, op_name, spec):
+        """The run an operation dependency uses: the one named, else the latest marked, else
+        the latest completed run of that operation. On the I/O thread."""
+        criteria = selection.Criteria(ops=(op_name,))
+        if spec:
+            rec = self.store.resolve(spec, criteria=criteria)
+            return rec.id, str(manage.location(self.home, rec))
+        recs, _ = self.store.select(dataclasses.replace(criteria, statuses=("completed",)))
+        recs = [r for r in recs if r.op_name == op_name or r.op_name.endswith(":" + op_name)]
+        chosen = next((r for r in recs if r.marked), recs[0] if recs else None)
+        return (chosen.id, str(manage.location(self.home, chosen))) if chosen else None
 
     def _follow(self, run_id, offset, scalar_config=None):
         follower = outputs.Follower(self, run_id, self.run_dir(run_id), offset, scalar_config)
@@ -303,7 +357,9 @@ class Daemon:
             recs, _ = await self.io(self.store.list, (runstate.RUNNING,))
         stopped = []
         for rec in recs:
-            if rec.status == runstate.RUNNING and self.executor.signal(rec.id):
+            if pipeline.stop(self, rec.id):
+                stopped.append(rec)
+            elif rec.status == runstate.RUNNING and self.executor.signal(rec.id):
                 self._stopping.add(rec.id)
                 stopped.append(rec)
             elif rec.status in (runstate.STAGED, runstate.PENDING) and rec.id not in self.followers:
