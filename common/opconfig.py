@@ -30,6 +30,9 @@ class OpConfig:
     output_scalars: object = None  # guild.yml `output-scalars` (None: the default capture)
     requires: tuple = ()  # guild.yml `requires`, resolved before each start
     sourcecode_dest: str = ""  # where the snapshot goes in the run dir ('' = the root)
+    delete_on_success: bool = False
+    compare: tuple = ()  # column specs compare shows first
+    env_secrets: tuple = ()  # env names not recorded in attrs/env
 
     def to_attr(self):
         return {
@@ -48,6 +51,9 @@ class OpConfig:
             "flag-null-labels": {},
             "output-scalars": self.output_scalars,
             "sourcecode": {"dest": self.sourcecode_dest or "."},
+            "delete-on-success": self.delete_on_success,
+            "compare": list(self.compare),
+            "env-secrets": list(self.env_secrets),
         }
 
     @classmethod
@@ -71,6 +77,9 @@ class OpConfig:
             output_scalars=attr.get("output-scalars"),
             requires=tuple(attr.get("deps") or ()),
             sourcecode_dest=((attr.get("sourcecode") or {}).get("dest") or ".").strip("./"),
+            delete_on_success=bool(attr.get("delete-on-success")),
+            compare=tuple(attr.get("compare") or ()),
+            env_secrets=tuple(attr.get("env-secrets") or ()),
         )
 
 

@@ -88,6 +88,45 @@ def run_globals(path, values, fixed_args=()):
     exec(code, module)
 
 
+def _nested(values):
+    """Dotted flag names as nested dicts: {'a.b': 1} -> {'a': {'b': 1}}."""
+    out = {}
+    for name, value in values.items():
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base, updates):
+    merged = dict(base) if isinstance(base, dict) else {}
+    for key, value in updates.items():
+        merged[key] = _merge(merged.get(key), value) if isinstance(value, dict) else value
+    return merged
+
+
+def run_global_dict(path, name, values, fixed_args=()):
+    """flags-dest `global:NAME`: the flags update the module's dict NAME right after the
+    module assigns it (dotted flag names nest)."""
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    body = []
+    for node in tree.body:
+        body.append(node)
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            update = ast.parse(f"{name} = __guild_merge__({name}, __guild_flags__)").body[0]
+            body.append(ast.copy_location(update, node))
+    tree.body = body
+    ast.fix_missing_locations(tree)
+    module = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__,
+              "__guild_merge__": _merge, "__guild_flags__": _nested(values), name: _nested(values)}
+    sys.argv = [path, *fixed_args]
+    exec(compile(tree, path, "exec"), module)
+
+
 def _target_path(target):
     """The file a script or module target runs, setting up sys.path as Guild does: the
     target's dir (a module's path part) first."""
@@ -109,8 +148,11 @@ def _target_path(target):
 def _run(target, args):
     fixed, flag_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
     path = _target_path(target)
-    if os.environ.get("FLAGS_DEST") == "globals":
+    dest = os.environ.get("FLAGS_DEST", "")
+    if dest == "globals":
         run_globals(path, flag_assigns(flag_args), fixed)
+    elif dest.startswith("global:"):
+        run_global_dict(path, dest[len("global:") :], flag_assigns(flag_args), fixed)
     else:
         sys.argv = [path, *fixed, *flag_args]
         # An absolute path: run_path sets sys.argv[0] and __file__ to the path it is given.

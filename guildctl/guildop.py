@@ -203,6 +203,9 @@ def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_para
         requires_json=json.dumps(opdef.requires) if opdef.requires else "",
         sourcecode_dest=(config.dest or "").strip("/"),
         steps=list(steps),
+        delete_on_success=bool(opdef.delete_on_success),
+        compare=list(opdef.compare or ()),
+        env_secrets=list(opdef.env_secrets or ()),
     )
 
 

@@ -34,21 +34,30 @@ def fmt_duration(rec):
     return f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
 
 
-def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, skip_op=False):
-    """The columns of a compare table over these runs: run, core, flags (sorted), step,
-    scalars (sorted), then the asked-for columns (or only run and those, when strict)."""
+def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, skip_op=False, op_columns=()):
+    """The columns of a compare table over these runs: run, core, the operations' own
+    `compare` columns, flags (sorted), step, scalars (sorted), then the asked-for columns
+    (or only run and those, when strict)."""
     asked = [Column(header=c.header, kind=c.kind, spec=c) for c in query.parse_columns(extra)] if extra else []
     cols = [Column("run", "core", name="run")]
     if not strict:
         if not skip_core:
             cols += [Column(name, "core", name=name) for name in CORE if not (skip_op and name == "operation")]
+        for spec in op_columns:
+            c = query.parse_column(spec)
+            cols.append(Column(header=c.header, kind=c.kind, spec=c))
         flag_names = sorted({name for r in recs for name in json.loads(r.flags_json)})
         cols += [Column(name, "flag", name=name) for name in flag_names]
         tags = sorted({s.tag for r in recs for s in scalars_by_run.get(r.id, ()) if not s.tag.startswith("sys/")})
         if tags:
             cols.append(Column("step", "core", name="step"))
         cols += [Column(tag, "scalar", name=tag) for tag in tags]
-    seen = {(c.kind, c.header) for c in cols}
+    seen, unique = set(), []
+    for c in cols:  # an operation's column shadows the default one with its header
+        if (c.kind, c.header) not in seen:
+            seen.add((c.kind, c.header))
+            unique.append(c)
+    cols = unique
     for c in asked:
         if (c.kind, c.header) not in seen:
             cols.append(c)

@@ -135,6 +135,9 @@ class Daemon:
             output_scalars=json.loads(spec.output_scalars_json) if spec.output_scalars_json else None,
             requires=tuple(json.loads(spec.requires_json)) if spec.requires_json else (),
             sourcecode_dest=spec.sourcecode_dest,
+            delete_on_success=spec.delete_on_success,
+            compare=tuple(spec.compare),
+            env_secrets=tuple(spec.env_secrets),
         )
         run_id = rundir.new_run_id()
         run_dir = self.run_dir(run_id)
@@ -254,12 +257,17 @@ class Daemon:
         self._stopping.discard(run_id)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
-        await self.transition(run_id, rundir.status_for_exit_status(exit_status))
+        rec = await self.transition(run_id, rundir.status_for_exit_status(exit_status))
         follower = self.followers.get(run_id)
         if follower is not None:
             await follower.finish()
             self.followers.pop(run_id, None)
         self.wake(run_id)
+        if rec.status == runstate.COMPLETED:
+            op = await self.io(rundir.read_attr, run_dir, "op")
+            if isinstance(op, dict) and op.get("delete-on-success"):
+                log.info("run %s completed: deleting it (delete-on-success)", run_id[:8])
+                await self.delete_runs([rec], permanent=False)
 
     def following(self, run_id):
         """True while a run's process may still write output (its end not yet recorded)."""
@@ -312,6 +320,9 @@ class Daemon:
             output_scalars_json=json.dumps(config.output_scalars) if config.output_scalars is not None else "",
             requires_json=json.dumps(list(config.requires)) if config.requires else "",
             sourcecode_dest=config.sourcecode_dest,
+            delete_on_success=config.delete_on_success,
+            compare=list(config.compare),
+            env_secrets=list(config.env_secrets),
         )
         return await self.start_run(spec, req.stage, user)
 
@@ -467,10 +478,23 @@ class Daemon:
             self._sync_index()
             recs, _ = self.store.select(criteria, specs, top, order)
             scalars = {r.id: self.store.scalars(r.id) for r in recs}
-            cols = compare.columns_for(recs, scalars, extra, strict, skip_core, skip_op)
+            cols = compare.columns_for(recs, scalars, extra, strict, skip_core, skip_op, self._op_columns(recs))
             return cols, compare.rows(cols, recs, scalars)
 
         return await self.io(do)
+
+    def _op_columns(self, recs):
+        """The `compare` columns of the runs' operations, read once per operation."""
+        out, seen = [], set()
+        for rec in recs:
+            if rec.opref in seen or not rec.opref.startswith("guildfile:"):
+                continue
+            seen.add(rec.opref)
+            op = rundir.read_attr(manage.location(self.home, rec), "op")
+            for spec in (op.get("compare") or []) if isinstance(op, dict) else []:
+                if spec not in out:
+                    out.append(spec)
+        return out
 
     async def disk_usage(self):
         return await self.work(manage.disk_usage, self.home)

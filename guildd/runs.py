@@ -54,8 +54,9 @@ def run_env(base_env, config, flag_values, run_dir, run_id, guild_home):
     return env
 
 
-def recorded_env(env):
-    return {k: v for k, v in sorted(env.items()) if not SECRET_ENV.match(k)}
+def recorded_env(env, secrets=()):
+    """The env recorded in attrs/env: without the op's env-secrets or names that look secret."""
+    return {k: v for k, v in sorted(env.items()) if k not in secrets and not SECRET_ENV.match(k)}
 
 
 def platform_attr():
@@ -105,7 +106,7 @@ def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, s
     """Writes the command and environment attrs a start records, and returns the launch."""
     cmd = opconfig.render_cmd(config, flag_values)
     env = run_env(base_env, config, flag_values, run_dir, run_id, guild_home)
-    rundir.write_attrs(run_dir, {"cmd": cmd, "env": recorded_env(env)})
+    rundir.write_attrs(run_dir, {"cmd": cmd, "env": recorded_env(env, config.env_secrets)})
     return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
 
 
