@@ -36,7 +36,7 @@ import tempfile
 import time
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = "/work/shared/tools/install-guild-anchor"
+GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
 GUILD_CAPTURE_BUDGET_S = 120  # Guild's capture run is ~28x Python; scale it down past this
 POLL_S = 0.02
 
@@ -301,7 +301,6 @@ def bench_capture(reps, pairs, problems):
             exit_lag.append(returned - st["stopped"] / 1e6)
         if st.get("status") != "completed":
             _, lag = wait_completed(run_id)
-            bg_lag.append(lag)
             problems.append("capture bg: `watch` returned while run %s was %r; completed %.0f ms"
                             " later" % (run_id[:8], st.get("status"), lag * 1000))
         log("capture: round %d/%d: python %.2f s, python -u | cat %.2f s, guildctl fg %.2f s, "

@@ -17,7 +17,7 @@ import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, runs, runstate, selection, store as storelib
+from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, reconcile, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -541,66 +541,10 @@ class Daemon:
     # Start-up and shutdown
 
     async def reconcile(self):
-        """Brings the index in line with the run dirs, then adopts runs that are still alive
-        and records the end of those that ended while the daemon was away."""
-        await self.io(self._sync_index)
-        active, _ = await self.io(self.store.list, tuple(runstate.ACTIVE))
-        for rec in active:
-            shim = execlib.Shim(rec.shim_pid, rec.shim_started)
-            run_dir = self.run_dir(rec.id)
-            lock_pid = await self.io(rundir.read_lock_pid, run_dir)
-            op = await self.io(rundir.read_attr, run_dir, "op")
-            scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
-            if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
-                log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
-                self._follow(rec.id, rec.scalar_offset, scalar_config)
-                self.executor.watch(rec.id, shim.pid)
-            elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
-                log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
-                self._follow(rec.id, rec.scalar_offset, scalar_config)
-                self.executor.watch(rec.id, lock_pid)
-            elif rec.status == runstate.RUNNING:
-                self._follow(rec.id, rec.scalar_offset, scalar_config)
-                await self._finish(rec.id)
-            else:
-                log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
-                await self.io(rundir.write_attr, run_dir, "exit_status", 1)
-                await self.transition(rec.id, runstate.RUNNING)
-                await self.transition(rec.id, runstate.ERROR)
+        await reconcile.reconcile(self)
 
     def _sync_index(self):
-        """Adds run dirs the index lacks and drops index rows whose dirs are gone, for the
-        runs dir and the trash. Cheap when nothing changed: it compares the dirs' mtimes."""
-        seen = []
-        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
-            try:
-                mtime = os.stat(base).st_mtime_ns
-            except FileNotFoundError:
-                mtime = 0
-            seen.append(mtime)
-            if self._dir_mtimes.get(deleted) == mtime:
-                continue
-            on_disk = set()
-            if mtime:
-                on_disk = {e.name for e in os.scandir(base) if manage.RUN_ID.match(e.name) and e.is_dir()}
-            indexed = self.store.ids(deleted=deleted)
-            for run_id in indexed - on_disk:
-                self.store.delete(run_id)
-            added = 0
-            new_ids = sorted(on_disk - indexed)
-            if len(new_ids) > 1000:
-                self.state = f"indexing {len(new_ids)} runs found on disk"
-            for start in range(0, len(new_ids), 1000):
-                with self.store.transaction():  # one commit per thousand runs, not per run
-                    for run_id in new_ids[start : start + 1000]:
-                        if rundir.attrs_dir(base / run_id).is_dir():
-                            manage.index_run_dir(self.store, base / run_id, execlib.pid_alive, deleted=deleted)
-                            added += 1
-                if len(new_ids) > 1000:
-                    log.info("indexed %d of %d runs found on disk", min(start + 1000, len(new_ids)), len(new_ids))
-            if added or indexed - on_disk:
-                log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
-            self._dir_mtimes[deleted] = mtime
+        reconcile.sync_index(self)
 
     async def close(self):
         self.executor.close()

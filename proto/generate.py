@@ -7,10 +7,8 @@ Imports in the generated code are rewritten to `guild_common.pb` so they don't n
 tests/unit/test_proto_fresh.py regenerates into a temp dir and fails when common/pb is stale.
 """
 
-import os
 import pathlib
 import re
-import shutil
 import sys
 import tempfile
 
