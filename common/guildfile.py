@@ -86,10 +86,12 @@ class ModelDef:
 
     @property
     def default_operation(self):
+        """The operation marked `default: yes`, else the only public one (Guild 0.9)."""
         for op in self.operations.values():
             if op.default:
                 return op
-        return None
+        public = [op for op in self.operations.values() if not op.name.startswith("_")]
+        return public[0] if len(public) == 1 else None
 
 
 @dataclasses.dataclass(frozen=True)

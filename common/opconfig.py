@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from guild_common import errors, flags as flaglib
+from guild_common import errors, flags as flaglib, labels
 from guild_common.flagdef import FlagDef
 from guild_common.pb import guild_pb2 as pb
 
@@ -104,10 +104,17 @@ def render_cmd(config, flag_values):
     """The process argv: the template with `${python_exe}`, `${flag}` references and
     `__flag_args__` expanded."""
     values = {**flag_values, "python_exe": config.python_exe}
+    # As Guild 0.9, a flag whose option the command already spells out (`main: train
+    # --mode ${mode}`) is not passed a second time.
+    shadowed = {arg for arg in config.cmd_args if arg.startswith("--")}
+    passed = {
+        name: value for name, value in flag_values.items()
+        if "--" + ((config.flag_defs.get(name) and config.flag_defs[name].arg_name) or name) not in shadowed
+    }
     argv = []
     for arg in config.cmd_args:
         if arg == "__flag_args__":
-            argv.extend(flaglib.flag_cmd_args(flag_values, config.flag_defs))
+            argv.extend(flaglib.flag_cmd_args(passed, config.flag_defs))
         else:
             argv.append(REF.sub(lambda m: _ref_value(values, m.group(1)), arg))
     return argv
@@ -121,20 +128,11 @@ def _ref_value(values, name):
 
 
 def render_label(template, tags, flag_values):
-    """The run's label: a template with `${flag}` and `${default_label}`, or the default
-    label (every flag's NAME=VAL), with tags in front."""
+    """The run's label: a template (`${flag}`, `${default_label}`, filters such as
+    `${lr|default:0.1}`, see guild_common.labels), or the default label (every flag's
+    NAME=VAL), with tags in front."""
     default = flaglib.default_label(flag_values)
-    if template:
-        def sub(m):
-            name = m.group(1).strip()
-            if name == "default_label":
-                return default
-            value = flag_values.get(name)
-            return "" if value is None else flaglib.format_flag_value(value)
-
-        label = REF.sub(sub, template)
-    else:
-        label = default
+    label = labels.render(template, flag_values, default_label=default) if template else default
     return " ".join([*tags, label]).strip()
 
 

@@ -183,12 +183,8 @@ def _config_for(spec):
 def _test_sourcecode(op, kind):
     if hasattr(op, "gf"):
         config = kind.source_config(op)
-        return optest.test_sourcecode(os_path(op.gf.dir, config.root), config)
+        return optest.test_sourcecode(op.gf.dir, config)  # config.root is applied there
     return optest.test_sourcecode(str(op.project_dir))
-
-
-def os_path(base, rel):
-    return os.path.join(base, rel) if rel else base
 
 
 def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start):

@@ -11,6 +11,7 @@ import shlex
 import sys
 
 from guild_common import errors, flags as flaglib, guildfile, opconfig, pyscript, sourcecode
+from guild_common.flagdef import FlagDef
 from guild_common.pb import guild_pb2 as pb
 from guildctl import scriptop
 
@@ -41,6 +42,10 @@ def for_opdef(gf, opdef):
     script = _main_script(gf, opdef)
     detected = pyscript.detect_flags(script) if script else None
     defs = _flag_defs(opdef, detected)
+    for name in sorted(resource_flag_names(opdef) - set(defs)):
+        # A flag that selects a dependency (`prepare=RUN_ID`) is never passed to the
+        # command: Guild 0.9 gives it arg-skip too.
+        defs[name] = FlagDef(name=name, arg_skip=True)
     dest = opdef.flags_dest or (detected.dest if detected else "args")
     return GuildOp(opdef, gf, dest, defs, script)
 
@@ -121,16 +126,39 @@ def flag_values(op, assigns, force_flags=False, cwd=None):
                 "or use --force-flags to skip this check."
             )
         flagdef = op.flag_defs.get(name)
+        if flagdef is not None:
+            value = user[name] = _choice_for_alias(flagdef, value)
         if flagdef is not None and not force_flags:
             user[name] = flaglib.coerce_flag_value(value, flagdef, cwd)
     values = {name: d.default for name, d in op.flag_defs.items()}
     values.update(user)
+    values = _abs_paths(op, values, cwd)
     if not force_flags:
         for name, d in op.flag_defs.items():
             if d.required and values.get(name) is None:
                 raise errors.InvalidArgument(f"missing required flag '{name}'\nUse '{name}=VALUE' to set it.")
         values = _apply_choice_flags(op, values, user)
     return values, user
+
+
+def _abs_paths(op, values, cwd):
+    """`path` and `existing-path` values made absolute (from the user's directory), as Guild
+    0.9 does: the run's own directory is not where they were meant."""
+    out = dict(values)
+    for name, d in op.flag_defs.items():
+        value = out.get(name)
+        if d.type in ("path", "existing-path") and isinstance(value, str) and value:
+            out[name] = os.path.abspath(os.path.join(cwd or os.getcwd(), os.path.expanduser(value)))
+    return out
+
+
+def _choice_for_alias(flagdef, value):
+    """The value of the choice whose `alias` the user gave (`size=big` -> 0.9), else `value`."""
+    for choice in flagdef.choices:
+        if isinstance(choice, dict) and choice.get("alias") is not None:
+            if flaglib.encode_flag_value(choice["alias"]) == flaglib.encode_flag_value(value):
+                return choice.get("value")
+    return value
 
 
 def _apply_choice_flags(op, values, user):
@@ -148,8 +176,12 @@ def _apply_choice_flags(op, values, user):
 def cmd_args(op):
     opdef = op.opdef
     if opdef.exec:
-        args = shlex.split(opdef.exec)
-        return args + (["__flag_args__"] if opdef.flags_dest == "args" else [])
+        # As Guild 0.9: flags reach an exec command as `${flag}`, FLAG_* env, or the
+        # `${flag_args}` token (every flag as --name value); nothing is appended.
+        return [
+            "__flag_args__" if arg == "${flag_args}" else arg.replace("${project_dir}", op.gf.dir)
+            for arg in shlex.split(opdef.exec)
+        ]
     module, fixed = _main_module(opdef)
     if module is None:
         return []

@@ -25,12 +25,29 @@ def help_op(op):
             if d.required:
                 text += " (required)"
             lines.append(f"  {name.ljust(width)}  {text}".rstrip())
-            for choice in d.choices:
-                value = choice.get("value") if isinstance(choice, dict) else choice
-                lines.append(f"  {''.ljust(width)}    {flaglib.encode_flag_value(value)}")
+            lines += _choices_help(d, " " * (width + 4))
     else:
         lines.append("This operation has no flags.")
     return "\n".join(lines)
+
+
+def _choices_help(d, indent):
+    """Guild's choices block under a flag: one line when no choice has a description, else
+    one choice (its alias, if it has one) per line with its description."""
+    choices = list(d.choices)
+    if not choices:
+        return []
+    shown = []
+    for c in choices:
+        if isinstance(c, dict):
+            value = c.get("alias") if c.get("alias") is not None else c.get("value")
+            shown.append((flaglib.encode_flag_value(value), str(c.get("description") or "").strip()))
+        else:
+            shown.append((flaglib.encode_flag_value(c), ""))
+    if not any(desc for _, desc in shown):
+        return ["", f"{indent}Choices:  {', '.join(v for v, _ in shown)}", ""]
+    width = max(len(v) for v, _ in shown)
+    return ["", f"{indent}Choices:", *(f"{indent}  {v.ljust(width)}  {desc}".rstrip() for v, desc in shown), ""]
 
 
 def test_flags(op):

@@ -247,7 +247,10 @@ def _locate_file_or_url(res, src, ctx, _selectors):
 def _locate_operation(res, src, ctx, _selectors):
     op, flag = str(src["operation"]), res.flag_for(src)
     spec = ctx.flags.get(flag)
-    found = ctx.find_run(op, None if spec in (None, "") else str(spec))
+    try:
+        found = ctx.find_run(op, None if spec in (None, "") else str(spec))
+    except errors.GuildError as e:  # `up=RUN` naming no run, or more than one
+        raise _Failed(str(e).splitlines()[0]) from None
     if not found:
         raise _Failed(f"no suitable run for {op}")
     run_id, run_dir = found

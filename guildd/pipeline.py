@@ -36,7 +36,7 @@ async def _run(daemon, run_id, steps, user):
                 break
             daemon.pipelines[run_id] = child.id
             await daemon.io(_link, run_dir, step.name, child.id)
-            ended = await _wait_end(daemon, child.id)
+            ended = await _wait_end(daemon, child.id, run_dir)
             if ended.status != runstate.COMPLETED:
                 stopped = daemon.pipelines.get(run_id) == "stopping" or ended.status == runstate.TERMINATED
                 exit_status = -15 if stopped else 1
@@ -52,12 +52,30 @@ async def _run(daemon, run_id, steps, user):
         daemon.wake(run_id)
 
 
-async def _wait_end(daemon, run_id):
+async def _wait_end(daemon, run_id, parent_dir):
+    """Waits for a step's run to end, copying its output into the parent's as it grows (a
+    Guild pipeline's output holds its steps' output, so `guildctl run PIPELINE` shows it)."""
+    child_output = rundir.output_path(daemon.run_dir(run_id))
+    offset = 0
     while True:
         rec = await daemon.io(daemon.store.get, run_id)
+        offset = await daemon.work(_copy_new_output, child_output, parent_dir, offset)
         if rec.status not in runstate.ACTIVE:
             return rec
         await daemon.wait_change(run_id)
+
+
+def _copy_new_output(child_output, parent_dir, offset):
+    try:
+        with open(child_output, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        with open(rundir.output_path(parent_dir), "ab") as f:
+            f.write(data)
+    return offset + len(data)
 
 
 def stop(daemon, run_id):
