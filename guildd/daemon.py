@@ -215,7 +215,9 @@ class Daemon:
         )
         try:
             resolved = await self.work(deps.resolve, list(config.requires), ctx, skip=tuple(already or ()))
-        except (deps.DependencyError, errors.InvalidArgument) as e:
+        except Exception as e:  # whatever stops resolution ends the run, never leaves it pending
+            if not isinstance(e, errors.GuildError):
+                log.exception("resolving dependencies of run %s", run_id[:8])
             message = f"run failed because a dependency was not met: {e}"
             await self.work(log_line, f"guildctl: {message}")
             await self.io(rundir.write_attrs, run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
@@ -231,6 +233,9 @@ class Daemon:
         the latest completed run of that operation. On the I/O thread."""
         criteria = selection.Criteria(ops=(op_name,))
         if spec:
+            # A full id may name any run of the op; a prefix or index only a completed one.
+            if len(spec) < 32:
+                criteria = dataclasses.replace(criteria, statuses=("completed",))
             rec = self.store.resolve(spec, criteria=criteria)
             return rec.id, str(manage.location(self.home, rec))
         recs, _ = self.store.select(dataclasses.replace(criteria, statuses=("completed",)))
