@@ -33,6 +33,7 @@ class OpConfig:
     delete_on_success: bool = False
     compare: tuple = ()  # column specs compare shows first
     env_secrets: tuple = ()  # env names not recorded in attrs/env
+    stoppable: bool = False  # a stop ends the run completed
 
     def to_attr(self):
         return {
@@ -54,6 +55,7 @@ class OpConfig:
             "delete-on-success": self.delete_on_success,
             "compare": list(self.compare),
             "env-secrets": list(self.env_secrets),
+            "stoppable": self.stoppable,
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class OpConfig:
             delete_on_success=bool(attr.get("delete-on-success")),
             compare=tuple(attr.get("compare") or ()),
             env_secrets=tuple(attr.get("env-secrets") or ()),
+            stoppable=bool(attr.get("stoppable")),
         )
 
 

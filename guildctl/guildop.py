@@ -238,6 +238,7 @@ def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_para
         delete_on_success=bool(opdef.delete_on_success),
         compare=list(opdef.compare or ()),
         env_secrets=list(opdef.env_secrets or ()),
+        stoppable=bool(opdef.stoppable),
     )
 
 

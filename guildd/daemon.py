@@ -138,6 +138,7 @@ class Daemon:
             delete_on_success=spec.delete_on_success,
             compare=tuple(spec.compare),
             env_secrets=tuple(spec.env_secrets),
+            stoppable=spec.stoppable,
         )
         run_id = rundir.new_run_id()
         run_dir = self.run_dir(run_id)
@@ -259,6 +260,11 @@ class Daemon:
             # starts the process only after it can handle a stop), or killed outright.
             exit_status = -15 if run_id in self._stopping else 1
             await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
+        if run_id in self._stopping and exit_status < 0:
+            op = await self.io(rundir.read_attr, run_dir, "op")
+            if isinstance(op, dict) and op.get("stoppable"):
+                exit_status = 0  # stopping is how a stoppable operation ends
+                await self.io(rundir.write_attr, run_dir, "exit_status", 0)
         self._stopping.discard(run_id)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
@@ -328,6 +334,7 @@ class Daemon:
             delete_on_success=config.delete_on_success,
             compare=list(config.compare),
             env_secrets=list(config.env_secrets),
+            stoppable=config.stoppable,
         )
         return await self.start_run(spec, req.stage, user)
 

@@ -16,6 +16,7 @@ import threading
 import pytest
 import yaml
 
+from tests.conftest import wait_for
 from tests.e2e.conftest import Guild, _stop_everything
 
 
@@ -1060,3 +1061,31 @@ def test_unknown_attribute_warns_and_still_runs(g, proj):
     assert "WARNING" in r.stderr and "'flgas'" in r.stderr and "'defualt'" in r.stderr
     assert "did you mean 'flags'" in r.stderr
     assert latest(g, proj)["status"] == "completed"
+
+
+def test_stoppable_operation_stopped_is_completed_and_delete_on_success_trashes(tmp_path, project):
+    (project / "guild.yml").write_text(
+        "serve:\n  main: serve\n  stoppable: yes\n"
+        "tidy:\n  main: tidy\n  delete-on-success: yes\n"
+        "keep:\n  main: tidy\n  env-secrets: [MY_SECRET]\n  compare: ['=n as count']\n  flags:\n    n: 3\n"
+    )
+    (project / "serve.py").write_text("import time\nprint('serving', flush=True)\ntime.sleep(60)\n")
+    (project / "tidy.py").write_text("n = 1\nprint('done', n)\n")
+    g = Guild(tmp_path / "home-stoppable", project)
+    g.start_daemon()
+    try:
+        run_id = g.ctl("run", "serve", "--background", "-y").stdout.split(" as ")[1].split()[0]
+        wait_for(lambda: "serving" in (g.home / "runs" / run_id / ".guild" / "output").read_text())
+        g.ctl("stop", run_id)
+        info = g.info(run_id)
+        assert info["status"] == "completed" and info["exit_status"] == 0
+        g.ctl("run", "tidy", "-y")
+        assert [r["operation"] for r in g.runs()] == ["serve"]
+        assert [r["operation"] for r in json.loads(g.ctl("runs", "--deleted", "--json").stdout)] == ["tidy"]
+        env = {**g.env, "MY_SECRET": "s3cret"}
+        g.ctl("run", "keep", "-y", env=env)
+        assert "MY_SECRET" not in json.loads(g.ctl("runs", "info", "--env", "--json").stdout)["environment"]
+        header = g.ctl("compare", "--csv", "-", "-Fo", "keep").stdout.splitlines()[0].split(",")
+        assert header[:7] == ["run", "operation", "started", "time", "status", "label", "count"]
+    finally:
+        g.kill_daemon(signal.SIGTERM)
