@@ -170,6 +170,9 @@ class Client:
     def disk_usage(self):
         return list(self.call("GetDiskUsage", pb.GetDiskUsageRequest(), timeout=600).usage)
 
+    def get_resources(self):
+        return self.call("GetResources", pb.GetResourcesRequest(), timeout=60)
+
     def watch_run(self, run="", tail=0, new_only=False, offset=0):
         return self.stream("WatchRun", pb.WatchRunRequest(run=run, tail=tail, new_only=new_only, offset=offset))
 

@@ -69,7 +69,7 @@ def main():
         sys.exit(1)
 
 
-from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_manage, cmd_ops, cmd_run, cmd_runs  # noqa: E402
+from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_gpus, cmd_manage, cmd_ops, cmd_run, cmd_runs  # noqa: E402
 
 for command in (
     cmd_run.run,
@@ -86,6 +86,7 @@ for command in (
     cmd_compare.compare,
     cmd_compare.select,
     cmd_check.check,
+    cmd_gpus.gpus,
     cmd_daemon.daemon,
 ):
     cli.add_command(command)

@@ -129,3 +129,69 @@ def info_text(info):
         else:
             lines.append(f"{key}: {shorten_path(value) if key == 'run_dir' else value}")
     return "\n".join(lines)
+
+
+def message_json(msg):
+    """A proto message as JSON values under its own field names, every field present, 64-bit
+    integers as numbers (protobuf's json_format would make them strings)."""
+    out = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            out[field.name] = dict(value)
+        elif field.message_type is not None:
+            out[field.name] = [message_json(v) for v in value] if _repeated(field) else message_json(value)
+        elif field.enum_type is not None:
+            names = field.enum_type.values_by_number
+            out[field.name] = [names[v].name for v in value] if _repeated(field) else names[value].name
+        else:
+            out[field.name] = list(value) if _repeated(field) else value
+    return out
+
+
+def _repeated(field):
+    if hasattr(field, "is_repeated"):  # protobuf >= 6 (the label is going away)
+        return field.is_repeated
+    return field.label == field.LABEL_REPEATED
+
+
+def gpu_rows(resources):
+    """`guildctl gpus`: a header and one row per GPU (index, name, memory used / total,
+    utilization, who holds it)."""
+    from guild_common.sizes import format_size
+
+    rows = [("GPU", "NAME", "MEMORY", "UTIL", "HELD BY")]
+    for gpu in resources.gpus:
+        rows.append(
+            (
+                str(gpu.index),
+                gpu.name,
+                f"{format_size(gpu.memory_used)} / {format_size(gpu.memory_total)}",
+                f"{gpu.utilization}%" if gpu.utilization >= 0 else "-",
+                ", ".join(gpu_holders(gpu)) or "-",
+            )
+        )
+    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    return ["  ".join([*(cell.ljust(widths[c]) for c, cell in enumerate(row[:4])), row[4]]).rstrip() for row in rows]
+
+
+def gpu_holders(gpu):
+    """Who holds a GPU: `run 3f2a1b2c (alice)` for a run of ours (once, however many of its
+    processes are on it), `foreign pid 4242 (bob)` for a process the daemon didn't start;
+    our runs first."""
+    out = []
+    for proc in sorted(gpu.processes, key=lambda p: not p.run_id):
+        user = f" ({proc.user})" if proc.user else ""
+        entry = f"run {proc.run_id[:8]}{user}" if proc.run_id else f"foreign pid {proc.pid}{user}"
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def host_line(resources):
+    from guild_common.sizes import format_size
+
+    return (
+        f"CPUs: {resources.cpu_count}  memory: {format_size(resources.memory_available)} available "
+        f"of {format_size(resources.memory_total)}"
+    )

@@ -17,7 +17,7 @@ import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, reconcile, runs, runstate, selection, store as storelib
+from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -26,6 +26,7 @@ CHANGE_WAIT = 0.5  # a watcher re-checks at least this often
 
 class Daemon:
     def __init__(self, guild_home):
+        self.resources = resourceslib.for_env(os.environ)  # GPUs: NVML, simulated, or none
         self.home = guild_home
         self.runs_dir = homelib.runs_dir(guild_home)
         self.runs_dir.mkdir(parents=True, exist_ok=True)

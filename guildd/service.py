@@ -8,7 +8,7 @@ import shlex
 
 from guild_common import __version__, errors, rundir
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildd import manage, runstate, selection
+from guildd import manage, resources, runstate, selection
 from guildd.rpc import mapped
 
 
@@ -100,6 +100,34 @@ def _origin(opref, attrs):
     """Where a run's operation came from, as `runs info` shows it (`from:`)."""
     kind, _, rest = opref.partition(":")
     return rest.split(" ")[0] if kind in ("script", "guildfile", "package") else ""
+
+
+def resources_message(snap):
+    return pb.GetResourcesResponse(
+        backend=snap.backend,
+        gpus=[
+            pb.Gpu(
+                index=g.index,
+                uuid=g.uuid,
+                name=g.name,
+                memory_total=g.memory_total,
+                memory_used=g.memory_used,
+                memory_free=g.memory_free,
+                utilization=g.utilization,
+                processes=[
+                    pb.GpuProcess(pid=p.pid, user=p.user, used_memory=p.used_memory, run_id=p.run_id) for p in g.processes
+                ],
+                pci_bus_id=g.pci_bus_id,
+            )
+            for g in snap.gpus
+        ],
+        reason=snap.reason,
+        links=[pb.GpuLink(a=link.a, b=link.b, kind=link.kind) for link in snap.links],
+        cpu_count=snap.cpu_count,
+        memory_total=snap.memory_total,
+        memory_available=snap.memory_available,
+        taken_us=snap.taken_us,
+    )
 
 
 LABEL_ACTIONS = {
@@ -261,6 +289,10 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     async def GetDiskUsage(self, request, context):
         usage = await self.daemon.disk_usage()
         return pb.GetDiskUsageResponse(usage=[pb.DiskUsage(name=n, path=p, bytes=b) for n, p, b in usage])
+
+    @mapped
+    async def GetResources(self, request, context):
+        return resources_message(await resources.poll(self.daemon))
 
     @mapped
     async def WatchRun(self, request, context):

@@ -561,6 +561,74 @@ class GetDiskUsageResponse(_message.Message):
     usage: _containers.RepeatedCompositeFieldContainer[DiskUsage]
     def __init__(self, usage: _Optional[_Iterable[_Union[DiskUsage, _Mapping]]] = ...) -> None: ...
 
+class GetResourcesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GpuProcess(_message.Message):
+    __slots__ = ("pid", "user", "used_memory", "run_id")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    USED_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    user: str
+    used_memory: int
+    run_id: str
+    def __init__(self, pid: _Optional[int] = ..., user: _Optional[str] = ..., used_memory: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class Gpu(_message.Message):
+    __slots__ = ("index", "uuid", "name", "memory_total", "memory_used", "memory_free", "utilization", "processes", "pci_bus_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    PCI_BUS_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    name: str
+    memory_total: int
+    memory_used: int
+    memory_free: int
+    utilization: int
+    processes: _containers.RepeatedCompositeFieldContainer[GpuProcess]
+    pci_bus_id: str
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., memory_total: _Optional[int] = ..., memory_used: _Optional[int] = ..., memory_free: _Optional[int] = ..., utilization: _Optional[int] = ..., processes: _Optional[_Iterable[_Union[GpuProcess, _Mapping]]] = ..., pci_bus_id: _Optional[str] = ...) -> None: ...
+
+class GpuLink(_message.Message):
+    __slots__ = ("a", "b", "kind")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    a: int
+    b: int
+    kind: str
+    def __init__(self, a: _Optional[int] = ..., b: _Optional[int] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class GetResourcesResponse(_message.Message):
+    __slots__ = ("backend", "gpus", "reason", "links", "cpu_count", "memory_total", "memory_available", "taken_us")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_US_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    reason: str
+    links: _containers.RepeatedCompositeFieldContainer[GpuLink]
+    cpu_count: int
+    memory_total: int
+    memory_available: int
+    taken_us: int
+    def __init__(self, backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., reason: _Optional[str] = ..., links: _Optional[_Iterable[_Union[GpuLink, _Mapping]]] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., taken_us: _Optional[int] = ...) -> None: ...
+
 class RunFilter(_message.Message):
     __slots__ = ("statuses", "not_statuses", "labels", "unlabeled", "marked", "unmarked", "started_after_us", "started_before_us", "digests", "ops", "tags", "expr", "deleted", "archive", "include_batch")
     STATUSES_FIELD_NUMBER: _ClassVar[int]

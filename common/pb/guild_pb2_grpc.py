@@ -131,6 +131,11 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.FromString,
                 _registered_method=True)
+        self.GetResources = channel.unary_unary(
+                '/guild.v1.Guild/GetResources',
+                request_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
+                _registered_method=True)
         self.ShutdownDaemon = channel.unary_unary(
                 '/guild.v1.Guild/ShutdownDaemon',
                 request_serializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.SerializeToString,
@@ -276,6 +281,14 @@ class GuildServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetResources(self, request, context):
+        """What the box has and what is free: GPUs (memory, utilization, the processes on each, ours
+        and foreign), how GPUs are linked, CPUs and memory (`guildctl gpus`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ShutdownDaemon(self, request, context):
         """Asks the daemon to shut down gracefully; running runs keep running.
         """
@@ -380,6 +393,11 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.GetDiskUsage,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.SerializeToString,
+            ),
+            'GetResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResources,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.SerializeToString,
             ),
             'ShutdownDaemon': grpc.unary_unary_rpc_method_handler(
                     servicer.ShutdownDaemon,
@@ -901,6 +919,33 @@ class Guild:
             '/guild.v1.Guild/GetDiskUsage',
             guild_dot_v1_dot_guild__pb2.GetDiskUsageRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.GetDiskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/GetResources',
+            guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,10 +16,10 @@ from tests.conftest import wait_for
 class Guild:
     """A GUILD_HOME with a daemon, and a way to run guildctl against it."""
 
-    def __init__(self, home, project):
+    def __init__(self, home, project, extra_env=None):
         self.home = home
         self.project = project
-        self.env = {**os.environ, "GUILD_HOME": str(home), "GUILDCTL_NO_AUTOSTART": "1"}
+        self.env = {**os.environ, "GUILD_HOME": str(home), "GUILDCTL_NO_AUTOSTART": "1", **(extra_env or {})}
         self.env.pop("VIRTUAL_ENV", None)
         self.daemon = None
 
