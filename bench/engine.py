@@ -182,7 +182,8 @@ RUN_ID_RE = re.compile(r"\b([0-9a-f]{32})\b")
 
 
 def run_status(run_id):
-    return ctl_json("runs", "info", run_id, "--json")
+    # `runs list --json` keys times as µs since the epoch (Guild 0.9's list format).
+    return next(r for r in ctl_json("runs", "list", run_id, "--json") if r["id"] == run_id)
 
 
 def bench_capture_background():

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from guild_common import errors, flags as flaglib, guildfile, opconfig
-from guildctl import optest, output
+from guild_common import errors, flags as flaglib, opconfig
+from guildctl import output
 
 @dataclasses.dataclass(frozen=True)
 class _Tests:
@@ -116,9 +116,14 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
 def _resolve_op(opspec, cwd):
     """A Guild-file operation (they shadow same-named scripts), else a script or executable.
     Returns (op, module that builds its spec)."""
-    from guildctl import guildop, scriptop
+    from guildctl import scriptop
 
-    gf = guildop.load(cwd)
+    gf = None
+    if any(os.path.isfile(os.path.join(cwd, name)) for name in ("guild.yml", "guild.yaml")):
+        from guild_common import guildfile
+        from guildctl import guildop
+
+        gf = guildop.load(cwd)
     if gf is not None:
         try:
             return guildop.for_opdef(gf, guildfile.resolve(gf, opspec)), guildop
@@ -133,6 +138,8 @@ def _resolve_op(opspec, cwd):
 def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests):
     cwd = os.getcwd()
     op, kind = _resolve_op(opspec, cwd)
+    if tests != _Tests():
+        from guildctl import optest
     if tests.help_op:
         click.echo(optest.help_op(op))
         return None
@@ -181,6 +188,8 @@ def _config_for(spec):
 
 
 def _test_sourcecode(op, kind):
+    from guildctl import optest
+
     if hasattr(op, "gf"):
         config = kind.source_config(op)
         return optest.test_sourcecode(op.gf.dir, config)  # config.root is applied there

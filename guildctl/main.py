@@ -1,6 +1,7 @@
 """`guildctl`: parse, one or a few RPCs, format. Commands import grpc (through
 guildctl.client) only when they run, so `--help` stays instant."""
 
+import importlib
 import os
 import pathlib
 import sys
@@ -27,8 +28,48 @@ class Ctx:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 
+# Command name -> (module, attribute, one-line help). Commands load when used, so a command
+# pays only for its own imports and `guildctl --help` stays instant.
+COMMANDS = {
+    "run": ("cmd_run", "run", "Run an operation: a script, an executable or a Guild-file op."),
+    "watch": ("cmd_run", "watch", "Follow a run's output until it ends."),
+    "stop": ("cmd_run", "stop", "Stop runs (status 'terminated')."),
+    "runs": ("cmd_runs", "runs", "Show or manage runs."),
+    "ls": ("cmd_files", "ls", "List a run's files."),
+    "cat": ("cmd_files", "cat", "Show a run file or the run's output."),
+    "diff": ("cmd_files", "diff", "Diff two runs."),
+    "label": ("cmd_manage", "label", "Set, extend or clear run labels."),
+    "mark": ("cmd_manage", "mark", "Mark runs."),
+    "unmark": ("cmd_manage", "unmark", "Unmark runs."),
+    "export": ("cmd_manage", "export", "Copy or move runs to a directory."),
+    "import": ("cmd_manage", "import_", "Copy or move runs from a directory."),
+    "compare": ("cmd_compare", "compare", "Compare runs: flags, scalars and attributes as columns."),
+    "select": ("cmd_compare", "select", "Print a run's id."),
+    "check": ("cmd_check", "check", "Check the setup and disk space."),
+    "gpus": ("cmd_gpus", "gpus", "Show the GPUs and who holds them."),
+    "operations": ("cmd_ops", "operations", "List the Guild file's operations."),
+    "ops": ("cmd_ops", "operations", "List the Guild file's operations."),
+    "daemon": ("cmd_daemon", "daemon", "Start, stop or query guildd."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _help = COMMANDS[name]
+        return getattr(importlib.import_module(f"guildctl.{module}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-H", "--guild-home", "guild_home", metavar="PATH", help="Guild home (default: $GUILD_HOME, the active venv's .guild, or ~/.guild).")
 @click.option("--no-autostart", is_flag=True, help="Don't start guildd when none answers (also: GUILDCTL_NO_AUTOSTART=1).")
 @click.version_option(package_name="guildd", prog_name="guildctl")
@@ -67,29 +108,3 @@ def main():
     except OSError as e:  # a file the user named or a path we were given: not a bug of ours
         click.echo(f"guildctl: {e.strerror or e}: {e.filename}" if e.filename else f"guildctl: {e}", err=True)
         sys.exit(1)
-
-
-from guildctl import cmd_check, cmd_compare, cmd_daemon, cmd_files, cmd_gpus, cmd_manage, cmd_ops, cmd_run, cmd_runs  # noqa: E402
-
-for command in (
-    cmd_run.run,
-    cmd_run.watch,
-    cmd_run.stop,
-    cmd_runs.runs,
-    cmd_files.ls,
-    cmd_files.cat,
-    cmd_manage.label,
-    cmd_manage.mark,
-    cmd_manage.unmark,
-    cmd_manage.export,
-    cmd_manage.import_,
-    cmd_compare.compare,
-    cmd_compare.select,
-    cmd_check.check,
-    cmd_gpus.gpus,
-    cmd_daemon.daemon,
-):
-    cli.add_command(command)
-cli.add_command(cmd_files.diff, "diff")
-cli.add_command(cmd_ops.operations)
-cli.add_command(cmd_ops.operations, "ops")
