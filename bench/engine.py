@@ -226,11 +226,12 @@ def count_tfevents(run_dir, tag="loss"):
 
 def verify_scalars(label, run_id, pairs, problems, tfevents):
     """Checks a capture run recorded every scalar; returns a dict of what it found."""
-    info = run_status(run_id)
+    info = ctl_json("runs", "info", run_id, "--json")  # the scalars, once all are indexed
     out = {"run_id": run_id, "status": info.get("status"), "exit_status": info.get("exit_status")}
     if info.get("status") != "completed":
         # The final status is written after indexing, so anything else is worth a look.
-        info, waited = wait_completed(run_id)
+        _, waited = wait_completed(run_id)
+        info = ctl_json("runs", "info", run_id, "--json")
         problems.append("%s run %s: status %r when checked, %r after %.2f s more polling"
                         % (label, run_id[:8], out["status"], info.get("status"), waited))
         out["status_after_wait"] = info.get("status")
