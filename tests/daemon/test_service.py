@@ -12,7 +12,6 @@ from guild_common.flagdef import FlagDef
 from guild_common.pb import guild_pb2 as pb
 from guildctl.client import Client
 from guildd import server
-from tests.conftest import wait_for
 
 
 @pytest.fixture

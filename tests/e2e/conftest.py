@@ -3,6 +3,7 @@ guildctl console script."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,19 @@ import psutil
 import pytest
 
 from tests.conftest import wait_for
+
+
+ROW = re.compile(
+    r"^\[(?P<index>\d+):(?P<id>[0-9a-f]{8})\]\s+(?P<op>.+?)\s+(?:(?P<started>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+)?"
+    r"(?P<status>running|completed|error|terminated|pending|staged)(?:\s+(?P<label>.*))?$"
+)
+
+
+def run_row(line):
+    """A `runs` row's fields: index, id, op, started, status, label."""
+    m = ROW.match(line)
+    assert m, f"not a run row: {line!r}"
+    return {k: v or "" for k, v in m.groupdict().items()}
 
 
 class Guild:

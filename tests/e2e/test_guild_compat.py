@@ -12,14 +12,13 @@ import io
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
 
 import pytest
 
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import Guild, _stop_everything, run_row as _row
 
 FIXTURE_HOME = pathlib.Path(__file__).parent.parent / "fixtures" / "guild09-home"
 GUILD = pathlib.Path("/tmp/guild-anchor/bin/guild")
@@ -34,17 +33,6 @@ DELETED = "dad9c52072b04794bbbfc64e4650b4eb"  # x=0.9, in trash/runs
 ORDER = [STAGED, BEST, ERROR, LR, FIRST]
 
 
-ROW = re.compile(
-    r"^\[(?P<index>\d+):(?P<id>[0-9a-f]{8})\]\s+(?P<op>.+?)\s+(?:(?P<started>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+)?"
-    r"(?P<status>running|completed|error|terminated|pending|staged)(?:\s+(?P<label>.*))?$"
-)
-
-
-def _row(line):
-    """A `runs` row's fields: index, id, op, started, status, label."""
-    m = ROW.match(line)
-    assert m, f"not a run row: {line!r}"
-    return {k: v or "" for k, v in m.groupdict().items()}
 
 TRAIN = """\
 import sys

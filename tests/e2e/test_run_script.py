@@ -8,7 +8,6 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import wait_for
 
 
 def attrs(run_dir):

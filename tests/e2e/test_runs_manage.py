@@ -12,7 +12,6 @@ import io
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import SLOW, wait_for
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import Guild, _stop_everything, run_row as _row
 
 FIXTURE_HOME = pathlib.Path(__file__).parent.parent / "fixtures" / "guild09-home"
 
@@ -45,17 +44,6 @@ if x < 0:
 """
 
 
-ROW = re.compile(
-    r"^\[(?P<index>\d+):(?P<id>[0-9a-f]{8})\]\s+(?P<op>.+?)\s+(?:(?P<started>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+)?"
-    r"(?P<status>running|completed|error|terminated|pending|staged)(?:\s+(?P<label>.*))?$"
-)
-
-
-def _row(line):
-    """A `runs` row's fields: index, id, op, started, status, label."""
-    m = ROW.match(line)
-    assert m, f"not a run row: {line!r}"
-    return {k: v or "" for k, v in m.groupdict().items()}
 
 UNKNOWN_ID = "deadbeef" + "0" * 24
 

@@ -2,7 +2,6 @@
 imports go one way, the generated gRPC code is fresh, and the CLI starts without grpc."""
 
 import ast
-import filecmp
 import importlib.util
 import os
 import pathlib
