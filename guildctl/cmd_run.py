@@ -71,10 +71,12 @@ def _confirm(verb, op_name, values, yes):
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
         stop_after, force_flags, **tests):
-    """Run an operation: a Python script or an executable, as a recorded run.
+    """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
+    a Python script, or an executable.
 
     \b
       guildctl run train.py x=0.2 -y      run train.py with x=0.2, stream its output
+      guildctl run train lr=0.1           run the Guild-file operation `train`
       guildctl run train.py --background  start it and return its run id
       guildctl run --restart 1 x=0.3      run the latest run again with x=0.3
 
