@@ -23,6 +23,7 @@ class _Tests:
     test_flags: bool = False
     test_sourcecode: bool = False
     test_output_scalars: str | None = None
+    keep_batch: bool = False
 
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
@@ -68,6 +69,7 @@ def _confirm(verb, op_name, values, yes):
 @click.option("--test-flags", is_flag=True, help="Show the operation's flags and their values, and exit.")
 @click.option("--test-sourcecode", is_flag=True, help="Show which source files a run would copy, and exit.")
 @click.option("--test-output-scalars", metavar="FILE|-", help="Show the scalars the operation captures from FILE's lines, and exit.")
+@click.option("--keep-batch", is_flag=True, help="Keep a batch run (x=[1,2,3]) when it completes; by default it goes to the trash.")
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
         stop_after, force_flags, **tests):
@@ -140,7 +142,7 @@ def _resolve_op(opspec, cwd):
 def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests):
     cwd = os.getcwd()
     op, kind = _resolve_op(opspec, cwd)
-    if tests != _Tests():
+    if dataclasses.replace(tests, keep_batch=False) != _Tests():
         from guildctl import optest
     if tests.help_op:
         click.echo(optest.help_op(op))
@@ -171,6 +173,19 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         env = {**spec.op_env, **flaglib.flag_env(values, op.flag_defs)}
         click.echo(optest.print_env(env))
         return None
+    from guildctl import batch
+
+    trial_values = batch.trials(values)
+    if trial_values:
+        spec = batch.batch_spec(
+            lambda trial: kind.run_spec(op, trial, {**user, **trial}, "", tags, stop_after, params, cwd),
+            op.name, values, trial_values, tests.keep_batch, label, tags,
+        )
+        if not yes:
+            click.echo("\n".join(batch.confirm_lines(op.name, values, len(trial_values))))
+            if not click.confirm("Continue?", default=True):
+                raise click.exceptions.Abort()
+        return ctx.client.start_run(spec, stage=stage)
     _confirm("stage" if stage else "run", op.name, values, yes)
     return ctx.client.start_run(spec, stage=stage)
 

@@ -171,7 +171,7 @@ class Daemon:
             return await self.transition(run_id, runstate.STAGED, record=record)
         await self.transition(run_id, runstate.PENDING, record=record)
         if spec.steps:
-            return await pipeline.start(self, run_id, list(spec.steps), user)
+            return await pipeline.start(self, run_id, list(spec.steps), user, batch=spec.batch)
         return await self._launch(run_id, config, flag_values, dict(spec.env), spec.stop_after)
 
     async def _launch(self, run_id, config, flag_values, env, stop_after):

@@ -11,15 +11,15 @@ from guild_common import rundir
 from guildd import runstate
 
 
-async def start(daemon, run_id, steps, user):
+async def start(daemon, run_id, steps, user, batch=False):
     rec = await daemon.transition(run_id, runstate.RUNNING)
     daemon._follow(run_id, rec.scalar_offset)
     daemon.pipelines[run_id] = None
-    daemon.spawn(_run(daemon, run_id, steps, user), name=f"pipeline-{run_id[:8]}")
+    daemon.spawn(_run(daemon, run_id, steps, user, batch), name=f"pipeline-{run_id[:8]}")
     return rec
 
 
-async def _run(daemon, run_id, steps, user):
+async def _run(daemon, run_id, steps, user, batch):
     run_dir = daemon.run_dir(run_id)
     exit_status = 0
     try:
@@ -27,9 +27,13 @@ async def _run(daemon, run_id, steps, user):
             if daemon.pipelines.get(run_id) == "stopping":
                 exit_status = -15
                 break
-            await daemon.work(_say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
+            if not batch:
+                await daemon.work(_say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
             try:
                 child = await daemon.start_run(step.spec, False, user)
+                if batch:
+                    line = f"INFO: [guild] Running trial {child.id}: {child.op_name} ({child.label})"
+                    await daemon.work(_say, run_dir, line)
             except Exception as e:  # the step could not start: the pipeline fails at it
                 await daemon.work(_say, run_dir, f"ERROR: [guild] step {step.name} could not start: {e}")
                 exit_status = 1
@@ -39,6 +43,10 @@ async def _run(daemon, run_id, steps, user):
             ended = await _wait_end(daemon, child.id, run_dir)
             if ended.status != runstate.COMPLETED:
                 stopped = daemon.pipelines.get(run_id) == "stopping" or ended.status == runstate.TERMINATED
+                if batch and not stopped:
+                    # A batch reports a failed trial and goes on; the batch still completes.
+                    await daemon.work(_say, run_dir, f"ERROR: [guild] trial {child.id} exited with an error (see log for details)")
+                    continue
                 exit_status = -15 if stopped else 1
                 await daemon.work(_say, run_dir, f"ERROR: [guild] step {step.name} ({child.id[:8]}) ended with status {ended.status}")
                 break
@@ -50,6 +58,11 @@ async def _run(daemon, run_id, steps, user):
         if follower is not None:
             await follower.finish()
         daemon.wake(run_id)
+        if exit_status == 0:
+            op = await daemon.io(rundir.read_attr, run_dir, "op")
+            if isinstance(op, dict) and op.get("delete-on-success"):
+                rec = await daemon.io(daemon.store.get, run_id)
+                await daemon.delete_runs([rec], permanent=False)
 
 
 async def _wait_end(daemon, run_id, parent_dir):

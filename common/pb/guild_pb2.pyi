@@ -82,7 +82,7 @@ class SourceFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable")
+    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "batch")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class RunSpec(_message.Message):
     COMPARE_FIELD_NUMBER: _ClassVar[int]
     ENV_SECRETS_FIELD_NUMBER: _ClassVar[int]
     STOPPABLE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     op_name: str
     opref: str
     cmd_args: _containers.RepeatedScalarFieldContainer[str]
@@ -149,7 +150,8 @@ class RunSpec(_message.Message):
     compare: _containers.RepeatedScalarFieldContainer[str]
     env_secrets: _containers.RepeatedScalarFieldContainer[str]
     stoppable: bool
-    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ...) -> None: ...
+    batch: bool
+    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class StepSpec(_message.Message):
     __slots__ = ("name", "spec")
