@@ -7,8 +7,9 @@ import os
 import pathlib
 import sys
 
-from guild_common import errors, flags as flaglib, opconfig, opmain, pyscript, rundir, sourcecode
+from guild_common import errors, opconfig, opmain, pyscript, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
+from guildctl import opflags
 
 OPMAIN = os.path.abspath(opmain.__file__)
 
@@ -45,23 +46,7 @@ def for_opspec(opspec, cwd):
 
 
 def flag_values(op, assigns, force_flags=False, cwd=None):
-    """Every flag's value (defaults, then the user's assignments), checked against the
-    script's flag definitions unless `force_flags`."""
-    user = flaglib.parse_flag_assigns(assigns)
-    for name, value in user.items():
-        flagdef = op.flag_defs.get(name)
-        if flagdef is None:
-            if force_flags:
-                continue
-            raise errors.InvalidArgument(
-                f"unsupported flag '{name}'\nTry 'guildctl run {op.name} --help-op' for a list of flags "
-                "or use --force-flags to skip this check."
-            )
-        if not force_flags:
-            user[name] = flaglib.coerce_flag_value(value, flagdef, cwd)
-    values = {name: d.default for name, d in op.flag_defs.items()}
-    values.update(user)
-    return values, user
+    return opflags.flag_values(op, assigns, force_flags, cwd)
 
 
 def source_files(op):
