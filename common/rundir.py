@@ -6,6 +6,7 @@ process itself, in order; Guild's optional per-line `output.index` is not writte
 `manifest` the source files copied into the run dir, `LOCK` the pid of the running process.
 """
 
+import datetime
 import hashlib
 import os
 import pathlib
@@ -22,6 +23,13 @@ def new_run_id():
 
 def now_us():
     return int(time.time() * 1_000_000)
+
+
+def format_us(us):
+    """A run time (µs since the epoch) as Guild shows it, local time; None for no time."""
+    if not us:
+        return None
+    return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def guild_dir(run_dir):
@@ -121,6 +129,14 @@ def op_name_for_opref(opref):
         return ""
     model, op = parts[2], parts[3]
     return f"{model}:{op}" if model else op
+
+
+def opref_origin(opref):
+    """(kind, path) of where an operation came from: (`script`, project dir), (`guildfile`,
+    guild.yml path), (`package`, name); (kind, '') for others."""
+    first = _split_opref(opref)[0]
+    kind, _, path = first.partition(":")
+    return kind, path if kind in ("script", "guildfile", "package") else ""
 
 
 def _quote(s):

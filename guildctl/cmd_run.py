@@ -258,10 +258,12 @@ def _project_sourcecode(run_msg):
 
 
 def _opref_project(opref):
-    parts = shlex.split(opref)
-    if not parts or not parts[0].startswith("script:"):
+    from guild_common import rundir
+
+    kind, project = rundir.opref_origin(opref)
+    if kind != "script":
         raise errors.FailedPrecondition("--force-sourcecode needs a run of a script")
-    return parts[0][len("script:"):]
+    return project
 
 
 def _proto(ctx, ref, flag_args, yes, label, tags, stage, force_sourcecode, force_flags, stop_after):

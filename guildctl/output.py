@@ -1,22 +1,22 @@
 """Rendering for guildctl: run rows, dates, JSON. The one place output formats live."""
 
-import datetime
 import json
 import os
 import sys
 
+from guild_common import rundir
+
 
 def fmt_time(us):
-    if not us:
-        return ""
-    return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
+    return rundir.format_us(us) or ""
 
 
 def op_display(run, cwd=None):
     """The operation as Guild lists it: `train.py`, with the dir it came from when that isn't
     the current dir (`train.py (../)`, `train.py (a)`, or absolute past one level up)."""
-    kind, _, rest = run.opref.partition(":")
-    origin = rest.split(" ")[0] if kind in ("script", "guildfile") else ""
+    kind, origin = rundir.opref_origin(run.opref)
+    if kind == "package":
+        origin = ""
     if kind == "guildfile":
         origin = os.path.dirname(origin)
     name = run.op_name

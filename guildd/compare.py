@@ -5,10 +5,9 @@ Pure over index records and scalar summaries; the daemon fetches both on its I/O
 """
 
 import dataclasses
-import datetime
 import json
 
-from guild_common import query
+from guild_common import query, rundir
 
 CORE = ("operation", "started", "time", "status", "label")
 
@@ -19,12 +18,6 @@ class Column:
     kind: str  # core, flag, scalar, attr
     spec: object = None  # a query.Column for asked-for columns
     name: str = ""
-
-
-def fmt_time(us):
-    if not us:
-        return None
-    return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt_duration(rec):
@@ -83,7 +76,7 @@ def _core(name, rec, scalars):
     if name == "operation":
         return rec.op_name + (" [marked]" if rec.marked else "")
     if name == "started":
-        return fmt_time(rec.started_us)
+        return rundir.format_us(rec.started_us)
     if name == "time":
         return fmt_duration(rec)
     if name == "status":
@@ -120,8 +113,8 @@ def attr_value(name, rec):
         "run": rec.id[:8],
         "label": rec.label,
         "status": rec.status,
-        "started": fmt_time(rec.started_us),
-        "stopped": fmt_time(rec.stopped_us),
+        "started": rundir.format_us(rec.started_us),
+        "stopped": rundir.format_us(rec.stopped_us),
         "time": fmt_duration(rec),
         "op": rec.op_name,
         "operation": rec.op_name,

@@ -89,17 +89,11 @@ def _details(daemon, msg):
     msg.env.update({str(k): str(v) for k, v in env.items()})
     msg.deps_json = json.dumps(attrs.pop("deps", None) or {}, default=str)
     msg.vcs_commit = str(attrs.get("vcs_commit") or "")
-    setattr(msg, "from", _origin(msg.opref, attrs))  # `from` is a Python keyword
+    setattr(msg, "from", rundir.opref_origin(msg.opref)[1])  # `from` is a Python keyword
     for name in ("op", "platform", "pip_freeze", "run_params"):
         attrs.pop(name, None)
     msg.attrs_json = json.dumps(attrs, default=str)
     return msg
-
-
-def _origin(opref, attrs):
-    """Where a run's operation came from, as `runs info` shows it (`from:`)."""
-    kind, _, rest = opref.partition(":")
-    return rest.split(" ")[0] if kind in ("script", "guildfile", "package") else ""
 
 
 def resources_message(snap):
