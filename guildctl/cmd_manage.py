@@ -100,9 +100,7 @@ def delete(ctx, runs, permanent, yes, **kw):
 @click.pass_obj
 def restore(ctx, runs, yes, **kw):
     """Restore deleted runs from the trash (default: every deleted run the filters keep)."""
-    run_filter = pop_filter(kw)
-    run_filter.deleted = True
-    sel = preview_and_confirm(ctx.client, runs, run_filter, "restore", yes)
+    sel = _deleted_selection(ctx, runs, kw, "restore", yes)
     if sel is None:
         return
     click.echo(f"Restored {len(ctx.client.restore_runs(sel))} run(s)")
@@ -115,12 +113,17 @@ def restore(ctx, runs, yes, **kw):
 @click.pass_obj
 def purge(ctx, runs, yes, **kw):
     """Delete runs in the trash for good (default: every deleted run the filters keep)."""
-    run_filter = pop_filter(kw)
-    run_filter.deleted = True
-    sel = preview_and_confirm(ctx.client, runs, run_filter, "permanently delete", yes)
+    sel = _deleted_selection(ctx, runs, kw, "permanently delete", yes)
     if sel is None:
         return
     click.echo(f"Permanently deleted {len(ctx.client.purge_runs(sel))} run(s)")
+
+
+def _deleted_selection(ctx, runs, kw, verb, yes):
+    """The deleted runs RUN and the filters name, after the preview and confirmation."""
+    run_filter = pop_filter(kw)
+    run_filter.deleted = True
+    return preview_and_confirm(ctx.client, runs, run_filter, verb, yes)
 
 
 @click.command("export")

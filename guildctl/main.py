@@ -26,8 +26,6 @@ class Ctx:
         return self._client
 
 
-pass_ctx = click.make_pass_decorator(Ctx)
-
 # Command name -> (module, attribute, one-line help). Commands load when used, so a command
 # pays only for its own imports and `guildctl --help` stays instant.
 COMMANDS = {

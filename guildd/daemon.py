@@ -36,9 +36,9 @@ class Daemon:
         self.started_us = rundir.now_us()
         self.executor = execlib.Executor(self._on_shim_exit)
         self.followers = {}
-        self._stopping = set()  # runs a stop was sent to
+        self.stopping = set()  # runs a stop was sent to
         self.pipelines = {}  # pipeline run id -> its running step's run id (or None)
-        self._dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
+        self.dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
         self.ready = asyncio.Event()  # set once the index is reconciled with the run dirs
         self.state = "starting"
         self._changes = {}
@@ -187,7 +187,7 @@ class Daemon:
             await self.transition(run_id, runstate.ERROR)
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {e}") from e
         await self.io(self.store.update, run_id, shim_pid=shim.pid, shim_started=shim.started)
-        self._follow(run_id, rec.scalar_offset, config.output_scalars)
+        self.follow(run_id, rec.scalar_offset, config.output_scalars)
         self.executor.watch(run_id, shim.pid, popen)
         return await self.io(self.store.get, run_id)
 
@@ -245,28 +245,28 @@ class Daemon:
         chosen = next((r for r in recs if r.marked), recs[0] if recs else None)
         return (chosen.id, str(manage.location(self.home, chosen))) if chosen else None
 
-    def _follow(self, run_id, offset, scalar_config=None):
+    def follow(self, run_id, offset, scalar_config=None):
         follower = outputs.Follower(self, run_id, self.run_dir(run_id), offset, scalar_config)
         self.followers[run_id] = follower
         follower.start()
 
     def _on_shim_exit(self, run_id):
-        self.spawn(self._finish(run_id), name=f"finish-{run_id[:8]}")
+        self.spawn(self.finish_run(run_id), name=f"finish-{run_id[:8]}")
 
-    async def _finish(self, run_id):
+    async def finish_run(self, run_id):
         run_dir = self.run_dir(run_id)
         exit_status = await self.io(rundir.read_attr, run_dir, "exit_status")
         if not isinstance(exit_status, int):
             # The shim died without recording an end: stopped while it was still starting (it
             # starts the process only after it can handle a stop), or killed outright.
-            exit_status = -15 if run_id in self._stopping else 1
+            exit_status = -15 if run_id in self.stopping else 1
             await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
-        if run_id in self._stopping and exit_status < 0:
+        if run_id in self.stopping and exit_status < 0:
             op = await self.io(rundir.read_attr, run_dir, "op")
             if isinstance(op, dict) and op.get("stoppable"):
                 exit_status = 0  # stopping is how a stoppable operation ends
                 await self.io(rundir.write_attr, run_dir, "exit_status", 0)
-        self._stopping.discard(run_id)
+        self.stopping.discard(run_id)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
         rec = await self.transition(run_id, rundir.status_for_exit_status(exit_status))
@@ -384,7 +384,7 @@ class Daemon:
             if pipeline.stop(self, rec.id):
                 stopped.append(rec)
             elif rec.status == runstate.RUNNING and self.executor.signal(rec.id):
-                self._stopping.add(rec.id)
+                self.stopping.add(rec.id)
                 stopped.append(rec)
             elif rec.status in (runstate.STAGED, runstate.PENDING) and rec.id not in self.followers:
                 stopped.append(await self.transition(rec.id, runstate.TERMINATED))
@@ -427,8 +427,8 @@ class Daemon:
         result = fn(*args)
         after = self._mtimes()
         for key, mtime in before.items():
-            if self._dir_mtimes.get(key) == mtime:
-                self._dir_mtimes[key] = after[key]
+            if self.dir_mtimes.get(key) == mtime:
+                self.dir_mtimes[key] = after[key]
         return result
 
     def _mtimes(self):

@@ -13,7 +13,7 @@ from guildd import runstate
 
 async def start(daemon, run_id, steps, user, batch=False):
     rec = await daemon.transition(run_id, runstate.RUNNING)
-    daemon._follow(run_id, rec.scalar_offset)
+    daemon.follow(run_id, rec.scalar_offset)
     daemon.pipelines[run_id] = None
     daemon.spawn(_run(daemon, run_id, steps, user, batch), name=f"pipeline-{run_id[:8]}")
     return rec
@@ -98,7 +98,7 @@ def stop(daemon, run_id):
     child = daemon.pipelines[run_id]
     daemon.pipelines[run_id] = "stopping"
     if child and child != "stopping" and daemon.executor.signal(child):
-        daemon._stopping.add(child)
+        daemon.stopping.add(child)
     return True
 
 

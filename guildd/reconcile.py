@@ -24,15 +24,15 @@ async def reconcile(daemon):
         scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
         if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
             log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
-            daemon._follow(rec.id, rec.scalar_offset, scalar_config)
+            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
             daemon.executor.watch(rec.id, shim.pid)
         elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
             log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
-            daemon._follow(rec.id, rec.scalar_offset, scalar_config)
+            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
             daemon.executor.watch(rec.id, lock_pid)
         elif rec.status == runstate.RUNNING:
-            daemon._follow(rec.id, rec.scalar_offset, scalar_config)
-            await daemon._finish(rec.id)
+            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
+            await daemon.finish_run(rec.id)
         else:
             log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
             await daemon.io(rundir.write_attr, run_dir, "exit_status", 1)
@@ -49,7 +49,7 @@ def sync_index(daemon):
         except FileNotFoundError:
             mtime = 0
         seen.append(mtime)
-        if daemon._dir_mtimes.get(deleted) == mtime:
+        if daemon.dir_mtimes.get(deleted) == mtime:
             continue
         on_disk = set()
         if mtime:
@@ -71,4 +71,4 @@ def sync_index(daemon):
                 log.info("indexed %d of %d runs found on disk", min(start + 1000, len(new_ids)), len(new_ids))
         if added or indexed - on_disk:
             log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
-        daemon._dir_mtimes[deleted] = mtime
+        daemon.dir_mtimes[deleted] = mtime
