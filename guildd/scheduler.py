@@ -1,0 +1,510 @@
+"""The staged-run queue's order and placement rules, as a pure function of a snapshot.
+
+The daemon calls `plan(entries, box)` whenever something changes (a run queued, a run ended, GPUs
+polled) and starts the runs it returns; `guildctl queue` calls `explain(entries, box)` to say why
+each run waits. Both are one implementation (`_decide`): `explain` considers every entry, `plan`
+stops doing per-entry work once nothing more can start.
+
+Order: entries started explicitly (`front`) first, by seq; then higher priority; then, at equal
+priority, the entry of the user who holds fewer GPUs at that moment (counting GPUs granted earlier in
+the same plan); then seq. Placement: whole GPUs for exclusive requests, per-GPU memory for memory
+requests; the best-linked set of GPUs; and reservations, so that a large run waiting for GPUs isn't
+starved by small runs that keep taking the GPUs it waits for (backfill only on other GPUs).
+
+Front entries are exempt from `paused`, from named-queue limits and from CPU slots (they were started
+explicitly); they still need free GPUs, respect the per-user GPU cap, and wait for their `after` runs.
+"""
+
+import dataclasses
+import heapq
+import itertools
+import math
+
+GIB = 2**30
+
+# How GPUs connect, from nvidia-smi topo -m, as a rank: higher is closer. NV<n> ranks above PIX,
+# more links higher; a pair the box can't tell ranks like SYS.
+_LINK_RANKS = {"PIX": 5, "PXB": 4, "PHB": 3, "NODE": 2, "SYS": 1}
+_UNKNOWN_LINK = _LINK_RANKS["SYS"]
+_NO_PAIRS = math.inf  # the worst link of a single GPU: it has none, so it can't be worse
+
+# Above this many candidate sets, placement grows sets greedily instead of trying them all.
+_EXHAUSTIVE_LIMIT = 2000
+
+_FAILED = ("error", "terminated")  # an `after` run that ended like this cancels its dependents
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a run asks for."""
+
+    gpus: int = 0  # how many GPUs; 0 and no devices: a CPU-only run
+    devices: tuple = ()  # explicit GPU indices (--gpus 0,3); then gpus == len(devices)
+    gpu_memory: int = 0  # bytes needed free on EACH GPU; 0: whole GPUs (exclusive use)
+
+    @property
+    def wants_gpus(self):
+        return self.gpus > 0 or bool(self.devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A queued run."""
+
+    run_id: str
+    user: str
+    request: Request
+    seq: int  # submission order, lower first
+    priority: int = 0  # higher first
+    queue: str = ""  # named queue ('' = the default queue)
+    after: tuple = ()  # run ids that must have completed first
+    front: bool = False  # started explicitly: ahead of every other entry, not held by `paused`
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuState:
+    index: int
+    memory_total: int  # bytes
+    memory_free: int  # bytes, as the driver reports now
+    foreign_memory: int = 0  # bytes used by processes we did not start
+    foreign: tuple = ()  # descriptions of foreign processes on it, e.g. ("pid 4242 (bob)",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """A running run of ours and what it was granted."""
+
+    run_id: str
+    user: str
+    devices: tuple = ()  # GPU indices it holds
+    gpu_memory: int = 0  # per-GPU bytes granted; 0 = it holds its GPUs exclusively
+    queue: str = ""
+    started_us: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """Everything plan() needs besides the entries."""
+
+    gpus: tuple = ()  # GpuState by index
+    links: dict = dataclasses.field(default_factory=dict)  # (a, b), a < b -> 'NV12', 'PIX', ... 'SYS'
+    running: tuple = ()  # Holding
+    paused: bool = False  # hold every entry except front ones
+    queue_limits: dict = dataclasses.field(default_factory=dict)  # queue name -> max running at once
+    user_gpu_cap: int = 0  # max GPUs one user's runs may hold at once; 0 = no cap
+    cpu_slots: int = 0  # max CPU-only non-front runs running at once; 0 = no limit
+    statuses: dict = dataclasses.field(default_factory=dict)  # run id -> status, for `after` runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Start the run on these GPUs, granting `gpu_memory` bytes on each (0: exclusively)."""
+
+    run_id: str
+    devices: tuple
+    gpu_memory: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    run_id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancel:
+    """The run will never run: a run it must wait for (`after`) failed or vanished."""
+
+    run_id: str
+    reason: str
+
+
+def plan(entries, box):
+    """The Start and Cancel decisions for this snapshot, in the order to act on them."""
+    return [d for _, d in _decide(entries, box, everything=False) if not isinstance(d, Wait)]
+
+
+def explain(entries, box):
+    """One decision per entry (Start, Wait or Cancel), in the order they are considered."""
+    return [d for _, d in _decide(entries, box, everything=True)]
+
+
+def order(entries, box):
+    """The entries in the order they are considered."""
+    return [e for e, _ in _decide(entries, box, everything=True)]
+
+
+def never_fits(request, gpus):
+    """'' if `request` could fit on the GpuStates `gpus` when nothing else runs, else why not
+    (one line, to refuse the run when it is submitted)."""
+    count, devices, memory = request.gpus, request.devices, request.gpu_memory
+    if count < 0:
+        return f"--gpus {count}: must be 0 or more"
+    if memory < 0:
+        return f"--gpu-memory {_gib(memory)}: must be 0 or more"
+    spec = ",".join(str(i) for i in devices)
+    duplicate = next((i for n, i in enumerate(devices) if i in devices[:n]), None)
+    if duplicate is not None:
+        return f"--gpus {spec}: GPU {duplicate} is named twice"
+    if not request.wants_gpus:
+        return f"--gpu-memory {_gib(memory)}: needs --gpus" if memory else ""
+    if not gpus:
+        return "this box has no GPUs"
+    totals = {g.index: g.memory_total for g in gpus}
+    if devices:
+        missing = next((i for i in devices if i not in totals), None)
+        if missing is not None:
+            return f"--gpus {spec}: there is no GPU {missing} (GPUs: {_index_ranges(totals)})"
+        small = next((i for i in devices if totals[i] < memory), None)
+        if small is not None:
+            return f"--gpu-memory {_gib(memory)}: GPU {small} has {_gib(totals[small])}"
+        return ""
+    if count > len(gpus):
+        return f"--gpus {count}: this box has {_gpus(len(gpus))}"
+    largest = max(totals.values())
+    if memory > largest:
+        return f"--gpu-memory {_gib(memory)}: the largest GPU has {_gib(largest)}"
+    big = sum(1 for total in totals.values() if total >= memory)
+    if big < count:
+        have = f"{big} GPU has" if big == 1 else f"{big} GPUs have"
+        return f"--gpu-memory {_gib(memory)}: only {have} that much, --gpus {count} needs {count}"
+    return ""
+
+
+def _decide(entries, box, everything):
+    """[(entry, decision)] in the order entries are considered. With `everything` false (plan),
+    entries that can neither start nor be cancelled any more are left out, once that is known."""
+    planner = _Planner(box)
+    entries = list(entries)
+    front = sorted((e for e in entries if e.front), key=lambda e: e.seq)
+    for e in front:
+        planner.consider(e)
+    rest = [e for e in entries if not e.front] if front else entries
+    if not box.paused and planner.gpus_open(rest):
+        rest = planner.consider_fair_share(rest)
+    # From here on no GPU can be granted: each user's GPU count is fixed, so the fair-share order of
+    # what is left is a plain sort (stable: ties keep submission order, as in the fair-share heap),
+    # and plan need only look at the entries that may still start or be cancelled.
+    if not everything:
+        rest = planner.worth_considering(rest)
+    rest.sort(key=planner.static_key)
+    for e in rest:
+        # For plan, what is left without `after` is CPU-only: done once the CPU slots fill up.
+        if everything or e.after or not planner.cpu_slots_full():
+            planner.consider(e)
+    return planner.decided
+
+
+class _Planner:
+    """The mutable state of one plan: what each GPU has granted and reserved so far."""
+
+    def __init__(self, box):
+        self.box = box
+        self.gpus = {g.index: g for g in box.gpus}
+        self.indices = sorted(self.gpus)
+        self.holders = {i: [] for i in self.indices}  # run ids of our runs on it, running or started now
+        self.exclusive = {}  # index -> run id that holds it exclusively
+        self.granted = dict.fromkeys(self.indices, 0)  # memory granted to our memory holders
+        self.granted_now = dict.fromkeys(self.indices, 0)  # of that, granted in this plan
+        # When a GPU is likeliest to come free: the latest start among its holders (it is free for an
+        # exclusive run only when all of them end). A GPU granted in this plan comes free last.
+        self.release = dict.fromkeys(self.indices, math.inf)
+        self.reserved = {}  # index -> run id of the waiting entry it is kept for
+        self.user_gpus = {}
+        self.queue_running = {}
+        self.cpu_running = 0
+        self.ranks = {(min(a, b), max(a, b)): _link_rank(kind) for (a, b), kind in box.links.items()}
+        self.decided = []
+        self._open = None  # cached gpus_open(); None when a grant or reservation may have changed it
+        self._min_memory = None
+        for h in box.running:
+            self._grant(h.run_id, h.user, h.queue, h.devices, h.gpu_memory, h.started_us)
+
+    # Order
+
+    def static_key(self, e):
+        return (-e.priority, self.user_gpus.get(e.user, 0), e.seq)
+
+    def consider_fair_share(self, entries):
+        """Considers `entries` in fair-share order while some GPU can still be granted; returns the
+        entries not considered, in their given order.
+
+        One heap of all entries by (priority, the user's GPUs, seq, position). A grant only ever
+        raises a user's GPU count, so a key can only be stale by being too small: an entry whose
+        user was granted GPUs since its key was made goes back in with its new key when it reaches
+        the top. A user's own entries share that count, so they keep their (priority, seq) order."""
+        held = self.user_gpus
+        heap = [(-e.priority, held.get(e.user, 0), e.seq, n) for n, e in enumerate(entries)]
+        heapq.heapify(heap)
+        done = set()
+        while heap and self.gpus_open(entries):
+            priority, gpus, seq, n = heap[0]
+            e = entries[n]
+            if gpus != held.get(e.user, 0):
+                heapq.heapreplace(heap, (priority, held.get(e.user, 0), seq, n))
+                continue
+            heapq.heappop(heap)
+            self.consider(e)
+            done.add(n)
+        return [e for n, e in enumerate(entries) if n not in done]
+
+    def gpus_open(self, entries):
+        """Whether some GPU could still be granted to some entry: neither reserved nor held
+        exclusively, and either unused (for an exclusive request) or with as much memory available
+        as the smallest memory request among `entries`. Grants and reservations only close GPUs."""
+        if self._open is None:
+            self._open = any(self._open_gpu(i, entries) for i in self.indices)
+        return self._open
+
+    def _open_gpu(self, i, entries):
+        if i in self.reserved or i in self.exclusive:
+            return False
+        if not self.holders[i] and not self.gpus[i].foreign:
+            return True
+        if self._min_memory is None:
+            self._min_memory = min((e.request.gpu_memory for e in entries if e.request.gpu_memory),
+                                   default=math.inf)
+        return self._available(i) >= self._min_memory
+
+    def worth_considering(self, entries):
+        """For plan, once no GPU can be granted: the entries that may still start (CPU-only ones,
+        while CPU slots are left) or be cancelled (those with `after`)."""
+        if self.box.paused or self.cpu_slots_full():
+            return [e for e in entries if e.after]
+        return [e for e in entries if e.after or not e.request.wants_gpus]
+
+    def cpu_slots_full(self):
+        return bool(self.box.cpu_slots) and self.cpu_running >= self.box.cpu_slots
+
+    # Rules, in the order they apply to one entry
+
+    def consider(self, e):
+        decision = self._decision(e)
+        self.decided.append((e, decision))
+
+    def _decision(self, e):
+        box, request = self.box, e.request
+        after = self._after(e)
+        if after:
+            return after
+        if not e.front:
+            if box.paused:
+                return Wait(e.run_id, "queue is paused")
+            limit = box.queue_limits.get(e.queue)
+            running = self.queue_running.get(e.queue, 0)
+            if limit is not None and running >= limit:
+                return Wait(e.run_id, f"queue '{e.queue or 'default'}' is full ({running} of {limit} running)")
+        if not request.wants_gpus:
+            if not e.front and self.cpu_slots_full():
+                return Wait(e.run_id, f"all {box.cpu_slots} CPU slots are in use")
+            return self._start(e, ())
+        if not self.gpus:
+            return Wait(e.run_id, "this box has no GPUs")
+        held = self.user_gpus.get(e.user, 0)
+        if box.user_gpu_cap and held + _count(request) > box.user_gpu_cap:
+            return Wait(e.run_id, f"user cap reached: {e.user} holds {held} of {box.user_gpu_cap} GPUs")
+        if request.devices:
+            return self._place_devices(e)
+        return self._place_count(e)
+
+    def _after(self, e):
+        waiting = []
+        for run_id in e.after:
+            status = self.box.statuses.get(run_id)
+            if status is None:
+                return Cancel(e.run_id, f"after {_short(run_id)}: no such run")
+            if status in _FAILED:
+                return Cancel(e.run_id, f"after {_short(run_id)} ended with status {status}")
+            if status != "completed":
+                waiting.append(f"after {_short(run_id)} ({status})")
+        return Wait(e.run_id, ", ".join(waiting)) if waiting else None
+
+    def _place_devices(self, e):
+        memory = e.request.gpu_memory
+        problems = []
+        for i in e.request.devices:
+            if i not in self.gpus:
+                problems.append(f"there is no GPU {i}")
+            elif problem := self._device_problem(i, memory):
+                problems.append(problem)
+            elif i in self.reserved:
+                problems.append(f"GPU {i} is reserved for run {_short(self.reserved[i])}")
+        if not problems:
+            return self._start(e, e.request.devices)
+        devices = e.request.devices
+        if all(i in self.gpus and i not in self.reserved and self._could_free(i, memory) for i in devices):
+            self._reserve(e, devices)
+        return Wait(e.run_id, "; ".join(problems))
+
+    def _device_problem(self, i, memory):
+        if i in self.exclusive:
+            return f"GPU {i} is held by run {_short(self.exclusive[i])}"
+        if memory:
+            available = self._available(i)
+            if available < memory:
+                return f"GPU {i} has {_gib(available)} free, needs {_gib(memory)}"
+            return ""
+        if self.holders[i]:
+            return f"GPU {i} is held by {_runs(self.holders[i])}"
+        foreign = self.gpus[i].foreign
+        if foreign:
+            return f"GPU {i} has {'a foreign process' if len(foreign) == 1 else 'foreign processes'}: " + (
+                ", ".join(foreign))
+        return ""
+
+    def _place_count(self, e):
+        count, memory = e.request.gpus, e.request.gpu_memory
+        usable = [i for i in self.indices if self._usable(i, memory)]
+        free = [i for i in usable if i not in self.reserved]
+        if len(free) >= count:
+            return self._start(e, self._choose(free, count, memory))
+        if memory:
+            need = f"needs {_gib(memory)} free on {_gpus(count)}"
+            if usable:
+                have = f"{len(free)} {'GPU has' if len(free) == 1 else 'GPUs have'} it"
+            else:
+                most = max(self._available(i) for i in self.indices)
+                have = f"at most {_gib(most)} free"
+        else:
+            need, have = f"needs {_gpus(count)}", f"{len(free)} free"
+        reason = f"{need}, {have}{self._reserved_note(usable)}"
+        self._reserve_some(e, count, memory, set(free))
+        return Wait(e.run_id, reason)
+
+    def _reserved_note(self, usable):
+        """' (2 reserved for run ab12cd34)' for usable GPUs kept for earlier entries, else ''."""
+        holders = [self.reserved[i] for i in usable if i in self.reserved]
+        if not holders:
+            return ""
+        return f" ({len(holders)} reserved for {_runs(list(dict.fromkeys(holders)))})"
+
+    # GPUs
+
+    def _available(self, i):
+        """Memory a memory request may have on GPU i now. The driver's free memory doesn't know of
+        grants made in this plan yet; the total minus grants doesn't know of runs using more than
+        granted: take the smaller."""
+        if i in self.exclusive:
+            return 0
+        g = self.gpus[i]
+        return min(g.memory_free - self.granted_now[i], g.memory_total - g.foreign_memory - self.granted[i])
+
+    def _usable(self, i, memory):
+        """Whether GPU i can take a request for `memory` bytes (0: exclusively) now, ignoring
+        reservations."""
+        if memory:
+            return i not in self.exclusive and self._available(i) >= memory
+        return not self.holders[i] and not self.gpus[i].foreign
+
+    def _could_free(self, i, memory):
+        """Whether GPU i could take the request once our runs on it end."""
+        g = self.gpus[i]
+        if memory:
+            return g.memory_total - g.foreign_memory >= memory
+        return not g.foreign
+
+    def _reserve_some(self, e, count, memory, free):
+        """Keeps `count` GPUs for e, which waits for lack of GPUs: those it could use now first,
+        then those whose runs are likeliest to end first. None if there aren't enough."""
+        candidates = [i for i in self.indices if i not in self.reserved and self._could_free(i, memory)]
+        if len(candidates) >= count:
+            candidates.sort(key=lambda i: (i not in free, self.release[i], i))
+            self._reserve(e, candidates[:count])
+
+    def _reserve(self, e, devices):
+        for i in devices:
+            self.reserved[i] = e.run_id
+        self._open = None
+
+    def _choose(self, free, count, memory):
+        """The best `count` GPUs of `free`: the best worst link, then (for memory requests) the least
+        memory available, so big free GPUs stay free, then the lowest indices."""
+        packing = {i: (self._available(i) if memory else 0) for i in free}
+
+        def key(devices):
+            return (-self._worst_link(devices), sum(packing[i] for i in devices), devices)
+
+        if math.comb(len(free), count) <= _EXHAUSTIVE_LIMIT:
+            return min(itertools.combinations(free, count), key=key)
+        return min((self._grow(start, free, count, packing) for start in free), key=key)
+
+    def _grow(self, start, free, count, packing):
+        """A set of `count` GPUs grown greedily from `start`: each step adds the GPU whose worst link
+        to the set so far is best (then the most packed, then the lowest index)."""
+        chosen = [start]
+        worst = {i: self._rank(start, i) for i in free if i != start}
+        while len(chosen) < count:
+            best = min(worst, key=lambda i: (-worst[i], packing[i], i))
+            chosen.append(best)
+            del worst[best]
+            for i in worst:
+                worst[i] = min(worst[i], self._rank(best, i))
+        return tuple(sorted(chosen))
+
+    def _worst_link(self, devices):
+        return min((self._rank(a, b) for a, b in itertools.combinations(devices, 2)), default=_NO_PAIRS)
+
+    def _rank(self, a, b):
+        return self.ranks.get((min(a, b), max(a, b)), _UNKNOWN_LINK)
+
+    # Grants
+
+    def _start(self, e, devices):
+        memory = e.request.gpu_memory if devices else 0
+        self._grant(e.run_id, e.user, e.queue, devices, memory, math.inf)
+        for i in devices:
+            self.granted_now[i] += memory
+        return Start(e.run_id, tuple(devices), memory)
+
+    def _grant(self, run_id, user, queue, devices, memory, started_us):
+        for i in devices:
+            if i not in self.gpus:  # a GPU that is gone since the run started
+                continue
+            self.holders[i].append(run_id)
+            self.release[i] = started_us if len(self.holders[i]) == 1 else max(self.release[i], started_us)
+            if memory:
+                self.granted[i] += memory
+            else:
+                self.exclusive[i] = run_id
+        self.user_gpus[user] = self.user_gpus.get(user, 0) + len(devices)
+        self.queue_running[queue] = self.queue_running.get(queue, 0) + 1
+        if not devices:
+            self.cpu_running += 1
+        self._open = None
+
+
+def _link_rank(kind):
+    if kind.startswith("NV") and kind[2:].isdigit():
+        return max(_LINK_RANKS.values()) + int(kind[2:])
+    return _LINK_RANKS.get(kind, _UNKNOWN_LINK)
+
+
+def _count(request):
+    return len(request.devices) if request.devices else request.gpus
+
+
+def _short(run_id):
+    return run_id[:8]
+
+
+def _runs(run_ids):
+    if len(run_ids) == 1:
+        return f"run {_short(run_ids[0])}"
+    return "runs " + ", ".join(_short(r) for r in run_ids)
+
+
+def _gib(n):
+    return f"{n / GIB:.1f} GiB"
+
+
+def _gpus(n):
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
+
+
+def _index_ranges(indices):
+    """'0-3' for 0, 1, 2, 3; '0,2,5-7' for 0, 2, 5, 6, 7."""
+    parts = []
+    for _, run in itertools.groupby(enumerate(sorted(indices)), key=lambda t: t[1] - t[0]):
+        run = [i for _, i in run]
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ",".join(parts)
