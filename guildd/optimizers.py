@@ -1,0 +1,430 @@
+"""Optimizers for batch runs: Guild's skopt algorithms as an ask/tell search.
+
+A batch's flag values hold fixed values, lists (categorical dimensions) and `SearchDim`s
+(`[MIN:MAX]`, `loguniform[...]`). `Search` turns them into a scikit-optimize space (dimensions
+sorted by flag name, as Guild does), learns from finished trials (`tell`) and proposes the next
+trials' full flag values (`ask`), several at once for trials that run side by side.
+
+The algorithms are Guild 0.9's (seeds/guild-repo-docs.txt L7943-L8248, L21800-L21830):
+`gp` (skopt's gp_minimize: Gaussian process), `forest` (forest_minimize: extra trees, acquisition
+EI), `gbrt` (gbrt_minimize: gradient boosted trees, acquisition EI) and `random` (no model).
+Each model-based algorithm starts with `random-starts` random trials, then asks its model.
+
+Points asked but not yet told are pending: later asks give them a constant-liar value (the best
+objective seen so far), so a trial that starts while others still run doesn't probe their points.
+
+scikit-optimize is imported when the first `Search` is built: it takes about a second, and the
+daemon starts without it. A `Search` is not thread-safe; `ask` refits the model (tenths of a
+second), so the daemon calls it off its event loop.
+"""
+
+import dataclasses
+import functools
+import math
+
+from guild_common import query
+from guild_common.errors import InvalidArgument
+from guild_common.flagfuncs import SearchDim
+from guild_common.flags import encode_flag_value
+
+ALGORITHMS = ("gp", "forest", "gbrt", "random")
+
+# What users type for -o / `optimizer:` (Guild's skopt plugin resolves the same names).
+_ALIASES = {
+    "gp": "gp",
+    "skopt:gp": "gp",
+    "bayesian": "gp",
+    "gaussian": "gp",
+    "forest": "forest",
+    "skopt:forest": "forest",
+    "gbrt": "gbrt",
+    "skopt:gbrt": "gbrt",
+    "random": "random",
+    "skopt:random": "random",
+}
+
+# Guild 0.9's optimizer flags and defaults (seeds L8056, L8101, L8211, L38064-L38090).
+_DEFAULT_FLAGS = {
+    "gp": {"acq-func": "gp_hedge", "kappa": 1.96, "noise": "gaussian", "random-starts": 3, "xi": 0.05},
+    "forest": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
+    "gbrt": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
+    "random": {},
+}
+
+# skopt's surrogate models, as its *_minimize functions choose them ("ET": forest_minimize's
+# default extra trees; gbrt's comes from _gbrt_regressor_class), and the acquisition function
+# where the algorithm has no acq-func flag.
+_ESTIMATORS = {"gp": "GP", "forest": "ET"}
+_FIXED_ACQ_FUNC = "EI"
+
+# skopt's acquisition functions that work on a plain objective (EIps/PIps need each trial's
+# run time as a second objective; Guild lists them but they fail there).
+ACQ_FUNCS = ("gp_hedge", "EI", "LCB", "PI")
+
+_NO_DIMS = (
+    "flags for batch ({flags}) do not contain any search dimensions\n"
+    "Try specifying a range for one or more flags as NAME=[MIN:MAX]."
+)
+
+
+def algorithm_for(name):
+    """The canonical algorithm (one of ALGORITHMS) for what a user typed."""
+    try:
+        return _ALIASES[name]
+    except (KeyError, TypeError):
+        raise InvalidArgument(
+            f"unknown optimizer '{name}' (optimizers: {', '.join(ALGORITHMS)})"
+        ) from None
+
+
+def opspec(algorithm):
+    """The optimizer's name in a batch's operation (`train.py+skopt:gp`)."""
+    return "skopt:" + algorithm_for(algorithm)
+
+
+def default_flags(algorithm):
+    """The algorithm's optimizer flags with Guild's defaults (a new dict)."""
+    return dict(_DEFAULT_FLAGS[algorithm_for(algorithm)])
+
+
+def optimizer_flags(algorithm, assigns):
+    """`default_flags` merged with the user's (decoded) values; each value is checked."""
+    algorithm = algorithm_for(algorithm)
+    flags = default_flags(algorithm)
+    for name, value in assigns.items():
+        if name not in flags:
+            known = ", ".join(sorted(flags)) or "none"
+            raise InvalidArgument(
+                f"unknown flag '{name}' for optimizer {algorithm} (flags: {known})"
+            )
+        _check_flag(name, value)
+        flags[name] = value
+    return flags
+
+
+def _check_flag(name, value):
+    if name == "random-starts":
+        ok, expected = _is_int(value) and value >= 0, "an integer 0 or more"
+    elif name == "acq-func":
+        ok, expected = value in ACQ_FUNCS, "one of " + ", ".join(ACQ_FUNCS)
+    elif name == "noise":
+        ok = value == "gaussian" or (_is_number(value) and value >= 0)
+        expected = "'gaussian' or a number 0 or more"
+    else:  # kappa, xi
+        ok, expected = _is_number(value), "a number"
+    if not ok:
+        raise InvalidArgument(
+            f"invalid value {encode_flag_value(value)} for optimizer flag {name}: expected {expected}"
+        )
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def describe(algorithm, flags):
+    """One log line: `gp: acq-func=gp_hedge kappa=1.96 ...` (flags sorted by name)."""
+    algorithm = algorithm_for(algorithm)
+    assigns = " ".join(f"{name}={encode_flag_value(flags[name])}" for name in sorted(flags))
+    return f"{algorithm}: {assigns}" if assigns else algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a batch optimizes: a trial's scalar, matched by its key (`loss`, `val#loss`)."""
+
+    scalar: str  # the scalar key: a tag, or `prefix#tag` (prefix kept)
+    maximize: bool = False
+    qualifier: str = "last"  # which of the scalar's values counts (query.QUALIFIERS)
+
+
+def parse_objective(minimize=None, maximize=None):
+    """The objective from `--minimize`/`--maximize` (column-spec syntax); default minimize loss."""
+    if minimize and maximize:
+        raise InvalidArgument("--minimize and --maximize cannot both be specified")
+    text, to_max = (maximize, True) if maximize else (minimize or "loss", False)
+    col = query.parse_column(text, "objective")
+    if col.kind != "scalar" or col.step:
+        raise InvalidArgument(f"invalid objective {text!r}: expected a scalar")
+    return Objective(col.name, to_max, col.qualifier)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dim:
+    """One search dimension: the flag, its skopt dimension, and how values map to it."""
+
+    name: str
+    space_dim: object  # skopt Real, Integer or Categorical
+    kind: str  # "real", "integer" or "categorical"
+    low: object = None  # real and integer
+    high: object = None
+    choices: tuple = ()  # categorical: the list's values; skopt sees their indexes
+    initial: object = None  # the value for the first point; None: random
+
+
+class Search:
+    """An ask/tell optimizer over a batch's flag values.
+
+    `values` maps flag names to fixed values, lists (categorical dimensions) or SearchDims.
+    `flags` are optimizer flags (missing ones take their defaults). `seed` makes the search
+    reproducible. With `objective_maximize` the objective is negated before skopt sees it.
+    """
+
+    def __init__(self, algorithm, flags, values, seed=None, objective_maximize=False):
+        from sklearn.utils import check_random_state
+        from skopt.space import Space
+
+        self.algorithm = algorithm_for(algorithm)
+        self.flags = optimizer_flags(self.algorithm, flags)
+        self._values = dict(values)
+        self._maximize = objective_maximize
+        self._dims = tuple(_dim_for(name, values[name]) for name in sorted(values) if _is_dim(values[name]))
+        if not self._dims:
+            assigns = ", ".join(f"{name}={encode_flag_value(values[name])}" for name in sorted(values))
+            raise InvalidArgument(_NO_DIMS.format(flags=assigns))
+        self._rng = check_random_state(None if seed is None else seed % 2**32)
+        self._skopt_dims = [d.space_dim for d in self._dims]
+        # With nothing told, even random-starts=0 must start somewhere: at random.
+        self._random_starts = max(self.flags.get("random-starts", 0), 1)
+        self._opt = _skopt_optimizer(self.algorithm, self.flags, self._skopt_dims, self._random_starts, self._rng)
+        self._space = self._opt.space if self._opt else Space(self._skopt_dims)
+        self._told = 0
+        self._unfitted = ([], [])  # told but not yet given to skopt: one refit per ask
+        self._pending = []  # points asked and not yet told
+        self._initial_due = any(d.initial is not None for d in self._dims)
+
+    @property
+    def dimensions(self):
+        """The search dimensions' flag names, in skopt's order (sorted)."""
+        return tuple(d.name for d in self._dims)
+
+    @property
+    def told(self):
+        """How many trial results the search has learned from."""
+        return self._told
+
+    @property
+    def random_start(self):
+        """Whether the next point asked is a random start (random search has none: all random)."""
+        return self._opt is not None and self._told + len(self._pending) < self._random_starts
+
+    def tell(self, values, objective):
+        """Learns from a trial's flag values and objective; False when the trial can't be used:
+        no (finite) objective, or values outside this search's space (another batch's bounds)."""
+        point = self._point(values)
+        if point is None:
+            return False
+        if point in self._pending:
+            self._pending.remove(point)
+        if not _is_number(objective):
+            return False
+        self._told += 1
+        if self._opt:
+            self._unfitted[0].append(point)
+            self._unfitted[1].append(-float(objective) if self._maximize else float(objective))
+        return True
+
+    def ask(self, n=1):
+        """The next `n` trials' full flag values (fixed values and dimension values)."""
+        if n < 1:
+            raise ValueError(f"n must be 1 or more, got {n}")
+        points = []
+        if self._initial_due and not self._told and not self._pending:
+            points.append(self._initial_point())
+            self._pending.append(points[0])
+        self._initial_due = False
+        for point in self._propose(n - len(points)):
+            point = [_plain(v) for v in point]
+            points.append(point)
+            self._pending.append(point)
+        return [self._flag_values(point) for point in points]
+
+    def _propose(self, n):
+        if n == 0:
+            return []
+        if not self._opt:
+            return self._space.rvs(n_samples=n, random_state=self._rng)
+        if n == 1 and not self._pending:
+            xs, ys = self._unfitted
+            if xs:
+                self._opt.tell(xs, ys)
+                self._unfitted = ([], [])
+            return [self._opt.ask()]
+        return self._propose_with_liar(n)
+
+    def _propose_with_liar(self, n):
+        """Constant liar (skopt's cl_min, with fewer refits): a fresh optimizer learns the results
+        and that each pending or newly proposed point scored the best value seen so far, so every
+        next point looks elsewhere. n points cost n model fits."""
+        xs = self._opt.Xi + self._unfitted[0]
+        ys = self._opt.yi + self._unfitted[1]
+        lie = min(ys) if ys else 0.0
+        seed = self._rng.randint(0, 2**31 - 1)
+        liar = _skopt_optimizer(self.algorithm, self.flags, self._skopt_dims, self._random_starts, seed)
+        if xs or self._pending:
+            liar.tell(xs + [list(p) for p in self._pending], ys + [lie] * len(self._pending))
+        points = [liar.ask()]
+        while len(points) < n:
+            liar.tell(points[-1], lie)
+            points.append(liar.ask())
+        return points
+
+    def _initial_point(self):
+        point = [_plain(v) for v in self._space.rvs(random_state=self._rng)[0]]
+        return [d.initial if d.initial is not None else v for d, v in zip(self._dims, point)]
+
+    def _point(self, values):
+        """`values` as a point in skopt's space, or None when they lie outside it."""
+        point = []
+        for d in self._dims:
+            if d.name not in values:
+                return None
+            value = _space_value(d, values[d.name])
+            if value is None:
+                return None
+            point.append(value)
+        return point
+
+    def _flag_values(self, point):
+        by_name = {d.name: _flag_value(d, v) for d, v in zip(self._dims, point)}
+        return {name: by_name.get(name, value) for name, value in self._values.items()}
+
+
+def _skopt_optimizer(algorithm, flags, dims, random_starts, rng):
+    """skopt's Optimizer for a model-based algorithm, set up as its *_minimize function would
+    be; None for random search, which needs no model. `rng`: a seed or a RandomState."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.utils import check_random_state
+    from skopt import Optimizer
+    from skopt.utils import cook_estimator
+
+    if algorithm == "random":
+        return None
+    rng = check_random_state(rng)
+    est_seed = rng.randint(0, 2**31 - 1)
+    if algorithm == "gbrt":
+        # As cook_estimator("GBRT") builds it: 30 trees, quantile loss.
+        trees = GradientBoostingRegressor(n_estimators=30, loss="quantile")
+        est = _gbrt_regressor_class()(base_estimator=trees, random_state=est_seed)
+    else:
+        extra = {"noise": flags["noise"]} if algorithm == "gp" else {}
+        est = cook_estimator(_ESTIMATORS[algorithm], space=dims, random_state=est_seed, **extra)
+    return Optimizer(
+        dims,
+        base_estimator=est,
+        n_initial_points=random_starts,
+        acq_func=flags.get("acq-func", _FIXED_ACQ_FUNC),
+        acq_func_kwargs={"kappa": flags["kappa"], "xi": flags["xi"]},
+        random_state=rng,
+    )
+
+
+@functools.cache
+def _gbrt_regressor_class():
+    """skopt's GBRT model, mended: scikit-optimize 0.10.2 (its last release) lists its mixins in
+    an order scikit-learn >= 1.6 no longer reads as a regressor, and its predict(return_std=True)
+    calls numpy's in1d, gone in numpy 2.4. Built on first use, as skopt is imported then."""
+    from skopt.learning import GradientBoostingQuantileRegressor
+
+    class GBRTRegressor(GradientBoostingQuantileRegressor):
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.estimator_type = "regressor"
+            return tags
+
+        def predict(self, X, return_std=False, return_quantiles=False):
+            if return_quantiles or not return_std:
+                return super().predict(X, return_quantiles=return_quantiles)
+            low, mean, high = (self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84))
+            return mean, (high - low) / 2.0
+
+    return GBRTRegressor
+
+
+def _is_dim(value):
+    return isinstance(value, (list, SearchDim))
+
+
+def _dim_for(name, value):
+    from skopt.space import Categorical, Integer, Real
+
+    if isinstance(value, list):
+        choices = _unique(value)
+        if not choices:
+            raise InvalidArgument(f"flag {name} has an empty list: nothing to search")
+        return _Dim(name, Categorical(list(range(len(choices))), name=name), "categorical", choices=choices)
+    if value.kind not in ("uniform", "loguniform"):
+        raise InvalidArgument(f"unsupported search function '{value.kind}' for flag {name}")
+    low, high, integer = value.low, value.high, value.integer
+    if integer:
+        low, high = _as_int(low), _as_int(high)
+    if not (_is_number(low) and _is_number(high)) or low >= high:
+        raise InvalidArgument(
+            f"invalid range [{encode_flag_value(value.low)}:{encode_flag_value(value.high)}] "
+            f"for flag {name}: MIN must be a number less than MAX"
+        )
+    prior = "uniform"
+    if value.kind == "loguniform":
+        if low <= 0:
+            raise InvalidArgument(f"invalid range for flag {name}: loguniform needs MIN above 0")
+        prior = "log-uniform"
+    if integer:
+        dim = _Dim(name, Integer(low, high, prior=prior, name=name), "integer", low, high)
+    else:
+        dim = _Dim(name, Real(float(low), float(high), prior=prior, name=name), "real", float(low), float(high))
+    if value.initial is None:
+        return dim
+    initial = _space_value(dim, value.initial)
+    if initial is None:
+        raise InvalidArgument(
+            f"initial value {encode_flag_value(value.initial)} for flag {name} is outside "
+            f"its range [{encode_flag_value(value.low)}:{encode_flag_value(value.high)}]"
+        )
+    return dataclasses.replace(dim, initial=initial)
+
+
+def _unique(values):
+    out = []
+    for value in values:
+        if not any(_same(value, seen) for seen in out):
+            out.append(value)
+    return tuple(out)
+
+
+def _same(a, b):
+    # 1, 1.0 and True are different flag values.
+    return type(a) is type(b) and a == b
+
+
+def _as_int(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _space_value(dim, value):
+    """A flag value as skopt sees it in `dim`, or None when it's not in the dimension."""
+    if dim.kind == "categorical":
+        return next((i for i, choice in enumerate(dim.choices) if _same(value, choice)), None)
+    if not _is_number(value):
+        return None
+    if dim.kind == "integer":
+        value = _as_int(value)
+        if not _is_int(value):
+            return None
+    else:
+        value = float(value)
+    return value if dim.low <= value <= dim.high else None
+
+
+def _flag_value(dim, value):
+    return dim.choices[value] if dim.kind == "categorical" else value
+
+
+def _plain(value):
+    """A numpy scalar as the Python int or float flag values and JSON need."""
+    return value.item() if hasattr(value, "item") else value
