@@ -51,6 +51,8 @@ class OpDef:
     model_sourcecode: object = None  # the model's `sourcecode` as written (applied first)
     requires: list = dataclasses.field(default_factory=list)  # mappings, or strings as written
     model_resources: dict = dataclasses.field(default_factory=dict)  # see guildfile_ops.resources
+    gpus: object = None  # what guildd's queue places the run on: a count or `0,3` (`gpus`)
+    gpu_memory: object = None  # free memory it needs on each GPU (`gpu-memory`: 20G)
     stoppable: bool | None = None
     delete_on_success: bool | None = None
     default: bool = False
@@ -58,6 +60,11 @@ class OpDef:
     python_requires: str | None = None
     python_path: object = None
     data: dict = dataclasses.field(default_factory=dict)  # the whole operation mapping
+
+    @property
+    def resources(self):
+        """The op's own GPU request, for guildctl's --gpus / --gpu-memory defaults."""
+        return {"gpus": self.gpus, "gpu-memory": self.gpu_memory}
 
     @property
     def full_name(self):
@@ -276,6 +283,8 @@ def _opdef(name, data, model, src, digest, resources, model_sourcecode):
         model_sourcecode=model_sourcecode,
         requires=gfops.requires(data.get("requires"), src),
         model_resources=resources,
+        gpus=data.get("gpus"),
+        gpu_memory=data.get("gpu-memory"),
         stoppable=gfops.optional_bool(data.get("stoppable")),
         delete_on_success=gfops.optional_bool(data.get("delete-on-success")),
         default=bool(data.get("default")),

@@ -113,8 +113,8 @@ class Client:
     def daemon_info(self):
         return self.call("GetDaemonInfo", pb.GetDaemonInfoRequest(), timeout=10)
 
-    def start_run(self, spec, stage=False):
-        return self.call("StartRun", pb.StartRunRequest(spec=spec, stage=stage)).run
+    def start_run(self, spec, stage=False, queue=None):
+        return self.call("StartRun", pb.StartRunRequest(spec=spec, stage=stage, queue=queue)).run
 
     def start_proto_run(self, **kw):
         return self.call("StartProtoRun", pb.StartProtoRunRequest(**kw)).run
@@ -169,6 +169,18 @@ class Client:
 
     def disk_usage(self):
         return list(self.call("GetDiskUsage", pb.GetDiskUsageRequest(), timeout=600).usage)
+
+    def list_queue(self):
+        return self.call("ListQueue", pb.ListQueueRequest())
+
+    def configure_queue(self, **kw):
+        return self.call("ConfigureQueue", pb.ConfigureQueueRequest(**kw)).queue
+
+    def set_queue_priority(self, runs, priority):
+        return list(self.call("SetQueuePriority", pb.SetQueuePriorityRequest(runs=list(runs), priority=priority)).runs)
+
+    def cancel_queued(self, runs):
+        return list(self.call("CancelQueued", pb.CancelQueuedRequest(runs=list(runs))).runs)
 
     def get_resources(self):
         return self.call("GetResources", pb.GetResourcesRequest(), timeout=60)

@@ -17,11 +17,14 @@ def gpus(ctx, as_json):
     in PCI bus order, as a run's CUDA_VISIBLE_DEVICES counts them.
     """
     resources = ctx.client.get_resources()
+    holdings = ctx.client.list_queue().holdings
     if as_json:
-        output.print_json(output.message_json(resources))
+        data = output.message_json(resources)
+        data["holdings"] = [output.message_json(h) for h in holdings]
+        output.print_json(data)
         return
     if resources.gpus:
-        for row in output.gpu_rows(resources):
+        for row in output.gpu_rows(resources, holdings):
             click.echo(row)
     else:
         click.echo(f"No GPUs ({resources.reason or resources.backend})")

@@ -70,9 +70,15 @@ def _confirm(verb, op_name, values, yes):
 @click.option("--test-sourcecode", is_flag=True, help="Show which source files a run would copy, and exit.")
 @click.option("--test-output-scalars", metavar="FILE|-", help="Show the scalars the operation captures from FILE's lines, and exit.")
 @click.option("--keep-batch", is_flag=True, help="Keep a batch run (x=[1,2,3]) when it completes; by default it goes to the trash.")
+@click.option("--gpus", metavar="N|I,J", help="GPUs the run needs: a count (--gpus 2), or GPU indices (--gpus 0,3; one: --gpus 3,).")
+@click.option("--no-gpus", is_flag=True, help="Run without GPUs (CUDA_VISIBLE_DEVICES is set empty).")
+@click.option("--gpu-memory", metavar="SIZE", help="Free memory the run needs on each GPU (20G); lets small runs share a GPU.")
+@click.option("--priority", type=int, default=0, help="Queue priority: higher starts first (default 0).")
+@click.option("--queue", "queue_name", metavar="NAME", default="", help="Put the run in a named queue (see 'guildctl queue limit').")
+@click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
-        stop_after, force_flags, **tests):
+        stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
 
@@ -81,11 +87,24 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
       guildctl run train lr=0.1           run the Guild-file operation `train`
       guildctl run train.py --background  start it and return its run id
       guildctl run --restart 1 x=0.3      run the latest run again with x=0.3
+      guildctl run train --stage --gpus 2 queue it: it starts when 2 GPUs are free
 
     The run goes through guildd, so it keeps running if this terminal closes; Ctrl-C stops
     it (status 'terminated') unless --background. The exit code is the script's.
     """
+    from guildctl import queueopts
+
     stop_after_s = parse_stop_after(stop_after)
+    wants = _Wants(
+        gpus=gpus, no_gpus=no_gpus, gpu_memory=gpu_memory,
+        queue=queueopts.queue_options(priority, queue_name, after),
+        given=gpus is not None or no_gpus or gpu_memory is not None,
+    )
+    queueopts.resource_request(gpus, no_gpus, gpu_memory)  # bad values are refused before anything else
+    if opspec == "queue" and not existing_op(opspec):
+        from guildctl import cmd_queue
+
+        return cmd_queue.guild_queue_op(ctx, flags, yes, background)
     existing = start_run or restart_run
     offset = 0
     if existing and opspec and "=" in opspec:
@@ -94,7 +113,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     if existing:
         if opspec:
             raise errors.InvalidArgument(f"--start/--restart takes no operation (got '{opspec}')")
-        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run))
+        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run), wants)
     elif proto_run:
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
@@ -103,18 +122,59 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
             opspec = None  # the default operation of the project's Guild file
-        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests))
+        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants)
     if run_msg is None:
         return
     if run_msg.status == "staged":
         click.echo(f"{run_msg.op_name} staged as {run_msg.id}")
-        click.echo(f"To start the operation, use 'guildctl run --start {run_msg.id}'")
+        click.echo("It starts when the queue gets to it ('guildctl queue' shows where it stands);")
+        click.echo(f"to start it now, use 'guildctl run --start {run_msg.id}'")
         return
+    if run_msg.status == "pending":
+        _say_why_waiting(ctx.client, run_msg)
     if background:
         click.echo(f"{run_msg.op_name} started in background as {run_msg.id}")
         click.echo(f"Follow it with 'guildctl watch {run_msg.id[:8]}'")
         return
     sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True, offset=offset))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Wants:
+    """What the run asks of the queue (GPUs, priority, named queue, --after)."""
+
+    gpus: str | None = None
+    no_gpus: bool = False
+    gpu_memory: str | None = None
+    queue: object = None  # pb.QueueOptions or None
+    given: bool = False  # a GPU option was given
+
+    def request(self, defaults=None):
+        from guildctl import queueopts
+
+        return queueopts.resource_request(self.gpus, self.no_gpus, self.gpu_memory, defaults)
+
+
+def existing_op(opspec):
+    """True when `opspec` names something here (a file, or an op of the Guild file) rather
+    than Guild's built-in `queue` operation."""
+    cwd = os.getcwd()
+    if os.path.exists(os.path.join(cwd, opspec)):
+        return True
+    if any(os.path.isfile(os.path.join(cwd, name)) for name in ("guild.yml", "guild.yaml")):
+        try:
+            _resolve_op(opspec, cwd)
+            return True
+        except errors.GuildError:
+            return False
+    return False
+
+
+def _say_why_waiting(client, run_msg):
+    for entry in client.list_queue().entries:
+        if entry.run.id == run_msg.id:
+            click.echo(f"Waiting to start: {entry.reason} (see 'guildctl queue')", err=True)
+            return
 
 
 def _resolve_op(opspec, cwd):
@@ -139,7 +199,7 @@ def _resolve_op(opspec, cwd):
     return scriptop.for_opspec(opspec, cwd), scriptop
 
 
-def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests):
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants):
     cwd = os.getcwd()
     op, kind = _resolve_op(opspec, cwd)
     if dataclasses.replace(tests, keep_batch=False) != _Tests():
@@ -163,7 +223,9 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
     if tests.test_flags:
         return None
     params = dict(flags=list(flag_args), force_flags=force_flags, label=label or None, tags=list(tags),
-                  stage=stage, background=background, stop_after=stop_after or None, opspec=opspec)
+                  stage=stage, background=background, stop_after=stop_after or None, opspec=opspec,
+                  gpus=wants.gpus, no_gpus=wants.no_gpus)
+    resources = wants.request(getattr(getattr(op, "opdef", None), "resources", None))
     steps = kind.step_specs(op, values, cwd) if hasattr(kind, "step_specs") else []
     spec = kind.run_spec(op, values, user, label, tags, stop_after, params, cwd, **({"steps": steps} if steps else {}))
     if tests.print_cmd:
@@ -177,8 +239,13 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
 
     trial_values = batch.trials(values)
     if trial_values:
+        def trial_spec(trial):
+            trial_spec = kind.run_spec(op, trial, {**user, **trial}, "", tags, stop_after, params, cwd)
+            trial_spec.resources.CopyFrom(resources)
+            return trial_spec
+
         spec = batch.batch_spec(
-            lambda trial: kind.run_spec(op, trial, {**user, **trial}, "", tags, stop_after, params, cwd),
+            trial_spec,
             op.name, values, trial_values, tests.keep_batch, label, tags,
         )
         if not yes:
@@ -186,8 +253,9 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
             if not click.confirm("Continue?", default=True):
                 raise click.exceptions.Abort()
         return ctx.client.start_run(spec, stage=stage)
+    spec.resources.CopyFrom(resources)
     _confirm("stage" if stage else "run", op.name, values, yes)
-    return ctx.client.start_run(spec, stage=stage)
+    return ctx.client.start_run(spec, stage=stage, queue=wants.queue)
 
 
 def _config_for(spec):
@@ -213,7 +281,7 @@ def _test_sourcecode(op, kind):
     return optest.test_sourcecode(str(op.project_dir))
 
 
-def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start):
+def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start, wants):
     client = ctx.client
     old = client.get_run(ref)
     known, overrides = _flag_overrides(old, flag_args, force_flags)
@@ -230,6 +298,8 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         force_sourcecode=force_sourcecode,
         stop_after=stop_after,
         env=dict(os.environ),
+        resources=wants.request() if wants.given else None,
+        set_resources=wants.given,
     )
 
 

@@ -155,9 +155,9 @@ def _repeated(field):
     return field.label == field.LABEL_REPEATED
 
 
-def gpu_rows(resources):
+def gpu_rows(resources, holdings=()):
     """`guildctl gpus`: a header and one row per GPU (index, name, memory used / total,
-    utilization, who holds it)."""
+    utilization, who holds it: processes on it, and the runs the queue placed on it)."""
     from guild_common.sizes import format_size
 
     rows = [("GPU", "NAME", "MEMORY", "UTIL", "HELD BY")]
@@ -168,18 +168,18 @@ def gpu_rows(resources):
                 gpu.name,
                 f"{format_size(gpu.memory_used)} / {format_size(gpu.memory_total)}",
                 f"{gpu.utilization}%" if gpu.utilization >= 0 else "-",
-                ", ".join(gpu_holders(gpu)) or "-",
+                ", ".join(gpu_holders(gpu, holdings)) or "-",
             )
         )
     widths = [max(len(row[c]) for row in rows) for c in range(4)]
     return ["  ".join([*(cell.ljust(widths[c]) for c, cell in enumerate(row[:4])), row[4]]).rstrip() for row in rows]
 
 
-def gpu_holders(gpu):
+def gpu_holders(gpu, holdings=()):
     """Who holds a GPU: `run 3f2a1b2c (alice)` for a run of ours (once, however many of its
-    processes are on it), `foreign pid 4242 (bob)` for a process the daemon didn't start;
-    our runs first."""
-    out = []
+    processes are on it, and whether or not it has a process there yet), `foreign pid 4242
+    (bob)` for a process the daemon didn't start; our runs first."""
+    out = [f"run {h.run_id[:8]} ({h.user})" for h in holdings if gpu.index in h.devices]
     for proc in sorted(gpu.processes, key=lambda p: not p.run_id):
         user = f" ({proc.user})" if proc.user else ""
         entry = f"run {proc.run_id[:8]}{user}" if proc.run_id else f"foreign pid {proc.pid}{user}"

@@ -17,7 +17,7 @@ import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
+from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -45,6 +45,7 @@ class Daemon:
         self._tasks = set()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
         self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-scalars")
+        self.queue = queuelib.Queue(self)
 
     # Threads
 
@@ -116,11 +117,20 @@ class Daemon:
 
     # Creating and starting runs
 
-    async def start_run(self, spec, stage, user):
+    async def start_run(self, spec, stage, user, options=None):
+        """Creates a run from its spec. Staged, it goes to the queue; otherwise it starts now,
+        or, when it needs GPUs or waits for other runs, waits at the head of the queue
+        (status pending)."""
         if not spec.cmd_args and not spec.steps:
             raise errors.InvalidArgument("run spec has no command")
         if not spec.op_name:
             raise errors.InvalidArgument("run spec has no operation name")
+        request = queuelib.request_for(spec.resources)
+        await self.queue.check_request(request)
+        after_ids = await self._after_ids(options.after if options else ())
+        queued = stage or request.wants_gpus or after_ids or bool(options and options.queue)
+        if spec.steps:
+            queued = False  # a pipeline holds nothing itself: its steps queue for what they need
         flag_values = _json_object(spec.flags_json, "flags")
         user_flags = _json_object(spec.user_flags_json, "user flags")
         config = opconfig.OpConfig(
@@ -167,12 +177,42 @@ class Daemon:
             scalar_offset=0,
             digest=digest,
         )
-        if stage:
+        if stage and spec.steps:
             return await self.transition(run_id, runstate.STAGED, record=record)
+        if queued:
+            rec = await self.transition(run_id, runstate.STAGED if stage else runstate.PENDING, record=record)
+            await self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
+            return rec
         await self.transition(run_id, runstate.PENDING, record=record)
         if spec.steps:
             return await pipeline.start(self, run_id, list(spec.steps), user, batch=spec.batch)
-        return await self._launch(run_id, config, flag_values, dict(spec.env), spec.stop_after)
+        env = {**spec.env, **queuelib.gpu_env(spec.resources.no_gpus, ())}
+        return await self._launch(run_id, config, flag_values, env, spec.stop_after)
+
+    async def _after_ids(self, specs):
+        """Full ids of the runs named by --after; an unknown one is refused."""
+        out = []
+        for spec in specs:
+            try:
+                rec = await self.io(self.store.resolve, spec)
+            except errors.NotFound:
+                raise errors.InvalidArgument(f"--after {spec}: no such run") from None
+            out.append(rec.id)
+        return tuple(out)
+
+    async def start_queued(self, run_id, env, gpu_env, stop_after):
+        """Starts a run the queue placed: its op, flags and environment come from its dir
+        (the environment given when it was queued, if the daemon still has it)."""
+        run_dir = self.run_dir(run_id)
+        attrs = await self.io(rundir.read_attrs, run_dir)
+        config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        flag_values = dict(attrs.get("flags") or {})
+        base_env = dict(env if env is not None else attrs.get("env") or {})
+        base_env.update(gpu_env)
+        rec = await self.io(self.store.get, run_id)
+        if rec.status == runstate.STAGED:
+            await self.transition(run_id, runstate.PENDING)
+        return await self._launch(run_id, config, flag_values, base_env, stop_after)
 
     async def _launch(self, run_id, config, flag_values, env, stop_after):
         run_dir = self.run_dir(run_id)
@@ -267,6 +307,7 @@ class Daemon:
                 exit_status = 0  # stopping is how a stoppable operation ends
                 await self.io(rundir.write_attr, run_dir, "exit_status", 0)
         self.stopping.discard(run_id)
+        self.queue.release(run_id)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
         rec = await self.transition(run_id, rundir.status_for_exit_status(exit_status))
@@ -367,9 +408,19 @@ class Daemon:
                 rundir.write_sourcecode(run_dir, files)
                 rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, [f[0] for f in files]) or "")
 
+        queued = await self.io(queuelib.read_file, run_dir)
+        resources = req.resources if req.set_resources else queuelib.request_from_json((queued or {}).get("request"))
+        request = queuelib.request_for(resources)
+        await self.queue.check_request(request)
         await self.io(rewrite)
         offset = _size(rundir.output_path(run_dir))
+        self.queue.discard(rec.id)
         await self.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
+        if request.wants_gpus:
+            # Started explicitly: it goes ahead of the staged runs, and starts when its GPUs are free.
+            await self.queue.add(rec.id, rec.user or user, resources, None, True, env, req.stop_after)
+            return await self.io(self.store.get, rec.id), offset
+        env.update(queuelib.gpu_env(resources.no_gpus, ()))
         return await self._launch(rec.id, config, flag_values, env, req.stop_after), offset
 
     # Stopping
@@ -387,6 +438,7 @@ class Daemon:
                 self.stopping.add(rec.id)
                 stopped.append(rec)
             elif rec.status in (runstate.STAGED, runstate.PENDING) and rec.id not in self.followers:
+                self.queue.discard(rec.id)
                 stopped.append(await self.transition(rec.id, runstate.TERMINATED))
         return stopped
 
@@ -449,6 +501,8 @@ class Daemon:
         return await self.io(manage.mark_runs, self.store, self.home, recs, clear)
 
     async def delete_runs(self, recs, permanent):
+        for rec in recs:
+            self.queue.discard(rec.id)
         return await self.io(self._changing_dirs, manage.delete_runs, self.store, self.home, recs, permanent)
 
     async def restore_runs(self, recs):
@@ -531,17 +585,17 @@ class Daemon:
             elif tail:
                 data = await asyncio.get_running_loop().run_in_executor(None, f.read)
                 yield rundir.tail_lines(data, tail)
-            follower = self.followers.get(rec.id)
-            if follower:
-                follower.add_watcher()
+            follower = None
             try:
                 loop = asyncio.get_running_loop()
                 while True:
+                    if follower is None and (follower := self.followers.get(rec.id)):
+                        follower.add_watcher()  # (a queued run's follower comes when it starts)
                     data = await loop.run_in_executor(None, f.read, outputs.READ_CHUNK)
                     if data:
                         yield data
                         continue
-                    if not self.following(rec.id):
+                    if not self.following(rec.id) and not await self._starting(rec.id):
                         rest = f.read()
                         if rest:
                             yield rest
@@ -551,10 +605,19 @@ class Daemon:
                 if follower:
                     follower.remove_watcher()
 
+    async def _starting(self, run_id):
+        """True while a run waits in the queue or its process is being started."""
+        if run_id in self.queue.entries:
+            return True
+        rec = await self.io(self.store.get, run_id)
+        return rec is not None and rec.status in runstate.ACTIVE
+
     # Start-up and shutdown
 
     async def reconcile(self):
         await reconcile.reconcile(self)
+        self.spawn(self.queue.run(), name="queue")
+        self.spawn(self.queue.poll_loop(), name="gpu-poll")
 
     def _sync_index(self):
         reconcile.sync_index(self)

@@ -15,8 +15,11 @@ async def reconcile(daemon):
     """Brings the index in line with the run dirs, then adopts runs that are still alive
     and records the end of those that ended while the daemon was away."""
     await daemon.io(daemon._sync_index)
+    await daemon.queue.load()
     active, _ = await daemon.io(daemon.store.list, tuple(runstate.ACTIVE))
     for rec in active:
+        if rec.id in daemon.queue.entries:
+            continue  # pending in the queue: it waits for its resources still
         shim = execlib.Shim(rec.shim_pid, rec.shim_started)
         run_dir = daemon.run_dir(rec.id)
         lock_pid = await daemon.io(rundir.read_lock_pid, run_dir)

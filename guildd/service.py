@@ -158,7 +158,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def StartRun(self, request, context):
-        rec = await self.daemon.start_run(request.spec, request.stage, self._user(context))
+        options = request.queue if request.HasField("queue") else None
+        rec = await self.daemon.start_run(request.spec, request.stage, self._user(context), options)
         return pb.StartRunResponse(run=run_message(self.daemon, rec))
 
     @mapped
@@ -310,6 +311,78 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     async def StopRuns(self, request, context):
         recs = await self.daemon.stop_runs(list(request.runs))
         return pb.StopRunsResponse(runs=[run_message(self.daemon, r) for r in recs])
+
+    @mapped
+    async def ListQueue(self, request, context):
+        return await self._queue_message()
+
+    async def _queue_message(self):
+        queue = self.daemon.queue
+        decisions = await queue.explain()
+        recs = {r.id: r for r in await self.daemon.io(self.daemon.store.get_many, [d.run_id for d in decisions])}
+        entries = []
+        for position, decision in enumerate(decisions, 1):
+            entry = queue.entries.get(decision.run_id)
+            rec = recs.get(decision.run_id)
+            if entry is None or rec is None:
+                continue
+            request = entry.request
+            entries.append(
+                pb.QueueEntry(
+                    run=run_message(self.daemon, rec),
+                    resources=pb.ResourceRequest(
+                        gpus=request.gpus,
+                        devices=list(request.devices),
+                        gpu_memory=request.gpu_memory,
+                        no_gpus=decision.run_id in queue.no_gpus,
+                    ),
+                    options=pb.QueueOptions(priority=entry.priority, queue=entry.queue, after=list(entry.after)),
+                    position=position,
+                    reason=getattr(decision, "reason", "") or "starting",
+                    queued_us=queue.queued_us.get(decision.run_id, 0),
+                    front=entry.front,
+                )
+            )
+        settings = queue.settings
+        p50, p99 = queue.plan_stats()
+        return pb.ListQueueResponse(
+            entries=entries,
+            holdings=[
+                pb.QueueHolding(run_id=h.run_id, user=h.user, devices=list(h.devices), gpu_memory=h.gpu_memory, queue=h.queue)
+                for h in queue.holdings.values()
+            ],
+            paused=bool(settings.get("paused")),
+            queue_limits=settings.get("queue_limits") or {},
+            user_gpu_cap=int(settings.get("user_gpu_cap") or 0),
+            cpu_slots=queue.cpu_slots(),
+            gpu_count=len(queue.snapshot.gpus) if queue.snapshot else 0,
+            plans=queue.plans,
+            plan_p50_ms=p50,
+            plan_p99_ms=p99,
+        )
+
+    @mapped
+    async def ConfigureQueue(self, request, context):
+        self.daemon.queue.configure(
+            paused=request.paused if request.HasField("paused") else None,
+            queue_limits=dict(request.queue_limits),
+            user_gpu_cap=request.user_gpu_cap if request.HasField("user_gpu_cap") else None,
+            cpu_slots=request.cpu_slots if request.HasField("cpu_slots") else None,
+        )
+        return pb.ConfigureQueueResponse(queue=await self._queue_message())
+
+    @mapped
+    async def SetQueuePriority(self, request, context):
+        recs = [await self.daemon.get_run(spec) for spec in request.runs]
+        await self.daemon.queue.set_priority([r.id for r in recs], request.priority)
+        return pb.SetQueuePriorityResponse(runs=[run_message(self.daemon, r) for r in recs])
+
+    @mapped
+    async def CancelQueued(self, request, context):
+        recs = [await self.daemon.get_run(spec) for spec in request.runs]
+        await self.daemon.queue.cancel([r.id for r in recs])
+        recs = [await self.daemon.get_run(r.id) for r in recs]
+        return pb.CancelQueuedResponse(runs=[run_message(self.daemon, r) for r in recs])
 
     @mapped
     async def ShutdownDaemon(self, request, context):

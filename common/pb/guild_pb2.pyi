@@ -82,7 +82,7 @@ class SourceFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "batch")
+    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "batch", "resources")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class RunSpec(_message.Message):
     ENV_SECRETS_FIELD_NUMBER: _ClassVar[int]
     STOPPABLE_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     op_name: str
     opref: str
     cmd_args: _containers.RepeatedScalarFieldContainer[str]
@@ -151,7 +152,30 @@ class RunSpec(_message.Message):
     env_secrets: _containers.RepeatedScalarFieldContainer[str]
     stoppable: bool
     batch: bool
-    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., batch: _Optional[bool] = ...) -> None: ...
+    resources: ResourceRequest
+    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., batch: _Optional[bool] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
+
+class ResourceRequest(_message.Message):
+    __slots__ = ("gpus", "devices", "gpu_memory", "no_gpus")
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    NO_GPUS_FIELD_NUMBER: _ClassVar[int]
+    gpus: int
+    devices: _containers.RepeatedScalarFieldContainer[int]
+    gpu_memory: int
+    no_gpus: bool
+    def __init__(self, gpus: _Optional[int] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., no_gpus: _Optional[bool] = ...) -> None: ...
+
+class QueueOptions(_message.Message):
+    __slots__ = ("priority", "queue", "after")
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    priority: int
+    queue: str
+    after: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, priority: _Optional[int] = ..., queue: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StepSpec(_message.Message):
     __slots__ = ("name", "spec")
@@ -162,12 +186,14 @@ class StepSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("spec", "stage")
+    __slots__ = ("spec", "stage", "queue")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     spec: RunSpec
     stage: bool
-    def __init__(self, spec: _Optional[_Union[RunSpec, _Mapping]] = ..., stage: _Optional[bool] = ...) -> None: ...
+    queue: QueueOptions
+    def __init__(self, spec: _Optional[_Union[RunSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., queue: _Optional[_Union[QueueOptions, _Mapping]] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -209,7 +235,7 @@ class StartProtoRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class RestartRunRequest(_message.Message):
-    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env")
+    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +250,8 @@ class RestartRunRequest(_message.Message):
     FORCE_SOURCECODE_FIELD_NUMBER: _ClassVar[int]
     STOP_AFTER_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    SET_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     run: str
     flags_json: str
     label: str
@@ -231,7 +259,9 @@ class RestartRunRequest(_message.Message):
     force_sourcecode: bool
     stop_after: float
     env: _containers.ScalarMap[str, str]
-    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    resources: ResourceRequest
+    set_resources: bool
+    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ...) -> None: ...
 
 class RestartRunResponse(_message.Message):
     __slots__ = ("run", "output_offset")
@@ -738,6 +768,124 @@ class StopRunsRequest(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StopRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class QueueEntry(_message.Message):
+    __slots__ = ("run", "resources", "options", "position", "reason", "queued_us", "front")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_US_FIELD_NUMBER: _ClassVar[int]
+    FRONT_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    resources: ResourceRequest
+    options: QueueOptions
+    position: int
+    reason: str
+    queued_us: int
+    front: bool
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., options: _Optional[_Union[QueueOptions, _Mapping]] = ..., position: _Optional[int] = ..., reason: _Optional[str] = ..., queued_us: _Optional[int] = ..., front: _Optional[bool] = ...) -> None: ...
+
+class QueueHolding(_message.Message):
+    __slots__ = ("run_id", "user", "devices", "gpu_memory", "queue")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    user: str
+    devices: _containers.RepeatedScalarFieldContainer[int]
+    gpu_memory: int
+    queue: str
+    def __init__(self, run_id: _Optional[str] = ..., user: _Optional[str] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class ListQueueRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListQueueResponse(_message.Message):
+    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms")
+    class QueueLimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    HOLDINGS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_GPU_CAP_FIELD_NUMBER: _ClassVar[int]
+    CPU_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
+    holdings: _containers.RepeatedCompositeFieldContainer[QueueHolding]
+    paused: bool
+    queue_limits: _containers.ScalarMap[str, int]
+    user_gpu_cap: int
+    cpu_slots: int
+    gpu_count: int
+    plans: int
+    plan_p50_ms: float
+    plan_p99_ms: float
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ...) -> None: ...
+
+class ConfigureQueueRequest(_message.Message):
+    __slots__ = ("paused", "queue_limits", "user_gpu_cap", "cpu_slots")
+    class QueueLimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_GPU_CAP_FIELD_NUMBER: _ClassVar[int]
+    CPU_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    paused: bool
+    queue_limits: _containers.ScalarMap[str, int]
+    user_gpu_cap: int
+    cpu_slots: int
+    def __init__(self, paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ...) -> None: ...
+
+class ConfigureQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: ListQueueResponse
+    def __init__(self, queue: _Optional[_Union[ListQueueResponse, _Mapping]] = ...) -> None: ...
+
+class SetQueuePriorityRequest(_message.Message):
+    __slots__ = ("runs", "priority")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedScalarFieldContainer[str]
+    priority: int
+    def __init__(self, runs: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class SetQueuePriorityResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class CancelQueuedRequest(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, runs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelQueuedResponse(_message.Message):
     __slots__ = ("runs",)
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[Run]

@@ -136,6 +136,26 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
                 _registered_method=True)
+        self.ListQueue = channel.unary_unary(
+                '/guild.v1.Guild/ListQueue',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ListQueueRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ListQueueResponse.FromString,
+                _registered_method=True)
+        self.ConfigureQueue = channel.unary_unary(
+                '/guild.v1.Guild/ConfigureQueue',
+                request_serializer=guild_dot_v1_dot_guild__pb2.ConfigureQueueRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.ConfigureQueueResponse.FromString,
+                _registered_method=True)
+        self.SetQueuePriority = channel.unary_unary(
+                '/guild.v1.Guild/SetQueuePriority',
+                request_serializer=guild_dot_v1_dot_guild__pb2.SetQueuePriorityRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.SetQueuePriorityResponse.FromString,
+                _registered_method=True)
+        self.CancelQueued = channel.unary_unary(
+                '/guild.v1.Guild/CancelQueued',
+                request_serializer=guild_dot_v1_dot_guild__pb2.CancelQueuedRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.CancelQueuedResponse.FromString,
+                _registered_method=True)
         self.ShutdownDaemon = channel.unary_unary(
                 '/guild.v1.Guild/ShutdownDaemon',
                 request_serializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.SerializeToString,
@@ -289,9 +309,37 @@ class GuildServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ShutdownDaemon(self, request, context):
+    def ListQueue(self, request, context):
         """Asks the daemon to shut down gracefully; running runs keep running.
+        The queue: waiting runs in the order they will be considered, and why each waits.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigureQueue(self, request, context):
+        """Pause or resume the queue, set limits (named queues, a per-user GPU cap, CPU slots).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQueuePriority(self, request, context):
+        """Change queued runs' priority.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelQueued(self, request, context):
+        """Take runs out of the queue; they end as terminated without running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShutdownDaemon(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -398,6 +446,26 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.GetResources,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.SerializeToString,
+            ),
+            'ListQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueue,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ListQueueRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ListQueueResponse.SerializeToString,
+            ),
+            'ConfigureQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigureQueue,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.ConfigureQueueRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.ConfigureQueueResponse.SerializeToString,
+            ),
+            'SetQueuePriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQueuePriority,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.SetQueuePriorityRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.SetQueuePriorityResponse.SerializeToString,
+            ),
+            'CancelQueued': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelQueued,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.CancelQueuedRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.CancelQueuedResponse.SerializeToString,
             ),
             'ShutdownDaemon': grpc.unary_unary_rpc_method_handler(
                     servicer.ShutdownDaemon,
@@ -946,6 +1014,114 @@ class Guild:
             '/guild.v1.Guild/GetResources',
             guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/ListQueue',
+            guild_dot_v1_dot_guild__pb2.ListQueueRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ListQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigureQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/ConfigureQueue',
+            guild_dot_v1_dot_guild__pb2.ConfigureQueueRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.ConfigureQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQueuePriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/SetQueuePriority',
+            guild_dot_v1_dot_guild__pb2.SetQueuePriorityRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.SetQueuePriorityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelQueued(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/CancelQueued',
+            guild_dot_v1_dot_guild__pb2.CancelQueuedRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.CancelQueuedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,7 @@ def test_start_run_and_watch_to_the_end(client, tmp_path):
 
 
 def test_staged_run_can_be_stopped_before_it_starts(client, tmp_path):
+    client.configure_queue(paused=True)  # else the queue starts it at once
     run = client.start_run(spec(tmp_path, "print('x')\n"), stage=True)
     assert run.status == "staged"
     stopped = client.stop_runs([run.id])
@@ -101,6 +102,7 @@ def test_unknown_and_ambiguous_runs(client, tmp_path):
 
 
 def test_list_runs_latest_first_with_index_resolution(client, tmp_path):
+    client.configure_queue(paused=True)
     made = [client.start_run(spec(tmp_path, "pass\n"), stage=True).id for _ in range(3)]
     runs, total = client.list_runs()
     assert total == 3 and [r.id for r in runs] == made[::-1]

@@ -121,6 +121,7 @@ def test_proto_makes_a_new_run_from_an_old_one(guild):
 
 
 def test_stage_then_start(guild):
+    guild.ctl("queue", "pause")  # a staged run waits in the queue; --start starts it anyway
     r = guild.ctl("run", "train.py", "x=0.7", "--stage", "-y")
     assert " staged as " in r.stdout
     run_id = r.stdout.split(" staged as ")[1].split()[0]

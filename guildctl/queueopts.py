@@ -1,0 +1,80 @@
+"""What a run asks of the queue, from `run`'s options: GPUs (--gpus, --no-gpus, --gpu-memory)
+and queue options (--priority, --queue, --after)."""
+
+from guild_common import errors, sizes
+from guild_common.pb import guild_pb2 as pb
+
+
+def parse_gpus(text):
+    """`--gpus N` is a count; `--gpus 0,3` (or `3,` for one device) names the GPUs, as Guild's
+    --gpus does. Returns (count, devices)."""
+    value = text.strip()
+    if "," not in value:
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise errors.InvalidArgument(
+                f"invalid --gpus '{text}': expected a count (--gpus 2) or GPU indices (--gpus 0,3; one GPU: --gpus 3,)"
+            )
+        return count, ()
+    devices = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise errors.InvalidArgument(f"invalid --gpus '{text}': '{part}' is not a GPU index")
+        if int(part) in devices:
+            raise errors.InvalidArgument(f"invalid --gpus '{text}': GPU {part} is named twice")
+        devices.append(int(part))
+    if not devices:
+        raise errors.InvalidArgument(f"invalid --gpus '{text}': no GPU index given")
+    return len(devices), tuple(devices)
+
+
+def resource_request(gpus=None, no_gpus=False, gpu_memory=None, defaults=None):
+    """A pb.ResourceRequest from the options; `defaults` (the operation's own `gpus` /
+    `gpu-memory` in guild.yml) apply where an option isn't given."""
+    defaults = defaults or {}
+    if no_gpus and (gpus is not None or gpu_memory is not None):
+        raise errors.InvalidArgument("--no-gpus cannot be used with --gpus or --gpu-memory")
+    if no_gpus:
+        return pb.ResourceRequest(no_gpus=True)
+    if gpus is None and defaults.get("gpus") is not None:
+        gpus = str(defaults["gpus"])
+    if gpu_memory is None and defaults.get("gpu-memory") is not None:
+        gpu_memory = str(defaults["gpu-memory"])
+    count, devices = parse_gpus(gpus) if gpus is not None else (0, ())
+    memory = 0
+    if gpu_memory is not None:
+        try:
+            memory = sizes.parse_size(gpu_memory)
+        except errors.InvalidArgument:
+            raise errors.InvalidArgument(f"invalid --gpu-memory '{gpu_memory}': expected a size such as 20G or 512M") from None
+        if memory == 0:
+            raise errors.InvalidArgument(f"invalid --gpu-memory '{gpu_memory}': must be more than 0")
+        if not count:
+            count = 1  # --gpu-memory alone: room on one GPU
+    return pb.ResourceRequest(gpus=count, devices=devices, gpu_memory=memory)
+
+
+def queue_options(priority=0, queue="", after=()):
+    if not priority and not queue and not after:
+        return None
+    return pb.QueueOptions(priority=priority, queue=queue or "", after=list(after))
+
+
+def describe_request(request):
+    """`2 GPUs`, `GPUs 0,3`, `1 GPU, 20G free`, `no GPUs`, `-` (nothing asked)."""
+    if request.no_gpus:
+        return "no GPUs"
+    if request.devices:
+        text = "GPU" + ("s " if len(request.devices) > 1 else " ") + ",".join(str(d) for d in request.devices)
+    elif request.gpus:
+        text = f"{request.gpus} GPU" + ("s" if request.gpus > 1 else "")
+    else:
+        return "-"
+    if request.gpu_memory:
+        text += f", {sizes.format_size(request.gpu_memory)} each"
+    return text

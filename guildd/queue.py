@@ -1,0 +1,403 @@
+"""The staged-run queue, as the daemon holds it: which runs wait, what running runs hold, the
+queue's settings, and the loop that asks guildd.scheduler what to start and starts it.
+
+Queued runs survive a restart: each queued run's dir has `.guild/queue` (JSON: who queued it,
+its request, priority, named queue, --after runs, when it was queued, and once started the
+GPUs it was granted). On start-up the daemon reads it back from its staged, pending and
+running runs. Settings (paused, limits) live in GUILD_HOME/guildd-queue.json.
+
+Starting a run is the scheduler's only job here: the index and scalars are not on that path
+beyond the run's own status change.
+"""
+
+import asyncio
+import collections
+import dataclasses
+import json
+import logging
+import os
+import time
+
+from guild_common import errors, rundir
+from guild_common.pb import guild_pb2 as pb
+from guildd import resources as resourceslib, runstate, scheduler
+
+log = logging.getLogger("guildd.queue")
+
+QUEUE_FILE = "queue"  # in a run's .guild dir
+SETTINGS_FILE = "guildd-queue.json"  # in GUILD_HOME
+POLL_WAITING = 1.0  # seconds between GPU polls while runs wait for GPUs or hold them
+POLL_IDLE = 10.0
+
+
+def request_for(msg):
+    """A scheduler.Request from a pb.ResourceRequest."""
+    devices = tuple(msg.devices)
+    return scheduler.Request(gpus=len(devices) or msg.gpus, devices=devices, gpu_memory=msg.gpu_memory)
+
+
+def request_from_json(data):
+    """A pb.ResourceRequest from a queue file's `request`."""
+    data = data or {}
+    return pb.ResourceRequest(
+        gpus=int(data.get("gpus") or 0),
+        devices=[int(d) for d in data.get("devices") or ()],
+        gpu_memory=int(data.get("gpu_memory") or 0),
+        no_gpus=bool(data.get("no_gpus")),
+    )
+
+
+def request_to_json(msg):
+    return {"gpus": msg.gpus, "devices": list(msg.devices), "gpu_memory": msg.gpu_memory, "no_gpus": msg.no_gpus}
+
+
+def gpu_env(no_gpus, devices):
+    """What a run's environment gets for its GPUs: the devices it was granted, in PCI bus
+    order (as `guildctl gpus` numbers them); none at all for --no-gpus."""
+    if devices:
+        visible = ",".join(str(d) for d in devices)
+        return {"CUDA_VISIBLE_DEVICES": visible, "GUILD_GPUS": visible, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    if no_gpus:
+        return {"CUDA_VISIBLE_DEVICES": "", "GUILD_GPUS": ""}
+    return {}
+
+
+def gpu_states(snapshot):
+    return tuple(
+        scheduler.GpuState(
+            index=g.index,
+            memory_total=g.memory_total,
+            memory_free=g.memory_free,
+            foreign_memory=sum(p.used_memory for p in g.foreign_processes),
+            foreign=tuple(f"pid {p.pid} ({p.user or 'unknown user'})" for p in g.foreign_processes),
+        )
+        for g in snapshot.gpus
+    )
+
+
+def read_file(run_dir):
+    try:
+        with open(rundir.guild_dir(run_dir) / QUEUE_FILE) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_file(run_dir, data):
+    path = rundir.guild_dir(run_dir) / QUEUE_FILE
+    tmp = path.with_name(QUEUE_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class Queue:
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.entries = {}  # run id -> scheduler.Entry
+        self.queued_us = {}  # run id -> when it was queued
+        self.holdings = {}  # run id -> scheduler.Holding (runs started by the queue)
+        self.no_gpus = set()  # queued runs that asked for --no-gpus
+        self.envs = {}  # run id -> the environment to start it with (else its recorded env)
+        self.snapshot = None
+        self.plans = 0
+        self.plan_times = collections.deque(maxlen=10000)  # seconds per plan()
+        self._settings_path = os.path.join(daemon.home, SETTINGS_FILE)
+        self.settings = self._read_settings()
+        self._kick = asyncio.Event()
+        self._busy = asyncio.Event()  # set when the GPU poll should go to its faster pace
+
+    # Settings
+
+    def _read_settings(self):
+        settings = {"paused": False, "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
+        try:
+            with open(self._settings_path) as f:
+                settings.update(json.load(f))
+        except FileNotFoundError:
+            pass
+        except ValueError as e:
+            log.warning("ignoring %s: %s", self._settings_path, e)
+        return settings
+
+    def configure(self, paused=None, queue_limits=None, user_gpu_cap=None, cpu_slots=None):
+        for name, limit in (queue_limits or {}).items():
+            if limit < 0:
+                raise errors.InvalidArgument(f"invalid limit {limit} for queue '{name}': expected 0 (no limit) or more")
+        for what, value in (("user GPU cap", user_gpu_cap), ("CPU slots", cpu_slots)):
+            if value is not None and value < 0:
+                raise errors.InvalidArgument(f"invalid {what} {value}: expected 0 (none) or more")
+        if paused is not None:
+            self.settings["paused"] = paused
+        for name, limit in (queue_limits or {}).items():
+            if limit:
+                self.settings["queue_limits"][name] = limit
+            else:
+                self.settings["queue_limits"].pop(name, None)
+        if user_gpu_cap is not None:
+            self.settings["user_gpu_cap"] = user_gpu_cap
+        if cpu_slots is not None:
+            self.settings["cpu_slots"] = cpu_slots
+        tmp = self._settings_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.settings, f, sort_keys=True)
+        os.replace(tmp, self._settings_path)
+        self.kick()
+
+    def cpu_slots(self):
+        slots = self.settings.get("cpu_slots")
+        if slots is None:  # default: one CPU-only staged run per CPU
+            return self.snapshot.cpu_count if self.snapshot else os.cpu_count() or 1
+        return slots
+
+    # Resources
+
+    async def poll(self):
+        self.snapshot = await resourceslib.poll(self.daemon)
+        return self.snapshot
+
+    async def check_request(self, request):
+        """Refuses a request that could never fit this box."""
+        if not request.wants_gpus and request.gpus >= 0 and request.gpu_memory >= 0:
+            return
+        snapshot = self.snapshot or await self.poll()
+        reason = scheduler.never_fits(request, gpu_states(snapshot))
+        if not reason and snapshot.reason and not snapshot.gpus:
+            reason = f"this box has no GPUs ({snapshot.reason})"
+        if reason:
+            raise errors.InvalidArgument(reason)
+
+    # Entries
+
+    async def add(self, run_id, user, resources_msg, options, front, env=None, stop_after=0.0, after_ids=()):
+        """Queues a run (its dir exists, status staged or pending)."""
+        now = rundir.now_us()
+        data = {
+            "user": user,
+            "request": request_to_json(resources_msg),
+            "priority": options.priority if options else 0,
+            "queue": options.queue if options else "",
+            "after": list(after_ids),
+            "front": front,
+            "queued_us": now,
+            "stop_after": stop_after,
+        }
+        await self.daemon.io(write_file, self.daemon.run_dir(run_id), data)
+        self._load_entry(run_id, data)
+        if self.entries[run_id].request.wants_gpus:
+            self._busy.set()
+        if env is not None:
+            self.envs[run_id] = env
+        self.kick()
+
+    def _load_entry(self, run_id, data):
+        req = data.get("request") or {}
+        request = scheduler.Request(
+            gpus=len(req.get("devices") or ()) or int(req.get("gpus") or 0),
+            devices=tuple(req.get("devices") or ()),
+            gpu_memory=int(req.get("gpu_memory") or 0),
+        )
+        self.entries[run_id] = scheduler.Entry(
+            run_id=run_id,
+            user=data.get("user") or "",
+            request=request,
+            seq=int(data.get("queued_us") or 0),
+            priority=int(data.get("priority") or 0),
+            queue=data.get("queue") or "",
+            after=tuple(data.get("after") or ()),
+            front=bool(data.get("front")),
+        )
+        self.queued_us[run_id] = int(data.get("queued_us") or 0)
+        if req.get("no_gpus"):
+            self.no_gpus.add(run_id)
+
+    def discard(self, run_id):
+        """Takes a run out of the queue (stopped, deleted, started by other means)."""
+        self.entries.pop(run_id, None)
+        self.queued_us.pop(run_id, None)
+        self.envs.pop(run_id, None)
+        self.no_gpus.discard(run_id)
+
+    def release(self, run_id):
+        """A run ended: what it held is free."""
+        if self.holdings.pop(run_id, None) is not None:
+            self.kick()
+
+    async def set_priority(self, run_ids, priority):
+        for run_id in run_ids:
+            if run_id not in self.entries:
+                raise errors.FailedPrecondition(f"run {run_id[:8]} is not queued")
+        for run_id in run_ids:
+            run_dir = self.daemon.run_dir(run_id)
+            data = await self.daemon.io(read_file, run_dir) or {}
+            data["priority"] = priority
+            await self.daemon.io(write_file, run_dir, data)
+            entry = self.entries[run_id]
+            self.entries[run_id] = dataclasses.replace(entry, priority=priority)
+        self.kick()
+
+    async def load(self):
+        """After a restart: the queued runs and what running runs hold, from their dirs."""
+
+        def read():
+            recs, _ = self.daemon.store.list((runstate.STAGED, runstate.PENDING, runstate.RUNNING))
+            return [(rec, read_file(self.daemon.run_dir(rec.id))) for rec in recs]
+
+        for rec, data in await self.daemon.io(read):
+            if not data:
+                continue
+            granted = data.get("granted")
+            if rec.status == runstate.RUNNING:
+                if granted is not None:
+                    self.holdings[rec.id] = scheduler.Holding(
+                        run_id=rec.id,
+                        user=data.get("user") or "",
+                        devices=tuple(granted.get("devices") or ()),
+                        gpu_memory=int(granted.get("gpu_memory") or 0),
+                        queue=data.get("queue") or "",
+                        started_us=int(granted.get("started_us") or 0),
+                    )
+            elif granted is None and not data.get("cancelled"):
+                self._load_entry(rec.id, data)
+        if self.entries:
+            log.info("queue: %d run(s) waiting", len(self.entries))
+
+    # Scheduling
+
+    def kick(self):
+        self._kick.set()
+
+    def box(self, statuses=None):
+        snapshot = self.snapshot
+        return scheduler.Box(
+            gpus=gpu_states(snapshot) if snapshot else (),
+            links={(link.a, link.b): link.kind for link in snapshot.links} if snapshot else {},
+            running=tuple(self.holdings.values()),
+            paused=bool(self.settings.get("paused")),
+            queue_limits=dict(self.settings.get("queue_limits") or {}),
+            user_gpu_cap=int(self.settings.get("user_gpu_cap") or 0),
+            cpu_slots=self.cpu_slots(),
+            statuses=statuses or {},
+        )
+
+    async def after_statuses(self):
+        ids = {run_id for entry in self.entries.values() for run_id in entry.after}
+        if not ids:
+            return {}
+
+        def get():
+            recs = self.daemon.store.get_many(sorted(ids))
+            return {rec.id: rec.status for rec in recs}
+
+        return await self.daemon.io(get)
+
+    async def explain(self):
+        """Every waiting entry in order with its decision (Start / Wait / Cancel)."""
+        if self.snapshot is None:
+            await self.poll()
+        box = self.box(await self.after_statuses())
+        entries = list(self.entries.values())
+        return scheduler.explain(entries, box)
+
+    async def run(self):
+        """The scheduling loop: on every change, plan and act."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            if not self.entries:
+                continue
+            if self.snapshot is None:
+                await self.poll()
+            box = self.box(await self.after_statuses())
+            started = time.perf_counter()
+            decisions = scheduler.plan(list(self.entries.values()), box)
+            self.plan_times.append(time.perf_counter() - started)
+            self.plans += 1
+            for decision in decisions:
+                if isinstance(decision, scheduler.Start):
+                    await self._start(decision)
+                elif isinstance(decision, scheduler.Cancel):
+                    await self._cancel(decision.run_id, decision.reason)
+
+    async def poll_loop(self):
+        """Keeps the GPU snapshot fresh, often while runs wait or hold GPUs; a change in the
+        GPUs (a foreign process gone, memory freed) wakes the scheduler."""
+        last = None
+        while True:
+            snapshot = await self.poll()
+            seen = (snapshot.gpus, snapshot.links)
+            if seen != last:
+                last = seen
+                self.kick()
+            busy = self.holdings or any(e.request.wants_gpus for e in self.entries.values())
+            self._busy.clear()
+            try:
+                await asyncio.wait_for(self._busy.wait(), POLL_WAITING if busy else POLL_IDLE)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _start(self, decision):
+        run_id = decision.run_id
+        entry = self.entries[run_id]
+        no_gpus = run_id in self.no_gpus
+        env = self.envs.get(run_id)
+        self.discard(run_id)
+        holding = scheduler.Holding(
+            run_id=run_id,
+            user=entry.user,
+            devices=tuple(decision.devices),
+            gpu_memory=decision.gpu_memory,
+            queue=entry.queue,
+            started_us=rundir.now_us(),
+        )
+        if holding.devices or not entry.front:
+            self.holdings[run_id] = holding  # front CPU-only runs take no slot
+        run_dir = self.daemon.run_dir(run_id)
+
+        def grant():
+            data = read_file(run_dir) or {}
+            data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
+            write_file(run_dir, data)
+            return data
+
+        data = await self.daemon.io(grant)
+        try:
+            await self.daemon.start_queued(run_id, env, gpu_env(no_gpus, holding.devices), float(data.get("stop_after") or 0))
+        except Exception as e:  # the run ended as an error (e.g. a dependency); the queue goes on
+            if not isinstance(e, errors.GuildError):
+                log.exception("starting queued run %s", run_id[:8])
+            self.release(run_id)
+
+    async def _cancel(self, run_id, reason):
+        self.discard(run_id)
+        run_dir = self.daemon.run_dir(run_id)
+
+        def mark():
+            data = read_file(run_dir) or {}
+            data["cancelled"] = reason
+            write_file(run_dir, data)
+            with open(rundir.output_path(run_dir), "a") as f:
+                f.write(f"guildctl: run cancelled: {reason}\n")
+
+        await self.daemon.io(mark)
+        rec = await self.daemon.io(self.daemon.store.get, run_id)
+        if rec is not None and rec.status in (runstate.STAGED, runstate.PENDING):
+            await self.daemon.transition(run_id, runstate.TERMINATED)
+        log.info("run %s cancelled: %s", run_id[:8], reason)
+
+    async def cancel(self, run_ids):
+        for run_id in run_ids:
+            if run_id not in self.entries:
+                raise errors.FailedPrecondition(f"run {run_id[:8]} is not queued")
+        for run_id in run_ids:
+            await self._cancel(run_id, "cancelled by user")
+
+    def plan_stats(self):
+        times = sorted(self.plan_times)
+        if not times:
+            return 0.0, 0.0
+        return _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000
+
+
+def _pct(sorted_values, q):
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]

@@ -1,0 +1,64 @@
+"""guildctl's reading of --gpus / --no-gpus / --gpu-memory and the queue options."""
+
+import pytest
+
+from guild_common import errors
+from guildctl import queueopts
+
+G = 2**30
+
+
+@pytest.mark.parametrize(
+    "text, count, devices",
+    [("2", 2, ()), ("0", 0, ()), ("0,3", 2, (0, 3)), ("3,", 1, (3,)), (" 1 , 2 ", 2, (1, 2))],
+)
+def test_gpus_count_or_devices(text, count, devices):
+    assert queueopts.parse_gpus(text) == (count, devices)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("-1", "invalid --gpus '-1': expected a count"),
+        ("two", "invalid --gpus 'two'"),
+        ("0,x", "'x' is not a GPU index"),
+        ("1,1", "GPU 1 is named twice"),
+        (",", "no GPU index given"),
+    ],
+)
+def test_bad_gpus(text, message):
+    with pytest.raises(errors.InvalidArgument, match=message):
+        queueopts.parse_gpus(text)
+
+
+def test_request_from_options_and_op_defaults():
+    assert queueopts.resource_request() == queueopts.resource_request(None, False, None, {})
+    r = queueopts.resource_request("2", gpu_memory="20G")
+    assert (r.gpus, list(r.devices), r.gpu_memory) == (2, [], 20 * G)
+    assert queueopts.resource_request(gpu_memory="10G").gpus == 1  # memory alone: room on one GPU
+    assert queueopts.resource_request(no_gpus=True).no_gpus
+    op = {"gpus": 2, "gpu-memory": "8G"}
+    r = queueopts.resource_request(None, False, None, op)
+    assert (r.gpus, r.gpu_memory) == (2, 8 * G)
+    assert queueopts.resource_request("1", False, None, op).gpus == 1  # the option wins
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"no_gpus": True, "gpus": "1"}, "--no-gpus cannot be used with --gpus"),
+        ({"gpu_memory": "lots"}, "invalid --gpu-memory 'lots'"),
+        ({"gpu_memory": "0"}, "must be more than 0"),
+    ],
+)
+def test_bad_requests(kw, message):
+    with pytest.raises(errors.InvalidArgument, match=message):
+        queueopts.resource_request(**kw)
+
+
+def test_describe_request():
+    assert queueopts.describe_request(queueopts.resource_request("2")) == "2 GPUs"
+    assert queueopts.describe_request(queueopts.resource_request("0,3")) == "GPUs 0,3"
+    assert queueopts.describe_request(queueopts.resource_request("1", gpu_memory="20G")) == "1 GPU, 20G each"
+    assert queueopts.describe_request(queueopts.resource_request(no_gpus=True)) == "no GPUs"
+    assert queueopts.describe_request(queueopts.resource_request()) == "-"
