@@ -10,8 +10,9 @@ import pytest
 
 from guild_common.errors import InvalidArgument
 from guild_common.flagfuncs import SearchDim
-from guildd import optimizers
-from guildd.optimizers import Objective, Search, parse_objective
+from guild_common import optdefs
+from guild_common.optdefs import Objective, parse_objective
+from guildd.optimizers import Search
 
 X = SearchDim("uniform", -2.0, 2.0)
 
@@ -36,18 +37,18 @@ def loss(values):
     ],
 )
 def test_algorithm_for(typed, algorithm):
-    assert optimizers.algorithm_for(typed) == algorithm
+    assert optdefs.algorithm_for(typed) == algorithm
 
 
 def test_algorithm_for_unknown():
     with pytest.raises(InvalidArgument) as e:
-        optimizers.algorithm_for("nope")
+        optdefs.algorithm_for("nope")
     assert str(e.value) == "unknown optimizer 'nope' (optimizers: gp, forest, gbrt, random)"
 
 
 def test_opspec():
     # Guild 0.9 names a gp batch `train.py+skopt:gp` (reference §14); L38064.
-    assert [optimizers.opspec(a) for a in ("bayesian", "forest", "gbrt", "random")] == [
+    assert [optdefs.opspec(a) for a in ("bayesian", "forest", "gbrt", "random")] == [
         "skopt:gp",
         "skopt:forest",
         "skopt:gbrt",
@@ -57,23 +58,23 @@ def test_opspec():
 
 def test_default_flags():
     # L8056, L8101, L8211, L38064-L38090
-    assert optimizers.default_flags("gp") == {
+    assert optdefs.default_flags("gp") == {
         "acq-func": "gp_hedge",
         "kappa": 1.96,
         "noise": "gaussian",
         "random-starts": 3,
         "xi": 0.05,
     }
-    assert optimizers.default_flags("forest") == {"kappa": 1.96, "random-starts": 3, "xi": 0.05}
-    assert optimizers.default_flags("skopt:gbrt") == {"kappa": 1.96, "random-starts": 3, "xi": 0.05}
-    assert optimizers.default_flags("random") == {}
+    assert optdefs.default_flags("forest") == {"kappa": 1.96, "random-starts": 3, "xi": 0.05}
+    assert optdefs.default_flags("skopt:gbrt") == {"kappa": 1.96, "random-starts": 3, "xi": 0.05}
+    assert optdefs.default_flags("random") == {}
 
 
 def test_optimizer_flags_merge():
     # L8059: -Fo kappa=1.5 -Fo xi=0.2; L31320: noise=0.1
-    flags = optimizers.optimizer_flags("gp", {"kappa": 1.5, "xi": 0.2, "noise": 0.1, "acq-func": "LCB"})
+    flags = optdefs.optimizer_flags("gp", {"kappa": 1.5, "xi": 0.2, "noise": 0.1, "acq-func": "LCB"})
     assert flags == {"acq-func": "LCB", "kappa": 1.5, "noise": 0.1, "random-starts": 3, "xi": 0.2}
-    assert optimizers.optimizer_flags("gbrt", {"random-starts": 0})["random-starts"] == 0
+    assert optdefs.optimizer_flags("gbrt", {"random-starts": 0})["random-starts"] == 0
 
 
 @pytest.mark.parametrize(
@@ -95,15 +96,15 @@ def test_optimizer_flags_merge():
 )
 def test_optimizer_flags_errors(algorithm, assigns, message):
     with pytest.raises(InvalidArgument) as e:
-        optimizers.optimizer_flags(algorithm, assigns)
+        optdefs.optimizer_flags(algorithm, assigns)
     assert str(e.value) == message
 
 
 def test_describe():
-    gp = optimizers.optimizer_flags("gp", {})
-    assert optimizers.describe("gp", gp) == "gp: acq-func=gp_hedge kappa=1.96 noise=gaussian random-starts=3 xi=0.05"
-    assert optimizers.describe("skopt:forest", {"xi": 0.3, "kappa": 1.3}) == "forest: kappa=1.3 xi=0.3"
-    assert optimizers.describe("random", {}) == "random"
+    gp = optdefs.optimizer_flags("gp", {})
+    assert optdefs.describe("gp", gp) == "gp: acq-func=gp_hedge kappa=1.96 noise=gaussian random-starts=3 xi=0.05"
+    assert optdefs.describe("skopt:forest", {"xi": 0.3, "kappa": 1.3}) == "forest: kappa=1.3 xi=0.3"
+    assert optdefs.describe("random", {}) == "random"
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_parse_objective_errors(minimize, maximize, message):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("algorithm", optimizers.ALGORITHMS)
+@pytest.mark.parametrize("algorithm", optdefs.ALGORITHMS)
 def test_no_search_dimensions(algorithm):
     # L7204, L8243
     with pytest.raises(InvalidArgument) as e:

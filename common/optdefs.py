@@ -1,0 +1,123 @@
+"""Optimizer names, flags and objectives, as users write them (`-o gp`, `-Fo kappa=1.8`,
+`--maximize acc`): pure, so guildctl can check and show them before anything is created.
+The optimizers themselves (scikit-optimize) run in guildd (guildd.optimizers)."""
+
+import dataclasses
+import math
+
+from guild_common import query
+from guild_common.errors import InvalidArgument
+from guild_common.flags import encode_flag_value
+
+ALGORITHMS = ("gp", "forest", "gbrt", "random")
+
+# What users type for -o / `optimizer:` (Guild's skopt plugin resolves the same names).
+_ALIASES = {
+    "gp": "gp",
+    "skopt:gp": "gp",
+    "bayesian": "gp",
+    "gaussian": "gp",
+    "forest": "forest",
+    "skopt:forest": "forest",
+    "gbrt": "gbrt",
+    "skopt:gbrt": "gbrt",
+    "random": "random",
+    "skopt:random": "random",
+}
+
+# Guild 0.9's optimizer flags and defaults (seeds L8056, L8101, L8211, L38064-L38090).
+_DEFAULT_FLAGS = {
+    "gp": {"acq-func": "gp_hedge", "kappa": 1.96, "noise": "gaussian", "random-starts": 3, "xi": 0.05},
+    "forest": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
+    "gbrt": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
+    "random": {},
+}
+
+# skopt's acquisition functions that work on a plain objective (EIps/PIps need each trial's
+# run time as a second objective; Guild lists them but they fail there).
+ACQ_FUNCS = ("gp_hedge", "EI", "LCB", "PI")
+
+def algorithm_for(name):
+    """The canonical algorithm (one of ALGORITHMS) for what a user typed."""
+    try:
+        return _ALIASES[name]
+    except (KeyError, TypeError):
+        raise InvalidArgument(
+            f"unknown optimizer '{name}' (optimizers: {', '.join(ALGORITHMS)})"
+        ) from None
+
+
+def opspec(algorithm):
+    """The optimizer's name in a batch's operation (`train.py+skopt:gp`)."""
+    return "skopt:" + algorithm_for(algorithm)
+
+
+def default_flags(algorithm):
+    """The algorithm's optimizer flags with Guild's defaults (a new dict)."""
+    return dict(_DEFAULT_FLAGS[algorithm_for(algorithm)])
+
+
+def optimizer_flags(algorithm, assigns):
+    """`default_flags` merged with the user's (decoded) values; each value is checked."""
+    algorithm = algorithm_for(algorithm)
+    flags = default_flags(algorithm)
+    for name, value in assigns.items():
+        if name not in flags:
+            known = ", ".join(sorted(flags)) or "none"
+            raise InvalidArgument(
+                f"unknown flag '{name}' for optimizer {algorithm} (flags: {known})"
+            )
+        _check_flag(name, value)
+        flags[name] = value
+    return flags
+
+
+def _check_flag(name, value):
+    if name == "random-starts":
+        ok, expected = is_int(value) and value >= 0, "an integer 0 or more"
+    elif name == "acq-func":
+        ok, expected = value in ACQ_FUNCS, "one of " + ", ".join(ACQ_FUNCS)
+    elif name == "noise":
+        ok = value == "gaussian" or (is_number(value) and value >= 0)
+        expected = "'gaussian' or a number 0 or more"
+    else:  # kappa, xi
+        ok, expected = is_number(value), "a number"
+    if not ok:
+        raise InvalidArgument(
+            f"invalid value {encode_flag_value(value)} for optimizer flag {name}: expected {expected}"
+        )
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def describe(algorithm, flags):
+    """One log line: `gp: acq-func=gp_hedge kappa=1.96 ...` (flags sorted by name)."""
+    algorithm = algorithm_for(algorithm)
+    assigns = " ".join(f"{name}={encode_flag_value(flags[name])}" for name in sorted(flags))
+    return f"{algorithm}: {assigns}" if assigns else algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a batch optimizes: a trial's scalar, matched by its key (`loss`, `val#loss`)."""
+
+    scalar: str  # the scalar key: a tag, or `prefix#tag` (prefix kept)
+    maximize: bool = False
+    qualifier: str = "last"  # which of the scalar's values counts (query.QUALIFIERS)
+
+
+def parse_objective(minimize=None, maximize=None):
+    """The objective from `--minimize`/`--maximize` (column-spec syntax); default minimize loss."""
+    if minimize and maximize:
+        raise InvalidArgument("--minimize and --maximize cannot both be specified")
+    text, to_max = (maximize, True) if maximize else (minimize or "loss", False)
+    col = query.parse_column(text, "objective")
+    if col.kind != "scalar" or col.step:
+        raise InvalidArgument(f"invalid objective {text!r}: expected a scalar")
+    return Objective(col.name, to_max, col.qualifier)
