@@ -116,6 +116,9 @@ class Client:
     def start_run(self, spec, stage=False, queue=None):
         return self.call("StartRun", pb.StartRunRequest(spec=spec, stage=stage, queue=queue)).run
 
+    def start_batch(self, **kw):
+        return self.call("StartBatch", pb.StartBatchRequest(**kw)).run
+
     def start_proto_run(self, **kw):
         return self.call("StartProtoRun", pb.StartProtoRunRequest(**kw)).run
 

@@ -23,7 +23,6 @@ class _Tests:
     test_flags: bool = False
     test_sourcecode: bool = False
     test_output_scalars: str | None = None
-    keep_batch: bool = False
 
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
@@ -69,6 +68,18 @@ def _confirm(verb, op_name, values, yes):
 @click.option("--test-flags", is_flag=True, help="Show the operation's flags and their values, and exit.")
 @click.option("--test-sourcecode", is_flag=True, help="Show which source files a run would copy, and exit.")
 @click.option("--test-output-scalars", metavar="FILE|-", help="Show the scalars the operation captures from FILE's lines, and exit.")
+@click.option("-o", "--optimizer", metavar="ALGORITHM", help="Search with an optimizer: gp (bayesian), forest, gbrt, random, or one the Guild file names.")
+@click.option("-O", "--optimize", is_flag=True, help="Search with the operation's default optimizer (Guild file).")
+@click.option("-Fo", "--opt-flag", "opt_flags", metavar="NAME=VAL", multiple=True, help="Optimizer flag (repeatable), e.g. -Fo random-starts=5.")
+@click.option("-m", "--max-trials", type=int, metavar="N", help="Most trials a batch runs (random and optimizers: default 20; a larger grid is sampled).")
+@click.option("--random-seed", type=int, metavar="N", help="Seed for random choices in a batch (reproducible trials).")
+@click.option("--minimize", metavar="COLUMN", help="The optimizer's objective to minimize (default: loss).")
+@click.option("--maximize", metavar="COLUMN", help="The optimizer's objective to maximize.")
+@click.option("--parallel", type=int, metavar="N", default=0, help="Run up to N trials of a batch at once, each placed by the queue.")
+@click.option("--fail-on-trial-error", is_flag=True, help="Stop a batch when a trial fails.")
+@click.option("--stage-trials", is_flag=True, help="Stage a batch's trials: the queue starts them.")
+@click.option("--print-trials", is_flag=True, help="Show a batch's trials and exit.")
+@click.option("--save-trials", metavar="FILE", help="Write a batch's trials to FILE (CSV) and exit.")
 @click.option("--keep-batch", is_flag=True, help="Keep a batch run (x=[1,2,3]) when it completes; by default it goes to the trash.")
 @click.option("--gpus", metavar="N|I,J", help="GPUs the run needs: a count (--gpus 2), or GPU indices (--gpus 0,3; one: --gpus 3,).")
 @click.option("--no-gpus", is_flag=True, help="Run without GPUs (CUDA_VISIBLE_DEVICES is set empty).")
@@ -78,7 +89,9 @@ def _confirm(verb, op_name, values, yes):
 @click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
-        stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after, **tests):
+        stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after, optimizer, optimize, opt_flags,
+        max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
+        keep_batch, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
 
@@ -92,7 +105,15 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     The run goes through guildd, so it keeps running if this terminal closes; Ctrl-C stops
     it (status 'terminated') unless --background. The exit code is the script's.
     """
-    from guildctl import queueopts
+    from guildctl import batch, queueopts
+
+    batch_opts = batch.Options(
+        optimizer=optimizer, optimize=optimize, opt_flags=opt_flags, max_trials=max_trials, random_seed=random_seed,
+        minimize=minimize, maximize=maximize, parallel=parallel, fail_on_trial_error=fail_on_trial_error,
+        stage_trials=stage_trials, keep_batch=keep_batch, print_trials=print_trials, save_trials=save_trials,
+    )
+    if parallel < 0:
+        raise errors.InvalidArgument(f"invalid --parallel {parallel}: expected 1 or more")
 
     stop_after_s = parse_stop_after(stop_after)
     wants = _Wants(
@@ -113,7 +134,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     if existing:
         if opspec:
             raise errors.InvalidArgument(f"--start/--restart takes no operation (got '{opspec}')")
-        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run), wants)
+        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run), wants, batch_opts)
     elif proto_run:
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
@@ -122,7 +143,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
             opspec = None  # the default operation of the project's Guild file
-        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants)
+        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants, batch_opts)
     if run_msg is None:
         return
     if run_msg.status == "staged":
@@ -199,10 +220,10 @@ def _resolve_op(opspec, cwd):
     return scriptop.for_opspec(opspec, cwd), scriptop
 
 
-def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants):
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts):
     cwd = os.getcwd()
     op, kind = _resolve_op(opspec, cwd)
-    if dataclasses.replace(tests, keep_batch=False) != _Tests():
+    if tests != _Tests():
         from guildctl import optest
     if tests.help_op:
         click.echo(optest.help_op(op))
@@ -219,6 +240,9 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         return None
     if tests.test_flags:
         click.echo(optest.test_flags(op))
+    from guildctl import batch
+
+    batch_files, flag_args = batch.split_batch_files(flag_args)
     values, user = kind.flag_values(op, flag_args, force_flags, cwd)
     if tests.test_flags:
         return None
@@ -235,27 +259,38 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         env = {**spec.op_env, **flaglib.flag_env(values, op.flag_defs)}
         click.echo(optest.print_env(env))
         return None
-    from guildctl import batch
-
-    trial_values = batch.trials(values)
-    if trial_values:
-        def trial_spec(trial):
-            trial_spec = kind.run_spec(op, trial, {**user, **trial}, "", tags, stop_after, params, cwd)
-            trial_spec.resources.CopyFrom(resources)
-            return trial_spec
-
-        spec = batch.batch_spec(
-            trial_spec,
-            op.name, values, trial_values, tests.keep_batch, label, tags,
-        )
-        if not yes:
-            click.echo("\n".join(batch.confirm_lines(op.name, values, len(trial_values))))
-            if not click.confirm("Continue?", default=True):
-                raise click.exceptions.Abort()
-        return ctx.client.start_run(spec, stage=stage)
+    plan = batch.plan(op, values, user, batch_files, batch_opts, cwd, force_flags)
+    if plan is not None:
+        return _start_batch(ctx, op, kind, plan, batch_opts, user, label, tags, stop_after, params, cwd, resources, stage, yes)
     spec.resources.CopyFrom(resources)
     _confirm("stage" if stage else "run", op.name, values, yes)
     return ctx.client.start_run(spec, stage=stage, queue=wants.queue)
+
+
+def _start_batch(ctx, op, kind, plan, opts, user, label, tags, stop_after, params, cwd, resources, stage, yes):
+    from guildctl import batch
+
+    if opts.print_trials:
+        batch.print_trials(plan)
+        return None
+    if opts.save_trials:
+        batch.save_trials(plan, opts.save_trials)
+        return None
+    first = plan.trials[0] if plan.trials else batch.proto_values(plan.values)
+    proto = kind.run_spec(op, first, {**user, **first}, "", tags, stop_after, params, cwd)
+    proto.resources.CopyFrom(resources)
+    if not yes:
+        click.echo("\n".join(batch.confirm_lines(op.name, plan)))
+        if not click.confirm("Continue?", default=True):
+            raise click.exceptions.Abort()
+    return ctx.client.start_batch(
+        proto=proto,
+        batch=batch.batch_spec(plan, opts),
+        stage=stage,
+        label=label,
+        tags=list(tags),
+        batch_op_name=op.name + batch.op_suffix(plan.kind),
+    )
 
 
 def _config_for(spec):
@@ -281,7 +316,7 @@ def _test_sourcecode(op, kind):
     return optest.test_sourcecode(str(op.project_dir))
 
 
-def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start, wants):
+def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start, wants, batch_opts):
     client = ctx.client
     old = client.get_run(ref)
     known, overrides = _flag_overrides(old, flag_args, force_flags)
@@ -300,6 +335,8 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         env=dict(os.environ),
         resources=wants.request() if wants.given else None,
         set_resources=wants.given,
+        optimizer_flags_json=json.dumps(flaglib.parse_flag_assigns(list(batch_opts.opt_flags))) if batch_opts.opt_flags else "",
+        max_trials=batch_opts.max_trials or 0,
     )
 
 

@@ -17,7 +17,7 @@ import pathlib
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare, deps, executor as execlib, manage, outputs, pipeline, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
+from guildd import batches as batchlib, compare, deps, executor as execlib, manage, outputs, pipeline, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
 
 log = logging.getLogger("guildd")
 
@@ -38,6 +38,7 @@ class Daemon:
         self.followers = {}
         self.stopping = set()  # runs a stop was sent to
         self.pipelines = {}  # pipeline run id -> its running step's run id (or None)
+        self.batches = {}  # batch run id -> its running guildd.batches.Batch
         self.dir_mtimes = {}  # runs dir / trash mtimes the index was last synced at
         self.ready = asyncio.Event()  # set once the index is reconciled with the run dirs
         self.state = "starting"
@@ -131,6 +132,24 @@ class Daemon:
         queued = stage or request.wants_gpus or after_ids or bool(options and options.queue)
         if spec.steps:
             queued = False  # a pipeline holds nothing itself: its steps queue for what they need
+        record, config, flag_values = await self.create_run(spec, user)
+        run_id = record.id
+        if stage and spec.steps:
+            return await self.transition(run_id, runstate.STAGED, record=record)
+        if queued:
+            rec = await self.transition(run_id, runstate.STAGED if stage else runstate.PENDING, record=record)
+            await self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
+            return rec
+        await self.transition(run_id, runstate.PENDING, record=record)
+        if spec.steps:
+            return await pipeline.start(self, run_id, list(spec.steps), user)
+        env = {**spec.env, **queuelib.gpu_env(spec.resources.no_gpus, ())}
+        return await self._launch(run_id, config, flag_values, env, spec.stop_after)
+
+    async def create_run(self, spec, user, extra_files=()):
+        """Writes a new run's dir from its spec (no status yet). Returns the index record to
+        insert with its first transition, its OpConfig and its flag values. `extra_files` are
+        (path under .guild, bytes) written with it."""
         flag_values = _json_object(spec.flags_json, "flags")
         user_flags = _json_object(spec.user_flags_json, "user flags")
         config = opconfig.OpConfig(
@@ -156,7 +175,7 @@ class Daemon:
         label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
         now = rundir.now_us()
         digest = await self.io(
-            self._changing_dirs, runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now
+            self._changing_dirs, runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
         )
         record = storelib.RunRecord(
             id=run_id,
@@ -177,17 +196,107 @@ class Daemon:
             scalar_offset=0,
             digest=digest,
         )
-        if stage and spec.steps:
-            return await self.transition(run_id, runstate.STAGED, record=record)
-        if queued:
-            rec = await self.transition(run_id, runstate.STAGED if stage else runstate.PENDING, record=record)
-            await self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
-            return rec
-        await self.transition(run_id, runstate.PENDING, record=record)
-        if spec.steps:
-            return await pipeline.start(self, run_id, list(spec.steps), user, batch=spec.batch)
-        env = {**spec.env, **queuelib.gpu_env(spec.resources.no_gpus, ())}
-        return await self._launch(run_id, config, flag_values, env, spec.stop_after)
+        return record, config, flag_values
+
+    # Batches
+
+    async def start_batch(self, req, user):
+        """Creates a batch run and starts its loop (or stages it)."""
+        spec = pb.BatchSpec()
+        spec.CopyFrom(req.batch)
+        await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+        request = queuelib.request_for(req.proto.resources)
+        await self.queue.check_request(request)
+        if not spec.HasField("random_seed"):
+            spec.random_seed = batchlib.draw_seed()
+        proto = req.proto
+        kind, _, name = proto.opref.rpartition(" ")
+        values = json.loads(spec.values_json) if spec.values_json else _batch_values(json.loads(spec.trials_json or "[]"))
+        batch_run = pb.RunSpec(
+            op_name=req.batch_op_name,
+            opref=f"{kind} {name}{req.batch_op_name[len(proto.op_name):]}",
+            flags_json=json.dumps(values),
+            user_flags_json=json.dumps(values),
+            env=dict(proto.env),
+            cmd_dir=proto.cmd_dir,
+            project_dir=proto.project_dir,
+            guild_op=req.batch_op_name,
+            label=req.label,
+            tags=list(req.tags),
+            python_exe=proto.python_exe,
+            run_params_json=proto.run_params_json,
+            delete_on_success=spec.kind in ("grid", "random") and not spec.keep_batch,
+        )
+        record, _config, _flags = await self.create_run(batch_run, user, batchlib.spec_files(spec, proto))
+        run_dir = self.run_dir(record.id)
+        await self.io(rundir.write_attrs, run_dir, {"max_trials": spec.max_trials, "random_seed": spec.random_seed})
+        if req.stage:
+            return await self.transition(record.id, runstate.STAGED, record=record)
+        await self.transition(record.id, runstate.PENDING, record=record)
+        return await self._run_batch(record.id, spec, proto, 0, user)
+
+    async def _run_batch(self, run_id, spec, proto, session_start, user):
+        rec = await self.transition(run_id, runstate.RUNNING)
+        self.follow(run_id, rec.scalar_offset)
+        batch = batchlib.Batch(self, run_id, spec, proto, session_start, user)
+        self.batches[run_id] = batch
+        self.spawn(batch.run(), name=f"batch-{run_id[:8]}")
+        return rec
+
+    async def resume_batch(self, rec):
+        """After a restart: a batch that was running goes on (see guildd.batches)."""
+        found = await self.io(batchlib.read_spec, self.run_dir(rec.id))
+        spec, session_start, proto = found
+        self.follow(rec.id, rec.scalar_offset)
+        batch = batchlib.Batch(self, rec.id, spec, proto, session_start, rec.user)
+        self.batches[rec.id] = batch
+        self.spawn(batch.run(), name=f"batch-{rec.id[:8]}")
+        log.info("resuming batch %s", rec.id[:8])
+
+    async def _restart_batch(self, rec, req, found):
+        """A new session of a batch: new trials (the earlier ones inform an optimizer), with
+        the flag values, optimizer flags and trial count given, else the batch's own."""
+        spec, _session, proto = found
+        run_dir = self.run_dir(rec.id)
+        overrides = _json_object(req.flags_json, "flags")
+        if overrides:
+            values = {**json.loads(rec.flags_json or "{}"), **overrides}
+            if spec.kind == "grid":
+                from guild_common import trials as trialslib
+
+                spec.trials_json = json.dumps(trialslib.grid(trialslib.expand_values(values)) or [values])
+            else:
+                spec.values_json = json.dumps(values)
+        if req.optimizer_flags_json:
+            spec.optimizer_flags_json = json.dumps({**json.loads(spec.optimizer_flags_json or "{}"), **_json_object(req.optimizer_flags_json, "optimizer flags")})
+        if req.max_trials:
+            spec.max_trials = req.max_trials
+        await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+        session_start = len(await self.io(batchlib.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
+        await self.io(batchlib.write_spec, run_dir, spec, proto, session_start)
+        flags = json.loads(rec.flags_json or "{}")
+        if overrides:
+            flags.update(overrides)
+            await self.io(rundir.write_attr, run_dir, "flags", flags)
+        offset = _size(rundir.output_path(run_dir))
+        await self.transition(rec.id, runstate.PENDING, flags_json=json.dumps(flags))
+        return await self._run_batch(rec.id, spec, proto, session_start, rec.user or ""), offset
+
+    async def end_parentless(self, run_id, exit_status):
+        """Ends a run that has no process of its own (a pipeline, a batch): records its end,
+        and moves it to the trash if it completed and asked for that (delete-on-success)."""
+        run_dir = self.run_dir(run_id)
+        await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
+        await self.transition(run_id, rundir.status_for_exit_status(exit_status))
+        follower = self.followers.pop(run_id, None)
+        if follower is not None:
+            await follower.finish()
+        self.wake(run_id)
+        if exit_status == 0:
+            op = await self.io(rundir.read_attr, run_dir, "op")
+            if isinstance(op, dict) and op.get("delete-on-success"):
+                rec = await self.io(self.store.get, run_id)
+                await self.delete_runs([rec], permanent=False)
 
     async def _after_ids(self, specs):
         """Full ids of the runs named by --after; an unknown one is refused."""
@@ -385,6 +494,9 @@ class Daemon:
         if rec.status in runstate.ACTIVE:
             raise errors.FailedPrecondition(f"run {rec.id[:8]} is {rec.status}: stop it before restarting")
         run_dir = self.run_dir(rec.id)
+        found = await self.io(batchlib.read_spec, run_dir)
+        if found is not None:
+            return await self._restart_batch(rec, req, found)
         attrs = await self.io(rundir.read_attrs, run_dir)
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         flag_values = dict(attrs.get("flags") or {})
@@ -432,7 +544,7 @@ class Daemon:
             recs, _ = await self.io(self.store.list, (runstate.RUNNING,))
         stopped = []
         for rec in recs:
-            if pipeline.stop(self, rec.id):
+            if pipeline.stop(self, rec.id) or batchlib.stop(self, rec.id):
                 stopped.append(rec)
             elif rec.status == runstate.RUNNING and self.executor.signal(rec.id):
                 self.stopping.add(rec.id)
@@ -543,12 +655,26 @@ class Daemon:
     async def compare(self, criteria, specs, extra, strict, skip_core, skip_op, order, top):
         def do():
             self._sync_index()
-            recs, _ = self.store.select(criteria, specs, top, order)
+            recs, _ = self.store.select(criteria, self._batch_trials(specs), top, order)
             scalars = {r.id: self.store.scalars(r.id) for r in recs}
             cols = compare.columns_for(recs, scalars, extra, strict, skip_core, skip_op, self._op_columns(recs))
             return cols, compare.rows(cols, recs, scalars)
 
         return await self.io(do)
+
+    def _batch_trials(self, specs):
+        """Run specs with each batch run named replaced by its trials (comparing a batch
+        compares its trials)."""
+        out = []
+        for spec in specs:
+            try:
+                rec = self.store.resolve(spec)
+            except errors.GuildError:
+                out.append(spec)  # left for select to report or match as it does
+                continue
+            trials = batchlib.trial_ids(self.run_dir(rec.id)) if "+" in rec.op_name else []
+            out += trials or [spec]
+        return out
 
     def _op_columns(self, recs):
         """The `compare` columns of the runs' operations, read once per operation."""
@@ -646,6 +772,18 @@ def _json_object(text, what):
     if not isinstance(value, dict):
         raise errors.InvalidArgument(f"invalid {what}: expected an object")
     return value
+
+
+def _batch_values(trials):
+    """A grid batch's flag values as Guild shows them: each flag's values as a list where
+    the trials vary it."""
+    out = {}
+    for trial in trials:
+        for name, value in trial.items():
+            seen = out.setdefault(name, [])
+            if value not in seen:
+                seen.append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in out.items()}
 
 
 def _size(path):

@@ -6,7 +6,7 @@ import logging
 import os
 
 from guild_common import rundir
-from guildd import executor as execlib, manage, runstate
+from guildd import batches, executor as execlib, manage, runstate
 
 log = logging.getLogger("guildd")
 
@@ -33,6 +33,8 @@ async def reconcile(daemon):
             log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
             daemon.follow(rec.id, rec.scalar_offset, scalar_config)
             daemon.executor.watch(rec.id, lock_pid)
+        elif rec.status == runstate.RUNNING and await daemon.io(batches.read_spec, run_dir) is not None:
+            await daemon.resume_batch(rec)
         elif rec.status == runstate.RUNNING:
             daemon.follow(rec.id, rec.scalar_offset, scalar_config)
             await daemon.finish_run(rec.id)

@@ -70,9 +70,9 @@ def platform_attr():
     }
 
 
-def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us):
-    """Initializes a run directory (Guild's layout) and writes its source snapshot; returns
-    the snapshot's digest."""
+def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us, extra_files=()):
+    """Initializes a run directory (Guild's layout) and writes its source snapshot, and
+    `extra_files` ((path under .guild, bytes)); returns the snapshot's digest."""
     gdir = rundir.guild_dir(run_dir)
     rundir.attrs_dir(run_dir).mkdir(parents=True)
     # Guild writes id and initialized first: a dir with them is a run, even half-made.
@@ -98,6 +98,8 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
             "deps": {},
         },
     )
+    for path, data in extra_files:
+        (gdir / path).write_bytes(data)
     (gdir / "output").touch()
     return digest
 

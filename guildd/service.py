@@ -163,6 +163,11 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         return pb.StartRunResponse(run=run_message(self.daemon, rec))
 
     @mapped
+    async def StartBatch(self, request, context):
+        rec = await self.daemon.start_batch(request, self._user(context))
+        return pb.StartBatchResponse(run=run_message(self.daemon, rec))
+
+    @mapped
     async def StartProtoRun(self, request, context):
         rec = await self.daemon.start_proto_run(request, self._user(context))
         return pb.StartProtoRunResponse(run=run_message(self.daemon, rec))

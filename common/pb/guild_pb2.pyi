@@ -82,7 +82,7 @@ class SourceFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "batch", "resources")
+    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "resources")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,7 +123,6 @@ class RunSpec(_message.Message):
     COMPARE_FIELD_NUMBER: _ClassVar[int]
     ENV_SECRETS_FIELD_NUMBER: _ClassVar[int]
     STOPPABLE_FIELD_NUMBER: _ClassVar[int]
-    BATCH_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     op_name: str
     opref: str
@@ -151,9 +150,8 @@ class RunSpec(_message.Message):
     compare: _containers.RepeatedScalarFieldContainer[str]
     env_secrets: _containers.RepeatedScalarFieldContainer[str]
     stoppable: bool
-    batch: bool
     resources: ResourceRequest
-    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., batch: _Optional[bool] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
 
 class ResourceRequest(_message.Message):
     __slots__ = ("gpus", "devices", "gpu_memory", "no_gpus")
@@ -166,6 +164,56 @@ class ResourceRequest(_message.Message):
     gpu_memory: int
     no_gpus: bool
     def __init__(self, gpus: _Optional[int] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., no_gpus: _Optional[bool] = ...) -> None: ...
+
+class BatchSpec(_message.Message):
+    __slots__ = ("kind", "trials_json", "values_json", "optimizer_flags_json", "max_trials", "random_seed", "objective", "maximize", "parallel", "fail_on_trial_error", "stage_trials", "keep_batch")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_JSON_FIELD_NUMBER: _ClassVar[int]
+    VALUES_JSON_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FLAGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    FAIL_ON_TRIAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STAGE_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_BATCH_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    trials_json: str
+    values_json: str
+    optimizer_flags_json: str
+    max_trials: int
+    random_seed: int
+    objective: str
+    maximize: bool
+    parallel: int
+    fail_on_trial_error: bool
+    stage_trials: bool
+    keep_batch: bool
+    def __init__(self, kind: _Optional[str] = ..., trials_json: _Optional[str] = ..., values_json: _Optional[str] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., random_seed: _Optional[int] = ..., objective: _Optional[str] = ..., maximize: _Optional[bool] = ..., parallel: _Optional[int] = ..., fail_on_trial_error: _Optional[bool] = ..., stage_trials: _Optional[bool] = ..., keep_batch: _Optional[bool] = ...) -> None: ...
+
+class StartBatchRequest(_message.Message):
+    __slots__ = ("proto", "batch", "stage", "label", "tags", "batch_op_name")
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_OP_NAME_FIELD_NUMBER: _ClassVar[int]
+    proto: RunSpec
+    batch: BatchSpec
+    stage: bool
+    label: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    batch_op_name: str
+    def __init__(self, proto: _Optional[_Union[RunSpec, _Mapping]] = ..., batch: _Optional[_Union[BatchSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., batch_op_name: _Optional[str] = ...) -> None: ...
+
+class StartBatchResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class QueueOptions(_message.Message):
     __slots__ = ("priority", "queue", "after")
@@ -235,7 +283,7 @@ class StartProtoRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class RestartRunRequest(_message.Message):
-    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources")
+    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources", "optimizer_flags_json", "max_trials")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +300,8 @@ class RestartRunRequest(_message.Message):
     ENV_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     SET_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FLAGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRIALS_FIELD_NUMBER: _ClassVar[int]
     run: str
     flags_json: str
     label: str
@@ -261,7 +311,9 @@ class RestartRunRequest(_message.Message):
     env: _containers.ScalarMap[str, str]
     resources: ResourceRequest
     set_resources: bool
-    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ...) -> None: ...
+    optimizer_flags_json: str
+    max_trials: int
+    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ...) -> None: ...
 
 class RestartRunResponse(_message.Message):
     __slots__ = ("run", "output_offset")

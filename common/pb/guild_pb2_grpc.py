@@ -136,6 +136,11 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
                 _registered_method=True)
+        self.StartBatch = channel.unary_unary(
+                '/guild.v1.Guild/StartBatch',
+                request_serializer=guild_dot_v1_dot_guild__pb2.StartBatchRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.StartBatchResponse.FromString,
+                _registered_method=True)
         self.ListQueue = channel.unary_unary(
                 '/guild.v1.Guild/ListQueue',
                 request_serializer=guild_dot_v1_dot_guild__pb2.ListQueueRequest.SerializeToString,
@@ -309,9 +314,16 @@ class GuildServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListQueue(self, request, context):
+    def StartBatch(self, request, context):
         """Asks the daemon to shut down gracefully; running runs keep running.
-        The queue: waiting runs in the order they will be considered, and why each waits.
+        A batch run and its trials (grid, random, Bayesian), driven by the daemon.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueue(self, request, context):
+        """The queue: waiting runs in the order they will be considered, and why each waits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -446,6 +458,11 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.GetResources,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.GetResourcesRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.GetResourcesResponse.SerializeToString,
+            ),
+            'StartBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBatch,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.StartBatchRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.StartBatchResponse.SerializeToString,
             ),
             'ListQueue': grpc.unary_unary_rpc_method_handler(
                     servicer.ListQueue,
@@ -1014,6 +1031,33 @@ class Guild:
             '/guild.v1.Guild/GetResources',
             guild_dot_v1_dot_guild__pb2.GetResourcesRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.GetResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/StartBatch',
+            guild_dot_v1_dot_guild__pb2.StartBatchRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.StartBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,633 @@
+"""Queue benchmark: guildd's staged-run queue draining no-op runs on 8 simulated GPUs, against
+Guild AI 0.9's queue and task-spooler, as ratios.
+
+    python bench/queue.py [--runs 2000] [--guild-runs 20] [--skip-guild] [--skip-tsp]
+                          [--no-restart] [--guild PATH_TO_GUILD_VENV] [--keep] [--json]
+
+Every figure is measured in this invocation, baselines included, because the machines this runs
+on are noisy. Nothing is asserted; the closing table says whether each target is met.
+
+1. Ours: a guildd on a temp GUILD_HOME with GUILD_SIMULATED_GPUS=8x80G. The queue is paused,
+   then --runs no-op runs (`noop.py`: `pass`) are staged with `--gpus 1`: the first few with
+   `guildctl run noop.py --gpus 1 --stage -y`, one process each (the CLI stage rate), the rest
+   in this process through guildctl.client.Client.start_run, the spec built once by guildctl's
+   own scriptop (the gRPC stage rate). The daemon is then restarted (unless --no-restart), so
+   its plan() statistics cover the drain alone and the queued runs are read back from their
+   dirs. `queue resume` (ConfigureQueue) starts the drain; this process polls ListRuns with
+   limit 1 every POLL_S until no run is staged, pending or running. The figures come from the
+   run dirs afterwards: each run's `.guild/attrs/started` (µs; written by the daemon as the run
+   becomes running, just before its shim is spawned), `stopped` (written by the shim once the
+   run's process has exited) and `.guild/queue` (`granted.devices`):
+     - runs started per second: runs / (last start - resume);
+     - freed GPU reused within: per GPU, the next run's start minus the previous run's stop
+       on that GPU, p50 / p99 / max over all GPUs;
+     - scheduling decision time: the daemon's own plan() times (ListQueue plan_p50_ms /
+       plan_p99_ms), and guildd.scheduler.plan() called here on 10,000 queued entries with
+       the 8 GPUs held, one free and all free (p50 / p99 of PLAN_CALLS calls).
+   The daemon's CPU time over the drain (psutil) says how much of the 2 cores it takes.
+2. Baselines, the same noop.py: `python noop.py` one after another (process start cost here);
+   task-spooler (`tsp -S 8`, no run record), the jobs queued behind a blocker job and let go
+   at once, done when `tsp -l` shows none queued or running; Guild AI 0.9's queue (`guild run
+   queue run-once=yes -y`) over --guild-runs runs staged with `guild run noop.py --stage -y`,
+   one run at a time (Guild's queue starts one run per `guild run --restart`).
+
+Targets (from the issue): >= 40 runs/s and >= 40x Guild's queue; plan p99 < 5 ms with 10k
+queued; a freed GPU reused within 100 ms (p99 taken here).
+
+It makes its own temp dirs, never touches ~/.guild, and stops the daemon and tsp server it
+started. Progress goes to stderr; with --json the table goes to stderr too and stdout holds one
+JSON object.
+"""
+
+import os
+import sys
+
+# This file is bench/queue.py: run as a script, its directory comes first on sys.path and would
+# shadow the standard library's `queue` (which concurrent.futures and gRPC import). Drop it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import concurrent.futures  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import psutil  # noqa: E402
+
+DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
+GUILD_INSTALLER = os.path.join(_HERE, "..", "..", "shared", "tools", "install-guild-anchor")
+SIMULATED_GPUS = "8x80G"
+GPU_COUNT = 8
+CLI_STAGE_RUNS = 20  # staged one `guildctl` process each; the rest in-process over gRPC
+STAGE_THREADS = 4  # concurrent StartRun calls for the in-process staging
+POLL_S = 0.25  # drain completion poll (one ListRuns with limit 1)
+TSP_POLL_S = 0.05
+PYTHON_RUNS = 20
+PLAN_QUEUED = 10_000
+PLAN_CALLS = 200
+DRAIN_TIMEOUT_S = 1800
+
+NOOP_PY = "pass\n"
+ENDED = ("completed", "error", "terminated")
+NOT_ENDED = ("staged", "pending", "running")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def percentile(xs, p):
+    """Nearest-rank percentile."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
+    return xs[k]
+
+
+def exe_beside_python(name):
+    """A console script beside this interpreter: a pyenv shim in front adds ~40 ms per call."""
+    sibling = os.path.join(os.path.dirname(sys.executable), name)
+    for path in (sibling, shutil.which(name)):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    sys.exit("queue.py: %s not found (install /work/main with pip install -e)" % name)
+
+
+class Env:
+    """Paths and environments for one invocation (all under one temp dir)."""
+
+    def __init__(self, root, guild_venv):
+        self.root = pathlib.Path(root)
+        self.project = self.root / "project"
+        self.home = self.root / "home"
+        self.guild_home = self.root / "guild-home"
+        self.tsp_dir = self.root / "tsp"
+        for d in (self.project, self.home, self.guild_home, self.tsp_dir):
+            d.mkdir()
+        (self.project / "noop.py").write_text(NOOP_PY)
+        self.guildctl = exe_beside_python("guildctl")
+        self.guildd = exe_beside_python("guildd")
+        self.guild = os.path.join(guild_venv, "bin", "guild") if guild_venv else None
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("GUILD_HOME", "NO_PIP_FREEZE", "VIRTUAL_ENV", "GUILD_SIMULATED_GPUS")}
+        self.ctl_env = dict(base, GUILD_HOME=str(self.home), GUILDCTL_NO_AUTOSTART="1")
+        self.daemon_env = dict(self.ctl_env, GUILD_SIMULATED_GPUS=SIMULATED_GPUS)
+        self.guild_env = dict(base, GUILD_HOME=str(self.guild_home))
+        self.tsp_env = dict(base, TS_SOCKET=str(self.tsp_dir / "socket"), TMPDIR=str(self.tsp_dir),
+                            TS_MAXFINISHED="100000")
+        self.daemon = None  # Popen
+        self.daemon_err = None
+
+    def ctl(self, *args):
+        return [self.guildctl, "-H", str(self.home), *args]
+
+
+def run_checked(cmd, env, cwd, timeout=600, what=None, stdout=subprocess.DEVNULL):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (what or " ".join(map(str, cmd)), p.returncode,
+                                                 p.stderr.decode(errors="replace").strip()[-2000:]))
+    return dt, p
+
+
+# --- The daemon ----------------------------------------------------------------------------
+
+
+def start_daemon(env):
+    env.daemon_err = open(env.root / "guildd.stderr", "ab")
+    t0 = time.perf_counter()
+    env.daemon = subprocess.Popen([env.guildd, "--foreground", "--no-log-stderr", "-H", str(env.home)],
+                                  env=env.daemon_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=env.daemon_err, start_new_session=True)
+    client = connect(env)
+    return client, time.perf_counter() - t0
+
+
+def connect(env, timeout=60):
+    from guild_common import errors
+    from guildctl.client import Client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client = Client(env.home, autostart=False)
+        except errors.DaemonUnavailable:
+            if env.daemon.poll() is not None:
+                raise RuntimeError("guildd exited %d at start (see %s)" % (env.daemon.returncode,
+                                                                           env.root / "guildd.stderr"))
+            if time.monotonic() > deadline:
+                raise RuntimeError("guildd did not answer within %d s" % timeout)
+            time.sleep(0.02)
+            continue
+        while not client.daemon_info().ready:  # a restart reads the index and the queue back first
+            time.sleep(0.02)
+        return client
+
+
+def stop_daemon(env, problems):
+    if env.daemon is None or env.daemon.poll() is not None:
+        return
+    env.daemon.terminate()
+    try:
+        env.daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        problems.append("guildd did not stop within 60 s of SIGTERM; killed")
+        env.daemon.kill()
+        env.daemon.wait()
+    env.daemon_err.close()
+
+
+# --- 1. Ours: stage, drain, read the run dirs ------------------------------------------------
+
+
+def noop_spec(env):
+    """The spec `guildctl run noop.py --gpus 1 --stage -y` sends, built by guildctl's scriptop."""
+    from guildctl import queueopts, scriptop
+
+    op = scriptop.for_opspec("noop.py", env.project)
+    values, user = scriptop.flag_values(op, [], False, env.project)
+    params = dict(flags=[], force_flags=False, label=None, tags=[], stage=True, background=False,
+                  stop_after=None, opspec="noop.py", gpus="1", no_gpus=False)
+    spec = scriptop.run_spec(op, values, user, None, [], None, params, env.project)
+    spec.env.clear()
+    spec.env.update(env.ctl_env)  # what the CLI, run from the bench's environment, would send
+    spec.resources.CopyFrom(queueopts.resource_request("1"))
+    return spec
+
+
+def stage_ours(env, client, runs, problems):
+    cli_n = min(CLI_STAGE_RUNS, runs)
+    log("ours: staging %d runs with `guildctl run noop.py --gpus 1 --stage -y`" % cli_n)
+    cmd = env.ctl("run", "noop.py", "--gpus", "1", "--stage", "-y")
+    t0 = time.perf_counter()
+    for _ in range(cli_n):
+        run_checked(cmd, env.ctl_env, env.project, what="guildctl run --stage")
+    cli_s = time.perf_counter() - t0
+    rest = runs - cli_n
+    log("ours: staging %d runs in-process (Client.start_run, %d threads)" % (rest, STAGE_THREADS))
+    spec = noop_spec(env)
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(STAGE_THREADS) as pool:
+        staged = list(pool.map(lambda _: client.start_run(spec, stage=True).status, range(rest)))
+    grpc_s = time.perf_counter() - t0
+    if any(s != "staged" for s in staged):
+        problems.append("stage: %d of %d runs not staged" % (sum(s != "staged" for s in staged), rest))
+    return {"cli_runs": cli_n, "cli_s": cli_s, "cli_rate": cli_n / cli_s if cli_n else None,
+            "grpc_runs": rest, "grpc_s": grpc_s, "grpc_rate": rest / grpc_s if rest else None,
+            "grpc_threads": STAGE_THREADS}
+
+
+def drain_ours(env, client, runs, restart, problems):
+    res = {}
+    if restart:
+        log("ours: restarting guildd (queued runs are read back; plan stats cover the drain only)")
+        client.close()
+        stop_daemon(env, problems)
+        client, res["restart_s"] = start_daemon(env)
+        log("ours: guildd answered %.2f s after start, with %d runs queued" % (res["restart_s"], runs))
+    q = client.list_queue()
+    res["queued_before"] = len(q.entries)
+    res["plans_before"] = q.plans
+    if len(q.entries) != runs or not q.paused:
+        problems.append("before the drain: %d queued (want %d), paused=%s" % (len(q.entries), runs, q.paused))
+    daemon = psutil.Process(env.daemon.pid)
+    cpu0 = daemon.cpu_times()
+    polls = 0
+    log("ours: resume; draining %d runs on %d simulated GPUs" % (runs, GPU_COUNT))
+    t_resume = time.time()
+    client.configure_queue(paused=False)
+    while True:
+        time.sleep(POLL_S)
+        _, left = client.list_runs(statuses=NOT_ENDED, limit=1)
+        polls += 1
+        if left == 0:
+            break
+        if time.time() - t_resume > DRAIN_TIMEOUT_S:
+            problems.append("drain: %d runs still not ended after %d s" % (left, DRAIN_TIMEOUT_S))
+            break
+    t_done = time.time()
+    cpu1 = daemon.cpu_times()
+    q = client.list_queue()
+    res.update(wall_s=t_done - t_resume, polls=polls, plans=q.plans - res["plans_before"],
+               plan_p50_ms=q.plan_p50_ms, plan_p99_ms=q.plan_p99_ms,
+               daemon_cpu_s=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
+    res["figures"] = run_dir_figures(env.home, t_resume, runs, problems)
+    client.close()
+    return res
+
+
+def read_int_attr(run_dir, name):
+    """An attr as Guild writes it (YAML: `1795355694078206\n...\n`), if it is an int."""
+    from guild_common import rundir
+
+    value = rundir.read_attr(run_dir, name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def run_dir_figures(home, t_go, runs, problems):
+    recs = []
+    for run_dir in (home / "runs").iterdir():
+        started, stopped = read_int_attr(run_dir, "started"), read_int_attr(run_dir, "stopped")
+        exit_status = read_int_attr(run_dir, "exit_status")
+        try:
+            granted = json.loads((run_dir / ".guild" / "queue").read_text()).get("granted") or {}
+        except (FileNotFoundError, ValueError):
+            granted = {}
+        recs.append((run_dir.name, started, stopped, exit_status, tuple(granted.get("devices") or ())))
+    bad = [r for r in recs if r[1] is None or r[2] is None or r[3] != 0]
+    if len(recs) != runs or bad:
+        problems.append("run dirs: %d (want %d), %d without started/stopped or exit 0"
+                        % (len(recs), runs, len(bad)))
+    recs = [r for r in recs if r[1] is not None and r[2] is not None]
+    wrong = [r for r in recs if len(r[4]) != 1]
+    if wrong:
+        problems.append("%d runs were granted other than 1 GPU (e.g. %s: %r)" % (len(wrong), wrong[0][0][:8],
+                                                                                wrong[0][4]))
+    go_us = t_go * 1e6
+    starts = sorted(r[1] for r in recs)
+    stops = sorted(r[2] for r in recs)
+    gaps, overlaps = [], 0
+    per_gpu = {}
+    for r in recs:
+        for d in r[4]:
+            per_gpu.setdefault(d, []).append((r[1], r[2]))
+    for d, spans in per_gpu.items():
+        spans.sort()
+        for (s0, e0), (s1, _e1) in zip(spans, spans[1:]):
+            if s1 < e0:
+                overlaps += 1
+            gaps.append((s1 - e0) / 1e3)
+    if overlaps:
+        problems.append("%d times a run started on a GPU before the previous run on it stopped" % overlaps)
+    busy = sum(r[2] - r[1] for r in recs) / 1e6
+    last_start_s = (starts[-1] - go_us) / 1e6
+    last_stop_s = (stops[-1] - go_us) / 1e6
+    durations = [(r[2] - r[1]) / 1e3 for r in recs]
+    return {
+        "runs": len(recs),
+        "first_start_ms": (starts[0] - go_us) / 1e3,
+        "last_start_s": last_start_s,
+        "last_stop_s": last_stop_s,
+        "started_per_s": len(recs) / last_start_s,
+        "completed_per_s": len(recs) / last_stop_s,
+        "gpus_used": sorted(per_gpu),
+        "runs_per_gpu": {d: len(s) for d, s in sorted(per_gpu.items())},
+        "reuse_ms_p50": percentile(gaps, 50),
+        "reuse_ms_p99": percentile(gaps, 99),
+        "reuse_ms_max": max(gaps) if gaps else None,
+        "run_ms_p50": percentile(durations, 50),
+        "mean_concurrency": busy / last_stop_s,
+    }
+
+
+# --- Direct plan() timing ----------------------------------------------------------------------
+
+
+def bench_plan(queued, calls):
+    from guildd import scheduler
+
+    gpus = tuple(scheduler.GpuState(index=i, memory_total=80 * 2**30, memory_free=80 * 2**30)
+                 for i in range(GPU_COUNT))
+    entries = [scheduler.Entry(run_id="%032x" % n, user="bench", request=scheduler.Request(gpus=1), seq=n)
+               for n in range(queued)]
+
+    def holdings(held):
+        return tuple(scheduler.Holding(run_id="f" * 24 + "%08x" % i, user="bench", devices=(i,), started_us=i)
+                     for i in held)
+
+    cases = [("8 GPUs held", holdings(range(GPU_COUNT)), 0),
+             ("1 GPU free", holdings(range(GPU_COUNT - 1)), 1),
+             ("8 GPUs free", (), GPU_COUNT)]
+    out = {}
+    for name, running, want in cases:
+        box = scheduler.Box(gpus=gpus, running=running, cpu_slots=2)
+        starts = scheduler.plan(entries, box)  # warm-up, and a check that it decides what it should
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            scheduler.plan(entries, box)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
+                     "starts": len(starts), "want_starts": want}
+        log("plan(): %d queued, %s: p50 %.3f ms, p99 %.3f ms (%d starts)"
+            % (queued, name, out[name]["p50_ms"], out[name]["p99_ms"], len(starts)))
+    return out
+
+
+# --- 2. Baselines --------------------------------------------------------------------------------
+
+
+def bench_python(env, n):
+    cmd = [sys.executable, "noop.py"]
+    run_checked(cmd, env.ctl_env, env.project)
+    times = [run_checked(cmd, env.ctl_env, env.project)[0] for _ in range(n)]
+    med = statistics.median(times)
+    log("python noop.py: median %.1f ms over %d" % (med * 1000, n))
+    return {"runs": n, "median_s": med, "per_s": 1 / med, "python": sys.executable}
+
+
+def find_tsp():
+    for name in ("tsp", "ts"):
+        path = shutil.which(name)
+        if path:
+            try:
+                out = subprocess.run([path, "-h"], capture_output=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            text = (out.stdout + out.stderr).decode(errors="replace").lower()
+            if "task spooler" in text or "-s [num]" in text:  # not moreutils' `ts`
+                return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("tsp: not found; apt-get install -y task-spooler")
+        subprocess.run(["apt-get", "install", "-y", "task-spooler"], capture_output=True, timeout=300)
+        return shutil.which("tsp")
+    return None
+
+
+def tsp_unfinished(tsp, env):
+    out = subprocess.run([tsp, "-l"], env=env.tsp_env, capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines()[1:] if line.split()[1:2] in (["running"], ["queued"]))
+
+
+def bench_tsp(env, tsp, runs, problems):
+    go = env.tsp_dir / "go"
+    run = lambda *args: run_checked([tsp, *args], env.tsp_env, env.project, what="tsp " + " ".join(args),
+                                    stdout=subprocess.PIPE)  # noqa: E731
+    try:
+        run("-S", "1")
+        run("sh", "-c", "while [ ! -e %s ]; do sleep 0.005; done" % go)  # holds the one slot
+        log("tsp: queueing %d `python noop.py` jobs behind a blocker" % runs)
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            run(sys.executable, "noop.py")
+        queue_s = time.perf_counter() - t0
+        run("-S", str(GPU_COUNT))
+        log("tsp: go, %d slots" % GPU_COUNT)
+        t0 = time.perf_counter()
+        go.touch()
+        while tsp_unfinished(tsp, env):
+            time.sleep(TSP_POLL_S)
+        drain_s = time.perf_counter() - t0
+        out = subprocess.run([tsp, "-l"], env=env.tsp_env, capture_output=True, text=True).stdout
+        failed = sum(1 for line in out.splitlines()[1:] if line.split()[1:2] == ["finished"]
+                     and line.split()[3:4] != ["0"])
+        if failed:
+            problems.append("tsp: %d jobs finished with a non-zero exit" % failed)
+    finally:
+        subprocess.run([tsp, "-K"], env=env.tsp_env, capture_output=True)
+    log("tsp: %d jobs in %.2f s" % (runs, drain_s))
+    return {"path": tsp, "runs": runs, "queue_s": queue_s, "queue_rate": runs / queue_s,
+            "drain_s": drain_s, "per_s": runs / drain_s, "slots": GPU_COUNT}
+
+
+def bench_guild(env, runs, problems):
+    log("guild: staging %d runs with `guild run noop.py --stage -y`" % runs)
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        run_checked([env.guild, "run", "noop.py", "--stage", "-y"], env.guild_env, env.project,
+                    what="guild run --stage")
+    stage_s = time.perf_counter() - t0
+    log("guild: `guild run queue run-once=yes -y`")
+    t_go = time.time()
+    t0 = time.perf_counter()
+    run_checked([env.guild, "run", "queue", "run-once=yes", "-y"], env.guild_env, env.project,
+                what="guild run queue", timeout=3600)
+    wall_s = time.perf_counter() - t0
+    recs = []
+    for run_dir in (env.guild_home / "runs").iterdir():
+        opref = (run_dir / ".guild" / "opref").read_text() if (run_dir / ".guild" / "opref").exists() else ""
+        if "noop.py" not in opref:
+            continue  # the queue's own run
+        recs.append((read_int_attr(run_dir, "started"), read_int_attr(run_dir, "stopped"),
+                     read_int_attr(run_dir, "exit_status")))
+    done = [r for r in recs if r[0] and r[1] and r[2] == 0]
+    if len(done) != runs:
+        problems.append("guild: %d of %d runs completed by its queue" % (len(done), runs))
+    done.sort()
+    go_us = t_go * 1e6
+    gaps = [(b[0] - a[1]) / 1e3 for a, b in zip(done, done[1:])]
+    res = {"runs": runs, "stage_s": stage_s, "stage_rate": runs / stage_s, "wall_s": wall_s,
+           "first_start_ms": (done[0][0] - go_us) / 1e3 if done else None}
+    if done:
+        last_start_s = (done[-1][0] - go_us) / 1e6
+        res.update(last_start_s=last_start_s, started_per_s=len(done) / last_start_s,
+                   completed_per_s=len(done) / ((done[-1][1] - go_us) / 1e6),
+                   next_start_ms_p50=percentile(gaps, 50), next_start_ms_p99=percentile(gaps, 99))
+    log("guild: %d runs drained in %.1f s" % (len(done), wall_s))
+    return res
+
+
+# --- Report ----------------------------------------------------------------------------------
+
+
+def yes(flag):
+    return "yes" if flag else "NO"
+
+
+def fmt_ms(ms):
+    return "-" if ms is None else ("%.2f ms" % ms if ms < 10 else "%.0f ms" % ms)
+
+
+def build_rows(res):
+    rows = []  # (figure, measured, baseline, ratio, target, met)
+    py = res["python"]
+    st = res["stage"]
+    d = res["drain"]
+    f = d["figures"]
+    py_rate = "python %.1f/s" % py["per_s"]
+    rows.append(("python noop.py, one after another", "%.1f ms" % (py["median_s"] * 1000), "", "",
+                 "(reference)", ""))
+    if st["cli_runs"]:
+        rows.append(("stage rate, guildctl run --stage (CLI)", "%.1f runs/s" % st["cli_rate"], py_rate,
+                     "", "(reference)", ""))
+    if st["grpc_runs"]:
+        rows.append(("stage rate, Client.start_run x%d threads" % st["grpc_threads"],
+                     "%.0f runs/s" % st["grpc_rate"], "", "", "(reference)", ""))
+    if "restart_s" in d:
+        rows.append(("guildd restart with %d queued, until ready" % d["queued_before"],
+                     "%.2f s" % d["restart_s"], "", "", "(reference)", ""))
+    g = res.get("guild")
+    t = res.get("tsp")
+    ours = f["started_per_s"]
+    base, ratio, met = "", "", ours >= 40
+    if g and g.get("started_per_s"):
+        base, ratio = "guild %.2f/s" % g["started_per_s"], "%.1fx" % (ours / g["started_per_s"])
+        met = met and ours / g["started_per_s"] >= 40
+    rows.append(("runs started/s, %d runs on %d GPUs" % (f["runs"], GPU_COUNT), "%.1f runs/s" % ours, base,
+                 ratio, ">= 40/s, >= 40x", yes(met)))
+    if t:
+        rows.append(("runs started/s vs task-spooler (no record)", "%.1f runs/s" % ours,
+                     "tsp %.1f/s" % t["per_s"], "%.2fx" % (ours / t["per_s"]), "(reference)", ""))
+    rows.append(("runs started/s vs python one after another", "%.1f runs/s" % ours, py_rate,
+                 "%.2fx" % (ours / py["per_s"]), "(reference)", ""))
+    rows.append(("runs completed/s (resume -> last stop)", "%.1f runs/s" % f["completed_per_s"],
+                 "guild %.2f/s" % g["completed_per_s"] if g and g.get("completed_per_s") else "", "",
+                 "(reference)", ""))
+    rows.append(("drain: first run started after resume", fmt_ms(f["first_start_ms"]),
+                 "guild " + fmt_ms(g["first_start_ms"]) if g else "", "", "(reference)", ""))
+    rows.append(("freed GPU reused within p50 / p99",
+                 "%s / %s" % (fmt_ms(f["reuse_ms_p50"]), fmt_ms(f["reuse_ms_p99"])),
+                 "guild next run %s / %s" % (fmt_ms(g.get("next_start_ms_p50")), fmt_ms(g.get("next_start_ms_p99")))
+                 if g else "", "", "p99 < 100 ms", yes(f["reuse_ms_p99"] is not None and f["reuse_ms_p99"] < 100)))
+    rows.append(("freed GPU reused within max", fmt_ms(f["reuse_ms_max"]), "", "", "(reference)", ""))
+    rows.append(("run process started -> stopped p50", fmt_ms(f["run_ms_p50"]), "", "",
+                 "(breakdown)", ""))
+    rows.append(("runs running at once, mean over the drain", "%.1f" % f["mean_concurrency"], "", "",
+                 "(breakdown)", ""))
+    rows.append(("guildd CPU over the drain, per run", "%.1f ms" % (d["daemon_cpu_s"] * 1000 / f["runs"]),
+                 "", "%.0f%% of a core" % (100 * d["daemon_cpu_s"] / d["wall_s"]), "(breakdown)", ""))
+    rows.append(("guildd plan() p50 / p99 (%d plans, <= %d queued)" % (d["plans"], d["queued_before"]),
+                 "%s / %s" % (fmt_ms(d["plan_p50_ms"]), fmt_ms(d["plan_p99_ms"])), "", "", "p99 < 5 ms",
+                 yes(d["plan_p99_ms"] < 5)))
+    for name, p in res["plan"].items():
+        rows.append(("plan() p50 / p99, %dk queued, %s" % (res["plan_queued"] // 1000, name),
+                     "%s / %s" % (fmt_ms(p["p50_ms"]), fmt_ms(p["p99_ms"])), "", "", "p99 < 5 ms",
+                     yes(p["p99_ms"] < 5)))
+    if t:
+        rows.append(("task-spooler: queue rate (tsp CMD)", "%.0f jobs/s" % t["queue_rate"], "", "",
+                     "(reference)", ""))
+    if g:
+        rows.append(("guild: stage rate (guild run --stage)", "%.2f runs/s" % g["stage_rate"], "", "",
+                     "(reference)", ""))
+        rows.append(("guild: queue run-once wall, %d runs" % g["runs"], "%.1f s" % g["wall_s"], "", "",
+                     "(reference)", ""))
+    return rows
+
+
+def print_table(rows, out):
+    head = ("figure", "measured", "baseline", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
+    print(line, file=out)
+    print("-" * len(line), file=out)
+    for r in rows:
+        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
+
+
+# --- Main --------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=2000, metavar="N",
+                    help="no-op runs staged and drained by guildd and by tsp (default %(default)s)")
+    ap.add_argument("--guild-runs", type=int, default=20, metavar="N",
+                    help="runs drained by Guild 0.9's queue, ~1 run/s (default %(default)s)")
+    ap.add_argument("--guild", default=DEFAULT_GUILD_VENV, metavar="PATH",
+                    help="Guild AI 0.9 venv (default %(default)s)")
+    ap.add_argument("--skip-guild", action="store_true", help="no Guild 0.9 baseline")
+    ap.add_argument("--skip-tsp", action="store_true", help="no task-spooler baseline")
+    ap.add_argument("--no-restart", action="store_true",
+                    help="drain with the daemon that staged the runs (its plan stats then include "
+                         "the paused plans of the staging)")
+    ap.add_argument("--json", action="store_true",
+                    help="print a JSON object on stdout (the table then goes to stderr)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    args = ap.parse_args(argv)
+    if args.runs < 2 or args.guild_runs < 2:
+        ap.error("--runs and --guild-runs must be >= 2")
+    guild_venv = None
+    if not args.skip_guild:
+        if os.path.isfile(os.path.join(args.guild, "bin", "guild")):
+            guild_venv = args.guild
+        else:
+            log("Guild 0.9 not available at %s: Guild figures are skipped (install it with %s)"
+                % (args.guild, os.path.normpath(GUILD_INSTALLER)))
+    problems, res = [], {}
+    t0 = time.perf_counter()
+    env = Env(tempfile.mkdtemp(prefix="guildd-bench-queue-"), guild_venv)
+    log("bench dir %s\n  guildctl %s\n  guildd   %s\n  guild    %s"
+        % (env.root, env.guildctl, env.guildd, env.guild or "(skipped)"))
+    try:
+        res["python"] = bench_python(env, PYTHON_RUNS)
+        client, res["daemon_start_s"] = start_daemon(env)
+        client.configure_queue(paused=True)
+        res["stage"] = stage_ours(env, client, args.runs, problems)
+        res["drain"] = drain_ours(env, client, args.runs, not args.no_restart, problems)
+        stop_daemon(env, problems)
+        f = res["drain"]["figures"]
+        log("ours: %d runs, %.1f started/s, GPU reuse p50 %s p99 %s"
+            % (f["runs"], f["started_per_s"], fmt_ms(f["reuse_ms_p50"]), fmt_ms(f["reuse_ms_p99"])))
+        res["plan_queued"] = PLAN_QUEUED
+        res["plan"] = bench_plan(PLAN_QUEUED, PLAN_CALLS)
+        if args.skip_tsp:
+            res["tsp"] = None
+        else:
+            tsp = find_tsp()
+            if tsp:
+                res["tsp"] = bench_tsp(env, tsp, args.runs, problems)
+            else:
+                log("task-spooler not available (no tsp, and it could not be installed): skipped")
+                res["tsp"] = None
+        res["guild"] = bench_guild(env, args.guild_runs, problems) if env.guild else None
+    finally:
+        stop_daemon(env, problems)
+        if args.keep:
+            log("kept %s" % env.root)
+        else:
+            shutil.rmtree(env.root, ignore_errors=True)
+    res["problems"] = problems
+    res["elapsed_s"] = time.perf_counter() - t0
+    out = sys.stderr if args.json else sys.stdout
+    print("", file=out)
+    print_table(build_rows(res), out)
+    print("\nproblems: %s" % ("none" if not problems else ""), file=out)
+    for p in problems:
+        print("  - " + p, file=out)
+    print("elapsed %.0f s" % res["elapsed_s"], file=out)
+    if args.json:
+        json.dump(res, sys.stdout, indent=2, sort_keys=True, default=str)
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Batch runs: the daemon's loop that makes a batch's trials and runs them, one after another or
+several at once, for grid batches (lists, sequence functions, batch files), random search and
+Bayesian optimizers (guildd.optimizers).
+
+A batch run has no process of its own. Its dir holds what the loop needs to go on without the
+client (ARCHITECTURE.md, contract 2): `.guild/batch.json` (the BatchSpec, with the seed drawn
+and where the current session's trials begin) and `.guild/batch-proto` (the trial run spec,
+protobuf). Each trial is a child run linked into the batch dir as `trial-N`. The batch's
+output says when each trial starts and how it ended (with its objective).
+
+After a daemon restart a running batch resumes: trials that ended are read back (and told to
+the optimizer), trials still running are waited for, and the loop goes on where it was.
+A restart (`run --restart BATCH`) begins a new session: new trials, the earlier ones all
+told to the optimizer.
+"""
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import re
+
+from guild_common import errors, flagfuncs, optdefs, rundir, trials as trialslib
+from guild_common.pb import guild_pb2 as pb
+from guildd import pipeline, runstate
+
+log = logging.getLogger("guildd.batches")
+
+SPEC_FILE = "batch.json"
+PROTO_FILE = "batch-proto"
+TRIAL_LINK = re.compile(r"^trial-(\d+)$")
+
+
+def read_spec(run_dir):
+    """(BatchSpec, session start, trial RunSpec) of a batch run dir, or None."""
+    gdir = rundir.guild_dir(run_dir)
+    try:
+        data = json.loads((gdir / SPEC_FILE).read_text())
+        proto = pb.RunSpec.FromString((gdir / PROTO_FILE).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    session = data.pop("session_start", 0)
+    seed = data.pop("random_seed", None)
+    spec = pb.BatchSpec(**data)
+    if seed is not None:
+        spec.random_seed = seed
+    return spec, session, proto
+
+
+def spec_files(spec, proto, session_start=0):
+    """The files a batch run's dir gets (see the module doc)."""
+    data = {f.name: getattr(spec, f.name) for f in pb.BatchSpec.DESCRIPTOR.fields if f.name != "random_seed"}
+    data["random_seed"] = spec.random_seed
+    data["session_start"] = session_start
+    return [(SPEC_FILE, json.dumps(data, sort_keys=True).encode()), (PROTO_FILE, proto.SerializeToString())]
+
+
+def write_spec(run_dir, spec, proto, session_start):
+    for name, data in spec_files(spec, proto, session_start):
+        (rundir.guild_dir(run_dir) / name).write_bytes(data)
+
+
+def check(spec):
+    """Refuses a batch that can't run, before its run is created: an unknown optimizer or
+    optimizer flag, a bad objective, a search with no dimensions, no trials."""
+    if spec.max_trials < 0 or (spec.HasField("random_seed") and spec.random_seed < 0):
+        raise errors.InvalidArgument("--max-trials and --random-seed must not be negative")
+    if spec.parallel < 0:
+        raise errors.InvalidArgument(f"invalid --parallel {spec.parallel}: expected 1 or more")
+    optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
+    if spec.kind == "grid":
+        if not json.loads(spec.trials_json or "[]"):
+            raise errors.InvalidArgument("batch has no trials")
+        return
+    algorithm = optdefs.algorithm_for(spec.kind)
+    optdefs.optimizer_flags(algorithm, json.loads(spec.optimizer_flags_json or "{}"))
+    if spec.stage_trials and algorithm != "random":
+        raise errors.InvalidArgument(f"--stage-trials cannot be used with optimizer {algorithm}: it needs each trial's result")
+    from guildd import optimizers
+
+    optimizers.Search(algorithm, {}, search_values(json.loads(spec.values_json or "{}")), 0)
+
+
+def search_values(values):
+    """Flag values with their search functions as SearchDims (lists stay categorical)."""
+    out = {}
+    for name, value in values.items():
+        dim = flagfuncs.search_dim(value, name) if isinstance(value, str) else None
+        out[name] = dim if dim is not None else flagfuncs.expand(value, name) if isinstance(value, str) else value
+    return out
+
+
+class Batch:
+    def __init__(self, daemon, run_id, spec, proto, session_start, user):
+        self.daemon = daemon
+        self.run_id = run_id
+        self.run_dir = daemon.run_dir(run_id)
+        self.spec = spec
+        self.proto = proto
+        self.session_start = session_start
+        self.user = user
+        self.stopping = False
+        self.running = {}  # trial id -> its flag values
+        self.search = None
+        self.objective = optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
+        self._ended = asyncio.Queue()
+
+    @property
+    def target(self):
+        """How many trials this session makes."""
+        if self.spec.kind == "grid":
+            return len(json.loads(self.spec.trials_json))  # (guildctl sampled a larger grid)
+        return self.spec.max_trials or trialslib.DEFAULT_MAX_TRIALS
+
+    # Output
+
+    async def say(self, line):
+        await self.daemon.work(pipeline.say, self.run_dir, line)
+
+    # The loop
+
+    async def run(self):
+        exit_status = 0
+        try:
+            exit_status = await self._loop()
+        except Exception as e:  # the batch fails, saying why; its trials are left as they are
+            if not isinstance(e, errors.GuildError):
+                log.exception("batch %s", self.run_id[:8])
+            await self.say(f"ERROR: [guild] batch failed: {e}")
+            exit_status = 1
+        finally:
+            self.daemon.batches.pop(self.run_id, None)
+            await self.daemon.end_parentless(self.run_id, exit_status)
+
+    async def _loop(self):
+        trials = await self.daemon.io(trial_ids, self.run_dir)
+        session = trials[self.session_start :]
+        values_list = self._planned_values()
+        if self.spec.kind not in ("grid", "random"):
+            await self._start_search(trials)
+        for trial_id in session:  # resuming: trials of this session already made
+            rec = await self.daemon.io(self.daemon.store.get, trial_id)
+            if rec is not None and rec.status in runstate.ACTIVE:
+                self._watch(trial_id, json.loads(rec.flags_json or "{}"))
+        made = len(session)
+        parallel = max(1, self.spec.parallel)
+        failed = False
+        while not self.stopping:
+            free = parallel - len(self.running)
+            if free > 0 and made < self.target and not failed:
+                n = min(free, self.target - made)
+                if values_list is not None:
+                    batch_values = values_list[made : made + n]
+                else:
+                    batch_values = await self._ask(n, made)
+                for values in batch_values:
+                    made += 1
+                    await self._start_trial(len(trials) + 1, values)
+                    trials.append(None)
+                continue
+            if not self.running:
+                break
+            trial_id, values = await self._ended.get()
+            ok = await self._trial_ended(trial_id, values)
+            if not ok and self.spec.fail_on_trial_error and not self.stopping:
+                await self.say("ERROR: [guild] stopping batch because a trial failed (remaining staged trials may be started as needed)")
+                failed = True
+                await self.stop_trials()
+        if self.stopping:
+            await self.stop_trials()
+            while self.running:
+                trial_id, values = await self._ended.get()
+                await self._trial_ended(trial_id, values)
+            return -15
+        return 1 if failed else 0
+
+    def _planned_values(self):
+        """Grid and random batches' trial values in order (None: an optimizer asks)."""
+        if self.spec.kind == "grid":
+            return json.loads(self.spec.trials_json)
+        if self.spec.kind == "random":
+            values = json.loads(self.spec.values_json or "{}")
+            # A restarted batch draws new trials: the seed moves with the session.
+            return trialslib.random_trials(values, self.target, self.spec.random_seed + self.session_start)
+        return None
+
+    async def _start_search(self, trials):
+        from guildd import optimizers
+
+        algorithm = optdefs.algorithm_for(self.spec.kind)
+        flags = optdefs.optimizer_flags(algorithm, json.loads(self.spec.optimizer_flags_json or "{}"))
+        values = search_values(json.loads(self.spec.values_json or "{}"))
+        loop = asyncio.get_running_loop()
+        self.search = await loop.run_in_executor(
+            None, optimizers.Search, algorithm, flags, values, self.spec.random_seed, self.objective.maximize
+        )
+        await self.say(f"INFO: [guild] optimizer {optdefs.describe(algorithm, flags)}")
+        told = 0
+        for trial_id in trials:
+            rec = await self.daemon.io(self.daemon.store.get, trial_id)
+            if rec is None or rec.status != runstate.COMPLETED:
+                continue
+            objective = await self._objective(trial_id)
+            if self.search.tell(json.loads(rec.flags_json or "{}"), objective):
+                told += 1
+        if told:
+            await self.say(f"INFO: [guild] Found {told} previous trial(s) for use in optimization")
+
+    async def _ask(self, n, made):
+        if self.search.random_start:
+            starts = self.search.flags.get("random-starts", 0)
+            await self.say(f"INFO: [guild] Random start for optimization ({min(made + 1, starts)} of {starts})")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.search.ask, n)
+
+    async def _start_trial(self, number, values):
+        spec = pb.RunSpec()
+        spec.CopyFrom(self.proto)
+        spec.flags_json = json.dumps(values)
+        user_flags = {**json.loads(self.proto.user_flags_json or "{}"), **values}
+        spec.user_flags_json = json.dumps(user_flags)
+        try:
+            child = await self.daemon.start_run(spec, self.spec.stage_trials, self.user)
+        except errors.GuildError as e:
+            await self.say(f"ERROR: [guild] trial {number} could not start: {e}")
+            return
+        await self.daemon.io(pipeline.link, self.run_dir, f"trial-{number}", child.id)
+        verb = "Staging" if self.spec.stage_trials else "Running"
+        await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({child.label})")
+        if not self.spec.stage_trials:
+            self._watch(child.id, values)
+
+    def _watch(self, trial_id, values):
+        self.running[trial_id] = values
+        copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
+
+        async def wait():
+            await pipeline.wait_end(self.daemon, trial_id, copy_to)
+            await self._ended.put((trial_id, values))
+
+        self.daemon.spawn(wait(), name=f"trial-{trial_id[:8]}")
+
+    async def _trial_ended(self, trial_id, values):
+        self.running.pop(trial_id, None)
+        rec = await self.daemon.io(self.daemon.store.get, trial_id)
+        status = rec.status if rec else "deleted"
+        if status != runstate.COMPLETED:
+            if status == runstate.TERMINATED:
+                await self.say(f"INFO: [guild] trial {trial_id} was stopped")
+            else:
+                await self.say(f"ERROR: [guild] trial {trial_id} exited with an error (see log for details)")
+            if self.search is not None:
+                self.search.tell(values, None)  # frees its pending point
+            return status == runstate.TERMINATED and self.stopping
+        objective = await self._objective(trial_id)
+        key = self.objective.scalar
+        if objective is None:
+            await self.say(f"INFO: [guild] trial {trial_id} completed: no '{key}' scalar (skipped by the optimizer)" if self.search else f"INFO: [guild] trial {trial_id} completed")
+        else:
+            await self.say(f"INFO: [guild] trial {trial_id} completed: {key}={objective:g}")
+        if self.search is not None:
+            self.search.tell(values, objective)
+        return True
+
+    async def _objective(self, trial_id):
+        summaries = await self.daemon.scalars(trial_id)
+        key = self.objective.scalar
+        tag = key.split("#", 1)[1] if "#" in key else key
+        for s in summaries:
+            if s.tag in (key, tag):
+                value = {
+                    "last": s.last_val,
+                    "first": s.first_val,
+                    "min": s.min_val,
+                    "max": s.max_val,
+                    "total": s.total,
+                    "avg": s.total / s.count if s.count else None,
+                    "count": s.count,
+                }.get(self.objective.qualifier, s.last_val)
+                return value if value is not None and math.isfinite(value) else None
+        return None
+
+    async def stop_trials(self):
+        for trial_id in list(self.running):
+            await self.daemon.stop_runs([trial_id])
+
+
+def trial_ids(run_dir):
+    """The batch's trials, in the order they were made (its `trial-N` links)."""
+    numbered = []
+    try:
+        entries = os.listdir(run_dir)
+    except FileNotFoundError:
+        return []
+    for name in entries:
+        m = TRIAL_LINK.match(name)
+        if m:
+            numbered.append((int(m.group(1)), os.path.basename(os.readlink(os.path.join(run_dir, name)))))
+    return [run_id for _, run_id in sorted(numbered)]
+
+
+def draw_seed():
+    return random.SystemRandom().randrange(2**31)
+
+
+def stop(daemon, run_id):
+    """Stops a batch: no new trials, and its running trials. True if it was running."""
+    batch = daemon.batches.get(run_id)
+    if batch is None:
+        return False
+    batch.stopping = True
+    daemon.spawn(batch.stop_trials(), name=f"stop-batch-{run_id[:8]}")
+    return True
