@@ -142,14 +142,14 @@ def confirm_lines(op_name, p):
     else:
         goal = f"{'maximize' if p.objective.maximize else 'minimize'} {p.objective.scalar}"
         head = f"You are about to run {op_name} with '{optdefs.opspec(p.kind)}' optimizer (max {p.max_trials} trials, {goal})"
-    lines = [head] + [f"  {name}: {_shown(v)}" for name, v in sorted(p.values.items())]
+    lines = [head] + [f"  {name}: {shown(v)}" for name, v in sorted(p.values.items())]
     if p.is_optimizer:
         lines.append("Optimizer flags:")
         lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(p.opt_flags.items())]
     return lines
 
 
-def _shown(value):
+def shown(value):
     """A flag value as the confirmation shows it: functions as written (`[-2.0:2.0]`)."""
     return value if isinstance(value, str) and flagfuncs.is_function(value) else flaglib.encode_flag_value(value)
 

@@ -174,7 +174,7 @@ def import_(ctx, archive, runs, move, yes, **kw):
         click.echo(f"You are about to import ({'move' if move else 'copy'}) the following runs from '{path}':")
         for row in output.run_rows(found):
             click.echo(f"  {row}")
-        if not click.confirm("Continue?", default=True):
+        if not output.confirm():
             raise click.exceptions.Abort()
     results = ctx.client.import_runs(path, selection([r.id for r in found], pb.RunFilter()), move)
     _report(results, "Imported")

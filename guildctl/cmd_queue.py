@@ -172,7 +172,7 @@ def guild_queue_op(ctx, flag_args, yes, background):
         click.echo("You are about to start the queue")
         for name, value in sorted(values.items()):
             click.echo(f"  {name}: {flaglib.encode_flag_value(value)}")
-        if not click.confirm("Continue?", default=True):
+        if not output.confirm():
             raise click.exceptions.Abort()
     gpus = values["gpus"]
     staged, _ = client.list_runs(statuses=["staged"])

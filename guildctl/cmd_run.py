@@ -44,7 +44,7 @@ def _confirm(verb, op_name, values, yes):
     lines = [f"You are about to {verb} {op_name}"]
     lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(values.items())]
     click.echo("\n".join(lines))
-    if not click.confirm("Continue?", default=True):
+    if not output.confirm():
         raise click.exceptions.Abort()
 
 
@@ -281,7 +281,7 @@ def _start_batch(ctx, op, kind, plan, opts, user, label, tags, stop_after, param
     proto.resources.CopyFrom(resources)
     if not yes:
         click.echo("\n".join(batch.confirm_lines(op.name, plan)))
-        if not click.confirm("Continue?", default=True):
+        if not output.confirm():
             raise click.exceptions.Abort()
     return ctx.client.start_batch(
         proto=proto,
@@ -324,7 +324,10 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
     if force_sourcecode:
         sourcecode = _project_sourcecode(old)
     verb = "start" if is_start else "restart"
-    _confirm(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
+    if "+" in old.op_name:
+        _confirm_batch_restart(verb, old, {**known, **overrides}, batch_opts, yes)
+    else:
+        _confirm(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
     return client.restart_run(
         run=old.id,
         flags_json=json.dumps(overrides),
@@ -338,6 +341,33 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         optimizer_flags_json=json.dumps(flaglib.parse_flag_assigns(list(batch_opts.opt_flags))) if batch_opts.opt_flags else "",
         max_trials=batch_opts.max_trials or 0,
     )
+
+
+def _confirm_batch_restart(verb, old, values, opts, yes):
+    """Guild's words for starting a batch again: `You are about to start 1a2b3c4d (train.py)
+    with 'skopt:gp' optimizer (max 10 trials)`, its flags and optimizer flags."""
+    from guild_common import optdefs
+    from guildctl import batch
+
+    if yes:
+        return
+    base, _, kind = old.op_name.partition("+")
+    attrs = json.loads(old.attrs_json or "{}")
+    max_trials = opts.max_trials or attrs.get("max_trials")
+    head = f"You are about to {verb} {old.id[:8]} ({base})"
+    if kind and kind != "random":
+        head += f" with '{optdefs.opspec(kind)}' optimizer (max {max_trials} trials)"
+    elif kind:
+        head += f" with random search (max {max_trials} trials)"
+    else:
+        head += " as a batch"
+    lines = [head] + [f"  {name}: {batch.shown(v)}" for name, v in sorted(values.items())]
+    if kind and kind != "random":
+        opt_flags = optdefs.optimizer_flags(kind, flaglib.parse_flag_assigns(list(opts.opt_flags)))
+        lines += ["Optimizer flags:"] + [f"  {name}: {batch.shown(v)}" for name, v in sorted(opt_flags.items())]
+    click.echo("\n".join(lines))
+    if not output.confirm():
+        raise click.exceptions.Abort()
 
 
 def _flag_overrides(run_msg, flag_args, force_flags):
@@ -461,7 +491,7 @@ def stop(ctx, runs, yes, no_wait):
         click.echo("You are about to stop the following runs:")
         for row in output.run_rows(running):
             click.echo(f"  {row}")
-        if not click.confirm("Continue?", default=True):
+        if not output.confirm():
             raise click.exceptions.Abort()
     stopped = client.stop_runs(list(runs))
     if not stopped:

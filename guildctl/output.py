@@ -62,6 +62,13 @@ def run_json(run):
     }
 
 
+def confirm():
+    """Guild's `Continue? (Y/n)`: Enter or y goes on."""
+    import click
+
+    return click.confirm("Continue? (Y/n)", default=True, show_default=False)
+
+
 def print_json(value):
     json.dump(value, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

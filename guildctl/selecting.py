@@ -34,7 +34,7 @@ def preview_and_confirm(client, runs, run_filter, verb, yes, default_latest=Fals
         click.echo(f"You are about to {verb} the following runs:")
         for row in output.run_rows(found):
             click.echo(f"  {row}")
-        if not click.confirm("Continue?", default=True):
+        if not output.confirm():
             raise click.exceptions.Abort()
     exact = pb.RunFilter(deleted=run_filter.deleted, archive=run_filter.archive)
     return pb.RunSelection(runs=[r.id for r in found], filter=exact)

@@ -141,7 +141,7 @@ def test_nonexistent_script_is_a_clear_error(guild):
 
 def test_confirmation_prompt_lists_flags_and_can_decline(guild):
     r = guild.ctl("run", "train.py", "x=0.3", input="n\n", check=False)
-    assert "You are about to run train.py\n  noise: 0.1\n  x: 0.3\nContinue? [Y/n]" in r.stdout
+    assert "You are about to run train.py\n  noise: 0.1\n  x: 0.3\nContinue? (Y/n)" in r.stdout
     assert r.returncode == 1
     assert guild.run_dirs() == []
     r = guild.ctl("run", "train.py", input="\n")

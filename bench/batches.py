@@ -1,0 +1,688 @@
+"""Batch benchmark: guildd's gp search against Guild AI 0.9, for search quality and speed.
+
+    python bench/batches.py [--seeds 20] [--trials 40] [--rounds 1] [--skip-guild]
+                            [--skip-quality] [--skip-speed] [--guild PATH_TO_GUILD_VENV]
+                            [--keep] [--json]
+
+Every figure is measured in this invocation, baselines included, because the machines this runs
+on are noisy. Nothing is asserted; the closing table says whether each target is met.
+
+1. Search quality: the Get Started tutorial's search, `run train.py x=[-2.0:2.0] --optimizer gp
+   --max-trials 20 --random-seed SEED -y` (train.py: loss = sin(5x)(1 - tanh(x^2)) + randn *
+   noise, noise 0.1), for SEED in range(--seeds), with guildctl and with `guild run` (one
+   GUILD_HOME each). A seed's trials are the new run dirs with an `x` flag; each trial's x comes
+   from `.guild/attrs/flags` and its loss from the last `loss:` line of `.guild/output`. The
+   best trial is the one with the least loss; a seed succeeds when |best x - (-0.3)| <= 0.15.
+   Target: our success rate >= Guild's.
+2. Speed: a trial that sleeps 1 s and prints `loss: (x + 0.3)^2`, searched with `--optimizer gp
+   --max-trials --trials` three ways, each as one foreground command whose wall time is taken:
+   ours with `--parallel 4 --gpus 1` on a daemon with GUILD_SIMULATED_GPUS=4x80G, ours
+   sequentially (`--parallel 1`, same daemon), and `guild run` sequentially. From the trials'
+   `.guild/attrs/started` and `stopped` (µs since the epoch; ours: the daemon writes `started`
+   as the trial becomes running, its shim writes `stopped` once the process has exited), the
+   per-trial overhead of a sequential search: each trial's start minus the previous trial's
+   stop (median and p90). Targets: parallel wall <= 0.35x sequential; our median overhead
+   <= 0.5x Guild's. Before timing anything this waits (up to WAIT_OTHERS_S) for other bench/
+   scripts to finish, as the machines are small.
+3. Suggestion time alone: guildd.optimizers.Search.ask() in this process for a gp search over
+   x in [-2, 2] with k = 5, 20 and 39 points told (one refit and one ask: the sequential loop's
+   cost), and with k = 20 told and 3 pending (the constant-liar ask a 4-wide parallel search
+   makes as a slot frees); and, as a baseline, Guild 0.9's own gp suggestion
+   (guild.plugins.skopt_gp_main._suggest_x) in Guild's venv on the same points.
+
+It makes its own temp GUILD_HOMEs and project dir, never touches ~/.guild, and stops the daemons
+it started. Progress goes to stderr; with --json the table goes to stderr too and stdout holds
+one JSON object.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import yaml
+
+DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
+GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+SIMULATED_GPUS = "4x80G"
+PARALLEL = 4
+OPTIMUM_X = -0.3
+TOLERANCE = 0.15
+QUALITY_TRIALS = 20
+SPEED_SEED = 1
+SUGGEST_TOLD = (5, 20, 39)
+SUGGEST_PENDING_TOLD = 20  # the parallel case: k told, PARALLEL - 1 pending
+SUGGEST_REPS = 5
+WAIT_OTHERS_S = 20 * 60
+WAIT_POLL_S = 10
+OTHER_BENCH = re.compile(r"(^|/)bench/(?!batches\.py$)[\w-]+\.py$")
+RUN_TIMEOUT_S = 1800
+
+# The Get Started tutorial's script (tests/conftest.py GET_STARTED).
+TRAIN_PY = """\
+import numpy as np
+
+# Hyperparameters
+x = 0.1
+noise = 0.1
+
+loss = (np.sin(5 * x) * (1 - np.tanh(x ** 2)) + np.random.randn() * noise)
+print("loss: %f" % loss)
+"""
+SLEEP_PY = """\
+import time
+
+x = 0.0
+
+time.sleep(1)
+print("loss: %f" % ((x + 0.3) ** 2))
+"""
+# Guild 0.9's gp suggestion on the points given, timed in Guild's venv. argv: JSON
+# {"cases": [[k, xs, ys], ...], "reps": N}; prints {k: [seconds, ...]}.
+GUILD_SUGGEST_PY = """\
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+from guild.plugins import skopt_gp_main, skopt_util
+args = json.loads(sys.argv[1])
+names, dims, _ = skopt_util.flag_dims({"x": "[-2.0:2.0]"})
+opts = {"acq-func": "gp_hedge", "kappa": 1.96, "xi": 0.05, "noise": "gaussian"}
+out = {}
+for k, xs, ys in args["cases"]:
+    x0 = [[x] for x in xs]
+    skopt_gp_main._suggest_x(dims, x0, ys, False, 0, opts)  # warm-up
+    times = []
+    for rep in range(args["reps"]):
+        t0 = time.perf_counter()
+        skopt_gp_main._suggest_x(dims, x0, list(ys), False, rep, opts)
+        times.append(time.perf_counter() - t0)
+    out[str(k)] = times
+print(json.dumps(out))
+"""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, p):
+    """Nearest-rank percentile; fine for the few dozen samples taken here."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
+    return xs[k]
+
+
+def tutorial_loss(x, rng):
+    return math.sin(5 * x) * (1 - math.tanh(x ** 2)) + rng.gauss(0.0, 1.0) * 0.1
+
+
+# --- Tools -------------------------------------------------------------------------------
+
+
+def find_guildctl():
+    """guildctl's console script itself: a pyenv shim in front adds ~40 ms of bash per call."""
+    sibling = os.path.join(os.path.dirname(sys.executable), "guildctl")
+    for path in (sibling, shutil.which("guildctl")):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    sys.exit("batches.py: guildctl not found (install /work/main with pip install -e)")
+
+
+class Env:
+    """Paths and environments for one benchmark invocation (all under one temp dir)."""
+
+    def __init__(self, root, guildctl, guild_venv):
+        self.root = root
+        self.project = os.path.join(root, "project")
+        self.homes = {"quality": os.path.join(root, "quality-home"),
+                      "speed": os.path.join(root, "speed-home")}
+        self.guild_homes = {"quality": os.path.join(root, "guild-quality-home"),
+                            "speed": os.path.join(root, "guild-speed-home")}
+        self.guildctl = guildctl
+        self.guild_venv = guild_venv
+        self.guild = os.path.join(guild_venv, "bin", "guild") if guild_venv else None
+        for d in (self.project, *self.homes.values(), *self.guild_homes.values()):
+            os.makedirs(d)
+        for name, text in (("train.py", TRAIN_PY), ("sleep.py", SLEEP_PY)):
+            with open(os.path.join(self.project, name), "w") as f:
+                f.write(text)
+        self.base = {k: v for k, v in os.environ.items()
+                     if k not in ("GUILD_HOME", "NO_PIP_FREEZE", "VIRTUAL_ENV", "GUILD_SIMULATED_GPUS")}
+        self.started = []  # homes with a daemon this invocation started
+
+    def ctl_env(self, part):
+        # The speed daemon sees simulated GPUs (it inherits guildctl's environment at start).
+        env = dict(self.base, GUILD_HOME=self.homes[part], GUILDCTL_NO_AUTOSTART="1")
+        if part == "speed":
+            env["GUILD_SIMULATED_GPUS"] = SIMULATED_GPUS
+        return env
+
+    def guild_env(self, part):
+        return dict(self.base, GUILD_HOME=self.guild_homes[part])
+
+    def ctl(self, part, *args):
+        return [self.guildctl, "-H", self.homes[part], *args]
+
+
+def run_checked(cmd, env, stdout=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S, what=None):
+    """Runs cmd in the project dir; returns (seconds, CompletedProcess). Raises on failure."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ENV.project, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (what or " ".join(cmd), p.returncode,
+                                                 p.stderr.decode(errors="replace").strip()[-2000:]))
+    return dt, p
+
+
+def start_daemon(part):
+    t, p = run_checked(ENV.ctl(part, "daemon", "start"), ENV.ctl_env(part), stdout=subprocess.PIPE,
+                       what="guildctl daemon start")
+    ENV.started.append(part)
+    log("%s daemon started in %.2f s: %s" % (part, t, p.stdout.decode().strip()))
+
+
+def stop_daemon(part, problems):
+    try:
+        p = subprocess.run(ENV.ctl(part, "daemon", "stop"), env=ENV.ctl_env(part),
+                           capture_output=True, timeout=60)
+        log("%s daemon stop: %s" % (part, (p.stdout + p.stderr).decode(errors="replace").strip()))
+        if p.returncode != 0:
+            problems.append("`guildctl daemon stop` (%s home) exited %d" % (part, p.returncode))
+    except subprocess.TimeoutExpired:
+        problems.append("`guildctl daemon stop` (%s home) did not return in 60 s" % part)
+    ENV.started.remove(part)
+
+
+ENV = None  # set in main(); the helpers above read it
+
+
+# --- Run dirs ----------------------------------------------------------------------------
+
+
+def run_names(home):
+    runs = os.path.join(home, "runs")
+    return set(os.listdir(runs)) if os.path.isdir(runs) else set()
+
+
+def read_attr(run_dir, name):
+    try:
+        with open(os.path.join(run_dir, ".guild", "attrs", name)) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        return None
+
+
+LOSS_RE = re.compile(r"^loss: (\S+)\s*$", re.M)
+
+
+def read_run(home, name):
+    run_dir = os.path.join(home, "runs", name)
+    flags = read_attr(run_dir, "flags") or {}
+    try:
+        with open(os.path.join(run_dir, ".guild", "output"), errors="replace") as f:
+            losses = LOSS_RE.findall(f.read())
+    except FileNotFoundError:
+        losses = []
+    try:
+        loss = float(losses[-1]) if losses else None
+    except ValueError:
+        loss = None
+    return {"id": name, "flags": flags, "x": flags.get("x") if isinstance(flags, dict) else None,
+            "loss": loss, "started": read_attr(run_dir, "started"),
+            "stopped": read_attr(run_dir, "stopped"), "exit_status": read_attr(run_dir, "exit_status")}
+
+
+def new_trials(home, before):
+    """The runs with an `x` flag among the dirs that appeared since `before`, by start time."""
+    runs = [read_run(home, name) for name in run_names(home) - before]
+    trials = [r for r in runs if isinstance(r["flags"], dict) and "x" in r["flags"]]
+    return sorted(trials, key=lambda r: (r["started"] or 0, r["id"]))
+
+
+# --- 1. Search quality -------------------------------------------------------------------
+
+
+def quality_search(tool, seed, n_trials, problems):
+    """One tutorial gp search; returns the seed's summary."""
+    args = ["run", "train.py", "x=[-2.0:2.0]", "--optimizer", "gp", "--max-trials",
+            str(n_trials), "--random-seed", str(seed), "-y"]
+    if tool == "ours":
+        home, cmd, env = ENV.homes["quality"], ENV.ctl("quality", *args), ENV.ctl_env("quality")
+    else:
+        home, cmd, env = ENV.guild_homes["quality"], [ENV.guild, *args], ENV.guild_env("quality")
+    before = run_names(home)
+    dt, _ = run_checked(cmd, env, what="%s run (seed %d)" % (tool, seed))
+    trials = new_trials(home, before)
+    scored = [t for t in trials if t["loss"] is not None and isinstance(t["x"], (int, float))]
+    if len(trials) != n_trials or len(scored) != len(trials):
+        problems.append("quality %s seed %d: %d trials, %d with an x and a loss (want %d)"
+                        % (tool, seed, len(trials), len(scored), n_trials))
+    out = {"seed": seed, "wall_s": dt, "trials": len(trials),
+           "xs": [t["x"] for t in trials], "losses": [t["loss"] for t in trials]}
+    if not scored:
+        out.update(best_x=None, best_loss=None, ok=False)
+        return out
+    best = min(scored, key=lambda t: t["loss"])
+    out.update(best_x=best["x"], best_loss=best["loss"],
+               ok=abs(best["x"] - OPTIMUM_X) <= TOLERANCE)
+    return out
+
+
+def bench_quality(seeds, n_trials, problems):
+    tools = ["ours"] + (["guild"] if ENV.guild else [])
+    start_daemon("quality")
+    res = {t: [] for t in tools}
+    try:
+        for seed in range(seeds):
+            for tool in tools:
+                res[tool].append(quality_search(tool, seed, n_trials, problems))
+            log("quality: seed %d/%d: %s" % (seed + 1, seeds, "  ".join(
+                "%s best x %s%s (%.0f s)" % (t, fmt_x(res[t][-1]["best_x"]),
+                                            "" if res[t][-1]["ok"] else " (miss)",
+                                            res[t][-1]["wall_s"]) for t in tools)))
+    finally:
+        stop_daemon("quality", problems)
+    out = {"seeds": seeds, "trials": n_trials, "optimum_x": OPTIMUM_X, "tolerance": TOLERANCE}
+    for tool in tools:
+        runs = res[tool]
+        hits = sum(r["ok"] for r in runs)
+        dist = [abs(r["best_x"] - OPTIMUM_X) for r in runs if r["best_x"] is not None]
+        out[tool] = {"per_seed": runs, "hits": hits, "rate": hits / seeds,
+                     "median_best_dist": median(dist),
+                     "median_best_loss": median([r["best_loss"] for r in runs
+                                                 if r["best_loss"] is not None]),
+                     "median_wall_s": median([r["wall_s"] for r in runs])}
+    return out
+
+
+def fmt_x(x):
+    return "-" if x is None else "%+.3f" % x
+
+
+# --- 2. Speed ----------------------------------------------------------------------------
+
+
+def others_running():
+    """Command lines of other bench/ scripts running now (not this one, not our ancestors)."""
+    mine = {os.getpid()} | {p.pid for p in psutil.Process().parents()}
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["pid"] not in mine and any(OTHER_BENCH.search(a) for a in cmd):
+            found.append(" ".join(cmd))
+    return found
+
+
+def wait_for_others(problems):
+    t0 = time.monotonic()
+    while True:
+        found = others_running()
+        if not found:
+            waited = time.monotonic() - t0
+            if waited > 1:
+                log("speed: waited %.0f s for other benchmarks" % waited)
+            return waited
+        if time.monotonic() - t0 > WAIT_OTHERS_S:
+            problems.append("speed: timed while another benchmark ran: %s" % "; ".join(found))
+            return time.monotonic() - t0
+        log("speed: waiting for %s" % "; ".join(found))
+        time.sleep(WAIT_POLL_S)
+
+
+def speed_case(case, n_trials, problems):
+    args = ["run", "sleep.py", "x=[-2.0:2.0]", "--optimizer", "gp", "--max-trials", str(n_trials),
+            "--random-seed", str(SPEED_SEED), "-y"]
+    if case == "parallel":
+        home, env = ENV.homes["speed"], ENV.ctl_env("speed")
+        cmd = ENV.ctl("speed", *args, "--parallel", str(PARALLEL), "--gpus", "1")
+    elif case == "sequential":
+        home, env = ENV.homes["speed"], ENV.ctl_env("speed")
+        cmd = ENV.ctl("speed", *args, "--parallel", "1")
+    else:
+        home, env, cmd = ENV.guild_homes["speed"], ENV.guild_env("speed"), [ENV.guild, *args]
+    before = run_names(home)
+    launched = time.time()
+    dt, _ = run_checked(cmd, env, what="%s search" % case)
+    returned = time.time()
+    trials = new_trials(home, before)
+    timed = [t for t in trials if isinstance(t["started"], int) and isinstance(t["stopped"], int)]
+    bad = [t for t in trials if t["exit_status"] != 0 or t["loss"] is None]
+    if len(trials) != n_trials or len(timed) != len(trials) or bad:
+        problems.append("speed %s: %d trials, %d with started and stopped, %d failed or without "
+                        "a loss (want %d)" % (case, len(trials), len(timed), len(bad), n_trials))
+    gaps = [(b["started"] - a["stopped"]) / 1e6 for a, b in zip(timed, timed[1:])]
+    out = {"wall_s": dt, "trials": len(trials),
+           "trial_s": median([(t["stopped"] - t["started"]) / 1e6 for t in timed]),
+           "max_concurrent": max_concurrent(timed)}
+    if timed:
+        out["lead_in_s"] = timed[0]["started"] / 1e6 - launched
+        out["tail_s"] = returned - max(t["stopped"] for t in timed) / 1e6
+    if case != "parallel":
+        out.update(gap_median_s=median(gaps), gap_p90_s=percentile(gaps, 90),
+                   gap_max_s=max(gaps) if gaps else None, gaps_s=gaps)
+        if out["max_concurrent"] > 1:
+            problems.append("speed %s: %d trials overlapped" % (case, out["max_concurrent"]))
+    elif out["max_concurrent"] < PARALLEL:
+        problems.append("speed parallel: at most %d trials ran at once (want %d)"
+                        % (out["max_concurrent"], PARALLEL))
+    return out
+
+
+def max_concurrent(trials):
+    events = sorted([(t["started"], 1) for t in trials] + [(t["stopped"], -1) for t in trials],
+                    key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    return peak
+
+
+def bench_speed(n_trials, rounds, problems):
+    cases = ["parallel", "sequential"] + (["guild"] if ENV.guild else [])
+    res = {"trials": n_trials, "rounds": rounds, "parallel": PARALLEL, "gpus": SIMULATED_GPUS,
+           "waited_for_others_s": wait_for_others(problems)}
+    start_daemon("speed")
+    runs = {c: [] for c in cases}
+    try:
+        # A first search loads skopt into the daemon, so no timed case pays for it (and one
+        # with Guild warms the disk cache for its packages).
+        log("speed: warm-up (a 4-trial gp search each)")
+        run_checked(ENV.ctl("speed", "run", "sleep.py", "x=[-2.0:2.0]", "--optimizer", "gp",
+                            "--max-trials", "4", "-y"), ENV.ctl_env("speed"), what="warm-up")
+        if ENV.guild:
+            run_checked([ENV.guild, "run", "sleep.py", "x=[-2.0:2.0]", "--optimizer", "gp",
+                         "--max-trials", "4", "-y"], ENV.guild_env("speed"), what="guild warm-up")
+        for i in range(rounds):
+            # Rotate the order so no case always follows the same neighbour.
+            for case in cases[i % len(cases):] + cases[:i % len(cases)]:
+                log("speed: round %d/%d: %s (%d trials)" % (i + 1, rounds, case, n_trials))
+                runs[case].append(speed_case(case, n_trials, problems))
+                r = runs[case][-1]
+                log("speed: %s %.1f s (trial %.2f s, %d at once%s)" % (
+                    case, r["wall_s"], r["trial_s"] or 0, r["max_concurrent"],
+                    ", trial end -> next start median %.0f ms" % (r["gap_median_s"] * 1000)
+                    if r.get("gap_median_s") is not None else ""))
+    finally:
+        stop_daemon("speed", problems)
+    for case in cases:
+        rs = runs[case]
+        res[case] = {"samples": rs, "wall_s": median([r["wall_s"] for r in rs]),
+                     "trial_s": median([r["trial_s"] for r in rs if r["trial_s"] is not None]),
+                     "lead_in_s": median([r["lead_in_s"] for r in rs if "lead_in_s" in r]),
+                     "tail_s": median([r["tail_s"] for r in rs if "tail_s" in r]),
+                     "max_concurrent": max(r["max_concurrent"] for r in rs)}
+        if case != "parallel":
+            gaps = [g for r in rs for g in r["gaps_s"]]
+            res[case].update(gap_median_s=median(gaps), gap_p90_s=percentile(gaps, 90),
+                             gap_max_s=max(gaps) if gaps else None)
+    res["ratio_parallel"] = res["parallel"]["wall_s"] / res["sequential"]["wall_s"]
+    if ENV.guild:
+        res["ratio_sequential_guild"] = res["sequential"]["wall_s"] / res["guild"]["wall_s"]
+        res["ratio_parallel_guild"] = res["parallel"]["wall_s"] / res["guild"]["wall_s"]
+        if res["guild"]["gap_median_s"]:
+            res["ratio_gap"] = res["sequential"]["gap_median_s"] / res["guild"]["gap_median_s"]
+            res["ratio_gap_p90"] = res["sequential"]["gap_p90_s"] / res["guild"]["gap_p90_s"]
+    return res
+
+
+# --- 3. Suggestion time ------------------------------------------------------------------
+
+
+def suggest_points(k, seed=7):
+    import random
+
+    rng = random.Random(seed)
+    xs = [rng.uniform(-2.0, 2.0) for _ in range(k)]
+    return xs, [tutorial_loss(x, rng) for x in xs]
+
+
+def bench_suggest(problems):
+    from guild_common.flagfuncs import search_dim
+
+    t0 = time.perf_counter()
+    from guildd import optimizers
+
+    values = {"x": search_dim("[-2.0:2.0]", "x")}
+
+    def told(k, seed):
+        s = optimizers.Search("gp", {}, values, seed=seed)
+        for x, y in zip(*suggest_points(k)):
+            s.tell({"x": x}, y)
+        return s
+
+    told(5, 0).ask()  # warm-up: imports skopt and scikit-learn
+    log("suggest: skopt loaded in %.2f s" % (time.perf_counter() - t0))
+    res = {"reps": SUGGEST_REPS, "ours": {}, "guild": {}}
+    cases = [(k, 0) for k in SUGGEST_TOLD] + [(SUGGEST_PENDING_TOLD, PARALLEL - 1)]
+    for k, pending in cases:
+        times = []
+        for rep in range(SUGGEST_REPS):
+            s = told(k, rep)
+            if pending:
+                s.ask(pending)  # trials still running: the next ask lies about them
+            t = time.perf_counter()
+            s.ask()
+            times.append(time.perf_counter() - t)
+        key = "%d" % k if not pending else "%d+%dp" % (k, pending)
+        res["ours"][key] = {"median_s": median(times), "samples_s": times}
+        log("suggest: ours, %d told%s: median %.0f ms" % (
+            k, ", %d pending" % pending if pending else "", median(times) * 1000))
+    if ENV.guild:
+        arg = json.dumps({"cases": [[k, *suggest_points(k)] for k in SUGGEST_TOLD],
+                          "reps": SUGGEST_REPS})
+        python = os.path.join(ENV.guild_venv, "bin", "python")
+        try:
+            _, p = run_checked([python, "-c", GUILD_SUGGEST_PY, arg], ENV.guild_env("speed"),
+                               stdout=subprocess.PIPE, what="Guild's gp suggestion")
+            for k, times in json.loads(p.stdout).items():
+                res["guild"][k] = {"median_s": median(times), "samples_s": times}
+                log("suggest: guild, %s told: median %.0f ms" % (k, median(times) * 1000))
+        except (RuntimeError, ValueError) as e:
+            problems.append("suggest: Guild's suggestion could not be timed: %s" % e)
+    return res
+
+
+# --- Report ------------------------------------------------------------------------------
+
+
+def fmt_s(s):
+    return "-" if s is None else ("%.1f ms" % (s * 1000) if s < 1 else "%.2f s" % s)
+
+
+def yes(flag):
+    return "yes" if flag else "NO"
+
+
+def build_rows(res):
+    rows = []  # (figure, measured, baseline, ratio, target, met)
+    q = res.get("quality")
+    if q:
+        ours, guild = q["ours"], q.get("guild")
+        fig = "gp quality: best x within %.2f of %.1f (%d seeds)" % (q["tolerance"], q["optimum_x"],
+                                                                   q["seeds"])
+        measured = "ours %d/%d (%.0f%%)" % (ours["hits"], q["seeds"], 100 * ours["rate"])
+        if guild:
+            rows.append((fig, measured, "guild %d/%d (%.0f%%)" % (guild["hits"], q["seeds"],
+                                                                 100 * guild["rate"]),
+                         "%.2f" % (ours["rate"] / guild["rate"]) if guild["rate"] else "-",
+                         ">= guild", yes(ours["rate"] >= guild["rate"])))
+            rows.append(("gp quality: median |best x - opt|", "%.3f" % ours["median_best_dist"],
+                         "%.3f" % guild["median_best_dist"], "", "(reference)", ""))
+            rows.append(("gp quality: median best loss", "%.3f" % ours["median_best_loss"],
+                         "%.3f" % guild["median_best_loss"], "", "(reference)", ""))
+            rows.append(("tutorial search wall (20 trials), median", fmt_s(ours["median_wall_s"]),
+                         fmt_s(guild["median_wall_s"]),
+                         "%.2fx" % (ours["median_wall_s"] / guild["median_wall_s"]),
+                         "(reference)", ""))
+        else:
+            rows.append((fig, measured, "Guild skipped", "", ">= guild", "-"))
+    s = res.get("speed")
+    if s:
+        n = s["trials"]
+        par, seq, g = s["parallel"], s["sequential"], s.get("guild")
+        rows.append(("%d-trial gp, --parallel %d --gpus 1" % (n, s["parallel"]),
+                     fmt_s(par["wall_s"]), "sequential " + fmt_s(seq["wall_s"]),
+                     "%.3fx" % s["ratio_parallel"], "<= 0.35x", yes(s["ratio_parallel"] <= 0.35)))
+        rows.append(("%d-trial gp, parallel: trials at once" % n, str(par["max_concurrent"]), "",
+                     "", "== %d" % s["parallel"], yes(par["max_concurrent"] == s["parallel"])))
+        if g:
+            rows.append(("%d-trial gp, sequential: ours vs guild" % n, fmt_s(seq["wall_s"]),
+                         "guild " + fmt_s(g["wall_s"]), "%.3fx" % s["ratio_sequential_guild"],
+                         "(reference)", ""))
+            rows.append(("%d-trial gp, parallel: ours vs guild" % n, fmt_s(par["wall_s"]),
+                         "guild " + fmt_s(g["wall_s"]), "%.3fx" % s["ratio_parallel_guild"],
+                         "(reference)", ""))
+        if g and "ratio_gap" in s:
+            rows.append(("trial end -> next start (seq), median", fmt_s(seq["gap_median_s"]),
+                         "guild " + fmt_s(g["gap_median_s"]), "%.3fx" % s["ratio_gap"],
+                         "<= 0.5x", yes(s["ratio_gap"] <= 0.5)))
+            rows.append(("trial end -> next start (seq), p90", fmt_s(seq["gap_p90_s"]),
+                         "guild " + fmt_s(g["gap_p90_s"]), "%.3fx" % s["ratio_gap_p90"],
+                         "(reference)", ""))
+            rows.append(("trial end -> next start (seq), max", fmt_s(seq["gap_max_s"]),
+                         "guild " + fmt_s(g["gap_max_s"]), "", "(reference)", ""))
+        else:
+            rows.append(("trial end -> next start (seq), median", fmt_s(seq["gap_median_s"]),
+                         "Guild skipped", "", "<= 0.5x", "-"))
+        for case in ("parallel", "sequential", "guild"):
+            c = s.get(case)
+            if not c:
+                continue
+            rows.append(("%s: trial started->stopped, median" % case, fmt_s(c["trial_s"]),
+                         "", "", "(breakdown)", ""))
+            rows.append(("%s: launch -> 1st start / last stop -> exit" % case,
+                         "%s / %s" % (fmt_s(c["lead_in_s"]), fmt_s(c["tail_s"])), "", "",
+                         "(breakdown)", ""))
+    sg = res.get("suggest")
+    if sg:
+        for key, ours in sg["ours"].items():
+            k, _, pending = key.partition("+")
+            g = sg["guild"].get(key)
+            fig = "gp suggestion, %s told%s" % (k, ", %s pending" % pending[:-1] if pending else "")
+            rows.append((fig, fmt_s(ours["median_s"]), "guild " + fmt_s(g["median_s"]) if g else "",
+                         "%.3fx" % (ours["median_s"] / g["median_s"]) if g else "",
+                         "(reference)", ""))
+    return rows
+
+
+def print_seeds(q, out):
+    tools = [t for t in ("ours", "guild") if t in q]
+    print("per-seed best trial (x, loss; * = within %.2f of %.1f)" % (q["tolerance"], q["optimum_x"]),
+          file=out)
+    print("seed  " + "  ".join("%-20s" % t for t in tools), file=out)
+    for i in range(q["seeds"]):
+        cells = []
+        for t in tools:
+            r = q[t]["per_seed"][i]
+            cells.append("%-20s" % ("%s %s%s" % (fmt_x(r["best_x"]),
+                                                 "-" if r["best_loss"] is None else "%+.3f" % r["best_loss"],
+                                                 " *" if r["ok"] else "")))
+        print("%4d  %s" % (r["seed"], "  ".join(cells)).rstrip(), file=out)
+
+
+def print_table(rows, out):
+    head = ("figure", "measured", "baseline", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
+    print(line, file=out)
+    print("-" * len(line), file=out)
+    for r in rows:
+        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
+
+
+# --- Main --------------------------------------------------------------------------------
+
+
+def setup(args):
+    global ENV
+    guild_venv = None if args.skip_guild else args.guild
+    if guild_venv and not os.path.isfile(os.path.join(guild_venv, "bin", "guild")):
+        log("Guild 0.9 not found at %s: Guild figures are skipped. Install it with %s"
+            % (guild_venv, GUILD_INSTALLER))
+        guild_venv = None
+    root = tempfile.mkdtemp(prefix="guildd-bench-batches-")
+    ENV = Env(root, find_guildctl(), guild_venv)
+    log("bench dir %s\n  guildctl %s\n  guild    %s" % (root, ENV.guildctl, ENV.guild or "(skipped)"))
+
+
+def teardown(args, problems):
+    if ENV is None:
+        return
+    for part in list(ENV.started):
+        stop_daemon(part, problems)
+    if args.keep:
+        log("kept %s" % ENV.root)
+    else:
+        shutil.rmtree(ENV.root, ignore_errors=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--guild", default=DEFAULT_GUILD_VENV, metavar="PATH",
+                    help="Guild AI 0.9 venv (default %(default)s)")
+    ap.add_argument("--seeds", type=int, default=20, metavar="N",
+                    help="quality: seeds searched by each tool (default %(default)s)")
+    ap.add_argument("--quality-trials", type=int, default=QUALITY_TRIALS, metavar="N",
+                    help="quality: trials per search (default %(default)s)")
+    ap.add_argument("--trials", type=int, default=40, metavar="N",
+                    help="speed: trials per search (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="speed: searches per case, median taken (default %(default)s)")
+    ap.add_argument("--skip-guild", action="store_true", help="no Guild 0.9 baselines")
+    ap.add_argument("--skip-quality", action="store_true", help="skip part 1 (search quality)")
+    ap.add_argument("--skip-speed", action="store_true",
+                    help="skip parts 2 and 3 (wall times, overhead, suggestion time)")
+    ap.add_argument("--json", action="store_true",
+                    help="print a JSON object on stdout (the table then goes to stderr)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.quality_trials < 1 or args.trials < 2 or args.rounds < 1:
+        ap.error("--seeds, --quality-trials and --rounds must be >= 1, --trials >= 2")
+    problems, res = [], {}
+    t0 = time.perf_counter()
+    try:
+        setup(args)
+        if not args.skip_quality:
+            log("quality: %d seeds, %d-trial gp searches of train.py" % (args.seeds, args.quality_trials))
+            res["quality"] = bench_quality(args.seeds, args.quality_trials, problems)
+        if not args.skip_speed:
+            res["speed"] = bench_speed(args.trials, args.rounds, problems)
+            res["suggest"] = bench_suggest(problems)
+    finally:
+        teardown(args, problems)
+    res["problems"] = problems
+    res["elapsed_s"] = time.perf_counter() - t0
+    res["tools"] = {"guildctl": ENV.guildctl, "guild": ENV.guild}
+    out = sys.stderr if args.json else sys.stdout
+    print("", file=out)
+    if "quality" in res:
+        print_seeds(res["quality"], out)
+        print("", file=out)
+    print_table(build_rows(res), out)
+    print("\nproblems: %s" % ("none" if not problems else ""), file=out)
+    for p in problems:
+        print("  - " + p, file=out)
+    print("elapsed %.0f s" % res["elapsed_s"], file=out)
+    if args.json:
+        json.dump(res, sys.stdout, indent=2, sort_keys=True)
+        print()
+
+
+if __name__ == "__main__":
+    main()
