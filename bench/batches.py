@@ -585,7 +585,7 @@ def print_seeds(q, out):
     tools = [t for t in ("ours", "guild") if t in q]
     print("per-seed best trial (x, loss; * = within %.2f of %.1f)" % (q["tolerance"], q["optimum_x"]),
           file=out)
-    print("seed  " + "  ".join("%-20s" % t for t in tools), file=out)
+    print(("seed  " + "  ".join("%-20s" % t for t in tools)).rstrip(), file=out)
     for i in range(q["seeds"]):
         cells = []
         for t in tools:
@@ -593,7 +593,7 @@ def print_seeds(q, out):
             cells.append("%-20s" % ("%s %s%s" % (fmt_x(r["best_x"]),
                                                  "-" if r["best_loss"] is None else "%+.3f" % r["best_loss"],
                                                  " *" if r["ok"] else "")))
-        print("%4d  %s" % (r["seed"], "  ".join(cells)).rstrip(), file=out)
+        print(("%4d  %s" % (r["seed"], "  ".join(cells))).rstrip(), file=out)
 
 
 def print_table(rows, out):

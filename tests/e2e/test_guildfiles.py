@@ -1089,3 +1089,57 @@ def test_stoppable_operation_stopped_is_completed_and_delete_on_success_trashes(
         assert header[:7] == ["run", "operation", "started", "time", "status", "label", "count"]
     finally:
         g.kill_daemon(signal.SIGTERM)
+
+
+QUAD_OP = {
+    "quad.py": """
+        x = 0.0
+        print("loss: %f" % ((x + 0.3) ** 2))
+        print("acc: %f" % (1 - abs(x + 0.3)))
+    """,
+}
+
+
+def test_optimizers_and_default_max_trials(g, proj):
+    write(proj, {**QUAD_OP, "guild.yml": """
+        search:
+          main: quad
+          flags-import: all
+          default-max-trials: 3
+          objective:
+            maximize: acc
+          optimizers:
+            gp-1:
+              algorithm: gp
+              random-starts: 2
+            quick:
+              algorithm: random
+              default: yes
+    """})
+    # --optimize: the op's default optimizer, and its default number of trials.
+    r = run(g, proj, "search", "x=[-2.0:2.0]", "--optimize")
+    assert r.stdout.count("Running trial ") == 3
+    # -o NAME: a configured optimizer with its flags; the op's objective.
+    r = g.ctl("run", "search", "x=[-2.0:2.0]", "-o", "gp-1", cwd=proj, input="\n")
+    assert "with 'skopt:gp' optimizer (max 3 trials, maximize acc)" in r.stdout
+    assert "  random-starts: 2" in r.stdout
+    assert r.stdout.count("Random start for optimization") == 2
+    assert r.stdout.count("Running trial ") == 3
+    assert "completed: acc=" in r.stdout
+    # --max-trials wins over default-max-trials.
+    r = run(g, proj, "search", "x=[-2.0:2.0]", "-o", "gp-1", "--max-trials", "4")
+    assert r.stdout.count("Running trial ") == 4
+
+
+def test_single_optimizer_is_the_one_optimize_uses(g, proj):
+    write(proj, {**QUAD_OP, "guild.yml": """
+        search:
+          main: quad
+          flags-import: all
+          optimizer:
+            algorithm: forest
+            random-starts: 1
+    """})
+    r = g.ctl("run", "search", "x=[-2.0:2.0]", "--optimize", "--max-trials", "2", cwd=proj, input="\n")
+    assert "with 'skopt:forest' optimizer (max 2 trials, minimize loss)" in r.stdout
+    assert "  random-starts: 1" in r.stdout and r.stdout.count("Running trial ") == 2

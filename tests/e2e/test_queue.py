@@ -247,3 +247,13 @@ def test_no_gpus_hides_gpus_and_gpu_requests_fail_without_gpus(start_guild):
     assert _seen(guild, guild.info("1")["id"])["cvd"] == ""
     r = guild.ctl("run", "gpujob.py", "--gpus", "1", "-y", check=False)
     assert r.returncode != 0 and "this box has no GPUs" in r.stderr
+
+
+def test_guild_file_op_asks_for_gpus(start_guild):
+    guild = start_guild("4x80G")
+    (guild.project / "guild.yml").write_text("train:\n  main: gpujob\n  flags-import: all\n  gpus: 2\n")
+    r = guild.ctl("run", "train", "sleep=0", "-y")
+    assert r.returncode == 0
+    assert len(_seen(guild, guild.info("1")["id"])["cvd"].split(",")) == 2
+    r = guild.ctl("run", "train", "sleep=0", "--gpus", "3,", "-y")  # the option wins
+    assert _seen(guild, guild.info("1")["id"])["cvd"] == "3"
