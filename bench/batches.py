@@ -10,7 +10,8 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
 1. Search quality: the Get Started tutorial's search, `run train.py x=[-2.0:2.0] --optimizer gp
    --max-trials 20 --random-seed SEED -y` (train.py: loss = sin(5x)(1 - tanh(x^2)) + randn *
    noise, noise 0.1), for SEED in range(--seeds), with guildctl and with `guild run` (one
-   GUILD_HOME each). A seed's trials are the new run dirs with an `x` flag; each trial's x comes
+   GUILD_HOME each). A seed's trials are the new run dirs whose `.guild/opref` names train.py
+   (not the batch run: `train.py+gp` ours, `skopt gp` Guild's); each trial's x comes
    from `.guild/attrs/flags` and its loss from the last `loss:` line of `.guild/output`. The
    best trial is the one with the least loss; a seed succeeds when |best x - (-0.3)| <= 0.15.
    Target: our success rate >= Guild's.
@@ -242,15 +243,21 @@ def read_run(home, name):
         loss = float(losses[-1]) if losses else None
     except ValueError:
         loss = None
-    return {"id": name, "flags": flags, "x": flags.get("x") if isinstance(flags, dict) else None,
+    try:
+        with open(os.path.join(run_dir, ".guild", "opref")) as f:
+            op = f.read().split()[-1]  # `script:DIR '' '' train.py`: the op name is last
+    except (FileNotFoundError, IndexError):
+        op = None
+    return {"id": name, "op": op, "flags": flags, "x": flags.get("x") if isinstance(flags, dict) else None,
             "loss": loss, "started": read_attr(run_dir, "started"),
             "stopped": read_attr(run_dir, "stopped"), "exit_status": read_attr(run_dir, "exit_status")}
 
 
-def new_trials(home, before):
-    """The runs with an `x` flag among the dirs that appeared since `before`, by start time."""
+def new_trials(home, before, script):
+    """The runs of `script` among the dirs that appeared since `before`, by start time: a
+    search's trials (its batch run is `script+gp` here, Guild's is `skopt gp`)."""
     runs = [read_run(home, name) for name in run_names(home) - before]
-    trials = [r for r in runs if isinstance(r["flags"], dict) and "x" in r["flags"]]
+    trials = [r for r in runs if r["op"] == script]
     return sorted(trials, key=lambda r: (r["started"] or 0, r["id"]))
 
 
@@ -267,7 +274,7 @@ def quality_search(tool, seed, n_trials, problems):
         home, cmd, env = ENV.guild_homes["quality"], [ENV.guild, *args], ENV.guild_env("quality")
     before = run_names(home)
     dt, _ = run_checked(cmd, env, what="%s run (seed %d)" % (tool, seed))
-    trials = new_trials(home, before)
+    trials = new_trials(home, before, "train.py")
     scored = [t for t in trials if t["loss"] is not None and isinstance(t["x"], (int, float))]
     if len(trials) != n_trials or len(scored) != len(trials):
         problems.append("quality %s seed %d: %d trials, %d with an x and a loss (want %d)"
@@ -359,7 +366,7 @@ def speed_case(case, n_trials, problems):
     launched = time.time()
     dt, _ = run_checked(cmd, env, what="%s search" % case)
     returned = time.time()
-    trials = new_trials(home, before)
+    trials = new_trials(home, before, "sleep.py")
     timed = [t for t in trials if isinstance(t["started"], int) and isinstance(t["stopped"], int)]
     bad = [t for t in trials if t["exit_status"] != 0 or t["loss"] is None]
     if len(trials) != n_trials or len(timed) != len(trials) or bad:
@@ -526,7 +533,7 @@ def build_rows(res):
                          "%.3f" % guild["median_best_dist"], "", "(reference)", ""))
             rows.append(("gp quality: median best loss", "%.3f" % ours["median_best_loss"],
                          "%.3f" % guild["median_best_loss"], "", "(reference)", ""))
-            rows.append(("tutorial search wall (20 trials), median", fmt_s(ours["median_wall_s"]),
+            rows.append(("tutorial search wall (%d trials), median" % q["trials"], fmt_s(ours["median_wall_s"]),
                          fmt_s(guild["median_wall_s"]),
                          "%.2fx" % (ours["median_wall_s"] / guild["median_wall_s"]),
                          "(reference)", ""))

@@ -124,8 +124,9 @@ def _number(arg):
 
 # --- Sequence functions --------------------------------------------------------------------
 
-# linspace, logspace and geomspace without a COUNT. Guild's prose says 10; its doctests (and
-# Guild 0.9) give 5: `linspace[1:10]` -> [1.0, 3.25, 5.5, 7.75, 10.0].
+# logspace without a COUNT, as Guild 0.9 gives it. linspace and geomspace need their COUNT:
+# Guild's docs give two defaults for linspace (10 in prose, 5 in doctests), so a missing count
+# is refused rather than guessed.
 DEFAULT_COUNT = 5
 
 # A typo such as range[0:1e9] would otherwise build a list of a billion trials.
@@ -175,9 +176,11 @@ def _range(args):
 
 
 def _linspace(args):
-    """`linspace[START:STOP(:COUNT)]`: COUNT evenly spaced floats, both ends included."""
+    """`linspace[START:STOP:COUNT]`: COUNT evenly spaced floats, both ends included. COUNT is
+    required: Guild's docs give two defaults for it (10 in prose, 5 in examples)."""
     _check_arity("linspace", args, 2, 3)
     start, stop = _number(args[0]), _number(args[1])
+    _need_count("linspace", args)
     return [_round(x) for x in _linear(start, stop, _count(args, 2))]
 
 
@@ -200,11 +203,12 @@ def _geomspace(args):
     from START to STOP, both included (not in Guild)."""
     _check_arity("geomspace", args, 2, 3)
     start, stop = _number(args[0]), _number(args[1])
-    count = _count(args, 2)
     if start == 0 or stop == 0 or (start < 0) != (stop < 0):
         raise _BadArgs(
             "START (%r) and STOP (%r) must be non-zero with the same sign" % (start, stop)
         )
+    _need_count("geomspace", args)
+    count = _count(args, 2)
     sign = -1.0 if start < 0 else 1.0
     exponents = _linear(math.log10(abs(start)), math.log10(abs(stop)), count)
     values = [_round(sign * 10.0**e) for e in exponents]
@@ -214,6 +218,11 @@ def _geomspace(args):
     if count > 1:
         values[-1] = float(stop)
     return values
+
+
+def _need_count(name, args):
+    if len(args) < 3:
+        raise _BadArgs(f"missing COUNT ({name}[START:STOP:COUNT])")
 
 
 def _count(args, index):

@@ -90,14 +90,13 @@ EXPAND_CASES = [
     # ours: Guild 0.9 gives [0.0, 0.3, 0.6, 0.9, 1.2], past STOP
     ("range[0:1:0.3]", [0.0, 0.3, 0.6, 0.9]),
     # linspace: default count 5 (L13833-L13842)
-    ("linspace[1:5]", [1.0, 2.0, 3.0, 4.0, 5.0]),
-    ("linspace[1:10]", [1.0, 3.25, 5.5, 7.75, 10.0]),
+    ("linspace[1:5:5]", [1.0, 2.0, 3.0, 4.0, 5.0]),
+    ("linspace[1:10:5]", [1.0, 3.25, 5.5, 7.75, 10.0]),
     ("linspace[1:10:10]", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]),
     ("linspace[1e-2:1e-1:10]", [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1]),
     ("linspace[-0.6:0.6:4]", [-0.6, -0.2, 0.2, 0.6]),  # hpo-tutorial L126
     # linspace edge counts (0.9)
-    ("linspace[1:2]", [1.0, 1.25, 1.5, 1.75, 2.0]),
-    ("linspace[5:1]", [5.0, 4.0, 3.0, 2.0, 1.0]),
+    ("linspace[5:1:5]", [5.0, 4.0, 3.0, 2.0, 1.0]),
     ("linspace[0:1:1]", [0.0]),
     ("linspace[0:1:0]", []),
     # logspace, base 10 or the 4th arg (L13897-L13909)
@@ -111,7 +110,7 @@ EXPAND_CASES = [
     ("logspace[-10:-9:3]", [1e-10, 3.16228e-10, 1e-09]),
     # geomspace: numpy.geomspace, not in Guild (ours)
     ("geomspace[1:1000:4]", [1.0, 10.0, 100.0, 1000.0]),
-    ("geomspace[1:2]", [1.0, 1.18920712, 1.41421356, 1.68179283, 2.0]),
+    ("geomspace[1:2:5]", [1.0, 1.18920712, 1.41421356, 1.68179283, 2.0]),
     ("geomspace[-1:-16:5]", [-1.0, -2.0, -4.0, -8.0, -16.0]),
     ("geomspace[3:3:1]", [3.0]),
 ]
@@ -141,6 +140,8 @@ EXPAND_ERRORS = [
     ("range[]", "invalid value for flag x: range[]: range requires at least 1 arg"),
     ("linspace[]", "invalid value for flag x: linspace[]: linspace requires at least 2 args"),
     ("linspace[1]", "invalid value for flag x: linspace[1]: linspace requires at least 2 args"),
+    ("linspace[1:2]", "invalid value for flag x: linspace[1:2]: missing COUNT (linspace[START:STOP:COUNT])"),
+    ("geomspace[1:2]", "invalid value for flag x: geomspace[1:2]: missing COUNT (geomspace[START:STOP:COUNT])"),
     (
         "linspace[1:bar]",
         "invalid value for flag x: linspace[1:bar]: invalid arg 'bar': expected a number",
