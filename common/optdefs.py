@@ -121,3 +121,12 @@ def parse_objective(minimize=None, maximize=None):
     if col.kind != "scalar" or col.step:
         raise InvalidArgument(f"invalid objective {text!r}: expected a scalar")
     return Objective(col.name, to_max, col.qualifier)
+
+
+def no_dimensions(values):
+    """Guild's error for a search whose flags have no range or list to search."""
+    assigns = ", ".join(f"{name}={encode_flag_value(values[name])}" for name in sorted(values))
+    return InvalidArgument(
+        f"flags for batch ({assigns}) do not contain any search dimensions\n"
+        "Try specifying a range for one or more flags as NAME=[MIN:MAX]."
+    )

@@ -15,9 +15,9 @@ import random
 
 import yaml
 
-from . import flagfuncs
+from . import flagfuncs, optdefs
 from .errors import InvalidArgument
-from .flags import decode_flag_value, encode_flag_value, format_flag_assign
+from .flags import decode_flag_value, encode_flag_value
 
 # Trials of a random search when no --max-trials is given (Guild's `+`, `random` and `gp`).
 DEFAULT_MAX_TRIALS = 20
@@ -86,11 +86,7 @@ def random_trials(values, n=DEFAULT_MAX_TRIALS, seed=None, choices=None):
         if name not in dims and name not in categorical:
             categorical[name] = list(options)
     if not dims and not categorical:
-        shown = ", ".join(format_flag_assign(name, values[name]) for name in sorted(values))
-        raise InvalidArgument(
-            "flags for batch (%s) do not contain any search dimensions - try specifying "
-            "a range for one or more flags as NAME=[MIN:MAX]" % shown
-        )
+        raise optdefs.no_dimensions(values)
     if any(not options for options in categorical.values()):
         return []
     rng = random.Random(seed)

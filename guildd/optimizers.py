@@ -32,12 +32,6 @@ from guild_common.flags import encode_flag_value
 _ESTIMATORS = {"gp": "GP", "forest": "ET"}
 _FIXED_ACQ_FUNC = "EI"
 
-_NO_DIMS = (
-    "flags for batch ({flags}) do not contain any search dimensions\n"
-    "Try specifying a range for one or more flags as NAME=[MIN:MAX]."
-)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Dim:
     """One search dimension: the flag, its skopt dimension, and how values map to it."""
@@ -69,8 +63,7 @@ class Search:
         self._maximize = objective_maximize
         self._dims = tuple(_dim_for(name, values[name]) for name in sorted(values) if _is_dim(values[name]))
         if not self._dims:
-            assigns = ", ".join(f"{name}={encode_flag_value(values[name])}" for name in sorted(values))
-            raise InvalidArgument(_NO_DIMS.format(flags=assigns))
+            raise optdefs.no_dimensions(values)
         self._rng = check_random_state(None if seed is None else seed % 2**32)
         self._skopt_dims = [d.space_dim for d in self._dims]
         # With nothing told, even random-starts=0 must start somewhere: at random.

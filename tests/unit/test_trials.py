@@ -185,12 +185,12 @@ def test_random_trials_empty_list_makes_none():
 
 
 def test_random_trials_without_search_dimensions():
-    # L7204: Guild's first line, and its hint, on one line
+    # L7204: Guild's message and its hint
     with pytest.raises(InvalidArgument) as e:
         trials.random_trials({"x": 1.0, "y": 2, "z": "a"}, 5, seed=1)
     assert str(e.value) == (
-        "flags for batch (x=1.0, y=2, z=a) do not contain any search dimensions - try "
-        "specifying a range for one or more flags as NAME=[MIN:MAX]"
+        "flags for batch (x=1.0, y=2, z=a) do not contain any search dimensions\n"
+        "Try specifying a range for one or more flags as NAME=[MIN:MAX]."
     )
 
 
