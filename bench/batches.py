@@ -36,23 +36,29 @@ it started. Progress goes to stderr; with --json the table goes to stderr too an
 one JSON object.
 """
 
-import argparse
-import json
-import math
 import os
-import re
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-import psutil
-import yaml
+# Run as a script, this file's directory comes first on sys.path, and bench/queue.py there would
+# shadow the standard library's `queue` (which scikit-learn imports, through joblib). Drop it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import psutil  # noqa: E402
+import yaml  # noqa: E402
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+GUILD_INSTALLER = os.path.join(_HERE, "..", "..", "shared", "tools", "install-guild-anchor")
 SIMULATED_GPUS = "4x80G"
 PARALLEL = 4
 OPTIMUM_X = -0.3

@@ -3,15 +3,23 @@
 The parent has no process of its own: the daemon writes its output (one line per step), links
 each step's run dir into it by the step's name, and ends it as the steps end: completed when
 all complete, error (naming the step) when one fails, terminated when stopped.
+
+The steps' specs are kept in the parent's `.guild/pipeline-steps` (protobuf), so a pipeline that
+was running when the daemon stopped goes on after a restart: steps already linked are waited
+for (or passed, if they completed), the rest start as usual.
 """
 
 import os
 
 from guild_common import rundir
+from guild_common.pb import guild_pb2 as pb
 from guildd import runstate
+
+STEPS_FILE = "pipeline-steps"
 
 
 async def start(daemon, run_id, steps, user):
+    await daemon.io(_write_steps, daemon.run_dir(run_id), steps)
     rec = await daemon.transition(run_id, runstate.RUNNING)
     daemon.follow(run_id, rec.scalar_offset)
     daemon.pipelines[run_id] = None
@@ -19,7 +27,27 @@ async def start(daemon, run_id, steps, user):
     return rec
 
 
-async def _run(daemon, run_id, steps, user):
+def read_steps(run_dir):
+    """A pipeline run's steps, or None when the run isn't a pipeline."""
+    try:
+        data = (rundir.guild_dir(run_dir) / STEPS_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    return list(pb.RunSpec.FromString(data).steps)
+
+
+def _write_steps(run_dir, steps):
+    (rundir.guild_dir(run_dir) / STEPS_FILE).write_bytes(pb.RunSpec(steps=steps).SerializeToString())
+
+
+async def resume(daemon, rec, steps):
+    """After a daemon restart: the pipeline goes on from its last linked step."""
+    daemon.follow(rec.id, rec.scalar_offset)
+    daemon.pipelines[rec.id] = None
+    daemon.spawn(_run(daemon, rec.id, steps, rec.user, resuming=True), name=f"pipeline-{rec.id[:8]}")
+
+
+async def _run(daemon, run_id, steps, user, resuming=False):
     run_dir = daemon.run_dir(run_id)
     exit_status = 0
     try:
@@ -27,37 +55,43 @@ async def _run(daemon, run_id, steps, user):
             if daemon.pipelines.get(run_id) == "stopping":
                 exit_status = -15
                 break
-            await daemon.work(say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
-            try:
-                child = await daemon.start_run(step.spec, False, user)
-            except Exception as e:  # the step could not start: the pipeline fails at it
-                await daemon.work(say, run_dir, f"ERROR: [guild] step {step.name} could not start: {e}")
-                exit_status = 1
-                break
-            daemon.pipelines[run_id] = child.id
-            await daemon.io(link, run_dir, step.name, child.id)
-            ended = await wait_end(daemon, child.id, run_dir)
-            if ended.status != runstate.COMPLETED:
-                stopped = daemon.pipelines.get(run_id) == "stopping" or ended.status == runstate.TERMINATED
+            child_id = await daemon.io(_linked, run_dir, step.name) if resuming else None
+            offset = 0
+            if child_id is not None:
+                # Started before the restart: its output so far is already in ours.
+                offset = await daemon.io(_size, rundir.output_path(daemon.run_dir(child_id)))
+            else:
+                await daemon.work(say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
+                try:
+                    child_id = (await daemon.start_run(step.spec, False, user)).id
+                except Exception as e:  # the step could not start: the pipeline fails at it
+                    await daemon.work(say, run_dir, f"ERROR: [guild] step {step.name} could not start: {e}")
+                    exit_status = 1
+                    break
+                await daemon.io(link, run_dir, step.name, child_id)
+            daemon.pipelines[run_id] = child_id
+            ended = await wait_end(daemon, child_id, run_dir, offset)
+            if ended is None or ended.status != runstate.COMPLETED:
+                stopped = daemon.pipelines.get(run_id) == "stopping" or (ended and ended.status == runstate.TERMINATED)
                 exit_status = -15 if stopped else 1
-                await daemon.work(say, run_dir, f"ERROR: [guild] step {step.name} ({child.id[:8]}) ended with status {ended.status}")
+                status = ended.status if ended else "deleted"
+                await daemon.work(say, run_dir, f"ERROR: [guild] step {step.name} ({child_id[:8]}) ended with status {status}")
                 break
     finally:
         daemon.pipelines.pop(run_id, None)
         await daemon.end_parentless(run_id, exit_status)
 
 
-async def wait_end(daemon, run_id, parent_dir=None):
-    """Waits for a step's run to end, copying its output into the parent's as it grows (a
-    Guild pipeline's output holds its steps' output, so `guildctl run PIPELINE` shows it);
-    without a parent dir, only waits."""
+async def wait_end(daemon, run_id, parent_dir=None, offset=0):
+    """Waits for a step's run to end, copying its output from `offset` into the parent's as
+    it grows (a Guild pipeline's output holds its steps' output, so `guildctl run PIPELINE`
+    shows it); without a parent dir, only waits. None if the run is gone."""
     child_output = rundir.output_path(daemon.run_dir(run_id))
-    offset = 0
     while True:
         rec = await daemon.io(daemon.store.get, run_id)
         if parent_dir is not None:
             offset = await daemon.work(_copy_new_output, child_output, parent_dir, offset)
-        if rec.status not in runstate.ACTIVE:
+        if rec is None or rec.status not in runstate.ACTIVE:
             return rec
         await daemon.wait_change(run_id)
 
@@ -89,6 +123,20 @@ def stop(daemon, run_id):
 def say(run_dir, line):
     with open(rundir.output_path(run_dir), "a") as f:
         f.write(line + "\n")
+
+
+def _linked(run_dir, name):
+    try:
+        return os.path.basename(os.readlink(os.path.join(run_dir, name)))
+    except OSError:
+        return None
+
+
+def _size(path):
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def link(run_dir, name, child_id):

@@ -6,7 +6,7 @@ import logging
 import os
 
 from guild_common import rundir
-from guildd import batches, executor as execlib, manage, runstate
+from guildd import batches, executor as execlib, manage, pipeline, runstate
 
 log = logging.getLogger("guildd")
 
@@ -35,6 +35,9 @@ async def reconcile(daemon):
             daemon.executor.watch(rec.id, lock_pid)
         elif rec.status == runstate.RUNNING and await daemon.io(batches.read_spec, run_dir) is not None:
             await daemon.resume_batch(rec)
+        elif rec.status == runstate.RUNNING and (steps := await daemon.io(pipeline.read_steps, run_dir)) is not None:
+            log.info("resuming pipeline %s", rec.id[:8])
+            await pipeline.resume(daemon, rec, steps)
         elif rec.status == runstate.RUNNING:
             daemon.follow(rec.id, rec.scalar_offset, scalar_config)
             await daemon.finish_run(rec.id)

@@ -1143,3 +1143,26 @@ def test_single_optimizer_is_the_one_optimize_uses(g, proj):
     r = g.ctl("run", "search", "x=[-2.0:2.0]", "--optimize", "--max-trials", "2", cwd=proj, input="\n")
     assert "with 'skopt:forest' optimizer (max 2 trials, minimize loss)" in r.stdout
     assert "  random-starts: 1" in r.stdout and r.stdout.count("Running trial ") == 2
+
+
+def test_a_pipeline_goes_on_after_the_daemon_is_killed(tmp_path, project):
+    (project / "guild.yml").write_text(
+        "slow:\n  main: slow\n  flags-import: all\n"
+        "pipe:\n  steps:\n    - slow steps=15 delay=0.1\n    - slow steps=1 delay=0\n"
+    )
+    g = Guild(tmp_path / "home-pipe", project)
+    g.start_daemon()
+    try:
+        run_id = g.ctl("run", "pipe", "--background", "-y").stdout.split(" as ")[1].split()[0]
+        wait_for(lambda: "step: 3" in (g.home / "runs" / run_id / ".guild" / "output").read_text(), what="step 1 running")
+        g.kill_daemon(signal.SIGKILL)
+        g.start_daemon()
+        g.wait_status(run_id, "completed", timeout=60)
+        pdir = g.home / "runs" / run_id
+        assert g.info((pdir / "slow").resolve().name)["status"] == "completed"
+        assert len([r for r in g.runs() if r["operation"] == "slow"]) == 2
+        output = (pdir / ".guild" / "output").read_text()
+        assert output.count("step: 14") == 1 and output.count("running slow") == 2
+    finally:
+        g.kill_daemon(signal.SIGTERM)
+        _stop_everything(g.home)
