@@ -14,14 +14,13 @@ script's module-level constants of those names before its code runs. Otherwise t
 arguments are the script's own command line (argparse reads them).
 """
 
-import ast
-import importlib.util
 import io
-import json
 import os
 import runpy
 import sys
-import traceback
+
+# ast, json and traceback are imported where they are needed: every run of a script pays for
+# what this file imports at start-up.
 
 
 _YAML_FLOATS = {".inf": float("inf"), "-.inf": float("-inf"), "+.inf": float("inf"), ".nan": float("nan")}
@@ -39,6 +38,8 @@ def decode(text):
         return text[1:-1].replace("''", "'")  # YAML's single-quoted style doubles quotes
     if text in _YAML_FLOATS:
         return _YAML_FLOATS[text]
+    import json
+
     try:
         return json.loads(text)
     except ValueError:
@@ -64,6 +65,8 @@ def flag_assigns(args):
 def _replace_globals(tree, values):
     """Replaces module-level `NAME = constant` assignments of flags with the flag values, so
     the script's own defaults don't overwrite them."""
+    import ast
+
     for node in tree.body:
         targets = []
         if isinstance(node, ast.Assign):
@@ -79,6 +82,8 @@ def _replace_globals(tree, values):
 
 
 def run_globals(path, values, fixed_args=()):
+    import ast
+
     with open(path, "rb") as f:
         source = f.read()
     tree = _replace_globals(ast.parse(source, path), values)
@@ -110,6 +115,8 @@ def _merge(base, updates):
 def run_global_dict(path, name, values, fixed_args=()):
     """flags-dest `global:NAME`: the flags update the module's dict NAME right after the
     module assigns it (dotted flag names nest)."""
+    import ast
+
     with open(path, "rb") as f:
         tree = ast.parse(f.read(), path)
     body = []
@@ -137,6 +144,8 @@ def _target_path(target):
     base = os.path.abspath(os.path.dirname(target))
     sys.path[0] = base
     module = os.path.basename(target)
+    import importlib.util
+
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise SystemExit(f"opmain: cannot find module '{module}' in {base}")
@@ -161,6 +170,8 @@ def _run(target, args):
 
 def _print_user_traceback(exc):
     """The traceback without this file's frames: the user's code is what failed."""
+    import traceback
+
     tb = exc.__traceback__
     # runpy's frames are named `<frozen runpy>` on Python 3.11+, so match its module, not its file.
     while tb is not None and (

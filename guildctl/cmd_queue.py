@@ -96,7 +96,7 @@ def pause(ctx):
 def resume(ctx):
     """Let staged runs start again."""
     msg = ctx.client.configure_queue(paused=False)
-    click.echo(f"Queue resumed: {len(msg.entries)} run(s) waiting")
+    click.echo(f"Queue resumed: {msg.waiting} run(s) waiting")
 
 
 @queue.command()
@@ -185,11 +185,11 @@ def guild_queue_op(ctx, flag_args, yes, background):
                 resources=queueopts.resource_request(f"{gpus}," if isinstance(gpus, int) else gpus) if gpus is not None else None,
                 set_resources=gpus is not None,
             )
-    msg = client.configure_queue(paused=False)
-    click.echo(f"guildd's queue is running: {len(msg.entries)} run(s) waiting")
+    waiting = [e.run.id for e in client.list_queue().entries]  # before any of them starts
+    client.configure_queue(paused=False)
+    click.echo(f"guildd's queue is running: {len(waiting)} run(s) waiting")
     if not values["run-once"] or background:
         return
-    waiting = [e.run.id for e in msg.entries]
     while waiting:
         time.sleep(0.2)
         waiting = [run_id for run_id in waiting if client.get_run(run_id).status in ("staged", "pending", "running")]

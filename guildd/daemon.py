@@ -99,6 +99,8 @@ class Daemon:
         rec = await self.io(apply)
         log.info("run %s: %s", run_id[:8], new)
         self.wake(run_id)
+        if new in runstate.ENDED:
+            self.queue.kick()  # runs waiting --after this one
         return rec
 
     def wake(self, run_id):
@@ -309,16 +311,13 @@ class Daemon:
             out.append(rec.id)
         return tuple(out)
 
-    async def start_queued(self, run_id, env, gpu_env, stop_after):
-        """Starts a run the queue placed: its op, flags and environment come from its dir
+    async def start_queued(self, run_id, env, gpu_env, stop_after, attrs, rec):
+        """Starts a run the queue placed: its op, flags and environment come from its attrs
         (the environment given when it was queued, if the daemon still has it)."""
-        run_dir = self.run_dir(run_id)
-        attrs = await self.io(rundir.read_attrs, run_dir)
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         flag_values = dict(attrs.get("flags") or {})
         base_env = dict(env if env is not None else attrs.get("env") or {})
         base_env.update(gpu_env)
-        rec = await self.io(self.store.get, run_id)
         if rec.status == runstate.STAGED:
             await self.transition(run_id, runstate.PENDING)
         return await self._launch(run_id, config, flag_values, base_env, stop_after)
@@ -329,16 +328,21 @@ class Daemon:
             flag_values = await self._resolve_requires(run_id, config, flag_values)
         launch = await self.io(runs.prepare_launch, run_dir, run_id, config, flag_values, env, self.home, stop_after)
         rec = await self.transition(run_id, runstate.RUNNING)
+
+        def spawn():  # one trip to the I/O thread: starting runs is the queue's hot path
+            popen, shim = execlib.spawn_shim(launch, self.log_path)
+            self.store.update(run_id, shim_pid=shim.pid, shim_started=shim.started)
+            return popen, shim, self.store.get(run_id)
+
         try:
-            popen, shim = await self.io(execlib.spawn_shim, launch, self.log_path)
+            popen, shim, started = await self.io(spawn)
         except OSError as e:
             await self.io(rundir.write_attr, run_dir, "exit_status", 1)
             await self.transition(run_id, runstate.ERROR)
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {e}") from e
-        await self.io(self.store.update, run_id, shim_pid=shim.pid, shim_started=shim.started)
         self.follow(run_id, rec.scalar_offset, config.output_scalars)
         self.executor.watch(run_id, shim.pid, popen)
-        return await self.io(self.store.get, run_id)
+        return started
 
     async def _resolve_requires(self, run_id, config, flag_values):
         """Resolves the run's dependencies into its dir before its process starts; records
@@ -400,6 +404,7 @@ class Daemon:
         follower.start()
 
     def _on_shim_exit(self, run_id):
+        self.queue.release(run_id)  # its process is gone: what it held is free now
         self.spawn(self.finish_run(run_id), name=f"finish-{run_id[:8]}")
 
     async def finish_run(self, run_id):

@@ -40,7 +40,7 @@ def spawn_shim(launch, log_path):
             start_new_session=True,
             close_fds=True,
         )
-    proc.stdin.write(launch.to_json().encode())
+    proc.stdin.write(launch.to_bytes())
     proc.stdin.close()
     return proc, Shim(proc.pid, _create_time(proc.pid))
 

@@ -297,7 +297,8 @@ class Queue:
             await self.poll()
         box = self.box(await self.after_statuses())
         entries = list(self.entries.values())
-        return scheduler.explain(entries, box)
+        # Off the event loop: with thousands waiting this takes tens of milliseconds.
+        return await asyncio.to_thread(scheduler.explain, entries, box)
 
     async def run(self):
         """The scheduling loop: on every change, plan and act."""
@@ -354,15 +355,16 @@ class Queue:
             self.holdings[run_id] = holding  # front CPU-only runs take no slot
         run_dir = self.daemon.run_dir(run_id)
 
-        def grant():
+        def grant():  # one trip to the I/O thread: record the grant, read what starting needs
             data = read_file(run_dir) or {}
             data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
             write_file(run_dir, data)
-            return data
+            return data, rundir.read_attrs(run_dir), self.daemon.store.get(run_id)
 
-        data = await self.daemon.io(grant)
+        data, attrs, rec = await self.daemon.io(grant)
         try:
-            await self.daemon.start_queued(run_id, env, gpu_env(no_gpus, holding.devices), float(data.get("stop_after") or 0))
+            stop_after = float(data.get("stop_after") or 0)
+            await self.daemon.start_queued(run_id, env, gpu_env(no_gpus, holding.devices), stop_after, attrs, rec)
         except Exception as e:  # the run ended as an error (e.g. a dependency); the queue goes on
             if not isinstance(e, errors.GuildError):
                 log.exception("starting queued run %s", run_id[:8])

@@ -8,6 +8,7 @@ daemon never needs the user's project to restart a run (ARCHITECTURE.md, contrac
 import dataclasses
 import getpass
 import json
+import marshal
 import os
 import platform
 import re
@@ -29,12 +30,15 @@ class Launch:
     env: dict
     stop_after: float
 
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self))
+    def to_bytes(self):
+        """The shim's launch spec (guildd.shim reads it with marshal)."""
+        return marshal.dumps(dataclasses.asdict(self))
 
 
 def run_env(base_env, config, flag_values, run_dir, run_id, guild_home):
     env = {k: v for k, v in base_env.items()}
+    # GPU indices as NVML and `guildctl gpus` number them (CUDA's default is fastest first).
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     env.update(config.op_env)
     env.update(flaglib.flag_env(flag_values, config.flag_defs))
     env.update(

@@ -15,6 +15,7 @@ Front entries are exempt from `paused`, from named-queue limits and from CPU slo
 explicitly); they still need free GPUs, respect the per-user GPU cap, and wait for their `after` runs.
 """
 
+import collections
 import dataclasses
 import heapq
 import itertools
@@ -176,15 +177,20 @@ def _decide(entries, box, everything):
     entries that can neither start nor be cancelled any more are left out, once that is known."""
     planner = _Planner(box)
     entries = list(entries)
-    front = sorted((e for e in entries if e.front), key=lambda e: e.seq)
-    for e in front:
-        planner.consider(e)
-    rest = [e for e in entries if not e.front] if front else entries
+    front = [e for e in entries if e.front]
+    rest = entries
+    if front:
+        front.sort(key=lambda e: e.seq)
+        for e in front:
+            planner.consider(e)
+        rest = [e for e in entries if not e.front]
+    done = ()
     if not box.paused and planner.gpus_open(rest):
-        rest = planner.consider_fair_share(rest)
+        done = planner.consider_fair_share(rest)
     # From here on no GPU can be granted: each user's GPU count is fixed, so the fair-share order of
-    # what is left is a plain sort (stable: ties keep submission order, as in the fair-share heap),
-    # and plan need only look at the entries that may still start or be cancelled.
+    # what is left is a plain sort (stable: ties keep their given order, as in fair share), and plan
+    # need only look at the entries that may still start or be cancelled.
+    rest = _without(rest, done)
     if not everything:
         rest = planner.worth_considering(rest)
     rest.sort(key=planner.static_key)
@@ -227,26 +233,39 @@ class _Planner:
 
     def consider_fair_share(self, entries):
         """Considers `entries` in fair-share order while some GPU can still be granted; returns the
-        entries not considered, in their given order.
+        positions in `entries` of those it considered.
 
-        One heap of all entries by (priority, the user's GPUs, seq, position). A grant only ever
-        raises a user's GPU count, so a key can only be stale by being too small: an entry whose
-        user was granted GPUs since its key was made goes back in with its new key when it reaches
-        the top. A user's own entries share that count, so they keep their (priority, seq) order."""
+        Each user's entries wait in (priority, seq, position) order: they share the user's GPU
+        count, so it never changes their order. The users wait in a heap by their next entry's
+        (priority, the user's GPUs, seq, position): the top is the next entry of all. A grant only
+        changes the GPU count of the user whose entry was just considered: that user alone goes
+        back in, with its next entry. So each entry considered costs O(log users), whatever the
+        number of entries, besides one pass to group them."""
         held = self.user_gpus
-        heap = [(-e.priority, held.get(e.user, 0), e.seq, n) for n, e in enumerate(entries)]
-        heapq.heapify(heap)
-        done = set()
-        while heap and self.gpus_open(entries):
-            priority, gpus, seq, n = heap[0]
+        grouped = collections.defaultdict(lambda: collections.defaultdict(list))
+        for n, e in _by_seq(entries):
+            grouped[e.user][e.priority].append(n)  # user -> priority -> positions by (seq, position)
+        queues = {}  # user -> iterator over the positions of the user's entries, in order
+        users = []  # heap of (-priority, GPUs held, seq, position, user) of each user's next entry
+        for user, by_priority in grouped.items():
+            queues[user] = queue = itertools.chain.from_iterable(
+                [by_priority[p] for p in sorted(by_priority, reverse=True)])
+            n = next(queue)
             e = entries[n]
-            if gpus != held.get(e.user, 0):
-                heapq.heapreplace(heap, (priority, held.get(e.user, 0), seq, n))
-                continue
-            heapq.heappop(heap)
-            self.consider(e)
+            users.append((-e.priority, held.get(user, 0), e.seq, n, user))
+        heapq.heapify(users)
+        done = set()
+        while users and self.gpus_open(entries):
+            n, user = users[0][3:]
+            self.consider(entries[n])
             done.add(n)
-        return [e for n, e in enumerate(entries) if n not in done]
+            n = next(queues[user], None)
+            if n is None:
+                heapq.heappop(users)
+            else:
+                e = entries[n]
+                heapq.heapreplace(users, (-e.priority, held.get(user, 0), e.seq, n, user))
+        return done
 
     def gpus_open(self, entries):
         """Whether some GPU could still be granted to some entry: neither reserved nor held
@@ -267,11 +286,23 @@ class _Planner:
         return self._available(i) >= self._min_memory
 
     def worth_considering(self, entries):
-        """For plan, once no GPU can be granted: the entries that may still start (CPU-only ones,
-        while CPU slots are left) or be cancelled (those with `after`)."""
-        if self.box.paused or self.cpu_slots_full():
-            return [e for e in entries if e.after]
-        return [e for e in entries if e.after or not e.request.wants_gpus]
+        """For plan, once no GPU can be granted: the entries whose decision may still be other than
+        a Wait that changes nothing. Those are the entries to cancel (a run in their `after` failed
+        or vanished) and, unless paused or out of CPU slots, the CPU-only entries whose `after` runs
+        (if any) all completed. Every other entry would wait: for its `after` runs, or for GPUs (it
+        may reserve some, but only GPU runs look at reservations, and none can start now)."""
+        cpu = not self.box.paused and not self.cpu_slots_full()
+        if cpu:  # not e.request.wants_gpus, inline: this looks at every entry
+            entries = [e for e in entries if e.after or not (e.request.gpus > 0 or e.request.devices)]
+        else:
+            entries = [e for e in entries if e.after]
+        statuses = self.box.statuses
+        kept = []
+        for e in entries:
+            after = _after_state(e.after, statuses)
+            if after is Cancel or (after is None and cpu and not e.request.wants_gpus):
+                kept.append(e)
+        return kept
 
     def cpu_slots_full(self):
         return bool(self.box.cpu_slots) and self.cpu_running >= self.box.cpu_slots
@@ -477,6 +508,42 @@ def _link_rank(kind):
     if kind.startswith("NV") and kind[2:].isdigit():
         return max(_LINK_RANKS.values()) + int(kind[2:])
     return _LINK_RANKS.get(kind, _UNKNOWN_LINK)
+
+
+def _after_state(after, statuses):
+    """What the runs in `after` make of an entry, by the rules of _Planner._after but without the
+    reasons: Cancel (one failed or vanished), Wait (one has yet to complete) or None."""
+    state = None
+    for run_id in after:
+        status = statuses.get(run_id)
+        if status is None or status in _FAILED:
+            return Cancel
+        if status != "completed":
+            state = Wait
+    return state
+
+
+def _by_seq(entries):
+    """(position, entry) of `entries` by (seq, position). They mostly come in seq order: a look at
+    the first few tells whether it is worth checking (a sort of sorted numbers is one pass)."""
+    seqs = [e.seq for e in entries]
+    head = seqs[:64]
+    if head == sorted(head) and seqs == sorted(seqs):
+        return enumerate(entries)
+    positions = sorted(range(len(seqs)), key=seqs.__getitem__)
+    return zip(positions, map(entries.__getitem__, positions))
+
+
+def _without(entries, positions):
+    """`entries` but those at `positions` (a few, mostly), in order."""
+    if not positions:
+        return entries
+    kept, start = [], 0
+    for n in sorted(positions):
+        kept += entries[start:n]
+        start = n + 1
+    kept += entries[start:]
+    return kept
 
 
 def _count(request):

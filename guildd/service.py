@@ -321,9 +321,11 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     async def ListQueue(self, request, context):
         return await self._queue_message()
 
-    async def _queue_message(self):
+    async def _queue_message(self, entries=True):
+        """The queue's settings and holdings, and (with `entries`) every waiting run in order
+        with the reason it waits."""
         queue = self.daemon.queue
-        decisions = await queue.explain()
+        decisions = await queue.explain() if entries else []
         recs = {r.id: r for r in await self.daemon.io(self.daemon.store.get_many, [d.run_id for d in decisions])}
         entries = []
         for position, decision in enumerate(decisions, 1):
@@ -362,6 +364,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
             cpu_slots=queue.cpu_slots(),
             gpu_count=len(queue.snapshot.gpus) if queue.snapshot else 0,
             plans=queue.plans,
+            waiting=len(queue.entries),
             plan_p50_ms=p50,
             plan_p99_ms=p99,
         )
@@ -374,7 +377,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
             user_gpu_cap=request.user_gpu_cap if request.HasField("user_gpu_cap") else None,
             cpu_slots=request.cpu_slots if request.HasField("cpu_slots") else None,
         )
-        return pb.ConfigureQueueResponse(queue=await self._queue_message())
+        return pb.ConfigureQueueResponse(queue=await self._queue_message(entries=False))
 
     @mapped
     async def SetQueuePriority(self, request, context):

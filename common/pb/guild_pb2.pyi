@@ -862,7 +862,7 @@ class ListQueueRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListQueueResponse(_message.Message):
-    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms")
+    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms", "waiting")
     class QueueLimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -880,6 +880,7 @@ class ListQueueResponse(_message.Message):
     PLANS_FIELD_NUMBER: _ClassVar[int]
     PLAN_P50_MS_FIELD_NUMBER: _ClassVar[int]
     PLAN_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
     holdings: _containers.RepeatedCompositeFieldContainer[QueueHolding]
     paused: bool
@@ -890,7 +891,8 @@ class ListQueueResponse(_message.Message):
     plans: int
     plan_p50_ms: float
     plan_p99_ms: float
-    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ...) -> None: ...
+    waiting: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ..., waiting: _Optional[int] = ...) -> None: ...
 
 class ConfigureQueueRequest(_message.Message):
     __slots__ = ("paused", "queue_limits", "user_gpu_cap", "cpu_slots")
