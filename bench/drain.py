@@ -1,8 +1,8 @@
 """Queue benchmark: guildd's staged-run queue draining no-op runs on 8 simulated GPUs, against
 Guild AI 0.9's queue and task-spooler, as ratios.
 
-    python bench/queue.py [--runs 2000] [--guild-runs 20] [--skip-guild] [--skip-tsp]
-                          [--no-restart] [--guild PATH_TO_GUILD_VENV] [--keep] [--json]
+    python bench/drain.py [--runs 2000] [--guild-runs 20] [--skip-guild] [--skip-tsp]
+                          [--noop py|sh] [--no-restart] [--guild PATH_TO_GUILD_VENV] [--keep] [--json]
 
 Every figure is measured in this invocation, baselines included, because the machines this runs
 on are noisy. Nothing is asserted; the closing table says whether each target is met.
@@ -24,12 +24,20 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
      - scheduling decision time: the daemon's own plan() times (ListQueue plan_p50_ms /
        plan_p99_ms), and guildd.scheduler.plan() called here on 10,000 queued entries with
        the 8 GPUs held, one free and all free (p50 / p99 of PLAN_CALLS calls).
-   The daemon's CPU time over the drain (psutil) says how much of the 2 cores it takes.
-2. Baselines, the same noop.py: `python noop.py` one after another (process start cost here);
-   task-spooler (`tsp -S 8`, no run record), the jobs queued behind a blocker job and let go
-   at once, done when `tsp -l` shows none queued or running; Guild AI 0.9's queue (`guild run
-   queue run-once=yes -y`) over --guild-runs runs staged with `guild run noop.py --stage -y`,
-   one run at a time (Guild's queue starts one run per `guild run --restart`).
+   CPU over the drain (psutil): the daemon's own, and its children's (the shims, which reap
+   the runs' processes), per run; the cores divided by their sum is the rate this box's CPU
+   allows, whatever the scheduler does.
+2. Baselines, the same no-op: `python noop.py` one after another (process start cost here,
+   wall and CPU); task-spooler (`tsp -S 8`, no run record): the jobs queued behind a blocker
+   job and let go at once (past TSP_PREQUEUE jobs, fed while it drains: tsp holds ~1000),
+   done when `tsp -w` (the last job) returns and `tsp -l` shows none queued or running; Guild
+   AI 0.9's queue (`guild run queue run-once=yes -y`) over --guild-runs runs staged with
+   `guild run noop.py --stage -y`, one run at a time (it starts each with `guild run
+   --restart`), timed the same way from its run dirs.
+
+With --noop sh every tool runs `noop.sh` (`#!/bin/sh` and `:`) instead: no Python start-up in
+the run itself, so what is left is each tool's own cost per run (for guildd: its shim, a
+Python interpreter per run, and the daemon's work).
 
 Targets (from the issue): >= 40 runs/s and >= 40x Guild's queue; plan p99 < 5 ms with 10k
 queued; a freed GPU reused within 100 ms (p99 taken here).
@@ -42,38 +50,36 @@ JSON object.
 import os
 import sys
 
-# This file is bench/queue.py: run as a script, its directory comes first on sys.path and would
-# shadow the standard library's `queue` (which concurrent.futures and gRPC import). Drop it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import argparse
+import concurrent.futures
+import json
+import math
+import pathlib
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
 
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import pathlib  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import psutil  # noqa: E402
+import psutil
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(_HERE, "..", "..", "shared", "tools", "install-guild-anchor")
+GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
 SIMULATED_GPUS = "8x80G"
 GPU_COUNT = 8
 CLI_STAGE_RUNS = 20  # staged one `guildctl` process each; the rest in-process over gRPC
 STAGE_THREADS = 4  # concurrent StartRun calls for the in-process staging
 POLL_S = 0.25  # drain completion poll (one ListRuns with limit 1)
-TSP_POLL_S = 0.05
+TSP_POLL_S = 0.01
+TSP_PREQUEUE = 900
 PYTHON_RUNS = 20
 PLAN_QUEUED = 10_000
 PLAN_CALLS = 200
 DRAIN_TIMEOUT_S = 1800
 
 NOOP_PY = "pass\n"
+NOOP_SH = "#!/bin/sh\n:\n"
 ENDED = ("completed", "error", "terminated")
 NOT_ENDED = ("staged", "pending", "running")
 
@@ -97,7 +103,7 @@ def exe_beside_python(name):
     for path in (sibling, shutil.which(name)):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    sys.exit("queue.py: %s not found (install /work/main with pip install -e)" % name)
+    sys.exit("drain.py: %s not found (install /work/main with pip install -e)" % name)
 
 
 class Env:
@@ -112,6 +118,9 @@ class Env:
         for d in (self.project, self.home, self.guild_home, self.tsp_dir):
             d.mkdir()
         (self.project / "noop.py").write_text(NOOP_PY)
+        (self.project / "noop.sh").write_text(NOOP_SH)
+        (self.project / "noop.sh").chmod(0o755)
+        self.noop = "noop.py"  # or noop.sh (--noop sh)
         self.guildctl = exe_beside_python("guildctl")
         self.guildd = exe_beside_python("guildd")
         self.guild = os.path.join(guild_venv, "bin", "guild") if guild_venv else None
@@ -127,6 +136,16 @@ class Env:
 
     def ctl(self, *args):
         return [self.guildctl, "-H", str(self.home), *args]
+
+    @property
+    def noop_cmd(self):
+        """The no-op as a plain process: `python noop.py` (the interpreter guildctl records as
+        the run's python) or `./noop.sh`."""
+        return [sys.executable, self.noop] if self.noop.endswith(".py") else ["./" + self.noop]
+
+    @property
+    def noop_desc(self):
+        return " ".join(["python"] + self.noop_cmd[1:]) if self.noop.endswith(".py") else self.noop_cmd[0]
 
 
 def run_checked(cmd, env, cwd, timeout=600, what=None, stdout=subprocess.DEVNULL):
@@ -190,13 +209,13 @@ def stop_daemon(env, problems):
 
 
 def noop_spec(env):
-    """The spec `guildctl run noop.py --gpus 1 --stage -y` sends, built by guildctl's scriptop."""
+    """The spec `guildctl run NOOP --gpus 1 --stage -y` sends, built by guildctl's scriptop."""
     from guildctl import queueopts, scriptop
 
-    op = scriptop.for_opspec("noop.py", env.project)
+    op = scriptop.for_opspec(env.noop, env.project)
     values, user = scriptop.flag_values(op, [], False, env.project)
     params = dict(flags=[], force_flags=False, label=None, tags=[], stage=True, background=False,
-                  stop_after=None, opspec="noop.py", gpus="1", no_gpus=False)
+                  stop_after=None, opspec=env.noop, gpus="1", no_gpus=False)
     spec = scriptop.run_spec(op, values, user, None, [], None, params, env.project)
     spec.env.clear()
     spec.env.update(env.ctl_env)  # what the CLI, run from the bench's environment, would send
@@ -206,8 +225,8 @@ def noop_spec(env):
 
 def stage_ours(env, client, runs, problems):
     cli_n = min(CLI_STAGE_RUNS, runs)
-    log("ours: staging %d runs with `guildctl run noop.py --gpus 1 --stage -y`" % cli_n)
-    cmd = env.ctl("run", "noop.py", "--gpus", "1", "--stage", "-y")
+    log("ours: staging %d runs with `guildctl run %s --gpus 1 --stage -y`" % (cli_n, env.noop))
+    cmd = env.ctl("run", env.noop, "--gpus", "1", "--stage", "-y")
     t0 = time.perf_counter()
     for _ in range(cli_n):
         run_checked(cmd, env.ctl_env, env.project, what="guildctl run --stage")
@@ -257,9 +276,13 @@ def drain_ours(env, client, runs, restart, problems):
     t_done = time.time()
     cpu1 = daemon.cpu_times()
     q = client.list_queue()
+    # The shims are the daemon's children (it reaps them) and each reaps its run's process, so the
+    # daemon's children times are what the shims and the runs' processes took.
     res.update(wall_s=t_done - t_resume, polls=polls, plans=q.plans - res["plans_before"],
                plan_p50_ms=q.plan_p50_ms, plan_p99_ms=q.plan_p99_ms,
-               daemon_cpu_s=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
+               daemon_cpu_s=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+               children_cpu_s=(cpu1.children_user + cpu1.children_system)
+               - (cpu0.children_user + cpu0.children_system))
     res["figures"] = run_dir_figures(env.home, t_resume, runs, problems)
     client.close()
     return res
@@ -367,12 +390,15 @@ def bench_plan(queued, calls):
 
 
 def bench_python(env, n):
-    cmd = [sys.executable, "noop.py"]
+    cmd = env.noop_cmd
     run_checked(cmd, env.ctl_env, env.project)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     times = [run_checked(cmd, env.ctl_env, env.project)[0] for _ in range(n)]
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / n
     med = statistics.median(times)
-    log("python noop.py: median %.1f ms over %d" % (med * 1000, n))
-    return {"runs": n, "median_s": med, "per_s": 1 / med, "python": sys.executable}
+    log("%s: median %.1f ms over %d, %.1f ms CPU each" % (env.noop_desc, med * 1000, n, cpu * 1000))
+    return {"runs": n, "median_s": med, "per_s": 1 / med, "cpu_s": cpu, "cmd": cmd}
 
 
 def find_tsp():
@@ -402,38 +428,47 @@ def bench_tsp(env, tsp, runs, problems):
     go = env.tsp_dir / "go"
     run = lambda *args: run_checked([tsp, *args], env.tsp_env, env.project, what="tsp " + " ".join(args),
                                     stdout=subprocess.PIPE)  # noqa: E731
+    # tsp holds at most ~1000 waiting jobs (each is a client process with a connection to the
+    # server, TS_MAXCONN; past it `tsp CMD` blocks): the first TSP_PREQUEUE go in behind the
+    # blocker, the rest are fed while it drains (`tsp CMD` ~1 ms each, counted in its time).
+    pre = min(runs, TSP_PREQUEUE)
     try:
         run("-S", "1")
         run("sh", "-c", "while [ ! -e %s ]; do sleep 0.005; done" % go)  # holds the one slot
-        log("tsp: queueing %d `python noop.py` jobs behind a blocker" % runs)
+        log("tsp: queueing %d `%s` jobs behind a blocker" % (pre, env.noop_desc))
         t0 = time.perf_counter()
-        for _ in range(runs):
-            run(sys.executable, "noop.py")
+        for _ in range(pre):
+            run(*env.noop_cmd)
         queue_s = time.perf_counter() - t0
         run("-S", str(GPU_COUNT))
-        log("tsp: go, %d slots" % GPU_COUNT)
+        log("tsp: go, %d slots%s" % (GPU_COUNT, ", feeding %d more" % (runs - pre) if runs > pre else ""))
         t0 = time.perf_counter()
         go.touch()
-        while tsp_unfinished(tsp, env):
+        for _ in range(runs - pre):
+            run(*env.noop_cmd)
+        run("-w")  # blocks until the last job queued ends: no polling while the rest run
+        while tsp_unfinished(tsp, env):  # jobs started before it may still be running
             time.sleep(TSP_POLL_S)
         drain_s = time.perf_counter() - t0
         out = subprocess.run([tsp, "-l"], env=env.tsp_env, capture_output=True, text=True).stdout
-        failed = sum(1 for line in out.splitlines()[1:] if line.split()[1:2] == ["finished"]
-                     and line.split()[3:4] != ["0"])
-        if failed:
-            problems.append("tsp: %d jobs finished with a non-zero exit" % failed)
+        finished = [line.split() for line in out.splitlines()[1:] if line.split()[1:2] == ["finished"]]
+        failed = sum(1 for f in finished if f[3:4] != ["0"])
+        if len(finished) != runs + 1 or failed:
+            problems.append("tsp: %d jobs finished (want %d), %d with a non-zero exit"
+                            % (len(finished) - 1, runs, failed))
     finally:
+        go.touch()  # lets the blocker end, whatever happened
         subprocess.run([tsp, "-K"], env=env.tsp_env, capture_output=True)
     log("tsp: %d jobs in %.2f s" % (runs, drain_s))
-    return {"path": tsp, "runs": runs, "queue_s": queue_s, "queue_rate": runs / queue_s,
+    return {"path": tsp, "runs": runs, "prequeued": pre, "queue_s": queue_s, "queue_rate": pre / queue_s,
             "drain_s": drain_s, "per_s": runs / drain_s, "slots": GPU_COUNT}
 
 
 def bench_guild(env, runs, problems):
-    log("guild: staging %d runs with `guild run noop.py --stage -y`" % runs)
+    log("guild: staging %d runs with `guild run %s --stage -y`" % (runs, env.noop))
     t0 = time.perf_counter()
     for _ in range(runs):
-        run_checked([env.guild, "run", "noop.py", "--stage", "-y"], env.guild_env, env.project,
+        run_checked([env.guild, "run", env.noop, "--stage", "-y"], env.guild_env, env.project,
                     what="guild run --stage")
     stage_s = time.perf_counter() - t0
     log("guild: `guild run queue run-once=yes -y`")
@@ -445,7 +480,7 @@ def bench_guild(env, runs, problems):
     recs = []
     for run_dir in (env.guild_home / "runs").iterdir():
         opref = (run_dir / ".guild" / "opref").read_text() if (run_dir / ".guild" / "opref").exists() else ""
-        if "noop.py" not in opref:
+        if env.noop not in opref:
             continue  # the queue's own run
         recs.append((read_int_attr(run_dir, "started"), read_int_attr(run_dir, "stopped"),
                      read_int_attr(run_dir, "exit_status")))
@@ -483,9 +518,9 @@ def build_rows(res):
     st = res["stage"]
     d = res["drain"]
     f = d["figures"]
-    py_rate = "python %.1f/s" % py["per_s"]
-    rows.append(("python noop.py, one after another", "%.1f ms" % (py["median_s"] * 1000), "", "",
-                 "(reference)", ""))
+    py_rate = "%s %.1f/s" % (res["noop_desc"].split()[0], py["per_s"])
+    rows.append(("%s, one after another" % res["noop_desc"], "%.1f ms" % (py["median_s"] * 1000), "",
+                 "", "(reference)", ""))
     if st["cli_runs"]:
         rows.append(("stage rate, guildctl run --stage (CLI)", "%.1f runs/s" % st["cli_rate"], py_rate,
                      "", "(reference)", ""))
@@ -502,12 +537,12 @@ def build_rows(res):
     if g and g.get("started_per_s"):
         base, ratio = "guild %.2f/s" % g["started_per_s"], "%.1fx" % (ours / g["started_per_s"])
         met = met and ours / g["started_per_s"] >= 40
-    rows.append(("runs started/s, %d runs on %d GPUs" % (f["runs"], GPU_COUNT), "%.1f runs/s" % ours, base,
+    rows.append(("runs started/s, %d x %s on %d GPUs" % (f["runs"], res["noop"], GPU_COUNT), "%.1f runs/s" % ours, base,
                  ratio, ">= 40/s, >= 40x", yes(met)))
     if t:
         rows.append(("runs started/s vs task-spooler (no record)", "%.1f runs/s" % ours,
                      "tsp %.1f/s" % t["per_s"], "%.2fx" % (ours / t["per_s"]), "(reference)", ""))
-    rows.append(("runs started/s vs python one after another", "%.1f runs/s" % ours, py_rate,
+    rows.append(("runs started/s vs %s one after another" % res["noop_desc"].split()[0], "%.1f runs/s" % ours, py_rate,
                  "%.2fx" % (ours / py["per_s"]), "(reference)", ""))
     rows.append(("runs completed/s (resume -> last stop)", "%.1f runs/s" % f["completed_per_s"],
                  "guild %.2f/s" % g["completed_per_s"] if g and g.get("completed_per_s") else "", "",
@@ -525,6 +560,11 @@ def build_rows(res):
                  "(breakdown)", ""))
     rows.append(("guildd CPU over the drain, per run", "%.1f ms" % (d["daemon_cpu_s"] * 1000 / f["runs"]),
                  "", "%.0f%% of a core" % (100 * d["daemon_cpu_s"] / d["wall_s"]), "(breakdown)", ""))
+    per_run_cpu = (d["daemon_cpu_s"] + d["children_cpu_s"]) / f["runs"]
+    rows.append(("shim + run process CPU, per run", "%.1f ms" % (d["children_cpu_s"] * 1000 / f["runs"]),
+                 "%s %.1f ms" % (res["noop_desc"].split()[0], py["cpu_s"] * 1000), "", "(breakdown)", ""))
+    rows.append(("CPU ceiling: %d cores / CPU per run" % res["cores"], "%.1f runs/s" % (res["cores"] / per_run_cpu),
+                 "%s %.1f/s" % (res["noop_desc"].split()[0], res["cores"] / py["cpu_s"]), "", "(breakdown)", ""))
     rows.append(("guildd plan() p50 / p99 (%d plans, <= %d queued)" % (d["plans"], d["queued_before"]),
                  "%s / %s" % (fmt_ms(d["plan_p50_ms"]), fmt_ms(d["plan_p99_ms"])), "", "", "p99 < 5 ms",
                  yes(d["plan_p99_ms"] < 5)))
@@ -562,6 +602,9 @@ def main(argv=None):
                     help="no-op runs staged and drained by guildd and by tsp (default %(default)s)")
     ap.add_argument("--guild-runs", type=int, default=20, metavar="N",
                     help="runs drained by Guild 0.9's queue, ~1 run/s (default %(default)s)")
+    ap.add_argument("--noop", choices=("py", "sh"), default="py",
+                    help="the no-op: noop.py (`pass`, run by Python) or noop.sh (`:`, by /bin/sh), the "
+                         "same for every tool (default %(default)s)")
     ap.add_argument("--guild", default=DEFAULT_GUILD_VENV, metavar="PATH",
                     help="Guild AI 0.9 venv (default %(default)s)")
     ap.add_argument("--skip-guild", action="store_true", help="no Guild 0.9 baseline")
@@ -585,6 +628,8 @@ def main(argv=None):
     problems, res = [], {}
     t0 = time.perf_counter()
     env = Env(tempfile.mkdtemp(prefix="guildd-bench-queue-"), guild_venv)
+    env.noop = "noop." + args.noop
+    res["noop"], res["noop_desc"], res["cores"] = env.noop, env.noop_desc, os.cpu_count()
     log("bench dir %s\n  guildctl %s\n  guildd   %s\n  guild    %s"
         % (env.root, env.guildctl, env.guildd, env.guild or "(skipped)"))
     try:
