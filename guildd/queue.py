@@ -243,9 +243,10 @@ class Queue:
             recs, _ = self.daemon.store.list((runstate.STAGED, runstate.PENDING, runstate.RUNNING))
             return [(rec, read_file(self.daemon.run_dir(rec.id))) for rec in recs]
 
-        for rec, data in await self.daemon.io(read):
-            if not data:
-                continue
+        found = [(rec, data) for rec, data in await self.daemon.io(read) if data]
+        # In the order they were queued: the scheduler is fastest with its entries in seq order.
+        found.sort(key=lambda item: int(item[1].get("queued_us") or 0))
+        for rec, data in found:
             granted = data.get("granted")
             if rec.status == runstate.RUNNING:
                 if granted is not None:

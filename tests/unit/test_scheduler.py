@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from guildd import scheduler
 from guildd.scheduler import (
     Box,
     Cancel,
@@ -297,6 +298,84 @@ def test_fair_share_decides_who_gets_the_last_gpu():
                entry("a2", 1, user="alice", seq=3), entry("c", 1, user="carol", seq=4)]
     # bob (0 GPUs) first, then carol (0) before alice (2); bob now holds 1, so he'd follow carol.
     assert plan(entries, box) == [Start("b", (2,), 0), Start("c", (3,), 0)]
+
+
+@pytest.mark.parametrize("box", [Box(gpus=gpus(8)), Box(gpus=gpus(1), running=(hold("r", 0, user="dave"),))],
+                         ids=["GPUs free", "box full"])
+def test_fair_share_ties_keep_the_given_order(box):
+    # Same priority, GPUs held and seq: the entry given first goes first, whoever's it is.
+    entries = [entry("b", 1, user="bob", seq=5), entry("a", 1, user="alice", seq=5), entry("c", 1, user="carol", seq=4)]
+    assert [e.run_id for e in order(entries, box)] == ["c", "b", "a"]
+    assert_plan_agrees(entries, box)
+
+
+def fair_share_the_slow_way(entries, box):
+    """(order, started) for 1-GPU and CPU-only entries on identical free GPUs: each time the entry with
+    the least (-priority, its user's GPUs, seq, position); it starts if it is CPU-only or a GPU is
+    left, and then its GPU counts for its user."""
+    held = {}
+    for h in box.running:
+        held[h.user] = held.get(h.user, 0) + len(h.devices)
+    free = len(box.gpus) - sum(len(h.devices) for h in box.running)
+    left = dict(enumerate(entries))
+    result, started = [], []
+    while left:
+        n = min(left, key=lambda n: (-left[n].priority, held.get(left[n].user, 0), left[n].seq, n))
+        e = left.pop(n)
+        result.append(e.run_id)
+        if not e.request.gpus or free:
+            started.append(e.run_id)
+            free -= e.request.gpus
+            held[e.user] = held.get(e.user, 0) + e.request.gpus
+    return result, started
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_fair_share_order_of_a_long_queue(seed):
+    # Many users, priorities and seq ties, in no particular order; GPUs for all, or running out.
+    rng = random.Random(seed)
+    users = ["alice", "bob", "carol", "dave", "erin"][:rng.randint(1, 5)]
+    running = tuple(hold(f"r{i}", i, user=rng.choice(users)) for i in range(rng.randint(0, 8)))
+    box = Box(gpus=gpus(len(running) + rng.choice([3, 20, 100])), running=running)
+    entries = [entry(f"e{k}", rng.choice([0, 1, 1, 1]), user=rng.choice(users), seq=rng.randint(1, 30),
+                     priority=rng.choice([0, 0, 0, 1, -1])) for k in range(80)]
+    expected, started = fair_share_the_slow_way(entries, box)
+    assert [e.run_id for e in order(entries, box)] == expected
+    assert [d.run_id for d in plan(entries, box)] == started
+    assert_plan_agrees(entries, box)
+
+
+def test_plan_looks_at_few_entries_of_a_long_queue(monkeypatch):
+    # 2 GPUs free, the CPU slots full; 1 entry in 20 waits for a run, 1 in 20 is CPU-only. Plan
+    # starts 2 runs and considers no other entry: none of them could start or be cancelled.
+    considered = []
+    consider = scheduler._Planner.consider
+
+    def counted(self, e):
+        considered.append(e.run_id)
+        consider(self, e)
+
+    monkeypatch.setattr(scheduler._Planner, "consider", counted)
+    entries = [entry(f"e{k}", 0 if k % 20 == 10 else 1, user="ab"[k % 2], seq=k, after=("p",) if k % 20 == 5 else ())
+               for k in range(10_000)]
+    box = Box(gpus=gpus(8), running=tuple(hold(f"r{i}", i) for i in range(6)) + (hold("c1"), hold("c2")),
+              cpu_slots=2, statuses={"p": "running"})
+    assert plan(entries, box) == [Start("e0", (6,), 0), Start("e1", (7,), 0)]
+    assert considered == ["e0", "e1"]
+
+
+def test_plan_finds_the_few_decisions_deep_in_a_long_queue():
+    # A full box: of 2,000 entries, plan starts the CPU-only ones that wait for nothing and cancels
+    # the one whose `after` run failed, in their order.
+    entries = [entry(f"e{k}", 1, seq=k) for k in range(2000)]
+    entries[300] = entry("waits", seq=300, after=("q",))
+    entries[700] = entry("doomed", 1, seq=700, after=("p",))
+    entries[1500] = entry("cpu", seq=1500, after=("c",))
+    entries[1800] = entry("urgent", seq=1800, priority=1)
+    box = Box(gpus=gpus(2), running=(hold("r", 0, 1),), statuses={"p": "error", "q": "running", "c": "completed"})
+    assert plan(entries, box) == [
+        Start("urgent", (), 0), Cancel("doomed", "after p ended with status error"), Start("cpu", (), 0)]
+    assert_plan_agrees(entries, box)
 
 
 # Backfill and reservations
