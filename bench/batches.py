@@ -23,48 +23,52 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
    as the trial becomes running, its shim writes `stopped` once the process has exited), the
    per-trial overhead of a sequential search: each trial's start minus the previous trial's
    stop (median and p90). Targets: parallel wall <= 0.35x sequential; our median overhead
-   <= 0.5x Guild's. Before timing anything this waits (up to WAIT_OTHERS_S) for other bench/
-   scripts to finish, as the machines are small.
-3. Suggestion time alone: guildd.optimizers.Search.ask() in this process for a gp search over
-   x in [-2, 2] with k = 5, 20 and 39 points told (one refit and one ask: the sequential loop's
-   cost), and with k = 20 told and 3 pending (the constant-liar ask a 4-wide parallel search
-   makes as a slot frees); and, as a baseline, Guild 0.9's own gp suggestion
-   (guild.plugins.skopt_gp_main._suggest_x) in Guild's venv on the same points.
+   <= 0.5x Guild's. With --rounds N each case runs N times, the order rotated, medians taken.
+   Before each timed case this waits (up to WAIT_OTHERS_S) for other bench/ scripts and
+   pytest runs to finish, as the machines are small, and says so if one ran meanwhile. A
+   target whose searches had failed or missing trials reads "invalid" (see the problems).
+   Also shown: (wall - trials x 1 s) / trials, everything but the sleep per trial, start-up of
+   the trial's process included (Guild's op_main wrapper starts inside started..stopped).
+3. Suggestion time alone, in this process: guildd.optimizers.Search.ask() for a gp search over
+   x in [-2, 2] with k = 5, 20 and 39 points told (tutorial losses at random x; one refit and
+   one ask, the sequential loop's cost), and with k = 20 told and 3 pending (the constant-liar
+   ask a 4-wide parallel search makes as a slot frees); as a baseline, Guild 0.9's own gp
+   suggestion (guild.plugins.skopt_gp_main._suggest_x: gp_minimize with x0, y0 and n_calls=1,
+   which fits twice) on the same points, in Guild's venv, rounds alternating between the two.
+   Also one Search in a 40-trial ask/tell loop on part 2's objective, (x + 0.3)^2, as the
+   daemon's sequential loop calls it: each model-based ask, and the asks at k = 5, 20, 39.
 
 It makes its own temp GUILD_HOMEs and project dir, never touches ~/.guild, and stops the daemons
 it started. Progress goes to stderr; with --json the table goes to stderr too and stdout holds
 one JSON object.
 """
 
+import argparse
+import json
+import math
 import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import warnings
 
-# Run as a script, this file's directory comes first on sys.path, and bench/queue.py there would
-# shadow the standard library's `queue` (which scikit-learn imports, through joblib). Drop it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import psutil  # noqa: E402
-import yaml  # noqa: E402
+import psutil
+import yaml
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(_HERE, "..", "..", "shared", "tools", "install-guild-anchor")
+GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
 SIMULATED_GPUS = "4x80G"
 PARALLEL = 4
 OPTIMUM_X = -0.3
 TOLERANCE = 0.15
 QUALITY_TRIALS = 20
 SPEED_SEED = 1
+TRIAL_SLEEP_S = 1.0  # SLEEP_PY's sleep
 SUGGEST_TOLD = (5, 20, 39)
 SUGGEST_PENDING_TOLD = 20  # the parallel case: k told, PARALLEL - 1 pending
 SUGGEST_REPS = 5
@@ -93,7 +97,7 @@ time.sleep(1)
 print("loss: %f" % ((x + 0.3) ** 2))
 """
 # Guild 0.9's gp suggestion on the points given, timed in Guild's venv. argv: JSON
-# {"cases": [[k, xs, ys], ...], "reps": N}; prints {k: [seconds, ...]}.
+# {"cases": [[k, xs, ys], ...], "reps": N, "seed": S}; prints {k: [seconds, ...]}.
 GUILD_SUGGEST_PY = """\
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
@@ -108,7 +112,7 @@ for k, xs, ys in args["cases"]:
     times = []
     for rep in range(args["reps"]):
         t0 = time.perf_counter()
-        skopt_gp_main._suggest_x(dims, x0, list(ys), False, rep, opts)
+        skopt_gp_main._suggest_x(dims, x0, list(ys), False, args["seed"] + rep, opts)
         times.append(time.perf_counter() - t0)
     out[str(k)] = times
 print(json.dumps(out))
@@ -331,13 +335,16 @@ def fmt_x(x):
 
 
 def others_running():
-    """Command lines of other bench/ scripts running now (not this one, not our ancestors)."""
+    """Command lines of other bench/ scripts and pytest runs going on now (not this process,
+    not its ancestors)."""
     mine = {os.getpid()} | {p.pid for p in psutil.Process().parents()}
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if proc.info["pid"] not in mine and any(OTHER_BENCH.search(a) for a in cmd):
-            found.append(" ".join(cmd))
+        if proc.info["pid"] in mine:
+            continue
+        if any(OTHER_BENCH.search(a) or os.path.basename(a) == "pytest" for a in cmd[:3]):
+            found.append(" ".join(cmd)[:200])
     return found
 
 
@@ -375,11 +382,12 @@ def speed_case(case, n_trials, problems):
     trials = new_trials(home, before, "sleep.py")
     timed = [t for t in trials if isinstance(t["started"], int) and isinstance(t["stopped"], int)]
     bad = [t for t in trials if t["exit_status"] != 0 or t["loss"] is None]
-    if len(trials) != n_trials or len(timed) != len(trials) or bad:
+    valid = len(trials) == n_trials and len(timed) == len(trials) and not bad
+    if not valid:
         problems.append("speed %s: %d trials, %d with started and stopped, %d failed or without "
                         "a loss (want %d)" % (case, len(trials), len(timed), len(bad), n_trials))
     gaps = [(b["started"] - a["stopped"]) / 1e6 for a, b in zip(timed, timed[1:])]
-    out = {"wall_s": dt, "trials": len(trials),
+    out = {"wall_s": dt, "trials": len(trials), "valid": valid,
            "trial_s": median([(t["stopped"] - t["started"]) / 1e6 for t in timed]),
            "max_concurrent": max_concurrent(timed)}
     if timed:
@@ -408,7 +416,7 @@ def max_concurrent(trials):
 
 def bench_speed(n_trials, rounds, problems):
     cases = ["parallel", "sequential"] + (["guild"] if ENV.guild else [])
-    res = {"trials": n_trials, "rounds": rounds, "parallel": PARALLEL, "gpus": SIMULATED_GPUS,
+    res = {"trials": n_trials, "rounds": rounds, "width": PARALLEL, "gpus": SIMULATED_GPUS,
            "waited_for_others_s": wait_for_others(problems)}
     start_daemon("speed")
     runs = {c: [] for c in cases}
@@ -424,9 +432,17 @@ def bench_speed(n_trials, rounds, problems):
         for i in range(rounds):
             # Rotate the order so no case always follows the same neighbour.
             for case in cases[i % len(cases):] + cases[:i % len(cases)]:
-                log("speed: round %d/%d: %s (%d trials)" % (i + 1, rounds, case, n_trials))
-                runs[case].append(speed_case(case, n_trials, problems))
-                r = runs[case][-1]
+                res["waited_for_others_s"] += wait_for_others(problems)
+                load = os.getloadavg()[0]
+                log("speed: round %d/%d: %s (%d trials; load average %.2f)"
+                    % (i + 1, rounds, case, n_trials, load))
+                r = speed_case(case, n_trials, problems)
+                r["load_before"] = load
+                others = others_running()
+                if others:
+                    problems.append("speed %s (round %d): another benchmark ran meanwhile: %s"
+                                    % (case, i + 1, "; ".join(others)))
+                runs[case].append(r)
                 log("speed: %s %.1f s (trial %.2f s, %d at once%s)" % (
                     case, r["wall_s"], r["trial_s"] or 0, r["max_concurrent"],
                     ", trial end -> next start median %.0f ms" % (r["gap_median_s"] * 1000)
@@ -439,15 +455,21 @@ def bench_speed(n_trials, rounds, problems):
                      "trial_s": median([r["trial_s"] for r in rs if r["trial_s"] is not None]),
                      "lead_in_s": median([r["lead_in_s"] for r in rs if "lead_in_s" in r]),
                      "tail_s": median([r["tail_s"] for r in rs if "tail_s" in r]),
-                     "max_concurrent": max(r["max_concurrent"] for r in rs)}
+                     "max_concurrent": max(r["max_concurrent"] for r in rs),
+                     "valid": all(r["valid"] for r in rs)}
         if case != "parallel":
             gaps = [g for r in rs for g in r["gaps_s"]]
             res[case].update(gap_median_s=median(gaps), gap_p90_s=percentile(gaps, 90),
                              gap_max_s=max(gaps) if gaps else None)
+    for case in cases:
+        # Everything but the trials' sleep, per trial: process start-up included.
+        res[case]["cost_per_trial_s"] = (res[case]["wall_s"] - n_trials * TRIAL_SLEEP_S) / n_trials
     res["ratio_parallel"] = res["parallel"]["wall_s"] / res["sequential"]["wall_s"]
     if ENV.guild:
         res["ratio_sequential_guild"] = res["sequential"]["wall_s"] / res["guild"]["wall_s"]
         res["ratio_parallel_guild"] = res["parallel"]["wall_s"] / res["guild"]["wall_s"]
+        res["ratio_cost_per_trial"] = (res["sequential"]["cost_per_trial_s"]
+                                       / res["guild"]["cost_per_trial_s"])
         if res["guild"]["gap_median_s"]:
             res["ratio_gap"] = res["sequential"]["gap_median_s"] / res["guild"]["gap_median_s"]
             res["ratio_gap_p90"] = res["sequential"]["gap_p90_s"] / res["guild"]["gap_p90_s"]
@@ -458,16 +480,17 @@ def bench_speed(n_trials, rounds, problems):
 
 
 def suggest_points(k, seed=7):
-    import random
-
     rng = random.Random(seed)
     xs = [rng.uniform(-2.0, 2.0) for _ in range(k)]
     return xs, [tutorial_loss(x, rng) for x in xs]
 
 
 def bench_suggest(problems):
+    """Our ask() and Guild's suggestion on the same points, interleaved: each round times every
+    case once in this process, then once in a Guild process."""
     from guild_common.flagfuncs import search_dim
 
+    wait_for_others(problems)
     t0 = time.perf_counter()
     from guildd import optimizers
 
@@ -481,34 +504,57 @@ def bench_suggest(problems):
 
     told(5, 0).ask()  # warm-up: imports skopt and scikit-learn
     log("suggest: skopt loaded in %.2f s" % (time.perf_counter() - t0))
-    res = {"reps": SUGGEST_REPS, "ours": {}, "guild": {}}
     cases = [(k, 0) for k in SUGGEST_TOLD] + [(SUGGEST_PENDING_TOLD, PARALLEL - 1)]
-    for k, pending in cases:
-        times = []
-        for rep in range(SUGGEST_REPS):
+    ours = {("%d" % k if not pending else "%d+%dp" % (k, pending)): [] for k, pending in cases}
+    guild = {"%d" % k: [] for k in SUGGEST_TOLD}
+    guild_cases = [[k, *suggest_points(k)] for k in SUGGEST_TOLD]
+    loop = {"%d" % k: [] for k in SUGGEST_TOLD}
+    loop_all = []
+    for rep in range(SUGGEST_REPS):
+        for (k, pending), key in zip(cases, ours):
             s = told(k, rep)
             if pending:
                 s.ask(pending)  # trials still running: the next ask lies about them
             t = time.perf_counter()
             s.ask()
-            times.append(time.perf_counter() - t)
-        key = "%d" % k if not pending else "%d+%dp" % (k, pending)
-        res["ours"][key] = {"median_s": median(times), "samples_s": times}
-        log("suggest: ours, %d told%s: median %.0f ms" % (
-            k, ", %d pending" % pending if pending else "", median(times) * 1000))
-    if ENV.guild:
-        arg = json.dumps({"cases": [[k, *suggest_points(k)] for k in SUGGEST_TOLD],
-                          "reps": SUGGEST_REPS})
-        python = os.path.join(ENV.guild_venv, "bin", "python")
-        try:
-            _, p = run_checked([python, "-c", GUILD_SUGGEST_PY, arg], ENV.guild_env("speed"),
-                               stdout=subprocess.PIPE, what="Guild's gp suggestion")
-            for k, times in json.loads(p.stdout).items():
-                res["guild"][k] = {"median_s": median(times), "samples_s": times}
-                log("suggest: guild, %s told: median %.0f ms" % (k, median(times) * 1000))
-        except (RuntimeError, ValueError) as e:
-            problems.append("suggest: Guild's suggestion could not be timed: %s" % e)
-    return res
+            ours[key].append(time.perf_counter() - t)
+        # As the daemon's sequential loop in part 2 uses it: one Search, ask, tell, ask, ...
+        # with the same objective as SLEEP_PY's.
+        s = optimizers.Search("gp", {}, values, seed=rep)
+        for k in range(max(SUGGEST_TOLD) + 1):
+            t = time.perf_counter()
+            with warnings.catch_warnings():  # skopt: "evaluated at point [-2.0] before, ..."
+                warnings.simplefilter("ignore")
+                point = s.ask()[0]
+            dt = time.perf_counter() - t
+            if k >= s.flags["random-starts"]:
+                loop_all.append(dt)
+            if "%d" % k in loop:
+                loop["%d" % k].append(dt)
+            s.tell(point, (point["x"] + 0.3) ** 2)
+        if ENV.guild:
+            arg = json.dumps({"cases": guild_cases, "reps": 1, "seed": rep})
+            python = os.path.join(ENV.guild_venv, "bin", "python")
+            try:
+                _, p = run_checked([python, "-c", GUILD_SUGGEST_PY, arg], ENV.guild_env("speed"),
+                                   stdout=subprocess.PIPE, what="Guild's gp suggestion")
+                for key, times in json.loads(p.stdout).items():
+                    guild[key] += times
+            except (RuntimeError, ValueError) as e:
+                problems.append("suggest: Guild's suggestion could not be timed: %s" % e)
+                break
+        log("suggest: round %d/%d: ours %s; in a loop %s; guild %s" % (
+            rep + 1, SUGGEST_REPS,
+            ", ".join("%s %.0f ms" % (key, ts[-1] * 1000) for key, ts in ours.items()),
+            ", ".join("%s %.0f ms" % (key, ts[-1] * 1000) for key, ts in loop.items()),
+            ", ".join("%s %.0f ms" % (key, ts[-1] * 1000) for key, ts in guild.items() if ts) or "-"))
+    return {"reps": SUGGEST_REPS,
+            "ours": {key: {"median_s": median(ts), "samples_s": ts} for key, ts in ours.items()},
+            "loop": {key: {"median_s": median(ts), "samples_s": ts} for key, ts in loop.items()},
+            "loop_model_asks": {"median_s": median(loop_all), "p90_s": percentile(loop_all, 90),
+                                "count": len(loop_all)},
+            "guild": {key: {"median_s": median(ts), "samples_s": ts}
+                      for key, ts in guild.items() if ts}}
 
 
 # --- Report ------------------------------------------------------------------------------
@@ -518,8 +564,8 @@ def fmt_s(s):
     return "-" if s is None else ("%.1f ms" % (s * 1000) if s < 1 else "%.2f s" % s)
 
 
-def yes(flag):
-    return "yes" if flag else "NO"
+def yes(flag, valid=True):
+    return "invalid" if not valid else "yes" if flag else "NO"
 
 
 def build_rows(res):
@@ -539,7 +585,8 @@ def build_rows(res):
                          "%.3f" % guild["median_best_dist"], "", "(reference)", ""))
             rows.append(("gp quality: median best loss", "%.3f" % ours["median_best_loss"],
                          "%.3f" % guild["median_best_loss"], "", "(reference)", ""))
-            rows.append(("tutorial search wall (%d trials), median" % q["trials"], fmt_s(ours["median_wall_s"]),
+            rows.append(("tutorial search wall (%d trials), median" % q["trials"],
+                         fmt_s(ours["median_wall_s"]),
                          fmt_s(guild["median_wall_s"]),
                          "%.2fx" % (ours["median_wall_s"] / guild["median_wall_s"]),
                          "(reference)", ""))
@@ -549,11 +596,12 @@ def build_rows(res):
     if s:
         n = s["trials"]
         par, seq, g = s["parallel"], s["sequential"], s.get("guild")
-        rows.append(("%d-trial gp, --parallel %d --gpus 1" % (n, s["parallel"]),
+        rows.append(("%d-trial gp, --parallel %d --gpus 1" % (n, s["width"]),
                      fmt_s(par["wall_s"]), "sequential " + fmt_s(seq["wall_s"]),
-                     "%.3fx" % s["ratio_parallel"], "<= 0.35x", yes(s["ratio_parallel"] <= 0.35)))
+                     "%.3fx" % s["ratio_parallel"], "<= 0.35x",
+                     yes(s["ratio_parallel"] <= 0.35, par["valid"] and seq["valid"])))
         rows.append(("%d-trial gp, parallel: trials at once" % n, str(par["max_concurrent"]), "",
-                     "", "== %d" % s["parallel"], yes(par["max_concurrent"] == s["parallel"])))
+                     "", "== %d" % s["width"], yes(par["max_concurrent"] == s["width"])))
         if g:
             rows.append(("%d-trial gp, sequential: ours vs guild" % n, fmt_s(seq["wall_s"]),
                          "guild " + fmt_s(g["wall_s"]), "%.3fx" % s["ratio_sequential_guild"],
@@ -564,12 +612,15 @@ def build_rows(res):
         if g and "ratio_gap" in s:
             rows.append(("trial end -> next start (seq), median", fmt_s(seq["gap_median_s"]),
                          "guild " + fmt_s(g["gap_median_s"]), "%.3fx" % s["ratio_gap"],
-                         "<= 0.5x", yes(s["ratio_gap"] <= 0.5)))
+                         "<= 0.5x", yes(s["ratio_gap"] <= 0.5, seq["valid"] and g["valid"])))
             rows.append(("trial end -> next start (seq), p90", fmt_s(seq["gap_p90_s"]),
                          "guild " + fmt_s(g["gap_p90_s"]), "%.3fx" % s["ratio_gap_p90"],
                          "(reference)", ""))
             rows.append(("trial end -> next start (seq), max", fmt_s(seq["gap_max_s"]),
                          "guild " + fmt_s(g["gap_max_s"]), "", "(reference)", ""))
+            rows.append(("(wall - %d x 1 s sleep) / %d trials (seq)" % (n, n),
+                         fmt_s(seq["cost_per_trial_s"]), "guild " + fmt_s(g["cost_per_trial_s"]),
+                         "%.3fx" % s["ratio_cost_per_trial"], "(reference)", ""))
         else:
             rows.append(("trial end -> next start (seq), median", fmt_s(seq["gap_median_s"]),
                          "Guild skipped", "", "<= 0.5x", "-"))
@@ -591,6 +642,16 @@ def build_rows(res):
             rows.append((fig, fmt_s(ours["median_s"]), "guild " + fmt_s(g["median_s"]) if g else "",
                          "%.3fx" % (ours["median_s"] / g["median_s"]) if g else "",
                          "(reference)", ""))
+        for key, ours in sg["loop"].items():
+            g = sg["guild"].get(key)
+            rows.append(("gp suggestion, %s told, in a tell/ask loop" % key, fmt_s(ours["median_s"]),
+                         "guild " + fmt_s(g["median_s"]) if g else "",
+                         "%.3fx" % (ours["median_s"] / g["median_s"]) if g else "",
+                         "(reference)", ""))
+        la = sg["loop_model_asks"]
+        rows.append(("gp suggestion in the loop, all model asks p50 / p90",
+                     "%s / %s" % (fmt_s(la["median_s"]), fmt_s(la["p90_s"])), "", "",
+                     "(reference)", ""))
     return rows
 
 

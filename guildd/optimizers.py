@@ -198,6 +198,7 @@ def _skopt_optimizer(algorithm, flags, dims, random_starts, rng):
         acq_func=flags.get("acq-func", _FIXED_ACQ_FUNC),
         acq_func_kwargs={"kappa": flags["kappa"], "xi": flags["xi"]},
         random_state=rng,
+        model_queue_size=1,  # skopt keeps every fitted model otherwise: memory grows with a search
     )
 
 
