@@ -309,7 +309,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         async for chunk in self.daemon.watch(rec, request.tail, request.new_only, request.offset):
             yield pb.WatchRunResponse(output=chunk)
         # No scalars here: the end is sent as soon as the process ends (GetRun has them).
-        rec = await self.daemon.get_run(rec.id)
+        # By id, trash included: a run that deletes itself on success may be there already.
+        rec = await self.daemon.io(self.daemon.store.get, rec.id) or rec
         yield pb.WatchRunResponse(ended=run_message(self.daemon, rec))
 
     @mapped
