@@ -44,6 +44,14 @@ def output_path(run_dir):
     return guild_dir(run_dir) / "output"
 
 
+def output_size(run_dir):
+    """Bytes in a run's output so far (0 before it has any)."""
+    try:
+        return os.stat(output_path(run_dir)).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def lock_file(run_dir):
     return guild_dir(run_dir) / "LOCK"
 

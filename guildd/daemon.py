@@ -280,7 +280,7 @@ class Daemon:
         if overrides:
             flags.update(overrides)
             await self.io(rundir.write_attr, run_dir, "flags", flags)
-        offset = _size(rundir.output_path(run_dir))
+        offset = rundir.output_size(run_dir)
         await self.transition(rec.id, runstate.PENDING, flags_json=json.dumps(flags))
         return await self._run_batch(rec.id, spec, proto, session_start, rec.user or ""), offset
 
@@ -530,7 +530,7 @@ class Daemon:
         request = queuelib.request_for(resources)
         await self.queue.check_request(request)
         await self.io(rewrite)
-        offset = _size(rundir.output_path(run_dir))
+        offset = rundir.output_size(run_dir)
         self.queue.discard(rec.id)
         await self.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
         if request.wants_gpus:
@@ -791,8 +791,3 @@ def _batch_values(trials):
     return {name: values[0] if len(values) == 1 else values for name, values in out.items()}
 
 
-def _size(path):
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0

@@ -238,9 +238,7 @@ def index_run_dir(store, run_dir, pid_alive, deleted=False):
     """Adds a run dir made elsewhere (Guild AI, an import, a restore by hand) to the index,
     with its scalars read from its event files."""
     rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
-    output = rundir.output_path(run_dir)
-    offset = output.stat().st_size if output.exists() else 0
-    store.insert(dataclasses.replace(rec, scalar_offset=offset))
+    store.insert(dataclasses.replace(rec, scalar_offset=rundir.output_size(run_dir)))
     scalars = read_scalars(str(rundir.guild_dir(run_dir)))
     if scalars:
         summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)

@@ -59,7 +59,7 @@ async def _run(daemon, run_id, steps, user, resuming=False):
             offset = 0
             if child_id is not None:
                 # Started before the restart: its output so far is already in ours.
-                offset = await daemon.io(_size, rundir.output_path(daemon.run_dir(child_id)))
+                offset = await daemon.io(rundir.output_size, daemon.run_dir(child_id))
             else:
                 await daemon.work(say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
                 try:
@@ -130,13 +130,6 @@ def _linked(run_dir, name):
         return os.path.basename(os.readlink(os.path.join(run_dir, name)))
     except OSError:
         return None
-
-
-def _size(path):
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
 
 
 def link(run_dir, name, child_id):

@@ -191,12 +191,8 @@ class Queue:
         self.kick()
 
     def _load_entry(self, run_id, data):
-        req = data.get("request") or {}
-        request = scheduler.Request(
-            gpus=len(req.get("devices") or ()) or int(req.get("gpus") or 0),
-            devices=tuple(req.get("devices") or ()),
-            gpu_memory=int(req.get("gpu_memory") or 0),
-        )
+        resources = request_from_json(data.get("request"))
+        request = request_for(resources)
         self.entries[run_id] = scheduler.Entry(
             run_id=run_id,
             user=data.get("user") or "",
@@ -208,7 +204,7 @@ class Queue:
             front=bool(data.get("front")),
         )
         self.queued_us[run_id] = int(data.get("queued_us") or 0)
-        if req.get("no_gpus"):
+        if resources.no_gpus:
             self.no_gpus.add(run_id)
 
     def discard(self, run_id):
