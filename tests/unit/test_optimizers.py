@@ -328,3 +328,53 @@ def test_parallel_asks_use_constant_liar():
     search.tell(batch[0], loss(batch[0]))
     [later] = search.ask()
     assert all(abs(later["x"] - x) > 1e-6 for x in xs[1:])
+
+
+def test_gp_suggests_what_skopts_own_gaussian_process_would():
+    # guildd's GP predicts batches faster (guildd.optimizers._gp_class); the points a search
+    # asks for are the ones skopt's own model gives, to the printed precision.
+    from skopt.learning import GaussianProcessRegressor
+
+    from guildd import optimizers
+
+    def points(model_class):
+        original = optimizers._gp_class
+        optimizers._gp_class = lambda: model_class
+        try:
+            search = Search("gp", {}, {"x": X, "y": SearchDim("uniform", 0.0, 5.0)}, seed=11)
+            out = []
+            for _ in range(12):
+                values = search.ask()[0]
+                search.tell(values, loss(values) + (values["y"] - 1) ** 2)
+                out.append((round(values["x"], 6), round(values["y"], 6)))
+            return out
+        finally:
+            optimizers._gp_class = original
+
+    assert points(optimizers._gp_class()) == points(GaussianProcessRegressor)
+
+
+def test_gp_batch_predictions_match_skopt_and_are_not_shared_across_fits():
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+    from skopt.utils import cook_estimator
+
+    from guildd import optimizers
+
+    rng = np.random.RandomState(0)
+    params = cook_estimator("GP", space=[(0.0, 1.0)], random_state=1, noise="gaussian").get_params(deep=False)
+    ours, theirs = optimizers._gp_class()(**params), GaussianProcessRegressor(**params)
+    X_train, y = rng.rand(15, 1), rng.rand(15)
+    ours.fit(X_train, y)
+    theirs.fit(X_train, y)
+    batch = rng.rand(500, 1)
+    mean, std = ours.predict(batch, return_std=True)
+    want_mean, want_std = theirs.predict(batch, return_std=True)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(std, want_std, rtol=1e-7, atol=1e-10)
+    assert ours.predict(batch, return_std=True)[0] is mean  # the next acquisition function's ask
+    with pytest.raises(ValueError):
+        mean[0] = 1.0  # kept arrays are read-only
+    np.testing.assert_allclose(ours.predict(batch), want_mean, rtol=1e-9)
+    ours.fit(X_train, y + 1.0)
+    assert ours.predict(batch, return_std=True)[0][0] == pytest.approx(want_mean[0] + 1.0, rel=1e-6)
