@@ -56,8 +56,18 @@ def lock_file(run_dir):
     return guild_dir(run_dir) / "LOCK"
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _dump(value):
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True, allow_unicode=True)
+    """Guild's attr text for a value (yaml.safe_dump, block style, keys sorted). With libyaml's
+    emitter, which is several times faster (a start writes the whole environment), plus the
+    document end marker pyyaml's own emitter puts after a plain scalar; the two differ only in
+    how they wrap or escape strings with control characters (the same value either way)."""
+    text = yaml.dump(value, Dumper=_DUMPER, default_flow_style=False, sort_keys=True, allow_unicode=True)
+    if not isinstance(value, (dict, list)) and text[:1] not in ("'", '"', "|", ">") and not text.endswith("...\n"):
+        text += "...\n"
+    return text
 
 
 def write_attr(run_dir, name, value):
