@@ -34,7 +34,7 @@ class Daemon:
         self.store = storelib.Store(homelib.index_path(guild_home), self.runs_dir)
         self.user = runs.current_user()
         self.started_us = rundir.now_us()
-        self.executor = execlib.Executor(self._on_shim_exit)
+        self.executor = execlib.Executor(self._on_shim_exit, self.log_path)
         self.followers = {}
         self.stopping = set()  # runs a stop was sent to
         self.pipelines = {}  # pipeline run id -> its running step's run id (or None)
@@ -72,36 +72,45 @@ class Daemon:
     async def transition(self, run_id, new, record=None, **fields):
         """Moves a run to status `new` (see guildd.runstate), in the run dir and the index,
         and wakes its watchers."""
+        rec = await self.io(self._apply, run_id, new, record, **fields)
+        self._applied(run_id, new)
+        return rec
 
-        def apply():
-            current = self.store.get(run_id)
-            old = current.status if current else None
+    def _apply(self, run_id, new, record=None, via=None, **fields):
+        """A transition's writes (on the I/O thread); `_applied` then tells the event loop.
+        With `via`, two edges at once (old -> via -> new), each checked, writing only what
+        the second leaves (the queue starting a staged run: staged -> pending -> running)."""
+        current = self.store.get(run_id)
+        old = current.status if current else None
+        if via is not None:
+            runstate.check_edge(old, via)
+            runstate.check_edge(via, new)
+        else:
             runstate.check_edge(old, new)
-            now = rundir.now_us()
-            run_dir = self.run_dir(run_id)
-            runstate.apply_to_rundir(run_dir, old, new, now)
-            updates = dict(fields, status=new)
-            if new in (runstate.RUNNING, runstate.STAGED):
-                updates["started_us"] = now
-            if new in runstate.ENDED:
-                exit_status = rundir.read_attr(run_dir, "exit_status")
-                updates["exit_status"] = exit_status if isinstance(exit_status, int) else None
-                updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
-                updates["shim_pid"] = 0
-            if new == runstate.PENDING and old in runstate.ENDED:
-                updates.update(exit_status=None, stopped_us=0)
-            if current is None:
-                self.store.insert(dataclasses.replace(record, **updates))
-            else:
-                self.store.update(run_id, **updates)
-            return self.store.get(run_id)
+        now = rundir.now_us()
+        run_dir = self.run_dir(run_id)
+        runstate.apply_to_rundir(run_dir, old, new, now)
+        updates = dict(fields, status=new)
+        if new in (runstate.RUNNING, runstate.STAGED):
+            updates["started_us"] = now
+        if new in runstate.ENDED:
+            exit_status = rundir.read_attr(run_dir, "exit_status")
+            updates["exit_status"] = exit_status if isinstance(exit_status, int) else None
+            updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
+            updates["shim_pid"] = 0
+        if new == runstate.PENDING and old in runstate.ENDED:
+            updates.update(exit_status=None, stopped_us=0)
+        if current is None:
+            self.store.insert(dataclasses.replace(record, **updates))
+        else:
+            self.store.update(run_id, **updates)
+        return self.store.get(run_id)
 
-        rec = await self.io(apply)
+    def _applied(self, run_id, new):
         log.info("run %s: %s", run_id[:8], new)
         self.wake(run_id)
         if new in runstate.ENDED:
             self.queue.kick()  # runs waiting --after this one
-        return rec
 
     def wake(self, run_id):
         event = self._changes.pop(run_id, None)
@@ -318,31 +327,39 @@ class Daemon:
         flag_values = dict(attrs.get("flags") or {})
         base_env = dict(env if env is not None else attrs.get("env") or {})
         base_env.update(gpu_env)
-        if rec.status == runstate.STAGED:
-            await self.transition(run_id, runstate.PENDING)
-        return await self._launch(run_id, config, flag_values, base_env, stop_after)
+        return await self._launch(run_id, config, flag_values, base_env, stop_after, staged=rec.status == runstate.STAGED)
 
-    async def _launch(self, run_id, config, flag_values, env, stop_after):
-        run_dir = self.run_dir(run_id)
+    async def _launch(self, run_id, config, flag_values, env, stop_after, staged=False):
+        """Starts a pending (or staged) run's process: in one trip to the I/O thread when it
+        has no dependencies to resolve, as this is the queue's hot path."""
         if config.requires:
+            if staged:
+                await self.transition(run_id, runstate.PENDING)
+                staged = False
             flag_values = await self._resolve_requires(run_id, config, flag_values)
-        launch = await self.io(runs.prepare_launch, run_dir, run_id, config, flag_values, env, self.home, stop_after)
-        rec = await self.transition(run_id, runstate.RUNNING)
-
-        def spawn():  # one trip to the I/O thread: starting runs is the queue's hot path
-            popen, shim = execlib.spawn_shim(launch, self.log_path)
-            self.store.update(run_id, shim_pid=shim.pid, shim_started=shim.started)
-            return popen, shim, self.store.get(run_id)
-
-        try:
-            popen, shim, started = await self.io(spawn)
-        except OSError as e:
-            await self.io(rundir.write_attr, run_dir, "exit_status", 1)
-            await self.transition(run_id, runstate.ERROR)
-            raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {e}") from e
+        rec, shim, error = await self.io(self._spawn, run_id, config, flag_values, env, stop_after, staged)
+        if error is not None:
+            self._applied(run_id, runstate.ERROR)
+            raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {error}") from error
+        self._applied(run_id, runstate.RUNNING)
         self.follow(run_id, rec.scalar_offset, config.output_scalars)
-        self.executor.watch(run_id, shim.pid, popen)
-        return started
+        self.executor.watch(run_id, shim.pid)
+        return rec
+
+    def _spawn(self, run_id, config, flag_values, env, stop_after, staged):
+        """On the I/O thread: records the command and environment, moves the run to running
+        and starts its shim. Returns (record, shim, None), or (record, None, error) when no
+        shim could start (the run is then an error)."""
+        run_dir = self.run_dir(run_id)
+        launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after)
+        self._apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
+        try:
+            shim = self.executor.shims.spawn(launch)
+        except OSError as e:
+            rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
+            return self._apply(run_id, runstate.ERROR), None, e
+        self.store.update(run_id, shim_pid=shim.pid, shim_started=shim.started)
+        return self.store.get(run_id), shim, None
 
     async def _resolve_requires(self, run_id, config, flag_values):
         """Resolves the run's dependencies into its dir before its process starts; records
@@ -408,33 +425,39 @@ class Daemon:
         self.spawn(self.finish_run(run_id), name=f"finish-{run_id[:8]}")
 
     async def finish_run(self, run_id):
-        run_dir = self.run_dir(run_id)
-        exit_status = await self.io(rundir.read_attr, run_dir, "exit_status")
-        if not isinstance(exit_status, int):
-            # The shim died without recording an end: stopped while it was still starting (it
-            # starts the process only after it can handle a stop), or killed outright.
-            exit_status = -15 if run_id in self.stopping else 1
-            await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
-        if run_id in self.stopping and exit_status < 0:
-            op = await self.io(rundir.read_attr, run_dir, "op")
-            if isinstance(op, dict) and op.get("stoppable"):
-                exit_status = 0  # stopping is how a stoppable operation ends
-                await self.io(rundir.write_attr, run_dir, "exit_status", 0)
+        rec, delete = await self.io(self._finish, run_id, run_id in self.stopping)
         self.stopping.discard(run_id)
         self.queue.release(run_id)
+        self._applied(run_id, rec.status)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
-        rec = await self.transition(run_id, rundir.status_for_exit_status(exit_status))
         follower = self.followers.get(run_id)
         if follower is not None:
             await follower.finish()
             self.followers.pop(run_id, None)
         self.wake(run_id)
-        if rec.status == runstate.COMPLETED:
-            op = await self.io(rundir.read_attr, run_dir, "op")
-            if isinstance(op, dict) and op.get("delete-on-success"):
-                log.info("run %s completed: deleting it (delete-on-success)", run_id[:8])
-                await self.delete_runs([rec], permanent=False)
+        if delete:
+            log.info("run %s completed: deleting it (delete-on-success)", run_id[:8])
+            await self.delete_runs([rec], permanent=False)
+
+    def _finish(self, run_id, stopping):
+        """On the I/O thread: a run's end as its shim recorded it (or, if the shim died first,
+        as well as it can be told), moved into the index. Returns the record and whether the
+        run is to be deleted (completed, with delete-on-success)."""
+        run_dir = self.run_dir(run_id)
+        exit_status = rundir.read_attr(run_dir, "exit_status")
+        if not isinstance(exit_status, int):
+            # The shim died without recording an end: stopped while it was still starting (it
+            # starts the process only after it can handle a stop), or killed outright.
+            exit_status = -15 if stopping else 1
+            rundir.write_attrs(run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
+        op = rundir.read_attr(run_dir, "op")
+        op = op if isinstance(op, dict) else {}
+        if stopping and exit_status < 0 and op.get("stoppable"):
+            exit_status = 0  # stopping is how a stoppable operation ends
+            rundir.write_attr(run_dir, "exit_status", 0)
+        rec = self._apply(run_id, rundir.status_for_exit_status(exit_status))
+        return rec, rec.status == runstate.COMPLETED and bool(op.get("delete-on-success"))
 
     def following(self, run_id):
         """True while a run's process may still write output (its end not yet recorded)."""
@@ -755,6 +778,7 @@ class Daemon:
 
     async def close(self):
         self.executor.close()
+        self._io.submit(self.executor.shims.close).result()
         for follower in list(self.followers.values()):
             follower.stop()
         for task in list(self._tasks) + [f.task for f in self.followers.values() if f.task]:

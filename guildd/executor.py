@@ -28,21 +28,61 @@ class Shim:
     started: float  # process create time, to tell a live shim from a reused pid
 
 
-def spawn_shim(launch, log_path):
-    """Starts the shim for a run in a new session and hands it its launch spec. Blocking:
-    call it on a worker thread. Returns the Popen (the daemon reaps it) and the Shim."""
-    with open(log_path, "ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", SHIM],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-        )
-    proc.stdin.write(launch.to_bytes())
-    proc.stdin.close()
-    return proc, Shim(proc.pid, _create_time(proc.pid))
+class ShimServer:
+    """guildd.shim's server, which forks a shim per run (see guildd.shim). Started on first
+    use; started again if it died. Blocking: call it from one worker thread."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self._proc = None
+
+    def spawn(self, launch):
+        """Starts a run's shim and hands it its launch spec; returns the Shim. OSError when no
+        shim could be started."""
+        data = launch.to_bytes()
+        for _attempt in range(2):  # a server that died is started again, once
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            try:
+                self._proc.stdin.write(len(data).to_bytes(4, "big") + data)
+                self._proc.stdin.flush()
+                answer = self._proc.stdout.readline().decode().strip()
+            except OSError:
+                answer = ""
+            if answer.startswith("!"):
+                raise OSError(f"cannot start a shim: {answer[1:]}")
+            if answer.isdigit():
+                pid = int(answer)
+                return Shim(pid, _create_time(pid))
+            self.close()
+        raise OSError("the shim server does not answer (see the daemon's log)")
+
+    def _start(self):
+        with open(self.log_path, "ab") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", SHIM, "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,  # neither a terminal's ^C nor a stop of the daemon's group reaches it
+                close_fds=True,
+            )
+
+    def close(self):
+        """Stops the server (end-of-file on its stdin); its shims go on."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _create_time(pid):
@@ -75,34 +115,30 @@ def pid_alive(pid):
 class Executor:
     """Watches shims on the event loop and calls `on_exit(run_id)` when one ends."""
 
-    def __init__(self, on_exit):
+    def __init__(self, on_exit, log_path):
         self._on_exit = on_exit
-        self._watched = {}  # run_id -> (pid, popen or None, pidfd)
+        self.shims = ShimServer(log_path)  # used from the daemon's I/O thread
+        self._watched = {}  # run_id -> (pid, pidfd)
 
     @property
     def running(self):
         return len(self._watched)
 
-    def watch(self, run_id, pid, popen=None):
+    def watch(self, run_id, pid):
         loop = asyncio.get_running_loop()
         try:
             pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._ended(run_id, popen)
+        except ProcessLookupError:  # ended (and reaped) already
+            self._on_exit(run_id)
             return
-        self._watched[run_id] = (pid, popen, pidfd)
+        self._watched[run_id] = (pid, pidfd)
         loop.add_reader(pidfd, self._pidfd_ready, run_id)
 
     def _pidfd_ready(self, run_id):
-        pid, popen, pidfd = self._watched.pop(run_id)
+        _pid, pidfd = self._watched.pop(run_id)
         loop = asyncio.get_running_loop()
         loop.remove_reader(pidfd)
         os.close(pidfd)
-        self._ended(run_id, popen)
-
-    def _ended(self, run_id, popen):
-        if popen is not None:
-            popen.wait()  # reap our child; it has exited, so this doesn't block
         self._on_exit(run_id)
 
     def signal(self, run_id, sig=signal.SIGTERM):
@@ -119,7 +155,7 @@ class Executor:
     def close(self):
         """Stops watching (the daemon is shutting down); the shims and runs go on."""
         loop = asyncio.get_running_loop()
-        for _pid, _popen, pidfd in self._watched.values():
+        for _pid, pidfd in self._watched.values():
             loop.remove_reader(pidfd)
             os.close(pidfd)
         self._watched.clear()

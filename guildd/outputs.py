@@ -128,12 +128,19 @@ class Follower:
         self._stop.set()
         if self.task:
             await self.task
-        while True:
+        while self._unread():
             before = self.reader.offset
             await self.index_scalars()
             if self.reader.offset == before:
                 break
-        await self.daemon.work(self.reader.close)
+        if self.reader.writer is not None:
+            await self.daemon.work(self.reader.close)
+
+    def _unread(self):
+        try:
+            return os.stat(rundir.output_path(self.run_dir)).st_size > self.reader.offset
+        except FileNotFoundError:
+            return False
 
 
 async def _first(*events):

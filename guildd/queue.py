@@ -356,7 +356,8 @@ class Queue:
             data = read_file(run_dir) or {}
             data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
             write_file(run_dir, data)
-            return data, rundir.read_attrs(run_dir), self.daemon.store.get(run_id)
+            attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
+            return data, attrs, self.daemon.store.get(run_id)
 
         data, attrs, rec = await self.daemon.io(grant)
         try:

@@ -57,6 +57,8 @@ def apply_to_rundir(run_dir, old, new, now_us):
     elif new == RUNNING:
         rundir.write_attr(run_dir, "started", now_us)
         rundir.set_marker(run_dir, "PENDING", False)
+        if old == STAGED:  # staged -> pending -> running in one step (Daemon._apply's `via`)
+            rundir.set_marker(run_dir, "STAGED", False)
     elif new in ENDED and old in (STAGED, PENDING):
         for marker in ("STAGED", "PENDING"):
             rundir.set_marker(run_dir, marker, False)

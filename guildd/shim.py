@@ -1,16 +1,25 @@
 """The per-run supervisor ("shim"): owns one run's process so the run outlives the daemon.
 
-guildd starts `python -I -S shim.py` in a new session and writes its launch spec to its stdin
-(marshal: the same interpreter reads it back, with no import to pay for). The shim starts the operation's process in the run dir with stdout and stderr both
-appended straight to `.guild/output` (as `> output 2>&1` would: the kernel keeps their order,
-and no pipe or reader sits on the run's path), enforces --stop-after, forwards a stop
-(SIGTERM to the shim) to the process group with a SIGKILL after a grace period, and finally
-records `exit_status` and `stopped` in Guild's attrs format.
+A shim gets its run's launch spec (marshal: the same interpreter reads it back, with no import
+to pay for), starts the operation's process in the run dir with stdout and stderr both appended
+straight to `.guild/output` (as `> output 2>&1` would: the kernel keeps their order, and no pipe
+or reader sits on the run's path), enforces --stop-after, forwards a stop (SIGTERM to the shim)
+to the process group with a SIGKILL after a grace period, and finally records `exit_status` and
+`stopped` in Guild's attrs format.
+
+Shims are forked, not started: guildd keeps one `python -I -S shim.py --serve` (the shim
+server) running in a session of its own and writes each launch spec to its stdin, 4 bytes of
+length then the spec; the server forks, answers the child's pid (or `!` and why it could not)
+on a line of its stdout, and reaps its children. The child becomes the shim: a session of its
+own, stdin and stdout on /dev/null, stderr the daemon's log. A fork of this small process costs
+a fraction of a millisecond where a fresh interpreter costs ten or more, and every run pays for
+it. When the daemon goes, the server reads end-of-file and exits; the shims go on.
+`python -I -S shim.py` alone runs one shim, its spec on stdin.
 
 It parses nothing (scalars are the daemon's job) and imports only built-in modules, so it
-starts without site-packages (-S) and in about the time of a bare interpreter: every run pays
-for this start-up. (`_signal` is what `signal` wraps, without its enum import; the process is
-started with os.posix_spawn rather than subprocess, which imports a dozen modules.)
+starts without site-packages (-S) in about the time of a bare interpreter. (`_signal` is what
+`signal` wraps, without its enum import; the process is started with os.posix_spawn rather than
+subprocess, which imports a dozen modules.)
 """
 
 import _signal as signal
@@ -21,6 +30,7 @@ import sys
 import time
 
 STOP_GRACE_SECONDS = 10.0
+SERVER_REAP_SECONDS = 1.0  # the server reaps ended shims at least this often
 # Paths inside a run dir (guild_common.rundir's layout; repeated here to stay stdlib-only).
 OUTPUT = os.path.join(".guild", "output")
 LOCK = os.path.join(".guild", "LOCK")
@@ -37,15 +47,88 @@ def _on_stop_signal(_signum, _frame):
     _Stop.requested = True
 
 
-def main():
-    # Handle a stop before anything else: the daemon may stop a run whose shim is starting.
+def main(argv):
+    if argv[1:] == ["--serve"]:
+        serve()
+    else:
+        wake_r = _handle_signals()
+        shim(marshal.loads(sys.stdin.buffer.read()), wake_r)
+
+
+def serve():
+    """The shim server: a shim per launch spec read from stdin, until end-of-file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        ready, _, _ = select.select([0], [], [], SERVER_REAP_SECONDS)
+        _reap()
+        if not ready:
+            continue
+        header = _read_exact(0, 4)
+        data = _read_exact(0, int.from_bytes(header, "big")) if header else None
+        if data is None:
+            return
+        try:
+            pid = os.fork()
+        except OSError as e:
+            os.write(1, f"!{e.strerror}\n".encode())
+            continue
+        if pid == 0:
+            _forked_shim(data)
+        os.write(1, f"{pid}\n".encode())
+
+
+def _forked_shim(data):
+    status = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)  # the server's request and answer pipes are the daemon's, not ours
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        shim(marshal.loads(data), _handle_signals())
+        status = 0
+    except BaseException as e:
+        os.write(2, f"guildd shim {os.getpid()}: {type(e).__name__}: {e}\n".encode())
+    finally:
+        os._exit(status)  # never back into the server's loop
+
+
+def _read_exact(fd, n):
+    """n bytes from fd, or None at end-of-file."""
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _handle_signals():
+    """Handles a stop before anything else (the daemon may stop a run whose shim is starting);
+    returns the read end of the pipe a signal wakes."""
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
-    spec = marshal.loads(sys.stdin.buffer.read())
+    return wake_r
+
+
+def shim(spec, wake_r):
     run_dir = spec["run_dir"]
     exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
     _write_int_attr(run_dir, "exit_status", exit_status)
@@ -128,4 +211,4 @@ def _signal_group(pgid, sig):
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv)

@@ -152,3 +152,32 @@ def test_long_guild_home_works(tmp_path, project):
         assert (home / "guildd.sock").is_symlink()
     finally:
         subprocess.run(["guildctl", "daemon", "stop"], env=env, capture_output=True, timeout=30)
+
+
+def _shim_server(guild):
+    servers = [p for p in psutil.Process(guild.daemon.pid).children() if "--serve" in p.cmdline()]
+    assert len(servers) == 1, servers
+    return servers[0]
+
+
+def test_a_dead_shim_server_is_started_again(guild):
+    assert "loss:" in guild.ctl("run", "train.py", "-y").stdout
+    first = _shim_server(guild)
+    first.kill()
+    wait_for(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, what="the shim server to die")
+    r = guild.ctl("run", "train.py", "x=0.5", "-y")
+    assert "loss:" in r.stdout
+    assert [run["status"] for run in guild.runs()] == ["completed", "completed"]
+    assert _shim_server(guild).pid != first.pid
+
+
+def test_the_shim_server_goes_with_the_daemon_and_its_runs_stay(guild):
+    r = guild.ctl("run", "slow.py", "steps=20", "--background", "-y")
+    run_id = r.stdout.split(" as ")[1].split()[0]
+    wait_for(lambda: "loss:" in _output(guild, run_id), what="the run to print")
+    server = _shim_server(guild)
+    guild.kill_daemon(signal.SIGKILL)
+    server.wait(timeout=10)  # end-of-file on its stdin: it exits
+    guild.start_daemon()
+    assert guild.wait_status(run_id, "completed")["exit_status"] == 0
+    assert _output(guild, run_id).count("loss:") == 20

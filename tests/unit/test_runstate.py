@@ -94,6 +94,15 @@ def test_pending_to_running(run_dir):
     assert rundir.read_attr(run_dir, "started") == NOW + 5
 
 
+def test_staged_to_running_through_pending_in_one_step(run_dir):
+    # The queue starting a staged run (Daemon._apply with via=pending) leaves what the two
+    # steps would: no marker, the new start time.
+    runstate.apply_to_rundir(run_dir, None, runstate.STAGED, NOW)
+    runstate.apply_to_rundir(run_dir, runstate.STAGED, runstate.RUNNING, NOW + 5)
+    assert _markers(run_dir) == set()
+    assert rundir.read_attr(run_dir, "started") == NOW + 5
+
+
 def test_restart_clears_old_end(run_dir):
     rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": NOW, "started": NOW - 10, "flags": {"x": 1}})
     runstate.apply_to_rundir(run_dir, runstate.ERROR, runstate.PENDING, NOW + 1)
@@ -152,14 +161,16 @@ def _calls_to(tree, attr):
     return found
 
 
-def test_apply_to_rundir_called_only_from_daemon_transition():
+def test_apply_to_rundir_called_only_from_daemon_apply():
+    # Daemon._apply makes every transition's writes (Daemon.transition, and the start and end
+    # paths that do theirs in one trip to the I/O thread).
     callers = []
     for package in ("common", "guildd", "guildctl"):
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             for stack, lineno in _calls_to(tree, "apply_to_rundir"):
                 callers.append((path.relative_to(ROOT).as_posix(), stack, lineno))
-    assert [(path, stack[:1]) for path, stack, _ in callers] == [("guildd/daemon.py", ("transition",))], callers
+    assert [(path, stack[:1]) for path, stack, _ in callers] == [("guildd/daemon.py", ("_apply",))], callers
 
 
 def test_status_markers_written_only_by_runstate():
