@@ -320,24 +320,62 @@ class Daemon:
             out.append(rec.id)
         return tuple(out)
 
-    async def start_queued(self, run_id, env, gpu_env, stop_after, attrs, rec):
-        """Starts a run the queue placed: its op, flags and environment come from its attrs
-        (the environment given when it was queued, if the daemon still has it)."""
+    async def start_queued(self, starts):
+        """Starts runs the queue placed: those with no dependencies to resolve all in one trip
+        to the I/O thread, as this is the queue's hot path. `starts`: (run_id, env, gpu_env,
+        prepare), where prepare(run_dir) runs first on the I/O thread (the queue records its
+        grant) and returns the run's stop-after. A run's op, flags and environment come from
+        its attrs (the environment given when it was queued, if the daemon still has it).
+        Returns {run_id: exception} for the runs that could not start."""
+
+        def launch_all():
+            out = []
+            for run_id, env, gpu_env, prepare in starts:
+                try:
+                    out.append((run_id, self._launch_queued(run_id, env, gpu_env, prepare)))
+                except Exception as e:  # noqa: BLE001 - one run's failure doesn't stop the others
+                    out.append((run_id, e))
+            return out
+
+        failed = {}
+        for run_id, result in await self.io(launch_all):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                if result[0] == "resolve":
+                    await self._launch(run_id, *result[1:])
+                else:
+                    self._started(run_id, *result[1:])
+            except Exception as e:  # noqa: BLE001 - reported to the queue, which goes on
+                failed[run_id] = e
+        return failed
+
+    def _launch_queued(self, run_id, env, gpu_env, prepare):
+        """On the I/O thread: a queued run's start, up to its shim (see start_queued)."""
+        run_dir = self.run_dir(run_id)
+        stop_after = prepare(run_dir)
+        attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         flag_values = dict(attrs.get("flags") or {})
         base_env = dict(env if env is not None else attrs.get("env") or {})
         base_env.update(gpu_env)
-        return await self._launch(run_id, config, flag_values, base_env, stop_after, staged=rec.status == runstate.STAGED)
+        staged = self.store.get(run_id).status == runstate.STAGED
+        if config.requires:  # resolved on the event loop and a worker thread first
+            return ("resolve", config, flag_values, base_env, stop_after, staged)
+        return ("spawned", config, *self._spawn(run_id, config, flag_values, base_env, stop_after, staged))
 
     async def _launch(self, run_id, config, flag_values, env, stop_after, staged=False):
-        """Starts a pending (or staged) run's process: in one trip to the I/O thread when it
-        has no dependencies to resolve, as this is the queue's hot path."""
+        """Starts a pending (or staged) run's process: in one trip to the I/O thread once its
+        dependencies are resolved."""
         if config.requires:
             if staged:
                 await self.transition(run_id, runstate.PENDING)
                 staged = False
             flag_values = await self._resolve_requires(run_id, config, flag_values)
-        rec, shim, error = await self.io(self._spawn, run_id, config, flag_values, env, stop_after, staged)
+        return self._started(run_id, config, *await self.io(self._spawn, run_id, config, flag_values, env, stop_after, staged))
+
+    def _started(self, run_id, config, rec, shim, error):
+        """After _spawn: the run is running and followed, or an error (raised)."""
         if error is not None:
             self._applied(run_id, runstate.ERROR)
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {error}") from error

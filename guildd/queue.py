@@ -13,6 +13,7 @@ beyond the run's own status change.
 import asyncio
 import collections
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -89,6 +90,15 @@ def write_file(run_dir, data):
     with open(tmp, "w") as f:
         json.dump(data, f, sort_keys=True)
     os.replace(tmp, path)
+
+
+def _grant(holding, run_dir):
+    """Records a run's grant in its queue file (a restart reads what running runs hold from
+    it); returns the run's stop-after."""
+    data = read_file(run_dir) or {}
+    data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
+    write_file(run_dir, data)
+    return float(data.get("stop_after") or 0)
 
 
 class Queue:
@@ -311,10 +321,11 @@ class Queue:
             decisions = scheduler.plan(list(self.entries.values()), box)
             self.plan_times.append(time.perf_counter() - started)
             self.plans += 1
+            starts = [d for d in decisions if isinstance(d, scheduler.Start)]
+            if starts:
+                await self._start(starts)
             for decision in decisions:
-                if isinstance(decision, scheduler.Start):
-                    await self._start(decision)
-                elif isinstance(decision, scheduler.Cancel):
+                if isinstance(decision, scheduler.Cancel):
                     await self._cancel(decision.run_id, decision.reason)
 
     async def poll_loop(self):
@@ -334,38 +345,30 @@ class Queue:
             except asyncio.TimeoutError:
                 pass
 
-    async def _start(self, decision):
-        run_id = decision.run_id
-        entry = self.entries[run_id]
-        no_gpus = run_id in self.no_gpus
-        env = self.envs.get(run_id)
-        self.discard(run_id)
-        holding = scheduler.Holding(
-            run_id=run_id,
-            user=entry.user,
-            devices=tuple(decision.devices),
-            gpu_memory=decision.gpu_memory,
-            queue=entry.queue,
-            started_us=rundir.now_us(),
-        )
-        if holding.devices or not entry.front:
-            self.holdings[run_id] = holding  # front CPU-only runs take no slot
-        run_dir = self.daemon.run_dir(run_id)
-
-        def grant():  # one trip to the I/O thread: record the grant, read what starting needs
-            data = read_file(run_dir) or {}
-            data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
-            write_file(run_dir, data)
-            attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
-            return data, attrs, self.daemon.store.get(run_id)
-
-        data, attrs, rec = await self.daemon.io(grant)
-        try:
-            stop_after = float(data.get("stop_after") or 0)
-            await self.daemon.start_queued(run_id, env, gpu_env(no_gpus, holding.devices), stop_after, attrs, rec)
-        except Exception as e:  # the run ended as an error (e.g. a dependency); the queue goes on
+    async def _start(self, decisions):
+        """Starts what a plan decided, all together (see Daemon.start_queued)."""
+        starts = []
+        for decision in decisions:
+            run_id = decision.run_id
+            entry = self.entries[run_id]
+            no_gpus = run_id in self.no_gpus
+            env = self.envs.get(run_id)
+            self.discard(run_id)
+            holding = scheduler.Holding(
+                run_id=run_id,
+                user=entry.user,
+                devices=tuple(decision.devices),
+                gpu_memory=decision.gpu_memory,
+                queue=entry.queue,
+                started_us=rundir.now_us(),
+            )
+            if holding.devices or not entry.front:
+                self.holdings[run_id] = holding  # front CPU-only runs take no slot
+            starts.append((run_id, env, gpu_env(no_gpus, holding.devices), functools.partial(_grant, holding)))
+        failed = await self.daemon.start_queued(starts)
+        for run_id, e in failed.items():  # each ended as an error (e.g. a dependency); the queue goes on
             if not isinstance(e, errors.GuildError):
-                log.exception("starting queued run %s", run_id[:8])
+                log.error("starting queued run %s", run_id[:8], exc_info=e)
             self.release(run_id)
 
     async def _cancel(self, run_id, reason):
