@@ -281,19 +281,8 @@ def drain_ours(env, client, runs, restart, problems):
         problems.append("before the drain: %d queued (want %d), paused=%s" % (len(q.entries), runs, q.paused))
     daemon = psutil.Process(env.daemon.pid)
     cpu0, shims0 = daemon.cpu_times(), shims_cpu_s(daemon)
-    polls = 0
     log("ours: resume; draining %d runs on %d simulated GPUs" % (runs, GPU_COUNT))
-    t_resume = time.time()
-    client.configure_queue(paused=False)
-    while True:
-        time.sleep(POLL_S)
-        _, left = client.list_runs(statuses=NOT_ENDED, limit=1)
-        polls += 1
-        if left == 0:
-            break
-        if time.time() - t_resume > DRAIN_TIMEOUT_S:
-            problems.append("drain: %d runs still not ended after %d s" % (left, DRAIN_TIMEOUT_S))
-            break
+    t_resume, polls = resume_and_wait(client, "drain", problems)
     t_done = time.time()
     cpu1, shims1 = daemon.cpu_times(), shims_cpu_s(daemon)
     q = client.list_queue()
@@ -306,6 +295,23 @@ def drain_ours(env, client, runs, restart, problems):
     return res
 
 
+def resume_and_wait(client, what, problems):
+    """Resumes the queue and polls until no run is staged, pending or running; returns when
+    it resumed (time.time()) and how many polls it took."""
+    t_go = time.time()
+    client.configure_queue(paused=False)
+    polls = 0
+    while True:
+        time.sleep(POLL_S)
+        _, left = client.list_runs(statuses=NOT_ENDED, limit=1)
+        polls += 1
+        if left == 0:
+            return t_go, polls
+        if time.time() - t_go > DRAIN_TIMEOUT_S:
+            problems.append("%s: %d runs still not ended after %d s" % (what, left, DRAIN_TIMEOUT_S))
+            return t_go, polls
+
+
 def hold_ours(env, client, runs, problems):
     """1b: runs that hold their GPU HOLD_S each, all let go at once on a paused queue."""
     script = env.noop.replace("noop", "hold")
@@ -315,16 +321,7 @@ def hold_ours(env, client, runs, problems):
     with concurrent.futures.ThreadPoolExecutor(STAGE_THREADS) as pool:
         ids = set(pool.map(lambda _: client.start_run(spec, stage=True).id, range(runs)))
     log("ours: resume; %d runs wait for %d GPUs" % (runs, GPU_COUNT))
-    t_go = time.time()
-    client.configure_queue(paused=False)
-    while True:
-        time.sleep(POLL_S)
-        _, left = client.list_runs(statuses=NOT_ENDED, limit=1)
-        if left == 0:
-            break
-        if time.time() - t_go > DRAIN_TIMEOUT_S:
-            problems.append("hold: %d runs still not ended after %d s" % (left, DRAIN_TIMEOUT_S))
-            break
+    t_go, _polls = resume_and_wait(client, "hold", problems)
     f = run_dir_figures(env.home, t_go, runs, problems, ids)
     log("ours: %d runs holding a GPU %.2f s: GPUs %.0f%% busy, reuse p50 %s p99 %s"
         % (f["runs"], HOLD_S, f["gpu_busy"] * 100, fmt_ms(f["reuse_ms_p50"]), fmt_ms(f["reuse_ms_p99"])))
