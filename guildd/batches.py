@@ -69,7 +69,7 @@ def check(spec):
         raise errors.InvalidArgument("--max-trials and --random-seed must not be negative")
     if spec.parallel < 0:
         raise errors.InvalidArgument(f"invalid --parallel {spec.parallel}: expected 1 or more")
-    optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
+    objective(spec)
     if spec.kind == "grid":
         if not json.loads(spec.trials_json or "[]"):
             raise errors.InvalidArgument("batch has no trials")
@@ -81,6 +81,11 @@ def check(spec):
     from guildd import optimizers
 
     optimizers.Search(algorithm, {}, search_values(json.loads(spec.values_json or "{}")), 0)
+
+
+def objective(spec):
+    """The batch's objective (optdefs.Objective): --maximize COL, else --minimize COL or loss."""
+    return optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
 
 
 def search_values(values):
@@ -104,15 +109,11 @@ class Batch:
         self.stopping = False
         self.running = {}  # trial id -> its flag values
         self.search = None
-        self.objective = optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
+        self.objective = objective(spec)
         self._ended = asyncio.Queue()
+        # How many trials this session makes (a grid's trials: guildctl sampled a larger one).
+        self.target = len(json.loads(spec.trials_json)) if spec.kind == "grid" else spec.max_trials or trialslib.DEFAULT_MAX_TRIALS
 
-    @property
-    def target(self):
-        """How many trials this session makes."""
-        if self.spec.kind == "grid":
-            return len(json.loads(self.spec.trials_json))  # (guildctl sampled a larger grid)
-        return self.spec.max_trials or trialslib.DEFAULT_MAX_TRIALS
 
     # Output
 

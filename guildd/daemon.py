@@ -248,21 +248,21 @@ class Daemon:
 
     async def _run_batch(self, run_id, spec, proto, session_start, user):
         rec = await self.transition(run_id, runstate.RUNNING)
-        self.follow(run_id, rec.scalar_offset)
-        batch = batchlib.Batch(self, run_id, spec, proto, session_start, user)
-        self.batches[run_id] = batch
-        self.spawn(batch.run(), name=f"batch-{run_id[:8]}")
+        self._batch_loop(rec, spec, proto, session_start, user)
         return rec
 
     async def resume_batch(self, rec):
         """After a restart: a batch that was running goes on (see guildd.batches)."""
-        found = await self.io(batchlib.read_spec, self.run_dir(rec.id))
-        spec, session_start, proto = found
+        spec, session_start, proto = await self.io(batchlib.read_spec, self.run_dir(rec.id))
+        self._batch_loop(rec, spec, proto, session_start, rec.user)
+        log.info("resuming batch %s", rec.id[:8])
+
+    def _batch_loop(self, rec, spec, proto, session_start, user):
+        """Follows a running batch run's output and starts its loop."""
         self.follow(rec.id, rec.scalar_offset)
-        batch = batchlib.Batch(self, rec.id, spec, proto, session_start, rec.user)
+        batch = batchlib.Batch(self, rec.id, spec, proto, session_start, user)
         self.batches[rec.id] = batch
         self.spawn(batch.run(), name=f"batch-{rec.id[:8]}")
-        log.info("resuming batch %s", rec.id[:8])
 
     async def _restart_batch(self, rec, req, found):
         """A new session of a batch: new trials (the earlier ones inform an optimizer), with
@@ -296,18 +296,8 @@ class Daemon:
     async def end_parentless(self, run_id, exit_status):
         """Ends a run that has no process of its own (a pipeline, a batch): records its end,
         and moves it to the trash if it completed and asked for that (delete-on-success)."""
-        run_dir = self.run_dir(run_id)
-        await self.io(rundir.write_attrs, run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
-        await self.transition(run_id, rundir.status_for_exit_status(exit_status))
-        follower = self.followers.pop(run_id, None)
-        if follower is not None:
-            await follower.finish()
-        self.wake(run_id)
-        if exit_status == 0:
-            op = await self.io(rundir.read_attr, run_dir, "op")
-            if isinstance(op, dict) and op.get("delete-on-success"):
-                rec = await self.io(self.store.get, run_id)
-                await self.delete_runs([rec], permanent=False)
+        await self.io(rundir.write_attrs, self.run_dir(run_id), {"exit_status": exit_status, "stopped": rundir.now_us()})
+        await self._ended(run_id, *await self.io(self._finish, run_id, False))
 
     async def _after_ids(self, specs):
         """Full ids of the runs named by --after; an unknown one is refused."""
@@ -466,6 +456,11 @@ class Daemon:
         rec, delete = await self.io(self._finish, run_id, run_id in self.stopping)
         self.stopping.discard(run_id)
         self.queue.release(run_id)
+        await self._ended(run_id, rec, delete)
+
+    async def _ended(self, run_id, rec, delete):
+        """After _finish: watchers told, the rest of the output indexed, and the run moved to
+        the trash if `delete`."""
         self._applied(run_id, rec.status)
         # The end is recorded at once (a waiting `guildctl run` returns); the rest of the
         # output's scalars are indexed after, and readers of scalars wait for that (settle).
@@ -479,7 +474,7 @@ class Daemon:
             await self.delete_runs([rec], permanent=False)
 
     def _finish(self, run_id, stopping):
-        """On the I/O thread: a run's end as its shim recorded it (or, if the shim died first,
+        """On the I/O thread: a run's end as recorded in its dir (by its shim, or end_parentless; if a shim died first,
         as well as it can be told), moved into the index. Returns the record and whether the
         run is to be deleted (completed, with delete-on-success)."""
         run_dir = self.run_dir(run_id)

@@ -21,9 +21,7 @@ STEPS_FILE = "pipeline-steps"
 async def start(daemon, run_id, steps, user):
     await daemon.io(_write_steps, daemon.run_dir(run_id), steps)
     rec = await daemon.transition(run_id, runstate.RUNNING)
-    daemon.follow(run_id, rec.scalar_offset)
-    daemon.pipelines[run_id] = None
-    daemon.spawn(_run(daemon, run_id, steps, user), name=f"pipeline-{run_id[:8]}")
+    _go(daemon, rec, steps, user, resuming=False)
     return rec
 
 
@@ -42,9 +40,14 @@ def _write_steps(run_dir, steps):
 
 async def resume(daemon, rec, steps):
     """After a daemon restart: the pipeline goes on from its last linked step."""
+    _go(daemon, rec, steps, rec.user, resuming=True)
+
+
+def _go(daemon, rec, steps, user, resuming):
+    """Follows a running pipeline's output and starts its loop."""
     daemon.follow(rec.id, rec.scalar_offset)
     daemon.pipelines[rec.id] = None
-    daemon.spawn(_run(daemon, rec.id, steps, rec.user, resuming=True), name=f"pipeline-{rec.id[:8]}")
+    daemon.spawn(_run(daemon, rec.id, steps, user, resuming), name=f"pipeline-{rec.id[:8]}")
 
 
 async def _run(daemon, run_id, steps, user, resuming=False):
