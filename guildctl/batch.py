@@ -10,6 +10,7 @@ import click
 
 from guild_common import errors, flagfuncs, flags as flaglib, optdefs, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
+from guildctl import output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,17 +79,15 @@ def plan(op, values, user, batch_files, opts, cwd, force_flags=False):
     if algorithm is None and trialslib.search_dims(values):
         algorithm = "random"
     if algorithm is not None:
-        if algorithm != "random" or opt_flags:
-            opt_flags = optdefs.optimizer_flags(algorithm, opt_flags)
+        opt_flags = optdefs.optimizer_flags(algorithm, opt_flags)
         max_trials = opts.max_trials or default_max
-        shown = {name: v for name, v in values.items()}
         preview = []
         if algorithm == "random":
             preview = trialslib.random_trials(values, max_trials, opts.random_seed)
-        return Plan(algorithm, shown, preview, max_trials, opt_flags, objective)
+        return Plan(algorithm, values, preview, max_trials, opt_flags, objective)
     expanded = trialslib.expand_values(values)
     grid = trialslib.grid(expanded)
-    if not grid and not any(isinstance(v, list) for v in expanded.values()):
+    if not any(isinstance(v, list) for v in expanded.values()):
         if opts.given:
             raise errors.InvalidArgument("not a batch: give a flag a list ([1,2]), a range ([0.1:0.5]) or a batch file (@trials.csv)")
         return None
@@ -96,8 +95,7 @@ def plan(op, values, user, batch_files, opts, cwd, force_flags=False):
 
 
 def _grid_plan(values, grid, opts, objective):
-    if opts.max_trials and len(grid) > opts.max_trials:
-        grid = trialslib.sample(grid, opts.max_trials, opts.random_seed)
+    grid = trialslib.sample(grid, opts.max_trials, opts.random_seed)
     return Plan("grid", values, grid, len(grid), {}, objective)
 
 
@@ -151,7 +149,7 @@ def confirm_lines(op_name, p):
 
 def shown(value):
     """A flag value as the confirmation shows it: functions as written (`[-2.0:2.0]`)."""
-    return value if isinstance(value, str) and flagfuncs.is_function(value) else flaglib.encode_flag_value(value)
+    return value if flagfuncs.is_function(value) else flaglib.encode_flag_value(value)
 
 
 def print_trials(p):
@@ -159,9 +157,8 @@ def print_trials(p):
         raise errors.InvalidArgument(f"optimizer {p.kind} does not support printing trials: its trials depend on earlier results")
     names = sorted({name for t in p.trials for name in t})
     rows = [["#", *names]] + [[str(i), *(flaglib.encode_flag_value(t.get(n)) for n in names)] for i, t in enumerate(p.trials, 1)]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip())
+    for line in output.table(rows):
+        click.echo(line)
 
 
 def save_trials(p, path):
@@ -199,7 +196,7 @@ def proto_values(values):
     for name, value in values.items():
         if isinstance(value, list):
             out[name] = value[0] if value else None
-        elif isinstance(value, str) and flagfuncs.is_function(value):
+        elif flagfuncs.is_function(value):
             continue
         else:
             out[name] = value

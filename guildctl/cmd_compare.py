@@ -110,9 +110,8 @@ def _write_csv(path, header, rows):
 
 def _print_table(header, kinds, rows):
     text = [header] + [[_table_text(v, kinds[i]) for i, v in enumerate(row)] for row in rows]
-    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
-    for r in text:
-        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+    for line in output.table(text):
+        click.echo(line)
 
 
 @click.command()

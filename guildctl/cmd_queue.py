@@ -67,7 +67,7 @@ def summary_lines(msg):
                     ("started explicitly; " if e.front else "") + e.reason,
                 )
             )
-        lines += _table(rows)
+        lines += output.table(rows)
     if msg.holdings:
         lines.append("Holding GPUs:")
         for h in msg.holdings:
@@ -76,11 +76,6 @@ def summary_lines(msg):
             share = f", {sizes.format_size(h.gpu_memory)} each" if h.gpu_memory else ""
             lines.append(f"  run {h.run_id[:8]} ({h.user}): GPU {','.join(str(d) for d in h.devices)}{share}")
     return lines
-
-
-def _table(rows):
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
-    return ["  ".join([*(cell.ljust(widths[c]) for c, cell in enumerate(row[:-1])), row[-1]]).rstrip() for row in rows]
 
 
 @queue.command()
@@ -168,12 +163,7 @@ def guild_queue_op(ctx, flag_args, yes, background):
             raise errors.InvalidArgument(f"unsupported flag '{name}' for queue (flags: {', '.join(QUEUE_FLAGS)})")
         values[name] = value
     client = ctx.client
-    if not yes:
-        click.echo("You are about to start the queue")
-        for name, value in sorted(values.items()):
-            click.echo(f"  {name}: {flaglib.encode_flag_value(value)}")
-        if not output.confirm():
-            raise click.exceptions.Abort()
+    output.confirm_op("start", "the queue", values, yes)
     gpus = values["gpus"]
     staged, _ = client.list_runs(statuses=["staged"])
     queued = {e.run.id for e in client.list_queue().entries}
@@ -192,5 +182,6 @@ def guild_queue_op(ctx, flag_args, yes, background):
         return
     while waiting:
         time.sleep(0.2)
-        waiting = [run_id for run_id in waiting if client.get_run(run_id).status in ("staged", "pending", "running")]
+        live = {run.id for run in client.list_runs(statuses=["staged", "pending", "running"])[0]}
+        waiting = [run_id for run_id in waiting if run_id in live]
     click.echo("Staged runs have ended")

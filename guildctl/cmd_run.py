@@ -38,16 +38,6 @@ def parse_stop_after(value):
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
-def _confirm(verb, op_name, values, yes):
-    if yes:
-        return
-    lines = [f"You are about to {verb} {op_name}"]
-    lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(values.items())]
-    click.echo("\n".join(lines))
-    if not output.confirm():
-        raise click.exceptions.Abort()
-
-
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("opspec", required=False)
 @click.argument("flags", nargs=-1)
@@ -119,7 +109,6 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     wants = _Wants(
         gpus=gpus, no_gpus=no_gpus, gpu_memory=gpu_memory,
         queue=queueopts.queue_options(priority, queue_name, after),
-        given=gpus is not None or no_gpus or gpu_memory is not None,
     )
     queueopts.resource_request(gpus, no_gpus, gpu_memory)  # bad values are refused before anything else
     if opspec == "queue" and not existing_op(opspec):
@@ -168,7 +157,11 @@ class _Wants:
     no_gpus: bool = False
     gpu_memory: str | None = None
     queue: object = None  # pb.QueueOptions or None
-    given: bool = False  # a GPU option was given
+
+    @property
+    def given(self):
+        """Whether a GPU option was given."""
+        return self.gpus is not None or self.no_gpus or self.gpu_memory is not None
 
     def request(self, defaults=None):
         from guildctl import queueopts
@@ -263,7 +256,7 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
     if plan is not None:
         return _start_batch(ctx, op, kind, plan, batch_opts, user, label, tags, stop_after, params, cwd, resources, stage, yes)
     spec.resources.CopyFrom(resources)
-    _confirm("stage" if stage else "run", op.name, values, yes)
+    output.confirm_op("stage" if stage else "run", op.name, values, yes)
     return ctx.client.start_run(spec, stage=stage, queue=wants.queue)
 
 
@@ -327,7 +320,7 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
     if "+" in old.op_name:
         _confirm_batch_restart(verb, old, {**known, **overrides}, batch_opts, yes)
     else:
-        _confirm(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
+        output.confirm_op(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
     return client.restart_run(
         run=old.id,
         flags_json=json.dumps(overrides),
@@ -407,7 +400,7 @@ def _proto(ctx, ref, flag_args, yes, label, tags, stage, force_sourcecode, force
     client = ctx.client
     proto = client.get_run(ref)
     known, overrides = _flag_overrides(proto, flag_args, force_flags)
-    _confirm("stage" if stage else "run", proto.op_name, {**known, **overrides}, yes)
+    output.confirm_op("stage" if stage else "run", proto.op_name, {**known, **overrides}, yes)
     return client.start_proto_run(
         proto=proto.id,
         flags_json=json.dumps(overrides),

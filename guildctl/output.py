@@ -69,6 +69,22 @@ def confirm():
     return click.confirm("Continue? (Y/n)", default=True, show_default=False)
 
 
+def confirm_op(verb, op_name, values, yes):
+    """Guild's "You are about to VERB OP" with the flag values, then `Continue? (Y/n)`;
+    aborts when the user says no. Nothing with `yes`."""
+    if yes:
+        return
+    import click
+
+    from guild_common.flags import encode_flag_value
+
+    lines = [f"You are about to {verb} {op_name}"]
+    lines += [f"  {name}: {encode_flag_value(v)}" for name, v in sorted(values.items())]
+    click.echo("\n".join(lines))
+    if not confirm():
+        raise click.exceptions.Abort()
+
+
 def print_json(value):
     json.dump(value, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
@@ -178,8 +194,13 @@ def gpu_rows(resources, holdings=()):
                 ", ".join(gpu_holders(gpu, holdings)) or "-",
             )
         )
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
-    return ["  ".join([*(cell.ljust(widths[c]) for c, cell in enumerate(row[:4])), row[4]]).rstrip() for row in rows]
+    return table(rows)
+
+
+def table(rows):
+    """Rows of text cells as aligned lines: columns two spaces apart, no trailing blanks."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
+    return ["  ".join([*(cell.ljust(widths[c]) for c, cell in enumerate(row[:-1])), row[-1]]).rstrip() for row in rows]
 
 
 def gpu_holders(gpu, holdings=()):

@@ -332,7 +332,7 @@ class _Planner:
         if not self.gpus:
             return Wait(e.run_id, "this box has no GPUs")
         held = self.user_gpus.get(e.user, 0)
-        if box.user_gpu_cap and held + _count(request) > box.user_gpu_cap:
+        if box.user_gpu_cap and held + request.gpus > box.user_gpu_cap:
             return Wait(e.run_id, f"user cap reached: {e.user} holds {held} of {box.user_gpu_cap} GPUs")
         if request.devices:
             return self._place_devices(e)
@@ -544,10 +544,6 @@ def _without(entries, positions):
         start = n + 1
     kept += entries[start:]
     return kept
-
-
-def _count(request):
-    return len(request.devices) if request.devices else request.gpus
 
 
 def _short(run_id):
