@@ -50,7 +50,6 @@ import os
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,8 +59,8 @@ import warnings
 import psutil
 import yaml
 
-DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+from benchlib import DEFAULT_GUILD_VENV, GUILD_INSTALLER, exe_beside_python, fmt_s, log, median, percentile, print_table, yes
+
 SIMULATED_GPUS = "4x80G"
 PARALLEL = 4
 OPTIMUM_X = -0.3
@@ -119,37 +118,11 @@ print(json.dumps(out))
 """
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def percentile(xs, p):
-    """Nearest-rank percentile; fine for the few dozen samples taken here."""
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
-    return xs[k]
-
-
 def tutorial_loss(x, rng):
     return math.sin(5 * x) * (1 - math.tanh(x ** 2)) + rng.gauss(0.0, 1.0) * 0.1
 
 
 # --- Tools -------------------------------------------------------------------------------
-
-
-def find_guildctl():
-    """guildctl's console script itself: a pyenv shim in front adds ~40 ms of bash per call."""
-    sibling = os.path.join(os.path.dirname(sys.executable), "guildctl")
-    for path in (sibling, shutil.which("guildctl")):
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    sys.exit("batches.py: guildctl not found (install /work/main with pip install -e)")
 
 
 class Env:
@@ -258,7 +231,7 @@ def read_run(home, name):
             op = f.read().split()[-1]  # `script:DIR '' '' train.py`: the op name is last
     except (FileNotFoundError, IndexError):
         op = None
-    return {"id": name, "op": op, "flags": flags, "x": flags.get("x") if isinstance(flags, dict) else None,
+    return {"id": name, "op": op, "x": flags.get("x") if isinstance(flags, dict) else None,
             "loss": loss, "started": read_attr(run_dir, "started"),
             "stopped": read_attr(run_dir, "stopped"), "exit_status": read_attr(run_dir, "exit_status")}
 
@@ -560,14 +533,6 @@ def bench_suggest(problems):
 # --- Report ------------------------------------------------------------------------------
 
 
-def fmt_s(s):
-    return "-" if s is None else ("%.1f ms" % (s * 1000) if s < 1 else "%.2f s" % s)
-
-
-def yes(flag, valid=True):
-    return "invalid" if not valid else "yes" if flag else "NO"
-
-
 def build_rows(res):
     rows = []  # (figure, measured, baseline, ratio, target, met)
     q = res.get("quality")
@@ -670,16 +635,6 @@ def print_seeds(q, out):
         print(("%4d  %s" % (r["seed"], "  ".join(cells))).rstrip(), file=out)
 
 
-def print_table(rows, out):
-    head = ("figure", "measured", "baseline", "ratio", "target", "met")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
-    print(line, file=out)
-    print("-" * len(line), file=out)
-    for r in rows:
-        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
-
-
 # --- Main --------------------------------------------------------------------------------
 
 
@@ -691,7 +646,7 @@ def setup(args):
             % (guild_venv, GUILD_INSTALLER))
         guild_venv = None
     root = tempfile.mkdtemp(prefix="guildd-bench-batches-")
-    ENV = Env(root, find_guildctl(), guild_venv)
+    ENV = Env(root, exe_beside_python("guildctl", "batches.py"), guild_venv)
     log("bench dir %s\n  guildctl %s\n  guild    %s" % (root, ENV.guildctl, ENV.guild or "(skipped)"))
 
 

@@ -67,7 +67,6 @@ import sys
 import argparse
 import concurrent.futures
 import json
-import math
 import pathlib
 import resource
 import shutil
@@ -78,8 +77,8 @@ import time
 
 import psutil
 
-DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+from benchlib import DEFAULT_GUILD_VENV, GUILD_INSTALLER, exe_beside_python, log, percentile, print_table, yes
+
 SIMULATED_GPUS = "8x80G"
 GPU_COUNT = 8
 CLI_STAGE_RUNS = 20  # staged one `guildctl` process each; the rest in-process over gRPC
@@ -97,30 +96,7 @@ NOOP_SH = "#!/bin/sh\n:\n"
 HOLD_S = 0.25  # how long a run in 1b holds its GPU
 HOLD_PY = "import time\ntime.sleep(%s)\n" % HOLD_S
 HOLD_SH = "#!/bin/sh\nsleep %s\n" % HOLD_S
-ENDED = ("completed", "error", "terminated")
 NOT_ENDED = ("staged", "pending", "running")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def percentile(xs, p):
-    """Nearest-rank percentile."""
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
-    return xs[k]
-
-
-def exe_beside_python(name):
-    """A console script beside this interpreter: a pyenv shim in front adds ~40 ms per call."""
-    sibling = os.path.join(os.path.dirname(sys.executable), name)
-    for path in (sibling, shutil.which(name)):
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    sys.exit("drain.py: %s not found (install /work/main with pip install -e)" % name)
 
 
 class Env:
@@ -141,8 +117,8 @@ class Env:
         (self.project / "hold.sh").write_text(HOLD_SH)
         (self.project / "hold.sh").chmod(0o755)
         self.noop = "noop.sh"  # or noop.py (--noop py)
-        self.guildctl = exe_beside_python("guildctl")
-        self.guildd = exe_beside_python("guildd")
+        self.guildctl = exe_beside_python("guildctl", "drain.py")
+        self.guildd = exe_beside_python("guildd", "drain.py")
         self.guild = os.path.join(guild_venv, "bin", "guild") if guild_venv else None
         base = {k: v for k, v in os.environ.items()
                 if k not in ("GUILD_HOME", "NO_PIP_FREEZE", "VIRTUAL_ENV", "GUILD_SIMULATED_GPUS")}
@@ -214,6 +190,8 @@ def connect(env, timeout=60):
 
 def stop_daemon(env, problems):
     if env.daemon is None or env.daemon.poll() is not None:
+        if env.daemon_err is not None:
+            env.daemon_err.close()
         return
     env.daemon.terminate()
     try:
@@ -432,7 +410,7 @@ def bench_plan(queued, calls):
     out = {}
     for name, running, want in cases:
         box = scheduler.Box(gpus=gpus, running=running, cpu_slots=2)
-        starts = scheduler.plan(entries, box)  # warm-up, and a check that it decides what it should
+        starts = scheduler.plan(entries, box)  # warm-up; its starts are reported (not checked)
         times = []
         for _ in range(calls):
             t0 = time.perf_counter()
@@ -563,10 +541,6 @@ def bench_guild(env, runs, problems):
 # --- Report ----------------------------------------------------------------------------------
 
 
-def yes(flag):
-    return "yes" if flag else "NO"
-
-
 def fmt_ms(ms):
     return "-" if ms is None else ("%.2f ms" % ms if ms < 10 else "%.0f ms" % ms)
 
@@ -648,16 +622,6 @@ def build_rows(res):
         rows.append(("guild: queue run-once wall, %d runs" % g["runs"], "%.1f s" % g["wall_s"], "", "",
                      "(reference)", ""))
     return rows
-
-
-def print_table(rows, out):
-    head = ("figure", "measured", "baseline", "ratio", "target", "met")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
-    print(line, file=out)
-    print("-" * len(line), file=out)
-    for r in rows:
-        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
 
 
 # --- Main --------------------------------------------------------------------------------------

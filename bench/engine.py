@@ -25,18 +25,16 @@ stdout holds one JSON object.
 import argparse
 import glob
 import json
-import math
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
-GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+from benchlib import DEFAULT_GUILD_VENV, GUILD_INSTALLER, exe_beside_python, fmt_s, log, median, percentile, print_table, yes
+
 GUILD_CAPTURE_BUDGET_S = 120  # Guild's capture run is ~28x Python; scale it down past this
 POLL_S = 0.02
 
@@ -54,33 +52,7 @@ for _ in range(20):
 """
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def percentile(xs, p):
-    """Nearest-rank percentile; fine for the few dozen samples taken here."""
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
-    return xs[k]
-
-
 # --- Tools -------------------------------------------------------------------------------
-
-
-def find_guildctl():
-    """guildctl's console script itself: a pyenv shim in front adds ~40 ms of bash per call."""
-    sibling = os.path.join(os.path.dirname(sys.executable), "guildctl")
-    for path in (sibling, shutil.which("guildctl")):
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    sys.exit("engine.py: guildctl not found (install /work/main with pip install -e)")
 
 
 class Env:
@@ -360,10 +332,6 @@ def bench_latency(problems):
 # --- Report ------------------------------------------------------------------------------
 
 
-def fmt_s(s):
-    return "-" if s is None else ("%.1f ms" % (s * 1000) if s < 1 else "%.2f s" % s)
-
-
 def build_rows(res):
     rows = []  # (figure, measured, baseline, ratio, target, met)
     n = res["noop"]
@@ -425,20 +393,6 @@ def build_rows(res):
     return rows
 
 
-def yes(flag):
-    return "yes" if flag else "NO"
-
-
-def print_table(rows, out):
-    head = ("figure", "measured", "baseline", "ratio", "target", "met")
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
-    print(line, file=out)
-    print("-" * len(line), file=out)
-    for r in rows:
-        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
-
-
 # --- Main --------------------------------------------------------------------------------
 
 
@@ -450,7 +404,7 @@ def setup(args, problems):
             % (guild_venv, GUILD_INSTALLER))
         guild_venv = None
     root = tempfile.mkdtemp(prefix="guildd-bench-")
-    ENV = Env(root, find_guildctl(), guild_venv)
+    ENV = Env(root, exe_beside_python("guildctl", "engine.py"), guild_venv)
     write_scripts(ENV, args.lines // 2)
     # The baseline is the interpreter the daemon runs scripts with, not whatever `python` is.
     _, p = run_checked(ENV.ctl("run", "noop.py", "--print-cmd"), ENV.ctl_env,

@@ -30,9 +30,10 @@ import time
 
 import psutil
 
+from benchlib import DEFAULT_GUILD_VENV, log
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MAKE_RUNS = REPO.parent / "shared" / "tools" / "make-guild-runs.py"
-DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
 COMMANDS = [
     ("runs", ["runs"]),
     ("runs -C -S 'last day' -l best", ["runs", "-C", "-S", "last day", "-l", "best"]),
@@ -44,10 +45,6 @@ GUILD_COMMANDS = {
     "runs -C -S 'last day' -l best": ["runs", "-Sc", "-Fs", "last day", "-Fl", "best"],
     "compare --csv - --min loss --top 10": ["compare", "--csv", "-", "--min", "loss", "--top", "10"],
 }
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def guildctl_exe():

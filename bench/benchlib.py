@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmark scripts in bench/ (drain.py, batches.py, engine.py, runs.py).
+
+The scripts are run as `python bench/X.py`, so bench/ is first on sys.path and they import this
+module as `import benchlib` / `from benchlib import ...`.
+"""
+
+import math
+import os
+import shutil
+import statistics
+import sys
+
+DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
+GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, p):
+    """Nearest-rank percentile; fine for the few dozen samples taken here."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = max(0, min(len(xs) - 1, math.ceil(p / 100.0 * len(xs)) - 1))
+    return xs[k]
+
+
+def exe_beside_python(name, prog):
+    """A console script beside this interpreter: a pyenv shim in front adds ~40 ms per call.
+    `prog` (the calling script's name) starts the exit message when it is not found."""
+    sibling = os.path.join(os.path.dirname(sys.executable), name)
+    for path in (sibling, shutil.which(name)):
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    sys.exit("%s: %s not found (install /work/main with pip install -e)" % (prog, name))
+
+
+# --- Report ----------------------------------------------------------------------------------
+
+
+def fmt_s(s):
+    return "-" if s is None else ("%.1f ms" % (s * 1000) if s < 1 else "%.2f s" % s)
+
+
+def yes(flag, valid=True):
+    return "invalid" if not valid else "yes" if flag else "NO"
+
+
+def print_table(rows, out):
+    head = ("figure", "measured", "baseline", "ratio", "target", "met")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, head))
+    print(line, file=out)
+    print("-" * len(line), file=out)
+    for r in rows:
+        print("  ".join("%-*s" % (w, v) for w, v in zip(widths, r)).rstrip(), file=out)
