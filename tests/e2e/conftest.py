@@ -52,6 +52,16 @@ class Guild:
         r = self.ctl("daemon", "status", check=False)
         return r.returncode == 0
 
+    def stop(self):
+        """Stops the daemon (SIGTERM, SIGKILL after 20 s) and whatever runs it left."""
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+        _stop_everything(self.home)
+
     def kill_daemon(self, sig=signal.SIGKILL):
         self.daemon.send_signal(sig)
         self.daemon.wait(timeout=20)
@@ -111,13 +121,7 @@ def guild(tmp_path, project):
     g = Guild(tmp_path / "guild-home", project)
     g.start_daemon()
     yield g
-    if g.daemon and g.daemon.poll() is None:
-        g.daemon.send_signal(signal.SIGTERM)
-        try:
-            g.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            g.daemon.kill()
-    _stop_everything(g.home)
+    g.stop()
 
 
 @pytest.fixture

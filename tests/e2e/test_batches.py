@@ -137,7 +137,7 @@ def test_stage_trials_queues_them(guild):
 def test_parallel_trials_each_get_a_gpu_and_a_batch_survives_a_daemon_restart(tmp_path, project):
     import signal
 
-    from tests.e2e.conftest import Guild, _stop_everything
+    from tests.e2e.conftest import Guild
 
     (project / "quad.py").write_text(QUAD + "import os\nprint('gpu', os.environ.get('CUDA_VISIBLE_DEVICES'))\n")
     g = Guild(tmp_path / "home", project, extra_env={"GUILD_SIMULATED_GPUS": "2x80G"})
@@ -158,8 +158,7 @@ def test_parallel_trials_each_get_a_gpu_and_a_batch_survives_a_daemon_restart(tm
             gpus.append(next(line.split()[1] for line in out.splitlines() if line.startswith("gpu ")))
         assert set(gpus) == {"0", "1"}  # side by side, one GPU each
     finally:
-        g.kill_daemon(signal.SIGTERM)
-        _stop_everything(g.home)
+        g.stop()
 
 
 def test_stopping_a_batch_stops_its_trials(guild):

@@ -5,13 +5,12 @@ processes appear and vanish, one of our runs is named), no GPUs, and bad setting
 import getpass
 import json
 import os
-import signal
 import subprocess
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import Guild
 
 G = 2**30
 
@@ -29,13 +28,7 @@ def start_guild(tmp_path, project):
 
     yield start
     for g in started:
-        if g.daemon and g.daemon.poll() is None:
-            g.daemon.send_signal(signal.SIGTERM)
-            try:
-                g.daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                g.daemon.kill()
-        _stop_everything(g.home)
+        g.stop()
 
 
 def _write(path, text):

@@ -13,12 +13,11 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 
 import pytest
 
-from tests.e2e.conftest import Guild, _stop_everything, run_row as _row
+from tests.e2e.conftest import Guild, run_row as _row
 
 FIXTURE_HOME = pathlib.Path(__file__).parent.parent / "fixtures" / "guild09-home"
 GUILD = pathlib.Path("/tmp/guild-anchor/bin/guild")
@@ -55,16 +54,6 @@ def _copy_fixture(dest):
     return dest
 
 
-def _stop(g):
-    if g.daemon and g.daemon.poll() is None:
-        g.daemon.send_signal(signal.SIGTERM)
-        try:
-            g.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            g.daemon.kill()
-    _stop_everything(g.home)
-
-
 @pytest.fixture(scope="module")
 def gh(tmp_path_factory):
     """A daemon serving a copy of the GUILD_HOME Guild 0.9 wrote. Tests here only read it,
@@ -75,7 +64,7 @@ def gh(tmp_path_factory):
     g = Guild(_copy_fixture(base / "guild-home"), project)
     g.start_daemon()
     yield g
-    _stop(g)
+    g.stop()
 
 
 def _guild(home, *args, cwd=None):
@@ -322,7 +311,7 @@ def ours(tmp_path_factory):
         g.ctl("mark", "1", "-y")
         yield g
     finally:
-        _stop(g)
+        g.stop()
 
 
 def test_guild_lists_our_runs(ours):

@@ -1164,5 +1164,4 @@ def test_a_pipeline_goes_on_after_the_daemon_is_killed(tmp_path, project):
         output = (pdir / ".guild" / "output").read_text()
         assert output.count("step: 14") == 1 and output.count("running slow") == 2
     finally:
-        g.kill_daemon(signal.SIGTERM)
-        _stop_everything(g.home)
+        g.stop()

@@ -4,12 +4,11 @@ runs staged and started with guildctl, each run reporting the GPUs it saw."""
 import json
 import os
 import signal
-import subprocess
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import Guild
 
 # Prints what GPUs the run sees, and when it ran.
 GPUJOB = """\
@@ -44,13 +43,7 @@ def start_guild(tmp_path, project):
 
     yield start
     for g in started:
-        if g.daemon and g.daemon.poll() is None:
-            g.daemon.send_signal(signal.SIGTERM)
-            try:
-                g.daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                g.daemon.kill()
-        _stop_everything(g.home)
+        g.stop()
 
 
 def _staged_id(result):

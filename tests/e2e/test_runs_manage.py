@@ -13,15 +13,13 @@ import json
 import os
 import pathlib
 import shutil
-import signal
-import subprocess
 import time
 
 import pytest
 import yaml
 
 from tests.conftest import SLOW, wait_for
-from tests.e2e.conftest import Guild, _stop_everything, run_row as _row
+from tests.e2e.conftest import Guild, run_row as _row
 
 FIXTURE_HOME = pathlib.Path(__file__).parent.parent / "fixtures" / "guild09-home"
 
@@ -65,16 +63,6 @@ def _start(home, project):
     return g
 
 
-def _stop(g):
-    if g.daemon and g.daemon.poll() is None:
-        g.daemon.send_signal(signal.SIGTERM)
-        try:
-            g.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            g.daemon.kill()
-    _stop_everything(g.home)
-
-
 def _latest_id(g):
     return g.ctl("select").stdout.strip()
 
@@ -116,7 +104,7 @@ def g(tmp_path_factory):
         g.order = list("GFEDCBA")  # latest first
         yield g
     finally:
-        _stop(g)
+        g.stop()
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +113,7 @@ def m(tmp_path_factory):
     base = tmp_path_factory.mktemp("manage-write")
     g = _start(base / "guild-home", _make_project(base / "proj"))
     yield g
-    _stop(g)
+    g.stop()
 
 
 def _new_run(g, x=0.2, *extra):
