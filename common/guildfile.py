@@ -278,7 +278,7 @@ def _opdef(name, data, model, src, digest, resources, model_sourcecode):
         optimizers=gfops.optimizers(name, data, src),
         compare=gfops.name_list("compare", data.get("compare"), src),
         objective=data.get("objective"),
-        output_scalars=data.get("output-scalars"),
+        output_scalars=gfops.output_scalars(data.get("output-scalars"), src),
         sourcecode=gfops.sourcecode(data.get("sourcecode"), src),
         model_sourcecode=model_sourcecode,
         requires=gfops.requires(data.get("requires"), src),

@@ -8,7 +8,8 @@ guild_common.guildfile assembles them into an OpDef.
 import dataclasses
 import difflib
 
-from guild_common import flags as flaglib
+from guild_common import flags as flaglib, paths, scalars
+from guild_common.errors import InvalidArgument
 from guild_common.flagdef import FlagDef
 from guild_common.guildfile_data import display, error
 
@@ -228,9 +229,25 @@ def optional_bool(value):
 
 def sourcecode(value, src):
     """The `sourcecode` config as written, after checking its shape."""
+    if isinstance(value, dict) and isinstance(value.get("dest"), str):
+        # Refused when the file is loaded: a cloned project must not aim the daemon elsewhere.
+        try:
+            paths.relative(value["dest"], "sourcecode dest")
+        except InvalidArgument as e:
+            raise error(src, str(e)) from None
     if value is None or isinstance(value, (bool, str, list, dict)):
         return value
     raise error(src, f"invalid select files spec {value!r}: expected a string, list, or mapping")
+
+
+def output_scalars(value, src):
+    """`output-scalars` as written, after checking it compiles: a typo fails when the Guild
+    file is loaded, before any run is made with it."""
+    try:
+        scalars.compile_config(value)
+    except InvalidArgument as e:
+        raise error(src, str(e)) from None
+    return value
 
 
 def requires(value, src):

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 
-from guild_common import errors, flags as flaglib, labels
+from guild_common import errors, flags as flaglib, labels, scalars
 from guild_common.flagdef import FlagDef
 from guild_common.pb import guild_pb2 as pb
 
@@ -78,7 +78,7 @@ class OpConfig:
             project_dir=attr.get("project-dir") or "",
             output_scalars=attr.get("output-scalars"),
             requires=tuple(attr.get("deps") or ()),
-            sourcecode_dest=((attr.get("sourcecode") or {}).get("dest") or ".").strip("./"),
+            sourcecode_dest=_dest_for_attr((attr.get("sourcecode") or {}).get("dest")),
             delete_on_success=bool(attr.get("delete-on-success")),
             compare=tuple(attr.get("compare") or ()),
             env_secrets=tuple(attr.get("env-secrets") or ()),
@@ -89,6 +89,24 @@ class OpConfig:
 _FLAGDEF_ATTRS = {"arg_name": "arg-name", "arg_skip": "arg-skip", "arg_switch": "arg-switch", "env_name": "env-name", "type": "type"}
 
 
+def check(config: OpConfig) -> None:
+    """Refuses (InvalidArgument) a config no run may be made from: an `output-scalars` that
+    doesn't compile is refused before a run exists, not found when the run's output is read."""
+    scalars.compile_config(config.output_scalars)
+
+
+def check_spec(spec: pb.RunSpec) -> None:
+    """check() for a run spec, and for its pipeline steps at any depth (refused before the
+    pipeline's own run exists)."""
+    try:
+        output_scalars = json.loads(spec.output_scalars_json) if spec.output_scalars_json else None
+    except ValueError as e:
+        raise errors.InvalidArgument(f"invalid output scalar config: {e}") from None
+    scalars.compile_config(output_scalars)
+    for step in spec.steps:
+        check_spec(step.spec)
+
+
 def _flagdef_attr(d):
     out = {}
     for field, key in _FLAGDEF_ATTRS.items():
@@ -97,6 +115,15 @@ def _flagdef_attr(d):
         if value is not None and (field == "arg_switch" or value not in (False, "")):
             out[key] = value
     return out
+
+
+def _dest_for_attr(dest):
+    # '.' is the run dir itself (''). Kept as written otherwise, '../x' included: the paths
+    # the snapshot is written to are checked where they are written (rundir.run_file).
+    dest = str(dest or ".").rstrip("/")
+    while dest.startswith("./"):
+        dest = dest[2:]
+    return "" if dest in ("", ".") else dest
 
 
 def _flagdef_for_attr(name, attr):

@@ -15,6 +15,7 @@ import uuid
 
 import yaml
 
+from guild_common import errors, paths
 
 
 def new_run_id():
@@ -70,12 +71,22 @@ def _dump(value):
     return text
 
 
+def write_atomic(path, data: bytes) -> None:
+    """Writes a file atomically: a reader sees the old content or the new, never half, and
+    a write that fails (a full disk) leaves the old content and no temporary file."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_attr(run_dir, name, value):
-    """Writes one attribute atomically (a reader never sees half a value)."""
-    path = attrs_dir(run_dir) / name
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(_dump(value))
-    os.replace(tmp, path)
+    """Writes one attribute atomically (see write_atomic)."""
+    write_atomic(attrs_dir(run_dir) / name, _dump(value).encode())
 
 
 def write_attrs(run_dir, attrs):
@@ -88,10 +99,12 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_attr(run_dir, name, default=None):
+    """One attribute's value; `default` when it is missing or holds no value (not text, not
+    YAML, a directory): one damaged attr must not stop whatever reads the run."""
     try:
         with open(os.path.join(run_dir, ".guild", "attrs", name)) as f:
             text = f.read()
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnicodeDecodeError):
         return default
     return parse_attr(text, default)
 
@@ -198,19 +211,86 @@ def read_lock_pid(run_dir):
         return None
 
 
+def run_file(run_dir, path: str, what: str = "source file", follow: bool = True) -> pathlib.Path:
+    """Where `path`, a file the source snapshot or a dependency puts in the run dir, is:
+    resolved. Refuses (InvalidArgument) a path outside the run dir (see
+    guild_common.paths.contained) or among the run's own metadata under `.guild`, save
+    Guild's older `.guild/sourcecode` layout: they must not overwrite the attrs, output or
+    lock the daemon reads."""
+    full = paths.contained(run_dir, path, what, follow=follow)
+    parts = full.relative_to(pathlib.Path(run_dir).resolve()).parts
+    if not parts:
+        raise errors.InvalidArgument(f"{what} '{path}' is the run directory itself, not a file")
+    if parts[0] == ".guild" and parts[:2] != (".guild", "sourcecode"):
+        raise errors.InvalidArgument(f"{what} '{path}' is among the run's metadata (.guild)")
+    return full
+
+
 def write_sourcecode(run_dir, files):
-    """Copies source files into the run dir's root (Guild 0.9's layout) and writes the
-    manifest Guild reads for `ls --sourcecode`: `s <path> <sha1> <path>` per file."""
+    """Copies source files ((path, bytes, mode)) into the run dir's root (Guild 0.9's layout)
+    and writes the manifest Guild reads for `ls --sourcecode`: `s <path> <sha1> <path>` per
+    file. Every path is checked before anything is written. Returns the paths written,
+    normalised, in order."""
     run_dir = pathlib.Path(run_dir)
-    lines = []
-    for path, data, mode in files:
-        dest = run_dir / path
+    targets = _sourcecode_targets(run_dir, [path for path, _, _ in files])
+    lines, written = [], []
+    for (rel, dest), (_path, data, mode) in zip(targets, files):
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink():
+            dest.unlink()  # replaced, never written through
         dest.write_bytes(data)
         if mode:
             os.chmod(dest, mode & 0o777)
-        lines.append(f"s {_quote(path)} {hashlib.sha1(data).hexdigest()} {_quote(path)}")
+        lines.append(f"s {_quote(rel)} {hashlib.sha1(data).hexdigest()} {_quote(rel)}")
+        written.append(rel)
     (guild_dir(run_dir) / "manifest").write_text("".join(line + "\n" for line in lines))
+    return written
+
+
+def check_sourcecode(run_dir, file_paths, dest=""):
+    """Refuses (InvalidArgument) a snapshot dest, or snapshot paths, that `write_sourcecode`
+    would refuse ('' and '.' are the run dir itself); writes nothing, so the run dir need not
+    exist yet."""
+    if dest not in ("", "."):
+        run_file(run_dir, dest, "sourcecode dest")
+    _sourcecode_targets(pathlib.Path(run_dir), file_paths)
+
+
+def replace_sourcecode(run_dir, files, dest=""):
+    """A restart's new snapshot: removes the files the manifest lists, then writes `files`
+    (under `dest`). The manifest's paths (the run's process can rewrite it), `dest` and the
+    new paths are all checked before anything is removed. Returns the paths written."""
+    old = [run_file(run_dir, p, "manifest path", follow=False) for p in sourcecode_files(run_dir)]
+    check_sourcecode(run_dir, [path for path, _, _ in files], dest)
+    for path in old:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    return write_sourcecode(run_dir, files)
+
+
+def read_sourcecode(run_dir):
+    """The snapshot files the manifest lists, as (path, bytes, mode); paths that are not
+    regular files any more are left out. A manifest path outside the run dir is refused."""
+    out = []
+    for path in sourcecode_files(run_dir):
+        full = run_file(run_dir, path, "manifest path")
+        if full.is_file():
+            out.append((path, full.read_bytes(), full.stat().st_mode & 0o777))
+    return out
+
+
+def _sourcecode_targets(run_dir, file_paths):
+    """(normalised relative path, resolved target) per snapshot path, all checked."""
+    root = run_dir.resolve()
+    targets = [run_file(run_dir, path, follow=False) for path in file_paths]
+    rels = {t.relative_to(root).as_posix() for t in targets}
+    for path, target in zip(file_paths, targets):
+        # 'a' and 'a/b' can't both be files.
+        if any(parent.as_posix() in rels for parent in target.relative_to(root).parents if parent.parts):
+            raise errors.InvalidArgument(f"source file '{path}' is under another source file")
+    return [(t.relative_to(root).as_posix(), t) for t in targets]
 
 
 def sourcecode_files(run_dir):

@@ -22,7 +22,7 @@ import re
 
 import yaml
 
-from guild_common import errors
+from guild_common import errors, paths
 
 MAX_FILE_SIZE = 1048576
 MAX_FILE_COUNT = 100
@@ -375,6 +375,7 @@ def _dest(value, level):
         return None
     while dest.startswith("./"):
         dest = dest[2:]
+    paths.relative(dest, "sourcecode dest")  # an absolute or climbing dest leaves the run dir
     return None if dest in ("", ".") else dest
 
 

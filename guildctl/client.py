@@ -6,20 +6,23 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import grpc
 
-from guild_common import __version__, errors, home as homelib
+from guild_common import __version__, errors, home as homelib, ownership
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
 START_TIMEOUT = 60.0  # a loaded box can take a while to import gRPC
 MAX_MESSAGE = 512 * 1024 * 1024
+EXIT_WAIT = 5.0  # seconds a started daemon that stopped answering gets to exit and say why
 
 
 def _answers(path):
-    """True when something accepts connections on the Unix socket at `path`."""
+    """True when something accepts connections on the Unix socket at `path` (checked with
+    ownership.connect_path first: even a bare connect tells a fake server we are here)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(str(path))
@@ -33,35 +36,54 @@ def _answers(path):
 def start_daemon(home, quiet=False):
     """Starts a per-user guildd for `home` in the background and waits until it answers.
     Two clients racing here end up with one daemon: the second guildd finds the home locked
-    and exits, and both clients connect to the first."""
+    and exits, and both clients connect to the first. Returns the StartedDaemon (None when
+    another client's daemon won), which tells why it exited if it does."""
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
     if not quiet:
         print(f"guildctl: starting guildd for {home} (log: {homelib.log_path(home)})", file=sys.stderr)
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
-            stdin=subprocess.DEVNULL,
-            stdout=devnull,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+    started = StartedDaemon(home)
     deadline = time.monotonic() + START_TIMEOUT
-    lost_race = False
     while time.monotonic() < deadline:
-        if _answers(homelib.socket_connect_path(home)):
-            proc.stderr.close()
-            return
-        if not lost_race and proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace").strip()
-            proc.stderr.close()
-            if "already running" not in err:
-                raise errors.DaemonUnavailable(err.splitlines()[-1] if err else "guildd exited at start")
-            lost_race = True  # another client's daemon won; wait for it to answer
+        if _answers(ownership.connect_path(home)):
+            return started
+        if started is not None and started.proc.poll() is not None:
+            reason = started.exit_reason()
+            if "already running" not in reason:
+                raise errors.DaemonUnavailable(f"guildd exited: {reason}")
+            started = None  # another client's daemon won; wait for it to answer
         time.sleep(0.02)
     raise errors.DaemonUnavailable(f"guildd did not answer within {START_TIMEOUT:g}s (see {homelib.log_path(home)})")
+
+
+class StartedDaemon:
+    """A guildd this client started. Its stderr goes to an unnamed temporary file, never a
+    pipe: a pipe no one reads blocks the daemon once full, and breaks once this client
+    exits; a file keeps the last words of a daemon that exits, for the user who started it."""
+
+    def __init__(self, home):
+        self.home = home
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
+
+    def exit_reason(self, wait=0.0):
+        """Why the daemon exited, as its last line to stderr says; None while it runs (after
+        waiting up to `wait` seconds for it to exit)."""
+        try:
+            status = self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            return None
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return lines[-1].removeprefix("guildd: ") if lines else f"exit status {status} (see {homelib.log_path(self.home)})"
 
 
 class Client:
@@ -69,14 +91,17 @@ class Client:
         self.home = home
         if autostart is None:
             autostart = not os.environ.get(AUTOSTART_ENV)
-        path = homelib.socket_connect_path(home)
+        self.started = None  # the StartedDaemon, when this client started it
+        # Checked before anything is sent: a socket another user could have put there would
+        # receive the whole run spec (source snapshot, environment).
+        path = ownership.connect_path(home)
         if not _answers(path):
             if not autostart:
                 raise errors.DaemonUnavailable(
                     f"guildd is not running for {home} (start it with 'guildctl daemon start')"
                 )
-            start_daemon(home)
-            path = homelib.socket_connect_path(home)
+            self.started = start_daemon(home)
+            path = ownership.connect_path(home)
         self.channel = grpc.insecure_channel(
             f"unix:{path}",
             options=[
@@ -102,11 +127,20 @@ class Client:
         try:
             return getattr(self.stub, name)(request, timeout=timeout)
         except grpc.RpcError as e:
-            raise translate(e, self.home) from None
+            raise self.translate(e) from None
 
     def stream(self, name, request):
         """Iterates a server stream; the returned iterator's cancel() ends it."""
-        return _Stream(getattr(self.stub, name)(request), self.home)
+        return _Stream(getattr(self.stub, name)(request), self.translate)
+
+    def translate(self, e):
+        """translate(), but a daemon this client started that is gone says why it exited (it
+        answers before its start-up is done, so it can still fail after that)."""
+        if self.started is not None and e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            reason = self.started.exit_reason(wait=EXIT_WAIT)
+            if reason is not None:
+                return errors.DaemonUnavailable(f"guildd exited: {reason}")
+        return translate(e, self.home)
 
     # The RPCs, one method each
 
@@ -199,9 +233,9 @@ class Client:
 
 
 class _Stream:
-    def __init__(self, call, home):
+    def __init__(self, call, translate):
         self._call = call
-        self._home = home
+        self._translate = translate
 
     def __iter__(self):
         try:
@@ -209,7 +243,7 @@ class _Stream:
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED:
                 return
-            raise translate(e, self._home) from None
+            raise self._translate(e) from None
 
     def cancel(self):
         self._call.cancel()

@@ -59,7 +59,7 @@ def spec_files(spec, proto, session_start=0):
 
 def write_spec(run_dir, spec, proto, session_start):
     for name, data in spec_files(spec, proto, session_start):
-        (rundir.guild_dir(run_dir) / name).write_bytes(data)
+        rundir.write_atomic(rundir.guild_dir(run_dir) / name, data)  # a full disk leaves the old spec
 
 
 def check(spec):
@@ -123,7 +123,8 @@ class Batch:
     # The loop
 
     async def run(self):
-        exit_status = 0
+        """The loop, then the batch's end. Cancelled (the daemon is shutting down), it records
+        no end: the batch stays running, and the next daemon resumes it as after a crash."""
         try:
             exit_status = await self._loop()
         except Exception as e:  # the batch fails, saying why; its trials are left as they are
@@ -133,7 +134,7 @@ class Batch:
             exit_status = 1
         finally:
             self.daemon.batches.pop(self.run_id, None)
-            await self.daemon.end_parentless(self.run_id, exit_status)
+        await self.daemon.critical(self.daemon.end_parentless(self.run_id, exit_status))
 
     async def _loop(self):
         trials = await self.daemon.io(trial_ids, self.run_dir)
@@ -223,15 +224,21 @@ class Batch:
         user_flags = {**json.loads(self.proto.user_flags_json or "{}"), **values}
         spec.user_flags_json = json.dumps(user_flags)
         try:
-            child = await self.daemon.start_run(spec, self.spec.stage_trials, self.user)
+            # Not cut by a shutdown: a trial started but not linked would be made again.
+            child = await self.daemon.critical(self._make_trial(number, spec))
         except errors.GuildError as e:
             await self.say(f"ERROR: [guild] trial {number} could not start: {e}")
             return
+        if not self.spec.stage_trials:
+            self._watch(child.id, values)
+
+    async def _make_trial(self, number, spec):
+        """Starts (or stages) trial `number` and links it into the batch."""
+        child = await self.daemon.start_run(spec, self.spec.stage_trials, self.user)
         await self.daemon.io(pipeline.link, self.run_dir, f"trial-{number}", child.id)
         verb = "Staging" if self.spec.stage_trials else "Running"
         await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({child.label})")
-        if not self.spec.stage_trials:
-            self._watch(child.id, values)
+        return child
 
     def _watch(self, trial_id, values):
         self.running[trial_id] = values

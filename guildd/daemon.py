@@ -14,14 +14,16 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 
 from guild_common import errors, home as homelib, opconfig, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, compare, deps, executor as execlib, manage, outputs, pipeline, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, selection, store as storelib
+from guildd import batches as batchlib, compare, deps, diskspace, executor as execlib, manage, outputs, pipeline, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, selection, shim as shimlib, store as storelib
 
 log = logging.getLogger("guildd")
 
 CHANGE_WAIT = 0.5  # a watcher re-checks at least this often
+END_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait between tries to record an end a full disk held up
 
 
 class Daemon:
@@ -32,6 +34,8 @@ class Daemon:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = homelib.log_path(guild_home)
         self.store = storelib.Store(homelib.index_path(guild_home), self.runs_dir)
+        self.reserve = diskspace.Reserve(guild_home)  # room to record runs' ends on a full disk (I/O thread)
+        self.reserve.take()
         self.user = runs.current_user()
         self.started_us = rundir.now_us()
         self.executor = execlib.Executor(self._on_shim_exit, self.log_path)
@@ -44,6 +48,7 @@ class Daemon:
         self.state = "starting"
         self._changes = {}
         self._tasks = set()
+        self._criticals = set()  # see critical()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
         self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-scalars")
         self.queue = queuelib.Queue(self)
@@ -61,6 +66,16 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def critical(self, coro):
+        """Awaits `coro`, which runs to its end even when the shutdown cancels the caller
+        (close() waits for it): for work that must not be cut in half, such as a run started
+        but not yet linked into its batch or pipeline (it would run twice after a restart), or
+        a batch's end recorded but not its delete-on-success."""
+        task = asyncio.ensure_future(coro)
+        self._criticals.add(task)
+        task.add_done_callback(self._criticals.discard)
+        return asyncio.shield(task)
 
     def _task_done(self, task):
         self._tasks.discard(task)
@@ -137,30 +152,31 @@ class Daemon:
             raise errors.InvalidArgument("run spec has no command")
         if not spec.op_name:
             raise errors.InvalidArgument("run spec has no operation name")
+        opconfig.check_spec(spec)
         request = queuelib.request_for(spec.resources)
         await self.queue.check_request(request)
         after_ids = await self._after_ids(options.after if options else ())
         queued = stage or request.wants_gpus or after_ids or bool(options and options.queue)
         if spec.steps:
             queued = False  # a pipeline holds nothing itself: its steps queue for what they need
-        record, config, flag_values = await self.create_run(spec, user)
-        run_id = record.id
+        rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING)
+        run_id = rec.id
         if stage and spec.steps:
-            return await self.transition(run_id, runstate.STAGED, record=record)
-        if queued:
-            rec = await self.transition(run_id, runstate.STAGED if stage else runstate.PENDING, record=record)
-            await self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
             return rec
-        await self.transition(run_id, runstate.PENDING, record=record)
+        if queued:
+            add = self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
+            await self._or_take_back(run_id, add)
+            return rec
         if spec.steps:
-            return await pipeline.start(self, run_id, list(spec.steps), user)
+            return await self._or_take_back(run_id, pipeline.start(self, run_id, list(spec.steps), user))
         env = {**spec.env, **queuelib.gpu_env(spec.resources.no_gpus, ())}
         return await self._launch(run_id, config, flag_values, env, spec.stop_after)
 
-    async def create_run(self, spec, user, extra_files=()):
-        """Writes a new run's dir from its spec (no status yet). Returns the index record to
-        insert with its first transition, its OpConfig and its flag values. `extra_files` are
-        (path under .guild, bytes) written with it."""
+    async def create_run(self, spec, user, status, extra_files=(), extra_attrs=None):
+        """Writes a new run's dir from its spec and indexes it with its first `status`
+        (staged or pending); either both are done or neither (see _create). Returns its
+        index record, its OpConfig and its flag values. `extra_files` ((path under .guild,
+        bytes)) and `extra_attrs` are written with it."""
         flag_values = _json_object(spec.flags_json, "flags")
         user_flags = _json_object(spec.user_flags_json, "user flags")
         config = opconfig.OpConfig(
@@ -185,9 +201,6 @@ class Daemon:
         run_dir = self.run_dir(run_id)
         label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
         now = rundir.now_us()
-        digest = await self.io(
-            self._changing_dirs, runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
-        )
         record = storelib.RunRecord(
             id=run_id,
             op_name=spec.op_name,
@@ -205,9 +218,41 @@ class Daemon:
             tags_json=json.dumps(list(spec.tags)),
             user=user,
             scalar_offset=0,
-            digest=digest,
         )
-        return record, config, flag_values
+        write = functools.partial(
+            runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
+        )
+        rec = await self.io(self._changing_dirs, self._create, record, status, write, extra_attrs)
+        self._applied(run_id, status)
+        return rec, config, flag_values
+
+    def _create(self, record, status, write, extra_attrs):
+        """On the I/O thread: a new run's dir written (`write` returns its snapshot's digest)
+        and its first status indexed. On any failure (a full disk, a bad path) the half-made
+        dir is removed: a run that can't be made leaves nothing behind."""
+        self.reserve.take()  # again, if a full disk used it up: there is room for a new run
+        try:
+            digest = write()
+            if extra_attrs:
+                rundir.write_attrs(self.run_dir(record.id), extra_attrs)
+            return self._apply(record.id, status, dataclasses.replace(record, digest=digest))
+        except BaseException:
+            shutil.rmtree(self.run_dir(record.id), ignore_errors=True)  # needs no space
+            raise
+
+    async def _or_take_back(self, run_id, first_step):
+        """Awaits `first_step` of a run just made (queueing or starting it). If that fails (a
+        full disk), the run would wait for ever: it is taken back, as if never made."""
+        try:
+            return await first_step
+        except Exception:
+            self.queue.discard(run_id)
+            await self.io(self.reserve.use, self._changing_dirs, self._discard_new, run_id)
+            raise
+
+    def _discard_new(self, run_id):
+        self.store.delete(run_id)
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # Batches
 
@@ -216,11 +261,14 @@ class Daemon:
         spec = pb.BatchSpec()
         spec.CopyFrom(req.batch)
         await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+        opconfig.check_spec(req.proto)
         request = queuelib.request_for(req.proto.resources)
         await self.queue.check_request(request)
         if not spec.HasField("random_seed"):
             spec.random_seed = batchlib.draw_seed()
         proto = req.proto
+        # Its trials are made later: refuse a snapshot they could not write now.
+        await self.io(runs.check_snapshot, proto, self.run_dir(rundir.new_run_id()))
         kind, _, name = proto.opref.rpartition(" ")
         values = json.loads(spec.values_json) if spec.values_json else _batch_values(json.loads(spec.trials_json or "[]"))
         batch_run = pb.RunSpec(
@@ -238,13 +286,16 @@ class Daemon:
             run_params_json=proto.run_params_json,
             delete_on_success=spec.kind in ("grid", "random") and not spec.keep_batch,
         )
-        record, _config, _flags = await self.create_run(batch_run, user, batchlib.spec_files(spec, proto))
-        run_dir = self.run_dir(record.id)
-        await self.io(rundir.write_attrs, run_dir, {"max_trials": spec.max_trials, "random_seed": spec.random_seed})
+        rec, _config, _flags = await self.create_run(
+            batch_run,
+            user,
+            runstate.STAGED if req.stage else runstate.PENDING,
+            batchlib.spec_files(spec, proto),
+            {"max_trials": spec.max_trials, "random_seed": spec.random_seed},
+        )
         if req.stage:
-            return await self.transition(record.id, runstate.STAGED, record=record)
-        await self.transition(record.id, runstate.PENDING, record=record)
-        return await self._run_batch(record.id, spec, proto, 0, user)
+            return rec
+        return await self._or_take_back(rec.id, self._run_batch(rec.id, spec, proto, 0, user))
 
     async def _run_batch(self, run_id, spec, proto, session_start, user):
         rec = await self.transition(run_id, runstate.RUNNING)
@@ -296,8 +347,7 @@ class Daemon:
     async def end_parentless(self, run_id, exit_status):
         """Ends a run that has no process of its own (a pipeline, a batch): records its end,
         and moves it to the trash if it completed and asked for that (delete-on-success)."""
-        await self.io(rundir.write_attrs, self.run_dir(run_id), {"exit_status": exit_status, "stopped": rundir.now_us()})
-        await self._ended(run_id, *await self.io(self._finish, run_id, False))
+        await self.finish_run(run_id, exit_status)
 
     async def _after_ids(self, specs):
         """Full ids of the runs named by --after; an unknown one is refused."""
@@ -368,6 +418,8 @@ class Daemon:
         """After _spawn: the run is running and followed, or an error (raised)."""
         if error is not None:
             self._applied(run_id, runstate.ERROR)
+            if diskspace.is_full(error):
+                raise diskspace.full_error(self.home, error, f"cannot start run {run_id[:8]}") from error
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {error}") from error
         self._applied(run_id, runstate.RUNNING)
         self.follow(run_id, rec.scalar_offset, config.output_scalars)
@@ -376,16 +428,19 @@ class Daemon:
 
     def _spawn(self, run_id, config, flag_values, env, stop_after, staged):
         """On the I/O thread: records the command and environment, moves the run to running
-        and starts its shim. Returns (record, shim, None), or (record, None, error) when no
-        shim could start (the run is then an error)."""
+        and starts its shim. Returns (record, shim, None), or (record, None, error) when it
+        could not start (the run is then an error, never left pending: a full disk too)."""
         run_dir = self.run_dir(run_id)
-        launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after)
-        self._apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
+        try:
+            launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after)
+            self._apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
+        except Exception as e:  # noqa: BLE001 - the index still has it pending (or staged)
+            return self.reserve.use(self._apply, run_id, runstate.ERROR, via=runstate.PENDING if staged else None), None, e
         try:
             shim = self.executor.shims.spawn(launch)
         except OSError as e:
-            rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
-            return self._apply(run_id, runstate.ERROR), None, e
+            self.reserve.use(shimlib.write_end, run_dir, 1, rundir.now_us())
+            return self.reserve.use(self._apply, run_id, runstate.ERROR), None, e
         self.store.update(run_id, shim_pid=shim.pid, shim_started=shim.started)
         return self.store.get(run_id), shim, None
 
@@ -419,9 +474,14 @@ class Daemon:
             if not isinstance(e, errors.GuildError):
                 log.exception("resolving dependencies of run %s", run_id[:8])
             message = f"run failed because a dependency was not met: {e}"
-            await self.work(log_line, f"guildctl: {message}")
-            await self.io(rundir.write_attrs, run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
-            await self.transition(run_id, runstate.ERROR)
+            try:
+                await self.work(log_line, f"guildctl: {message}")
+            except OSError:
+                pass  # a full disk: the run still ends, as an error
+            await self.io(self.reserve.use, self._apply, run_id, runstate.ERROR)  # writes exit_status 1
+            self._applied(run_id, runstate.ERROR)
+            if diskspace.is_full(e):
+                raise diskspace.full_error(self.home, e, "run failed because a dependency was not met") from None
             raise errors.FailedPrecondition(message) from None
         flag_values = {**flag_values, **resolved.flag_values()}
         await self.io(rundir.write_attrs, run_dir, {"deps": {**(already or {}), **resolved.deps_attr()}, "flags": flag_values})
@@ -452,11 +512,36 @@ class Daemon:
         self.queue.release(run_id)  # its process is gone: what it held is free now
         self.spawn(self.finish_run(run_id), name=f"finish-{run_id[:8]}")
 
-    async def finish_run(self, run_id):
-        rec, delete = await self.io(self._finish, run_id, run_id in self.stopping)
+    async def finish_run(self, run_id, exit_status=None):
+        """Records the end of a run whose process is gone (or, given its `exit_status`, of a
+        run with no process of its own). A full disk doesn't lose it: the daemon's reserve
+        is freed for it, and when even that is not enough it is tried again in the
+        background until it goes through."""
+        if not await self._record_end(run_id, exit_status):
+            self.spawn(self._record_end_later(run_id, exit_status), name=f"end-{run_id[:8]}")
+
+    async def _record_end(self, run_id, exit_status):
+        """True once the run's end is recorded; False when the disk has no room for it yet."""
+        try:
+            rec, delete = await self.io(self.reserve.use, self._finish, run_id, run_id in self.stopping, exit_status)
+        except Exception as e:
+            if not diskspace.is_full(e):
+                raise
+            log.warning("run %s ended, but the disk under %s is full (%s): its end is recorded once there is room",
+                        run_id[:8], self.home, e)
+            return False
         self.stopping.discard(run_id)
         self.queue.release(run_id)
         await self._ended(run_id, rec, delete)
+        return True
+
+    async def _record_end_later(self, run_id, exit_status):
+        wait = END_RETRY_SECONDS[0]
+        while True:
+            await asyncio.sleep(wait)
+            if await self._record_end(run_id, exit_status):
+                return
+            wait = min(wait * 2, END_RETRY_SECONDS[1])
 
     async def _ended(self, run_id, rec, delete):
         """After _finish: watchers told, the rest of the output indexed, and the run moved to
@@ -473,17 +558,22 @@ class Daemon:
             log.info("run %s completed: deleting it (delete-on-success)", run_id[:8])
             await self.delete_runs([rec], permanent=False)
 
-    def _finish(self, run_id, stopping):
-        """On the I/O thread: a run's end as recorded in its dir (by its shim, or end_parentless; if a shim died first,
-        as well as it can be told), moved into the index. Returns the record and whether the
-        run is to be deleted (completed, with delete-on-success)."""
+    def _finish(self, run_id, stopping, exit_status=None):
+        """On the I/O thread: a run's end as recorded in its dir (by its shim; if the shim died
+        first, as well as it can be told; `exit_status` for a run with no process of its own),
+        moved into the index. Returns the record and whether the run is to be deleted
+        (completed, with delete-on-success)."""
         run_dir = self.run_dir(run_id)
-        exit_status = rundir.read_attr(run_dir, "exit_status")
-        if not isinstance(exit_status, int):
-            # The shim died without recording an end: stopped while it was still starting (it
-            # starts the process only after it can handle a stop), or killed outright.
-            exit_status = -15 if stopping else 1
-            rundir.write_attrs(run_dir, {"exit_status": exit_status, "stopped": rundir.now_us()})
+        recorded = rundir.read_attr(run_dir, "exit_status") if exit_status is None else None
+        if isinstance(recorded, int):
+            exit_status = recorded
+        else:
+            if exit_status is None:
+                # The shim died without recording an end: stopped while it was still starting
+                # (it starts the process only after it can handle a stop), killed outright, or
+                # out of disk space (written in place of its reserved files, if it made them).
+                exit_status = -15 if stopping else 1
+            shimlib.write_end(run_dir, exit_status, rundir.now_us())
         op = rundir.read_attr(run_dir, "op")
         op = op if isinstance(op, dict) else {}
         if stopping and exit_status < 0 and op.get("stoppable"):
@@ -512,11 +602,9 @@ class Daemon:
             config = opconfig.OpConfig.for_attr(attrs.get("op"))
             prefix = f"{config.sourcecode_dest}/" if config.sourcecode_dest else ""
             files = []
-            for path in rundir.sourcecode_files(run_dir):
-                full = run_dir / path
-                if full.is_file():
-                    rel = path[len(prefix) :] if prefix and path.startswith(prefix) else path
-                    files.append(pb.SourceFile(path=rel, data=full.read_bytes(), mode=full.stat().st_mode & 0o777))
+            for path, data, mode in [] if req.sourcecode else rundir.read_sourcecode(run_dir):
+                rel = path[len(prefix) :] if prefix and path.startswith(prefix) else path
+                files.append(pb.SourceFile(path=rel, data=data, mode=mode))
             return attrs, config, files, rundir.read_opref(run_dir)
 
         attrs, config, files, opref = await self.io(read)
@@ -560,6 +648,7 @@ class Daemon:
             return await self._restart_batch(rec, req, found)
         attrs = await self.io(rundir.read_attrs, run_dir)
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        opconfig.check(config)
         flag_values = dict(attrs.get("flags") or {})
         flag_values.update(_json_object(req.flags_json, "flags"))
         if req.label:
@@ -569,17 +658,12 @@ class Daemon:
         env = dict(req.env) or dict(attrs.get("env") or {})
 
         def rewrite():
-            rundir.write_attrs(run_dir, {"flags": flag_values, "label": label, "op": config.to_attr()})
+            # The snapshot first: its paths are checked before anything changes.
             if req.force_sourcecode:
-                for path in rundir.sourcecode_files(run_dir):
-                    try:
-                        (run_dir / path).unlink()
-                    except FileNotFoundError:
-                        pass
-                dest = config.sourcecode_dest
-                files = [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in req.sourcecode]
-                rundir.write_sourcecode(run_dir, files)
-                rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, [f[0] for f in files]) or "")
+                files = runs.snapshot_files(req.sourcecode, config.sourcecode_dest)
+                written = rundir.replace_sourcecode(run_dir, files, config.sourcecode_dest)
+                rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, written) or "")
+            rundir.write_attrs(run_dir, {"flags": flag_values, "label": label, "op": config.to_attr()})
 
         queued = await self.io(queuelib.read_file, run_dir)
         resources = req.resources if req.set_resources else queuelib.request_from_json((queued or {}).get("request"))
@@ -807,16 +891,31 @@ class Daemon:
         self.spawn(self.queue.poll_loop(), name="gpu-poll")
 
     def _sync_index(self):
-        reconcile.sync_index(self)
+        try:
+            reconcile.sync_index(self)
+        except Exception as e:
+            if not diskspace.is_full(e):
+                raise
+            # Reading must work on a full disk (it is how a user finds what to delete): the
+            # index is shown as it is, and synced again at the next read.
+            log.warning("index not synced with the run dirs: %s", e)
 
     async def close(self):
+        """Shutdown: tasks cancelled, none recording an end (a batch or pipeline stays running
+        for the next daemon to resume, as after a crash), critical work finished, then runs
+        left to their shims."""
+        if self._criticals:
+            log.info("finishing %d start(s) or end(s) under way", len(self._criticals))
+        while self._tasks or self._criticals:  # critical work may start tasks: cancelled too
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, *self._criticals, return_exceptions=True)
         self.executor.close()
         self._io.submit(self.executor.shims.close).result()
         for follower in list(self.followers.values()):
             follower.stop()
-        for task in list(self._tasks) + [f.task for f in self.followers.values() if f.task]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            if follower.task:
+                follower.task.cancel()
         for follower in self.followers.values():
             await self.work(follower.reader.close)
         self._io.submit(self.store.close).result()

@@ -35,7 +35,7 @@ from typing import Callable, Mapping
 
 import yaml
 
-from guild_common import errors
+from guild_common import errors, paths as pathslib, rundir
 
 log = logging.getLogger("guildd.deps")
 
@@ -324,9 +324,12 @@ def _resolved(res, src, paths, items, **kw):
 
 def _target(res, src, name):
     sub = str(src.get("target-path") or src.get("path") or "")
-    target = os.path.normpath(os.path.join(res.path, sub, name))
-    if target == "." or target.startswith("..") or os.path.isabs(target):
-        raise _Failed(f"target path {target} is outside the run directory")
+    try:
+        target = pathslib.relative(os.path.join(res.path, sub, name), "target path")
+    except errors.InvalidArgument as e:
+        raise _Failed(str(e)) from None
+    if target == ".":
+        raise _Failed("target path is the run directory itself")
     return target
 
 
@@ -381,7 +384,8 @@ def _fetch(url, sha256, ctx):
     """The cached download of `url` (one dir per URL, named by its sha224 as in 0.9),
     downloading it first if needed. A download is checked before it enters the cache."""
     cache = os.path.join(ctx.cache_dir, hashlib.sha224(url.encode()).hexdigest())
-    path = os.path.join(cache, os.path.basename(urllib.parse.urlparse(url).path) or "download")
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    path = os.path.join(cache, "download" if name in ("", ".", "..") else name)  # 'http://h/..'
     if os.path.isfile(path) and (not sha256 or _sha256(path) == str(sha256)):
         ctx.log(f"Using cached file {path}")
         return path
@@ -463,7 +467,7 @@ def _install(located, ctx):
                 kept.append(item)
             files = tuple(i.target for i in kept)
             out.append((dataclasses.replace(resolved, files=files), tuple(kept)))
-    except OSError as e:
+    except (OSError, errors.InvalidArgument) as e:
         for target in reversed(created):
             _remove(os.path.join(ctx.run_dir, target))
         raise DependencyError(f"could not install dependencies into {ctx.run_dir}: {e}") from None
@@ -471,7 +475,9 @@ def _install(located, ctx):
 
 
 def _install_item(item, run_dir):
-    dest = os.path.join(run_dir, item.target)
+    # Checked here, not only in _target: an earlier item may have put a link on the way
+    # (an upstream run's output, say). The target itself is replaced, never followed.
+    dest = str(rundir.run_file(run_dir, item.target, "dependency target", follow=False))
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     _remove(dest)  # a dependency replaces a same-named source-code copy
     if item.data is not None:

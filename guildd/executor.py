@@ -58,7 +58,9 @@ class ShimServer:
         raise OSError("the shim server does not answer (see the daemon's log)")
 
     def _start(self):
-        with open(self.log_path, "ab") as err:
+        # O_NOFOLLOW: a link planted as guildd.log must not get the server's stderr (OSError).
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "ab") as err:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", SHIM, "--serve"],
                 stdin=subprocess.PIPE,

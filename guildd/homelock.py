@@ -5,24 +5,38 @@ import errno
 import fcntl
 import os
 
-from guild_common import errors, home as homelib
+from guild_common import errors, home as homelib, ownership
 
 
 def check_home(home):
+    """Makes `home` if needed and refuses one the user can't write, or one another user owns
+    or may write in (they could replace the socket, its link or the lock)."""
     try:
         home.mkdir(parents=True, exist_ok=True)
+        reason = ownership.check_dir(os.stat(home), os.getuid(), group_write_ok=True)
+        if reason:
+            raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: it {reason}")
+        # O_NOFOLLOW: a link planted under the probe's name must not be written through.
         probe = home / ".guildd-write-test"
-        probe.write_text("")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         probe.unlink()
+        _create(home / ".guild-nocopy")
     except OSError as e:
         raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
-    (home / ".guild-nocopy").touch()
+
+
+def _create(path):
+    """Creates an empty file unless something (a link included, never followed) is there."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        pass
 
 
 def acquire_home_lock(home):
     """One daemon per GUILD_HOME: an exclusive flock held for the daemon's life."""
     path = homelib.lock_path(home)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = ownership.open_private(path, os.O_RDWR, os.getuid())
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -3,6 +3,7 @@
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import click
@@ -25,12 +26,7 @@ def cli(guild_home, foreground, log_stderr):
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
     try:
         if foreground:
-            from guildd import homelock
-
-            lock_fd = homelock.claim(home)  # before loading gRPC: a losing daemon exits fast
-            from guildd import server
-
-            server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd)
+            _serve(home, log_stderr)
         else:
             _start_background(home)
     except errors.GuildError as e:
@@ -38,26 +34,47 @@ def cli(guild_home, foreground, log_stderr):
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         pass
+    except Exception as e:  # noqa: BLE001 - logged with its traceback; the user gets one line
+        from guildd import daemonlog
+
+        click.echo(f"guildd: {daemonlog.describe(e)} (see {homelib.log_path(home)})", err=True)
+        sys.exit(1)
+
+
+def _serve(home, log_stderr):
+    from guildd import daemonlog, homelock
+
+    try:
+        lock_fd = homelock.claim(home)  # before loading gRPC: a losing daemon exits fast
+    except Exception as e:
+        daemonlog.log_exit(home, e)  # serve() logs the exits after this one
+        raise
+    from guildd import server
+
+    server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd)
 
 
 def _start_background(home):
     from guildd import homelock
 
     homelock.check_home(home)
+    # An unnamed file, not a pipe: the daemon outlives us, and its last words must not hit a
+    # closed pipe (they are in guildd.log too).
+    stderr = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         start_new_session=True,
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            stderr.seek(0)
+            err = stderr.read().decode(errors="replace").strip().splitlines()
             raise errors.GuildError(err[-1].removeprefix("guildd: ") if err else "guildd exited at start")
         if homelib.socket_connect_path(home).exists():
-            proc.stderr.close()
             click.echo(f"guildd started for {home} (pid {proc.pid})")
             return
         time.sleep(0.05)

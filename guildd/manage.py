@@ -7,15 +7,18 @@ attrs/marked, GUILD_HOME/trash/runs/<id>), then in the index.
 
 import dataclasses
 import fnmatch
+import logging
 import os
 import pathlib
 import re
 import shutil
 
-from guild_common import errors, home as homelib, rundir
-from guildd import runstate
+from guild_common import errors, home as homelib, paths, rundir
+from guildd import daemonlog, runstate
 from guildd import store as storelib
 from guildd.tfevents import read_scalars, summarize
+
+log = logging.getLogger("guildd")
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -134,6 +137,8 @@ def list_files(run_dir, path="", all_files=False, sourcecode=False, follow_links
     """A run's files as (relpath, is_dir, is_link, size), sorted; `.guild` hidden unless
     `all_files`; `path` a prefix or a glob (`*` crosses `/`, as Guild's `ls -p`)."""
     run_dir = pathlib.Path(run_dir)
+    if path:
+        paths.relative(path)  # a filter, but one naming a place outside the run is a mistake
     if sourcecode:
         wanted = set(rundir.sourcecode_files(run_dir))
     out = []
@@ -158,11 +163,9 @@ def list_files(run_dir, path="", all_files=False, sourcecode=False, follow_links
 
 
 def file_path(run_dir, rel):
-    """The absolute path of a run file, refusing paths that leave the run dir."""
-    run_dir = pathlib.Path(run_dir).resolve()
-    full = (run_dir / rel).resolve()
-    if full != run_dir and run_dir not in full.parents:
-        raise errors.InvalidArgument(f"'{rel}' is outside the run directory")
+    """The absolute path of a run file, refusing paths that leave the run dir, by `..`, as
+    an absolute path, or through a symbolic link (one the run made, say) that points out."""
+    full = paths.contained(run_dir, rel)
     if not full.exists():
         raise errors.NotFound(f"{full} does not exist")
     if full.is_dir():
@@ -174,7 +177,7 @@ def file_path(run_dir, rel):
 
 
 def export_runs(store, home, recs, dest, move):
-    dest = pathlib.Path(dest)
+    dest = export_dir(home, dest)
     if dest.exists() and not dest.is_dir():
         raise errors.InvalidArgument(f"'{dest}' is not a directory")
     if move:
@@ -203,9 +206,19 @@ def export_runs(store, home, recs, dest, move):
     return results
 
 
+def export_dir(home, dest) -> pathlib.Path:
+    """`dest` as an export directory: absolute, and not where the daemon keeps runs (an
+    export into a run would copy that run into itself, again and again)."""
+    dest = paths.absolute_dir(dest, "export directory")
+    for keep in (homelib.runs_dir(home), trash_runs_dir(home)):
+        if paths.inside(dest, keep):
+            raise errors.InvalidArgument(f"cannot export to '{dest}': it is inside {keep}, where guildd keeps runs")
+    return dest
+
+
 def archive_run_dirs(archive):
     """The run dirs in an export directory."""
-    archive = pathlib.Path(archive)
+    archive = paths.absolute_dir(archive, "archive directory")
     if not archive.exists():
         raise errors.NotFound(f"archive '{archive}' does not exist")
     if not archive.is_dir():
@@ -236,13 +249,31 @@ def import_runs(store, home, run_dirs, move, pid_alive):
 
 def index_run_dir(store, run_dir, pid_alive, deleted=False):
     """Adds a run dir made elsewhere (Guild AI, an import, a restore by hand) to the index,
-    with its scalars read from its event files."""
-    rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
+    with its scalars read from its event files. A run dir that can't be read is indexed as
+    an error, the reason logged: it is listed (and can be deleted), and never stops a sync."""
+    run_id = os.path.basename(run_dir)
+    try:
+        rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with one run dir
+        log.warning("run %s: cannot read its run dir (%s): listed as an error", run_id[:8], daemonlog.describe(e))
+        rec = _damaged_record(run_id, deleted)
     store.insert(dataclasses.replace(rec, scalar_offset=rundir.output_size(run_dir)))
-    scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+    try:
+        scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+    except Exception as e:  # noqa: BLE001 - the run is listed without scalars
+        log.warning("run %s: cannot read its scalars: %s", run_id[:8], daemonlog.describe(e))
+        return
     if scalars:
         summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
         store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()])
+
+
+def _damaged_record(run_id, deleted):
+    return storelib.RunRecord(
+        id=run_id, op_name="", opref="", status=runstate.ERROR, label="", created_us=0, started_us=0,
+        stopped_us=0, exit_status=None, pid=0, shim_pid=0, shim_started=0.0, flags_json="{}",
+        tags_json="[]", user="", scalar_offset=0, deleted=deleted,
+    )
 
 
 def summary_record(tag, s):

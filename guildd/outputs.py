@@ -6,12 +6,15 @@ from that file as it grows, so parsing and event writing stay off the run's own 
 """
 
 import asyncio
+import logging
 import os
 
-from guild_common import rundir
+from guild_common import errors, rundir
 from guild_common.scalars import ScalarParser
-from guildd import manage
+from guildd import diskspace, manage
 from guildd.tfevents import EventWriter, summarize
+
+log = logging.getLogger("guildd")
 
 WATCHED_POLL = 0.02  # seconds between size checks while someone watches the run
 SCALAR_POLL = 0.25  # seconds between scalar passes otherwise
@@ -25,12 +28,15 @@ class ScalarReader:
     def __init__(self, run_dir, offset, scalar_config=None):
         self.run_dir = run_dir
         self.offset = offset
-        self.parser = ScalarParser.for_config(scalar_config)
+        self.parser = _parser(run_dir, scalar_config)
         self.writer = None
         self.more = False  # the last read stopped at READ_CHUNK with output left
+        self.unwritten = []  # events a full disk held back: written first at the next pass
 
     def read(self):
         """New scalar summaries since the last call, or None when nothing was added."""
+        if self.unwritten:
+            self._write_events([])
         path = rundir.output_path(self.run_dir)
         try:
             with open(path, "rb") as f:
@@ -50,16 +56,54 @@ class ScalarReader:
         scalars = self.parser.feed_text(data.decode("utf-8", "replace"))
         if not scalars:
             return []
-        if self.writer is None:
-            self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
-        self.writer.add_scalars((s.key, s.value, s.step, wall_time) for s in scalars)
-        self.writer.flush()
+        self._write_events([(s.key, s.value, s.step, wall_time) for s in scalars])
         return [manage.summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
+
+    def _write_events(self, events):
+        """Appends events to the run's event file. When the disk is full they wait for the
+        next pass, the file cut back to its last whole record: none lost, none twice."""
+        self.unwritten += events
+        try:
+            if self.writer is None:
+                self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
+            whole = os.path.getsize(self.writer.path)
+            try:
+                self.writer.add_scalars(self.unwritten)
+                self.writer.flush()
+            except OSError:
+                writer, self.writer = self.writer, None
+                _close_quietly(writer)
+                os.truncate(writer.path, whole)  # cutting a file needs no space
+                raise
+        except OSError as e:
+            if not diskspace.is_full(e):
+                raise
+            log.warning("run %s: %s: its scalar events wait for room", os.path.basename(self.run_dir)[:8], e)
+            return
+        self.unwritten = []
 
     def close(self):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _close_quietly(writer):
+    try:
+        writer.close()  # flushes what it buffered again: on a full disk that fails too
+    except OSError:
+        pass
+
+
+def _parser(run_dir, scalar_config):
+    """The run's scalar parser. A config that doesn't compile (refused when runs are made,
+    so one edited by hand or made by an older guildd) captures nothing: the run is still
+    followed and its end recorded."""
+    try:
+        return ScalarParser.for_config(scalar_config)
+    except errors.InvalidArgument as e:
+        log.warning("run %s: %s: its output scalars are not captured", os.path.basename(run_dir)[:8], e)
+        return ScalarParser.for_config(False)  # capture off
 
 
 class Follower:
@@ -74,6 +118,7 @@ class Follower:
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()
         self._size = -1
+        self._unmerged = []  # (summaries, output offset) a full disk kept out of the index
         self.task = None
 
     def start(self):
@@ -111,9 +156,21 @@ class Follower:
                 pass
 
     async def index_scalars(self):
+        """Indexes the scalars of the output written since the last pass. A full disk holds
+        them back, in order, until a later pass finds room; it never stops the follower."""
         summaries = await self.daemon.work(self.reader.read)
         if summaries is not None:
-            await self.daemon.io(self.daemon.store.merge_scalars, self.run_id, summaries, self.reader.offset)
+            self._unmerged.append((summaries, self.reader.offset))
+        while self._unmerged:
+            summaries, offset = self._unmerged[0]
+            try:
+                await self.daemon.io(self.daemon.store.merge_scalars, self.run_id, summaries, offset)
+            except Exception as e:
+                if not diskspace.is_full(e):
+                    raise
+                log.warning("run %s: %s: its scalars wait for room in the index", self.run_id[:8], e)
+                return
+            self._unmerged.pop(0)
 
     def stop(self):
         self._stop.set()
@@ -128,11 +185,13 @@ class Follower:
         self._stop.set()
         if self.task:
             await self.task
-        while self._unread():
+        while self._unread() or self._unmerged or self.reader.unwritten:  # one more try for those
             before = self.reader.offset
             await self.index_scalars()
             if self.reader.offset == before:
                 break
+        if self._unmerged or self.reader.unwritten:
+            log.warning("run %s: the disk is full: scalars of its last output are not indexed", self.run_id[:8])
         if self.reader.writer is not None:
             await self.daemon.work(self.reader.close)
 

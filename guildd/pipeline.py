@@ -64,14 +64,13 @@ async def _run(daemon, run_id, steps, user, resuming=False):
                 # Started before the restart: its output so far is already in ours.
                 offset = await daemon.io(rundir.output_size, daemon.run_dir(child_id))
             else:
-                await daemon.work(say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
                 try:
-                    child_id = (await daemon.start_run(step.spec, False, user)).id
+                    # Not cut by a shutdown: a step started but not linked would run again.
+                    child_id = await daemon.critical(_start_step(daemon, run_dir, step, user))
                 except Exception as e:  # the step could not start: the pipeline fails at it
                     await daemon.work(say, run_dir, f"ERROR: [guild] step {step.name} could not start: {e}")
                     exit_status = 1
                     break
-                await daemon.io(link, run_dir, step.name, child_id)
             daemon.pipelines[run_id] = child_id
             ended = await wait_end(daemon, child_id, run_dir, offset)
             if ended is None or ended.status != runstate.COMPLETED:
@@ -82,7 +81,17 @@ async def _run(daemon, run_id, steps, user, resuming=False):
                 break
     finally:
         daemon.pipelines.pop(run_id, None)
-        await daemon.end_parentless(run_id, exit_status)
+    # Not reached when cancelled (the daemon is shutting down): the pipeline stays running,
+    # and the next daemon resumes it as after a crash.
+    await daemon.critical(daemon.end_parentless(run_id, exit_status))
+
+
+async def _start_step(daemon, run_dir, step, user):
+    """Starts a step's run and links it into the pipeline; returns the run's id."""
+    await daemon.work(say, run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
+    child_id = (await daemon.start_run(step.spec, False, user)).id
+    await daemon.io(link, run_dir, step.name, child_id)
+    return child_id
 
 
 async def wait_end(daemon, run_id, parent_dir=None, offset=0):

@@ -21,7 +21,7 @@ import time
 
 from guild_common import errors, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, resources as resourceslib, runstate, scheduler
 
 log = logging.getLogger("guildd.queue")
 
@@ -85,11 +85,7 @@ def read_file(run_dir):
 
 
 def write_file(run_dir, data):
-    path = rundir.guild_dir(run_dir) / QUEUE_FILE
-    tmp = path.with_name(QUEUE_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, sort_keys=True)
-    os.replace(tmp, path)
+    rundir.write_atomic(rundir.guild_dir(run_dir) / QUEUE_FILE, json.dumps(data, sort_keys=True).encode())
 
 
 def _grant(holding, run_dir):
@@ -123,11 +119,16 @@ class Queue:
         settings = {"paused": False, "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
         try:
             with open(self._settings_path) as f:
-                settings.update(json.load(f))
+                saved = json.load(f)
         except FileNotFoundError:
-            pass
-        except ValueError as e:
+            return settings
+        except (OSError, ValueError) as e:
             log.warning("ignoring %s: %s", self._settings_path, e)
+            return settings
+        if isinstance(saved, dict):
+            settings.update(saved)
+        else:
+            log.warning("ignoring %s: not a JSON object", self._settings_path)
         return settings
 
     def configure(self, paused=None, queue_limits=None, user_gpu_cap=None, cpu_slots=None):
@@ -148,10 +149,7 @@ class Queue:
             self.settings["user_gpu_cap"] = user_gpu_cap
         if cpu_slots is not None:
             self.settings["cpu_slots"] = cpu_slots
-        tmp = self._settings_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.settings, f, sort_keys=True)
-        os.replace(tmp, self._settings_path)
+        rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
         self.kick()
 
     def cpu_slots(self):
@@ -247,27 +245,42 @@ class Queue:
 
         def read():
             recs, _ = self.daemon.store.list((runstate.STAGED, runstate.PENDING, runstate.RUNNING))
-            return [(rec, read_file(self.daemon.run_dir(rec.id))) for rec in recs]
+            found = []
+            for rec in recs:
+                try:
+                    data = read_file(self.daemon.run_dir(rec.id))
+                    if data:
+                        found.append((int(data.get("queued_us") or 0), rec, data))
+                except Exception as e:  # noqa: BLE001 - one bad queue file never stops the start
+                    _ignoring(rec.id, e)
+            return found
 
-        found = [(rec, data) for rec, data in await self.daemon.io(read) if data]
+        found = await self.daemon.io(read)
         # In the order they were queued: the scheduler is fastest with its entries in seq order.
-        found.sort(key=lambda item: int(item[1].get("queued_us") or 0))
-        for rec, data in found:
-            granted = data.get("granted")
-            if rec.status == runstate.RUNNING:
-                if granted is not None:
-                    self.holdings[rec.id] = scheduler.Holding(
-                        run_id=rec.id,
-                        user=data.get("user") or "",
-                        devices=tuple(granted.get("devices") or ()),
-                        gpu_memory=int(granted.get("gpu_memory") or 0),
-                        queue=data.get("queue") or "",
-                        started_us=int(granted.get("started_us") or 0),
-                    )
-            elif granted is None and not data.get("cancelled"):
-                self._load_entry(rec.id, data)
+        found.sort(key=lambda item: item[0])
+        for _seq, rec, data in found:
+            try:
+                self._load_one(rec, data)
+            except Exception as e:  # noqa: BLE001 - one bad queue file never stops the start
+                self.discard(rec.id)
+                _ignoring(rec.id, e)
         if self.entries:
             log.info("queue: %d run(s) waiting", len(self.entries))
+
+    def _load_one(self, rec, data):
+        granted = data.get("granted")
+        if rec.status == runstate.RUNNING:
+            if granted is not None:
+                self.holdings[rec.id] = scheduler.Holding(
+                    run_id=rec.id,
+                    user=data.get("user") or "",
+                    devices=tuple(granted.get("devices") or ()),
+                    gpu_memory=int(granted.get("gpu_memory") or 0),
+                    queue=data.get("queue") or "",
+                    started_us=int(granted.get("started_us") or 0),
+                )
+        elif granted is None and not data.get("cancelled"):
+            self._load_entry(rec.id, data)
 
     # Scheduling
 
@@ -326,7 +339,8 @@ class Queue:
                 await self._start(starts)
             for decision in decisions:
                 if isinstance(decision, scheduler.Cancel):
-                    await self._cancel(decision.run_id, decision.reason)
+                    # Not cut by a shutdown: a run marked cancelled but still pending would be an error.
+                    await self.daemon.critical(self._cancel(decision.run_id, decision.reason))
 
     async def poll_loop(self):
         """Keeps the GPU snapshot fresh, often while runs wait or hold GPUs; a change in the
@@ -365,7 +379,8 @@ class Queue:
             if holding.devices or not entry.front:
                 self.holdings[run_id] = holding  # front CPU-only runs take no slot
             starts.append((run_id, env, gpu_env(no_gpus, holding.devices), functools.partial(_grant, holding)))
-        failed = await self.daemon.start_queued(starts)
+        # Not cut by a shutdown: a run granted its start and left pending would be an error.
+        failed = await self.daemon.critical(self.daemon.start_queued(starts))
         for run_id, e in failed.items():  # each ended as an error (e.g. a dependency); the queue goes on
             if not isinstance(e, errors.GuildError):
                 log.error("starting queued run %s", run_id[:8], exc_info=e)
@@ -400,6 +415,11 @@ class Queue:
         if not times:
             return 0.0, 0.0
         return _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000
+
+
+def _ignoring(run_id, e):
+    # The run is left out of the queue (a pending one then ends as an error at start-up).
+    log.warning("run %s: ignoring its queue file: %s", run_id[:8], daemonlog.describe(e))
 
 
 def _pct(sorted_values, q):

@@ -2,50 +2,96 @@
 alive, and recording the end of those that ended while no daemon was watching. The index
 sync is also what notices run dirs added or removed by hand (cheap when nothing changed)."""
 
+import asyncio
 import logging
 import os
 
-from guild_common import rundir
-from guildd import batches, executor as execlib, manage, pipeline, runstate
+from guild_common import errors, rundir
+from guildd import batches, daemonlog, executor as execlib, manage, pipeline, runstate
 
 log = logging.getLogger("guildd")
 
 
 async def reconcile(daemon):
     """Brings the index in line with the run dirs, then adopts runs that are still alive
-    and records the end of those that ended while the daemon was away."""
+    and records the end of those that ended while the daemon was away. One run that can't be
+    taken back (a bad config, damaged attrs, unreadable files) ends as an error, with the
+    reason in the log: it never stops the daemon from starting."""
     await daemon.io(daemon._sync_index)
     await daemon.queue.load()
     active, _ = await daemon.io(daemon.store.list, tuple(runstate.ACTIVE))
     for rec in active:
         if rec.id in daemon.queue.entries:
             continue  # pending in the queue: it waits for its resources still
-        shim = execlib.Shim(rec.shim_pid, rec.shim_started)
-        run_dir = daemon.run_dir(rec.id)
-        lock_pid = await daemon.io(rundir.read_lock_pid, run_dir)
-        op = await daemon.io(rundir.read_attr, run_dir, "op")
-        scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
-        if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
-            log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
-            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
-            daemon.executor.watch(rec.id, shim.pid)
-        elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
-            log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
-            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
-            daemon.executor.watch(rec.id, lock_pid)
-        elif rec.status == runstate.RUNNING and await daemon.io(batches.read_spec, run_dir) is not None:
-            await daemon.resume_batch(rec)
-        elif rec.status == runstate.RUNNING and (steps := await daemon.io(pipeline.read_steps, run_dir)) is not None:
-            log.info("resuming pipeline %s", rec.id[:8])
-            await pipeline.resume(daemon, rec, steps)
-        elif rec.status == runstate.RUNNING:
-            daemon.follow(rec.id, rec.scalar_offset, scalar_config)
-            await daemon.finish_run(rec.id)
-        else:
-            log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
-            await daemon.io(rundir.write_attr, run_dir, "exit_status", 1)
-            await daemon.transition(rec.id, runstate.RUNNING)
-            await daemon.transition(rec.id, runstate.ERROR)
+        try:
+            await _reconcile_run(daemon, rec)
+        except Exception as e:  # noqa: BLE001 - one damaged run is ended, the rest go on
+            await _end_damaged(daemon, rec, e)
+
+
+async def _reconcile_run(daemon, rec):
+    """One active run after a restart: adopted, resumed, or its end recorded."""
+    shim = execlib.Shim(rec.shim_pid, rec.shim_started)
+    run_dir = daemon.run_dir(rec.id)
+    lock_pid = await daemon.io(rundir.read_lock_pid, run_dir)
+    op = await daemon.io(rundir.read_attr, run_dir, "op")
+    scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
+    if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
+        log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
+        daemon.follow(rec.id, rec.scalar_offset, scalar_config)
+        daemon.executor.watch(rec.id, shim.pid)
+    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
+        log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
+        daemon.follow(rec.id, rec.scalar_offset, scalar_config)
+        daemon.executor.watch(rec.id, lock_pid)
+    elif rec.status == runstate.RUNNING and await daemon.io(batches.read_spec, run_dir) is not None:
+        await daemon.resume_batch(rec)
+    elif rec.status == runstate.RUNNING and (steps := await daemon.io(pipeline.read_steps, run_dir)) is not None:
+        log.info("resuming pipeline %s", rec.id[:8])
+        await pipeline.resume(daemon, rec, steps)
+    elif rec.status == runstate.RUNNING:
+        if not isinstance(await daemon.io(rundir.read_attr, run_dir, "exit_status"), int):
+            log.warning("run %s: its process ended while no daemon watched, recording no end: marking it error", rec.id[:8])
+        daemon.follow(rec.id, rec.scalar_offset, scalar_config)
+        await daemon.finish_run(rec.id)
+    else:
+        log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
+        await daemon.io(rundir.write_attr, run_dir, "exit_status", 1)
+        await daemon.transition(rec.id, runstate.RUNNING)
+        await daemon.transition(rec.id, runstate.ERROR)
+
+
+async def _end_damaged(daemon, rec, e):
+    """Ends a run start-up could not take back: status error, and why in the log and at the
+    end of the run's output. Each step is tried on its own: the run dir may refuse writes."""
+    reason = daemonlog.describe(e)
+    log.error("run %s: cannot take it back at start-up (%s): marking it error", rec.id[:8], reason,
+              exc_info=None if isinstance(e, errors.GuildError) else e)
+    daemon.batches.pop(rec.id, None)
+    daemon.pipelines.pop(rec.id, None)
+    follower = daemon.followers.pop(rec.id, None)
+    if follower is not None:
+        follower.stop()
+        await asyncio.gather(*[t for t in (follower.task,) if t], return_exceptions=True)
+        await daemon.work(follower.reader.close)
+    current = await daemon.io(daemon.store.get, rec.id)
+    if current is None or current.status not in runstate.ACTIVE:
+        return  # it failed after its end was recorded
+    try:
+        await daemon.io(_record_end, daemon.run_dir(rec.id), f"guildd: run ended as an error at start-up: {reason}")
+    except Exception as write_error:  # noqa: BLE001 - the index still records the end
+        log.error("run %s: cannot record its end in its run dir: %s", rec.id[:8], daemonlog.describe(write_error))
+    try:
+        await daemon.transition(rec.id, runstate.ERROR)
+    except Exception:  # noqa: BLE001 - the daemon serves on; the run stays as it was listed
+        log.exception("run %s: cannot mark it error", rec.id[:8])
+
+
+def _record_end(run_dir, line):
+    with open(rundir.output_path(run_dir), "a") as f:
+        f.write(line + "\n")
+    rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
+
 
 def sync_index(daemon):
     """Adds run dirs the index lacks and drops index rows whose dirs are gone, for the

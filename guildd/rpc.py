@@ -1,5 +1,6 @@
-"""The daemon's error seam: GuildError -> gRPC status, anything else -> INTERNAL (logged with
-its traceback, never sent to the client)."""
+"""The daemon's error seam: GuildError -> gRPC status, a full disk -> RESOURCE_EXHAUSTED
+naming GUILD_HOME (a disk that filled is no bug of ours), anything else -> INTERNAL (logged
+with its traceback, never sent to the client)."""
 
 import functools
 import inspect
@@ -8,6 +9,7 @@ import logging
 import grpc
 
 from guild_common import errors
+from guildd import diskspace
 
 log = logging.getLogger("guildd.rpc")
 
@@ -16,7 +18,10 @@ def _code(err):
     return getattr(grpc.StatusCode, err.grpc_code, grpc.StatusCode.UNKNOWN)
 
 
-async def _abort_for(context, e, name):
+async def _abort_for(context, e, name, home):
+    if diskspace.is_full(e):
+        log.warning("%s: %s: %s", name, type(e).__name__, e)
+        e = diskspace.full_error(home, e)
     if isinstance(e, errors.GuildError):
         await context.abort(_code(e), e.message)
     log.exception("internal error in %s", name)
@@ -24,7 +29,8 @@ async def _abort_for(context, e, name):
 
 
 def mapped(method):
-    """Wraps a servicer method (unary or server-streaming) with the error mapping."""
+    """Wraps a servicer method (unary or server-streaming) with the error mapping. The
+    servicer has the daemon (`self.daemon`), whose GUILD_HOME a full disk's error names."""
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
@@ -35,7 +41,7 @@ def mapped(method):
             except grpc.aio.AbortError:
                 raise
             except Exception as e:  # the seam: every error leaves as a status
-                await _abort_for(context, e, method.__name__)
+                await _abort_for(context, e, method.__name__, self.daemon.home)
 
         return stream
 
@@ -46,6 +52,6 @@ def mapped(method):
         except grpc.aio.AbortError:
             raise
         except Exception as e:  # the seam: every error leaves as a status
-            await _abort_for(context, e, method.__name__)
+            await _abort_for(context, e, method.__name__, self.daemon.home)
 
     return unary

@@ -77,15 +77,16 @@ def platform_attr():
 def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us, extra_files=()):
     """Initializes a run directory (Guild's layout) and writes its source snapshot, and
     `extra_files` ((path under .guild, bytes)); returns the snapshot's digest."""
+    # Checked before the dir exists: a path outside the run dir leaves no half-made run.
+    check_snapshot(spec, run_dir)
+    files = snapshot_files(spec.sourcecode, spec.sourcecode_dest)
     gdir = rundir.guild_dir(run_dir)
     rundir.attrs_dir(run_dir).mkdir(parents=True)
     # Guild writes id and initialized first: a dir with them is a run, even half-made.
     rundir.write_attrs(run_dir, {"id": run_id, "initialized": now_us})
-    dest = spec.sourcecode_dest.strip("/")
-    files = [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in spec.sourcecode]
-    rundir.write_sourcecode(run_dir, files)
+    written = rundir.write_sourcecode(run_dir, files)
     rundir.write_opref(run_dir, spec.opref)
-    digest = sourcecode.digest(run_dir, [f[0] for f in files]) or ""
+    digest = sourcecode.digest(run_dir, written) or ""
     rundir.write_attrs(
         run_dir,
         {
@@ -106,6 +107,22 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
         (gdir / path).write_bytes(data)
     (gdir / "output").touch()
     return digest
+
+
+def snapshot_files(source_files, dest):
+    """(path in the run dir, bytes, mode) for each SourceFile, under the snapshot's `dest`."""
+    dest = dest.rstrip("/")
+    return [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in source_files]
+
+
+def check_snapshot(spec, run_dir):
+    """Refuses (InvalidArgument) a spec whose source snapshot, or a pipeline step's, would be
+    written outside `run_dir` or among its metadata (a client can send any path). Writes
+    nothing: `run_dir` need not exist."""
+    files = snapshot_files(spec.sourcecode, spec.sourcecode_dest)
+    rundir.check_sourcecode(run_dir, [path for path, _, _ in files], spec.sourcecode_dest.rstrip("/"))
+    for step in spec.steps:
+        check_snapshot(step.spec, run_dir)
 
 
 def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, stop_after):

@@ -9,13 +9,14 @@ Shutdown, in order: stop accepting (server.stop with a grace period), stop watch
 import asyncio
 import logging
 import os
+import pathlib
 import signal
 
 import grpc
 
-from guild_common import __version__, home as homelib
+from guild_common import __version__, errors, home as homelib, ownership
 from guild_common.pb import guild_pb2_grpc
-from guildd import homelock
+from guildd import daemonlog, homelock
 from guildd.daemon import Daemon
 from guildd.service import GuildServicer
 
@@ -27,28 +28,51 @@ SHUTDOWN_GRACE = 2.0
 
 def _prepare_socket(home):
     """Removes a socket left by a dead daemon (we hold the home lock, so it is stale) and
-    returns the path to bind, leaving a link in GUILD_HOME when that path is elsewhere."""
+    returns the path to bind, leaving a link in GUILD_HOME when that path is elsewhere.
+    Refuses a socket directory that isn't this user's alone, and anything at the socket's
+    paths that isn't this user's socket or link (never removing it)."""
+    uid = os.getuid()
     bind = homelib.socket_bind_path(home)
     link = homelib.socket_link(home)
-    for path in {bind, link}:
-        if path.is_socket() or path.is_symlink():
-            path.unlink()
     if bind != link:
-        bind.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ownership.private_dir(bind.parent, uid)
+    for path in {bind, link}:
+        st = ownership.lstat(path)
+        if st is None:
+            continue
+        reason = ownership.check_link(st, uid)
+        if reason:
+            raise errors.PermissionDenied(f"refusing to replace {path}: it {reason}")
+        path.unlink()
+    if bind != link:
         link.symlink_to(bind)
     return bind
 
 
 def _remove_socket(home):
+    """Removes the socket and its link, but only while they are still ours: the directory
+    may have been replaced under a running daemon."""
+    uid = os.getuid()
     for path in {homelib.socket_bind_path(home), homelib.socket_link(home)}:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        st = ownership.lstat(path)
+        reason = st and ownership.check_link(st, uid)
+        if reason:
+            log.warning("leaving %s: it %s", path, reason)
+        elif st:
+            path.unlink(missing_ok=True)
+
+
+class _LogFile(logging.FileHandler):
+    """guildd.log, never opened through a link planted in its place (the daemon would append
+    wherever it points, as whoever runs it)."""
+
+    def _open(self):
+        fd = ownership.open_private(pathlib.Path(self.baseFilename), os.O_WRONLY | os.O_APPEND, os.getuid())
+        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def setup_logging(home, to_stderr):
-    handlers = [logging.FileHandler(homelib.log_path(home))]
+    handlers = [_LogFile(homelib.log_path(home), encoding="utf-8")]
     if to_stderr:
         handlers.append(logging.StreamHandler())
     logging.basicConfig(
@@ -61,10 +85,16 @@ def setup_logging(home, to_stderr):
 
 async def _serve(home, handle_signals, ready):
     stop = asyncio.Event()
+    why = []  # what asked the daemon to stop, for the log
+
+    def stop_for(reason):
+        why.append(reason)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)  # handlers only record the signal
+            loop.add_signal_handler(sig, stop_for, sig.name)  # handlers only record the signal
     daemon = Daemon(home)
     server = grpc.aio.server(
         interceptors=[WaitUntilReady(daemon.ready)],
@@ -73,7 +103,7 @@ async def _serve(home, handle_signals, ready):
             ("grpc.max_send_message_length", MAX_MESSAGE),
         ]
     )
-    guild_pb2_grpc.add_GuildServicer_to_server(GuildServicer(daemon, stop.set), server)
+    guild_pb2_grpc.add_GuildServicer_to_server(GuildServicer(daemon, lambda: stop_for("a ShutdownDaemon request")), server)
     bind = _prepare_socket(home)
     old_umask = os.umask(0o177)  # the socket is created 0600: only this user connects
     try:
@@ -82,16 +112,18 @@ async def _serve(home, handle_signals, ready):
         os.umask(old_umask)
     await server.start()
     log.info("guildd %s serving %s on %s (pid %d)", __version__, home, bind, os.getpid())
-    # Requests wait (WaitUntilReady) while a first start indexes the runs on disk.
-    await daemon.reconcile()
-    daemon.ready.set()
-    if ready:
-        ready()
     try:
+        # Requests wait (WaitUntilReady) while a first start indexes the runs on disk.
+        await daemon.reconcile()
+        daemon.ready.set()
+        if ready:
+            ready()
         await stop.wait()
     finally:
-        log.info("shutting down (runs keep running)")
-        await server.stop(SHUTDOWN_GRACE)
+        # Also when the start failed: the server stops and the socket goes, in order.
+        log.info("shutting down%s (runs keep running)", f" on {why[0]}" if why else "")
+        # Requests still waiting for a start-up that won't finish get no grace.
+        await server.stop(SHUTDOWN_GRACE if daemon.ready.is_set() else 0)
         await daemon.close()
         _remove_socket(home)
         log.info("stopped")
@@ -114,12 +146,16 @@ class WaitUntilReady(grpc.aio.ServerInterceptor):
 
 def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None):
     """Runs the daemon for `home` until it is asked to stop. Raises GuildError for a home it
-    can't use or one another daemon already serves. `lock_fd`: the home's lock, when the
-    caller has claimed it already."""
-    if lock_fd is None:
-        lock_fd = homelock.claim(home)
+    can't use or one another daemon already serves; whatever ends it, the reason is logged.
+    `lock_fd`: the home's lock, when the caller has claimed it already."""
     try:
-        setup_logging(home, log_to_stderr)
-        asyncio.run(_serve(home, handle_signals, ready))
-    finally:
-        os.close(lock_fd)
+        if lock_fd is None:
+            lock_fd = homelock.claim(home)
+        try:
+            setup_logging(home, log_to_stderr)
+            asyncio.run(_serve(home, handle_signals, ready))
+        finally:
+            os.close(lock_fd)
+    except Exception as e:
+        daemonlog.log_exit(home, e)  # every exit says why in guildd.log
+        raise

@@ -274,8 +274,6 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def ExportRuns(self, request, context):
-        if not request.dir:
-            raise errors.InvalidArgument("export needs a directory")
         results = await self.daemon.export_runs(await self._selected(request.selection), request.dir, request.move)
         return pb.ExportRunsResponse(runs=[pb.RunTransfer(run_id=i, result=r, reason=why) for i, r, why in results])
 

@@ -5,7 +5,9 @@ to pay for), starts the operation's process in the run dir with stdout and stder
 straight to `.guild/output` (as `> output 2>&1` would: the kernel keeps their order, and no pipe
 or reader sits on the run's path), enforces --stop-after, forwards a stop (SIGTERM to the shim)
 to the process group with a SIGKILL after a grace period, and finally records `exit_status` and
-`stopped` in Guild's attrs format.
+`stopped` in Guild's attrs format. A run may die of a full disk: before it starts, the shim
+reserves the few bytes its `LOCK` and its end need (see `reserve`), writes them in place, and
+tries again a few times if that fails; failing still, the daemon records the end.
 
 Shims are forked, not started: guildd keeps one `python -I -S shim.py --serve` (the shim
 server) running in a session of its own and writes each launch spec to its stdin, 4 bytes of
@@ -31,10 +33,14 @@ import time
 
 STOP_GRACE_SECONDS = 10.0
 SERVER_REAP_SECONDS = 1.0  # the server reaps ended shims at least this often
+END_RETRY_SECONDS = (0.1, 0.5, 2.0)  # waits before each new try to record the end
+RESERVED_BYTES = 32  # per reserved file: a pid, an exit status or a µs time, and a newline
 # Paths inside a run dir (guild_common.rundir's layout; repeated here to stay stdlib-only).
 OUTPUT = os.path.join(".guild", "output")
 LOCK = os.path.join(".guild", "LOCK")
 ATTRS = os.path.join(".guild", "attrs")
+# What is written in place of a reserved file: LOCK, and the end's attrs.
+RESERVED = (LOCK, os.path.join(ATTRS, "exit_status"), os.path.join(ATTRS, "stopped"))
 
 
 class _Stop:
@@ -131,25 +137,91 @@ def _handle_signals():
 def shim(spec, wake_r):
     run_dir = spec["run_dir"]
     exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
-    _write_int_attr(run_dir, "exit_status", exit_status)
-    _write_int_attr(run_dir, "stopped", int(time.time() * 1_000_000))
+    for wait in (*END_RETRY_SECONDS, None):
+        try:
+            write_end(run_dir, exit_status, int(time.time() * 1_000_000))
+            break
+        except OSError:
+            if wait is None:
+                raise  # the shim exits non-zero, and the daemon records the end
+            time.sleep(wait)
+    # LOCK's reserved file is still there when the process never started.
+    for path in (os.path.join(run_dir, LOCK), _reserved_path(run_dir, LOCK)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _reserved_path(run_dir, path):
+    return os.path.join(run_dir, ".guild", f".{os.path.basename(path)}.reserved")
+
+
+def reserve(run_dir: "str | os.PathLike") -> None:
+    """Allocates, before the run starts, the files its LOCK and its end are written in place
+    of: then a run that fills the disk still leaves room for its end. OSError when the disk
+    has no room even for these."""
+    for path in RESERVED:
+        fd = os.open(_reserved_path(run_dir, path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b" " * RESERVED_BYTES)
+        finally:
+            os.close(fd)
+
+
+def write_end(run_dir: "str | os.PathLike", exit_status: int, stopped_us: int) -> None:
+    """Records a run's end, `exit_status` then `stopped`, in Guild's attrs format (an int in
+    YAML is its decimal text: the same bytes guild_common.rundir.write_attr writes). Each is
+    written in place of its reserved file when there is one, needing no new space; the
+    daemon records the end this way too when a shim died before it could."""
+    _write_in_place(run_dir, RESERVED[1], f"{exit_status}\n")
+    _write_in_place(run_dir, RESERVED[2], f"{stopped_us}\n")
+
+
+def _write_in_place(run_dir, path, text):
+    """Writes `text` to run_dir/path atomically (a reader sees the old file or the new one),
+    through its reserved file: overwritten in place, cut to size, renamed over `path`."""
+    tmp = _reserved_path(run_dir, path)
     try:
-        os.unlink(os.path.join(run_dir, LOCK))
+        fd = os.open(tmp, os.O_WRONLY)
+        created = False
     except FileNotFoundError:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)  # none reserved: this needs space
+        created = True
+    try:
+        data = text.encode()
+        if os.pwrite(fd, data, 0) != len(data):
+            raise OSError(f"short write to {tmp}")
+        os.ftruncate(fd, len(data))
+        os.close(fd)
+        fd = None
+        os.replace(tmp, os.path.join(run_dir, path))
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        if created:
+            os.unlink(tmp)  # no half-written file left; a reserved one stays for the next try
+        raise
+
+
+def _note(fd, text):
+    """Writes a line of the shim's own to the run's output, if there is room: a full disk
+    must not kill the shim that owns the run's process."""
+    try:
+        os.write(fd, text.encode())
+    except OSError:
         pass
-
-
-def _write_int_attr(run_dir, name, value):
-    # An int in YAML is its decimal text: the same bytes rundir.write_attr writes.
-    path = os.path.join(run_dir, ATTRS, name)
-    tmp = os.path.join(run_dir, ATTRS, f".{name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{value}\n")
-    os.replace(tmp, path)
 
 
 def _supervise(spec, run_dir, wake_r):
     out_fd = os.open(os.path.join(run_dir, OUTPUT), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        reserve(run_dir)
+    except OSError as e:
+        # Not started: a run with no room for its end would leave no trace of how it ended.
+        _note(out_fd, f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n")
+        os.close(out_fd)
+        return 1
     env = spec["env"]
     # The command is looked up on the run's PATH, and it runs in the run dir.
     os.environ["PATH"] = env.get("PATH", os.defpath)
@@ -167,10 +239,13 @@ def _supervise(spec, run_dir, wake_r):
             setsid=True,
         )
     except OSError as e:
-        os.write(out_fd, f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n".encode())
+        _note(out_fd, f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n")
+        os.close(out_fd)
         return 127
-    with open(os.path.join(run_dir, LOCK), "w") as f:
-        f.write(str(pid))
+    try:
+        _write_in_place(run_dir, LOCK, str(pid))
+    except OSError:
+        pass  # LOCK tells Guild AI (and the daemon, if the shim dies) the pid; the shim owns the process regardless
     deadline = time.monotonic() + spec["stop_after"] if spec.get("stop_after") else None
     stop_sent_at = None
     killed = False
@@ -190,7 +265,7 @@ def _supervise(spec, run_dir, wake_r):
                 os.read(wake_r, 512)
         now = time.monotonic()
         if deadline is not None and now >= deadline and stop_sent_at is None:
-            os.write(out_fd, f"Stopping process early (pid {pid}) - {spec['stop_after']:g} second(s) elapsed\n".encode())
+            _note(out_fd, f"Stopping process early (pid {pid}) - {spec['stop_after']:g} second(s) elapsed\n")
             _Stop.requested = True
         if _Stop.requested and stop_sent_at is None:
             _signal_group(pid, signal.SIGTERM)

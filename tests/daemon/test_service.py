@@ -87,6 +87,47 @@ def test_bad_flags_json_is_invalid(client, tmp_path):
         client.start_run(s)
 
 
+def _bad_scalars(s):
+    bad = pb.RunSpec()
+    bad.CopyFrom(s)
+    bad.output_scalars_json = json.dumps("(((")
+    return bad
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda c, s: c.start_run(_bad_scalars(s)),
+        lambda c, s: c.start_run(_bad_scalars(s), stage=True),
+        lambda c, s: c.start_run(pb.RunSpec(op_name="pipe", steps=[pb.StepSpec(name="a", spec=s), pb.StepSpec(name="b", spec=_bad_scalars(s))])),
+        lambda c, s: c.start_batch(proto=_bad_scalars(s), batch=pb.BatchSpec(kind="grid", trials_json='[{"a": 1}]'), batch_op_name="op.py+"),
+    ],
+    ids=["start", "stage", "pipeline-step", "batch"],
+)
+def test_bad_output_scalars_are_refused_before_any_run_exists(client, tmp_path, how):
+    with pytest.raises(errors.InvalidArgument, match=r"^invalid output scalar config: '\(\(\(': "):
+        how(client, spec(tmp_path, "print('loss: 1')\n"))
+    assert not (client.home / "runs").exists() or list((client.home / "runs").iterdir()) == []
+    assert client.list_runs() == ([], 0)
+
+
+def test_output_scalars_that_are_not_json_are_invalid(client, tmp_path):
+    s = spec(tmp_path, "pass\n")
+    s.output_scalars_json = "{not json"
+    with pytest.raises(errors.InvalidArgument, match="^invalid output scalar config: "):
+        client.start_run(s)
+
+
+def test_restart_with_a_bad_output_scalars_is_refused(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "print('loss: 1')\n"))
+    ended(client, run.id)
+    op = client.home / "runs" / run.id / ".guild" / "attrs" / "op"
+    op.write_text(op.read_text().replace("output-scalars: null", "output-scalars: '((('"))
+    with pytest.raises(errors.InvalidArgument, match="invalid output scalar config"):
+        client.restart_run(run=run.id)
+    assert client.get_run(run.id).status == "completed"
+
+
 def test_unknown_and_ambiguous_runs(client, tmp_path):
     with pytest.raises(errors.NotFound, match="there are no runs"):
         client.get_run("")

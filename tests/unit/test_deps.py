@@ -256,6 +256,16 @@ def test_url_bad_sha256_not_cached(make_ctx, server):
     assert server.hits == ["/u.txt", "/u.txt"]
 
 
+def test_url_whose_path_ends_in_dotdot_is_saved_as_download(make_ctx, server, tmp_path):
+    # Its base name is '..': saved under it, the download would replace its cache dir.
+    url = server.base + "/sub/.."
+    ctx, run = make_ctx()
+    deps.resolve([{"url": url}], ctx)
+    key = hashlib.sha224(url.encode()).hexdigest()
+    assert (tmp_path / "cache/resources" / key / "download").is_file()
+    assert files(run) == ["download"]
+
+
 def test_url_archives(make_ctx, server):
     ctx, run = make_ctx()
     deps.resolve([{"url": server.base + "/a.tar.gz", "target-path": "t"}], ctx)

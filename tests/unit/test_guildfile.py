@@ -132,6 +132,8 @@ ERRORS = [
     ("op:\n  flags-import: hello\n", "invalid flags-import value 'hello': expected yes/all, no, or a list of flag names"),
     # L17338
     ("op:\n  sourcecode: 123\n", "invalid select files spec 123: expected a string, list, or mapping"),
+    # Refused at load (Guild logs and skips it): a typo must fail before a run exists.
+    ("op:\n  output-scalars: '((('\n", "invalid output scalar config: '(((': missing ), unterminated subpattern at position 2"),
     # L17355
     ("op:\n  flags:\n    foo:\n      choices:\n        a: 1\n", "invalid flag choice data {'a': 1}: expected a list of values or mappings"),
     # L15462

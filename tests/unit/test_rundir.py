@@ -64,6 +64,18 @@ def test_read_attr_missing_and_default(tmp_path):
     assert rundir.read_attr(tmp_path, "empty", default=7) == ""
 
 
+def test_damaged_attrs_read_as_their_default(tmp_path):
+    # Whatever reads a run (start-up, the index) gets no value, not an exception.
+    rundir.write_attrs(tmp_path, {"ok": 1})
+    attrs = rundir.attrs_dir(tmp_path)
+    (attrs / "binary").write_bytes(b"\xff\xfe\x00garbage")
+    (attrs / "yaml").write_text("{not: yaml: [")
+    (attrs / "dir").mkdir()
+    for name in ("binary", "yaml", "dir"):
+        assert rundir.read_attr(tmp_path, name, default=7) == 7
+    assert rundir.read_attrs(tmp_path) == {"ok": 1, "binary": None, "yaml": None, "dir": None}
+
+
 def test_delete_attr(tmp_path):
     rundir.write_attrs(tmp_path, {"a": 1, "b": 2})
     rundir.delete_attr(tmp_path, "a")

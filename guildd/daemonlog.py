@@ -1,0 +1,40 @@
+"""guildd's log, GUILD_HOME/guildd.log, and the line each exit of guildd leaves in it. Light on
+imports: guildd.main writes an exit here before it loads gRPC."""
+
+import logging
+import os
+
+from guild_common import errors, home as homelib, ownership
+
+log = logging.getLogger("guildd")
+
+FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"  # as guildd.server sets up
+
+
+def describe(e: BaseException) -> str:
+    """An error as one line: a GuildError's message is written for users as it is; anything
+    else is named by its type too (`NotADirectoryError: [Errno 20] Not a directory: '…'`)."""
+    if isinstance(e, errors.GuildError):
+        return str(e)
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def log_exit(home, e: BaseException) -> None:
+    """Logs why guildd exits, with the traceback of an error no one foresaw. Before logging is
+    set up (the home failed its checks, another daemon holds it) the log is opened here; one
+    that can't be opened is left alone (the reason still goes to stderr)."""
+    handler = None
+    if not logging.getLogger().handlers:
+        try:
+            fd = ownership.open_private(homelib.log_path(home), os.O_WRONLY | os.O_APPEND, os.getuid())
+        except errors.GuildError:
+            return
+        handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+        handler.setFormatter(logging.Formatter(FORMAT))
+        log.addHandler(handler)
+    try:
+        log.error("guildd exiting: %s", describe(e), exc_info=None if isinstance(e, errors.GuildError) else e)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
