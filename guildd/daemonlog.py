@@ -3,12 +3,13 @@ imports: guildd.main writes an exit here before it loads gRPC."""
 
 import logging
 import os
+import pathlib
 
 from guild_common import errors, home as homelib, ownership
 
 log = logging.getLogger("guildd")
 
-FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"  # as guildd.server sets up
+FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def describe(e: BaseException) -> str:
@@ -19,17 +20,36 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-def log_exit(home, e: BaseException) -> None:
+class LogFile(logging.FileHandler):
+    """guildd.log, never opened through a link planted in its place (the daemon would append
+    wherever it points, as whoever runs it)."""
+
+    def __init__(self, home: pathlib.Path) -> None:
+        super().__init__(homelib.log_path(home), encoding="utf-8")
+
+    def _open(self):
+        fd = ownership.open_private(pathlib.Path(self.baseFilename), os.O_WRONLY | os.O_APPEND, os.getuid())
+        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
+def setup(home: pathlib.Path, to_stderr: bool) -> None:
+    """The daemon's logging: guildd.log, and stderr too in the foreground."""
+    handlers = [LogFile(home)]
+    if to_stderr:
+        handlers.append(logging.StreamHandler())
+    logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
+
+
+def log_exit(home: pathlib.Path, e: BaseException) -> None:
     """Logs why guildd exits, with the traceback of an error no one foresaw. Before logging is
     set up (the home failed its checks, another daemon holds it) the log is opened here; one
     that can't be opened is left alone (the reason still goes to stderr)."""
     handler = None
     if not logging.getLogger().handlers:
         try:
-            fd = ownership.open_private(homelib.log_path(home), os.O_WRONLY | os.O_APPEND, os.getuid())
+            handler = LogFile(home)
         except errors.GuildError:
             return
-        handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
         handler.setFormatter(logging.Formatter(FORMAT))
         log.addHandler(handler)
     try:

@@ -9,7 +9,6 @@ Shutdown, in order: stop accepting (server.stop with a grace period), stop watch
 import asyncio
 import logging
 import os
-import pathlib
 import signal
 
 import grpc
@@ -60,27 +59,6 @@ def _remove_socket(home):
             log.warning("leaving %s: it %s", path, reason)
         elif st:
             path.unlink(missing_ok=True)
-
-
-class _LogFile(logging.FileHandler):
-    """guildd.log, never opened through a link planted in its place (the daemon would append
-    wherever it points, as whoever runs it)."""
-
-    def _open(self):
-        fd = ownership.open_private(pathlib.Path(self.baseFilename), os.O_WRONLY | os.O_APPEND, os.getuid())
-        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
-
-
-def setup_logging(home, to_stderr):
-    handlers = [_LogFile(homelib.log_path(home), encoding="utf-8")]
-    if to_stderr:
-        handlers.append(logging.StreamHandler())
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-        handlers=handlers,
-        force=True,
-    )
 
 
 async def _serve(home, handle_signals, ready):
@@ -152,7 +130,7 @@ def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=Non
         if lock_fd is None:
             lock_fd = homelock.claim(home)
         try:
-            setup_logging(home, log_to_stderr)
+            daemonlog.setup(home, log_to_stderr)
             asyncio.run(_serve(home, handle_signals, ready))
         finally:
             os.close(lock_fd)

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from guild_common import errors, home as homelib, ownership
-from guildd import homelock, server
+from guildd import daemonlog, homelock, server
 
 def _has_account(uid):
     try:
@@ -374,6 +374,6 @@ def test_log_file_link_is_not_followed(tmp_path):
     victim.write_text("precious\n")
     homelib.log_path(home).symlink_to(victim)
     with pytest.raises(errors.PermissionDenied) as e:
-        server.setup_logging(home, to_stderr=False)
+        daemonlog.setup(home, to_stderr=False)
     assert str(e.value) == f"refusing {homelib.log_path(home)}: it is a symbolic link, not a regular file"
     assert victim.read_text() == "precious\n"
