@@ -87,11 +87,11 @@ class StartedDaemon:
 
 
 class Client:
-    def __init__(self, home, autostart=None):
+    def __init__(self, home, autostart=None, started=None):
         self.home = home
         if autostart is None:
             autostart = not os.environ.get(AUTOSTART_ENV)
-        self.started = None  # the StartedDaemon, when this client started it
+        self.started = started  # the StartedDaemon, when this client (or its caller) started it
         # Checked before anything is sent: a socket another user could have put there would
         # receive the whole run spec (source snapshot, environment).
         path = ownership.connect_path(home)

@@ -31,8 +31,8 @@ def start(ctx):
     if client is None:
         from guildctl.client import Client, start_daemon
 
-        start_daemon(ctx.home, quiet=True)
-        client = Client(ctx.home, autostart=False)
+        # A daemon that exits after it answered (its start-up failed) still says why.
+        client = Client(ctx.home, autostart=False, started=start_daemon(ctx.home, quiet=True))
         info = client.info
         click.echo(f"guildd {info.version} started for {info.guild_home} (pid {info.pid})")
     else:
