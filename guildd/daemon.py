@@ -388,6 +388,8 @@ class Daemon:
                     self._started(run_id, *result[1:])
             except Exception as e:  # noqa: BLE001 - reported to the queue, which goes on
                 failed[run_id] = e
+                # Not left staged or pending (damaged attrs, say): it would wait for ever.
+                await reconcile.end_damaged(self, run_id, e, "when the queue started it")
         return failed
 
     def _launch_queued(self, run_id, env, gpu_env, prepare):
@@ -510,7 +512,13 @@ class Daemon:
 
     def _on_shim_exit(self, run_id):
         self.queue.release(run_id)  # its process is gone: what it held is free now
-        self.spawn(self.finish_run(run_id), name=f"finish-{run_id[:8]}")
+        self.spawn(self._finish_or_end(run_id), name=f"finish-{run_id[:8]}")
+
+    async def _finish_or_end(self, run_id):
+        try:
+            await self.finish_run(run_id)
+        except Exception as e:  # noqa: BLE001 - a run whose process is gone never stays running
+            await reconcile.end_damaged(self, run_id, e, "when its process ended")
 
     async def finish_run(self, run_id, exit_status=None):
         """Records the end of a run whose process is gone (or, given its `exit_status`, of a

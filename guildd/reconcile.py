@@ -26,7 +26,7 @@ async def reconcile(daemon):
         try:
             await _reconcile_run(daemon, rec)
         except Exception as e:  # noqa: BLE001 - one damaged run is ended, the rest go on
-            await _end_damaged(daemon, rec, e)
+            await end_damaged(daemon, rec.id, e, "at start-up")
 
 
 async def _reconcile_run(daemon, rec):
@@ -61,30 +61,34 @@ async def _reconcile_run(daemon, rec):
         await daemon.transition(rec.id, runstate.ERROR)
 
 
-async def _end_damaged(daemon, rec, e):
-    """Ends a run start-up could not take back: status error, and why in the log and at the
-    end of the run's output. Each step is tried on its own: the run dir may refuse writes."""
+async def end_damaged(daemon, run_id: str, e: BaseException, when: str) -> None:
+    """Ends a run the daemon could not take back or go on with (`when`: at start-up, when
+    the queue started it, when its process ended): status error, and why in the log and at
+    the end of the run's output. Each step is tried on its own: the run dir may refuse
+    writes. A run whose end is recorded already is left as it is."""
     reason = daemonlog.describe(e)
-    log.error("run %s: cannot take it back at start-up (%s): marking it error", rec.id[:8], reason,
-              exc_info=None if isinstance(e, errors.GuildError) else e)
-    daemon.batches.pop(rec.id, None)
-    daemon.pipelines.pop(rec.id, None)
-    follower = daemon.followers.pop(rec.id, None)
+    daemon.batches.pop(run_id, None)
+    daemon.pipelines.pop(run_id, None)
+    follower = daemon.followers.pop(run_id, None)
     if follower is not None:
         follower.stop()
         await asyncio.gather(*[t for t in (follower.task,) if t], return_exceptions=True)
         await daemon.work(follower.reader.close)
-    current = await daemon.io(daemon.store.get, rec.id)
-    if current is None or current.status not in runstate.ACTIVE:
+    current = await daemon.io(daemon.store.get, run_id)
+    if current is None or current.status in runstate.ENDED:
         return  # it failed after its end was recorded
+    log.error("run %s: cannot go on with it %s (%s): marking it error", run_id[:8], when, reason,
+              exc_info=None if isinstance(e, errors.GuildError) else e)
     try:
-        await daemon.io(_record_end, daemon.run_dir(rec.id), f"guildd: run ended as an error at start-up: {reason}")
+        await daemon.io(_record_end, daemon.run_dir(run_id), f"guildd: run ended as an error {when}: {reason}")
     except Exception as write_error:  # noqa: BLE001 - the index still records the end
-        log.error("run %s: cannot record its end in its run dir: %s", rec.id[:8], daemonlog.describe(write_error))
+        log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(write_error))
     try:
-        await daemon.transition(rec.id, runstate.ERROR)
+        # A staged run goes through pending: a run that never started ends as pending -> error.
+        via = runstate.PENDING if current.status == runstate.STAGED else None
+        await daemon.transition(run_id, runstate.ERROR, via=via)
     except Exception:  # noqa: BLE001 - the daemon serves on; the run stays as it was listed
-        log.exception("run %s: cannot mark it error", rec.id[:8])
+        log.exception("run %s: cannot mark it error", run_id[:8])
 
 
 def _record_end(run_dir, line):

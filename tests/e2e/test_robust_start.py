@@ -213,3 +213,22 @@ def test_exit_after_the_daemon_answered_is_logged_and_shown(guild_no_daemon, tmp
     log = _log(g)
     assert "guildd exiting: RuntimeError: a bug at start-up" in log and "Traceback" in log
     assert not (g.home / "guildd.sock").exists()
+
+
+def test_a_queued_run_with_damaged_attrs_ends_as_an_error_and_the_queue_goes_on(guild):
+    guild.ctl("queue", "pause")
+    bad_id, good_id = (_staged_id(guild.ctl("run", "train.py", "--stage", "-y")) for _ in range(2))
+    # Damaged while it waits: its flags are no longer a mapping.
+    (guild.home / "runs" / bad_id / ".guild" / "attrs" / "flags").write_text("[1, 2]\n")
+    guild.ctl("queue", "resume")
+    assert guild.wait_status(bad_id, "error")["status"] == "error"
+    assert guild.wait_status(good_id, "completed")["status"] == "completed"
+    output = guild.ctl("cat", bad_id, "--output").stdout
+    assert "guildd: run ended as an error when the queue started it" in output
+    assert f"run {bad_id[:8]}: cannot go on with it when the queue started it" in _log(guild)
+    assert bad_id[:8] not in guild.ctl("queue").stdout
+
+
+
+def _staged_id(result):
+    return result.stdout.split(" staged as ")[1].split()[0]
