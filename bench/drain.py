@@ -7,18 +7,20 @@ Guild AI 0.9's queue and task-spooler, as ratios.
 Every figure is measured in this invocation, baselines included, because the machines this runs
 on are noisy. Nothing is asserted; the closing table says whether each target is met.
 
-1. Ours: a guildd on a temp GUILD_HOME with GUILD_SIMULATED_GPUS=8x80G. The queue is paused,
-   then --runs no-op runs (see below) are staged with `--gpus 1`: the first few with
+1. Ours: a guildd on a temp GUILD_HOME with GUILD_SIMULATED_GPUS=8x80G. Queue processing is
+   off (a fresh daemon's default, as in Guild: staged runs wait), then --runs no-op runs (see
+   below) are staged with `--gpus 1`: the first few with
    `guildctl run noop.sh --gpus 1 --stage -y`, one process each (the CLI stage rate), the rest
    in this process through guildctl.client.Client.start_run, the spec built once by guildctl's
    own scriptop (the gRPC stage rate). The daemon is then restarted (unless --no-restart), so
    its plan() statistics cover the drain alone and the queued runs are read back from their
-   dirs. `queue resume` (ConfigureQueue) starts the drain; this process polls ListRuns with
-   limit 1 every POLL_S until no run is staged, pending or running. The figures come from the
-   run dirs afterwards: each run's `.guild/attrs/started` (µs; written by the daemon as the run
-   becomes running, just before its shim is spawned), `stopped` (written by the shim once the
-   run's process has exited) and `.guild/queue` (`granted.devices`):
-     - runs started per second: runs / (last start - resume);
+   dirs. `queue start` (ConfigureQueue, paused=false: processing on) starts the drain; this
+   process polls ListRuns with limit 1 every POLL_S until no run is staged, pending or
+   running. The figures come from the run dirs afterwards: each run's `.guild/attrs/started`
+   (µs; written by the daemon as the run becomes running, just before its shim is spawned),
+   `stopped` (written by the shim once the run's process has exited) and `.guild/queue`
+   (`granted.devices`):
+     - runs started per second: runs / (last start - queue start);
      - freed GPU reused within: per GPU, the next run's start minus the previous run's stop
        on that GPU, p50 / p99 / max over all GPUs;
      - scheduling decision time: the daemon's own plan() times (ListQueue plan_p50_ms /
@@ -28,7 +30,7 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
    what they wait for (it keeps fewer than one of the 8 GPUs busy on average), so a GPU
    often stays free while the daemon starts runs on others; the figure says how well the
    daemon keeps up, shown as a breakdown. The target is measured where a run waits for the
-   GPU itself: 1b. the same daemon, queue paused again, --hold-runs runs that each hold their
+   GPU itself: 1b. the same daemon, processing off again, --hold-runs runs that each hold their
    GPU for HOLD_S (`time.sleep`, or `sleep` in sh) staged over gRPC and let go at once: all 8
    GPUs are busy and runs wait, so each run's end frees the one GPU the next run must go on;
    the reuse time per GPU, next start minus previous stop (p50 / p99 / max), and how busy the
@@ -259,7 +261,7 @@ def drain_ours(env, client, runs, restart, problems):
         problems.append("before the drain: %d queued (want %d), paused=%s" % (len(q.entries), runs, q.paused))
     daemon = psutil.Process(env.daemon.pid)
     cpu0, shims0 = daemon.cpu_times(), shims_cpu_s(daemon)
-    log("ours: resume; draining %d runs on %d simulated GPUs" % (runs, GPU_COUNT))
+    log("ours: queue start; draining %d runs on %d simulated GPUs" % (runs, GPU_COUNT))
     t_resume, polls = resume_and_wait(client, "drain", problems)
     t_done = time.time()
     cpu1, shims1 = daemon.cpu_times(), shims_cpu_s(daemon)
@@ -274,8 +276,8 @@ def drain_ours(env, client, runs, restart, problems):
 
 
 def resume_and_wait(client, what, problems):
-    """Resumes the queue and polls until no run is staged, pending or running; returns when
-    it resumed (time.time()) and how many polls it took."""
+    """Switches queue processing on (`guildctl queue start`) and polls until no run is staged,
+    pending or running; returns when it switched on (time.time()) and how many polls it took."""
     t_go = time.time()
     client.configure_queue(paused=False)
     polls = 0
@@ -291,14 +293,14 @@ def resume_and_wait(client, what, problems):
 
 
 def hold_ours(env, client, runs, problems):
-    """1b: runs that hold their GPU HOLD_S each, all let go at once on a paused queue."""
+    """1b: runs that hold their GPU HOLD_S each, staged with processing off, let go at once."""
     script = env.noop.replace("noop", "hold")
     client.configure_queue(paused=True)
     spec = noop_spec(env, script)
     log("ours: staging %d `%s` runs (%.2f s each) for the reuse figure" % (runs, script, HOLD_S))
     with concurrent.futures.ThreadPoolExecutor(STAGE_THREADS) as pool:
         ids = set(pool.map(lambda _: client.start_run(spec, stage=True).id, range(runs)))
-    log("ours: resume; %d runs wait for %d GPUs" % (runs, GPU_COUNT))
+    log("ours: queue start; %d runs wait for %d GPUs" % (runs, GPU_COUNT))
     t_go, _polls = resume_and_wait(client, "hold", problems)
     f = run_dir_figures(env.home, t_go, runs, problems, ids)
     log("ours: %d runs holding a GPU %.2f s: GPUs %.0f%% busy, reuse p50 %s p99 %s"
@@ -577,10 +579,10 @@ def build_rows(res):
                      "tsp %.1f/s" % t["per_s"], "%.2fx" % (ours / t["per_s"]), "(reference)", ""))
     rows.append(("runs started/s vs %s one after another" % res["noop_desc"].split()[0], "%.1f runs/s" % ours, py_rate,
                  "%.2fx" % (ours / py["per_s"]), "(reference)", ""))
-    rows.append(("runs completed/s (resume -> last stop)", "%.1f runs/s" % f["completed_per_s"],
+    rows.append(("runs completed/s (queue start -> last stop)", "%.1f runs/s" % f["completed_per_s"],
                  "guild %.2f/s" % g["completed_per_s"] if g and g.get("completed_per_s") else "", "",
                  "(reference)", ""))
-    rows.append(("drain: first run started after resume", fmt_ms(f["first_start_ms"]),
+    rows.append(("drain: first run started after queue start", fmt_ms(f["first_start_ms"]),
                  "guild " + fmt_ms(g["first_start_ms"]) if g else "", "", "(reference)", ""))
     h = res.get("hold")
     if h:
@@ -645,7 +647,7 @@ def main(argv=None):
     ap.add_argument("--skip-tsp", action="store_true", help="no task-spooler baseline")
     ap.add_argument("--no-restart", action="store_true",
                     help="drain with the daemon that staged the runs (its plan stats then include "
-                         "the paused plans of the staging)")
+                         "the plans made while staging with processing off)")
     ap.add_argument("--json", action="store_true",
                     help="print a JSON object on stdout (the table then goes to stderr)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")

@@ -5,9 +5,11 @@ on a command line (run IDs that look like floats, `1_000`, `1:2`, dates). Encodi
 inverse: a value's encoded text decodes back to the same value.
 """
 
+import json
 import math
 import os
 import re
+import shlex
 
 import yaml
 
@@ -243,21 +245,42 @@ def parse_flag_assigns(args):
 # --- Command line and environment ----------------------------------------------------------
 
 
-def flag_cmd_args(flags, defs):
-    """The `--name value` arguments that `__flag_args__` expands to, sorted by flag name."""
+def flag_cmd_args(flags, defs, dest="args"):
+    """The `--name value` arguments that `__flag_args__` expands to, sorted by flag name.
+
+    An `arg-split` flag's string is a list: separate arguments for a command line (`dest`
+    args), one JSON list for opmain to set a Python value from (other dests)."""
     args = []
     for name in sorted(flags):
-        args.extend(_flag_args(name, flags[name], defs.get(name)))
+        args.extend(_flag_args(name, flags[name], defs.get(name), dest))
     return args
 
 
-def _flag_args(name, value, flagdef):
+def _flag_args(name, value, flagdef, dest):
     if value is None or (flagdef and flagdef.arg_skip):
         return []
     option = "--" + ((flagdef and flagdef.arg_name) or name)
     if flagdef and flagdef.arg_switch is not None:
         return [option] if value == flagdef.arg_switch else []
+    if flagdef and flagdef.arg_split not in (None, False) and isinstance(value, str):
+        items = split_flag_value(value, flagdef.arg_split)
+        if dest == "args" or dest.startswith("args:"):
+            return [option, *map(encode_flag_value, items)]
+        return [option, json.dumps(items)]
     return [option, encode_flag_value(value)]
+
+
+def join_flag_values(items):
+    """A list as the one string an `arg-split` flag holds (Guild 0.9: `[1, 2, 'foo']` is
+    `1 2 foo`): a list value would make a batch."""
+    return " ".join(shlex.quote(encode_flag_value(item)) for item in items)
+
+
+def split_flag_value(value, arg_split=True):
+    """The list an `arg-split` flag's string stands for: split as a shell line (`arg-split:
+    yes`) or at a separator (`arg-split: ','`), each part decoded as a flag value."""
+    parts = shlex.split(value) if arg_split is True else value.split(str(arg_split))
+    return [decode_flag_value(part) for part in parts if part.strip()]
 
 
 def flag_env(flags, defs):
@@ -309,7 +332,7 @@ def _invalid(value, flagdef, why):
 
 
 def _coerce_type(value, flagdef, cwd):
-    if flagdef.type is None:
+    if flagdef.type in (None, "auto"):
         return value
     try:
         coerce = _COERCERS[flagdef.type]

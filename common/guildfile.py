@@ -261,7 +261,7 @@ def _opdef(name, data, model, src, digest, resources, model_sourcecode):
         guildfile_path=src,
         opref=" ".join(_opref_part(p) for p in ("guildfile:" + src, digest, model, name)),
         description=_str(data.get("description")).strip(),
-        main=_opt_str(data.get("main")),
+        main=gfops.main(name, data),
         exec=_opt_str(data.get("exec")),
         steps=data.get("steps"),
         flags=gfops.flagdefs(data.get("flags"), src, bool(data.get("default-flag-arg-skip"))),

@@ -44,7 +44,8 @@ FLAG_ATTRS = frozenset(
 # Extra flag attributes that search-space distributions read (kept in FlagDef.extra).
 FLAG_DISTRIBUTION_ATTRS = frozenset(("mean", "sigma", "q"))
 
-FLAG_TYPES = ("string", "number", "float", "int", "boolean", "path", "existing-path")
+# `auto`: Guild 0.9's explicit "no type" (values decoded as typed, never converted).
+FLAG_TYPES = ("string", "number", "float", "int", "boolean", "path", "existing-path", "auto")
 
 SOURCE_TYPES = ("config", "file", "module", "url", "operation")
 
@@ -225,6 +226,19 @@ def optional_int(attr, value, src):
 
 def optional_bool(value):
     return None if value is None else bool(value)
+
+
+def main(op_name, data):
+    """The operation's `main`; with no `main`, `exec` or `steps`, Guild 0.9 runs the Python
+    module named like the operation (`train-model` -> `train_model`, `prep.data` ->
+    `prep/data.py`), and imports its flags from there."""
+    value = data.get("main")
+    if value:
+        return str(value)
+    if data.get("exec") is None and data.get("steps") is None:
+        name = op_name[:-3] if op_name.lower().endswith(".py") else op_name
+        return name.replace("-", "_")
+    return None
 
 
 def sourcecode(value, src):

@@ -41,6 +41,8 @@ class OpConfig:
                 "cmd-args": list(self.cmd_args),
                 "cmd-env": dict(self.op_env),
                 "cmd-flags": {name: _flagdef_attr(d) for name, d in sorted(self.flag_defs.items())},
+                # Where Guild 0.9 reads it, so Guild can start a run staged here.
+                "flags-dest": self.flags_dest,
             },
             "flags-dest": self.flags_dest,
             "label-template": self.label_template,
@@ -68,14 +70,15 @@ class OpConfig:
         cmd = attr["op-cmd"]
         return cls(
             cmd_args=tuple(cmd.get("cmd-args") or ()),
-            flags_dest=attr.get("flags-dest") or "args",
+            flags_dest=_flags_dest_for_attr(attr),
             flag_defs={n: _flagdef_for_attr(n, d or {}) for n, d in (cmd.get("cmd-flags") or {}).items()},
             op_env=dict(cmd.get("cmd-env") or {}),
             label_template=attr.get("label-template"),
             python_exe=attr.get("python-exe") or sys.executable,
             guild_op=attr.get("guild-op") or "",
             cmd_dir=attr.get("cmd-dir") or "",
-            project_dir=attr.get("project-dir") or "",
+            # Guild 0.9 records it only in the command's env.
+            project_dir=attr.get("project-dir") or (cmd.get("cmd-env") or {}).get("PROJECT_DIR") or "",
             output_scalars=attr.get("output-scalars"),
             requires=tuple(attr.get("deps") or ()),
             sourcecode_dest=_dest_for_attr((attr.get("sourcecode") or {}).get("dest")),
@@ -86,7 +89,10 @@ class OpConfig:
         )
 
 
-_FLAGDEF_ATTRS = {"arg_name": "arg-name", "arg_skip": "arg-skip", "arg_switch": "arg-switch", "env_name": "env-name", "type": "type"}
+_FLAGDEF_ATTRS = {
+    "arg_name": "arg-name", "arg_skip": "arg-skip", "arg_switch": "arg-switch", "arg_split": "arg-split",
+    "env_name": "env-name", "type": "type",
+}
 
 
 def check(config: OpConfig) -> None:
@@ -117,6 +123,12 @@ def _flagdef_attr(d):
     return out
 
 
+def _flags_dest_for_attr(attr):
+    # Guild 0.9 writes it under op-cmd (and as FLAGS_DEST in cmd-env); ours is top-level.
+    cmd = attr["op-cmd"]
+    return attr.get("flags-dest") or cmd.get("flags-dest") or (cmd.get("cmd-env") or {}).get("FLAGS_DEST") or "args"
+
+
 def _dest_for_attr(dest):
     # '.' is the run dir itself (''). Kept as written otherwise, '../x' included: the paths
     # the snapshot is written to are checked where they are written (rundir.run_file).
@@ -144,7 +156,7 @@ def render_cmd(config, flag_values):
     argv = []
     for arg in config.cmd_args:
         if arg == "__flag_args__":
-            argv.extend(flaglib.flag_cmd_args(passed, config.flag_defs))
+            argv.extend(flaglib.flag_cmd_args(passed, config.flag_defs, config.flags_dest))
         else:
             argv.append(REF.sub(lambda m: _ref_value(values, m.group(1)), arg))
     return argv
@@ -178,6 +190,7 @@ def flagdef_to_pb(d):
         description=d.description or "",
         choices_json=json.dumps(list(d.choices)) if d.choices else "",
         required=d.required,
+        arg_split_json="" if d.arg_split is None else json.dumps(d.arg_split),
     )
 
 
@@ -193,4 +206,5 @@ def flagdef_from_pb(m):
         description=m.description,
         choices=tuple(json.loads(m.choices_json)) if m.choices_json else (),
         required=m.required,
+        arg_split=json.loads(m.arg_split_json) if m.arg_split_json else None,
     )

@@ -10,14 +10,20 @@ This file is executed by the run's own Python (which may be another virtualenv t
 so it uses only the standard library and imports nothing from this package.
 
 FLAGS_DEST=globals: the arguments are `--name value` flag assignments that replace the
-script's module-level constants of those names before its code runs. Otherwise the
-arguments are the script's own command line (argparse reads them).
+script's module-level constants of those names before its code runs; `global:NAME` and
+`namespace:NAME`: they update the dict or namespace NAME once the module assigns it. `args`
+(or unset): the arguments are the script's own command line (argparse or click reads them).
+Any other dest (`config:FILE`, which guildd writes): the script gets no flag arguments.
 """
 
 import io
 import os
 import runpy
 import sys
+
+# Guild's built-in no-op `main` (for operations that only resolve dependencies): it prints
+# its arguments, if any, and exits 0. Run here, so it needs no Guild installed.
+PASS_MODULE = "guild.pass"
 
 # ast, json and traceback are imported where they are needed: every run of a script pays for
 # what this file imports at start-up.
@@ -63,10 +69,12 @@ def flag_assigns(args):
 
 
 def _replace_globals(tree, values):
-    """Replaces module-level `NAME = constant` assignments of flags with the flag values, so
-    the script's own defaults don't overwrite them."""
+    """Replaces the first module-level assignment of each flag with the flag's value, so the
+    script's own default doesn't overwrite it; later assignments are the script redefining
+    the value and run as written (as in Guild 0.9)."""
     import ast
 
+    replaced = set()
     for node in tree.body:
         targets = []
         if isinstance(node, ast.Assign):
@@ -74,10 +82,13 @@ def _replace_globals(tree, values):
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets = [node.target]
         for target in targets:
-            if isinstance(target, ast.Name) and target.id in values:
-                # `x = x`: reads the flag value put in the module's globals (any type, where
-                # ast.Constant takes only scalars).
-                node.value = ast.copy_location(ast.Name(target.id, ast.Load()), node.value)
+            if isinstance(target, ast.Name) and target.id in values and target.id not in replaced:
+                replaced.add(target.id)
+                # `x = __guild_flags__['x']`: the flag value (any type, where ast.Constant
+                # takes only scalars), whatever ran before (`for x in ...`) bound to `x`.
+                value = ast.Subscript(ast.Name("__guild_flags__", ast.Load()), ast.Constant(target.id), ast.Load())
+                node.value = ast.copy_location(value, node.value)
+                ast.fix_missing_locations(node)
     return tree
 
 
@@ -88,7 +99,7 @@ def run_globals(path, values, fixed_args=()):
         source = f.read()
     tree = _replace_globals(ast.parse(source, path), values)
     code = compile(tree, path, "exec")
-    module = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__, **values}
+    module = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__, "__guild_flags__": values, **values}
     sys.argv = [path, *fixed_args]
     exec(code, module)
 
@@ -106,15 +117,26 @@ def _nested(values):
 
 
 def _merge(base, updates):
+    """`updates` (nested dicts) merged into a dict, or set as attributes of a namespace."""
+    if not isinstance(base, dict) and hasattr(base, "__dict__"):
+        for key, value in updates.items():
+            setattr(base, key, _merge(getattr(base, key, None), value) if isinstance(value, dict) else value)
+        return base
     merged = dict(base) if isinstance(base, dict) else {}
     for key, value in updates.items():
         merged[key] = _merge(merged.get(key), value) if isinstance(value, dict) else value
     return merged
 
 
-def run_global_dict(path, name, values, fixed_args=()):
-    """flags-dest `global:NAME`: the flags update the module's dict NAME right after the
-    module assigns it (dotted flag names nest)."""
+def _namespace(values):
+    import types
+
+    return types.SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in values.items()})
+
+
+def run_global_dict(path, name, values, fixed_args=(), namespace=False):
+    """flags-dest `global:NAME` (`namespace:NAME`): the flags update the module's dict
+    (namespace) NAME right after the module assigns it (dotted flag names nest)."""
     import ast
 
     with open(path, "rb") as f:
@@ -129,7 +151,8 @@ def run_global_dict(path, name, values, fixed_args=()):
     tree.body = body
     ast.fix_missing_locations(tree)
     module = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__,
-              "__guild_merge__": _merge, "__guild_flags__": _nested(values), name: _nested(values)}
+              "__guild_merge__": _merge, "__guild_flags__": _nested(values),
+              name: _namespace(_nested(values)) if namespace else _nested(values)}
     sys.argv = [path, *fixed_args]
     exec(compile(tree, path, "exec"), module)
 
@@ -154,16 +177,29 @@ def _target_path(target):
     return spec.origin
 
 
+def _pass(args):
+    if args:
+        import shlex
+
+        print(*[shlex.quote(arg) for arg in args])
+
+
 def _run(target, args):
     fixed, flag_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
-    path = _target_path(target)
     dest = os.environ.get("FLAGS_DEST", "")
+    if target == PASS_MODULE:
+        # Flags reach it as arguments only with the args dest, as for any module.
+        return _pass([*fixed, *flag_args] if dest in ("", "args") else fixed)
+    path = _target_path(target)
+    kind, _, name = dest.partition(":")
     if dest == "globals":
         run_globals(path, flag_assigns(flag_args), fixed)
-    elif dest.startswith("global:"):
-        run_global_dict(path, dest[len("global:") :], flag_assigns(flag_args), fixed)
+    elif kind in ("global", "dict", "namespace"):
+        run_global_dict(path, name, flag_assigns(flag_args), fixed, namespace=kind == "namespace")
     else:
-        sys.argv = [path, *fixed, *flag_args]
+        # Flags are the command line only for `args` (and Guild's `args:click`); other
+        # dests (a config file, `none`) take them another way, as in Guild 0.9.
+        sys.argv = [path, *fixed, *(flag_args if kind in ("", "args") else ())]
         # An absolute path: run_path sets sys.argv[0] and __file__ to the path it is given.
         runpy.run_path(path, run_name="__main__")
 

@@ -4,13 +4,14 @@ Guild imports a script's flags by executing it with argparse patched. We read th
 instead: `guild run` does this on every call, and running a user's module there would be slow
 and could have side effects (GPU initialisation, downloads, training).
 
-A script that imports argparse takes its flags as command-line options (dest "args"); any
-other script takes them as module globals (dest "globals").
+A script that imports argparse or click takes its flags as command-line options (dest
+"args"); any other script takes them as module globals (dest "globals").
 """
 
 import ast
 import dataclasses
 
+from guild_common import flags as flaglib
 from guild_common.errors import InvalidArgument
 from guild_common.flagdef import FlagDef
 
@@ -33,11 +34,18 @@ class ScriptFlags:
     flags: dict[str, FlagDef]
 
 
-def detect_flags(path) -> ScriptFlags:
-    """The flags a script declares and how it takes them (`dest`)."""
+def detect_flags(path, dest: str | None = None) -> ScriptFlags:
+    """The flags a script declares and how it takes them (`dest`). With a `dest` of
+    `global:NAME` (or Guild's `dict:NAME`) or `namespace:NAME`, the items of the dict or
+    namespace the module first assigns to NAME."""
     tree = _parse(path)
-    if _imports_argparse(tree):
+    kind, _, name = (dest or "").partition(":")
+    if kind in ("global", "dict", "namespace") and name:
+        return ScriptFlags(dest, _dict_flags(tree, name))
+    if _imports(tree, "argparse"):
         return ScriptFlags("args", _argparse_flags(tree))
+    if _imports(tree, "click"):
+        return ScriptFlags("args", _click_flags(tree))
     return ScriptFlags("globals", _global_flags(tree))
 
 
@@ -54,12 +62,12 @@ def _parse(path):
         raise InvalidArgument(f"cannot read flags from {path}: {e}") from e
 
 
-def _imports_argparse(tree):
+def _imports(tree, module):
     # Anywhere in the module, as Guild does: `def main(): import argparse` is common.
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == module for a in node.names):
             return True
-        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == module:
             return True
     return False
 
@@ -69,19 +77,63 @@ def _imports_argparse(tree):
 
 
 def _global_flags(tree):
-    """Module-level `NAME = constant` assignments; a later constant assignment replaces an
-    earlier one, a non-constant one is ignored (Guild only reads constants)."""
+    """Module-level `NAME = constant` assignments; the first constant assigned to a name is
+    its default, as in Guild 0.9 (later assignments redefine it at run time, see opmain); a
+    non-constant one is ignored (Guild only reads constants)."""
     flags = {}
     for stmt in tree.body:
         if not isinstance(stmt, ast.Assign):
             continue
-        ok, value = _scalar(stmt.value)
-        if not ok or value is None:
+        flagdef = _value_flagdef("", stmt.value)
+        if flagdef is None:
             continue
         for target in stmt.targets:
-            if isinstance(target, ast.Name) and not target.id.startswith("_"):
-                flags[target.id] = FlagDef(target.id, default=value, type=_global_type(value))
+            if isinstance(target, ast.Name) and not target.id.startswith("_") and target.id not in flags:
+                flags[target.id] = dataclasses.replace(flagdef, name=target.id)
     return flags
+
+
+def _dict_flags(tree, name):
+    """Flags from the first module-level `NAME = {...}` or `NAME = SimpleNamespace(...)`:
+    nested dicts give dotted names (`{'a': {'b': 1}}` is `a.b`), as in Guild 0.9."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            return _items_flags(stmt.value, "")
+    return {}
+
+
+def _items_flags(node, prefix):
+    if isinstance(node, ast.Dict):
+        items = [(_literal(k, None), v) for k, v in zip(node.keys, node.values)]
+    elif isinstance(node, ast.Call):  # SimpleNamespace(a=1, ...), or another namespace type
+        items = [(k.arg, k.value) for k in node.keywords]
+    else:
+        return {}
+    flags = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, (ast.Dict, ast.Call)):
+            flags.update(_items_flags(value, f"{prefix}{key}."))
+            continue
+        flagdef = _value_flagdef(prefix + key, value)
+        if flagdef is not None:
+            flags[flagdef.name] = flagdef
+    return flags
+
+
+def _value_flagdef(name, node):
+    """The flag a literal assigned to `name` makes: a scalar's (not None), or a list of
+    scalars' as Guild 0.9 makes it: a string of the items that is split again (arg-split),
+    since a list value would be a batch. None for anything else."""
+    ok, value = _scalar(node)
+    if ok and value is not None:
+        return FlagDef(name, default=value, type=_global_type(value))
+    if isinstance(node, ast.List):
+        items = [_scalar(item) for item in node.elts]
+        if all(ok for ok, _ in items):
+            return FlagDef(name, default=flaglib.join_flag_values([v for _, v in items]), arg_split=True)
+    return None
 
 
 def _global_type(value):
@@ -280,7 +332,91 @@ def _literal(node, fallback):
 
 
 # ---------------------------------------------------------------------------------------------
+# click
+
+# Parameter types as Guild 0.9 types the flags (a Choice, a Path... get no type).
+_CLICK_TYPES = {
+    "int": "int", "INT": "int", "IntRange": "int",
+    "float": "float", "FLOAT": "float", "FloatRange": "float",
+    "str": "string", "STRING": "string",
+    "bool": "boolean", "BOOL": "boolean",
+}
+
+
+def _click_flags(tree):
+    """The `@click.option`s of the command the script invokes (`main()`), or of every
+    command it defines when it invokes none we can see."""
+    commands = {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(_call_name(d) in ("command", "group") for d in node.decorator_list)
+    }
+    invoked = [
+        commands[node.func.id]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in commands
+    ]
+    flags = {}
+    for func in invoked or commands.values():
+        for decorator in func.decorator_list:
+            flagdef = _click_option_flagdef(decorator)
+            if flagdef and flagdef.name not in flags:
+                flags[flagdef.name] = flagdef
+    return flags
+
+
+def _click_option_flagdef(decorator):
+    if _call_name(decorator) != "option":
+        return None
+    option = _long_option(decorator.args)
+    if option is None:  # short-only (`-v`): not a flag, as for argparse
+        return None
+    # `--shout/--no-shout` is a boolean switch named by its first option.
+    name, _, off = option.partition("/")
+    kw = {k.arg: k.value for k in decorator.keywords if k.arg}
+    ok, default = _scalar(kw["default"]) if "default" in kw else (True, None)
+    default = default if ok else None
+    if _literal(kw.get("is_flag"), False) is True or off:
+        default = bool(default)
+        arg_type, choices, switch = "boolean", (), not default
+    else:
+        (arg_type, choices), switch = _click_type(kw.get("type"), default), None
+    return FlagDef(
+        name,
+        default=_typed_default(default, arg_type),
+        type=arg_type,
+        description=_literal(kw.get("help"), "") or "",
+        choices=choices,
+        required=_literal(kw.get("required"), False) is True,
+        arg_switch=switch,
+    )
+
+
+def _click_type(node, default):
+    """(flag type, choices) for an option's `type=`; without one, click's own inference from
+    the default (a string when there is none)."""
+    if node is None:
+        if isinstance(default, bool):
+            return "boolean", ()
+        return {int: "int", float: "float"}.get(type(default), "string"), ()
+    name = _call_name(node) if isinstance(node, ast.Call) else _dotted(node)
+    name = (name or "").rsplit(".", 1)[-1]
+    if name == "Choice" and node.args:
+        return None, _choices(node.args[0])
+    return _CLICK_TYPES.get(name), ()
+
+
+# ---------------------------------------------------------------------------------------------
 # Syntax helpers
+
+
+def _call_name(node):
+    """`option` for `click.option(...)` or `option(...)`; None when not such a call."""
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
 
 
 def _is_parser_constructor(node):

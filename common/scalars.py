@@ -12,6 +12,8 @@ Behaviour follows Guild AI 0.9, which is a superset of the 0.7 docs:
 - Several values for one key on one line: the last wins. A line's values are emitted
   sorted by key.
 - Matched text that float() rejects is skipped.
+- The default capture skips keys that are the run's flag names (`x: 0.1` echoed by a
+  script is its flag, not a result); a configured capture keeps them, as Guild 0.9 does.
 Unlike Guild, which logs and skips bad patterns, a bad config is an error up front: a typo
 in guild.yml should fail `guild run`, not silently capture nothing.
 """
@@ -163,20 +165,23 @@ def match_line(line, patterns):
 class ScalarParser:
     """Turns output lines into Scalars, carrying the current step from line to line."""
 
-    def __init__(self, config):
+    def __init__(self, config, ignore=frozenset()):
         self.config = config
+        self.ignore = ignore  # keys never recorded (the step still is read from `step`)
         self.step = 0
 
     @classmethod
-    def for_config(cls, config=None):
-        return cls(compile_config(config))
+    def for_config(cls, config=None, flags: typing.Iterable[str] = ()) -> "ScalarParser":
+        """A parser for a guild.yml `output-scalars` value, for a run with these flag names."""
+        compiled = compile_config(config)
+        return cls(compiled, frozenset(flags) if compiled.is_default else frozenset())
 
     def feed(self, line):
         if self.config.is_default:
             return self._feed_default(line)
         vals = match_line(line, self.config.patterns)
         self._set_step(vals.pop(STEP, None))
-        return [Scalar(key, vals[key], self.step) for key in sorted(vals)]
+        return [Scalar(key, vals[key], self.step) for key in sorted(vals) if key not in self.ignore]
 
     def feed_text(self, text):
         """Scalars of every line in `text` (whole lines), as feed() would give line by line."""
@@ -197,7 +202,8 @@ class ScalarParser:
                 continue
             if suffix_step is not None:
                 self.step = int(suffix_step)
-            out.append(Scalar(key, val, self.step))
+            if key not in self.ignore:
+                out.append(Scalar(key, val, self.step))
         return out
 
     def _set_step(self, val):
@@ -227,6 +233,8 @@ class ScalarParser:
             return []
         if key == STEP:
             self._set_step(val)
+            return []
+        if key in self.ignore:
             return []
         return [Scalar(key, val, self.step)]
 

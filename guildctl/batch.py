@@ -128,8 +128,9 @@ def _op_objective(opdef):
 
 
 def op_suffix(kind):
-    """The batch run's operation suffix: `+` for grids, `+random`, `+gp`, ..."""
-    return "+" if kind == "grid" else "+" + kind
+    """The batch run's operation suffix as Guild 0.9 names it: `+` for grids, `+skopt:random`,
+    `+skopt:gp`, ..."""
+    return "+" if kind == "grid" else "+" + optdefs.opspec(kind)
 
 
 def confirm_lines(op_name, p):

@@ -161,9 +161,17 @@ class Client:
         resp = self.call("RestartRun", pb.RestartRunRequest(**kw))
         return resp.run, resp.output_offset
 
-    def list_runs(self, statuses=(), limit=0, runs=(), run_filter=None, min="", max=""):
+    def start_staged(self, **kw):
+        """`run --start`: the run, the output offset where its new output begins, and whether
+        queue processing had started it already."""
+        resp = self.call("RestartRun", pb.RestartRunRequest(start=True, **kw))
+        return resp.run, resp.output_offset, resp.already_started
+
+    def list_runs(self, statuses=(), limit=0, runs=(), run_filter=None, min="", max="", with_command=False):
         run_filter = run_filter or pb.RunFilter(statuses=statuses)
-        req = pb.ListRunsRequest(filter=run_filter, limit=limit, runs=list(runs), min=min or "", max=max or "")
+        req = pb.ListRunsRequest(
+            filter=run_filter, limit=limit, runs=list(runs), min=min or "", max=max or "", with_command=with_command
+        )
         resp = self.call("ListRuns", req)
         return list(resp.runs), resp.total
 

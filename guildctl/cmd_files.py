@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from guild_common import errors
+from guild_common import errors, userconfig
 from guildctl import output
 from guildctl.filters import pop_filter, run_filters
 from guildctl.selecting import selection
@@ -75,8 +75,10 @@ def cat(ctx, run, path, sourcecode, show_output, **kw):
 def diff(ctx, runs, show_output, flags, attrs, env, paths, cmd, **kw):
     """Diff two runs (default: the latest two): flags, attributes and output, or files.
 
-    With --cmd the command gets the two run directories (or the two files of each --path),
-    e.g. `guildctl runs diff 1 2 --cmd 'diff -ru'`.
+    With --cmd, or a `diff: command:` in Guild's user config (guild-config.yml here,
+    $GUILD_CONFIG or ~/.guild/config.yml), the command gets the two run directories, or
+    the two files or directories of what the options name, e.g.
+    `guildctl runs diff 1 2 --cmd 'diff -ru'`.
     """
     if len(runs) > 2:
         raise errors.InvalidArgument("runs diff takes at most two runs")
@@ -87,8 +89,9 @@ def diff(ctx, runs, show_output, flags, attrs, env, paths, cmd, **kw):
     a, b = (client.get_run(s, run_filter=run_filter) for s in specs)
     if a.id == b.id and len(runs) < 2:
         raise errors.InvalidArgument("there is only one run to diff")
-    if cmd:
-        _diff_cmd(cmd, a, b, paths)
+    commands = {} if cmd else userconfig.diff_commands(userconfig.config_path())
+    if cmd or commands:
+        _diff_cmd(cmd, commands, _cmd_pairs(a, b, show_output, flags, attrs, env, paths))
         return
     parts = []
     everything = not (show_output or flags or attrs or env or paths)
@@ -128,10 +131,29 @@ def _file_lines(client, run, path="", output=False):
     return data.decode("utf-8", "replace").splitlines(keepends=True)
 
 
-def _diff_cmd(cmd, a, b, paths):
-    pairs = [(a.run_dir, b.run_dir)] if not paths else [(os.path.join(a.run_dir, p), os.path.join(b.run_dir, p)) for p in paths]
+def _cmd_pairs(a, b, show_output, flags, attrs, env, paths):
+    """What a diff command compares, as Guild 0.9 passes it: the attrs dirs (or the env and
+    flags attrs), the outputs, each --path's files; the run dirs when nothing is named."""
+    def both(*parts):
+        return os.path.join(a.run_dir, *parts), os.path.join(b.run_dir, *parts)
+
+    pairs = [both(".guild", "attrs")] if attrs else []
+    if not attrs:
+        pairs += ([both(".guild", "attrs", "env")] if env else []) + ([both(".guild", "attrs", "flags")] if flags else [])
+    if show_output:
+        pairs.append(both(".guild", "output"))
+    pairs += [both(p) for p in paths]
+    return pairs or [(a.run_dir, b.run_dir)]
+
+
+def _diff_cmd(cmd, commands, pairs):
     for left, right in pairs:
-        argv = shlex.split(cmd) + [left, right]
+        # A map of commands with no match and no default: Guild's own default.
+        command = cmd or userconfig.command_for(commands, left) or "diff -ru"
+        try:
+            argv = shlex.split(command) + [left, right]
+        except ValueError as e:
+            raise errors.InvalidArgument(f"invalid diff command '{command}': {e}") from None
         try:
             subprocess.run(argv)
         except OSError as e:

@@ -1,12 +1,13 @@
-"""guildctl queue: what waits to start and why; pause, resume, priorities, cancelling,
-limits. Also Guild's built-in `queue` operation (`guildctl run queue ...`), mapped onto the
-daemon's queue."""
+"""guildctl queue: what waits to start and why; queue processing on and off (start, stop),
+priorities, cancelling, limits. Also Guild's built-in `queue` operation (`guildctl run queue
+...`), mapped onto the daemon's queue processing."""
 
 import time
 
 import click
 
 from guild_common import errors, flags as flaglib, sizes
+from guild_common.pb import guild_pb2 as pb
 from guildctl import output, queueopts
 
 
@@ -19,7 +20,8 @@ def queue(click_ctx, as_json):
 
     \b
       guildctl queue                      what waits, and why
-      guildctl queue pause | resume       hold staged runs / let them start again
+      guildctl queue start [run-once=yes] start staged runs as resources free
+      guildctl queue stop                 staged runs wait again
       guildctl queue priority RUN 10      start RUN ahead of lower priorities
       guildctl queue cancel RUN           take RUN out of the queue (terminated)
       guildctl queue limit NAME 2         at most 2 runs of queue NAME at once
@@ -40,8 +42,10 @@ def show(msg, as_json=False):
 
 def summary_lines(msg):
     held = sorted({d for h in msg.holdings for d in h.devices})
-    state = "paused" if msg.paused else "running"
-    lines = [f"Queue {state}: {len(msg.entries)} waiting, GPUs held {len(held)} of {msg.gpu_count}"]
+    lines = [f"Queue processing {_processing_state(msg)}: {len(msg.entries)} waiting, GPUs held {len(held)} of {msg.gpu_count}"]
+    if msg.paused and any(not e.front for e in msg.entries):
+        lines.append("  Staged runs wait for queue processing: start it with 'guildctl queue start'"
+                     " (or start one now with 'guildctl run --start RUN')")
     settings = []
     if msg.queue_limits:
         settings.append("limits " + ", ".join(f"{name}={n}" for name, n in sorted(msg.queue_limits.items())))
@@ -78,20 +82,54 @@ def summary_lines(msg):
     return lines
 
 
+def _processing_state(msg):
+    if msg.paused:
+        return "off"
+    flags = [name for name, on in (("run-once", msg.processing.run_once),
+                                   ("wait-for-running", msg.processing.wait_for_running)) if on]
+    if msg.processing.gpus:
+        flags.append("gpus=" + ",".join(str(i) for i in msg.processing.gpus))
+    if msg.always_on:
+        flags.append("always on")
+    return "on" + (f" ({', '.join(flags)})" if flags else "")
+
+
 @queue.command()
+@click.argument("flags", nargs=-1, metavar="[gpus=I,J] [run-once=yes] [wait-for-running=yes]")
+@click.option("--background", is_flag=True, help="With run-once=yes: return at once instead of waiting.")
+@click.pass_obj
+def start(ctx, flags, background):
+    """Start queue processing: staged runs start as their resources free, until 'guildctl queue
+    stop'. It goes on in guildd when this terminal closes, and across a daemon restart.
+
+    Guild's queue flags: gpus=0,1 runs staged runs that asked for no GPUs on those GPUs;
+    run-once=yes takes the staged runs one at a time, waits until they have ended, then
+    switches processing off; wait-for-running=yes starts staged runs only while no other
+    run is running."""
+    process(ctx.client, flaglib.parse_flag_assigns(list(flags)), background)
+
+
+@queue.command()
+@click.pass_obj
+def stop(ctx):
+    """Stop queue processing: staged runs wait (runs already started go on; runs started
+    explicitly, or without --stage, still start)."""
+    msg = ctx.client.configure_queue(paused=True)
+    click.echo(f"Queue processing off: {msg.waiting} run(s) waiting")
+
+
+@queue.command(hidden=True)
 @click.pass_obj
 def pause(ctx):
-    """Hold the queue: staged runs wait (runs started explicitly still start)."""
-    ctx.client.configure_queue(paused=True)
-    click.echo("Queue paused: staged runs wait until 'guildctl queue resume'")
+    """Same as 'queue stop'."""
+    click.get_current_context().invoke(stop)
 
 
-@queue.command()
+@queue.command(hidden=True)
 @click.pass_obj
 def resume(ctx):
-    """Let staged runs start again."""
-    msg = ctx.client.configure_queue(paused=False)
-    click.echo(f"Queue resumed: {msg.waiting} run(s) waiting")
+    """Same as 'queue start'."""
+    process(ctx.client, {}, False)
 
 
 @queue.command()
@@ -146,42 +184,73 @@ def cpu_slots(ctx, slots):
     click.echo(f"CPU slots: {slots or 'unlimited'}")
 
 
-# Guild's queue operation
+# Guild's queue operation and its flags
 
 QUEUE_FLAGS = {"gpus": None, "poll-interval": 10, "run-once": False, "wait-for-running": False}
 
 
 def guild_queue_op(ctx, flag_args, yes, background):
-    """`guildctl run queue [gpus=0,1] [run-once=yes] ...`: Guild's queue operation. guildd's
-    queue already starts staged runs as resources free, so this resumes it; `gpus` starts
-    staged runs that asked for no GPUs on those GPUs, as Guild's queue does; with
-    `run-once=yes` it waits until the staged runs have ended, like Guild's queue draining
-    once."""
-    values = dict(QUEUE_FLAGS)
-    for name, value in flaglib.parse_flag_assigns(flag_args).items():
+    """`guildctl run queue [gpus=0,1] [run-once=yes] ...`: Guild's queue operation, as
+    `guildctl queue start` with the same flags (poll-interval is accepted and unused: guildd
+    starts staged runs as soon as their resources free)."""
+    values = queue_flags(flaglib.parse_flag_assigns(flag_args))
+    output.confirm_op("start", "the queue", {**QUEUE_FLAGS, **values}, yes)
+    process(ctx.client, values, background)
+
+
+def queue_flags(assigns):
+    """Guild's queue flags from `NAME=VALUE`s, checked: {name: value} of those given."""
+    for name in assigns:
         if name not in QUEUE_FLAGS:
             raise errors.InvalidArgument(f"unsupported flag '{name}' for queue (flags: {', '.join(QUEUE_FLAGS)})")
-        values[name] = value
-    client = ctx.client
-    output.confirm_op("start", "the queue", values, yes)
-    gpus = values["gpus"]
+    for name in ("run-once", "wait-for-running"):
+        if name in assigns and not isinstance(assigns[name], bool):
+            raise errors.InvalidArgument(f"invalid queue {name}={assigns[name]}: expected yes or no")
+    return dict(assigns)
+
+
+def processing_for(values):
+    """The pb.QueueProcessing for checked queue flags."""
+    gpus = values.get("gpus")
+    devices = ()
+    if gpus not in (None, ""):
+        text = str(gpus)
+        try:
+            _count, devices = queueopts.parse_gpus(text if "," in text else text + ",")
+        except errors.InvalidArgument:
+            raise errors.InvalidArgument(f"invalid queue gpus={text}: expected GPU indices (gpus=0 or gpus=0,1)") from None
+    return pb.QueueProcessing(
+        run_once=bool(values.get("run-once")), gpus=list(devices), wait_for_running=bool(values.get("wait-for-running")))
+
+
+def process(client, assigns, background):
+    """Switches queue processing on with Guild's queue flags; with run-once (and not
+    `background`), waits until it is done: the staged runs it took have ended."""
+    processing = processing_for(queue_flags(assigns))
+    _start_foreign_staged(client, processing.gpus)
+    msg = client.configure_queue(paused=False, processing=processing)
+    click.echo(f"Queue processing {_processing_state(msg)}: {msg.waiting} run(s) waiting")
+    if not processing.run_once or background:
+        return
+    try:
+        while not msg.paused:
+            time.sleep(0.2)
+            msg = client.list_queue()
+    except KeyboardInterrupt:
+        click.echo("\nQueue processing goes on in guildd; 'guildctl queue stop' stops it", err=True)
+        raise SystemExit(130) from None
+    click.echo("Staged runs have ended")
+
+
+def _start_foreign_staged(client, gpus):
+    """Runs staged by Guild itself (not in guildd's queue, and pipelines and batches staged
+    here, which wait outside it): started the way Guild's queue would, on the queue's GPUs."""
     staged, _ = client.list_runs(statuses=["staged"])
     queued = {e.run.id for e in client.list_queue().entries}
     for run in staged:
         if run.id not in queued:
-            # A run staged by Guild itself (not in our queue): start it the way Guild's queue would.
             client.restart_run(
                 run=run.id,
-                resources=queueopts.resource_request(f"{gpus}," if isinstance(gpus, int) else gpus) if gpus is not None else None,
-                set_resources=gpus is not None,
+                resources=pb.ResourceRequest(gpus=len(gpus), devices=list(gpus)) if gpus else None,
+                set_resources=bool(gpus),
             )
-    waiting = [e.run.id for e in client.list_queue().entries]  # before any of them starts
-    client.configure_queue(paused=False)
-    click.echo(f"guildd's queue is running: {len(waiting)} run(s) waiting")
-    if not values["run-once"] or background:
-        return
-    while waiting:
-        time.sleep(0.2)
-        live = {run.id for run in client.list_runs(statuses=["staged", "pending", "running"])[0]}
-        waiting = [run_id for run_id in waiting if run_id in live]
-    click.echo("Staged runs have ended")

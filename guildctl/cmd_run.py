@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import sys
+import time
 
 import click
 
@@ -44,8 +45,8 @@ def parse_stop_after(value):
 @click.option("-y", "--yes", is_flag=True, help="Don't ask to confirm.")
 @click.option("-l", "--label", default="", help="Run label; may use ${flag} and ${default_label}.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Tag the run (repeatable); tags go in front of the label.")
-@click.option("--stage", is_flag=True, help="Queue the run (status staged): it starts when its resources are free.")
-@click.option("--start", "start_run", metavar="RUN", help="Start a staged run now, ahead of the queue.")
+@click.option("--stage", is_flag=True, help="Stage the run: it waits until queue processing takes it ('guildctl queue start') or --start.")
+@click.option("--start", "start_run", metavar="RUN", help="Start a staged run now, whether queue processing is on or not.")
 @click.option("--restart", "restart_run", metavar="RUN", help="Run RUN again in its own directory (new flag values allowed).")
 @click.option("--proto", "proto_run", metavar="RUN", help="New run from RUN's operation, flags and source code.")
 @click.option("--force-sourcecode", is_flag=True, help="With --restart or --proto: snapshot the project's source code again.")
@@ -71,7 +72,8 @@ def parse_stop_after(value):
 @click.option("--print-trials", is_flag=True, help="Show a batch's trials and exit.")
 @click.option("--save-trials", metavar="FILE", help="Write a batch's trials to FILE (CSV) and exit.")
 @click.option("--keep-batch", is_flag=True, help="Keep a batch run (x=[1,2,3]) when it completes; by default it goes to the trash.")
-@click.option("--gpus", metavar="N|I,J", help="GPUs the run needs: a count (--gpus 2), or GPU indices (--gpus 0,3; one: --gpus 3,).")
+@click.option("--gpus", metavar="N|I,J", help="GPUs the run needs: --gpus N asks for N GPUs (any free ones); GPU indices: --gpus 0,3, "
+              "one: --gpus 3, (Guild's --gpus 1 for device 1 is --gpus 1, here); --gpus 0: none. Without it the run sees every GPU.")
 @click.option("--no-gpus", is_flag=True, help="Run without GPUs (CUDA_VISIBLE_DEVICES is set empty).")
 @click.option("--gpu-memory", metavar="SIZE", help="Free memory the run needs on each GPU (20G); lets small runs share a GPU.")
 @click.option("--priority", type=int, default=0, help="Queue priority: higher starts first (default 0).")
@@ -90,7 +92,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
       guildctl run train lr=0.1           run the Guild-file operation `train`
       guildctl run train.py --background  start it and return its run id
       guildctl run --restart 1 x=0.3      run the latest run again with x=0.3
-      guildctl run train --stage --gpus 2 queue it: it starts when 2 GPUs are free
+      guildctl run train --stage --gpus 2 stage it: 'guildctl queue start' runs it on 2 free GPUs
 
     The run goes through guildd, so it keeps running if this terminal closes; Ctrl-C stops
     it (status 'terminated') unless --background. The exit code is the script's.
@@ -137,7 +139,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         return
     if run_msg.status == "staged":
         click.echo(f"{run_msg.op_name} staged as {run_msg.id}")
-        click.echo("It starts when the queue gets to it ('guildctl queue' shows where it stands);")
+        click.echo("It starts when queue processing takes it ('guildctl queue start'; 'guildctl queue' shows where it stands);")
         click.echo(f"to start it now, use 'guildctl run --start {run_msg.id}'")
         return
     if run_msg.status == "pending":
@@ -146,6 +148,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         click.echo(f"{run_msg.op_name} started in background as {run_msg.id}")
         click.echo(f"Follow it with 'guildctl watch {run_msg.id[:8]}'")
         return
+    _say_gpus(ctx.client, run_msg)
     sys.exit(follow(ctx.client, run_msg, stop_on_interrupt=True, offset=offset))
 
 
@@ -182,6 +185,26 @@ def existing_op(opspec):
         except errors.GuildError:
             return False
     return False
+
+
+def _say_gpus(client, run_msg):
+    """Says which GPUs a run that asked for some got (Guild users write `--gpus 1` for device
+    1, which asks for one GPU here: this shows which). Only a run the queue places gets GPUs,
+    and it is pending until it starts: wait for that (Ctrl-C stops it, as while following)."""
+    if run_msg.status != "pending" or "+" in run_msg.op_name:
+        return
+    try:
+        while run_msg.status == "pending":
+            time.sleep(0.2)
+            run_msg = client.get_run(run_msg.id)  # with its env, once started
+    except KeyboardInterrupt:
+        click.echo(f"\nStopping run {run_msg.id[:8]}", err=True)
+        client.stop_runs([run_msg.id])
+        return
+    if run_msg.status != "staged":
+        gpus = run_msg.env.get("GUILD_GPUS")
+        if gpus:
+            click.echo(f"Running on GPU{'s' if ',' in gpus else ''} {gpus} (CUDA_VISIBLE_DEVICES={gpus})", err=True)
 
 
 def _say_why_waiting(client, run_msg):
@@ -243,7 +266,7 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
                   stage=stage, background=background, stop_after=stop_after or None, opspec=opspec,
                   gpus=wants.gpus, no_gpus=wants.no_gpus)
     resources = wants.request(getattr(getattr(op, "opdef", None), "resources", None))
-    steps = kind.step_specs(op, values, cwd) if hasattr(kind, "step_specs") else []
+    steps = kind.step_specs(op, values, cwd, label=label, tags=tags) if hasattr(kind, "step_specs") else []
     spec = kind.run_spec(op, values, user, label, tags, stop_after, params, cwd, **({"steps": steps} if steps else {}))
     if tests.print_cmd:
         click.echo(shlex.join(opconfig.render_cmd(_config_for(spec), values)))
@@ -317,11 +340,13 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
     if force_sourcecode:
         sourcecode = _project_sourcecode(old)
     verb = "start" if is_start else "restart"
-    if "+" in old.op_name:
+    if is_start and old.status != "staged":
+        pass  # nothing to confirm: guildd refuses it, or (taken by the queue meanwhile) it is followed
+    elif "+" in old.op_name:
         _confirm_batch_restart(verb, old, {**known, **overrides}, batch_opts, yes)
     else:
         output.confirm_op(verb, f"{old.id[:8]} ({old.op_name})", {**known, **overrides}, yes)
-    return client.restart_run(
+    request = dict(
         run=old.id,
         flags_json=json.dumps(overrides),
         label=label,
@@ -334,6 +359,12 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         optimizer_flags_json=json.dumps(flaglib.parse_flag_assigns(list(batch_opts.opt_flags))) if batch_opts.opt_flags else "",
         max_trials=batch_opts.max_trials or 0,
     )
+    if not is_start:
+        return client.restart_run(**request)
+    run_msg, offset, already_started = client.start_staged(**request)
+    if already_started:
+        click.echo(f"Run {run_msg.id[:8]} was started by queue processing: following it", err=True)
+    return run_msg, offset
 
 
 def _confirm_batch_restart(verb, old, values, opts, yes):
@@ -344,7 +375,8 @@ def _confirm_batch_restart(verb, old, values, opts, yes):
 
     if yes:
         return
-    base, _, kind = old.op_name.partition("+")
+    base, _, suffix = old.op_name.partition("+")
+    kind = optdefs.algorithm_for(suffix) if suffix else ""  # `skopt:gp`; `gp` from older guildd
     attrs = json.loads(old.attrs_json or "{}")
     max_trials = opts.max_trials or attrs.get("max_trials")
     head = f"You are about to {verb} {old.id[:8]} ({base})"
@@ -429,9 +461,10 @@ def follow(client, run_msg, stop_on_interrupt=False, tail=0, new_only=False, ann
         try:
             for msg in stream:
                 kind = msg.WhichOneof("event")
-                if kind == "output":
-                    output.write_output(msg.output)
-                    received += len(msg.output)
+                if kind in ("output", "stderr"):
+                    data = getattr(msg, kind)
+                    output.write_output(data, stderr=kind == "stderr")
+                    received += len(data)
                 elif kind == "ended":
                     if announce_end:
                         click.echo(f"Run {msg.ended.id} stopped with a status of '{msg.ended.status}'", err=True)

@@ -50,7 +50,7 @@ def _list(ctx, runs, show_all, more, limit, as_json, deleted, archive, **kw):
     if as_json and not limit:
         show_all = True  # Guild 0.9's `runs list --json` lists every run, for scripts
     count = 0 if (show_all or runs) else (limit or PAGE * (1 + more))
-    found, total = ctx.client.list_runs(runs=runs, run_filter=run_filter, limit=count)
+    found, total = ctx.client.list_runs(runs=runs, run_filter=run_filter, limit=count, with_command=as_json)
     if as_json:
         output.print_json([output.run_json(r) for r in found])
         return

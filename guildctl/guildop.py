@@ -7,13 +7,13 @@ import dataclasses
 import json
 import os
 import pathlib
+import posixpath
 import shlex
 import sys
 
-from guild_common import errors, flags as flaglib, guildfile, opconfig, pyscript, sourcecode
-from guild_common.flagdef import FlagDef
+from guild_common import configflags, errors, flags as flaglib, guildfile, opconfig, opmain, pyscript, requires as reqlib, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildctl import opflags, scriptop
+from guildctl import opflags, queueopts, scriptop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,7 @@ class GuildOp:
     flags_dest: str
     flag_defs: dict  # name -> FlagDef: declared, plus imported ones
     script: pathlib.Path | None  # the main module's file, when there is one
+    requires: list = dataclasses.field(default_factory=list)  # model resource refs resolved
 
     @property
     def name(self):
@@ -40,14 +41,53 @@ def load(cwd):
 
 def for_opdef(gf, opdef):
     script = _main_script(gf, opdef)
-    detected = pyscript.detect_flags(script) if script else None
+    detected = _detect_flags(gf, opdef, script)
     defs = _flag_defs(opdef, detected)
-    for name in sorted(resource_flag_names(opdef) - set(defs)):
-        # A flag that selects a dependency (`prepare=RUN_ID`) is never passed to the
-        # command: Guild 0.9 gives it arg-skip too.
-        defs[name] = FlagDef(name=name, arg_skip=True)
-    dest = opdef.flags_dest or (detected.dest if detected else "args")
-    return GuildOp(opdef, gf, dest, defs, script)
+    requires = [*reqlib.inline(gf, opdef), *_dest_requires(opdef.flags_dest)]
+    for name, rdef in reqlib.flag_defs(requires).items():
+        # A flag that selects a dependency (`prepare=RUN_ID`, `src=file.txt`) is never
+        # passed to the command (arg-skip, as Guild 0.9); a declared one keeps what it says.
+        mine = defs.get(name)
+        if mine is not None and mine.default is None:
+            mine = dataclasses.replace(mine, default=rdef.default)
+        defs[name] = mine or rdef
+    dest = opdef.flags_dest or (detected.dest if detected else _default_dest(opdef))
+    return GuildOp(opdef, gf, dest, defs, script, requires)
+
+
+# flags-dest kinds (`global:NAME`...); Guild's `dict:` is `global:`, `args:click` is `args`.
+_DESTS = {"args": False, "globals": False, "none": False, "global": True, "dict": True, "namespace": True, "config": True}
+
+
+def _detect_flags(gf, opdef, script):
+    """The flags the operation's flags destination holds: a config file's values, or what
+    the script declares (its dict or namespace for `global:`/`namespace:`)."""
+    dest = opdef.flags_dest or ""
+    kind, colon, arg = dest.partition(":")
+    if dest and not (kind in _DESTS and bool(arg) == _DESTS[kind] or kind == "args" and colon):
+        raise errors.InvalidArgument(
+            f"unsupported flags-dest '{dest}' for operation '{opdef.full_name}' (expected args, "
+            "globals, global:NAME, namespace:NAME or config:FILE)")
+    if kind == "config":
+        try:
+            data = configflags.load(gf.dir, arg)
+        except errors.InvalidArgument as e:
+            raise errors.InvalidArgument(f"{e} (flags-dest of operation '{opdef.full_name}')") from None
+        return pyscript.ScriptFlags(dest, configflags.flag_defs(data))
+    return pyscript.detect_flags(script, dest or None) if script else None
+
+
+def _dest_requires(dest):
+    """flags-dest `config:FILE` is, as in Guild 0.9, a dependency that writes FILE into the
+    run with the run's flag values, again at each start."""
+    if not (dest or "").startswith("config:"):
+        return []
+    return [{"name": dest, "sources": [{"config": dest[len("config:"):], "always-resolve": True, "replace-existing": True}]}]
+
+
+def _default_dest(opdef):
+    # Guild detects `globals` in its own guild/pass.py (no argparse), so flags aren't args.
+    return "globals" if _main_module(opdef)[0] == opmain.PASS_MODULE else "args"
 
 
 def _main_module(opdef):
@@ -58,15 +98,22 @@ def _main_module(opdef):
 
 
 def _main_script(gf, opdef):
-    """The Python file a `main` module names (`train`, `src/train`, `pkg.train`), if found."""
+    """The Python file a `main` module names (`train`, `src/train`, `pkg.train`), if found
+    where Guild looks for it: the op's `python-path` dirs, else its source code root (the
+    files the run gets), else the project dir."""
     module, _args = _main_module(opdef)
-    if module is None:
+    if module is None or module == opmain.PASS_MODULE:
         return None
-    base = pathlib.Path(gf.dir) / os.path.dirname(module)
-    name = os.path.basename(module)
-    for candidate in (base / (name.replace(".", "/") + ".py"), base / name.replace(".", "/") / "__main__.py"):
-        if candidate.is_file():
-            return candidate
+    if opdef.python_path is not None:
+        dirs = opdef.python_path if isinstance(opdef.python_path, list) else [opdef.python_path]
+    else:
+        dirs = [sourcecode.rules_for_config(opdef.sourcecode, opdef.model_sourcecode).root or ""]
+    name = os.path.basename(module).replace(".", "/")
+    for d in dirs:
+        base = pathlib.Path(gf.dir) / str(d) / os.path.dirname(module)
+        for candidate in (base / (name + ".py"), base / name / "__main__.py"):
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -100,24 +147,22 @@ def _flag_defs(opdef, detected):
                 description=mine.description or found.description,
                 choices=mine.choices or found.choices,
                 arg_switch=mine.arg_switch if mine.arg_switch is not None else found.arg_switch,
+                arg_split=mine.arg_split if mine.arg_split is not None else found.arg_split,
             )
         out[name] = mine
     return out
 
 
-def resource_flag_names(opdef):
-    """Flags that name an upstream run or a file for a dependency (`prepare=RUN_ID`)."""
-    names = set()
-    for item in opdef.requires:
-        if isinstance(item, dict):
-            for key in ("name", "flag-name", "operation"):
-                if isinstance(item.get(key), str):
-                    names.add(item[key])
-    return names
-
-
 def flag_values(op, assigns, force_flags=False, cwd=None):
-    return opflags.flag_values(op, assigns, force_flags, cwd, also_allowed=resource_flag_names(op.opdef))
+    # `prepare=RUN` sets an unnamed operation dependency's flag, `operation:prepare`.
+    aliases = reqlib.flag_aliases(op.requires)
+    assigns = [_unaliased(a, aliases) for a in assigns]
+    return opflags.flag_values(op, assigns, force_flags, cwd)
+
+
+def _unaliased(assign, aliases):
+    name, sep, value = assign.partition("=")
+    return f"{aliases[name]}={value}" if sep and name in aliases else assign
 
 
 def cmd_args(op):
@@ -132,6 +177,10 @@ def cmd_args(op):
     module, fixed = _main_module(opdef)
     if module is None:
         return []
+    dest = source_config(op).dest
+    if dest and module != opmain.PASS_MODULE:
+        # The snapshot is under `dest` in the run dir: Guild puts that dir on the module path.
+        module = posixpath.normpath(posixpath.join(dest, module))
     return ["${python_exe}", "-u", scriptop.OPMAIN, module, *fixed, *(["--"] if fixed else []), "__flag_args__"]
 
 
@@ -149,11 +198,25 @@ def source_files(op):
     selection = sourcecode.select_files(root, config.rules)
     for warning in selection.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
+    deps = _dependency_paths(op, root)
     files = [
         pb.SourceFile(path=rel, data=(root / rel).read_bytes(), mode=(root / rel).stat().st_mode & 0o777)
         for rel in selection.files
+        if not any(rel == d or rel.startswith(d + "/") for d in deps)
     ]
     return files, config
+
+
+def _dependency_paths(op, root):
+    """The project files that file and config dependencies name, relative to `root`: Guild
+    0.9 doesn't copy them as source code (with `src=other.txt` only the chosen file is in
+    the run)."""
+    out = []
+    for path in reqlib.project_paths(op.requires):
+        rel = os.path.relpath(os.path.join(op.gf.dir, path), root).replace(os.sep, "/")
+        if not rel.startswith("../"):
+            out.append(rel)
+    return out
 
 
 def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_params=None, cwd=None, steps=()):
@@ -179,7 +242,7 @@ def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_para
         python_exe=sys.executable,
         run_params_json=json.dumps(run_params or {}),
         output_scalars_json=json.dumps(opdef.output_scalars) if opdef.output_scalars is not None else "",
-        requires_json=json.dumps(opdef.requires) if opdef.requires else "",
+        requires_json=json.dumps(op.requires) if op.requires else "",
         sourcecode_dest=(config.dest or "").strip("/"),
         steps=list(steps),
         delete_on_success=bool(opdef.delete_on_success),
@@ -189,9 +252,11 @@ def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_para
     )
 
 
-def step_specs(op, values, cwd, stack=()):
+def step_specs(op, values, cwd, stack=(), label="", tags=()):
     """A pipeline's steps as complete child specs, in order. Parent flag values fill `${flag}`
-    in step lines; each step's own `flags` and `NAME=VAL` args set its flags."""
+    in step lines; each step's own `flags` and `NAME=VAL` args set its flags. A step's label
+    and tags (`-l`/`-t` in its line, or its `label`/`tags` keys) default to the pipeline's
+    `label` and `tags`, as in Guild."""
     if not op.opdef.steps:
         return []
     stack = (*stack, op.name)
@@ -202,23 +267,63 @@ def step_specs(op, values, cwd, stack=()):
         if not isinstance(step, dict) or not str(step.get("run") or "").strip():
             raise errors.InvalidArgument(f"invalid step {step!r}: must define run")
         line = opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)), str(step["run"]))
-        parts = shlex.split(line)
-        assigns = [p for p in parts[1:] if "=" in p and not p.startswith("-")]
+        params = _step_params(line)
+        assigns = list(params["flags"])
         for k, v in (step.get("flags") or {}).items():
             text = flaglib.encode_flag_value(v) if not isinstance(v, str) else v
             assigns.append(f"{k}={opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)), text)}")
-        child_def = guildfile.resolve(op.gf, parts[0])
+        child_def = guildfile.resolve(op.gf, params["opspec"])
         if child_def.full_name in stack:
             raise errors.InvalidArgument(f"cycle in steps: {' -> '.join([*stack, child_def.full_name])}")
         child = for_opdef(op.gf, child_def)
-        child_values, child_user = flag_values(child, assigns, cwd=cwd)
+        child_values, child_user = flag_values(child, assigns, params["force_flags"], cwd)
         name = step.get("name") or child_def.full_name.replace(":", "_")
         used[name] = used.get(name, 0) + 1
         if used[name] > 1:
             name = f"{name}_{used[name]}"
-        spec = run_spec(child, child_values, child_user, cwd=cwd, steps=step_specs(child, child_values, cwd, stack))
+        # The step's `label`/`tags` keys win over its line's options, as in Guild.
+        step_label = _known_refs(str(step.get("label") or params["label"] or label), values)
+        step_tags = [_known_refs(str(t), values) for t in (step.get("tags") or params["tags"] or tags)]
+        steps = step_specs(child, child_values, cwd, stack, step_label, step_tags)
+        spec = run_spec(child, child_values, child_user, step_label, step_tags, params["stop_after"], cwd=cwd, steps=steps)
+        # A step is queued like any run: its GPU options, else its operation's `gpus`.
+        spec.resources.CopyFrom(
+            queueopts.resource_request(params["gpus"], params["no_gpus"], params["gpu_memory"], child_def.resources)
+        )
         out.append(pb.StepSpec(name=name, spec=spec))
     return out
+
+
+# The `guildctl run` options a step line may use; Guild honours more (batches), and warns
+# of the rest.
+_STEP_OPTIONS = {"opspec", "flags", "label", "tags", "force_flags", "stop_after", "gpus", "no_gpus", "gpu_memory"}
+
+
+def _step_params(line):
+    """A step's `run` line parsed as `guildctl run` parses its command line (so `-l 'a=1'` is
+    a label, not a flag); options a step can't use are warned of and ignored."""
+    import click
+    from click.core import ParameterSource
+
+    from guildctl.cmd_run import parse_stop_after, run as run_command  # options mean what they mean there
+
+    try:
+        ctx = run_command.make_context("run", shlex.split(line), help_option_names=[])
+    except (click.ClickException, ValueError) as e:
+        message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+        raise errors.InvalidArgument(f"invalid step '{line}': {message}") from None
+    if not ctx.params["opspec"]:
+        raise errors.InvalidArgument(f"invalid step '{line}': must name an operation")
+    for param in ctx.command.params:
+        if param.name not in _STEP_OPTIONS and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+            print(f"WARNING: run option {max(param.opts, key=len)} in step '{line}' is ignored", file=sys.stderr)
+    return {**ctx.params, "stop_after": parse_stop_after(ctx.params["stop_after"])}
+
+
+def _known_refs(text, values):
+    """`${flag}` references to the pipeline's flags resolved; others (`${default_label}`, the
+    step's own flags) are left for the step's label to resolve."""
+    return opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)) if m.group(1).strip() in values else m.group(0), text)
 
 
 def _ref_text(values, name):

@@ -45,7 +45,7 @@ COMMANDS = {
     "select": ("cmd_compare", "select", "Print a run's id."),
     "check": ("cmd_check", "check", "Check the setup and disk space."),
     "gpus": ("cmd_gpus", "gpus", "Show the GPUs and who holds them."),
-    "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; pause, resume, prioritize, cancel."),
+    "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; start and stop processing, prioritize, cancel."),
     "operations": ("cmd_ops", "operations", "List the Guild file's operations."),
     "ops": ("cmd_ops", "operations", "List the Guild file's operations."),
     "daemon": ("cmd_daemon", "daemon", "Start, stop or query guildd."),

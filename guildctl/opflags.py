@@ -6,13 +6,12 @@ import os
 from guild_common import errors, flags as flaglib
 
 
-def flag_values(op, assigns, force_flags=False, cwd=None, also_allowed=()):
+def flag_values(op, assigns, force_flags=False, cwd=None):
     """Every flag's value (defaults, then the user's `NAME=VAL` assignments) and the user's
     own, checked against the operation's flag definitions unless `force_flags`: unknown
-    names, types, choices (and their aliases and the flags a choice sets), required flags.
-    `also_allowed`: names that aren't flags but may be set (dependency selectors)."""
+    names, types, choices (and their aliases and the flags a choice sets), required flags."""
     user = flaglib.parse_flag_assigns(assigns)
-    allowed = set(op.flag_defs) | set(also_allowed)
+    allowed = set(op.flag_defs)
     for name, value in list(user.items()):
         if name not in allowed and not force_flags:
             raise errors.InvalidArgument(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import sys
 
 from guild_common import rundir
@@ -49,6 +50,8 @@ def run_json(run):
         "opref": run.opref,
         "operation": run.op_name,
         "exit_status": run.exit_status if run.has_exit_status else None,
+        # The `cmd` attr as a list; ListRuns sends it as one line when asked (with_command).
+        "cmd": shlex.split(run.command) if run.command else None,
         "marked": True if run.marked else None,
         "label": run.label,
         "started": run.started_us or None,
@@ -95,9 +98,11 @@ def shorten_path(path):
     return "~" + path[len(home) :] if home != "/" and path.startswith(home + os.sep) else path
 
 
-def write_output(data):
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+def write_output(data, stderr=False):
+    """A run's output bytes, to our stdout, or to our stderr for what it wrote there."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.buffer.write(data)
+    stream.buffer.flush()
 
 
 def exit_code_for(run):

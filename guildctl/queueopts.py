@@ -7,7 +7,8 @@ from guild_common.pb import guild_pb2 as pb
 
 def parse_gpus(text):
     """`--gpus N` is a count; `--gpus 0,3` (or `3,` for one device) names the GPUs, as Guild's
-    --gpus does. Returns (count, devices)."""
+    --gpus does (Guild reads `--gpus 1` as device 1: here that is `--gpus 1,`). Returns
+    (count, devices)."""
     value = text.strip()
     if "," not in value:
         try:
@@ -46,6 +47,11 @@ def resource_request(gpus=None, no_gpus=False, gpu_memory=None, defaults=None):
     if gpu_memory is None and defaults.get("gpu-memory") is not None:
         gpu_memory = str(defaults["gpu-memory"])
     count, devices = parse_gpus(gpus) if gpus is not None else (0, ())
+    if gpus is not None and not count:
+        # `--gpus 0` asks for no GPUs: as --no-gpus, not as no request (which sees every GPU).
+        if gpu_memory is not None:
+            raise errors.InvalidArgument("--gpus 0 cannot be used with --gpu-memory")
+        return pb.ResourceRequest(no_gpus=True)
     memory = 0
     if gpu_memory is not None:
         try:

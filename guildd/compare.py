@@ -29,8 +29,8 @@ def fmt_duration(rec):
 
 def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, skip_op=False, op_columns=()):
     """The columns of a compare table over these runs: run, core, the operations' own
-    `compare` columns, flags (sorted), step, scalars (sorted), then the asked-for columns
-    (or only run and those, when strict)."""
+    `compare` columns, each run's flags, step and scalars in the order first seen, then the
+    asked-for columns (or only run and those, when strict)."""
     asked = [Column(header=c.header, kind=c.kind, spec=c) for c in query.parse_columns(extra)] if extra else []
     cols = [Column("run", "core", name="run")]
     if not strict:
@@ -39,12 +39,8 @@ def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, s
         for spec in op_columns:
             c = query.parse_column(spec)
             cols.append(Column(header=c.header, kind=c.kind, spec=c))
-        flag_names = sorted({name for r in recs for name in json.loads(r.flags_json)})
-        cols += [Column(name, "flag", name=name) for name in flag_names]
-        tags = sorted({s.tag for r in recs for s in scalars_by_run.get(r.id, ()) if not s.tag.startswith("sys/")})
-        if tags:
-            cols.append(Column("step", "core", name="step"))
-        cols += [Column(tag, "scalar", name=tag) for tag in tags]
+        for r in recs:
+            cols += _run_columns(r, scalars_by_run.get(r.id, ()))
     seen, unique = set(), []
     for c in cols:  # an operation's column shadows the default one with its header
         if (c.kind, c.header) not in seen:
@@ -56,6 +52,17 @@ def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, s
             cols.append(c)
             seen.add((c.kind, c.header))
     return cols
+
+
+def _run_columns(rec, scalars):
+    """One run's default columns as Guild 0.9 takes them: its flags, step, its scalars, each
+    sorted. Guild joins the runs' lists in the order it first sees each column, so a column
+    only some runs have comes after those of the runs listed before it."""
+    cols = [Column(name, "flag", name=name) for name in sorted(json.loads(rec.flags_json))]
+    tags = sorted({s.tag for s in scalars if not s.tag.startswith("sys/")})
+    if tags:
+        cols.append(Column("step", "core", name="step"))
+    return cols + [Column(tag, "scalar", name=tag) for tag in tags]
 
 
 def cell(col, rec, scalars):

@@ -27,7 +27,7 @@ END_RETRY_SECONDS = (1.0, 30.0)  # first and longest wait between tries to recor
 
 
 class Daemon:
-    def __init__(self, guild_home):
+    def __init__(self, guild_home, queue_always_on=False):
         self.resources = resourceslib.for_env(os.environ)  # GPUs: NVML, simulated, or none
         self.home = guild_home
         self.runs_dir = homelib.runs_dir(guild_home)
@@ -51,7 +51,7 @@ class Daemon:
         self._criticals = set()  # see critical()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
         self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-scalars")
-        self.queue = queuelib.Queue(self)
+        self.queue = queuelib.Queue(self, queue_always_on)
 
     # Threads
 
@@ -91,10 +91,11 @@ class Daemon:
         self._applied(run_id, new)
         return rec
 
-    def _apply(self, run_id, new, record=None, via=None, **fields):
+    def _apply(self, run_id, new, record=None, via=None, exit_status=True, **fields):
         """A transition's writes (on the I/O thread); `_applied` then tells the event loop.
         With `via`, two edges at once (old -> via -> new), each checked, writing only what
-        the second leaves (the queue starting a staged run: staged -> pending -> running)."""
+        the second leaves (the queue starting a staged run: staged -> pending -> running).
+        `exit_status=False`: see runstate.apply_to_rundir."""
         current = self.store.get(run_id)
         old = current.status if current else None
         if via is not None:
@@ -104,7 +105,7 @@ class Daemon:
             runstate.check_edge(old, new)
         now = rundir.now_us()
         run_dir = self.run_dir(run_id)
-        runstate.apply_to_rundir(run_dir, old, new, now)
+        runstate.apply_to_rundir(run_dir, old, new, now, exit_status)
         updates = dict(fields, status=new)
         if new in (runstate.RUNNING, runstate.STAGED):
             updates["started_us"] = now
@@ -451,11 +452,9 @@ class Daemon:
         them (attrs/deps, upstream run ids as flag values). On failure the run ends as an
         error and the caller gets the reason, naming the resource."""
         run_dir = self.run_dir(run_id)
-        output = rundir.output_path(run_dir)
 
-        def log_line(line):
-            with open(output, "a") as f:
-                f.write(line + "\n")
+        def log_line(line):  # `Resolving ...`: Guild logs these to stderr
+            outputs.append(run_dir, (line + "\n").encode(), stderr=True)
 
         def find_run(op_name, spec):
             return self._io.submit(self._find_upstream, op_name, spec).result()
@@ -480,15 +479,20 @@ class Daemon:
                 await self.work(log_line, f"guildctl: {message}")
             except OSError:
                 pass  # a full disk: the run still ends, as an error
-            await self.io(self.reserve.use, self._apply, run_id, runstate.ERROR)  # writes exit_status 1
+            await self.io(self.reserve.use, self._apply, run_id, runstate.ERROR, exit_status=False)
             self._applied(run_id, runstate.ERROR)
             if diskspace.is_full(e):
                 raise diskspace.full_error(self.home, e, "run failed because a dependency was not met") from None
             raise errors.FailedPrecondition(message) from None
-        flag_values = {**flag_values, **resolved.flag_values()}
-        await self.io(rundir.write_attrs, run_dir, {"deps": {**(already or {}), **resolved.deps_attr()}, "flags": flag_values})
-        await self.io(self.store.update, run_id, flags_json=json.dumps(flag_values))
-        return flag_values
+        chosen = {**flag_values, **resolved.flag_values()}
+        attrs = {"deps": {**(already or {}), **resolved.deps_attr()}, "flags": chosen}
+        updates = {"flags_json": json.dumps(chosen)}
+        if chosen != flag_values:  # the label shows the upstream runs chosen, as Guild's does
+            tags = await self.io(rundir.read_attr, run_dir, "tags")
+            attrs["label"] = updates["label"] = opconfig.render_label(config.label_template, list(tags or []), chosen)
+        await self.io(rundir.write_attrs, run_dir, attrs)
+        await self.io(self.store.update, run_id, **updates)
+        return chosen
 
     def _find_upstream(self, op_name, spec):
         """The run an operation dependency uses: the one named, else the latest marked, else
@@ -850,34 +854,39 @@ class Daemon:
         return await self.io(self.store.scalars, run_id)
 
     async def watch(self, rec, tail, new_only, offset=0):
-        """Yields output chunks of a run until it has ended and all its output is sent."""
+        """Yields (is stderr, bytes) output chunks of a run until it has ended and all its
+        output is sent."""
         path = rundir.output_path(self.run_dir(rec.id))
         try:
             f = open(path, "rb")
         except FileNotFoundError:
             return
+        loop = asyncio.get_running_loop()
+        streams = outputs.Streams(self.run_dir(rec.id))
         with f:
             if offset:
                 f.seek(offset)
             elif new_only:
                 f.seek(0, os.SEEK_END)
             elif tail:
-                data = await asyncio.get_running_loop().run_in_executor(None, f.read)
-                yield rundir.tail_lines(data, tail)
+                data = await loop.run_in_executor(None, f.read)
+                last = rundir.tail_lines(data, tail)
+                for part in await loop.run_in_executor(None, streams.split, len(data) - len(last), last):
+                    yield part
             follower = None
             try:
-                loop = asyncio.get_running_loop()
                 while True:
                     if follower is None and (follower := self.followers.get(rec.id)):
                         follower.add_watcher()  # (a queued run's follower comes when it starts)
                     data = await loop.run_in_executor(None, f.read, outputs.READ_CHUNK)
                     if data:
-                        yield data
+                        for part in await loop.run_in_executor(None, streams.split, f.tell() - len(data), data):
+                            yield part
                         continue
                     if not self.following(rec.id) and not await self._starting(rec.id):
                         rest = f.read()
-                        if rest:
-                            yield rest
+                        for part in streams.split(f.tell() - len(rest), rest) if rest else ():
+                            yield part
                         return
                     await self.wait_change(rec.id)
             finally:

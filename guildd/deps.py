@@ -18,7 +18,6 @@ skipped, and a cached download with the wrong sha256 is fetched again instead of
 import dataclasses
 import hashlib
 import http.client
-import json
 import logging
 import os
 import re
@@ -33,9 +32,7 @@ import urllib.request
 import zipfile
 from typing import Callable, Mapping
 
-import yaml
-
-from guild_common import errors, paths as pathslib, rundir
+from guild_common import configflags, errors, paths as pathslib, requires as reqlib, rundir
 
 log = logging.getLogger("guildd.deps")
 
@@ -74,10 +71,8 @@ class Resource:
     sources: tuple  # source dicts as written in guild.yml
 
     def flag_for(self, src):
-        """The flag selecting `src`: its `flag-name`, else the resource's name when it is
-        the only source."""
-        name = src.get("flag-name") or (self.name if len(self.sources) == 1 else None)
-        return None if name is None else str(name)
+        """The flag selecting `src`, as Guild 0.9 has it (guild_common.requires)."""
+        return reqlib.source_flag(src)
 
     def flag_names(self):
         """Flags that select this resource's sources: the op must accept them."""
@@ -157,9 +152,9 @@ def resources_for(requires, model_resources=None):
             name = item.get("name") or ",".join(_uri(s, "?") for s in srcs)
             path = item.get("target-path") or item.get("path") or ""
             out.append(Resource(str(name), str(path), srcs))
-        else:  # an inline source; unnamed operation sources are named after the op
-            name = item.get("name") or item.get("operation") or _uri(item, "?")
-            out.append(Resource(str(name), "", (dict(item),)))
+        else:  # an inline source, named as its source is (checked first)
+            _uri(item, "?")
+            out.append(Resource(reqlib.source_name(item), "", (dict(item),)))
     for res in out:
         for src in res.sources:
             _uri(src, res.name)
@@ -191,7 +186,8 @@ def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
     selectors = {f for r in resolving for f in r.flag_names()}
     located = []
     for res in resolving:
-        if res.name in skip:
+        # `always-resolve` (a flags-dest config file): written again with each start's flags.
+        if res.name in skip and not any(src.get("always-resolve") for src in res.sources):
             ctx.log(f"Skipping {res.name} because it's already resolved")
             continue
         ctx.log(f"Resolving {res.name} dependency")
@@ -263,31 +259,15 @@ def _locate_operation(res, src, ctx, _selectors):
 
 def _locate_config(res, src, ctx, selectors):
     """The config file with `params`, then the run's flags (dotted names, as 0.9: all of
-    them except those that select resources) written in; format kept, JSON compact."""
-    path, rel, flag, chosen = _project_path(res, src, ctx, "config")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".json", ".yml", ".yaml"):
-        raise _Failed(f"unsupported config format for {rel} (expected .json, .yml or .yaml)")
-    try:
-        with open(path) as f:
-            data = (json.load(f) if ext == ".json" else yaml.safe_load(f)) or {}
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise _Failed(f"cannot read config file {rel}: {e}") from None
-    if not isinstance(data, dict):
-        raise _Failed(f"config file {rel} must contain a mapping")
+    them except those that select resources, and those that are null: a flag declared
+    `lr: null` leaves the file's value) written in; format kept, JSON compact."""
+    _, rel, flag, chosen = _project_path(res, src, ctx, "config")
     values = dict(src.get("params") or {})
-    values.update((k, v) for k, v in ctx.flags.items() if k not in selectors)
-    for key, value in values.items():
-        parts, node = str(key).split("."), data
-        for part in parts[:-1]:
-            node = node[part] if isinstance(node.get(part), dict) else node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise _Failed(f"cannot set {key} in config file {rel}")
-        node[parts[-1]] = value
-    if ext == ".json":
-        text = json.dumps(data, sort_keys=True)
-    else:
-        text = yaml.safe_dump(data, default_flow_style=False)
+    values.update((k, v) for k, v in ctx.flags.items() if k not in selectors and v is not None)
+    try:
+        text = configflags.render(configflags.load(ctx.project_dir, rel), values, rel)
+    except errors.InvalidArgument as e:
+        raise _Failed(str(e)) from None
     item = _Item(_target(res, src, _rename(os.path.basename(rel), src, ctx)), None, text.encode())
     return _resolved(res, src, (item.target,), (item,), flag=flag, config=chosen), (item,)
 
@@ -317,8 +297,7 @@ def _located(res, src, ctx, cands, **kw):
 
 
 def _resolved(res, src, paths, items, **kw):
-    name = str(src.get("name") or _uri(src, res.name))
-    return ResolvedSource(res.name, name, _uri(src, res.name), paths,
+    return ResolvedSource(res.name, reqlib.source_name(src), _uri(src, res.name), paths,
                           tuple(i.target for i in items), **kw)
 
 

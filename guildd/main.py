@@ -15,8 +15,10 @@ from guild_common import errors, home as homelib
 @click.option("-H", "--guild-home", "guild_home", type=click.Path(file_okay=False), help="GUILD_HOME to serve (default: as Guild resolves it).")
 @click.option("--foreground", is_flag=True, help="Stay in the foreground (for systemd and tests).")
 @click.option("--log-stderr/--no-log-stderr", default=True, hidden=True, help="Also log to stderr in the foreground.")
+@click.option("--queue-always-on", is_flag=True,
+              help="Process staged runs always (a shared box's service); by default, as in Guild, staged runs wait for `guildctl queue start`.")
 @click.version_option(package_name="guildd", prog_name="guildd")
-def cli(guild_home, foreground, log_stderr):
+def cli(guild_home, foreground, log_stderr, queue_always_on):
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -26,9 +28,9 @@ def cli(guild_home, foreground, log_stderr):
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
     try:
         if foreground:
-            _serve(home, log_stderr)
+            _serve(home, log_stderr, queue_always_on)
         else:
-            _start_background(home)
+            _start_background(home, queue_always_on)
     except errors.GuildError as e:
         click.echo(f"guildd: {e}", err=True)
         sys.exit(e.exit_code)
@@ -41,7 +43,7 @@ def cli(guild_home, foreground, log_stderr):
         sys.exit(1)
 
 
-def _serve(home, log_stderr):
+def _serve(home, log_stderr, queue_always_on):
     from guildd import daemonlog, homelock
 
     try:
@@ -51,10 +53,10 @@ def _serve(home, log_stderr):
         raise
     from guildd import server
 
-    server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd)
+    server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd, queue_always_on=queue_always_on)
 
 
-def _start_background(home):
+def _start_background(home, queue_always_on):
     from guildd import homelock
 
     homelock.check_home(home)
@@ -62,7 +64,8 @@ def _start_background(home):
     # closed pipe (they are in guildd.log too).
     stderr = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
+        [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)]
+        + (["--queue-always-on"] if queue_always_on else []),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

@@ -6,12 +6,14 @@ from that file as it grows, so parsing and event writing stay off the run's own 
 """
 
 import asyncio
+import collections
 import logging
 import os
+import threading
 
 from guild_common import errors, rundir
 from guild_common.scalars import ScalarParser
-from guildd import diskspace, manage
+from guildd import diskspace, manage, shim
 from guildd.tfevents import EventWriter, summarize
 
 log = logging.getLogger("guildd")
@@ -28,7 +30,8 @@ class ScalarReader:
     def __init__(self, run_dir, offset, scalar_config=None):
         self.run_dir = run_dir
         self.offset = offset
-        self.parser = _parser(run_dir, scalar_config)
+        self.scalar_config = scalar_config
+        self.parser = None  # made at the first read, on the worker thread: it reads the run's flags
         self.writer = None
         self.more = False  # the last read stopped at READ_CHUNK with output left
         self.unwritten = []  # events a full disk held back: written first at the next pass
@@ -53,6 +56,8 @@ class ScalarReader:
             return None
         data = data[: end + 1]
         self.offset += len(data)
+        if self.parser is None:
+            self.parser = _parser(self.run_dir, self.scalar_config)
         scalars = self.parser.feed_text(data.decode("utf-8", "replace"))
         if not scalars:
             return []
@@ -88,6 +93,70 @@ class ScalarReader:
             self.writer = None
 
 
+_append_lock = threading.Lock()
+
+
+def append(run_dir: "str | os.PathLike", data: bytes, stderr: bool = False) -> None:
+    """Appends bytes of guildd's own to a run's output that no process of the run writes (a
+    batch's or a pipeline's, a run's before its process starts): `INFO: [guild] ...` lines
+    are stderr, as Guild logs them. A stderr range is noted before its bytes, at the size
+    the output has under the lock every such append takes, so no reader sees the bytes
+    without it (the shim, which shares the file with its process, notes them after)."""
+    with _append_lock:
+        with open(rundir.output_path(run_dir), "ab") as f:
+            if stderr:
+                start = f.seek(0, os.SEEK_END)
+                with open(os.path.join(run_dir, shim.STDERR_RANGES), "ab") as ranges:
+                    ranges.write(f"{start} {start + len(data)}\n".encode())
+            f.write(data)
+
+
+class Streams:
+    """Splits a run's output into what its process wrote to stdout and to stderr, from the
+    byte ranges its shim notes (guildd.shim). Read forward only, as watchers read output;
+    used on a worker thread."""
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, shim.STDERR_RANGES)
+        self.read_to = 0  # bytes of the ranges file read
+        self.ranges = collections.deque()  # (start, end) of stderr bytes, ascending
+
+    def split(self, offset: int, data: bytes) -> list[tuple[bool, bytes]]:
+        """(is stderr, bytes) parts of `data`, which starts at `offset` of the output."""
+        self._read_ranges()
+        end = offset + len(data)
+        while self.ranges and self.ranges[0][1] <= offset:
+            self.ranges.popleft()
+        parts, pos = [], offset
+        for start, stop in self.ranges:
+            if start >= end:
+                break
+            if start > pos:
+                parts.append((False, data[pos - offset : start - offset]))
+            pos = max(pos, start)
+            parts.append((True, data[pos - offset : min(stop, end) - offset]))
+            pos = min(stop, end)
+        if pos < end:
+            parts.append((False, data[pos - offset :]))
+        return parts
+
+    def _read_ranges(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.read_to)
+                text = f.read()
+        except FileNotFoundError:
+            return  # no stderr yet, or a run made before (or without) the shim's ranges
+        text = text[: text.rfind(b"\n") + 1]  # whole lines only: the shim may be mid-line
+        self.read_to += len(text)
+        for line in text.splitlines():
+            start, _, stop = line.partition(b" ")
+            try:
+                self.ranges.append((int(start), int(stop)))
+            except ValueError:
+                continue  # a damaged line: its bytes go out as stdout
+
+
 def _close_quietly(writer):
     try:
         writer.close()  # flushes what it buffered again: on a full disk that fails too
@@ -99,8 +168,9 @@ def _parser(run_dir, scalar_config):
     """The run's scalar parser. A config that doesn't compile (refused when runs are made,
     so one edited by hand or made by an older guildd) captures nothing: the run is still
     followed and its end recorded."""
+    flags = rundir.read_attr(run_dir, "flags")
     try:
-        return ScalarParser.for_config(scalar_config)
+        return ScalarParser.for_config(scalar_config, flags if isinstance(flags, dict) else ())
     except errors.InvalidArgument as e:
         log.warning("run %s: %s: its output scalars are not captured", os.path.basename(run_dir)[:8], e)
         return ScalarParser.for_config(False)  # capture off

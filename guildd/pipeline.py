@@ -13,7 +13,7 @@ import os
 
 from guild_common import rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import runstate
+from guildd import outputs, runstate
 
 STEPS_FILE = "pipeline-steps"
 
@@ -98,26 +98,26 @@ async def wait_end(daemon, run_id, parent_dir=None, offset=0):
     """Waits for a step's run to end, copying its output from `offset` into the parent's as
     it grows (a Guild pipeline's output holds its steps' output, so `guildctl run PIPELINE`
     shows it); without a parent dir, only waits. None if the run is gone."""
-    child_output = rundir.output_path(daemon.run_dir(run_id))
+    child_dir = daemon.run_dir(run_id)
     while True:
         rec = await daemon.io(daemon.store.get, run_id)
         if parent_dir is not None:
-            offset = await daemon.work(_copy_new_output, child_output, parent_dir, offset)
+            offset = await daemon.work(_copy_new_output, child_dir, parent_dir, offset)
         if rec is None or rec.status not in runstate.ACTIVE:
             return rec
         await daemon.wait_change(run_id)
 
 
-def _copy_new_output(child_output, parent_dir, offset):
+def _copy_new_output(child_dir, parent_dir, offset):
     try:
-        with open(child_output, "rb") as f:
+        with open(rundir.output_path(child_dir), "rb") as f:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
         return offset
-    if data:
-        with open(rundir.output_path(parent_dir), "ab") as f:
-            f.write(data)
+    # What the step wrote to stderr stays stderr in the pipeline's output.
+    for is_stderr, part in outputs.Streams(child_dir).split(offset, data):
+        outputs.append(parent_dir, part, stderr=is_stderr)
     return offset + len(data)
 
 
@@ -133,8 +133,7 @@ def stop(daemon, run_id):
 
 
 def say(run_dir, line):
-    with open(rundir.output_path(run_dir), "a") as f:
-        f.write(line + "\n")
+    outputs.append(run_dir, (line + "\n").encode(), stderr=True)
 
 
 def _linked(run_dir, name):

@@ -4,7 +4,12 @@ queue's settings, and the loop that asks guildd.scheduler what to start and star
 Queued runs survive a restart: each queued run's dir has `.guild/queue` (JSON: who queued it,
 its request, priority, named queue, --after runs, when it was queued, and once started the
 GPUs it was granted). On start-up the daemon reads it back from its staged, pending and
-running runs. Settings (paused, limits) live in GUILD_HOME/guildd-queue.json.
+running runs. Settings (queue processing, limits) live in GUILD_HOME/guildd-queue.json.
+
+Staged runs start only while queue processing is on, as Guild's staged runs wait for a queue:
+`guildctl queue start` switches it on until `queue stop` (or, run-once, until the staged runs
+it took have ended); a fresh home starts with it off, unless the daemon runs with
+--queue-always-on (a shared box's service).
 
 Starting a run is the scheduler's only job here: the index and scalars are not on that path
 beyond the run's own status change.
@@ -63,17 +68,28 @@ def gpu_env(no_gpus, devices):
     return {}
 
 
-def gpu_states(snapshot):
-    return tuple(
-        scheduler.GpuState(
+def gpu_states(snapshot, holdings=()):
+    """The scheduler's view of the GPUs. A process of one of our runs on a GPU the run wasn't
+    granted (a run with no GPU request sees them all) holds it like a foreign process: the
+    scheduler must not hand that GPU to another run as if it were free."""
+    granted = {(h.run_id, i) for h in holdings for i in h.devices}
+    out = []
+    for g in snapshot.gpus:
+        others = [p for p in g.processes if p.foreign or (p.run_id, g.index) not in granted]
+        out.append(scheduler.GpuState(
             index=g.index,
             memory_total=g.memory_total,
             memory_free=g.memory_free,
-            foreign_memory=sum(p.used_memory for p in g.foreign_processes),
-            foreign=tuple(f"pid {p.pid} ({p.user or 'unknown user'})" for p in g.foreign_processes),
-        )
-        for g in snapshot.gpus
-    )
+            foreign_memory=sum(p.used_memory for p in others),
+            foreign=tuple(_holder(p) for p in others),
+        ))
+    return tuple(out)
+
+
+def _holder(process):
+    if process.foreign:
+        return f"pid {process.pid} ({process.user or 'unknown user'})"
+    return f"run {process.run_id[:8]} (no GPU request)"
 
 
 def read_file(run_dir):
@@ -92,14 +108,19 @@ def _grant(holding, run_dir):
     """Records a run's grant in its queue file (a restart reads what running runs hold from
     it); returns the run's stop-after."""
     data = read_file(run_dir) or {}
-    data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us}
+    data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us,
+                       "staged": holding.staged}
     write_file(run_dir, data)
     return float(data.get("stop_after") or 0)
 
 
+PROCESSING_OFF = {"on": False, "run_once": False, "gpus": [], "wait_for_running": False}
+
+
 class Queue:
-    def __init__(self, daemon):
+    def __init__(self, daemon, always_on=False):
         self.daemon = daemon
+        self.always_on = always_on  # --queue-always-on: processing can't be switched off
         self.entries = {}  # run id -> scheduler.Entry
         self.queued_us = {}  # run id -> when it was queued
         self.holdings = {}  # run id -> scheduler.Holding (runs started by the queue)
@@ -116,7 +137,7 @@ class Queue:
     # Settings
 
     def _read_settings(self):
-        settings = {"paused": False, "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
+        settings = {"processing": dict(PROCESSING_OFF), "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
         try:
             with open(self._settings_path) as f:
                 saved = json.load(f)
@@ -126,20 +147,38 @@ class Queue:
             log.warning("ignoring %s: %s", self._settings_path, e)
             return settings
         if isinstance(saved, dict):
+            saved.pop("paused", None)  # the old pause switch: processing now starts off, as in Guild
             settings.update(saved)
         else:
             log.warning("ignoring %s: not a JSON object", self._settings_path)
         return settings
 
-    def configure(self, paused=None, queue_limits=None, user_gpu_cap=None, cpu_slots=None):
+    def processing(self):
+        """The processing settings now: on, run_once, gpus, wait_for_running."""
+        processing = dict(PROCESSING_OFF, **(self.settings.get("processing") or {}))
+        if self.always_on:
+            processing["on"] = True
+        return processing
+
+    def configure(self, paused=None, queue_limits=None, user_gpu_cap=None, cpu_slots=None, processing=None):
+        """Changes the settings; `paused` False switches processing on with `processing`'s flags
+        (run_once, gpus, wait_for_running), True switches it off."""
         for name, limit in (queue_limits or {}).items():
             if limit < 0:
                 raise errors.InvalidArgument(f"invalid limit {limit} for queue '{name}': expected 0 (no limit) or more")
         for what, value in (("user GPU cap", user_gpu_cap), ("CPU slots", cpu_slots)):
             if value is not None and value < 0:
                 raise errors.InvalidArgument(f"invalid {what} {value}: expected 0 (none) or more")
+        if paused and self.always_on:
+            raise errors.FailedPrecondition("queue processing is always on for this daemon (guildd --queue-always-on)")
         if paused is not None:
-            self.settings["paused"] = paused
+            flags = {} if paused else processing or {}
+            self.settings["processing"] = {
+                "on": not paused,
+                "run_once": bool(flags.get("run_once")),
+                "gpus": [int(i) for i in flags.get("gpus") or ()],
+                "wait_for_running": bool(flags.get("wait_for_running")),
+            }
         for name, limit in (queue_limits or {}).items():
             if limit:
                 self.settings["queue_limits"][name] = limit
@@ -163,6 +202,17 @@ class Queue:
     async def poll(self):
         self.snapshot = await resourceslib.poll(self.daemon)
         return self.snapshot
+
+    def _stale(self):
+        return rundir.now_us() - self.snapshot.taken_us > POLL_WAITING * 1e6
+
+    async def check_queue_gpus(self, devices):
+        """Refuses a queue `gpus=` naming GPUs this box doesn't have."""
+        snapshot = self.snapshot or await self.poll()
+        reason = scheduler.never_fits(scheduler.Request(gpus=len(devices), devices=devices), gpu_states(snapshot))
+        if reason:
+            spec = ",".join(str(d) for d in devices)
+            raise errors.InvalidArgument(f"queue gpus={spec}: {reason.split(': ', 1)[-1]}")
 
     async def check_request(self, request):
         """Refuses a request that could never fit this box."""
@@ -210,6 +260,7 @@ class Queue:
             queue=data.get("queue") or "",
             after=tuple(data.get("after") or ()),
             front=bool(data.get("front")),
+            no_gpus=resources.no_gpus,
         )
         self.queued_us[run_id] = int(data.get("queued_us") or 0)
         if resources.no_gpus:
@@ -221,6 +272,11 @@ class Queue:
         self.queued_us.pop(run_id, None)
         self.envs.pop(run_id, None)
         self.no_gpus.discard(run_id)
+
+    def taken(self, run_id):
+        """Whether queue processing took this staged run and it is starting or running."""
+        holding = self.holdings.get(run_id)
+        return holding is not None and holding.staged
 
     def release(self, run_id):
         """A run ended: what it held is free."""
@@ -278,6 +334,7 @@ class Queue:
                     gpu_memory=int(granted.get("gpu_memory") or 0),
                     queue=data.get("queue") or "",
                     started_us=int(granted.get("started_us") or 0),
+                    staged=bool(granted.get("staged")),
                 )
         elif granted is None and not data.get("cancelled"):
             self._load_entry(rec.id, data)
@@ -287,13 +344,17 @@ class Queue:
     def kick(self):
         self._kick.set()
 
-    def box(self, statuses=None):
+    def box(self, statuses=None, blocking=()):
         snapshot = self.snapshot
+        processing = self.processing()
         return scheduler.Box(
-            gpus=gpu_states(snapshot) if snapshot else (),
+            gpus=gpu_states(snapshot, self.holdings.values()) if snapshot else (),
             links={(link.a, link.b): link.kind for link in snapshot.links} if snapshot else {},
             running=tuple(self.holdings.values()),
-            paused=bool(self.settings.get("paused")),
+            paused=not processing["on"],
+            run_once=processing["run_once"],
+            blocking=tuple(blocking),
+            queue_gpus=tuple(processing["gpus"]),
             queue_limits=dict(self.settings.get("queue_limits") or {}),
             user_gpu_cap=int(self.settings.get("user_gpu_cap") or 0),
             cpu_slots=self.cpu_slots(),
@@ -311,11 +372,37 @@ class Queue:
 
         return await self.daemon.io(get)
 
+    async def blocking(self):
+        """With wait-for-running: the runs running now that processing didn't start (Guild's
+        queue waits for every other running run)."""
+        if not self.processing()["wait_for_running"]:
+            return ()
+        taken = {h.run_id for h in self.holdings.values() if h.staged}
+        recs, _ = await self.daemon.io(self.daemon.store.list, (runstate.RUNNING,))
+        return tuple(sorted(rec.id for rec in recs if rec.id not in taken))
+
+    async def _snapshot_box(self):
+        if self.snapshot is None or (self._stale() and any(e.request.wants_gpus for e in self.entries.values())):
+            await self.poll()  # GPUs are placed on a fresh view: a run of ours may use one since
+        return self.box(await self.after_statuses(), await self.blocking())
+
+    def _end_run_once(self):
+        """Run-once processing ends when it has nothing left to take and its runs have ended.
+        As in Guild, a staged run whose GPUs don't match the queue's `gpus=` is not for it."""
+        processing = self.processing()
+        if not processing["on"] or not processing["run_once"]:
+            return
+        gpus = tuple(processing["gpus"])
+        if any(h.staged for h in self.holdings.values()) or any(
+                not e.front and not (gpus and scheduler.on_queue_gpus(e, gpus)[1]) for e in self.entries.values()):
+            return
+        self.settings["processing"] = dict(PROCESSING_OFF)
+        rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
+        log.info("queue: run-once processing done")
+
     async def explain(self):
         """Every waiting entry in order with its decision (Start / Wait / Cancel)."""
-        if self.snapshot is None:
-            await self.poll()
-        box = self.box(await self.after_statuses())
+        box = await self._snapshot_box()
         entries = list(self.entries.values())
         # Off the event loop: with thousands waiting this takes tens of milliseconds.
         return await asyncio.to_thread(scheduler.explain, entries, box)
@@ -325,11 +412,10 @@ class Queue:
         while True:
             await self._kick.wait()
             self._kick.clear()
+            self._end_run_once()
             if not self.entries:
                 continue
-            if self.snapshot is None:
-                await self.poll()
-            box = self.box(await self.after_statuses())
+            box = await self._snapshot_box()
             started = time.perf_counter()
             decisions = scheduler.plan(list(self.entries.values()), box)
             self.plan_times.append(time.perf_counter() - started)
@@ -352,7 +438,8 @@ class Queue:
             if seen != last:
                 last = seen
                 self.kick()
-            busy = self.holdings or any(e.request.wants_gpus for e in self.entries.values())
+            # Runs of ours running without a GPU request may take up GPUs too.
+            busy = self.holdings or self.daemon.followers or any(e.request.wants_gpus for e in self.entries.values())
             self._busy.clear()
             try:
                 await asyncio.wait_for(self._busy.wait(), POLL_WAITING if busy else POLL_IDLE)
@@ -375,6 +462,7 @@ class Queue:
                 gpu_memory=decision.gpu_memory,
                 queue=entry.queue,
                 started_us=rundir.now_us(),
+                staged=not entry.front,
             )
             if holding.devices or not entry.front:
                 self.holdings[run_id] = holding  # front CPU-only runs take no slot

@@ -7,7 +7,7 @@ import logging
 import os
 
 from guild_common import errors, rundir
-from guildd import batches, daemonlog, executor as execlib, manage, pipeline, runstate
+from guildd import batches, daemonlog, executor as execlib, manage, outputs, pipeline, runstate
 
 log = logging.getLogger("guildd")
 
@@ -92,8 +92,7 @@ async def end_damaged(daemon, run_id: str, e: BaseException, when: str) -> None:
 
 
 def _record_end(run_dir, line):
-    with open(rundir.output_path(run_dir), "a") as f:
-        f.write(line + "\n")
+    outputs.append(run_dir, (line + "\n").encode(), stderr=True)  # its process is gone: no other writer
     rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": rundir.now_us()})
 
 

@@ -41,8 +41,10 @@ def check_edge(old, new):
         raise errors.FailedPrecondition(f"a run that is {old or 'new'} cannot become {new}")
 
 
-def apply_to_rundir(run_dir, old, new, now_us):
-    """The run-dir side of a transition: the facts Guild AI reads a status from."""
+def apply_to_rundir(run_dir, old, new, now_us, exit_status=True):
+    """The run-dir side of a transition: the facts Guild AI reads a status from.
+    `exit_status=False`: a run that ends before it started writes none (a dependency not
+    met: Guild 0.9 leaves it unset, and reads such a run as error too)."""
     if new == STAGED:
         # Guild stamps a staged run's start time too: it lists and filters by it.
         rundir.write_attr(run_dir, "started", now_us)
@@ -62,6 +64,7 @@ def apply_to_rundir(run_dir, old, new, now_us):
     elif new in ENDED and old in (STAGED, PENDING):
         for marker in ("STAGED", "PENDING"):
             rundir.set_marker(run_dir, marker, False)
-        rundir.write_attr(run_dir, "exit_status", -15 if new == TERMINATED else 1)
+        if exit_status:
+            rundir.write_attr(run_dir, "exit_status", -15 if new == TERMINATED else 1)
         rundir.write_attr(run_dir, "stopped", now_us)
     # RUNNING -> ended: the shim has recorded exit_status and stopped already.

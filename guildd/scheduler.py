@@ -11,8 +11,10 @@ the same plan); then seq. Placement: whole GPUs for exclusive requests, per-GPU 
 requests; the best-linked set of GPUs; and reservations, so that a large run waiting for GPUs isn't
 starved by small runs that keep taking the GPUs it waits for (backfill only on other GPUs).
 
-Front entries are exempt from `paused`, from named-queue limits and from CPU slots (they were started
-explicitly); they still need free GPUs, respect the per-user GPU cap, and wait for their `after` runs.
+Staged entries start only while queue processing is on (`paused` false), with Guild's queue flags
+(run-once, wait-for-running, gpus=). Front entries (started explicitly, or run without --stage and
+waiting for GPUs) are exempt from that, from named-queue limits and from CPU slots; they still need
+free GPUs, respect the per-user GPU cap, and wait for their `after` runs.
 """
 
 import collections
@@ -60,6 +62,7 @@ class Entry:
     queue: str = ""  # named queue ('' = the default queue)
     after: tuple = ()  # run ids that must have completed first
     front: bool = False  # started explicitly: ahead of every other entry, not held by `paused`
+    no_gpus: bool = False  # asked for no GPUs (--no-gpus, --gpus 0): the queue's `gpus=` leaves it so
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Holding:
     gpu_memory: int = 0  # per-GPU bytes granted; 0 = it holds its GPUs exclusively
     queue: str = ""
     started_us: int = 0
+    staged: bool = False  # taken from the staged runs by queue processing (not started explicitly)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +94,10 @@ class Box:
     gpus: tuple = ()  # GpuState by index
     links: dict = dataclasses.field(default_factory=dict)  # (a, b), a < b -> 'NV12', 'PIX', ... 'SYS'
     running: tuple = ()  # Holding
-    paused: bool = False  # hold every entry except front ones
+    paused: bool = False  # queue processing is off: every entry but front ones waits
+    run_once: bool = False  # run-once processing: one staged run at a time, as Guild's queue runs them
+    blocking: tuple = ()  # wait-for-running: ids of other runs running now; staged entries wait for them
+    queue_gpus: tuple = ()  # the queue's gpus=: staged entries that asked for no GPUs run on these
     queue_limits: dict = dataclasses.field(default_factory=dict)  # queue name -> max running at once
     user_gpu_cap: int = 0  # max GPUs one user's runs may hold at once; 0 = no cap
     cpu_slots: int = 0  # max CPU-only non-front runs running at once; 0 = no limit
@@ -185,7 +192,7 @@ def _decide(entries, box, everything):
             planner.consider(e)
         rest = [e for e in entries if not e.front]
     done = ()
-    if not box.paused and planner.gpus_open(rest):
+    if not planner.staged_held() and planner.gpus_open(rest):
         done = planner.consider_fair_share(rest)
     # From here on no GPU can be granted: each user's GPU count is fixed, so the fair-share order of
     # what is left is a plain sort (stable: ties keep their given order, as in fair share), and plan
@@ -219,12 +226,14 @@ class _Planner:
         self.user_gpus = {}
         self.queue_running = {}
         self.cpu_running = 0
+        self.staged_running = 0  # runs of staged entries running or started now (for run-once)
         self.ranks = {(min(a, b), max(a, b)): _link_rank(kind) for (a, b), kind in box.links.items()}
         self.decided = []
         self._open = None  # cached gpus_open(); None when a grant or reservation may have changed it
         self._min_memory = None
         for h in box.running:
             self._grant(h.run_id, h.user, h.queue, h.devices, h.gpu_memory, h.started_us)
+            self.staged_running += h.staged
 
     # Order
 
@@ -291,7 +300,7 @@ class _Planner:
         or vanished) and, unless paused or out of CPU slots, the CPU-only entries whose `after` runs
         (if any) all completed. Every other entry would wait: for its `after` runs, or for GPUs (it
         may reserve some, but only GPU runs look at reservations, and none can start now)."""
-        cpu = not self.box.paused and not self.cpu_slots_full()
+        cpu = not self.staged_held() and not self.cpu_slots_full()
         if cpu:  # not e.request.wants_gpus, inline: this looks at every entry
             entries = [e for e in entries if e.after or not (e.request.gpus > 0 or e.request.devices)]
         else:
@@ -304,6 +313,12 @@ class _Planner:
                 kept.append(e)
         return kept
 
+    def staged_held(self):
+        """Whether no staged entry can start now, whatever it asks for. Only becomes true during
+        a plan (a run-once start), never false."""
+        box = self.box
+        return box.paused or bool(box.blocking) or (box.run_once and self.staged_running > 0)
+
     def cpu_slots_full(self):
         return bool(self.box.cpu_slots) and self.cpu_running >= self.box.cpu_slots
 
@@ -314,17 +329,26 @@ class _Planner:
         self.decided.append((e, decision))
 
     def _decision(self, e):
-        box, request = self.box, e.request
+        box = self.box
         after = self._after(e)
         if after:
             return after
         if not e.front:
             if box.paused:
-                return Wait(e.run_id, "queue is paused")
+                return Wait(e.run_id, "queue processing is off ('guildctl queue start')")
+            if box.blocking:
+                return Wait(e.run_id, f"wait-for-running: {_runs(box.blocking)} running")
+            if box.run_once and self.staged_running:
+                return Wait(e.run_id, "run-once: one staged run at a time")
+            if box.queue_gpus:
+                e, mismatch = on_queue_gpus(e, box.queue_gpus)
+                if mismatch:
+                    return Wait(e.run_id, mismatch)
             limit = box.queue_limits.get(e.queue)
             running = self.queue_running.get(e.queue, 0)
             if limit is not None and running >= limit:
                 return Wait(e.run_id, f"queue '{e.queue or 'default'}' is full ({running} of {limit} running)")
+        request = e.request
         if not request.wants_gpus:
             if not e.front and self.cpu_slots_full():
                 return Wait(e.run_id, f"all {box.cpu_slots} CPU slots are in use")
@@ -483,6 +507,7 @@ class _Planner:
     def _start(self, e, devices):
         memory = e.request.gpu_memory if devices else 0
         self._grant(e.run_id, e.user, e.queue, devices, memory, math.inf)
+        self.staged_running += not e.front
         for i in devices:
             self.granted_now[i] += memory
         return Start(e.run_id, tuple(devices), memory)
@@ -508,6 +533,20 @@ def _link_rank(kind):
     if kind.startswith("NV") and kind[2:].isdigit():
         return max(_LINK_RANKS.values()) + int(kind[2:])
     return _LINK_RANKS.get(kind, _UNKNOWN_LINK)
+
+
+def on_queue_gpus(e, queue_gpus):
+    """(entry as the queue's `gpus=` runs it, '' or why it waits), as Guild's queue: without a GPU
+    request it gets the queue's GPUs; naming other GPUs, it waits (a GPU spec mismatch)."""
+    request = e.request
+    if e.no_gpus or (request.wants_gpus and not request.devices):
+        return e, ""
+    if not request.devices:
+        return dataclasses.replace(e, request=Request(gpus=len(queue_gpus), devices=tuple(queue_gpus))), ""
+    if sorted(request.devices) != sorted(queue_gpus):
+        asked = ",".join(str(i) for i in request.devices)
+        return e, f"GPU spec mismatch: the run asks for GPUs {asked}, the queue has {_index_ranges(queue_gpus)}"
+    return e, ""
 
 
 def _after_state(after, statuses):

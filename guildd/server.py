@@ -61,7 +61,7 @@ def _remove_socket(home):
             path.unlink(missing_ok=True)
 
 
-async def _serve(home, handle_signals, ready):
+async def _serve(home, handle_signals, ready, queue_always_on):
     stop = asyncio.Event()
     why = []  # what asked the daemon to stop, for the log
 
@@ -73,7 +73,7 @@ async def _serve(home, handle_signals, ready):
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_for, sig.name)  # handlers only record the signal
-    daemon = Daemon(home)
+    daemon = Daemon(home, queue_always_on)
     server = grpc.aio.server(
         interceptors=[WaitUntilReady(daemon.ready)],
         options=[
@@ -122,16 +122,17 @@ class WaitUntilReady(grpc.aio.ServerInterceptor):
         return await continuation(details)
 
 
-def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None):
+def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None, queue_always_on=False):
     """Runs the daemon for `home` until it is asked to stop. Raises GuildError for a home it
     can't use or one another daemon already serves; whatever ends it, the reason is logged.
-    `lock_fd`: the home's lock, when the caller has claimed it already."""
+    `lock_fd`: the home's lock, when the caller has claimed it already. `queue_always_on`:
+    staged runs start as resources free, without `guildctl queue start` (a shared box)."""
     try:
         if lock_fd is None:
             lock_fd = homelock.claim(home)
         try:
             daemonlog.setup(home, log_to_stderr)
-            asyncio.run(_serve(home, handle_signals, ready))
+            asyncio.run(_serve(home, handle_signals, ready, queue_always_on))
         finally:
             os.close(lock_fd)
     except Exception as e:

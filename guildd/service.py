@@ -8,7 +8,7 @@ import shlex
 
 from guild_common import __version__, errors, rundir
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildd import manage, resources, runstate, selection
+from guildd import manage, runstate, selection
 from guildd.rpc import mapped
 
 
@@ -80,11 +80,20 @@ def _cell(value):
     return pb.Cell(text=str(value))
 
 
+def _command(cmd):
+    """A run's `cmd` attr as one line (shlex.split gives the list back)."""
+    return " ".join(shlex.quote(str(a)) for a in cmd) if isinstance(cmd, list) else ""
+
+
+def _commands(msgs):
+    for msg in msgs:
+        msg.command = _command(rundir.read_attr(msg.run_dir, "cmd"))
+
+
 def _details(daemon, msg):
     """Adds what only `runs info` shows: command, origin, env, deps and other attributes."""
     attrs = rundir.read_attrs(msg.run_dir)
-    cmd = attrs.pop("cmd", None)
-    msg.command = " ".join(shlex.quote(str(a)) for a in cmd) if isinstance(cmd, list) else ""
+    msg.command = _command(attrs.pop("cmd", None))
     env = attrs.pop("env", None) or {}
     msg.env.update({str(k): str(v) for k, v in env.items()})
     msg.deps_json = json.dumps(attrs.pop("deps", None) or {}, default=str)
@@ -174,15 +183,37 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def RestartRun(self, request, context):
+        if request.start:
+            return await self._start_staged(request, context)
         rec, offset = await self.daemon.restart_run(request, self._user(context))
         return pb.RestartRunResponse(run=run_message(self.daemon, rec), output_offset=offset)
+
+    async def _start_staged(self, request, context):
+        """`run --start`: a staged run starts now; one that queue processing took meanwhile is
+        answered as it is, for the client to follow; anything else is refused."""
+        rec = await self.daemon.get_run(request.run)
+        if rec.status == runstate.STAGED:
+            try:
+                rec, offset = await self.daemon.restart_run(request, self._user(context))
+                return pb.RestartRunResponse(run=run_message(self.daemon, rec), output_offset=offset)
+            except errors.FailedPrecondition:
+                rec = await self.daemon.get_run(rec.id)
+                if not self.daemon.queue.taken(rec.id):
+                    raise
+        elif not self.daemon.queue.taken(rec.id):
+            raise errors.FailedPrecondition(
+                f"run {rec.id[:8]} is {rec.status}, not staged: --start starts a staged run (to run it again: --restart)")
+        return pb.RestartRunResponse(run=run_message(self.daemon, rec), already_started=True)
 
     @mapped
     async def ListRuns(self, request, context):
         recs, total = await self.daemon.select(
             _criteria(request.filter), list(request.runs), request.limit, _order(request), request.filter.archive
         )
-        return pb.ListRunsResponse(runs=[run_message(self.daemon, r) for r in recs], total=total)
+        msgs = [run_message(self.daemon, r) for r in recs]
+        if request.with_command:
+            await self.daemon.io(_commands, msgs)
+        return pb.ListRunsResponse(runs=msgs, total=total)
 
     @mapped
     async def GetRun(self, request, context):
@@ -290,7 +321,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def GetResources(self, request, context):
-        return resources_message(await resources.poll(self.daemon))
+        return resources_message(await self.daemon.queue.poll())  # the queue places runs on the freshest view
 
     @mapped
     async def WatchRun(self, request, context):
@@ -304,8 +335,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
                 )
             rec = running[0]
         yield pb.WatchRunResponse(run=run_message(self.daemon, rec))
-        async for chunk in self.daemon.watch(rec, request.tail, request.new_only, request.offset):
-            yield pb.WatchRunResponse(output=chunk)
+        async for is_stderr, chunk in self.daemon.watch(rec, request.tail, request.new_only, request.offset):
+            yield pb.WatchRunResponse(stderr=chunk) if is_stderr else pb.WatchRunResponse(output=chunk)
         # No scalars here: the end is sent as soon as the process ends (GetRun has them).
         # By id, trash included: a run that deletes itself on success may be there already.
         rec = await self.daemon.io(self.daemon.store.get, rec.id) or rec
@@ -350,6 +381,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
                 )
             )
         settings = queue.settings
+        processing = queue.processing()
         p50, p99 = queue.plan_stats()
         return pb.ListQueueResponse(
             entries=entries,
@@ -357,7 +389,10 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
                 pb.QueueHolding(run_id=h.run_id, user=h.user, devices=list(h.devices), gpu_memory=h.gpu_memory, queue=h.queue)
                 for h in queue.holdings.values()
             ],
-            paused=bool(settings.get("paused")),
+            paused=not processing["on"],
+            processing=pb.QueueProcessing(
+                run_once=processing["run_once"], gpus=processing["gpus"], wait_for_running=processing["wait_for_running"]),
+            always_on=queue.always_on,
             queue_limits=settings.get("queue_limits") or {},
             user_gpu_cap=int(settings.get("user_gpu_cap") or 0),
             cpu_slots=queue.cpu_slots(),
@@ -370,11 +405,18 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def ConfigureQueue(self, request, context):
+        if request.processing.gpus:
+            await self.daemon.queue.check_queue_gpus(tuple(request.processing.gpus))
         self.daemon.queue.configure(
             paused=request.paused if request.HasField("paused") else None,
             queue_limits=dict(request.queue_limits),
             user_gpu_cap=request.user_gpu_cap if request.HasField("user_gpu_cap") else None,
             cpu_slots=request.cpu_slots if request.HasField("cpu_slots") else None,
+            processing={
+                "run_once": request.processing.run_once,
+                "gpus": list(request.processing.gpus),
+                "wait_for_running": request.processing.wait_for_running,
+            },
         )
         return pb.ConfigureQueueResponse(queue=await self._queue_message(entries=False))
 

@@ -1,9 +1,13 @@
 """The per-run supervisor ("shim"): owns one run's process so the run outlives the daemon.
 
 A shim gets its run's launch spec (marshal: the same interpreter reads it back, with no import
-to pay for), starts the operation's process in the run dir with stdout and stderr both appended
-straight to `.guild/output` (as `> output 2>&1` would: the kernel keeps their order, and no pipe
-or reader sits on the run's path), enforces --stop-after, forwards a stop (SIGTERM to the shim)
+to pay for), starts the operation's process in the run dir with its stdout appended straight to
+`.guild/output` (no pipe or reader on the path of the bulk of a run's output) and its stderr on
+a pipe the shim copies to the same file, noting each copy's byte range in `.guild/output.stderr`
+(`START END` lines) so that watchers can give stderr back as stderr, as Guild does. Stdout keeps
+the kernel's order; a stderr write lands when the shim reads it, microseconds later, so it can
+follow a stdout line written right after it (as with Guild's two readers). The shim enforces
+--stop-after, forwards a stop (SIGTERM to the shim)
 to the process group with a SIGKILL after a grace period, and finally records `exit_status` and
 `stopped` in Guild's attrs format. A run may die of a full disk: before it starts, the shim
 reserves the few bytes its `LOCK` and its end need (see `reserve`), writes them in place, and
@@ -37,6 +41,7 @@ END_RETRY_SECONDS = (0.1, 0.5, 2.0)  # waits before each new try to record the e
 RESERVED_BYTES = 32  # per reserved file: a pid, an exit status or a µs time, and a newline
 # Paths inside a run dir (guild_common.rundir's layout; repeated here to stay stdlib-only).
 OUTPUT = os.path.join(".guild", "output")
+STDERR_RANGES = os.path.join(".guild", "output.stderr")
 LOCK = os.path.join(".guild", "LOCK")
 ATTRS = os.path.join(".guild", "attrs")
 # What is written in place of a reserved file: LOCK, and the end's attrs.
@@ -226,6 +231,7 @@ def _supervise(spec, run_dir, wake_r):
     # The command is looked up on the run's PATH, and it runs in the run dir.
     os.environ["PATH"] = env.get("PATH", os.defpath)
     os.chdir(run_dir)
+    err = _Stderr(run_dir, out_fd)
     try:
         pid = os.posix_spawnp(
             spec["cmd"][0],
@@ -234,14 +240,16 @@ def _supervise(spec, run_dir, wake_r):
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, out_fd, 1),
-                (os.POSIX_SPAWN_DUP2, out_fd, 2),
+                (os.POSIX_SPAWN_DUP2, err.fd2, 2),
             ],
             setsid=True,
         )
     except OSError as e:
+        err.close()
         _note(out_fd, f"guildd: cannot start {spec['cmd'][0]}: {e.strerror}\n")
         os.close(out_fd)
         return 127
+    err.spawned()
     try:
         _write_in_place(run_dir, LOCK, str(pid))
     except OSError:
@@ -257,12 +265,15 @@ def _supervise(spec, run_dir, wake_r):
             next_check = None if killed else stop_sent_at + STOP_GRACE_SECONDS
         if not (_Stop.requested and stop_sent_at is None):
             timeout = None if next_check is None else max(0.0, next_check - time.monotonic())
-            # Wakes on the process's exit, on a signal (the wakeup fd), or at the next check.
-            ready, _, _ = select.select([pidfd, wake_r], [], [], timeout)
+            # Wakes on the process's exit, on a signal (the wakeup fd), on stderr output, or at
+            # the next check.
+            ready, _, _ = select.select([pidfd, wake_r] + err.fds(), [], [], timeout)
             if pidfd in ready:
                 break
             if wake_r in ready:
                 os.read(wake_r, 512)
+            if err.read_end in ready:
+                err.copy()
         now = time.monotonic()
         if deadline is not None and now >= deadline and stop_sent_at is None:
             _note(out_fd, f"Stopping process early (pid {pid}) - {spec['stop_after']:g} second(s) elapsed\n")
@@ -274,8 +285,87 @@ def _supervise(spec, run_dir, wake_r):
             _signal_group(pid, signal.SIGKILL)
             killed = True
     os.close(pidfd)
+    while err.copy():  # what it wrote last; not what processes it left behind write later
+        pass
+    err.close()
     os.close(out_fd)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+class _Stderr:
+    """The process's stderr: a pipe the shim copies to the output, each copy's byte range
+    noted in STDERR_RANGES. Its own open file of the output, so that the offset after an
+    append is where that append ended, whatever the process writes to stdout meanwhile;
+    opened at the first stderr bytes (most runs write none: a run's start pays one pipe).
+    Where the pipe or these files can't be had, stderr goes to the output as stdout does."""
+
+    def __init__(self, run_dir, out_fd):
+        self.run_dir = run_dir
+        self.shared_fd = out_fd  # the output as the process's stdout has it
+        self.out_fd = self.ranges_fd = None
+        try:
+            self.read_end, self.write_end = os.pipe()
+        except OSError:
+            self.read_end = self.write_end = None
+            self.fd2 = out_fd  # what the process's stderr is made from
+            return
+        self.fd2 = self.write_end
+        os.set_blocking(self.read_end, False)
+
+    def spawned(self):
+        if self.write_end is not None:
+            os.close(self.write_end)  # the process has it: the pipe ends when its copies do
+            self.write_end = None
+
+    def fds(self):
+        return [] if self.read_end is None else [self.read_end]
+
+    def copy(self):
+        """Copies what is in the pipe; False when it is empty or at its end."""
+        if self.read_end is None:
+            return False
+        try:
+            data = os.read(self.read_end, 65536)
+        except BlockingIOError:
+            return False
+        if not data:
+            os.close(self.read_end)
+            self.read_end = None
+            return False
+        try:
+            if self.ranges_fd is None:
+                self._open()
+        except OSError:
+            self._write(self.shared_fd, data)  # no range file: kept as stdout is
+            return True
+        n = self._write(self.out_fd, data)
+        if n:
+            end = os.lseek(self.out_fd, 0, os.SEEK_CUR)  # where this append ended
+            self._write(self.ranges_fd, f"{end - n} {end}\n".encode())
+        return True
+
+    @staticmethod
+    def _write(fd, data):
+        """Bytes written; 0 on a full disk: lost, as the process's own write would be."""
+        try:
+            return os.write(fd, data)
+        except OSError:
+            return 0
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        out_fd = os.open(os.path.join(self.run_dir, OUTPUT), flags, 0o644)
+        try:
+            self.ranges_fd = os.open(os.path.join(self.run_dir, STDERR_RANGES), flags, 0o644)
+        except OSError:
+            os.close(out_fd)
+            raise
+        self.out_fd = out_fd
+
+    def close(self):
+        for fd in (self.read_end, self.write_end, self.out_fd, self.ranges_fd):
+            if fd is not None:
+                os.close(fd)
 
 
 def _signal_group(pgid, sig):

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     digest TEXT NOT NULL DEFAULT '',
     -- Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
     sort_us INTEGER GENERATED ALWAYS AS (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) VIRTUAL,
-    -- a batch run (Guild names its op `train+`, `train+gp`): compare leaves these out
+    -- a batch run (Guild names its op `train+`, `train+skopt:gp`): compare leaves these out
     batch INTEGER GENERATED ALWAYS AS (instr(op_name, '+') > 0) VIRTUAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (deleted, sort_us DESC, id);

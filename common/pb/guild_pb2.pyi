@@ -48,7 +48,7 @@ class GetDaemonInfoResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., guild_home: _Optional[str] = ..., started_us: _Optional[int] = ..., running: _Optional[int] = ..., user: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ...) -> None: ...
 
 class FlagDef(_message.Message):
-    __slots__ = ("name", "arg_name", "arg_skip", "arg_switch_json", "env_name", "type", "default_json", "description", "choices_json", "required")
+    __slots__ = ("name", "arg_name", "arg_skip", "arg_switch_json", "env_name", "type", "default_json", "description", "choices_json", "required", "arg_split_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARG_NAME_FIELD_NUMBER: _ClassVar[int]
     ARG_SKIP_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class FlagDef(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CHOICES_JSON_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ARG_SPLIT_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     arg_name: str
     arg_skip: bool
@@ -69,7 +70,8 @@ class FlagDef(_message.Message):
     description: str
     choices_json: str
     required: bool
-    def __init__(self, name: _Optional[str] = ..., arg_name: _Optional[str] = ..., arg_skip: _Optional[bool] = ..., arg_switch_json: _Optional[str] = ..., env_name: _Optional[str] = ..., type: _Optional[str] = ..., default_json: _Optional[str] = ..., description: _Optional[str] = ..., choices_json: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
+    arg_split_json: str
+    def __init__(self, name: _Optional[str] = ..., arg_name: _Optional[str] = ..., arg_skip: _Optional[bool] = ..., arg_switch_json: _Optional[str] = ..., env_name: _Optional[str] = ..., type: _Optional[str] = ..., default_json: _Optional[str] = ..., description: _Optional[str] = ..., choices_json: _Optional[str] = ..., required: _Optional[bool] = ..., arg_split_json: _Optional[str] = ...) -> None: ...
 
 class SourceFile(_message.Message):
     __slots__ = ("path", "data", "mode")
@@ -283,7 +285,7 @@ class StartProtoRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class RestartRunRequest(_message.Message):
-    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources", "optimizer_flags_json", "max_trials")
+    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources", "optimizer_flags_json", "max_trials", "start")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +304,7 @@ class RestartRunRequest(_message.Message):
     SET_RESOURCES_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_FLAGS_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     run: str
     flags_json: str
     label: str
@@ -313,15 +316,18 @@ class RestartRunRequest(_message.Message):
     set_resources: bool
     optimizer_flags_json: str
     max_trials: int
-    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ...) -> None: ...
+    start: bool
+    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class RestartRunResponse(_message.Message):
-    __slots__ = ("run", "output_offset")
+    __slots__ = ("run", "output_offset", "already_started")
     RUN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_STARTED_FIELD_NUMBER: _ClassVar[int]
     run: Run
     output_offset: int
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output_offset: _Optional[int] = ...) -> None: ...
+    already_started: bool
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output_offset: _Optional[int] = ..., already_started: _Optional[bool] = ...) -> None: ...
 
 class ScalarSummary(_message.Message):
     __slots__ = ("tag", "first", "first_step", "last", "last_step", "min", "min_step", "max", "max_step", "total", "count")
@@ -756,18 +762,20 @@ class RunSelection(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[RunFilter, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("filter", "limit", "runs", "min", "max")
+    __slots__ = ("filter", "limit", "runs", "min", "max", "with_command")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
+    WITH_COMMAND_FIELD_NUMBER: _ClassVar[int]
     filter: RunFilter
     limit: int
     runs: _containers.RepeatedScalarFieldContainer[str]
     min: str
     max: str
-    def __init__(self, filter: _Optional[_Union[RunFilter, _Mapping]] = ..., limit: _Optional[int] = ..., runs: _Optional[_Iterable[str]] = ..., min: _Optional[str] = ..., max: _Optional[str] = ...) -> None: ...
+    with_command: bool
+    def __init__(self, filter: _Optional[_Union[RunFilter, _Mapping]] = ..., limit: _Optional[int] = ..., runs: _Optional[_Iterable[str]] = ..., min: _Optional[str] = ..., max: _Optional[str] = ..., with_command: _Optional[bool] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "total")
@@ -804,14 +812,16 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run: _Optional[str] = ..., tail: _Optional[int] = ..., new_only: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class WatchRunResponse(_message.Message):
-    __slots__ = ("run", "output", "ended")
+    __slots__ = ("run", "output", "ended", "stderr")
     RUN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
     run: Run
     output: bytes
     ended: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output: _Optional[bytes] = ..., ended: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    stderr: bytes
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output: _Optional[bytes] = ..., ended: _Optional[_Union[Run, _Mapping]] = ..., stderr: _Optional[bytes] = ...) -> None: ...
 
 class StopRunsRequest(_message.Message):
     __slots__ = ("runs",)
@@ -862,7 +872,7 @@ class ListQueueRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListQueueResponse(_message.Message):
-    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms", "waiting")
+    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms", "waiting", "processing", "always_on")
     class QueueLimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -881,6 +891,8 @@ class ListQueueResponse(_message.Message):
     PLAN_P50_MS_FIELD_NUMBER: _ClassVar[int]
     PLAN_P99_MS_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_ON_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
     holdings: _containers.RepeatedCompositeFieldContainer[QueueHolding]
     paused: bool
@@ -892,10 +904,22 @@ class ListQueueResponse(_message.Message):
     plan_p50_ms: float
     plan_p99_ms: float
     waiting: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ..., waiting: _Optional[int] = ...) -> None: ...
+    processing: QueueProcessing
+    always_on: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ..., waiting: _Optional[int] = ..., processing: _Optional[_Union[QueueProcessing, _Mapping]] = ..., always_on: _Optional[bool] = ...) -> None: ...
+
+class QueueProcessing(_message.Message):
+    __slots__ = ("run_once", "gpus", "wait_for_running")
+    RUN_ONCE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    run_once: bool
+    gpus: _containers.RepeatedScalarFieldContainer[int]
+    wait_for_running: bool
+    def __init__(self, run_once: _Optional[bool] = ..., gpus: _Optional[_Iterable[int]] = ..., wait_for_running: _Optional[bool] = ...) -> None: ...
 
 class ConfigureQueueRequest(_message.Message):
-    __slots__ = ("paused", "queue_limits", "user_gpu_cap", "cpu_slots")
+    __slots__ = ("paused", "queue_limits", "user_gpu_cap", "cpu_slots", "processing")
     class QueueLimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -907,11 +931,13 @@ class ConfigureQueueRequest(_message.Message):
     QUEUE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     USER_GPU_CAP_FIELD_NUMBER: _ClassVar[int]
     CPU_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_FIELD_NUMBER: _ClassVar[int]
     paused: bool
     queue_limits: _containers.ScalarMap[str, int]
     user_gpu_cap: int
     cpu_slots: int
-    def __init__(self, paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ...) -> None: ...
+    processing: QueueProcessing
+    def __init__(self, paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., processing: _Optional[_Union[QueueProcessing, _Mapping]] = ...) -> None: ...
 
 class ConfigureQueueResponse(_message.Message):
     __slots__ = ("queue",)

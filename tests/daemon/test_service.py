@@ -68,7 +68,7 @@ def test_start_run_and_watch_to_the_end(client, tmp_path):
 
 
 def test_staged_run_can_be_stopped_before_it_starts(client, tmp_path):
-    client.configure_queue(paused=True)  # else the queue starts it at once
+    client.configure_queue(paused=True)  # queue processing off (a fresh daemon's default)
     run = client.start_run(spec(tmp_path, "print('x')\n"), stage=True)
     assert run.status == "staged"
     stopped = client.stop_runs([run.id])

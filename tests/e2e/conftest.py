@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 
 import psutil
 import pytest
@@ -37,9 +38,9 @@ class Guild:
         self.env.pop("VIRTUAL_ENV", None)
         self.daemon = None
 
-    def start_daemon(self):
+    def start_daemon(self, *options):
         self.daemon = subprocess.Popen(
-            ["guildd", "--foreground", "--no-log-stderr", "-H", str(self.home)],
+            ["guildd", "--foreground", "--no-log-stderr", "-H", str(self.home), *options],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -114,6 +115,37 @@ def _stop_everything(home):
                 proc.kill()
             except psutil.Error:
                 pass
+
+
+def serve_module(tmp_path_factory, name, project=None):
+    """A daemon for a whole test module (a module-scoped fixture yields from this): its home
+    and projects under one temp dir, stopped with whatever it left at the end."""
+    base = tmp_path_factory.mktemp(name)
+    guild = Guild(base / "guild-home", project or base)
+    guild.start_daemon()
+    yield guild
+    guild.stop()
+
+
+@pytest.fixture
+def proj(tmp_path):
+    """An empty project dir, for a test that writes its own files (see write)."""
+    p = tmp_path / "proj"
+    p.mkdir()
+    return p
+
+
+def write(proj, files):
+    """Writes {relative path: text} into a project, the text dedented."""
+    for rel, text in files.items():
+        path = proj / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def run(g, proj, *args, check=True, input=None):
+    """`guildctl run ARGS -y` in a project."""
+    return g.ctl("run", *args, "-y", cwd=proj, check=check, input=input)
 
 
 @pytest.fixture

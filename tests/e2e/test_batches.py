@@ -8,7 +8,7 @@ from tests.conftest import wait_for
 def test_list_values_run_one_trial_each_and_the_batch_goes_to_the_trash(guild):
     r = guild.ctl("run", "train.py", "x=[-1,0,1]", "noise=0", "-y")
     assert r.stdout.count("loss:") == 3
-    assert "Running trial " in r.stdout
+    assert "Running trial " in r.stderr
     trials = guild.runs()
     assert [t["operation"] for t in trials] == ["train.py"] * 3
     assert [json.loads(guild.ctl("runs", "info", t["id"], "--json").stdout)["flags"]["x"] for t in trials] == [1, 0, -1]
@@ -39,7 +39,7 @@ def test_a_failing_trial_is_reported_and_the_others_run(guild):
     (guild.project / "fails.py").write_text("import sys\nx = 1\nprint('x', x)\nif x == 2:\n    sys.exit(1)\n")
     r = guild.ctl("run", "fails.py", "x=[1,2,3]", "--keep-batch", "-y")
     assert r.stdout.count("x ") == 3
-    assert "exited with an error" in r.stdout
+    assert "exited with an error" in r.stderr  # guildd's own lines are stderr, as Guild logs them
     statuses = {r["label"]: r["status"] for r in guild.runs()}
     assert statuses["x=1"] == "completed" and statuses["x=2"] == "error" and statuses["x=3"] == "completed"
     assert statuses["x=[1, 2, 3]"] == "completed"
@@ -81,20 +81,20 @@ def test_random_search_is_reproducible_with_a_seed(guild):
 
     first, second = xs(), xs()
     assert first == second and all(-2.0 <= x <= 2.0 for x in first)
-    assert [d["operation"] for d in json.loads(guild.ctl("runs", "--deleted", "--json").stdout)] == ["train.py+random"] * 2
+    assert [d["operation"] for d in json.loads(guild.ctl("runs", "--deleted", "--json").stdout)] == ["train.py+skopt:random"] * 2
 
 
 def test_gp_search_restart_uses_earlier_trials(guild):
     (guild.project / "quad.py").write_text(QUAD)
     r = guild.ctl("run", "quad.py", "x=[-2.0:2.0]", "--optimizer", "gp", "--max-trials", "5", "--random-seed", "1", "-y")
     assert r.returncode == 0
-    assert r.stdout.count("Random start for optimization") == 3
-    assert r.stdout.count("Running trial ") == 5
-    batch_id = guild.ctl("select", "-Fo", "quad.py+gp").stdout.strip()
+    assert r.stderr.count("Random start for optimization") == 3
+    assert r.stderr.count("Running trial ") == 5
+    batch_id = guild.ctl("select", "-Fo", "quad.py+skopt:gp").stdout.strip()
     assert guild.info(batch_id)["status"] == "completed"  # a gp batch is kept
     r = guild.ctl("run", "-Fo", "random-starts=0", "--restart", batch_id, "--max-trials", "2", "-y")
-    assert "Found 5 previous trial(s) for use in optimization" in r.stdout
-    assert "Random start" not in r.stdout and r.stdout.count("Running trial ") == 2
+    assert "Found 5 previous trial(s) for use in optimization" in r.stderr
+    assert "Random start" not in r.stderr and r.stderr.count("Running trial ") == 2
     rows = guild.ctl("compare", batch_id, "--csv", "-").stdout.splitlines()
     assert len(rows) == 1 + 7  # comparing the batch compares its trials
 
@@ -117,19 +117,18 @@ def test_fail_on_trial_error_stops_the_batch(guild):
     (guild.project / "fails.py").write_text("import sys\nx = 1\nif x == 2:\n    sys.exit(1)\n")
     r = guild.ctl("run", "fails.py", "x=[1,2,3]", "--fail-on-trial-error", "-y", check=False)
     assert r.returncode == 1
-    assert "stopping batch because a trial failed" in r.stdout
+    assert "stopping batch because a trial failed" in r.stderr
     labels = sorted(run["label"] for run in guild.runs() if run["operation"] == "fails.py")
     assert labels == ["x=1", "x=2"]
     assert _batch(guild, "+")["status"] == "error"
 
 
 def test_stage_trials_queues_them(guild):
-    guild.ctl("queue", "pause")
     r = guild.ctl("run", "train.py", "x=[1,2]", "--stage-trials", "-y")
-    assert r.stdout.count("Staging trial ") == 2
+    assert r.stderr.count("Staging trial ") == 2
     trials = [run for run in guild.runs() if run["operation"] == "train.py"]
     assert [t["status"] for t in trials] == ["staged", "staged"]
-    guild.ctl("queue", "resume")
+    guild.ctl("queue", "start")
     for t in trials:
         guild.wait_status(t["id"], "completed")
 

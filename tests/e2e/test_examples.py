@@ -4,12 +4,10 @@ dir and run against a real guildd, as a user would try them."""
 import json
 import pathlib
 import shutil
-import signal
-import subprocess
 
 import pytest
 
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import serve_module
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -18,16 +16,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 def g(tmp_path_factory):
     base = tmp_path_factory.mktemp("examples")
     shutil.copytree(EXAMPLES, base / "examples")
-    guild = Guild(base / "guild-home", base / "examples")
-    guild.start_daemon()
-    yield guild
-    if guild.daemon.poll() is None:
-        guild.daemon.send_signal(signal.SIGTERM)
-        try:
-            guild.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            guild.daemon.kill()
-    _stop_everything(guild.home)
+    yield from serve_module(tmp_path_factory, "examples-home", base / "examples")
 
 
 def ex(g, name):
@@ -77,8 +66,8 @@ def test_pipeline_example(g):
     out = run(g, "pipeline", "train").stdout
     assert "epoch 2 loss=0.7290 on 10 rows" in out
     info = json.loads(g.ctl("runs", "info", "--deps", "--json", cwd=ex(g, "pipeline")).stdout)
-    assert info["flags"] == {"epochs": 3, "lr": 0.1, "prepare": first["id"]}
-    assert info["dependencies"]["prepare"]["operation:prepare"]["config"] == first["id"]
+    assert info["flags"] == {"epochs": 3, "lr": 0.1, "operation:prepare": first["id"]}
+    assert info["dependencies"]["operation:prepare"]["operation:prepare"]["config"] == first["id"]
     assert info["scalars"]["loss"][0] == pytest.approx(0.729)
     assert info["scalars"]["loss"][1] == 2  # `epoch N` sets the step
 
@@ -95,7 +84,7 @@ def test_pipeline_example(g):
     train = g.info((pdir / "train").resolve().name)
     assert (prep["status"], prep["flags"]) == ("completed", {"rows": 7})
     assert train["status"] == "completed"
-    assert train["flags"] == {"epochs": 3, "lr": 0.5, "prepare": prep["id"]}  # the step before it
+    assert train["flags"] == {"epochs": 3, "lr": 0.5, "operation:prepare": prep["id"]}  # the step before it
     new = [d.name for d in g.run_dirs() if d.name not in before]
     assert len(new) == 9
 

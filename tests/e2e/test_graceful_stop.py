@@ -176,6 +176,7 @@ def test_a_trial_being_started_at_a_graceful_stop_is_started_and_linked(guild, g
 
 def test_a_queued_run_being_started_at_a_graceful_stop_is_started(guild, gated):
     write_get_op(guild, gated)
+    guild.ctl("queue", "start")
     run_id = started_id(guild.ctl("run", "get", "--stage", "-y"))
     stop_while_starting(guild, gated)
     guild.start_daemon()

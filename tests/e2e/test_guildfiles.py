@@ -9,48 +9,18 @@ import json
 import pathlib
 import shutil
 import signal
-import subprocess
-import textwrap
 import threading
 
 import pytest
 import yaml
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import Guild, _stop_everything
+from tests.e2e.conftest import Guild, run, serve_module, write
 
 
 @pytest.fixture(scope="module")
 def g(tmp_path_factory):
-    base = tmp_path_factory.mktemp("guildfiles")
-    guild = Guild(base / "guild-home", base)
-    guild.start_daemon()
-    yield guild
-    if guild.daemon.poll() is None:
-        guild.daemon.send_signal(signal.SIGTERM)
-        try:
-            guild.daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            guild.daemon.kill()
-    _stop_everything(guild.home)
-
-
-@pytest.fixture
-def proj(tmp_path):
-    p = tmp_path / "proj"
-    p.mkdir()
-    return p
-
-
-def write(proj, files):
-    for rel, text in files.items():
-        path = proj / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-
-
-def run(g, proj, *args, check=True, input=None):
-    return g.ctl("run", *args, "-y", cwd=proj, check=check, input=input)
+    yield from serve_module(tmp_path_factory, "guildfiles")
 
 
 def ctl(g, proj, *args, check=True, input=None):
@@ -902,18 +872,19 @@ def test_requires_operation_latest_explicit_and_marked(g, proj):
     assert run(g, proj, "up", "n=3", "crash=yes", check=False).returncode == 1
     # The latest completed run of `up`.
     assert run(g, proj, "down").stdout.splitlines()[-1] == "got 2 k 0"
+    # Guild 0.9 names an unnamed operation dependency, and its flag, by its uri.
     info = json.loads(ctl(g, proj, "runs", "info", "--deps", "--json").stdout)
-    assert info["flags"]["up"] == second
-    dep = info["dependencies"]["up"]["operation:up"]
+    assert info["flags"]["operation:up"] == second
+    dep = info["dependencies"]["operation:up"]["operation:up"]
     assert dep["config"] == second and dep["paths"] == [f"../{second}/out.txt"]
-    assert attr(info["run_dir"], "deps")["up"]["operation:up"]["config"] == second
-    assert "--up" not in info["command"]  # the selecting flag is not passed to the script
+    assert attr(info["run_dir"], "deps")["operation:up"]["operation:up"]["config"] == second
+    assert "--up" not in info["command"] and "operation:up" not in info["command"]  # not passed to the script
     assert (pathlib.Path(info["run_dir"]) / "out.txt").read_text() == "2\n"
     text = ctl(g, proj, "runs", "info", "--deps").stdout
     assert second in text.split("dependencies:")[1]
     # One named explicitly (a prefix will do).
     assert run(g, proj, "down", f"up={first[:8]}").stdout.splitlines()[-1] == "got 1 k 0"
-    assert latest(g, proj)["flags"]["up"] == first
+    assert latest(g, proj)["flags"]["operation:up"] == first
     # A marked run is preferred to a later one.
     ctl(g, proj, "mark", first, "-y")
     assert run(g, proj, "down").stdout.splitlines()[-1] == "got 1 k 0"
@@ -1012,7 +983,7 @@ def test_failed_step_fails_the_pipeline(g, proj):
     before = {d.name for d in g.run_dirs()}
     r = run(g, proj, "bad-pipe", check=False)
     assert r.returncode == 1
-    assert "fail" in r.stdout.splitlines()[-1] and "error" in r.stdout.splitlines()[-1]
+    assert "fail" in r.stderr.splitlines()[-1] and "error" in r.stderr.splitlines()[-1]
     parent = latest(g, proj, "-o", "bad-pipe")
     assert parent["status"] == "error"
     new = [g.info(d.name) for d in g.run_dirs() if d.name not in before]
@@ -1118,17 +1089,17 @@ def test_optimizers_and_default_max_trials(g, proj):
     """})
     # --optimize: the op's default optimizer, and its default number of trials.
     r = run(g, proj, "search", "x=[-2.0:2.0]", "--optimize")
-    assert r.stdout.count("Running trial ") == 3
+    assert r.stderr.count("Running trial ") == 3
     # -o NAME: a configured optimizer with its flags; the op's objective.
     r = g.ctl("run", "search", "x=[-2.0:2.0]", "-o", "gp-1", cwd=proj, input="\n")
     assert "with 'skopt:gp' optimizer (max 3 trials, maximize acc)" in r.stdout
     assert "  random-starts: 2" in r.stdout
-    assert r.stdout.count("Random start for optimization") == 2
-    assert r.stdout.count("Running trial ") == 3
-    assert "completed: acc=" in r.stdout
+    assert r.stderr.count("Random start for optimization") == 2
+    assert r.stderr.count("Running trial ") == 3
+    assert "completed: acc=" in r.stderr
     # --max-trials wins over default-max-trials.
     r = run(g, proj, "search", "x=[-2.0:2.0]", "-o", "gp-1", "--max-trials", "4")
-    assert r.stdout.count("Running trial ") == 4
+    assert r.stderr.count("Running trial ") == 4
 
 
 def test_single_optimizer_is_the_one_optimize_uses(g, proj):
@@ -1142,7 +1113,7 @@ def test_single_optimizer_is_the_one_optimize_uses(g, proj):
     """})
     r = g.ctl("run", "search", "x=[-2.0:2.0]", "--optimize", "--max-trials", "2", cwd=proj, input="\n")
     assert "with 'skopt:forest' optimizer (max 2 trials, minimize loss)" in r.stdout
-    assert "  random-starts: 1" in r.stdout and r.stdout.count("Running trial ") == 2
+    assert "  random-starts: 1" in r.stdout and r.stderr.count("Running trial ") == 2
 
 
 def test_a_pipeline_goes_on_after_the_daemon_is_killed(tmp_path, project):

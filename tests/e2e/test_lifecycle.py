@@ -121,7 +121,7 @@ def test_proto_makes_a_new_run_from_an_old_one(guild):
 
 
 def test_stage_then_start(guild):
-    guild.ctl("queue", "pause")  # a staged run waits in the queue; --start starts it anyway
+    # Queue processing is off (a fresh daemon's default): the staged run waits; --start starts it.
     r = guild.ctl("run", "train.py", "x=0.7", "--stage", "-y")
     assert " staged as " in r.stdout
     run_id = r.stdout.split(" staged as ")[1].split()[0]

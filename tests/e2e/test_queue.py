@@ -35,10 +35,10 @@ def start_guild(tmp_path, project):
     (project / "gpujob.py").write_text(GPUJOB)
     started = []
 
-    def start(setting, home=None):
+    def start(setting, home=None, options=()):
         g = Guild(home or tmp_path / "guild-home", project, extra_env={"GUILD_SIMULATED_GPUS": str(setting)})
         started.append(g)
-        g.start_daemon()
+        g.start_daemon(*options)
         return g
 
     yield start
@@ -76,6 +76,7 @@ def test_mixed_sizes_never_share_or_overcommit_gpus(start_guild):
     for i, n in enumerate(sizes):
         r = guild.ctl("run", "gpujob.py", f"sleep={0.2 + 0.1 * (i % 3)}", "--gpus", str(n), "--stage", "-y")
         ids.append(_staged_id(r))
+    guild.ctl("queue", "start")
     _wait_ended(guild, ids)
     seen = {}
     for run_id, n in zip(ids, sizes):
@@ -101,6 +102,7 @@ def test_foreign_process_keeps_new_runs_off_its_gpu(start_guild, tmp_path):
     gpus = tmp_path / "gpus.yml"
     gpus.write_text("gpus: 2x80G\nprocesses:\n  - {gpu: 0, pid: 999999, user: bob, memory: 10G}\n")
     guild = start_guild(gpus)
+    guild.ctl("queue", "start")
     first = _staged_id(guild.ctl("run", "gpujob.py", "sleep=5", "--gpus", "1", "--stage", "-y"))
     second = _staged_id(guild.ctl("run", "gpujob.py", "sleep=0.1", "--gpus", "1", "--stage", "-y"))
     guild.wait_status(first, "running")
@@ -126,42 +128,44 @@ def test_memory_requests_share_a_gpu(start_guild):
     ids = [
         _staged_id(guild.ctl("run", "gpujob.py", "sleep=1", "--gpu-memory", "30G", "--stage", "-y")) for _ in range(2)
     ]
+    guild.ctl("queue", "start")
     _wait_ended(guild, ids)
     a, b = (_seen(guild, i) for i in ids)
     assert a["cvd"] == b["cvd"] == "0"
     assert a["start"] < b["end"] and b["start"] < a["end"]  # they ran side by side
 
 
-def test_queue_pause_priority_cancel_and_restart(start_guild, tmp_path):
+OFF = "queue processing is off ('guildctl queue start')"
+
+
+def test_queue_priority_cancel_and_restart_while_processing_is_off(start_guild, tmp_path):
     guild = start_guild("1x80G")
-    guild.ctl("queue", "pause")
     ids = [_staged_id(guild.ctl("run", "gpujob.py", f"sleep=0.{i + 1}", "--gpus", "1", "--stage", "-y")) for i in range(4)]
     q = _queue(guild)
-    assert q["paused"] is True
+    assert q["paused"] is True  # a fresh daemon starts with processing off, as Guild does
     assert [e["run"]["id"] for e in q["entries"]] == ids
-    assert all(e["reason"] == "queue is paused" for e in q["entries"])
+    assert all(e["reason"] == OFF for e in q["entries"])
     guild.ctl("queue", "priority", ids[2], "10")
     r = guild.ctl("queue", "cancel", ids[1])
     assert "Cancelled run " + ids[1][:8] in r.stdout
     assert guild.info(ids[1])["status"] == "terminated"
     assert [e["run"]["id"] for e in _queue(guild)["entries"]] == [ids[2], ids[0], ids[3]]
-    # The queue survives a daemon killed outright, in order, still paused.
+    # The queue survives a daemon killed outright, in order, processing still off.
     guild.kill_daemon(signal.SIGKILL)
     guild = start_guild("1x80G", home=guild.home)
     q = _queue(guild)
     assert q["paused"] is True
     assert [e["run"]["id"] for e in q["entries"]] == [ids[2], ids[0], ids[3]]
     assert [e["options"].get("priority", 0) for e in q["entries"]] == [10, 0, 0]
-    guild.ctl("queue", "resume")
+    guild.ctl("queue", "start")
     _wait_ended(guild, [ids[0], ids[2], ids[3]])
     starts = [_seen(guild, i)["start"] for i in (ids[2], ids[0], ids[3])]
     assert starts == sorted(starts)  # priority first, then submission order
     assert guild.info(ids[1])["status"] == "terminated"
 
 
-def test_start_runs_a_staged_run_ahead_of_a_paused_queue(start_guild):
+def test_start_runs_a_staged_run_while_processing_is_off(start_guild):
     guild = start_guild("2x80G")
-    guild.ctl("queue", "pause")
     waiting = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "1", "--stage", "-y"))
     chosen = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "0,", "--stage", "-y"))
     r = guild.ctl("run", "--start", chosen, "-y")
@@ -184,6 +188,7 @@ def test_unstaged_run_waits_for_its_gpu_and_says_why(start_guild):
 
 def test_after_runs_in_order_and_cancels_on_failure(start_guild):
     guild = start_guild("0")
+    guild.ctl("queue", "start")
     first = _staged_id(guild.ctl("run", "gpujob.py", "sleep=0.5", "--stage", "-y"))
     then = _staged_id(guild.ctl("run", "gpujob.py", "sleep=0.1", "--after", first[:8], "--stage", "-y"))
     _wait_ended(guild, [first, then])
@@ -198,15 +203,135 @@ def test_after_runs_in_order_and_cancels_on_failure(start_guild):
     assert f"after {failing[:8]} ended with status error" in output
 
 
-def test_guild_queue_op_drains_staged_runs(start_guild):
-    guild = start_guild("0")
-    guild.ctl("queue", "pause")
-    ids = [_staged_id(guild.ctl("run", "gpujob.py", "sleep=0.1", "--stage", "-y")) for _ in range(3)]
+def test_guild_queue_op_run_once_runs_staged_runs_one_at_a_time_and_waits(start_guild):
+    guild = start_guild("4x80G")
+    ids = [_staged_id(guild.ctl("run", "gpujob.py", "sleep=0.5", "--stage", "-y")) for _ in range(3)]
     r = guild.ctl("run", "queue", "run-once=yes", "-y")
     assert r.returncode == 0, r.stderr
-    assert all(guild.info(i)["status"] == "completed" for i in ids)
+    # It returned once they had ended, and ran them one at a time, in order (as Guild's queue).
+    assert [guild.info(i)["status"] for i in ids] == ["completed"] * 3
+    seen = [_seen(guild, i) for i in ids]
+    assert seen[0]["end"] <= seen[1]["start"] and seen[1]["end"] <= seen[2]["start"]
+    assert _queue(guild)["paused"] is True  # run-once switched processing off when done
+    later = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    assert guild.info(later)["status"] == "staged"
     r = guild.ctl("run", "queue", "nope=1", "-y", check=False)
     assert r.returncode != 0 and "unsupported flag 'nope'" in r.stderr
+
+
+def test_run_once_leaves_staged_runs_whose_gpus_do_not_match(start_guild):
+    guild = start_guild("2x80G")
+    mismatched = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "0,", "--stage", "-y"))
+    taken = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    r = guild.ctl("queue", "start", "gpus=1", "run-once=yes")  # returns: nothing left for it to take
+    assert "Staged runs have ended" in r.stdout
+    assert _seen(guild, taken)["cvd"] == "1"
+    assert guild.info(mismatched)["status"] == "staged" and _queue(guild)["paused"] is True
+
+
+def test_run_once_in_the_background_goes_on_in_the_daemon(start_guild):
+    guild = start_guild("0")
+    ids = [_staged_id(guild.ctl("run", "gpujob.py", "sleep=0.5", "--stage", "-y")) for _ in range(2)]
+    r = guild.ctl("queue", "start", "run-once=yes", "--background")
+    assert r.stdout.startswith("Queue processing on (run-once): ")
+    _wait_ended(guild, ids)
+    assert _seen(guild, ids[0])["end"] <= _seen(guild, ids[1])["start"]
+    wait_for(lambda: _queue(guild)["paused"], what="run-once processing to end")
+
+
+def test_staged_runs_wait_for_queue_processing_which_survives_a_restart(start_guild):
+    guild = start_guild("2x80G")
+    first = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "1", "--stage", "-y"))
+    assert guild.info(first)["status"] == "staged"
+    text = guild.ctl("queue").stdout
+    assert "Queue processing off" in text and "Staged runs wait for queue processing" in text
+    assert guild.info(first)["status"] == "staged"  # nothing took it meanwhile
+    r = guild.ctl("queue", "start")
+    assert "Queue processing on: " in r.stdout
+    guild.wait_status(first, "completed")
+    # On in the daemon: across a daemon killed outright, until `queue stop`.
+    guild.kill_daemon(signal.SIGKILL)
+    guild = start_guild("2x80G", home=guild.home)
+    second = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    guild.wait_status(second, "completed")
+    guild.ctl("queue", "stop")
+    third = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    assert "Queue processing off" in guild.ctl("queue").stdout
+    assert guild.info(third)["status"] == "staged"
+
+
+def test_queue_flags_gpus_and_wait_for_running(start_guild, tmp_path):
+    guild = start_guild("2x80G")
+    go = tmp_path / "go"
+    (guild.project / "wait.py").write_text(f"import os, time\nwhile not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\n")
+    other = guild.ctl("run", "wait.py", "--background", "-y").stdout.split(" as ")[1].split()[0]
+    guild.wait_status(other, "running")
+    staged = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    named = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "0,", "--stage", "-y"))
+    r = guild.ctl("queue", "start", "gpus=1", "wait-for-running=yes")
+    assert "Queue processing on (wait-for-running, gpus=1)" in r.stdout
+    reasons = {e["run"]["id"]: e["reason"] for e in _queue(guild)["entries"]}
+    assert reasons[staged] == f"wait-for-running: run {other[:8]} running"
+    go.write_text("")
+    guild.wait_status(staged, "completed")
+    assert _seen(guild, staged)["cvd"] == "1"  # no GPU request: the queue's GPUs, as Guild's queue
+    reasons = {e["run"]["id"]: e["reason"] for e in _queue(guild)["entries"]}
+    assert reasons[named] == "GPU spec mismatch: the run asks for GPUs 0, the queue has 1"
+
+
+def test_a_shared_box_daemon_can_keep_processing_always_on(start_guild):
+    guild = start_guild("1x80G", options=("--queue-always-on",))
+    run_id = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    guild.wait_status(run_id, "completed")
+    r = guild.ctl("queue", "stop", check=False)
+    assert r.returncode != 0 and "always on for this daemon" in r.stderr
+    assert "Queue processing on (always on)" in guild.ctl("queue").stdout
+
+
+def test_run_start_follows_a_staged_run_like_run(start_guild):
+    guild = start_guild("0")
+    failing = _staged_id(guild.ctl("run", "gpujob.py", "fail=yes", "--stage", "-y"))
+    r = guild.ctl("run", "--start", failing, "-y", check=False)
+    assert r.returncode == 3 and "GPUS " in r.stdout  # its output streamed, the script's exit code
+    background = _staged_id(guild.ctl("run", "gpujob.py", "sleep=1", "--stage", "-y"))
+    r = guild.ctl("run", "--start", background, "--background", "-y")
+    assert "started in background as " + background in r.stdout
+    assert guild.info(background)["status"] in ("pending", "running")
+    guild.wait_status(background, "completed")
+
+
+def test_run_start_follows_a_run_the_queue_took_meanwhile(start_guild):
+    guild = start_guild("0")
+    run_id = _staged_id(guild.ctl("run", "gpujob.py", "sleep=3", "--stage", "-y"))
+    guild.ctl("queue", "start")
+    guild.wait_status(run_id, "running")
+    r = guild.ctl("run", "--start", run_id, "-y")
+    assert r.returncode == 0 and "GPUS " in r.stdout
+    assert f"Run {run_id[:8]} was started by queue processing: following it" in r.stderr
+    assert guild.info(run_id)["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("run", "--start", "ffffffff", "-y"), "ffffffff"),
+        (("run", "--start", "{done}", "-y"), "is completed, not staged: --start starts a staged run"),
+        (("queue", "start", "gpus=abc"), "invalid queue gpus=abc: expected GPU indices"),
+        (("queue", "start", "gpus=7"), "queue gpus=7: there is no GPU 7"),
+        (("queue", "start", "run-once=maybe"), "invalid queue run-once=maybe: expected yes or no"),
+        (("run", "queue", "gpus=abc", "-y"), "invalid queue gpus=abc"),
+    ],
+)
+def test_bad_starts_are_one_clear_line(start_guild, args, message):
+    guild = start_guild("2x80G")
+    done = guild.ctl("run", "gpujob.py", "sleep=0", "-y")
+    done_id = guild.info("1")["id"]
+    assert done.returncode == 0
+    r = guild.ctl(*(a.format(done=done_id) for a in args), check=False)
+    assert r.returncode != 0
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert _queue(guild)["paused"] is True  # nothing switched on
+    assert guild.info(done_id)["status"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -240,6 +365,54 @@ def test_no_gpus_hides_gpus_and_gpu_requests_fail_without_gpus(start_guild):
     assert _seen(guild, guild.info("1")["id"])["cvd"] == ""
     r = guild.ctl("run", "gpujob.py", "--gpus", "1", "-y", check=False)
     assert r.returncode != 0 and "this box has no GPUs" in r.stderr
+
+
+def test_gpu_requests_say_what_the_run_sees(start_guild):
+    guild = start_guild("2x80G")
+    guild.ctl("run", "gpujob.py", "sleep=0", "--gpus", "0", "-y")
+    assert _seen(guild, guild.info("1")["id"])["cvd"] == ""  # --gpus 0 is no GPUs, as --no-gpus
+    r = guild.ctl("run", "gpujob.py", "sleep=0", "-y")
+    assert _seen(guild, guild.info("1")["id"])["cvd"] is None  # no request: every GPU, as in Guild
+    assert "Running on GPU" not in r.stderr
+    r = guild.ctl("run", "gpujob.py", "sleep=0", "--gpus", "1", "-y")
+    assert _seen(guild, guild.info("1")["id"])["cvd"] == "0"
+    assert "Running on GPU 0 (CUDA_VISIBLE_DEVICES=0)" in r.stderr  # which GPU `--gpus 1` got
+    help_text = " ".join(guild.ctl("run", "--help").stdout.split())
+    assert "--gpus N asks for N GPUs" in help_text and "--gpus 1, here" in help_text
+
+
+USEGPU = """\
+import os, pathlib, time
+sim = ""
+go = ""
+def put(text):
+    tmp = pathlib.Path(sim).with_name("gpus.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, sim)
+put("gpus: 1x80G\\nprocesses:\\n  - {gpu: 0, pid: %d, memory: 10G}\\n" % os.getpid())
+while not os.path.exists(go):
+    time.sleep(0.05)
+put("gpus: 1x80G\\n")
+"""
+
+
+def test_a_run_without_a_gpu_request_holds_the_gpus_its_processes_use(start_guild, tmp_path):
+    sim, go = tmp_path / "gpus.yml", tmp_path / "go"
+    sim.write_text("gpus: 1x80G\n")
+    guild = start_guild(sim)
+    (guild.project / "usegpu.py").write_text(USEGPU)
+    r = guild.ctl("run", "usegpu.py", f"sim={sim}", f"go={go}", "--background", "-y")
+    user = r.stdout.split(" as ")[1].split()[0]
+    wait_for(lambda: "run " + user[:8] in guild.ctl("gpus").stdout, what="the run's process on GPU 0")
+    r = guild.ctl("run", "gpujob.py", "sleep=0", "--gpus", "0,", "--background", "-y")
+    waiting = r.stdout.split(" as ")[1].split()[0]
+    # The scheduler doesn't hand GPU 0 out as free: the run without a request uses it.
+    assert f"GPU 0 has a foreign process: run {user[:8]} (no GPU request)" in r.stderr
+    assert guild.info(waiting)["status"] == "pending"
+    go.write_text("")
+    guild.wait_status(waiting, "completed")
+    assert guild.info(user)["status"] == "completed"
+    assert _seen(guild, waiting)["cvd"] == "0"
 
 
 def test_guild_file_op_asks_for_gpus(start_guild):

@@ -90,7 +90,7 @@ def g(tmp_path_factory):
         (project / "extra.py").write_text("# a change to the project: a new source digest\n")
         g.ctl("run", "slow.py", "steps=3", "delay=0", "-t", "tagged", "-y")
         ids["E"] = _latest_id(g)
-        g.ctl("queue", "pause")  # F stays staged
+        g.ctl("queue", "stop")  # F stays staged (processing is off by default, and stays so)
         r = g.ctl("run", "train.py", "x=0.4", "--stage", "-y")
         ids["F"] = r.stdout.split(" staged as ")[1].split()[0]
         ids["G"] = _bg_id(g.ctl("run", "slow.py", "steps=1000", "--background", "-y").stdout)

@@ -25,12 +25,12 @@ def test_hpo_tutorial(guild):
     assert len(top) == 3 and [float(t["loss"]) for t in top] == sorted(float(t["loss"]) for t in top)
     # Grid search with a sequence function.
     r = guild.ctl("run", "train.py", "x=linspace[-0.6:0.6:4]", "-y")
-    assert r.stdout.count("Running trial ") == 4
+    assert r.stderr.count("Running trial ") == 4
     assert [x["label"] for x in guild.runs()[:4]] == ["noise=0.1 x=0.6", "noise=0.1 x=0.2", "noise=0.1 x=-0.2", "noise=0.1 x=-0.6"]
     # Random search.
     r = guild.ctl("run", "train.py", "x=[-2.0:2.0]", "--max-trials", "5", input="\n")
     assert "You are about to run train.py with random search (max 5 trials)\n  noise: 0.1\n  x: [-2.0:2.0]" in r.stdout
-    assert r.stdout.count("Running trial ") == 5
+    assert r.stderr.count("Running trial ") == 5
     # Bayesian optimization, then a restart that goes on from its trials.
     r = guild.ctl("run", "train.py", "x=[-2.0:2.0]", "--optimizer", "gp", "--max-trials", "10", input="\n")
     assert (
@@ -38,13 +38,13 @@ def test_hpo_tutorial(guild):
         "  noise: 0.1\n  x: [-2.0:2.0]\nOptimizer flags:\n  acq-func: gp_hedge\n  kappa: 1.96\n"
         "  noise: gaussian\n  random-starts: 3\n  xi: 0.05\n"
     ) in r.stdout
-    assert r.stdout.count("Running trial ") == 10
-    batch_id = guild.ctl("select", "-Fo", "train.py+gp").stdout.strip()
+    assert r.stderr.count("Running trial ") == 10
+    batch_id = guild.ctl("select", "-Fo", "train.py+skopt:gp").stdout.strip()
     r = guild.ctl("run", "-Fo", "random-starts=0", "--restart", batch_id, input="\n")
     assert f"You are about to restart {batch_id[:8]} (train.py) with 'skopt:gp' optimizer (max 10 trials)" in r.stdout
     assert "  random-starts: 0" in r.stdout
-    assert "Found 10 previous trial(s) for use in optimization" in r.stdout
-    assert r.stdout.count("Running trial ") == 10
+    assert "Found 10 previous trial(s) for use in optimization" in r.stderr
+    assert r.stderr.count("Running trial ") == 10
     # compare :20 — the twenty latest runs, trials only (batch runs are left out), latest first.
     rows = _csv(guild, ":20")
     assert len(rows) == 20 and all(row["operation"] == "train.py" for row in rows)

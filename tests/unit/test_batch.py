@@ -46,7 +46,7 @@ def test_a_range_makes_random_search_with_20_trials_by_default():
         "  noise: 0.1",
         "  x: [-2.0:2.0]",
     ]
-    assert batch.op_suffix(p.kind) == "+random"
+    assert batch.op_suffix(p.kind) == "+skopt:random"  # Guild 0.9 names it so
 
 
 def test_gp_confirmation_lists_optimizer_flags_as_the_tutorial_shows():

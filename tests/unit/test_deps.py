@@ -8,12 +8,13 @@ import json
 import os
 import pathlib
 import tarfile
+import textwrap
 import threading
 import zipfile
 
 import pytest
 
-from guild_common import errors
+from guild_common import errors, guildfile, requires as reqlib
 from guildd import deps
 
 
@@ -135,21 +136,23 @@ def test_missing_file_names_resource_and_installs_nothing(make_ctx):
     assert issubclass(deps.DependencyError, errors.FailedPrecondition)
 
 
-def test_flag_named_like_resource_picks_file(make_ctx):
+def test_flag_name_picks_file(make_ctx):
     ctx, run = make_ctx({"infile": "data/sub/s.txt"})
-    r = deps.resolve([{"file": "data/input.txt", "name": "infile"}], ctx)
+    r = deps.resolve([{"file": "data/input.txt", "flag-name": "infile"}], ctx)
     assert files(run) == ["s.txt"]
-    assert r.deps_attr()["infile"]["infile"]["config"] == "data/sub/s.txt"
+    assert r.deps_attr()["infile"]["infile"] == {
+        "config": "data/sub/s.txt", "paths": ["../../project/data/sub/s.txt"], "uri": "file:data/input.txt"}
     ctx, run = make_ctx({"infile": ""}, name="run2")  # '' asks for the default
-    deps.resolve([{"file": "data/input.txt", "name": "infile"}], ctx)
+    deps.resolve([{"file": "data/input.txt", "flag-name": "infile"}], ctx)
     assert files(run) == ["input.txt"]
 
 
-def test_resource_flag_only_selects_a_single_source(make_ctx):
-    ctx, run = make_ctx({"two": "files/e.txt"})
-    deps.resolve({"name": "two", "sources": [{"file": "data/input.txt"},
-                                             {"file": "files/a.bin"}]}, ctx)
-    assert files(run) == ["a.bin", "input.txt"]
+def test_only_flag_name_makes_a_file_flag(make_ctx):
+    # As Guild 0.9: a file source's `name`, or its resource's, is no flag.
+    ctx, run = make_ctx({"two": "files/e.txt", "one": "files/e.txt"})
+    deps.resolve([{"name": "two", "sources": [{"file": "data/input.txt"}, {"file": "files/a.bin"}]},
+                  {"file": "data/sub/s.txt", "name": "one"}], ctx)
+    assert files(run) == ["a.bin", "input.txt", "s.txt"]
 
 
 def test_file_sha256(make_ctx):
@@ -293,9 +296,10 @@ def test_operation_latest_run(make_ctx, upstream):
     r = deps.resolve([{"operation": "prepare", "target-path": "data"}], ctx)
     assert files(run) == ["data/data1.txt", "data/subdir/data2.txt"]  # no source code or deps
     assert make_ctx.calls == [("prepare", None)]
-    assert r.upstream_runs() == {"prepare": "aaaa1111"}
-    assert r.flag_values() == {"prepare": "aaaa1111"}
-    assert r.deps_attr() == {"prepare": {"operation:prepare": {
+    # Guild 0.9 names an unnamed source, its resource and its flag by its uri.
+    assert r.upstream_runs() == {"operation:prepare": "aaaa1111"}
+    assert r.flag_values() == {"operation:prepare": "aaaa1111"}
+    assert r.deps_attr() == {"operation:prepare": {"operation:prepare": {
         "paths": ["../aaaa1111/data1.txt", "../aaaa1111/subdir"],
         "uri": "operation:prepare", "config": "aaaa1111"}}}
 
@@ -323,7 +327,7 @@ def test_operation_flag_name_rename_list_and_link(make_ctx):
 def test_operation_none_found(make_ctx):
     ctx, run = make_ctx()
     assert error_for([{"file": "data/input.txt"}, {"operation": "prepare-data"}], ctx) == (
-        "could not resolve 'operation:prepare-data' in prepare-data resource: "
+        "could not resolve 'operation:prepare-data' in operation:prepare-data resource: "
         "no suitable run for prepare-data")
     ctx, run = make_ctx({"prepared-data": "zzz"})
     msg = error_for([{"operation": "prepare", "name": "prepared-data"}], ctx)
@@ -337,14 +341,14 @@ def test_skip_resolved_and_stage(make_ctx):
     r = deps.resolve(requires, ctx, operations=False)
     assert files(run) == ["input.txt"] and make_ctx.calls == []
     r = deps.resolve(requires, ctx, skip={"inp"})
-    assert [s.resource for s in r.sources] == ["prepare"]
+    assert [s.resource for s in r.sources] == ["operation:prepare"]
 
 
 # --- config and module sources -----------------------------------------------------------
 
 
 def test_config_params_then_flags(make_ctx):
-    ctx, run = make_ctx({"a": 11, "c.d": 33, "prepare": "aaaa"})
+    ctx, run = make_ctx({"a": 11, "c.d": 33, "operation:prepare": "aaaa"})
     r = deps.resolve([{"config": "config.yml", "params": {"b": 222, "a": 1, "q.r": 1}},
                       {"operation": "prepare", "select": "data1.txt"}], ctx)
     assert (run / "config.yml").read_text() == "a: 11\nb: 222\nc:\n  d: 33\nq:\n  r: 1\n"
@@ -359,11 +363,32 @@ def test_config_json_compact_renamed(make_ctx):
     assert json.loads((run / "cfg/c2.json").read_text())["lr"] == 0.5
 
 
+def test_config_null_flags_keep_the_files_values(make_ctx):
+    # Flags declared `lr: null` (default-flag-arg-skip) are unset: as in Guild 0.9 the file
+    # keeps its own values instead of being overwritten with nulls.
+    ctx, run = make_ctx({"lr": None, "batch-size": None, "dropout": 0.5, "new": None})
+    deps.resolve([{"config": "config.json", "params": {"batch-size": 64}}], ctx)
+    assert json.loads((run / "config.json").read_text()) == {"batch-size": 64, "dropout": 0.5, "lr": 0.01}
+
+
+def test_config_ini_and_always_resolve(make_ctx, project):
+    # flags-dest config:flags.ini is such a dependency: written again at each start (a
+    # restart with new flags), although the run already resolved it.
+    (project / "flags.ini").write_text("[sec]\ni = 1\nl = 1 2\n")
+    requires = [{"name": "config:flags.ini", "sources": [{"config": "flags.ini", "always-resolve": True}]}]
+    ctx, run = make_ctx({"sec.i": 5, "b": False})
+    deps.resolve(requires, ctx)
+    assert (run / "flags.ini").read_text() == "[DEFAULT]\nb = False\n\n[sec]\ni = 5\nl = 1 2\n\n"
+    ctx, run = make_ctx({"sec.i": 6})
+    deps.resolve(requires, ctx, skip=("config:flags.ini",))
+    assert "i = 6" in (run / "flags.ini").read_text()
+
+
 def test_config_errors(make_ctx):
     ctx, _ = make_ctx({"a.b": 1})
-    assert "cannot set a.b in config file config.yml" in error_for([{"config": "config.yml"}], ctx)
+    assert "cannot set a.b in config file 'config.yml'" in error_for([{"config": "config.yml"}], ctx)
     ctx, _ = make_ctx(name="run2")
-    assert "unsupported config format for config.txt" in error_for([{"config": "config.txt"}], ctx)
+    assert "unsupported config format 'config.txt'" in error_for([{"config": "config.txt"}], ctx)
     assert "cannot find config file nope.yml" in error_for([{"config": "nope.yml"}], ctx)
 
 
@@ -383,8 +408,8 @@ def test_resources_for():
                               {"sources": [{"file": "a.txt"}, "b.txt"], "path": "p"},
                               {"operation": "prepare", "name": "d", "flag-name": "up"}])
     assert [(r.name, r.path) for r in res] == [
-        ("prepare", ""), ("http://x/y.gz", ""), ("file:a.txt,file:b.txt", "p"), ("d", "")]
-    assert res[3].flag_names() == ["up"]
+        ("operation:prepare", ""), ("http://x/y.gz", ""), ("file:a.txt,file:b.txt", "p"), ("d", "")]
+    assert [r.flag_names() for r in res] == [["operation:prepare"], [], [], ["up"]]
     with pytest.raises(errors.InvalidArgument, match="missing required attribute"):
         deps.resources_for([{"foo": "bar.txt"}])
     with pytest.raises(errors.InvalidArgument, match=r"conflicting attributes \(file, url\)"):
@@ -407,3 +432,44 @@ def test_rename_specs():
     assert deps._rename_specs(["'a b' c", ".bin ''"], {}) == [("a b", "c"), (".bin", "")]
     assert deps._rename_specs("x ${v}", {"v": 2}) == [("x", "2")]
     assert deps._rename_specs({"pattern": "a", "repl": "b"}, {}) == [("a", "b")]
+
+
+# --- guild_common.requires: references and selecting flags --------------------------------
+
+
+def test_requires_inline_flags_aliases_and_project_paths():
+    gf = guildfile.for_string(textwrap.dedent("""
+        - model: m
+          resources:
+            data:
+              path: d
+              sources: [data/input.txt]
+          operations:
+            op:
+              exec: 'true'
+              requires:
+                - data
+                - resource: data
+                - operation: prep
+                - operation: prep
+                  name: up
+                - operation: other
+                  flag-name: no
+                - file: files/e.txt
+                  flag-name: src
+                - config: config.yml
+        - model: n
+          operations:
+            op2:
+              exec: 'true'
+              requires: [m:data, nope]
+    """))
+    items = reqlib.inline(gf, gf.models["m"].operations["op"])
+    assert items[:2] == [{"name": "data", "path": "d", "sources": [{"file": "data/input.txt"}]}] * 2
+    defs = reqlib.flag_defs(items)
+    assert sorted(defs) == ["operation:prep", "src", "up"]
+    assert (defs["src"].default, defs["src"].arg_skip, defs["operation:prep"].default) == ("files/e.txt", True, None)
+    assert reqlib.flag_aliases(items) == {"prep": "operation:prep"}
+    assert reqlib.project_paths(items) == ["data/input.txt", "data/input.txt", "files/e.txt", "config.yml"]
+    with pytest.raises(errors.InvalidArgument, match="^resource 'nope' required by operation 'n:op2' is not defined$"):
+        reqlib.inline(gf, gf.models["n"].operations["op2"])

@@ -432,3 +432,16 @@ def test_coerce_paths(tmp_path, monkeypatch):
     with pytest.raises(InvalidArgument) as e:
         flags.coerce_flag_value("missing.csv", existing, cwd=str(tmp_path))
     assert str(e.value) == "invalid value 'missing.csv' for flag 'p': path does not exist"
+
+
+def test_arg_split_flag_args_by_dest():
+    defs = {"l": FlagDef("l", arg_split=True), "c": FlagDef("c", arg_split=",")}
+    values = {"l": "1 foo 'a b'", "c": "x,2"}
+    assert flags.flag_cmd_args(values, defs) == ["--c", "x", "2", "--l", "1", "foo", "a b"]
+    # opmain sets a Python list from one JSON argument.
+    assert flags.flag_cmd_args(values, defs, "globals") == ["--c", '["x", 2]', "--l", '[1, "foo", "a b"]']
+
+
+def test_join_and_split_flag_values_round_trip():
+    items = [1, 2.5, "foo", "a b", "1", True]
+    assert flags.split_flag_value(flags.join_flag_values(items)) == items

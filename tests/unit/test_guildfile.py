@@ -73,6 +73,25 @@ def test_anonymous_model_from_top_level_map():
     assert (foo.full_name, foo.model) == ("foo", "")
 
 
+def test_an_op_without_main_exec_or_steps_runs_the_module_named_like_it():
+    # As Guild 0.9: dashes become underscores, a `.py` suffix goes, dots stay (packages).
+    gf = gf_of(
+        """
+        - model: m
+          operations:
+            train-model: {}
+            prep.py: {}
+            pkg.sub: {}
+            shell: {exec: echo hi}
+            pipe: {steps: [shell]}
+            named: {main: other --x}
+        """
+    )
+    mains = {name: op.main for name, op in gf.models["m"].operations.items()}
+    assert mains == {"named": "other --x", "pipe": None, "pkg.sub": "pkg.sub", "prep.py": "prep",
+                     "shell": None, "train-model": "train_model"}
+
+
 def test_implicit_anonymous_model_and_default_operation():
     # L17298: an item with operations and no type is the anonymous model
     gf = gf_of("- operations:\n    test:\n      main: guild.pass\n      default: yes\n")
@@ -1182,7 +1201,7 @@ def test_unknown_attribute_warnings(tmp_path):
         "guild.yml: unknown attribute 'flgas' in operation 'm:train' (did you mean 'flags'?)",
         "guild.yml: unknown attribute 'defualt' in flag 'x' of operation 'm:train' (did you mean 'default'?)",
         "guild.yml: unknown type 'integer' for flag 'x' of operation 'm:train' "
-        "(expected one of string, number, float, int, boolean, path, existing-path)",
+        "(expected one of string, number, float, int, boolean, path, existing-path, auto)",
         "guild.yml: unknown attribute 'exce' in operation 'hello' (did you mean 'exec'?)",
     ]
     # The misspelt attributes are ignored, as Guild ignores them.

@@ -99,6 +99,7 @@ DEFS = {
     "verbose": FlagDef(name="verbose", arg_switch=True),
     "no_cache": FlagDef(name="no_cache", arg_switch=False, type="boolean"),
     "plain": FlagDef(name="plain"),
+    "items": FlagDef(name="items", arg_split=True),
 }
 
 
@@ -120,7 +121,25 @@ def test_to_attr_keys_guild_reads():
     assert attr["op-cmd"]["cmd-env"] == {"A": "1"}
     assert attr["op-cmd"]["cmd-flags"]["lr"] == {"arg-name": "learning-rate", "type": "float"}
     assert attr["op-cmd"]["cmd-flags"]["secret"] == {"arg-skip": True, "env-name": "SECRET"}
-    assert attr["flags-dest"] == "globals"
+    assert attr["flags-dest"] == attr["op-cmd"]["flags-dest"] == "globals"
+
+
+@pytest.mark.parametrize(
+    "op_cmd",
+    [
+        {"flags-dest": "globals", "cmd-env": {"FLAGS_DEST": "globals"}},  # as Guild 0.9 stages it
+        {"cmd-env": {"FLAGS_DEST": "globals"}},
+    ],
+)
+def test_for_attr_reads_guilds_flags_dest(op_cmd):
+    attr = {"op-cmd": {"cmd-args": ["${python_exe}", "-um", "guild.op_main", "train", "__flag_args__"], **op_cmd}}
+    assert opconfig.OpConfig.for_attr(attr).flags_dest == "globals"
+
+
+def test_for_attr_reads_guilds_project_dir():
+    # Guild 0.9 has no project-dir attr: its config dependencies are found from PROJECT_DIR.
+    attr = {"op-cmd": {"cmd-args": [], "cmd-env": {"PROJECT_DIR": "/proj"}}}
+    assert opconfig.OpConfig.for_attr(attr).project_dir == "/proj"
 
 
 def test_attr_round_trip():
@@ -160,6 +179,8 @@ def test_for_attr_without_op_cmd_fails(attr):
         FlagDef(name="v", arg_switch=True, default=False),
         FlagDef(name="nc", arg_switch=False, default=True),
         FlagDef(name="z", arg_switch=0),
+        FlagDef(name="l", default="1 2 foo", arg_split=True),
+        FlagDef(name="c", arg_split=","),
     ],
 )
 def test_flagdef_pb_round_trip(flagdef):

@@ -81,6 +81,20 @@ def test_globals_main_block_runs_and_only_module_level_assignments_replaced(tmp_
     assert p.stdout == "main 9 2 True\n", p.stderr
 
 
+def test_globals_flag_replaces_only_the_first_assignment(tmp_path):
+    # As Guild 0.9: the first assignment is the flag's (its default is imported from it);
+    # later ones are the script redefining the value.
+    source = """
+    x = 1
+    y = len("ab")
+    print("first", x, y)
+    x = 3
+    print("then", x)
+    """
+    p = _run(tmp_path, source, "--x", "5", "--y", "9")
+    assert p.stdout == "first 5 9\nthen 3\n", p.stderr
+
+
 # --- args mode -----------------------------------------------------------------------------
 
 ARGS_SCRIPT = """
@@ -218,3 +232,50 @@ def test_flag_assigns_rejects_bare_argument():
     with pytest.raises(SystemExit) as e:
         opmain.flag_assigns(["x=1"])
     assert "unexpected argument" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "flags_dest, printed",
+    [("globals", "hello 'big world'\n"), ("args", "hello 'big world' --x 1\n")],
+)
+def test_guild_pass_prints_its_args_without_guild_installed(tmp_path, flags_dest, printed):
+    # `main: guild.pass`: Guild's no-op module; flags are printed only as args, as in Guild.
+    env = {**os.environ, "FLAGS_DEST": flags_dest}
+    r = subprocess.run(
+        [sys.executable, "-u", OPMAIN, "guild.pass", "hello", "big world", "--", "--x", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, printed, "")
+
+
+# --- FLAGS_DEST=global:NAME / namespace:NAME / config:FILE ---------------------------------
+
+
+def test_global_dict_flags_update_the_dict(tmp_path):
+    source = """
+    params = {"i": 1, "keep": "k", "n": {"a": 1}}
+    print(sorted(params.items()))
+    """
+    p = _run(tmp_path, source, "--i", "2", "--n.a", "3", "--l", '[1, "a"]', flags_dest="global:params")
+    assert p.stdout == "[('i', 2), ('keep', 'k'), ('l', [1, 'a']), ('n', {'a': 3})]\n", p.stderr
+
+
+def test_namespace_flags_set_attributes(tmp_path):
+    source = """
+    from types import SimpleNamespace
+    params = SimpleNamespace(i=1, keep="k")
+    print(type(params).__name__, sorted(vars(params).items()))
+    """
+    p = _run(tmp_path, source, "--i", "2", flags_dest="namespace:params")
+    assert p.stdout == "SimpleNamespace [('i', 2), ('keep', 'k')]\n", p.stderr
+
+
+def test_namespace_never_assigned_is_the_flags(tmp_path):
+    p = _run(tmp_path, "print(params.a.b)\n", "--a.b", "5", flags_dest="namespace:params")
+    assert p.stdout == "5\n", p.stderr
+
+
+def test_config_dest_gives_the_script_no_flag_args(tmp_path):
+    # The flags reach it in the config file (written by guildd); as in Guild 0.9.
+    p = _run(tmp_path, "import sys\nprint(sys.argv[1:])\n", "fixed", "--", "--i", "2", flags_dest="config:f.yml")
+    assert p.stdout == "['fixed']\n", p.stderr

@@ -67,17 +67,21 @@ def test_globals_scalar_types(tmp_path):
     }
 
 
-def test_globals_last_constant_assignment_wins(tmp_path):
+def test_globals_first_constant_assignment_wins(tmp_path):
+    # As Guild 0.9: the first constant is the flag's default; later ones redefine it at run
+    # time (opmain replaces only the first assignment).
     path = _script(
         tmp_path,
         """
         x = 1
-        x = 2
-        y = 3
-        y = compute(y)
+        x = 3
+        y = compute()
+        y = 4
+        z = 5
+        z = compute(z)
         """,
     )
-    assert _defaults(detect_flags(path)) == {"x": 2, "y": 3}
+    assert _defaults(detect_flags(path)) == {"x": 1, "y": 4, "z": 5}
 
 
 def test_globals_ignored_forms(tmp_path):
@@ -90,7 +94,7 @@ def test_globals_ignored_forms(tmp_path):
         a, b = 1, 2
         c: float = 0.1
         d = None
-        e = [1, 2]
+        e = [1, len("x")]
         f = {"k": 1}
         g = os.getenv("G")
         h = 1 + 2
@@ -108,6 +112,16 @@ def test_globals_ignored_forms(tmp_path):
         """,
     )
     assert _defaults(detect_flags(path)) == {"m": 5, "n": 5}
+
+
+def test_globals_list_of_scalars_is_a_split_string(tmp_path):
+    # As Guild 0.9: `l = [1, 2, 'foo']` is the flag `l` with the string `1 2 foo`, split
+    # again when the run starts (a list value would make a batch).
+    path = _script(tmp_path, "l = [1, 2, 'foo', 'a b']\nempty = []\n")
+    assert detect_flags(path).flags == {
+        "l": FlagDef("l", default="1 2 foo 'a b'", arg_split=True),
+        "empty": FlagDef("empty", default="", arg_split=True),
+    }
 
 
 def test_globals_source_after_globals_does_not_run(tmp_path):
@@ -311,3 +325,110 @@ def test_argparse_import_inside_function_and_no_parser(tmp_path):
         """,
     )
     assert detect_flags(path) == ScriptFlags("args", {})
+
+
+# --- click -------------------------------------------------------------------------------------
+
+CLICK_SCRIPT = """
+import click
+
+prefix = "Flags:"
+
+
+def helper():
+    raise SystemExit("must never run")
+
+
+@click.command()
+@click.option("--i", type=int, default=1, help="sample int")
+@click.option("--f", type=float, default=1.1)
+@click.option("--b", is_flag=True, help="sample flag")
+@click.option("--s", default="hello")
+@click.option("--c", "color", "-c", default="red", type=click.Choice(["red", "blue"]))
+@click.option("-v", "verbose", count=True)
+@click.option("--shout/--no-shout", default=True)
+@click.option("--n", type=click.IntRange(0, 9), required=True)
+@click.option("--tags", multiple=True)
+@click.option("--name")
+@click.argument("data")
+def main(i, f, b, s, color, verbose, shout, n, tags, name, data):
+    helper()
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_click_options_are_args_flags(tmp_path):
+    # Read from the syntax tree, as for argparse: the command's body never runs, and the
+    # script's globals (`prefix`) are not flags of a click script.
+    flags = detect_flags(_script(tmp_path, CLICK_SCRIPT))
+    assert flags.dest == "args"
+    assert flags.flags == {
+        "i": FlagDef("i", default=1, type="int", description="sample int"),
+        "f": FlagDef("f", default=1.1, type="float"),
+        "b": FlagDef("b", default=False, type="boolean", description="sample flag", arg_switch=True),
+        "s": FlagDef("s", default="hello", type="string"),
+        # As Guild 0.9: a Choice is not given a type (the choices are what's checked).
+        "c": FlagDef("c", default="red", choices=("red", "blue")),
+        "shout": FlagDef("shout", default=True, type="boolean", arg_switch=False),
+        "n": FlagDef("n", type="int", required=True),
+        "tags": FlagDef("tags", type="string"),
+        "name": FlagDef("name", type="string"),
+    }
+
+
+def test_click_only_the_invoked_command_counts(tmp_path):
+    path = _script(
+        tmp_path,
+        """
+        from click import command, option
+
+        @command()
+        @option("--unused", default=1)
+        def other(unused):
+            pass
+
+        @command()
+        @option("--lr", default=0.1)
+        def train(lr):
+            pass
+
+        train()
+        """,
+    )
+    assert _defaults(detect_flags(path)) == {"lr": 0.1}
+
+
+def test_click_script_syntax_error_is_one_line(tmp_path):
+    path = _script(tmp_path, "import click\n@click.command(\ndef main(): pass\n")
+    with pytest.raises(InvalidArgument) as e:
+        detect_flags(path)
+    assert str(e.value).startswith(f"cannot read flags from {path}: ")
+    assert "\n" not in str(e.value)
+
+
+# --- global:NAME and namespace:NAME --------------------------------------------------------------
+
+
+def test_global_dict_and_namespace_items_are_flags(tmp_path):
+    path = _script(
+        tmp_path,
+        """
+        from types import SimpleNamespace
+        params = {"i": 1, "s": "x", "l": [1, "a"], "n": {"a": 1.5, "f": open}, 3: "k"}
+        params = {"i": 2}
+        ns = SimpleNamespace(i=1, sub=SimpleNamespace(b=True))
+        """,
+    )
+    flags = detect_flags(path, "global:params")
+    assert flags.dest == "global:params"
+    assert flags.flags == {
+        "i": FlagDef("i", default=1, type="number"),
+        "s": FlagDef("s", default="x", type="string"),
+        "l": FlagDef("l", default="1 a", arg_split=True),
+        "n.a": FlagDef("n.a", default=1.5, type="number"),
+    }
+    assert _defaults(detect_flags(path, "namespace:ns")) == {"i": 1, "sub.b": True}
+    assert detect_flags(path, "global:missing").flags == {}

@@ -43,9 +43,17 @@ def test_request_from_options_and_op_defaults():
     assert queueopts.resource_request("1", False, None, op).gpus == 1  # the option wins
 
 
+def test_gpus_0_means_no_gpus_like_no_gpus():
+    # Not "no request": that would leave CUDA_VISIBLE_DEVICES unset, every GPU visible.
+    assert queueopts.resource_request("0") == queueopts.resource_request(no_gpus=True)
+    assert queueopts.resource_request(None, False, None, {"gpus": 0}).no_gpus  # `gpus: 0` in guild.yml
+    assert not queueopts.resource_request().no_gpus  # no request at all: the run sees every GPU
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
+        ({"gpus": "0", "gpu_memory": "8G"}, "--gpus 0 cannot be used with --gpu-memory"),
         ({"no_gpus": True, "gpus": "1"}, "--no-gpus cannot be used with --gpus"),
         ({"gpu_memory": "lots"}, "invalid --gpu-memory 'lots'"),
         ({"gpu_memory": "0"}, "must be more than 0"),

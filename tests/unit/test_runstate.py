@@ -103,6 +103,15 @@ def test_staged_to_running_through_pending_in_one_step(run_dir):
     assert rundir.read_attr(run_dir, "started") == NOW + 5
 
 
+def test_pending_to_error_without_an_exit_status(run_dir):
+    # A dependency not met: as in Guild 0.9 no exit_status, and the run still reads as error.
+    runstate.apply_to_rundir(run_dir, None, runstate.PENDING, NOW)
+    runstate.apply_to_rundir(run_dir, runstate.PENDING, runstate.ERROR, NOW + 1, exit_status=False)
+    assert _markers(run_dir) == set()
+    assert rundir.read_attr(run_dir, "exit_status") is None
+    assert rundir.read_status(run_dir, lambda pid: False) == "error"
+
+
 def test_restart_clears_old_end(run_dir):
     rundir.write_attrs(run_dir, {"exit_status": 1, "stopped": NOW, "started": NOW - 10, "flags": {"x": 1}})
     runstate.apply_to_rundir(run_dir, runstate.ERROR, runstate.PENDING, NOW + 1)

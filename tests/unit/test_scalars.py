@@ -264,3 +264,28 @@ def test_feed_text_gives_what_feed_gives_line_by_line():
     block = ScalarParser.for_config(None)
     assert block.feed_text(text) == expected
     assert block.step == by_line.step
+
+
+# --- keys that are flag names (Guild 0.9: the default capture skips them)
+
+
+def test_default_capture_skips_the_runs_flag_names():
+    # Guild's get-started script prints its flags (`x: 0.1`, `noise: 0.1`) before `loss:`;
+    # as scalars they would duplicate the flag columns in `compare`.
+    text = "x: 0.1\nnoise: 0.1\nstep: 2\nloss: 0.5\nx: 0.3 (step 4)\nacc: 1\n"
+    for config in (None, True):
+        parser = ScalarParser.for_config(config, flags={"x": 0.1, "noise": 0.1})
+        assert [(s.key, s.value, s.step) for s in parser.feed_text(text)] == [("loss", 0.5, 2), ("acc", 1.0, 4)]
+    by_line = ScalarParser.for_config(None, flags=["x", "noise"])
+    assert [s.key for line in text.splitlines() for s in by_line.feed(line)] == ["loss", "acc"]
+
+
+def test_configured_capture_keeps_keys_that_are_flag_names():
+    # Only the default capture skips them: a pattern the user wrote asks for the key.
+    parser = ScalarParser.for_config([r"(\key): (\value)"], flags=["x"])
+    assert [s.key for s in parser.feed_text("x: 0.1\nloss: 2\n")] == ["x", "loss"]
+
+
+def test_a_flag_named_step_still_sets_the_step():
+    parser = ScalarParser.for_config(None, flags=["step"])
+    assert [(s.key, s.step) for s in parser.feed_text("step: 3\nloss: 1\n")] == [("loss", 3)]

@@ -36,8 +36,8 @@ def gpus(n, total=80):
     return tuple(gpu(i, total) for i in range(n))
 
 
-def hold(run_id, *devices, user="bob", memory=0, queue="", started=0):
-    return Holding(run_id, user, tuple(devices), memory * GIB, queue, started)
+def hold(run_id, *devices, user="bob", memory=0, queue="", started=0, staged=False):
+    return Holding(run_id, user, tuple(devices), memory * GIB, queue, started, staged)
 
 
 def entry(run_id, gpus=0, devices=(), memory=0, user="alice", seq=0, **kw):
@@ -458,7 +458,7 @@ def test_front_runs_are_not_held_by_reservations():
     assert outcome(entries, box) == {"now": (1,), "big": "needs 2 GPUs, 0 free"}
 
 
-# after, paused, queue limits, user cap, CPU slots
+# after, queue processing, queue limits, user cap, CPU slots
 
 AFTER = {
     "completed": ({"p": "completed"}, ()),
@@ -489,16 +489,54 @@ def test_cancel_comes_out_of_plan_even_when_the_box_is_full_and_paused():
     assert plan(entries, box) == [Cancel("b", "after p ended with status error")]
 
 
+OFF = "queue processing is off ('guildctl queue start')"
+
 LIMITS = {
-    "paused holds queued runs": (
+    "processing off holds staged runs": (
         Box(gpus=gpus(2), paused=True),
         [entry("a", 1), entry("b")],
-        {"a": "queue is paused", "b": "queue is paused"},
+        {"a": OFF, "b": OFF},
     ),
-    "paused doesn't hold front runs": (
+    "processing off doesn't hold front runs (started explicitly, or without --stage)": (
         Box(gpus=gpus(2), paused=True),
         [entry("a", 1), entry("f", 1, front=True), entry("g", front=True)],
-        {"f": (0,), "g": (), "a": "queue is paused"},
+        {"f": (0,), "g": (), "a": OFF},
+    ),
+    "run-once takes one staged run at a time": (
+        Box(gpus=gpus(4), run_once=True),
+        [entry("a", 1), entry("b", 1), entry("c")],
+        {"a": (0,), "b": "run-once: one staged run at a time", "c": "run-once: one staged run at a time"},
+    ),
+    "run-once waits for the staged run it took": (
+        Box(gpus=gpus(4), run_once=True, running=(hold("r", 0, staged=True),)),
+        [entry("a", 1), entry("f", 1, front=True)],
+        {"f": (1,), "a": "run-once: one staged run at a time"},
+    ),
+    "run-once doesn't wait for runs started explicitly": (
+        Box(gpus=gpus(4), run_once=True, running=(hold("r", 0),)),
+        [entry("a", 1), entry("b")],
+        {"a": (1,), "b": "run-once: one staged run at a time"},
+    ),
+    "run-once still places the run on free GPUs": (
+        Box(gpus=gpus(3), run_once=True, running=(hold("r", 0, 2),)),
+        [entry("a", 1), entry("b", 1)],
+        {"a": (1,), "b": "run-once: one staged run at a time"},
+    ),
+    "wait-for-running holds staged runs while other runs run": (
+        Box(gpus=gpus(2), blocking=(RUN,)),
+        [entry("a", 1), entry("f", 1, front=True)],
+        {"f": (0,), "a": "wait-for-running: run 1a2b3c4d running"},
+    ),
+    "queue gpus= runs staged runs without a GPU request on its GPUs": (
+        Box(gpus=gpus(4), queue_gpus=(2, 3)),
+        [entry("a"), entry("n", no_gpus=True), entry("c", 1), entry("m", devices=(0,)), entry("f", front=True)],
+        {"f": (), "a": (2, 3), "n": (), "c": (0,),
+         "m": "GPU spec mismatch: the run asks for GPUs 0, the queue has 2-3"},
+    ),
+    "queue gpus= waits for its GPUs": (
+        Box(gpus=gpus(2), queue_gpus=(1,), running=(hold("r", 1),)),
+        [entry("a")],
+        {"a": "GPU 1 is held by run r"},
     ),
     "named queue limit counts running runs and starts": (
         Box(gpus=gpus(4), running=(hold("r", 0, queue="q"),), queue_limits={"q": 2}),
@@ -624,7 +662,7 @@ def random_case(rng):
             continue
         (shared if memory else exclusive).update(devices)
         running.append(hold(f"h{k}", *devices, user=rng.choice("xyz"), memory=memory,
-                            queue=rng.choice(["", "q"]), started=rng.randint(0, 100)))
+                            queue=rng.choice(["", "q"]), started=rng.randint(0, 100), staged=rng.random() < 0.2))
     statuses = {f"p{k}": rng.choice(["completed", "completed", "running", "error"]) for k in range(4)}
     box = Box(
         gpus=tuple(box_gpus),
@@ -632,6 +670,8 @@ def random_case(rng):
                if rng.random() < 0.8},
         running=tuple(running),
         paused=rng.random() < 0.1,
+        run_once=rng.random() < 0.2,
+        blocking=("b",) if rng.random() < 0.1 else (),
         queue_limits={"q": rng.randint(0, 3)} if rng.random() < 0.5 else {},
         user_gpu_cap=rng.choice([0, 0, 2, 4]),
         cpu_slots=rng.choice([0, 1, 3]),
@@ -666,6 +706,7 @@ def test_random_boxes_are_never_overcommitted(seed):
     granted = {i: sum(h.gpu_memory for h in box.running if i in h.devices) for i in states}
     granted_now = dict.fromkeys(states, 0)
     user_gpus, queue_running, cpu_running = {}, {}, 0
+    staged_running = sum(h.staged for h in box.running)
     for h in box.running:
         user_gpus[h.user] = user_gpus.get(h.user, 0) + len(h.devices)
         queue_running[h.queue] = queue_running.get(h.queue, 0) + 1
@@ -694,7 +735,10 @@ def test_random_boxes_are_never_overcommitted(seed):
         if box.user_gpu_cap and d.devices:
             assert user_gpus[e.user] <= box.user_gpu_cap
         if not e.front:
-            assert not box.paused
+            assert not box.paused and not box.blocking
+            if box.run_once:
+                assert not staged_running, "run-once started a second staged run"
+            staged_running += 1
             limit = box.queue_limits.get(e.queue)
             assert limit is None or queue_running.get(e.queue, 0) < limit
             if not d.devices and box.cpu_slots:
