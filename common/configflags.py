@@ -56,13 +56,19 @@ def _parse(text, fmt):
         return json.loads(text or "{}")
     if fmt == "yaml":
         return yaml.safe_load(text) or {}
-    parser = configparser.ConfigParser(interpolation=None)
+    # DEFAULT read as a section of its own (no inheritance): its keys are top-level flags, as
+    # Guild 0.9 imports them (`i`, not `DEFAULT.i`), and other sections hold only their own.
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0")
     parser.optionxform = str  # keys keep their case
     parser.read_string(text)
-    return {
-        section: {key: flaglib.decode_flag_value(value) for key, value in parser[section].items()}
-        for section in parser.sections()
-    }
+    data = {}
+    for section in parser.sections():
+        values = {key: flaglib.decode_flag_value(value) for key, value in parser[section].items()}
+        if section == configparser.DEFAULTSECT:
+            data = {**values, **data}
+        else:
+            data[section] = values
+    return data
 
 
 def flag_defs(data: dict) -> dict:
@@ -122,7 +128,5 @@ def _ini_text(data):
 
 
 def _ini_value(value):
-    # As Guild 0.9 writes them: Python's str() (`False`, `1.5`), a list's items joined.
-    if isinstance(value, list):
-        return flaglib.join_flag_values(value)
+    # As Guild 0.9 writes them: Python's str() (`False`, `1.5`, `[1, 2, 'foo']`).
     return str(value)

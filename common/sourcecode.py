@@ -59,7 +59,9 @@ DEFAULT_RULES = (
     Rule(False, (".*",), "dir"),
     Rule(False, ("*",), "dir", sentinel=".guild-nocopy"),
     Rule(False, ("*",), "dir", sentinel="bin/activate"),
+    Rule(False, ("*",), "dir", sentinel="Scripts/activate"),  # a Windows virtualenv
     Rule(False, ("build",), "dir"),
+    Rule(False, ("dist",), "dir"),
     Rule(False, ("*.egg-info",), "dir"),
     Rule(True, ("*",), "text", size_lt=MAX_FILE_SIZE + 1, max_matches=MAX_FILE_COUNT),
 )

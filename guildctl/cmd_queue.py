@@ -227,10 +227,15 @@ def process(client, assigns, background):
     """Switches queue processing on with Guild's queue flags; with run-once (and not
     `background`), waits until it is done: the staged runs it took have ended."""
     processing = processing_for(queue_flags(assigns))
-    _start_foreign_staged(client, processing.gpus)
+    one_by_one = processing.run_once and not background
+    try:
+        _start_foreign_staged(client, processing.gpus, one_by_one)
+    except KeyboardInterrupt:
+        click.echo("\nThe run started goes on in guildd; 'guildctl stop' stops it", err=True)
+        raise SystemExit(130) from None
     msg = client.configure_queue(paused=False, processing=processing)
     click.echo(f"Queue processing {_processing_state(msg)}: {msg.waiting} run(s) waiting")
-    if not processing.run_once or background:
+    if not one_by_one:
         return
     try:
         while not msg.paused:
@@ -242,15 +247,19 @@ def process(client, assigns, background):
     click.echo("Staged runs have ended")
 
 
-def _start_foreign_staged(client, gpus):
+def _start_foreign_staged(client, gpus, one_by_one=False):
     """Runs staged by Guild itself (not in guildd's queue, and pipelines and batches staged
-    here, which wait outside it): started the way Guild's queue would, on the queue's GPUs."""
+    here, which wait outside it): started the way Guild's queue would, on the queue's GPUs;
+    `one_by_one` (run-once), oldest first, each after the one before has ended, as Guild's
+    queue runs them."""
     staged, _ = client.list_runs(statuses=["staged"])
     queued = {e.run.id for e in client.list_queue().entries}
-    for run in staged:
+    for run in sorted(staged, key=lambda r: r.started_us) if one_by_one else staged:
         if run.id not in queued:
             client.restart_run(
                 run=run.id,
                 resources=pb.ResourceRequest(gpus=len(gpus), devices=list(gpus)) if gpus else None,
                 set_resources=bool(gpus),
             )
+            while one_by_one and client.get_run(run.id).status in ("staged", "pending", "running"):
+                time.sleep(0.2)

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import posixpath
+import re
 import shlex
 import sys
 
@@ -43,7 +44,7 @@ def for_opdef(gf, opdef):
     script = _main_script(gf, opdef)
     detected = _detect_flags(gf, opdef, script)
     defs = _flag_defs(opdef, detected)
-    requires = [*reqlib.inline(gf, opdef), *_dest_requires(opdef.flags_dest)]
+    requires = [*reqlib.inline(gf, opdef), *_dest_requires(opdef.flags_dest, defs)]
     for name, rdef in reqlib.flag_defs(requires).items():
         # A flag that selects a dependency (`prepare=RUN_ID`, `src=file.txt`) is never
         # passed to the command (arg-skip, as Guild 0.9); a declared one keeps what it says.
@@ -77,12 +78,17 @@ def _detect_flags(gf, opdef, script):
     return pyscript.detect_flags(script, dest or None) if script else None
 
 
-def _dest_requires(dest):
+def _dest_requires(dest, defs):
     """flags-dest `config:FILE` is, as in Guild 0.9, a dependency that writes FILE into the
-    run with the run's flag values, again at each start."""
+    run with the run's flag values, again at each start; an `arg-split` flag's value is
+    written as the list it stands for (`l = [1, 2, 'foo']` in an INI file, as Guild)."""
     if not (dest or "").startswith("config:"):
         return []
-    return [{"name": dest, "sources": [{"config": dest[len("config:"):], "always-resolve": True, "replace-existing": True}]}]
+    src = {"config": dest[len("config:"):], "always-resolve": True, "replace-existing": True}
+    split = {name: d.arg_split for name, d in defs.items() if d.arg_split not in (None, False)}
+    if split:
+        src["arg-split"] = split
+    return [{"name": dest, "sources": [src]}]
 
 
 def _default_dest(opdef):
@@ -192,7 +198,9 @@ def source_files(op):
     config = source_config(op)
     for warning in config.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    if config.disabled:
+    if config.disabled or op.opdef.steps:
+        # Guild 0.9 copies no source code for a pipeline: its run dir holds the step links
+        # (a project dir `data/` would take the place of step `data`'s link).
         return [], config
     root = pathlib.Path(op.gf.dir) / (config.root or "")
     selection = sourcecode.select_files(root, config.rules)
@@ -272,12 +280,14 @@ def step_specs(op, values, cwd, stack=(), label="", tags=()):
         for k, v in (step.get("flags") or {}).items():
             text = flaglib.encode_flag_value(v) if not isinstance(v, str) else v
             assigns.append(f"{k}={opconfig.REF.sub(lambda m: _ref_text(values, m.group(1)), text)}")
-        child_def = guildfile.resolve(op.gf, params["opspec"])
+        child_def = guildfile.resolve(op.gf, _step_opspec(params["opspec"], op.opdef.model))
         if child_def.full_name in stack:
             raise errors.InvalidArgument(f"cycle in steps: {' -> '.join([*stack, child_def.full_name])}")
         child = for_opdef(op.gf, child_def)
         child_values, child_user = flag_values(child, assigns, params["force_flags"], cwd)
-        name = step.get("name") or child_def.full_name.replace(":", "_")
+        # Guild 0.9's step name and link: the step's `name`, else its op as written
+        # (`hello:from-flag` -> hello-from-flag, `default` stays default).
+        name = re.sub(r"[ :/\\]", "-", str(step.get("name") or params["opspec"]))
         used[name] = used.get(name, 0) + 1
         if used[name] > 1:
             name = f"{name}_{used[name]}"
@@ -292,6 +302,12 @@ def step_specs(op, values, cwd, stack=(), label="", tags=()):
         )
         out.append(pb.StepSpec(name=name, spec=spec))
     return out
+
+
+def _step_opspec(opspec, model):
+    """A step's bare op name is an op of the pipeline's own model (Guild 0.9's steps: `all`
+    in model `_check` running `default` runs `_check:default`, not the default model's)."""
+    return f"{model}:{opspec}" if model and ":" not in opspec else opspec
 
 
 # The `guildctl run` options a step line may use; Guild honours more (batches), and warns

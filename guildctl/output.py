@@ -151,9 +151,15 @@ def info_text(info):
         elif key == "tags":
             lines.append("tags:")
             lines += [f"  - {t}" for t in value]
-        elif key in ("environment", "dependencies"):
+        elif key == "environment":
             lines.append(f"{key}:")
             lines += [f"  {k}: {v}" for k, v in value.items()]
+        elif key == "dependencies":  # nested YAML, as Guild 0.9 prints it
+            import yaml
+
+            lines.append(f"{key}:")
+            text = yaml.safe_dump(value, default_flow_style=False) if value else ""
+            lines += [f"  {line}" for line in text.splitlines()]
         else:
             lines.append(f"{key}: {shorten_path(value) if key == 'run_dir' else value}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import os
 import random
 import re
 
-from guild_common import errors, flagfuncs, optdefs, rundir, trials as trialslib
+from guild_common import errors, flagfuncs, flags as flaglib, optdefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
 from guildd import pipeline, runstate
 
@@ -237,7 +237,7 @@ class Batch:
         child = await self.daemon.start_run(spec, self.spec.stage_trials, self.user)
         await self.daemon.io(pipeline.link, self.run_dir, f"trial-{number}", child.id)
         verb = "Staging" if self.spec.stage_trials else "Running"
-        await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({child.label})")
+        await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({_trial_flags_desc(spec)})")
         return child
 
     def _watch(self, trial_id, values):
@@ -293,6 +293,13 @@ class Batch:
     async def stop_trials(self):
         for trial_id in list(self.running):
             await self.daemon.stop_runs([trial_id])
+
+
+def _trial_flags_desc(spec):
+    """A trial's flags as Guild 0.9's `Running trial` line shows them: `a=1, b=x`, sorted,
+    null ones left out (not its label, which a label template may change)."""
+    values = json.loads(spec.flags_json or "{}")
+    return ", ".join(f"{k}={flaglib.format_flag_value(v)}" for k, v in sorted(values.items()) if v is not None)
 
 
 def trial_ids(run_dir):

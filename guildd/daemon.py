@@ -163,6 +163,11 @@ class Daemon:
         rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING)
         run_id = rec.id
         if stage and spec.steps:
+            # Its steps kept for `--start` or queue processing to start it later.
+            await self._or_take_back(run_id, pipeline.stage(self, run_id, list(spec.steps)))
+            if self._takes_staged_now():  # answered as staged, as the queue takes it
+                await self.transition(run_id, runstate.PENDING)
+                await pipeline.start(self, run_id, list(spec.steps), user)
             return rec
         if queued:
             add = self.queue.add(run_id, user, spec.resources, options, not stage, dict(spec.env), spec.stop_after, after_ids)
@@ -295,8 +300,19 @@ class Daemon:
             {"max_trials": spec.max_trials, "random_seed": spec.random_seed},
         )
         if req.stage:
+            if self._takes_staged_now():  # answered as staged, as the queue takes it
+                await self.transition(rec.id, runstate.PENDING)
+                await self._run_batch(rec.id, spec, proto, 0, user)
             return rec
         return await self._or_take_back(rec.id, self._run_batch(rec.id, spec, proto, 0, user))
+
+    def _takes_staged_now(self):
+        """Whether a pipeline or batch staged now starts at once, as queue processing would take
+        it: they wait outside the queue (holding nothing themselves), so they start when staged
+        while processing is on. Those staged before, and with run-once (one at a time) or a
+        queue's `gpus=` (on those GPUs), are started by guildctl's `queue start`."""
+        processing = self.queue.processing()
+        return processing["on"] and not processing["run_once"] and not processing["gpus"]
 
     async def _run_batch(self, run_id, spec, proto, session_start, user):
         rec = await self.transition(run_id, runstate.RUNNING)
@@ -658,6 +674,11 @@ class Daemon:
         found = await self.io(batchlib.read_spec, run_dir)
         if found is not None:
             return await self._restart_batch(rec, req, found)
+        steps = await self.io(pipeline.read_steps, run_dir)
+        if steps is not None:  # a pipeline (a staged one, say): its steps run again
+            offset = rundir.output_size(run_dir)
+            await self.transition(rec.id, runstate.PENDING)
+            return await pipeline.start(self, rec.id, steps, rec.user or user), offset
         attrs = await self.io(rundir.read_attrs, run_dir)
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         opconfig.check(config)

@@ -33,6 +33,7 @@ import zipfile
 from typing import Callable, Mapping
 
 from guild_common import configflags, errors, paths as pathslib, requires as reqlib, rundir
+from guild_common.flags import encode_flag_value, split_flag_value
 
 log = logging.getLogger("guildd.deps")
 
@@ -192,6 +193,7 @@ def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
             continue
         ctx.log(f"Resolving {res.name} dependency")
         for src in res.sources:
+            src = _with_flag_refs(src, ctx.flags)
             kind = _source_type(src, res.name)
             if kind == "operation" and not operations:
                 ctx.log(f"Skipping operation dependency {_uri(src, res.name)} for stage")
@@ -204,6 +206,30 @@ def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
     installed = _install(located, ctx)
     _append_manifest(ctx.run_dir, installed)
     return Resolved(tuple(resolved for resolved, _ in installed))
+
+
+def _with_flag_refs(src, flags):
+    """The source with `${flag}` refs in its values replaced by the run's flag values, as
+    Guild 0.9 resolves them (`file: ${file}`); a ref to no flag stays as written."""
+    def sub(value):
+        if isinstance(value, str):
+            return _FLAG_REF.sub(lambda m: _flag_ref_text(flags, m), value)
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        return value
+
+    return {k: sub(v) for k, v in src.items()}
+
+
+_FLAG_REF = re.compile(r"\$\{([^}|]+)\}")
+
+
+def _flag_ref_text(flags, m):
+    name = m.group(1).strip()
+    if name not in flags or flags[name] is None:
+        return m.group(0)
+    value = flags[name]
+    return value if isinstance(value, str) else encode_flag_value(value)
 
 
 def _project_path(res, src, ctx, kind):
@@ -251,8 +277,11 @@ def _locate_operation(res, src, ctx, _selectors):
         raise _Failed(f"no suitable run for {op}")
     run_id, run_dir = found
     ctx.log(f"Using output from run {run_id} for {res.name} resource")
-    cands = _select(run_dir, src.get("select"), skip=_manifest_paths(run_dir))
-    if not cands:
+    # As Guild 0.9: without `select`, only the files the upstream run made; a `select` may
+    # also pick its source code and its own dependencies (`select: file.txt` of a run that
+    # required file.txt).
+    cands = _select(run_dir, src.get("select"), skip=set() if src.get("select") else _manifest_paths(run_dir))
+    if not cands and src.get("warn-if-empty", True) not in (False, "no"):
         ctx.log(f"WARNING: nothing resolved for {res.name}")
     return _located(res, src, ctx, cands, flag=flag, config=run_id, run_id=run_id)
 
@@ -264,6 +293,9 @@ def _locate_config(res, src, ctx, selectors):
     _, rel, flag, chosen = _project_path(res, src, ctx, "config")
     values = dict(src.get("params") or {})
     values.update((k, v) for k, v in ctx.flags.items() if k not in selectors and v is not None)
+    for name, arg_split in (src.get("arg-split") or {}).items():  # flags-dest: see guildop
+        if isinstance(values.get(name), str):
+            values[name] = split_flag_value(values[name], arg_split)
     try:
         text = configflags.render(configflags.load(ctx.project_dir, rel), values, rel)
     except errors.InvalidArgument as e:
@@ -337,25 +369,28 @@ def _rename_specs(value, flags):
 
 
 def _select(root, patterns, skip=frozenset()):
-    """(path, target name) pairs from `root`, leaving out `.guild` and the `skip` paths:
-    files whose relative path fully matches a pattern, under their base names; without
-    patterns, the top-level entries that hold any file, directories whole."""
+    """(path, target name) pairs from `root`, leaving out the `skip` paths: as in Guild 0.9,
+    files and directories (a directory whole) whose relative path fully matches a pattern,
+    under their base names, `.guild` included (`select: .guild/attrs/flags`); without
+    patterns, the top-level entries but `.guild` that hold any file, directories whole."""
     pats = [patterns] if isinstance(patterns, str) else list(patterns or [])
     parents = lambda r: ("/".join(r.split("/")[: i + 1]) for i in range(r.count("/") + 1))
-    rels = [r for r in _walk(root) if not any(p in skip for p in parents(r))]
+    rels = [r for r in _walk(root, selecting=bool(pats)) if not any(p in skip for p in parents(r))]
     if not pats:
         return [(os.path.join(root, t), t) for t in sorted({r.split("/")[0] for r in rels})]
     return [(os.path.join(root, r), os.path.basename(r))
-            for r in rels if any(re.fullmatch(str(p), r) for p in pats)]
+            for r in sorted(rels) if any(re.fullmatch(str(p), r) for p in pats)]
 
 
-def _walk(root):
+def _walk(root, selecting=False):
+    """Relative paths of the files under `root`, but `.guild`'s; `selecting`: of the
+    directories too, and `.guild`'s."""
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        if rel_dir == ".":
+        if rel_dir == "." and not selecting:
             dirnames[:] = [d for d in dirnames if d != ".guild"]
         dirnames.sort()
-        for f in sorted(filenames):
+        for f in sorted(dirnames + filenames) if selecting else sorted(filenames):
             yield f if rel_dir == "." else f"{rel_dir}/{f}"
 
 

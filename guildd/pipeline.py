@@ -25,6 +25,11 @@ async def start(daemon, run_id, steps, user):
     return rec
 
 
+async def stage(daemon, run_id, steps):
+    """A staged pipeline: its steps are kept until it is started (see Daemon.restart_run)."""
+    await daemon.io(_write_steps, daemon.run_dir(run_id), steps)
+
+
 def read_steps(run_dir):
     """A pipeline run's steps, or None when the run isn't a pipeline."""
     try:

@@ -9,6 +9,8 @@ def test_list_values_run_one_trial_each_and_the_batch_goes_to_the_trash(guild):
     r = guild.ctl("run", "train.py", "x=[-1,0,1]", "noise=0", "-y")
     assert r.stdout.count("loss:") == 3
     assert "Running trial " in r.stderr
+    # Guild 0.9's line: the trial's flags, `, `-separated (not its label).
+    assert " train.py (noise=0, x=-1)\n" in r.stderr
     trials = guild.runs()
     assert [t["operation"] for t in trials] == ["train.py"] * 3
     assert [json.loads(guild.ctl("runs", "info", t["id"], "--json").stdout)["flags"]["x"] for t in trials] == [1, 0, -1]

@@ -206,3 +206,54 @@ def test_unknown_option_in_a_step_is_refused(g, proj):
     assert r.returncode != 0
     assert "step --no-such-option" in r.stderr and "--no-such-option" in r.stderr.splitlines()[-1]
     assert {d.name for d in g.run_dirs()} == before
+
+
+def test_a_bare_step_op_is_the_pipelines_models(g, proj):
+    # As in Guild 0.9: in model `chk`, step `greet` runs `chk:greet`, although the default
+    # model has a `greet` too (Guild's hello-package-legacy `_check:all`).
+    write(proj, {
+        "guild.yml": """
+            - model: main
+              default: yes
+              operations:
+                greet:
+                  exec: echo main greet
+            - model: chk
+              operations:
+                greet:
+                  exec: echo chk greet
+                all:
+                  steps:
+                    - greet
+                    - main:greet
+        """,
+    })
+    before = {d.name for d in g.run_dirs()}
+    r = run(g, proj, "chk:all")
+    assert sorted(i["operation"] for i in new_runs(g, before)) == ["chk:all", "chk:greet", "main:greet"]
+    assert r.stdout.index("chk greet\n") < r.stdout.index("main greet\n")
+    # Guild's step links: the op as written, `:` as `-`.
+    pipe = [i for i in new_runs(g, before) if i["operation"] == "chk:all"][0]
+    assert sorted(p.name for p in pathlib.Path(pipe["run_dir"]).iterdir() if p.is_symlink()) == [
+        "greet", "main-greet"]
+
+
+def test_a_pipeline_copies_no_source_code(g, proj):
+    # As in Guild 0.9: a steps op's run dir holds only its step links, so a project dir
+    # named like a step (Guild's dependencies example: `dir`) can't hide that step's link.
+    write(proj, {
+        "guild.yml": """
+            dir:
+              exec: echo dir step
+            all:
+              steps: [dir]
+        """,
+        "dir/a.txt": "a",
+        "train.py": "print(1)",
+    })
+    before = {d.name for d in g.run_dirs()}
+    run(g, proj, "all")
+    pipe = [i for i in new_runs(g, before) if i["operation"] == "all"][0]
+    run_dir = pathlib.Path(pipe["run_dir"])
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != ".guild") == ["dir"]
+    assert (run_dir / "dir").is_symlink()

@@ -881,7 +881,10 @@ def test_requires_operation_latest_explicit_and_marked(g, proj):
     assert "--up" not in info["command"] and "operation:up" not in info["command"]  # not passed to the script
     assert (pathlib.Path(info["run_dir"]) / "out.txt").read_text() == "2\n"
     text = ctl(g, proj, "runs", "info", "--deps").stdout
-    assert second in text.split("dependencies:")[1]
+    # Nested YAML, as Guild 0.9 prints it (not a Python dict).
+    assert text.split("dependencies:\n")[1].splitlines() == [
+        "  operation:up:", "    operation:up:", f"      config: {second}", "      paths:",
+        f"      - ../{second}/out.txt", "      uri: operation:up"]
     # One named explicitly (a prefix will do).
     assert run(g, proj, "down", f"up={first[:8]}").stdout.splitlines()[-1] == "got 1 k 0"
     assert latest(g, proj)["flags"]["operation:up"] == first

@@ -219,6 +219,47 @@ def test_guild_queue_op_run_once_runs_staged_runs_one_at_a_time_and_waits(start_
     assert r.returncode != 0 and "unsupported flag 'nope'" in r.stderr
 
 
+PIPELINE_YML = """\
+job:
+  main: gpujob
+  flags-import: all
+two:
+  flags:
+    sleep: 0.3
+  steps:
+    - job sleep=${sleep} -l first
+    - job sleep=${sleep} -l second
+"""
+
+
+def test_staged_pipelines_start_with_start_and_queue_run_once_one_at_a_time(start_guild, project):
+    # Guild's queue starts staged pipelines (and batches), run-once one at a time, and
+    # returns once they ended; `--start` starts one now.
+    (project / "guild.yml").write_text(PIPELINE_YML)
+    guild = start_guild("0")
+    started = _staged_id(guild.ctl("run", "two", "--stage", "-y"))
+    r = guild.ctl("run", "--start", started, "-y")
+    assert r.returncode == 0 and r.stdout.count("GPUS ") == 2
+    assert guild.info(started)["status"] == "completed"
+    ids = [_staged_id(guild.ctl("run", "two", "--stage", "-y")) for _ in range(2)]
+    r = guild.ctl("run", "queue", "run-once=yes", "-y")
+    assert r.returncode == 0, r.stderr
+    assert [guild.info(i)["status"] for i in ids] == ["completed"] * 2
+    steps = [json.loads(line[5:]) for i in ids
+             for line in (guild.home / "runs" / i / ".guild" / "output").read_text().splitlines()
+             if line.startswith("GPUS ")]
+    assert len(steps) == 4
+    assert all(a["end"] <= b["start"] for a, b in zip(steps, steps[1:]))
+    # Staged while processing is on (Guild's README: a queue running, then `--stage`): taken.
+    guild.ctl("queue", "start")
+    later = _staged_id(guild.ctl("run", "two", "sleep=0", "--stage", "-y"))
+    _staged_id(guild.ctl("run", "gpujob.py", "sleep=[0,0.1]", "--stage", "-y"))
+    _wait_ended(guild, [later])
+    assert guild.info(later)["status"] == "completed"
+    wait_for(lambda: guild.ctl("runs", "-Fo", "gpujob.py").stdout.count("completed") == 2,
+             what="the staged batch's trials")
+
+
 def test_run_once_leaves_staged_runs_whose_gpus_do_not_match(start_guild):
     guild = start_guild("2x80G")
     mismatched = _staged_id(guild.ctl("run", "gpujob.py", "--gpus", "0,", "--stage", "-y"))

@@ -34,6 +34,18 @@ def test_ini_sections_are_name_prefixes(tmp_path):
     assert text == "[flags]\ni = 5\nb = True\nl = 1 1.2 blue\nName = x\n\n[other]\nx = 2\n\n"
 
 
+def test_ini_default_section_keys_are_top_level_flags(tmp_path):
+    # Guild's flags example (config-3): keys under [DEFAULT] are flags `i`, `s`..., not lost;
+    # another section holds only its own keys, and they are written back under [DEFAULT].
+    (tmp_path / "f.ini").write_text("[DEFAULT]\n\ni = 123\ns = Howdy Guild\nb = no\n[sec]\nx = 2\n")
+    data = configflags.load(tmp_path, "f.ini")
+    assert {n: d.default for n, d in configflags.flag_defs(data).items()} == {
+        "i": 123, "s": "Howdy Guild", "b": False, "sec.x": 2,
+    }
+    text = configflags.render(data, {"i": 5}, "f.ini")
+    assert text == "[DEFAULT]\ni = 5\ns = Howdy Guild\nb = False\n\n[sec]\nx = 2\n\n"
+
+
 def test_json_is_written_compact_and_sorted(tmp_path):
     (tmp_path / "f.json").write_text('{"z": 1, "a": {"b": true}}')
     data = configflags.load(tmp_path, "f.json")

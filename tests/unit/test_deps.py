@@ -147,6 +147,19 @@ def test_flag_name_picks_file(make_ctx):
     assert files(run) == ["input.txt"]
 
 
+def test_flag_refs_in_source(make_ctx):
+    # `file: ${file}` (Guild's hello example): the run's flag value names the file; a ref
+    # to no flag stays as written.
+    ctx, run = make_ctx({"file": "files/e.txt", "n": 2})
+    r = deps.resolve([{"file": "${file}", "name": "file"}], ctx)
+    assert files(run) == ["e.txt"]
+    assert r.deps_attr()["file"]["file"]["uri"] == "file:files/e.txt"
+    ctx, run = make_ctx({"file": "nope.txt"}, name="run2")
+    assert error_for([{"file": "${file}", "name": "file"}], ctx).endswith("cannot find source file nope.txt")
+    ctx, run = make_ctx({}, name="run3")
+    assert error_for([{"file": "${file}"}], ctx).endswith("cannot find source file ${file}")
+
+
 def test_only_flag_name_makes_a_file_flag(make_ctx):
     # As Guild 0.9: a file source's `name`, or its resource's, is no flag.
     ctx, run = make_ctx({"two": "files/e.txt", "one": "files/e.txt"})
@@ -315,6 +328,40 @@ def test_operation_select_rename_and_flag(make_ctx):
     assert r.flag_values() == {"prepared-data": "aaaa1111"}
 
 
+def test_operation_select_picks_upstream_deps_and_source_code(make_ctx):
+    # As Guild 0.9 (its dependencies example's file-op): `select` may name a file the
+    # upstream run required, or its source code; without `select` they are left out.
+    ctx, run = make_ctx()
+    deps.resolve([{"operation": "prepare", "select": ["dep.txt", "prep.py"]}], ctx)
+    assert files(run) == ["dep.txt", "prep.py"]
+
+
+def test_operation_warn_if_empty(make_ctx):
+    # Guild's `warn-if-empty: no` (its dependencies example's dir-op) silences the warning.
+    lines = []
+    for name, extra in (("run1", {}), ("run2", {"warn-if-empty": False}), ("run3", {"warn-if-empty": "no"})):
+        ctx, _ = make_ctx(name=name)
+        ctx = deps.ResolveContext(**{**ctx.__dict__, "log": lines.append})
+        deps.resolve([{"operation": "prepare", "select": "nothing-here", **extra}], ctx)
+    assert [line for line in lines if line.startswith("WARNING")] == [
+        "WARNING: nothing resolved for operation:prepare"]
+
+
+def test_operation_select_matches_dirs_and_guild_files(make_ctx):
+    # As in Guild 0.9, `select` matches directories (copied whole) and paths under the
+    # upstream run's .guild (`select: .guild/attrs/id`, as Guild's examples take its flags).
+    ctx, run = make_ctx()
+    r = deps.resolve([{"operation": "prepare", "select": ["subdir", ".guild/attrs/id"],
+                       "rename": "id upstream-id.txt"}], ctx)
+    assert files(run) == ["subdir/data2.txt", "upstream-id.txt"]
+    assert (run / "upstream-id.txt").read_text() == ".guild/attrs/id"
+    assert r.resolved_deps() == {"operation:prepare": {"operation:prepare": [
+        "../aaaa1111/.guild/attrs/id", "../aaaa1111/subdir"]}}
+    ctx, run = make_ctx(name="run2")
+    deps.resolve([{"file": "data", "select": "sub", "target-path": "in"}], ctx)
+    assert files(run) == ["in/sub/s.txt"]
+
+
 def test_operation_flag_name_rename_list_and_link(make_ctx):
     ctx, run = make_ctx({"up": "aaaa1"})
     deps.resolve([{"operation": "prepare", "flag-name": "up", "target-type": "link",
@@ -382,6 +429,17 @@ def test_config_ini_and_always_resolve(make_ctx, project):
     ctx, run = make_ctx({"sec.i": 6})
     deps.resolve(requires, ctx, skip=("config:flags.ini",))
     assert "i = 6" in (run / "flags.ini").read_text()
+
+
+def test_config_arg_split_flags_written_as_lists(make_ctx, project):
+    # Guild's flags example (config-3: `l` with arg-split, flags-dest config:flags.ini):
+    # the flag's string is written as the list it stands for, in Python's str() as Guild.
+    (project / "flags.ini").write_text("[DEFAULT]\ni = 1\nl = 1 1.2 blue yes\n")
+    requires = [{"name": "config:flags.ini", "sources": [
+        {"config": "flags.ini", "always-resolve": True, "arg-split": {"l": True}}]}]
+    ctx, run = make_ctx({"i": 1, "l": "1 2 foo"})
+    deps.resolve(requires, ctx)
+    assert (run / "flags.ini").read_text() == "[DEFAULT]\ni = 1\nl = [1, 2, 'foo']\n\n"
 
 
 def test_config_errors(make_ctx):

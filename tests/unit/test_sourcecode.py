@@ -59,7 +59,9 @@ def test_default_rules_format():
         "exclude dir '.*'",
         "exclude dir '*' with '.guild-nocopy'",
         "exclude dir '*' with 'bin/activate'",
+        "exclude dir '*' with 'Scripts/activate'",
         "exclude dir 'build'",
+        "exclude dir 'dist'",
         "exclude dir '*.egg-info'",
         "include text '*' size < 1048577, max match 100",
     ]
@@ -123,6 +125,10 @@ def test_nested_excluded_dirs(tmp_path):
     _write(tmp_path, "pkg/.git/config", "[core]\n")
     _write(tmp_path, "pkg/build/lib/mod.py", "x = 1\n")
     _write(tmp_path, "pkg/thing.egg-info/PKG-INFO", "Name: thing\n")
+    # As Guild 0.9's Python operations: dist and Windows virtualenvs too.
+    _write(tmp_path, "dist/thing-0.1/setup.py", "x = 1\n")
+    _write(tmp_path, "winenv/Scripts/activate", "# activate\n")
+    _write(tmp_path, "winenv/Lib/site-packages/m.py", "x = 1\n")
     assert select_files(tmp_path).files == ("pkg/mod.py",)
 
 

@@ -61,7 +61,9 @@ DEFAULT_RULE_LINES = """\
   exclude dir '.*'
   exclude dir '*' with '.guild-nocopy'
   exclude dir '*' with 'bin/activate'
+  exclude dir '*' with 'Scripts/activate'
   exclude dir 'build'
+  exclude dir 'dist'
   exclude dir '*.egg-info'
   include text '*' size < 1048577, max match 100"""
 
