@@ -93,6 +93,9 @@ def _damage(guild, bad_scalars, garbage, unreadable):
     op = yaml.safe_load((attrs / "op").read_text())
     op["output-scalars"] = "((("
     (attrs / "op").write_text(yaml.safe_dump(op))
+    # Output the last daemon didn't read: the next one parses it with that config.
+    with open(guild.home / "runs" / bad_scalars / ".guild" / "output", "a") as f:
+        f.write("loss: 0.5\n")
 
     gdir = guild.home / "runs" / garbage / ".guild"
     (gdir / "attrs" / "op").write_bytes(b"\xff\xfe\x00op: [garbage")
