@@ -11,12 +11,15 @@ import copy
 import io
 import json
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import yaml
 
 from guild_common import flags as flaglib
 from guild_common.errors import InvalidArgument
 from guild_common.flagdef import FlagDef
+from guild_common.paths import StrPath
 
 FORMATS = {".yml": "yaml", ".yaml": "yaml", ".json": "json", ".ini": "ini", ".cfg": "ini"}
 
@@ -29,7 +32,7 @@ def config_format(rel: str) -> str:
     return fmt
 
 
-def load(base_dir, rel: str) -> dict:
+def load(base_dir: StrPath, rel: str) -> dict:
     """The file's values (an INI file's as {section: {key: value}}, values decoded as flag
     values are)."""
     fmt = config_format(rel)
@@ -51,7 +54,7 @@ def load(base_dir, rel: str) -> dict:
     return data
 
 
-def _parse(text, fmt):
+def _parse(text: str, fmt: str) -> Any:
     if fmt == "json":
         return json.loads(text or "{}")
     if fmt == "yaml":
@@ -59,9 +62,9 @@ def _parse(text, fmt):
     # DEFAULT read as a section of its own (no inheritance): its keys are top-level flags, as
     # Guild 0.9 imports them (`i`, not `DEFAULT.i`), and other sections hold only their own.
     parser = configparser.ConfigParser(interpolation=None, default_section="\0")
-    parser.optionxform = str  # keys keep their case
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
     parser.read_string(text)
-    data = {}
+    data: dict[str, Any] = {}
     for section in parser.sections():
         values = {key: flaglib.decode_flag_value(value) for key, value in parser[section].items()}
         if section == configparser.DEFAULTSECT:
@@ -71,9 +74,9 @@ def _parse(text, fmt):
     return data
 
 
-def flag_defs(data: dict) -> dict:
+def flag_defs(data: dict) -> dict[str, FlagDef]:
     """name -> FlagDef for every value, nested mappings as dotted names; untyped, as Guild's."""
-    out = {}
+    out: dict[str, FlagDef] = {}
     for name, value in _flatten(data, ""):
         if isinstance(value, list):
             if all(not isinstance(v, (list, dict)) for v in value):
@@ -83,7 +86,7 @@ def flag_defs(data: dict) -> dict:
     return out
 
 
-def _flatten(data, prefix):
+def _flatten(data: dict, prefix: str) -> Iterator[tuple[str, Any]]:
     for key, value in data.items():
         if isinstance(value, dict) and value:
             yield from _flatten(value, f"{prefix}{key}.")
@@ -113,10 +116,10 @@ def render(data: dict, values: dict, rel: str) -> str:
     return _ini_text(data)
 
 
-def _ini_text(data):
+def _ini_text(data: dict) -> str:
     # A name without a section (a flag the file doesn't hold) goes in DEFAULT.
     parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
     for key, value in data.items():
         if isinstance(value, dict):
             parser[key] = {k: _ini_value(v) for k, v in value.items() if v is not None}
@@ -127,6 +130,6 @@ def _ini_text(data):
     return out.getvalue()
 
 
-def _ini_value(value):
+def _ini_value(value: object) -> str:
     # As Guild 0.9 writes them: Python's str() (`False`, `1.5`, `[1, 2, 'foo']`).
     return str(value)

@@ -12,11 +12,11 @@ class GuildError(Exception):
     grpc_code = "UNKNOWN"
     exit_code = 1
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 
@@ -59,7 +59,7 @@ ALL = [
 ]
 
 
-def for_grpc_code(code_name):
+def for_grpc_code(code_name: str) -> type[GuildError]:
     """The error class that travels as the gRPC status named `code_name`."""
     for cls in ALL:
         if cls.grpc_code == code_name:

@@ -13,6 +13,8 @@ silently runs one trial with a nonsense value. Here a malformed function is an e
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import InvalidArgument
 from .flags import decode_flag_value
@@ -29,12 +31,10 @@ class SearchDim:
     integer: bool = False  # both bounds ints: integer samples
 
 
-# --- Parsing -------------------------------------------------------------------------------
-
 _FUNCTION_RE = re.compile(r"([A-Za-z0-9_.\-]*)\[(.*)\]", re.S)
 
 
-def parse(value):
+def parse(value: Any) -> tuple[str, tuple[Any, ...]] | None:
     """`(name, args)` if `value` is a flag function, else None; the nameless form has name ''.
 
     Args are decoded as flag values (`[a:yes:[1,2]]` -> ('a', True, [1, 2])), `1e3` as a
@@ -61,16 +61,17 @@ def parse(value):
 _EXPONENT_RE = re.compile(r"[0-9]+e[0-9]+")
 
 
-def _decode_arg(text):
+def _decode_arg(text: str) -> Any:
     if _EXPONENT_RE.fullmatch(text.strip()):
         return float(text)
     return decode_flag_value(text)
 
 
-def _split_args(body):
+def _split_args(body: str) -> tuple[list[str], bool] | None:
     """`(parts, comma)`: `body` split at its top-level colons, and whether it has a top-level
     comma (which makes a nameless `[a:1, b:2]` a list); None if its brackets don't balance."""
-    parts, depth, start, comma = [], 0, 0, False
+    parts: list[str] = []
+    depth, start, comma = 0, 0, False
     for i, char in enumerate(body):
         if char in "[{":
             depth += 1
@@ -90,16 +91,16 @@ def _split_args(body):
     return parts, comma
 
 
-def is_function(value):
+def is_function(value: Any) -> bool:
     """True if `value` is a flag function string (of any name, known or not)."""
     return parse(value) is not None
 
 
-def _unknown(name, flag_name):
+def _unknown(name: str, flag_name: str) -> InvalidArgument:
     return InvalidArgument("unknown function '%s' used for flag %s" % (name, flag_name))
 
 
-def _invalid(value, flag_name, why):
+def _invalid(value: str, flag_name: str, why: object) -> InvalidArgument:
     return InvalidArgument("invalid value for flag %s: %s: %s" % (flag_name, value.strip(), why))
 
 
@@ -107,22 +108,20 @@ class _BadArgs(Exception):
     """Why a function's args are wrong; the caller adds the flag and the value."""
 
 
-def _check_arity(name, args, least, most):
+def _check_arity(name: str, args: Sequence[Any], least: int, most: int) -> None:
     if len(args) < least:
         raise _BadArgs("%s requires at least %d arg%s" % (name, least, "s" if least > 1 else ""))
     if len(args) > most:
         raise _BadArgs("%s takes at most %d args, got %d" % (name, most, len(args)))
 
 
-def _number(arg):
+def _number(arg: Any) -> int | float:
     if isinstance(arg, bool) or not isinstance(arg, (int, float)):
         raise _BadArgs("invalid arg %r: expected a number" % (arg,))
     if not math.isfinite(arg):
         raise _BadArgs("invalid arg %r: expected a finite number" % (arg,))
     return arg
 
-
-# --- Sequence functions --------------------------------------------------------------------
 
 # logspace without a COUNT, as Guild 0.9 gives it. linspace and geomspace need their COUNT:
 # Guild's docs give two defaults for linspace (10 in prose, 5 in doctests), so a missing count
@@ -133,7 +132,7 @@ DEFAULT_COUNT = 5
 MAX_SEQUENCE_LEN = 1_000_000
 
 
-def expand(value, flag_name):
+def expand(value: Any, flag_name: str) -> Any:
     """The list a sequence function stands for; any other value (search functions included)
     unchanged. Raises InvalidArgument for an unknown function or bad arguments."""
     parsed = parse(value)
@@ -151,10 +150,12 @@ def expand(value, flag_name):
         raise _invalid(value, flag_name, e) from None
 
 
-def _range(args):
+def _range(args: Sequence[Any]) -> list[int | float]:
     """`range[STOP]`: 0 up to STOP, exclusive; `range[START:STOP(:STEP)]`: STOP inclusive."""
     _check_arity("range", args, 1, 3)
     nums = [_number(arg) for arg in args]
+    start: int | float
+    step: int | float
     if len(nums) == 1:
         start, stop, step, inclusive = 0, nums[0], 1, False
     else:
@@ -175,7 +176,7 @@ def _range(args):
     return [_round(start + i * step) for i in range(count)]
 
 
-def _linspace(args):
+def _linspace(args: Sequence[Any]) -> list[float]:
     """`linspace[START:STOP:COUNT]`: COUNT evenly spaced floats, both ends included. COUNT is
     required: Guild's docs give two defaults for it (10 in prose, 5 in examples)."""
     _check_arity("linspace", args, 2, 3)
@@ -184,7 +185,7 @@ def _linspace(args):
     return [_round(x) for x in _linear(start, stop, _count(args, 2))]
 
 
-def _logspace(args):
+def _logspace(args: Sequence[Any]) -> list[float]:
     """`logspace[START:STOP(:COUNT(:BASE))]`: BASE (10) raised to linspace's values."""
     _check_arity("logspace", args, 2, 4)
     start, stop = _number(args[0]), _number(args[1])
@@ -198,7 +199,7 @@ def _logspace(args):
         raise _BadArgs("values too large") from None
 
 
-def _geomspace(args):
+def _geomspace(args: Sequence[Any]) -> list[float]:
     """`geomspace[START:STOP(:COUNT)]`: numpy.geomspace, COUNT floats in geometric progression
     from START to STOP, both included (not in Guild)."""
     _check_arity("geomspace", args, 2, 3)
@@ -220,12 +221,12 @@ def _geomspace(args):
     return values
 
 
-def _need_count(name, args):
+def _need_count(name: str, args: Sequence[Any]) -> None:
     if len(args) < 3:
         raise _BadArgs(f"missing COUNT ({name}[START:STOP:COUNT])")
 
 
-def _count(args, index):
+def _count(args: Sequence[Any], index: int) -> int:
     if len(args) <= index:
         return DEFAULT_COUNT
     count = args[index]
@@ -235,12 +236,12 @@ def _count(args, index):
     return count
 
 
-def _check_len(name, length):
+def _check_len(name: str, length: int) -> None:
     if length > MAX_SEQUENCE_LEN:
         raise _BadArgs("%s gives %d values, more than %d" % (name, length, MAX_SEQUENCE_LEN))
 
 
-def _linear(start, stop, count):
+def _linear(start: float, stop: float, count: int) -> list[float]:
     """`count` evenly spaced floats from `start` to `stop`, both included (unrounded)."""
     if count < 2:
         return [float(start)] * count
@@ -248,7 +249,7 @@ def _linear(start, stop, count):
     return [float(start + i * step) for i in range(count - 1)] + [float(stop)]
 
 
-def _round(x):
+def _round(x: float) -> float:
     """`x` without float noise (0.30000000000000004 -> 0.3): 8 decimals, as Guild shows
     sequence values, but at least 6 significant digits so small values (1e-10) survive."""
     x = float(x)
@@ -257,7 +258,7 @@ def _round(x):
     return round(x, max(8, 5 - math.floor(math.log10(abs(x)))))
 
 
-_SEQUENCE_FUNCTIONS = {
+_SEQUENCE_FUNCTIONS: dict[str, Callable[[Sequence[Any]], list[Any]]] = {
     "range": _range,
     "linspace": _linspace,
     "logspace": _logspace,
@@ -265,14 +266,12 @@ _SEQUENCE_FUNCTIONS = {
 }
 
 
-# --- Search-space functions ----------------------------------------------------------------
-
 # '' is the nameless `[MIN:MAX]`, a uniform range. Guild's `normal` and `lognormal` were never
 # supported by its optimizers; they are unknown functions here as there.
 _SEARCH_FUNCTIONS = ("", "uniform", "loguniform")
 
 
-def search_dim(value, flag_name):
+def search_dim(value: Any, flag_name: str) -> SearchDim | None:
     """The SearchDim a search function stands for; None for any other value (sequence
     functions included). Raises InvalidArgument for an unknown function or bad arguments."""
     parsed = parse(value)
@@ -294,7 +293,7 @@ def search_dim(value, flag_name):
         raise _invalid(value, flag_name, e) from None
 
 
-def _search_dim(kind, args):
+def _search_dim(kind: str, args: Sequence[Any]) -> SearchDim:
     low, high = _number(args[0]), _number(args[1])
     initial = _number(args[2]) if len(args) == 3 else None
     if low >= high:

@@ -10,12 +10,14 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 
 from .errors import InvalidArgument
+from .flagdef import FlagDef
 
-# --- Decoding ------------------------------------------------------------------------------
 
 _TAG_INT = "tag:yaml.org,2002:int"
 _TAG_FLOAT = "tag:yaml.org,2002:float"
@@ -62,7 +64,7 @@ _DecodeLoader.add_implicit_resolver(_TAG_INT, _INT_RE, list("-+0123456789"))
 _DecodeLoader.add_implicit_resolver(_TAG_FLOAT, _FLOAT_RE, list(_FLOAT_FIRST_CHARS))
 
 
-def decode_flag_value(s):
+def decode_flag_value(s: str) -> Any:
     """The value a user means by the text `s` in `NAME=s`."""
     text = s.strip()
     if text == "":
@@ -75,11 +77,11 @@ def decode_flag_value(s):
     return _decode_yaml(text)
 
 
-def _is_run_id(text):
+def _is_run_id(text: str) -> bool:
     return len(text) in _RUN_ID_LEN and bool(_RUN_ID_RE.match(text))
 
 
-def _is_anonymous_function(text):
+def _is_anonymous_function(text: str) -> bool:
     """True for `[1:2]`, `[a : b : c]`, `[x:yes:[1,2]]`: YAML would read these as lists (`[62]`).
 
     The mark of a function is a `:` between its brackets that is not nested in another bracket;
@@ -100,12 +102,12 @@ def _is_anonymous_function(text):
     return colon
 
 
-def _decode_list_concat(text, list_text, times):
+def _decode_list_concat(text: str, list_text: str, times: int) -> Any:
     items = _decode_yaml(list_text)
     return items * times if isinstance(items, list) else text
 
 
-def _decode_yaml(text):
+def _decode_yaml(text: str) -> Any:
     try:
         value = yaml.load(text, Loader=_DecodeLoader)
     except yaml.YAMLError:
@@ -117,7 +119,7 @@ def _decode_yaml(text):
     return value
 
 
-def _is_primitive_tree(value):
+def _is_primitive_tree(value: object) -> bool:
     """True if `value` is made only of what flags hold (YAML can also build dates, bytes, sets)."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return True
@@ -128,7 +130,7 @@ def _is_primitive_tree(value):
     return False
 
 
-def _lost_to_comment(text, value):
+def _lost_to_comment(text: str, value: object) -> bool:
     """True if YAML read part of an unquoted scalar as a comment (`hello #1` -> 'hello').
 
     A flag value on a command line never carries a YAML comment, so the `#` is meant literally.
@@ -136,9 +138,6 @@ def _lost_to_comment(text, value):
     if isinstance(value, str) or (value is None and text not in _NULL_LITERALS):
         return text[0] not in "'\"" and re.search(r"(^|\s)#", text) is not None
     return False
-
-
-# --- Encoding ------------------------------------------------------------------------------
 
 
 class _EncodeDumper(yaml.SafeDumper):
@@ -153,11 +152,11 @@ class _EncodeDumper(yaml.SafeDumper):
 _EncodeDumper.add_implicit_resolver(_TAG_FLOAT, _FLOAT_RE, list(_FLOAT_FIRST_CHARS))
 
 
-def _represent_bool(dumper, value):
+def _represent_bool(dumper: yaml.SafeDumper, value: bool) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:bool", "yes" if value else "no")
 
 
-def _represent_str(dumper, value):
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Double quotes escape newlines, so an encoded value is always one line (labels, env, argv).
     style = '"' if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
@@ -167,7 +166,7 @@ _EncodeDumper.add_representer(bool, _represent_bool)
 _EncodeDumper.add_representer(str, _represent_str)
 
 
-def encode_flag_value(value):
+def encode_flag_value(value: Any) -> str:
     """Text that `decode_flag_value` turns back into `value`."""
     encoded = yaml.dump(
         value,
@@ -183,12 +182,10 @@ def encode_flag_value(value):
     return encoded.rstrip("\n")
 
 
-# --- Formatting for labels -----------------------------------------------------------------
-
 _TRUNCATE_DECIMALS = 5
 
 
-def format_flag_value(value):
+def format_flag_value(value: Any) -> str:
     """`value` as shown in a run label: floats truncated, strings with spaces quoted."""
     if isinstance(value, float):
         return _truncate_float(encode_flag_value(value))
@@ -197,7 +194,7 @@ def format_flag_value(value):
     return encode_flag_value(value)
 
 
-def _truncate_float(encoded):
+def _truncate_float(encoded: str) -> str:
     """Cut (not round) the fraction to 5 digits, keeping any exponent: 0.999999 -> 0.99999."""
     match = re.match(r"^([-+]?[0-9]*\.)([0-9]*)(.*)$", encoded)
     if not match:
@@ -206,7 +203,7 @@ def _truncate_float(encoded):
     return whole + fraction[:_TRUNCATE_DECIMALS] + exponent
 
 
-def _format_string(s):
+def _format_string(s: str) -> str:
     encoded = encode_flag_value(s)
     if encoded != s:
         return encoded  # already quoted because it reads as another type
@@ -217,21 +214,18 @@ def _format_string(s):
     return "'%s'" % s.replace("'", "''")
 
 
-def format_flag_assign(name, value):
+def format_flag_assign(name: str, value: Any) -> str:
     return "%s=%s" % (name, format_flag_value(value))
 
 
-def default_label(flags):
+def default_label(flags: Mapping[str, Any]) -> str:
     """Guild's default run label: every flag with a value, as `NAME=VAL`, sorted by name."""
     return " ".join(
         format_flag_assign(name, flags[name]) for name in sorted(flags) if flags[name] is not None
     )
 
 
-# --- Parsing NAME=VAL arguments ------------------------------------------------------------
-
-
-def parse_flag_assigns(args):
+def parse_flag_assigns(args: Iterable[str]) -> dict[str, Any]:
     """Flag values from `NAME=VAL` arguments; a later assignment to a name wins."""
     flags = {}
     for arg in args:
@@ -242,21 +236,18 @@ def parse_flag_assigns(args):
     return flags
 
 
-# --- Command line and environment ----------------------------------------------------------
-
-
-def flag_cmd_args(flags, defs, dest="args"):
+def flag_cmd_args(flags: Mapping[str, Any], defs: Mapping[str, FlagDef], dest: str = "args") -> list[str]:
     """The `--name value` arguments that `__flag_args__` expands to, sorted by flag name.
 
     An `arg-split` flag's string is a list: separate arguments for a command line (`dest`
     args), one JSON list for opmain to set a Python value from (other dests)."""
-    args = []
+    args: list[str] = []
     for name in sorted(flags):
         args.extend(_flag_args(name, flags[name], defs.get(name), dest))
     return args
 
 
-def _flag_args(name, value, flagdef, dest):
+def _flag_args(name: str, value: Any, flagdef: FlagDef | None, dest: str) -> list[str]:
     if value is None or (flagdef and flagdef.arg_skip):
         return []
     option = "--" + ((flagdef and flagdef.arg_name) or name)
@@ -270,26 +261,26 @@ def _flag_args(name, value, flagdef, dest):
     return [option, encode_flag_value(value)]
 
 
-def join_flag_values(items):
+def join_flag_values(items: Iterable[Any]) -> str:
     """A list as the one string an `arg-split` flag holds (Guild 0.9: `[1, 2, 'foo']` is
     `1 2 foo`): a list value would make a batch."""
     return " ".join(shlex.quote(encode_flag_value(item)) for item in items)
 
 
-def split_flag_value(value, arg_split=True):
+def split_flag_value(value: str, arg_split: Any = True) -> list[Any]:
     """The list an `arg-split` flag's string stands for: split as a shell line (`arg-split:
     yes`) or at a separator (`arg-split: ','`), each part decoded as a flag value."""
     parts = shlex.split(value) if arg_split is True else value.split(str(arg_split))
     return [decode_flag_value(part) for part in parts if part.strip()]
 
 
-def flag_env(flags, defs):
+def flag_env(flags: Mapping[str, Any], defs: Mapping[str, FlagDef]) -> dict[str, str]:
     """`FLAG_<NAME>` variables for a run's environment.
 
     Strings go in as they are, unquoted (Guild: `'123'` -> FLAG_C=123), since a process reading
     its environment gets no type information to protect; other values are encoded.
     """
-    env = {}
+    env: dict[str, str] = {}
     for name, value in flags.items():
         if value is None:
             continue
@@ -299,18 +290,16 @@ def flag_env(flags, defs):
     return env
 
 
-def _default_env_name(flag_name):
+def _default_env_name(flag_name: str) -> str:
     return "FLAG_" + re.sub(r"[^A-Za-z0-9_]", "_", flag_name).upper()
 
-
-# --- Validation and coercion ---------------------------------------------------------------
 
 # A search-space or sequence function (`[1:2]`, `uniform[0:1]`, `range[1:5]`) stands for many
 # values; the batch that expands it checks each one, so it passes through here unchecked.
 _FLAG_FUNCTION_RE = re.compile(r"^[A-Za-z0-9_\-.]*\[.*\]$", re.S)
 
 
-def coerce_flag_value(value, flagdef, cwd=None):
+def coerce_flag_value(value: Any, flagdef: FlagDef, cwd: str | None = None) -> Any:
     """`value` converted to `flagdef`'s type and checked against its choices and range.
 
     A list (a batch over values) is checked item by item. Relative `existing-path` values are
@@ -326,12 +315,12 @@ def coerce_flag_value(value, flagdef, cwd=None):
     return coerced
 
 
-def _invalid(value, flagdef, why):
+def _invalid(value: Any, flagdef: FlagDef, why: str) -> InvalidArgument:
     shown = "'%s'" % value if isinstance(value, str) else encode_flag_value(value)
     return InvalidArgument("invalid value %s for flag '%s': %s" % (shown, flagdef.name, why))
 
 
-def _coerce_type(value, flagdef, cwd):
+def _coerce_type(value: Any, flagdef: FlagDef, cwd: str | None) -> Any:
     if flagdef.type in (None, "auto"):
         return value
     try:
@@ -347,7 +336,7 @@ def _coerce_type(value, flagdef, cwd):
         raise _invalid(value, flagdef, str(e)) from None
 
 
-def _to_float(value, _cwd):
+def _to_float(value: Any, _cwd: str | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("expected a float")
     try:
@@ -356,7 +345,7 @@ def _to_float(value, _cwd):
         raise ValueError("expected a float") from None
 
 
-def _to_int(value, _cwd):
+def _to_int(value: Any, _cwd: str | None) -> int:
     # 1.0 is refused: an int flag given a float most likely means the wrong flag or a typo.
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError("expected an int")
@@ -366,7 +355,7 @@ def _to_int(value, _cwd):
         raise ValueError("expected an int") from None
 
 
-def _to_number(value, _cwd):
+def _to_number(value: Any, _cwd: str | None) -> int | float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -378,28 +367,28 @@ def _to_number(value, _cwd):
     raise ValueError("expected a number")
 
 
-def _to_boolean(value, _cwd):
+def _to_boolean(value: Any, _cwd: str | None) -> bool:
     # Guild takes truthiness: "" is false, any other string (even "false") is true. Command-line
     # `no`/`false` are already False by the time they get here, as decoding reads them.
     return bool(value)
 
 
-def _to_string(value, _cwd):
+def _to_string(value: Any, _cwd: str | None) -> str:
     return value if isinstance(value, str) else encode_flag_value(value)
 
 
-def _to_path(value, cwd):
+def _to_path(value: Any, cwd: str | None) -> str:
     return os.path.expanduser(_to_string(value, cwd))
 
 
-def _to_existing_path(value, cwd):
+def _to_existing_path(value: Any, cwd: str | None) -> str:
     path = _to_path(value, cwd)
     if not os.path.exists(os.path.join(cwd or os.getcwd(), path)):
         raise ValueError("path does not exist")
     return path
 
 
-_COERCERS = {
+_COERCERS: dict[str, Callable[[Any, str | None], Any]] = {
     "float": _to_float,
     "int": _to_int,
     "number": _to_number,
@@ -410,19 +399,19 @@ _COERCERS = {
 }
 
 
-def _choice_values(flagdef):
+def _choice_values(flagdef: FlagDef) -> list[Any]:
     # A choice is a value or a mapping `{value: V, flags: {...}}` (extra flags it selects).
     return [c["value"] if isinstance(c, dict) else c for c in flagdef.choices]
 
 
-def _check_choices(value, flagdef):
+def _check_choices(value: Any, flagdef: FlagDef) -> None:
     choices = _choice_values(flagdef)
     if choices and value not in choices:
         expected = ", ".join(encode_flag_value(c) for c in choices)
         raise _invalid(value, flagdef, "expected one of " + expected)
 
 
-def _check_range(value, flagdef):
+def _check_range(value: Any, flagdef: FlagDef) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if flagdef.min is not None and value < flagdef.min:

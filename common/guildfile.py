@@ -14,6 +14,8 @@ import copy
 import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 from guild_common import guildfile_data as gfdata, guildfile_ops as gfops
 from guild_common.errors import InvalidArgument, NotFound
@@ -62,19 +64,19 @@ class OpDef:
     data: dict = dataclasses.field(default_factory=dict)  # the whole operation mapping
 
     @property
-    def resources(self):
+    def resources(self) -> dict[str, Any]:
         """The op's own GPU request, for guildctl's --gpus / --gpu-memory defaults."""
         return {"gpus": self.gpus, "gpu-memory": self.gpu_memory}
 
     @property
-    def full_name(self):
+    def full_name(self) -> str:
         return f"{self.model}:{self.name}" if self.model else self.name
 
     @property
-    def default_optimizer(self):
+    def default_optimizer(self) -> OptimizerDef | None:
         return default_optimizer(self.optimizers)
 
-    def flag_values(self):
+    def flag_values(self) -> dict[str, Any]:
         return {name: f.default for name, f in self.flags.items()}
 
 
@@ -92,7 +94,7 @@ class ModelDef:
     data: dict = dataclasses.field(default_factory=dict)  # merged and substituted
 
     @property
-    def default_operation(self):
+    def default_operation(self) -> OpDef | None:
         """The operation marked `default: yes`, else the only public one (Guild 0.9)."""
         for op in self.operations.values():
             if op.default:
@@ -112,7 +114,7 @@ class Guildfile:
     data: list = dataclasses.field(default_factory=list)  # items after includes
 
     @property
-    def default_model(self):
+    def default_model(self) -> ModelDef | None:
         """The model with `default: yes`, else the only model, else None."""
         for model in self.models.values():
             if model.default:
@@ -122,10 +124,7 @@ class Guildfile:
         return None
 
 
-# --- Loading ----------------------------------------------------------------------------
-
-
-def for_dir(project_dir):
+def for_dir(project_dir: str) -> Guildfile | None:
     """The Guild file of `project_dir` (guild.yml, else guild.yaml), or None if it has none."""
     for name in NAMES:
         path = os.path.join(project_dir, name)
@@ -134,7 +133,7 @@ def for_dir(project_dir):
     return None
 
 
-def load(path):
+def load(path: str) -> Guildfile:
     path = os.path.abspath(path)
     try:
         with open(path, "rb") as f:
@@ -146,7 +145,7 @@ def load(path):
     return _load(path, os.path.dirname(path), raw)
 
 
-def for_string(text, path="<string>", project_dir=None):
+def for_string(text: str, path: str = "<string>", project_dir: str | None = None) -> Guildfile:
     """A Guildfile from YAML text; includes are relative to `project_dir` (default: cwd)."""
     project_dir = os.path.abspath(project_dir or os.getcwd())
     src = path if path == "<string>" else os.path.abspath(path)
@@ -154,7 +153,7 @@ def for_string(text, path="<string>", project_dir=None):
     return _load(src, project_dir, text.encode("utf-8"), include_base)
 
 
-def _load(src, project_dir, raw, include_base=None):
+def _load(src: str, project_dir: str, raw: bytes, include_base: str | None = None) -> Guildfile:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -165,7 +164,8 @@ def _load(src, project_dir, raw, include_base=None):
     warnings = gfops.unknown_attr_warnings(pairs, project_dir)
     named = gfdata.Items(src, pairs)
     digest = hashlib.md5(raw).hexdigest()
-    models, packages = {}, []
+    models: dict[str, ModelDef | None] = {}
+    packages: list[dict] = []
     for item, _src in pairs:
         if "package" in item:
             packages.append(item)
@@ -191,7 +191,7 @@ def _load(src, project_dir, raw, include_base=None):
     )
 
 
-def _modeldef(name, named, src, digest):
+def _modeldef(name: str, named: gfdata.Items, src: str, digest: str) -> ModelDef:
     data = copy.deepcopy(named.merged(name))
     ops = gfdata.resolve_includes(data.get("operations") or {}, "operations", named, src)
     if not isinstance(ops, dict):
@@ -202,7 +202,7 @@ def _modeldef(name, named, src, digest):
             src, f"invalid operation-defaults value {defaults!r}: expected a mapping"
         )
 
-    def flags_of(flags, values=False):
+    def flags_of(flags: dict, values: bool = False) -> Any:
         return gfdata.resolve_includes(flags, "flags", named, src, values=values)
 
     data["operations"] = {
@@ -235,7 +235,7 @@ def _modeldef(name, named, src, digest):
     )
 
 
-def _op_data(name, op, defaults, flags_of, src):
+def _op_data(name: str, op: Any, defaults: dict, flags_of: Callable[..., Any], src: str) -> dict:
     # A string operation is its `main`; operation-defaults fill in attributes it lacks.
     if op is None:
         op = {}
@@ -254,7 +254,9 @@ def _op_data(name, op, defaults, flags_of, src):
     return op
 
 
-def _opdef(name, data, model, src, digest, resources, model_sourcecode):
+def _opdef(
+    name: str, data: dict, model: str, src: str, digest: str, resources: dict, model_sourcecode: Any
+) -> OpDef:
     return OpDef(
         name=name,
         model=model,
@@ -295,22 +297,19 @@ def _opdef(name, data, model, src, digest, resources, model_sourcecode):
     )
 
 
-def _opref_part(s):
+def _opref_part(s: str) -> str:
     return f"'{s}'" if (not s or " " in s) else s
 
 
-def _str(value):
+def _str(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _opt_str(value):
+def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-# --- Finding operations -----------------------------------------------------------------
-
-
-def operations(gf):
+def operations(gf: Guildfile) -> list[tuple[str, str]]:
     """(full name, description) of every operation, sorted by full name (`guildctl ops`)."""
     return sorted(
         (op.full_name, op.description)
@@ -319,7 +318,7 @@ def operations(gf):
     )
 
 
-def default_operation(gf):
+def default_operation(gf: Guildfile) -> OpDef | None:
     """The default model's `default: yes` operation; without a default model, the one
     operation in the file marked default (if exactly one is)."""
     model = gf.default_model
@@ -329,7 +328,7 @@ def default_operation(gf):
     return marked[0] if len(marked) == 1 else None
 
 
-def find_model(gf, ref):
+def find_model(gf: Guildfile, ref: str) -> ModelDef:
     """The model named `ref`, else the one model whose name contains `ref`."""
     if ref in gf.models:
         return gf.models[ref]
@@ -346,7 +345,7 @@ def find_model(gf, ref):
     raise NotFound(f"cannot find a model matching {ref!r}{listing}")
 
 
-def resolve(gf, opspec=None):
+def resolve(gf: Guildfile, opspec: str | None = None) -> OpDef:
     """The OpDef for `opspec` (`op`, `model:op`, `:op`; partial model names if unique), or
     for the default operation when `opspec` is empty. NotFound when nothing matches."""
     if not opspec:
@@ -362,7 +361,7 @@ def resolve(gf, opspec=None):
                 return model.operations[opspec]
         raise NotFound(f"operation {opspec!r} is not defined for this project" + _ops_listing(gf))
     model_ref, op_name = opspec.split(":")
-    model = gf.models.get("") if model_ref == "" else find_model(gf, model_ref)
+    model = gf.models.get("") if model_ref == "" else find_model(gf, model_ref)  # type: ignore[assignment]  # maybe None
     if model is None:
         raise NotFound(f"operation {opspec!r} is not defined for this project" + _ops_listing(gf))
     if op_name in model.operations:
@@ -374,7 +373,7 @@ def resolve(gf, opspec=None):
     raise NotFound(f"operation {op_name!r} is not defined for {shown}{listing}")
 
 
-def _project_models(gf):
+def _project_models(gf: Guildfile) -> list[ModelDef]:
     # A bare op name is looked up in the default model, then in the anonymous model.
     models = [gf.default_model, gf.models.get("")]
     if models[0] is models[1]:
@@ -382,7 +381,7 @@ def _project_models(gf):
     return [m for m in models if m is not None]
 
 
-def _ops_listing(gf):
+def _ops_listing(gf: Guildfile) -> str:
     names = [name for name, _ in operations(gf)]
     if not names:
         return f"\n{os.path.basename(gf.path)} defines no operations"

@@ -9,6 +9,8 @@ import copy
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -21,11 +23,8 @@ TYPE_KEYS = ("config", "include", "model", "package")
 NOT_INHERITED = frozenset(("model", "config", "extends", "default", "name"))
 
 
-def error(src, msg):
+def error(src: str, msg: str) -> InvalidArgument:
     return InvalidArgument(f"error in {src}: {msg}")
-
-
-# --- Reading files and top-level includes ---------------------------------------------------
 
 
 class _Loader(yaml.SafeLoader):
@@ -40,7 +39,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def read_yaml(path, text=None):
+def read_yaml(path: str, text: str | None = None) -> Any:
     """The YAML data in `path` (or `text`); a syntax error names the file and line."""
     if text is None:
         with open(path, encoding="utf-8") as f:
@@ -51,7 +50,7 @@ def read_yaml(path, text=None):
         raise _yaml_error(path, e) from None
 
 
-def _yaml_error(path, e):
+def _yaml_error(path: str, e: yaml.YAMLError) -> InvalidArgument:
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e)
     where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -60,7 +59,7 @@ def _yaml_error(path, e):
     return InvalidArgument(f"error in {where}: {detail}")
 
 
-def coerce_items(data, src):
+def coerce_items(data: Any, src: str) -> list[dict]:
     """Guild file data as a list of items: a top-level mapping is the operations of the
     anonymous model; an item with `operations` but no type key is the anonymous model too."""
     if data is None:
@@ -86,12 +85,14 @@ def coerce_items(data, src):
     return items
 
 
-def expand_includes(path, items, top_dir, stack=()):
+def expand_includes(
+    path: str, items: Iterable[dict], top_dir: str, stack: tuple[str, ...] = ()
+) -> list[tuple[dict, str]]:
     """`items` with each `include` item replaced by the items of the files it names, as
     (item, source path) pairs. Includes are relative to the including file, or a Guild
     package (`<dir on sys.path>/<name>/guild.yml`)."""
     stack = stack + (path,)
-    out = []
+    out: list[tuple[dict, str]] = []
     for item in items:
         if "include" not in item:
             out.append((item, path))
@@ -107,7 +108,7 @@ def expand_includes(path, items, top_dir, stack=()):
     return out
 
 
-def _find_include(path, name):
+def _find_include(path: str, name: object) -> str:
     if isinstance(name, str) and name:
         local = os.path.join(os.path.dirname(path), name)
         if os.path.isfile(local):
@@ -122,7 +123,7 @@ def _find_include(path, name):
     )
 
 
-def find_package_guildfile(pkg):
+def find_package_guildfile(pkg: str) -> str | None:
     """The guild.yml of package `pkg` on sys.path, or None."""
     for entry in sys.path:
         candidate = os.path.join(entry or ".", *pkg.split("."), "guild.yml")
@@ -131,16 +132,13 @@ def find_package_guildfile(pkg):
     return None
 
 
-def display(path, top_dir):
+def display(path: str, top_dir: str | None) -> str:
     if top_dir and path.startswith(top_dir.rstrip(os.sep) + os.sep):
         return os.path.relpath(path, top_dir)
     return path
 
 
-# --- extends ----------------------------------------------------------------------------
-
-
-def apply_parent_data(parent, child):
+def apply_parent_data(parent: Any, child: Any) -> None:
     """Merge `parent` into `child` in place: keys the child lacks are copied, mappings both
     have are merged recursively, anything else (scalars, lists) stays the child's."""
     if not isinstance(parent, dict) or not isinstance(child, dict):
@@ -156,18 +154,20 @@ class Items:
     """The models and configs of one Guild file by name, with `extends` resolved on demand.
     Files of packages named in `extends: pkg/name` are loaded as needed (sys.path)."""
 
-    def __init__(self, path, pairs, packages=None):
+    def __init__(
+        self, path: str, pairs: Iterable[tuple[dict, str]], packages: dict[str, "Items"] | None = None
+    ) -> None:
         self.path = path
         # Models and configs share one namespace; a model wins over a config of the same name.
-        self.named = {}
+        self.named: dict[str, dict] = {}
         for key in ("config", "model"):
             for item, _src in pairs:
                 if key in item:
                     self.named[item_name(item, key)] = item
-        self._merged = {}
+        self._merged: dict[tuple[str, str], dict] = {}
         self._packages = packages if packages is not None else {}
 
-    def merged(self, name, stack=()):
+    def merged(self, name: str, stack: tuple[tuple[tuple[str, str], str], ...] = ()) -> dict:
         """The data of item `name` with its parents merged in (not yet params-substituted).
 
         `stack` holds ((path, name), reference-as-written) for the parents being resolved,
@@ -188,7 +188,7 @@ class Items:
         self._merged[key] = data
         return data
 
-    def _locate(self, ref):
+    def _locate(self, ref: str) -> tuple["Items", str]:
         if ref in self.named:
             return self, ref
         if "/" in ref:
@@ -198,7 +198,7 @@ class Items:
                 return items, name
         raise error(self.path, f"cannot find model or config {ref!r} named in 'extends'")
 
-    def _package_items(self, pkg):
+    def _package_items(self, pkg: str) -> "Items":
         if pkg not in self._packages:
             path = find_package_guildfile(pkg)
             if not path:
@@ -208,7 +208,7 @@ class Items:
             self._packages[pkg] = Items(path, pairs, self._packages)
         return self._packages[pkg]
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> tuple["Items", str] | None:
         """(Items, name) for a reference in `$include` (local name or `pkg/name`), or None."""
         try:
             return self._locate(name)
@@ -216,12 +216,12 @@ class Items:
             return None
 
 
-def item_name(item, key):
+def item_name(item: dict, key: str) -> str:
     name = item.get(key)
     return "" if name is None else str(name)
 
 
-def _extends_refs(data, src):
+def _extends_refs(data: dict, src: str) -> list[str]:
     refs = data.get("extends")
     if refs is None:
         return []
@@ -232,7 +232,7 @@ def _extends_refs(data, src):
     return refs
 
 
-def coerce_item(data):
+def coerce_item(data: dict) -> dict:
     """`data` (a model or config) in the shape merging needs: an operation given as a string
     is `{main: ...}`, and a flag given as a value is `{default: ...}`, so a child that only
     changes a default keeps the parent's description (and other flag attributes)."""
@@ -251,7 +251,7 @@ def coerce_item(data):
     return data
 
 
-def _coerce_flags(data):
+def _coerce_flags(data: dict) -> None:
     flags = data.get("flags")
     if isinstance(flags, dict):
         for name, value in flags.items():
@@ -259,14 +259,13 @@ def _coerce_flags(data):
                 flags[name] = {"default": value}
 
 
-def _inheritable(data):
+def _inheritable(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in NOT_INHERITED}
 
 
-# --- $include ---------------------------------------------------------------------------
-
-
-def resolve_includes(mapping, section, items, src, stack=(), values=False):
+def resolve_includes(
+    mapping: Any, section: str, items: Items, src: str, stack: tuple[str, ...] = (), values: bool = False
+) -> Any:
     """`mapping` with its `$include` entries replaced by the `section` ("flags",
     "operations", "resources") of the configs or models they name. Local entries win, and
     are merged with an included entry of the same name as a child with its parent.
@@ -277,7 +276,7 @@ def resolve_includes(mapping, section, items, src, stack=(), values=False):
     if not isinstance(mapping, dict) or "$include" not in mapping:
         return mapping
     refs = mapping["$include"]
-    out = {}
+    out: dict = {}
     for ref in refs if isinstance(refs, list) else [refs]:
         if not isinstance(ref, str):
             raise error(src, f"invalid $include value {ref!r}: expected a name")
@@ -296,7 +295,7 @@ def resolve_includes(mapping, section, items, src, stack=(), values=False):
     return out
 
 
-def _included(ref, section, items, src, stack):
+def _included(ref: str, section: str, items: Items, src: str, stack: tuple[str, ...]) -> dict:
     target, _, selected = ref.partition("#")
     name, _, op_name = target.partition(":") if section == "flags" else (target, "", "")
     found = items.lookup(name)
@@ -321,12 +320,10 @@ def _included(ref, section, items, src, stack):
     return included
 
 
-# --- params -----------------------------------------------------------------------------
-
 PARAM_REF = re.compile(r"{{\s*([^{}\s]+)\s*}}")
 
 
-def resolve_params(params):
+def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
     """`params` with references to other params resolved; a param in a reference cycle keeps
     its value as written."""
     resolved = {}
@@ -342,7 +339,7 @@ class _ParamCycle(Exception):
     pass
 
 
-def _resolve_param(name, params, stack):
+def _resolve_param(name: str, params: dict[str, Any], stack: tuple[str, ...]) -> Any:
     if name in stack:
         raise _ParamCycle()
     value = params[name]
@@ -351,7 +348,7 @@ def _resolve_param(name, params, stack):
     return _substitute_str(value, params, lambda ref: _resolve_param(ref, params, stack + (name,)))
 
 
-def substitute(data, params):
+def substitute(data: Any, params: dict[str, Any]) -> Any:
     """`data` with `{{name}}` in every string replaced by the param's value. A string that
     is only a reference takes the param's value as it is (a number stays a number)."""
     if not params:
@@ -365,12 +362,12 @@ def substitute(data, params):
     return data
 
 
-def _substitute_str(s, params, value_of):
+def _substitute_str(s: str, params: dict[str, Any], value_of: Callable[[str], Any]) -> Any:
     whole = PARAM_REF.fullmatch(s)
     if whole and whole.group(1) in params:
         return value_of(whole.group(1))
 
-    def repl(m):
+    def repl(m: re.Match[str]) -> str:
         if m.group(1) not in params:
             return m.group(0)
         value = value_of(m.group(1))
@@ -379,7 +376,7 @@ def _substitute_str(s, params, value_of):
     return PARAM_REF.sub(repl, s)
 
 
-def _param_str(value):
+def _param_str(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):

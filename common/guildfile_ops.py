@@ -7,6 +7,8 @@ guild_common.guildfile assembles them into an OpDef.
 
 import dataclasses
 import difflib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from guild_common import flags as flaglib, paths, scalars
 from guild_common.errors import InvalidArgument
@@ -60,10 +62,7 @@ class OptimizerDef:
     flags: dict = dataclasses.field(default_factory=dict)  # optimizer flag values
 
 
-# --- Flags ------------------------------------------------------------------------------
-
-
-def flagdefs(data, src, default_arg_skip=False):
+def flagdefs(data: Any, src: str, default_arg_skip: bool = False) -> dict[str, FlagDef]:
     """name -> FlagDef for an operation's `flags` mapping (includes already resolved)."""
     if data is None:
         return {}
@@ -75,11 +74,11 @@ def flagdefs(data, src, default_arg_skip=False):
     }
 
 
-def flagdef(name, data, src, default_arg_skip=False):
+def flagdef(name: str, data: Any, src: str, default_arg_skip: bool = False) -> FlagDef:
     """A FlagDef for one flag: a scalar or list is the default; a mapping configures it."""
     if not isinstance(data, dict):
         return FlagDef(name=name, default=data, arg_skip=default_arg_skip)
-    attrs = {
+    attrs: dict[str, Any] = {
         "name": name,
         "default": data.get("default"),
         "type": data.get("type"),
@@ -101,7 +100,7 @@ def flagdef(name, data, src, default_arg_skip=False):
     return FlagDef(**attrs)
 
 
-def _choices(data, src):
+def _choices(data: Any, src: str) -> tuple:
     if data is None:
         return ()
     if not isinstance(data, list):
@@ -111,21 +110,18 @@ def _choices(data, src):
     return tuple(_choice(c) for c in data)
 
 
-def _choice(data):
+def _choice(data: Any) -> Any:
     # A mapping choice keeps its keys: value, description, flags (values it sets), alias.
     if isinstance(data, dict):
         return {"value": data.get("value"), **data}
     return data
 
 
-def _str(value):
+def _str(value: object) -> str:
     return "" if value is None else str(value)
 
 
-# --- Optimizers -------------------------------------------------------------------------
-
-
-def optimizers(op_name, data, src):
+def optimizers(op_name: str, data: dict, src: str) -> tuple[OptimizerDef, ...]:
     """The OptimizerDefs of an operation, sorted by name."""
     if "optimizer" in data and "optimizers" in data:
         raise error(
@@ -143,7 +139,7 @@ def optimizers(op_name, data, src):
     return tuple(_optimizer(str(name), opts[name], src) for name in sorted(opts, key=str))
 
 
-def _optimizer(name, data, src):
+def _optimizer(name: str | None, data: Any, src: str) -> OptimizerDef:
     # A string is the algorithm. In `optimizers` a mapping may omit the algorithm (the name
     # is the algorithm); a single `optimizer` mapping must name it.
     if data is None and name is not None:
@@ -161,7 +157,7 @@ def _optimizer(name, data, src):
     return OptimizerDef(name or str(algorithm), str(algorithm), default, flags)
 
 
-def default_optimizer(optimizer_defs):
+def default_optimizer(optimizer_defs: Sequence[OptimizerDef]) -> OptimizerDef | None:
     """The optimizer `--optimize` uses: the only one, the one marked default, or the first."""
     if not optimizer_defs:
         return None
@@ -173,10 +169,7 @@ def default_optimizer(optimizer_defs):
     return optimizer_defs[0]
 
 
-# --- Other operation attributes ---------------------------------------------------------
-
-
-def flags_import(value, src):
+def flags_import(value: Any, src: str) -> bool | list[str] | None:
     """True (import all), a list of flag names (empty: none), or None (not specified)."""
     if value is None:
         return None
@@ -191,7 +184,7 @@ def flags_import(value, src):
     )
 
 
-def name_list(attr, value, src):
+def name_list(attr: str, value: Any, src: str) -> list[str] | None:
     """A list of strings from a string or list value (None stays None)."""
     if value is None:
         return None
@@ -202,7 +195,7 @@ def name_list(attr, value, src):
     raise error(src, f"invalid {attr} value {value!r}: expected a string or a list")
 
 
-def env(value, src):
+def env(value: Any, src: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -210,13 +203,13 @@ def env(value, src):
     return {str(k): _env_str(v) for k, v in value.items()}
 
 
-def _env_str(value):
+def _env_str(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else flaglib.encode_flag_value(value)
 
 
-def optional_int(attr, value, src):
+def optional_int(attr: str, value: Any, src: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -224,11 +217,11 @@ def optional_int(attr, value, src):
     return value
 
 
-def optional_bool(value):
+def optional_bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-def main(op_name, data):
+def main(op_name: str, data: dict) -> str | None:
     """The operation's `main`; with no `main`, `exec` or `steps`, Guild 0.9 runs the Python
     module named like the operation (`train-model` -> `train_model`, `prep.data` ->
     `prep/data.py`), and imports its flags from there."""
@@ -241,7 +234,7 @@ def main(op_name, data):
     return None
 
 
-def sourcecode(value, src):
+def sourcecode(value: Any, src: str) -> Any:
     """The `sourcecode` config as written, after checking its shape."""
     if isinstance(value, dict) and isinstance(value.get("dest"), str):
         # Refused when the file is loaded: a cloned project must not aim the daemon elsewhere.
@@ -254,7 +247,7 @@ def sourcecode(value, src):
     raise error(src, f"invalid select files spec {value!r}: expected a string, list, or mapping")
 
 
-def output_scalars(value, src):
+def output_scalars(value: Any, src: str) -> Any:
     """`output-scalars` as written, after checking it compiles: a typo fails when the Guild
     file is loaded, before any run is made with it."""
     try:
@@ -264,7 +257,7 @@ def output_scalars(value, src):
     return value
 
 
-def requires(value, src):
+def requires(value: Any, src: str) -> list:
     """`requires` as a list: each item a mapping (inline source or resource) or a string
     (a resource reference, kept as written)."""
     if value is None:
@@ -276,14 +269,14 @@ def requires(value, src):
     return list(items)
 
 
-def resources(value, model_name, src):
+def resources(value: Any, model_name: str, src: str) -> dict[str, dict]:
     """name -> resource mapping, each with a `sources` list of mappings (a string source is
     `{'file': s}`); a source must name exactly one of config, file, module, url, operation."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise error(src, f"invalid resources value {value!r}: expected a mapping")
-    out = {}
+    out: dict[str, dict] = {}
     for name, res in value.items():
         if isinstance(res, list):
             res = {"sources": res}
@@ -297,7 +290,7 @@ def resources(value, model_name, src):
     return out
 
 
-def _source(data, resource, src):
+def _source(data: Any, resource: str, src: str) -> dict:
     if isinstance(data, str):
         return {"file": data}
     if not isinstance(data, dict):
@@ -320,7 +313,7 @@ def _source(data, resource, src):
     return data
 
 
-def steps_with_includes(steps, resolve_flags):
+def steps_with_includes(steps: Any, resolve_flags: Callable[[dict], dict]) -> Any:
     """`steps` as written, with `$include` in each step's `flags` resolved to values."""
     if not isinstance(steps, list):
         return steps
@@ -332,15 +325,12 @@ def steps_with_includes(steps, resolve_flags):
     return out
 
 
-# --- Warnings for unknown attributes ----------------------------------------------------
-
-
-def unknown_attr_warnings(pairs, top_dir):
+def unknown_attr_warnings(pairs: Iterable[tuple[dict, str]], top_dir: str | None) -> list[str]:
     """Warnings naming every attribute Guild would silently ignore, per file as written.
 
     `pairs` are (item, source path) as read, before inheritance, so an attribute is reported
     once, in the file and item that spells it."""
-    warnings = []
+    warnings: list[str] = []
     for item, src in pairs:
         if "package" in item or "include" in item:
             continue
@@ -375,27 +365,27 @@ def unknown_attr_warnings(pairs, top_dir):
 
 
 class _Warner:
-    def __init__(self, where, warnings):
+    def __init__(self, where: str, warnings: list[str]) -> None:
         self.where = where
         self.warnings = warnings
 
-    def unknown(self, attr, known, what):
+    def unknown(self, attr: object, known: Iterable[str], what: str) -> None:
         hint = difflib.get_close_matches(str(attr), sorted(known), n=1)
         suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
         self.add(f"unknown attribute {attr!r} in {what}{suffix}")
 
-    def add(self, message):
+    def add(self, message: str) -> None:
         self.warnings.append(f"{self.where}: {message}")
 
 
-def _check_op(op, what, warn):
+def _check_op(op: dict, what: str, warn: _Warner) -> None:
     for attr in op:
         if attr not in OP_ATTRS:
             warn.unknown(attr, OP_ATTRS, what)
     _check_flags(op.get("flags"), what, warn)
 
 
-def _check_flags(flags, what, warn):
+def _check_flags(flags: Any, what: str, warn: _Warner) -> None:
     if not isinstance(flags, dict):
         return
     for name, data in flags.items():

@@ -3,13 +3,16 @@
 import hashlib
 import os
 import pathlib
+from collections.abc import Mapping
+
+from guild_common.paths import StrPath
 
 # gRPC refuses to bind a Unix socket whose path is longer than the kernel's sun_path (108 bytes
 # including the NUL); past this we bind a short path elsewhere and leave a link in GUILD_HOME.
 MAX_SOCKET_PATH = 100
 
 
-def guild_home(env=None):
+def guild_home(env: Mapping[str, str] | None = None) -> pathlib.Path:
     """GUILD_HOME as Guild resolves it: the env var; else the active virtualenv's (or conda
     env's) `.guild`; else `~/.guild`."""
     env = os.environ if env is None else env
@@ -22,20 +25,20 @@ def guild_home(env=None):
     return pathlib.Path("~/.guild").expanduser()
 
 
-def runs_dir(home):
+def runs_dir(home: StrPath) -> pathlib.Path:
     return pathlib.Path(home) / "runs"
 
 
-def run_dir(home, run_id):
+def run_dir(home: StrPath, run_id: str) -> pathlib.Path:
     return runs_dir(home) / run_id
 
 
-def socket_link(home):
+def socket_link(home: StrPath) -> pathlib.Path:
     """The socket's well-known name in GUILD_HOME (the socket itself, or a link to it)."""
     return pathlib.Path(home) / "guildd.sock"
 
 
-def socket_bind_path(home):
+def socket_bind_path(home: StrPath) -> pathlib.Path:
     """Where the daemon binds: GUILD_HOME/guildd.sock when the path is short enough, else a
     short path in the user's runtime dir keyed by a hash of GUILD_HOME."""
     link = socket_link(home)
@@ -46,7 +49,7 @@ def socket_bind_path(home):
     return pathlib.Path(runtime) / f"guildd-{key}.sock"
 
 
-def socket_connect_path(home):
+def socket_connect_path(home: StrPath) -> pathlib.Path:
     """The path a client connects to: follows the link the daemon left for a long home."""
     link = socket_link(home)
     if link.is_symlink():
@@ -54,14 +57,14 @@ def socket_connect_path(home):
     return link
 
 
-def lock_path(home):
+def lock_path(home: StrPath) -> pathlib.Path:
     return pathlib.Path(home) / "guildd.lock"
 
 
-def log_path(home):
+def log_path(home: StrPath) -> pathlib.Path:
     return pathlib.Path(home) / "guildd.log"
 
 
-def index_path(home):
+def index_path(home: StrPath) -> pathlib.Path:
     # Not Guild's own `index_v1.db`: both tools can share one GUILD_HOME.
     return pathlib.Path(home) / "guildd-index.db"

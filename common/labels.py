@@ -24,6 +24,8 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from guild_common import flags as flaglib
 
@@ -40,7 +42,7 @@ class Rendered:
     warnings: tuple[str, ...]  # without a "WARNING: " prefix
 
 
-def render(template, flags, default_label=None) -> str:
+def render(template: str | None, flags: Mapping[str, Any], default_label: str | None = None) -> str:
     """The label for `template` (None or '': the default label) and flag values `flags`.
 
     `default_label` is what `${default_label}` stands for, computed from `flags` when None.
@@ -52,17 +54,20 @@ def render(template, flags, default_label=None) -> str:
     return rendered.label
 
 
-def render_with_warnings(template, flags, default_label=None) -> Rendered:
+def render_with_warnings(
+    template: str | None, flags: Mapping[str, Any], default_label: str | None = None
+) -> Rendered:
     """As `render`, returning the warnings instead of logging them."""
     if default_label is None:
         default_label = format_default_label(flags)
     if not template:
         return Rendered(default_label, ())
-    warnings = []
+    warnings: list[str] = []
 
-    def sub(match):
+    def sub(match: re.Match[str]) -> str:
         name, *filters = match.group(1).split("|")
         name = name.strip()
+        value: Any
         if name == "default_label":
             value = default_label
         else:
@@ -80,14 +85,14 @@ def render_with_warnings(template, flags, default_label=None) -> Rendered:
     return Rendered(_REF.sub(sub, template), tuple(warnings))
 
 
-def format_default_label(flags) -> str:
+def format_default_label(flags: Mapping[str, Any]) -> str:
     """Every flag with a value, as NAME=VAL sorted by name (null-valued flags left out)."""
     return " ".join(
         f"{name}={format_value(flags[name])}" for name in sorted(flags) if flags[name] is not None
     )
 
 
-def format_value(value) -> str:
+def format_value(value: Any) -> str:
     """A flag value as labels show it: `flags.format_flag_value`, with existing paths
     longer than SHORT_PATH_LEN shortened around a '…' (`/tmp/abc/…/vwx/yz`)."""
     if _is_path(value):
@@ -95,7 +100,7 @@ def format_value(value) -> str:
     return flaglib.format_flag_value(value)
 
 
-def shorten_path(path, max_len=SHORT_PATH_LEN, ellipsis="\u2026") -> str:
+def shorten_path(path: str, max_len: int = SHORT_PATH_LEN, ellipsis: str = "\u2026") -> str:
     """`path` cut to at most about `max_len` characters by putting `ellipsis` for middle parts.
 
     The first and last parts are always kept; middle parts are then taken alternately from
@@ -109,7 +114,7 @@ def shorten_path(path, max_len=SHORT_PATH_LEN, ellipsis="\u2026") -> str:
         return path
     left, middle, right = parts[:1], parts[1:-1], parts[-1:]
 
-    def fits(left, right):
+    def fits(left: list[str], right: list[str]) -> bool:
         return len("/".join(left + [ellipsis] + right)) <= max_len
 
     take_left = parts[0] == ""  # absolute: show where it starts before where it ends
@@ -130,11 +135,11 @@ def shorten_path(path, max_len=SHORT_PATH_LEN, ellipsis="\u2026") -> str:
     return "/".join(left + [ellipsis] + right)
 
 
-def _is_path(value):
+def _is_path(value: Any) -> bool:
     return isinstance(value, str) and "/" in value and os.path.exists(value)
 
 
-def _apply_filter(spec, value, warnings):
+def _apply_filter(spec: str, value: Any, warnings: list[str]) -> Any:
     name, _, arg = spec.partition(":")
     if name.startswith("%"):
         return _format(spec, value, warnings)
@@ -150,7 +155,7 @@ def _apply_filter(spec, value, warnings):
     return "#error#"
 
 
-def _format(fmt, value, warnings):
+def _format(fmt: str, value: Any, warnings: list[str]) -> Any:
     try:
         return fmt % value
     except ValueError as e:

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from guild_common import errors, flags as flaglib, labels, scalars
 from guild_common.flagdef import FlagDef
@@ -35,7 +37,7 @@ class OpConfig:
     env_secrets: tuple = ()  # env names not recorded in attrs/env
     stoppable: bool = False  # a stop ends the run completed
 
-    def to_attr(self):
+    def to_attr(self) -> dict[str, Any]:
         return {
             "op-cmd": {
                 "cmd-args": list(self.cmd_args),
@@ -61,7 +63,7 @@ class OpConfig:
         }
 
     @classmethod
-    def for_attr(cls, attr):
+    def for_attr(cls, attr: Any) -> "OpConfig":
         if not isinstance(attr, dict) or "op-cmd" not in attr:
             raise errors.FailedPrecondition(
                 "cannot restart run: missing op configuration\nThe run may not have been "
@@ -104,16 +106,65 @@ def check(config: OpConfig) -> None:
 def check_spec(spec: pb.RunSpec) -> None:
     """check() for a run spec, and for its pipeline steps at any depth (refused before the
     pipeline's own run exists)."""
-    try:
-        output_scalars = json.loads(spec.output_scalars_json) if spec.output_scalars_json else None
-    except ValueError as e:
-        raise errors.InvalidArgument(f"invalid output scalar config: {e}") from None
-    scalars.compile_config(output_scalars)
+    scalars.compile_config(_output_scalars(spec))
     for step in spec.steps:
         check_spec(step.spec)
 
 
-def _flagdef_attr(d):
+def config_from_spec(spec: pb.RunSpec) -> OpConfig:
+    """The configuration a run made from `spec` keeps; the spec's label is its template."""
+    return OpConfig(
+        cmd_args=tuple(spec.cmd_args),
+        flags_dest=spec.flags_dest or "args",
+        flag_defs={d.name: flagdef_from_pb(d) for d in spec.flag_defs},
+        op_env=dict(spec.op_env),
+        label_template=spec.label or None,
+        python_exe=spec.python_exe,
+        guild_op=spec.guild_op,
+        cmd_dir=spec.cmd_dir,
+        project_dir=spec.project_dir,
+        output_scalars=_output_scalars(spec),
+        requires=tuple(json.loads(spec.requires_json)) if spec.requires_json else (),
+        sourcecode_dest=spec.sourcecode_dest,
+        delete_on_success=spec.delete_on_success,
+        compare=tuple(spec.compare),
+        env_secrets=tuple(spec.env_secrets),
+        stoppable=spec.stoppable,
+    )
+
+
+def spec_from_config(config: OpConfig, **fields: Any) -> pb.RunSpec:
+    """A run spec with `config`'s operation and `fields`, the RunSpec fields that belong to
+    one run (op_name, flags_json, env, sourcecode, label, tags...). The label template is
+    not taken from `config`: a new run's label is its caller's."""
+    return pb.RunSpec(
+        cmd_args=list(config.cmd_args),
+        flags_dest=config.flags_dest,
+        flag_defs=[flagdef_to_pb(d) for d in config.flag_defs.values()],
+        op_env=dict(config.op_env),
+        cmd_dir=config.cmd_dir,
+        project_dir=config.project_dir,
+        guild_op=config.guild_op,
+        python_exe=config.python_exe,
+        output_scalars_json=json.dumps(config.output_scalars) if config.output_scalars is not None else "",
+        requires_json=json.dumps(list(config.requires)) if config.requires else "",
+        sourcecode_dest=config.sourcecode_dest,
+        delete_on_success=config.delete_on_success,
+        compare=list(config.compare),
+        env_secrets=list(config.env_secrets),
+        stoppable=config.stoppable,
+        **fields,
+    )
+
+
+def _output_scalars(spec: pb.RunSpec) -> object:
+    try:
+        return json.loads(spec.output_scalars_json) if spec.output_scalars_json else None
+    except ValueError as e:
+        raise errors.InvalidArgument(f"invalid output scalar config: {e}") from None
+
+
+def _flagdef_attr(d: FlagDef) -> dict[str, Any]:
     out = {}
     for field, key in _FLAGDEF_ATTRS.items():
         value = getattr(d, field)
@@ -123,13 +174,13 @@ def _flagdef_attr(d):
     return out
 
 
-def _flags_dest_for_attr(attr):
+def _flags_dest_for_attr(attr: dict) -> str:
     # Guild 0.9 writes it under op-cmd (and as FLAGS_DEST in cmd-env); ours is top-level.
     cmd = attr["op-cmd"]
     return attr.get("flags-dest") or cmd.get("flags-dest") or (cmd.get("cmd-env") or {}).get("FLAGS_DEST") or "args"
 
 
-def _dest_for_attr(dest):
+def _dest_for_attr(dest: Any) -> str:
     # '.' is the run dir itself (''). Kept as written otherwise, '../x' included: the paths
     # the snapshot is written to are checked where they are written (rundir.run_file).
     dest = str(dest or ".").rstrip("/")
@@ -138,11 +189,11 @@ def _dest_for_attr(dest):
     return "" if dest in ("", ".") else dest
 
 
-def _flagdef_for_attr(name, attr):
+def _flagdef_for_attr(name: str, attr: dict) -> FlagDef:
     return FlagDef(name=name, **{field: attr[key] for field, key in _FLAGDEF_ATTRS.items() if key in attr})
 
 
-def render_cmd(config, flag_values):
+def render_cmd(config: OpConfig, flag_values: Mapping[str, Any]) -> list[str]:
     """The process argv: the template with `${python_exe}`, `${flag}` references and
     `__flag_args__` expanded."""
     values = {**flag_values, "python_exe": config.python_exe}
@@ -153,7 +204,7 @@ def render_cmd(config, flag_values):
         name: value for name, value in flag_values.items()
         if "--" + ((config.flag_defs.get(name) and config.flag_defs[name].arg_name) or name) not in shadowed
     }
-    argv = []
+    argv: list[str] = []
     for arg in config.cmd_args:
         if arg == "__flag_args__":
             argv.extend(flaglib.flag_cmd_args(passed, config.flag_defs, config.flags_dest))
@@ -162,14 +213,14 @@ def render_cmd(config, flag_values):
     return argv
 
 
-def _ref_value(values, name):
+def _ref_value(values: Mapping[str, Any], name: str) -> str:
     value = values.get(name.strip())
     if value is None:
         return ""
     return value if isinstance(value, str) else flaglib.encode_flag_value(value)
 
 
-def render_label(template, tags, flag_values):
+def render_label(template: str | None, tags: Iterable[str], flag_values: Mapping[str, Any]) -> str:
     """The run's label: a template (`${flag}`, `${default_label}`, filters such as
     `${lr|default:0.1}`, see guild_common.labels), or the default label (every flag's
     NAME=VAL), with tags in front."""
@@ -178,7 +229,7 @@ def render_label(template, tags, flag_values):
     return " ".join([*tags, label]).strip()
 
 
-def flagdef_to_pb(d):
+def flagdef_to_pb(d: FlagDef) -> pb.FlagDef:
     return pb.FlagDef(
         name=d.name,
         arg_name=d.arg_name or "",
@@ -194,7 +245,7 @@ def flagdef_to_pb(d):
     )
 
 
-def flagdef_from_pb(m):
+def flagdef_from_pb(m: pb.FlagDef) -> FlagDef:
     return FlagDef(
         name=m.name,
         arg_name=m.arg_name or None,

@@ -16,10 +16,18 @@ script's module-level constants of those names before its code runs; `global:NAM
 Any other dest (`config:FILE`, which guildd writes): the script gets no flag arguments.
 """
 
+from __future__ import annotations
+
 import io
 import os
 import runpy
 import sys
+
+# Annotations only (not evaluated): importing typing would cost every run at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from typing import Any
 
 # Guild's built-in no-op `main` (for operations that only resolve dependencies): it prints
 # its arguments, if any, and exits 0. Run here, so it needs no Guild installed.
@@ -32,7 +40,7 @@ PASS_MODULE = "guild.pass"
 _YAML_FLOATS = {".inf": float("inf"), "-.inf": float("-inf"), "+.inf": float("inf"), ".nan": float("nan")}
 
 
-def decode(text):
+def decode(text: str) -> Any:
     """The Python value of a flag as guildd encodes it on the command line."""
     if text in ("yes", "true", "True"):
         return True
@@ -52,8 +60,9 @@ def decode(text):
         return text
 
 
-def flag_assigns(args):
-    values, i = {}, 0
+def flag_assigns(args: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    i = 0
     while i < len(args):
         name = args[i]
         if not name.startswith("--"):
@@ -68,7 +77,7 @@ def flag_assigns(args):
     return values
 
 
-def _replace_globals(tree, values):
+def _replace_globals(tree: ast.Module, values: dict[str, Any]) -> ast.Module:
     """Replaces the first module-level assignment of each flag with the flag's value, so the
     script's own default doesn't overwrite it; later assignments are the script redefining
     the value and run as written (as in Guild 0.9)."""
@@ -76,7 +85,7 @@ def _replace_globals(tree, values):
 
     replaced = set()
     for node in tree.body:
-        targets = []
+        targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             targets = node.targets
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -87,12 +96,14 @@ def _replace_globals(tree, values):
                 # `x = __guild_flags__['x']`: the flag value (any type, where ast.Constant
                 # takes only scalars), whatever ran before (`for x in ...`) bound to `x`.
                 value = ast.Subscript(ast.Name("__guild_flags__", ast.Load()), ast.Constant(target.id), ast.Load())
-                node.value = ast.copy_location(value, node.value)
+                node.value = ast.copy_location(value, node.value)  # type: ignore[attr-defined]  # an assignment
                 ast.fix_missing_locations(node)
     return tree
 
 
-def run_globals(path, values, fixed_args=()):
+def run_globals(
+    path: str, values: dict[str, Any], fixed_args: list[str] | tuple[str, ...] = ()
+) -> None:
     import ast
 
     with open(path, "rb") as f:
@@ -104,9 +115,9 @@ def run_globals(path, values, fixed_args=()):
     exec(code, module)
 
 
-def _nested(values):
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
     """Dotted flag names as nested dicts: {'a.b': 1} -> {'a': {'b': 1}}."""
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in values.items():
         node = out
         *parents, leaf = name.split(".")
@@ -116,7 +127,7 @@ def _nested(values):
     return out
 
 
-def _merge(base, updates):
+def _merge(base: Any, updates: dict[str, Any]) -> Any:
     """`updates` (nested dicts) merged into a dict, or set as attributes of a namespace."""
     if not isinstance(base, dict) and hasattr(base, "__dict__"):
         for key, value in updates.items():
@@ -128,13 +139,15 @@ def _merge(base, updates):
     return merged
 
 
-def _namespace(values):
+def _namespace(values: dict[str, Any]) -> Any:
     import types
 
     return types.SimpleNamespace(**{k: _namespace(v) if isinstance(v, dict) else v for k, v in values.items()})
 
 
-def run_global_dict(path, name, values, fixed_args=(), namespace=False):
+def run_global_dict(
+    path: str, name: str, values: dict[str, Any], fixed_args: list[str] | tuple[str, ...] = (), namespace: bool = False
+) -> None:
     """flags-dest `global:NAME` (`namespace:NAME`): the flags update the module's dict
     (namespace) NAME right after the module assigns it (dotted flag names nest)."""
     import ast
@@ -157,7 +170,7 @@ def run_global_dict(path, name, values, fixed_args=(), namespace=False):
     exec(compile(tree, path, "exec"), module)
 
 
-def _target_path(target):
+def _target_path(target: str) -> str:
     """The file a script or module target runs, setting up sys.path as Guild does: the
     target's dir (a module's path part) first."""
     if target.endswith(".py"):
@@ -177,14 +190,14 @@ def _target_path(target):
     return spec.origin
 
 
-def _pass(args):
+def _pass(args: list[str]) -> None:
     if args:
         import shlex
 
         print(*[shlex.quote(arg) for arg in args])
 
 
-def _run(target, args):
+def _run(target: str, args: list[str]) -> None:
     fixed, flag_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
     dest = os.environ.get("FLAGS_DEST", "")
     if target == PASS_MODULE:
@@ -204,7 +217,7 @@ def _run(target, args):
         runpy.run_path(path, run_name="__main__")
 
 
-def _print_user_traceback(exc):
+def _print_user_traceback(exc: BaseException) -> None:
     """The traceback without this file's frames: the user's code is what failed."""
     import traceback
 
@@ -217,7 +230,7 @@ def _print_user_traceback(exc):
     traceback.print_exception(type(exc), exc, tb)
 
 
-def _line_buffered_stdout():
+def _line_buffered_stdout() -> None:
     """A stdout that writes each complete line at once, straight to the run's output file.
 
     Under guildd, stdout is the run's output file (not a terminal), so Python would either
@@ -230,7 +243,7 @@ def _line_buffered_stdout():
     sys.stdout = io.TextIOWrapper(raw, encoding=sys.stdout.encoding, errors=sys.stdout.errors, line_buffering=True)
 
 
-def main():
+def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit("usage: opmain.py TARGET [FIXED_ARG... --] [FLAG_ARG...]")
     script, args = sys.argv[1], sys.argv[2:]

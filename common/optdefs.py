@@ -4,6 +4,7 @@ The optimizers themselves (scikit-optimize) run in guildd (guildd.optimizers).""
 
 import dataclasses
 import math
+from typing import Any
 
 from guild_common import query
 from guild_common.errors import InvalidArgument
@@ -26,7 +27,7 @@ _ALIASES = {
 }
 
 # Guild 0.9's optimizer flags and defaults (seeds L8056, L8101, L8211, L38064-L38090).
-_DEFAULT_FLAGS = {
+_DEFAULT_FLAGS: dict[str, dict[str, Any]] = {
     "gp": {"acq-func": "gp_hedge", "kappa": 1.96, "noise": "gaussian", "random-starts": 3, "xi": 0.05},
     "forest": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
     "gbrt": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
@@ -37,7 +38,7 @@ _DEFAULT_FLAGS = {
 # run time as a second objective; Guild lists them but they fail there).
 ACQ_FUNCS = ("gp_hedge", "EI", "LCB", "PI")
 
-def algorithm_for(name):
+def algorithm_for(name: Any) -> str:
     """The canonical algorithm (one of ALGORITHMS) for what a user typed."""
     try:
         return _ALIASES[name]
@@ -47,17 +48,17 @@ def algorithm_for(name):
         ) from None
 
 
-def opspec(algorithm):
+def opspec(algorithm: str) -> str:
     """The optimizer's name in a batch's operation (`train.py+skopt:gp`)."""
     return "skopt:" + algorithm_for(algorithm)
 
 
-def default_flags(algorithm):
+def default_flags(algorithm: str) -> dict[str, Any]:
     """The algorithm's optimizer flags with Guild's defaults (a new dict)."""
     return dict(_DEFAULT_FLAGS[algorithm_for(algorithm)])
 
 
-def optimizer_flags(algorithm, assigns):
+def optimizer_flags(algorithm: str, assigns: dict[str, Any]) -> dict[str, Any]:
     """`default_flags` merged with the user's (decoded) values; each value is checked."""
     algorithm = algorithm_for(algorithm)
     flags = default_flags(algorithm)
@@ -72,7 +73,7 @@ def optimizer_flags(algorithm, assigns):
     return flags
 
 
-def _check_flag(name, value):
+def _check_flag(name: str, value: Any) -> None:
     if name == "random-starts":
         ok, expected = is_int(value) and value >= 0, "an integer 0 or more"
     elif name == "acq-func":
@@ -88,15 +89,15 @@ def _check_flag(name, value):
         )
 
 
-def is_int(value):
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value):
+def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def describe(algorithm, flags):
+def describe(algorithm: str, flags: dict[str, Any]) -> str:
     """One log line: `gp: acq-func=gp_hedge kappa=1.96 ...` (flags sorted by name)."""
     algorithm = algorithm_for(algorithm)
     assigns = " ".join(f"{name}={encode_flag_value(flags[name])}" for name in sorted(flags))
@@ -112,7 +113,7 @@ class Objective:
     qualifier: str = "last"  # which of the scalar's values counts (query.QUALIFIERS)
 
 
-def parse_objective(minimize=None, maximize=None):
+def parse_objective(minimize: str | None = None, maximize: str | None = None) -> Objective:
     """The objective from `--minimize`/`--maximize` (column-spec syntax); default minimize loss."""
     if minimize and maximize:
         raise InvalidArgument("--minimize and --maximize cannot both be specified")
@@ -120,10 +121,10 @@ def parse_objective(minimize=None, maximize=None):
     col = query.parse_column(text, "objective")
     if col.kind != "scalar" or col.step:
         raise InvalidArgument(f"invalid objective {text!r}: expected a scalar")
-    return Objective(col.name, to_max, col.qualifier)
+    return Objective(col.name, to_max, col.qualifier)  # type: ignore[arg-type]  # a scalar's
 
 
-def no_dimensions(values):
+def no_dimensions(values: dict[str, Any]) -> InvalidArgument:
     """Guild's error for a search whose flags have no range or list to search."""
     assigns = ", ".join(f"{name}={encode_flag_value(values[name])}" for name in sorted(values))
     return InvalidArgument(

@@ -14,6 +14,8 @@ from guild_common import errors
 
 RUN_DIR = "the run directory"
 
+StrPath = str | os.PathLike[str]
+
 
 def relative(rel: str, what: str = "path", within: str = RUN_DIR) -> str:
     """`rel` normalised ('a/./b/../c' is 'a/c', '' is '.'), refusing one that is absolute,
@@ -30,7 +32,7 @@ def relative(rel: str, what: str = "path", within: str = RUN_DIR) -> str:
     return norm
 
 
-def contained(base, rel: str, what: str = "path", within: str = RUN_DIR, follow: bool = True) -> pathlib.Path:
+def contained(base: StrPath, rel: str, what: str = "path", within: str = RUN_DIR, follow: bool = True) -> pathlib.Path:
     """The resolved path of `rel` under `base`, refusing (InvalidArgument) a path that is
     absolute, climbs out of `base`, or leads out of it through a symbolic link that exists.
 
@@ -62,20 +64,20 @@ def absolute_dir(path: str, what: str) -> pathlib.Path:
     return pathlib.Path(os.path.normpath(path))
 
 
-def inside(path, base) -> bool:
+def inside(path: StrPath, base: StrPath) -> bool:
     """Whether `path` is `base` or under it, both resolved (links followed)."""
     real = _resolve(pathlib.Path(path), "path", str(path))
     root = _resolve(pathlib.Path(base), "path", str(base))
     return real == root or root in real.parents
 
 
-def _resolve(path, what, rel):
+def _resolve(path: pathlib.Path, what: str, rel: str) -> pathlib.Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError) as e:  # RuntimeError: a symbolic link loop (Python < 3.13)
         raise errors.InvalidArgument(f"cannot resolve {what} {_shown(rel)}: {e}") from None
 
 
-def _shown(path):
+def _shown(path: str) -> str:
     # Quoted as typed; repr when a control character would break the one-line error.
     return repr(path) if any(ord(c) < 32 for c in path) else f"'{path}'"

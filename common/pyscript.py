@@ -10,6 +10,8 @@ A script that imports argparse or click takes its flags as command-line options 
 
 import ast
 import dataclasses
+import os
+from typing import Any
 
 from guild_common import flags as flaglib
 from guild_common.errors import InvalidArgument
@@ -34,14 +36,14 @@ class ScriptFlags:
     flags: dict[str, FlagDef]
 
 
-def detect_flags(path, dest: str | None = None) -> ScriptFlags:
+def detect_flags(path: str | os.PathLike[str], dest: str | None = None) -> ScriptFlags:
     """The flags a script declares and how it takes them (`dest`). With a `dest` of
     `global:NAME` (or Guild's `dict:NAME`) or `namespace:NAME`, the items of the dict or
     namespace the module first assigns to NAME."""
     tree = _parse(path)
     kind, _, name = (dest or "").partition(":")
     if kind in ("global", "dict", "namespace") and name:
-        return ScriptFlags(dest, _dict_flags(tree, name))
+        return ScriptFlags(dest, _dict_flags(tree, name))  # type: ignore[arg-type]  # has a name
     if _imports(tree, "argparse"):
         return ScriptFlags("args", _argparse_flags(tree))
     if _imports(tree, "click"):
@@ -49,7 +51,7 @@ def detect_flags(path, dest: str | None = None) -> ScriptFlags:
     return ScriptFlags("globals", _global_flags(tree))
 
 
-def _parse(path):
+def _parse(path: str | os.PathLike[str]) -> ast.Module:
     with open(path, "rb") as f:
         source = f.read()
     try:
@@ -62,7 +64,7 @@ def _parse(path):
         raise InvalidArgument(f"cannot read flags from {path}: {e}") from e
 
 
-def _imports(tree, module):
+def _imports(tree: ast.AST, module: str) -> bool:
     # Anywhere in the module, as Guild does: `def main(): import argparse` is common.
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == module for a in node.names):
@@ -72,15 +74,11 @@ def _imports(tree, module):
     return False
 
 
-# ---------------------------------------------------------------------------------------------
-# Globals
-
-
-def _global_flags(tree):
+def _global_flags(tree: ast.Module) -> dict[str, FlagDef]:
     """Module-level `NAME = constant` assignments; the first constant assigned to a name is
     its default, as in Guild 0.9 (later assignments redefine it at run time, see opmain); a
     non-constant one is ignored (Guild only reads constants)."""
-    flags = {}
+    flags: dict[str, FlagDef] = {}
     for stmt in tree.body:
         if not isinstance(stmt, ast.Assign):
             continue
@@ -93,7 +91,7 @@ def _global_flags(tree):
     return flags
 
 
-def _dict_flags(tree, name):
+def _dict_flags(tree: ast.Module, name: str) -> dict[str, FlagDef]:
     """Flags from the first module-level `NAME = {...}` or `NAME = SimpleNamespace(...)`:
     nested dicts give dotted names (`{'a': {'b': 1}}` is `a.b`), as in Guild 0.9."""
     for stmt in tree.body:
@@ -102,14 +100,15 @@ def _dict_flags(tree, name):
     return {}
 
 
-def _items_flags(node, prefix):
+def _items_flags(node: ast.expr, prefix: str) -> dict[str, FlagDef]:
+    items: list[tuple[Any, ast.expr]]
     if isinstance(node, ast.Dict):
         items = [(_literal(k, None), v) for k, v in zip(node.keys, node.values)]
     elif isinstance(node, ast.Call):  # SimpleNamespace(a=1, ...), or another namespace type
         items = [(k.arg, k.value) for k in node.keywords]
     else:
         return {}
-    flags = {}
+    flags: dict[str, FlagDef] = {}
     for key, value in items:
         if not isinstance(key, str):
             continue
@@ -122,7 +121,7 @@ def _items_flags(node, prefix):
     return flags
 
 
-def _value_flagdef(name, node):
+def _value_flagdef(name: str, node: ast.expr) -> FlagDef | None:
     """The flag a literal assigned to `name` makes: a scalar's (not None), or a list of
     scalars' as Guild 0.9 makes it: a string of the items that is split again (arg-split),
     since a list value would be a batch. None for anything else."""
@@ -136,7 +135,7 @@ def _value_flagdef(name, node):
     return None
 
 
-def _global_type(value):
+def _global_type(value: object) -> str:
     # Guild 0.9 types imported globals this way; it keeps `s=1` a string for a string global.
     if isinstance(value, bool):
         return "boolean"
@@ -145,7 +144,7 @@ def _global_type(value):
     return "number"
 
 
-def _scalar(node):
+def _scalar(node: ast.expr) -> tuple[bool, Any]:
     """(True, value) for a literal str/int/float/bool/None, signs included; else (False, None)."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         ok, value = _scalar(node.operand)
@@ -159,22 +158,18 @@ def _scalar(node):
     return False, None
 
 
-# ---------------------------------------------------------------------------------------------
-# argparse
-
-
-def _argparse_flags(tree):
+def _argparse_flags(tree: ast.Module) -> dict[str, FlagDef]:
     calls = sorted(
         (n for n in ast.walk(tree) if isinstance(n, ast.Call)),
         key=lambda n: (n.lineno, n.col_offset),
     )
     parsers = _Parsers.read(tree)
     parsed = _parsed_parsers(calls, parsers)
-    flags = {}
+    flags: dict[str, FlagDef] = {}
     for call in calls:
         if not _is_method(call, "add_argument"):
             continue
-        owner = _owner(call.func.value, parsers.owners)
+        owner = _owner(call.func.value, parsers.owners)  # type: ignore[attr-defined]  # a method call
         # Arguments of a parser that is never parsed (a second parser, a subparser) are not
         # the script's flags; receivers we cannot trace (a helper's `p` parameter) are.
         if owner in parsers.owners and owner not in parsed:
@@ -198,8 +193,10 @@ class _Parsers:
     top_level: frozenset  # names bound to `ArgumentParser(...)`, subparsers excluded
 
     @classmethod
-    def read(cls, tree):
-        owners, parents, top_level = {}, {}, set()
+    def read(cls, tree: ast.Module) -> "_Parsers":
+        owners: dict[str, str | None] = {}
+        parents: dict[str, list[str]] = {}
+        top_level: set[str] = set()
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
                 continue
@@ -211,18 +208,18 @@ class _Parsers:
                     if not _is_method(call, "add_parser"):
                         top_level.add(name)
                 elif _is_method(call, *_GROUP_METHODS):
-                    owners[name] = _dotted(call.func.value)
+                    owners[name] = _dotted(call.func.value)  # type: ignore[attr-defined]  # a method call
         roots = {name: _root_owner(name, owners) for name in owners}
         return cls(roots, parents, frozenset(top_level))
 
 
-def _parent_names(call):
+def _parent_names(call: ast.Call) -> list[str]:
     parents = _keyword(call, "parents")
     nodes = parents.elts if isinstance(parents, (ast.List, ast.Tuple)) else ()
     return [name for name in map(_dotted, nodes) if name]
 
 
-def _root_owner(name, owners):
+def _root_owner(name: str, owners: dict) -> str:
     seen = set()
     while owners.get(name) not in (None, name) and name not in seen:
         seen.add(name)
@@ -230,14 +227,14 @@ def _root_owner(name, owners):
     return name
 
 
-def _parsed_parsers(calls, parsers):
+def _parsed_parsers(calls: list[ast.Call], parsers: _Parsers) -> set[str | None]:
     """Parsers whose options the script reads: those it parses, plus their `parents=`.
 
     Guild reads only the parser that is parsed. When we cannot tell which one is (e.g.
     `build_parser().parse_args()`), every top-level parser counts.
     """
     parsed = {
-        _owner(call.func.value, parsers.owners)
+        _owner(call.func.value, parsers.owners)  # type: ignore[attr-defined]  # a method call
         for call in calls
         if _is_method(call, *_PARSE_METHODS)
     } & set(parsers.owners)
@@ -253,7 +250,7 @@ def _parsed_parsers(calls, parsers):
     return parsed
 
 
-def _owner(node, owners):
+def _owner(node: Any, owners: dict) -> str | None:
     """The parser a receiver belongs to, seeing through `p.add_argument_group(...)` chains."""
     if _is_method(node, *_GROUP_METHODS):
         return _owner(node.func.value, owners)
@@ -261,7 +258,7 @@ def _owner(node, owners):
     return owners.get(name, name)
 
 
-def _argument_flagdef(call):
+def _argument_flagdef(call: ast.Call) -> FlagDef | None:
     name = _long_option(call.args)
     if name is None:
         return None
@@ -271,7 +268,7 @@ def _argument_flagdef(call):
     if action not in _STORE_ACTIONS:
         return None
     switch = _STORE_ACTIONS[action]
-    arg_type = _ARG_TYPES.get(kw["type"].id) if isinstance(kw.get("type"), ast.Name) else None
+    arg_type = _ARG_TYPES.get(kw["type"].id) if isinstance(kw.get("type"), ast.Name) else None  # type: ignore[attr-defined]
     # A non-literal default (`default=os.getcwd()`) still defines the flag, with no default.
     _, default = _scalar(kw["default"]) if "default" in kw else (True, None)
     if switch is not None:
@@ -288,7 +285,7 @@ def _argument_flagdef(call):
     )
 
 
-def _long_option(args):
+def _long_option(args: list[ast.expr]) -> str | None:
     """Flag name from the first `--name` option string, as Guild names it (not from `dest=`).
 
     Positional and short-only (`-x`) arguments are not flags.
@@ -302,7 +299,7 @@ def _long_option(args):
     return None
 
 
-def _typed_default(default, arg_type):
+def _typed_default(default: Any, arg_type: str | None) -> Any:
     # argparse converts string defaults with `type=`; `default="0.1", type=float` means 0.1.
     if isinstance(default, str) and arg_type in ("int", "float"):
         try:
@@ -312,7 +309,7 @@ def _typed_default(default, arg_type):
     return default
 
 
-def _choices(node):
+def _choices(node: ast.expr | None) -> tuple:
     values = _literal(node, None)
     if not isinstance(values, (list, tuple)):
         return ()
@@ -321,7 +318,7 @@ def _choices(node):
     return tuple(values)
 
 
-def _literal(node, fallback):
+def _literal(node: ast.expr | None, fallback: Any) -> Any:
     """A literal's value (`"--lr"`, `[1, 2]`, `True`); `fallback` when absent or not literal."""
     if node is None:
         return fallback
@@ -330,9 +327,6 @@ def _literal(node, fallback):
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return fallback
 
-
-# ---------------------------------------------------------------------------------------------
-# click
 
 # Parameter types as Guild 0.9 types the flags (a Choice, a Path... get no type).
 _CLICK_TYPES = {
@@ -343,7 +337,7 @@ _CLICK_TYPES = {
 }
 
 
-def _click_flags(tree):
+def _click_flags(tree: ast.Module) -> dict[str, FlagDef]:
     """The `@click.option`s of the command the script invokes (`main()`), or of every
     command it defines when it invokes none we can see."""
     commands = {
@@ -357,7 +351,7 @@ def _click_flags(tree):
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in commands
     ]
-    flags = {}
+    flags: dict[str, FlagDef] = {}
     for func in invoked or commands.values():
         for decorator in func.decorator_list:
             flagdef = _click_option_flagdef(decorator)
@@ -366,7 +360,7 @@ def _click_flags(tree):
     return flags
 
 
-def _click_option_flagdef(decorator):
+def _click_option_flagdef(decorator: Any) -> FlagDef | None:
     if _call_name(decorator) != "option":
         return None
     option = _long_option(decorator.args)
@@ -377,6 +371,7 @@ def _click_option_flagdef(decorator):
     kw = {k.arg: k.value for k in decorator.keywords if k.arg}
     ok, default = _scalar(kw["default"]) if "default" in kw else (True, None)
     default = default if ok else None
+    arg_type: str | None
     if _literal(kw.get("is_flag"), False) is True or off:
         default = bool(default)
         arg_type, choices, switch = "boolean", (), not default
@@ -393,7 +388,7 @@ def _click_option_flagdef(decorator):
     )
 
 
-def _click_type(node, default):
+def _click_type(node: ast.expr | None, default: Any) -> tuple[str | None, tuple]:
     """(flag type, choices) for an option's `type=`; without one, click's own inference from
     the default (a string when there is none)."""
     if node is None:
@@ -402,16 +397,12 @@ def _click_type(node, default):
         return {int: "int", float: "float"}.get(type(default), "string"), ()
     name = _call_name(node) if isinstance(node, ast.Call) else _dotted(node)
     name = (name or "").rsplit(".", 1)[-1]
-    if name == "Choice" and node.args:
-        return None, _choices(node.args[0])
+    if name == "Choice" and node.args:  # type: ignore[attr-defined]  # a Call
+        return None, _choices(node.args[0])  # type: ignore[attr-defined]
     return _CLICK_TYPES.get(name), ()
 
 
-# ---------------------------------------------------------------------------------------------
-# Syntax helpers
-
-
-def _call_name(node):
+def _call_name(node: ast.expr) -> str | None:
     """`option` for `click.option(...)` or `option(...)`; None when not such a call."""
     if not isinstance(node, ast.Call):
         return None
@@ -419,7 +410,7 @@ def _call_name(node):
     return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
 
 
-def _is_parser_constructor(node):
+def _is_parser_constructor(node: ast.expr) -> bool:
     # `argparse.ArgumentParser(...)`, `ap.ArgumentParser(...)`, `ArgumentParser(...)`; a
     # subparser (`subs.add_parser(...)`) is a parser too, though never the parsed one.
     if not isinstance(node, ast.Call):
@@ -429,7 +420,7 @@ def _is_parser_constructor(node):
     return name in ("ArgumentParser", "add_parser")
 
 
-def _is_method(node, *names):
+def _is_method(node: ast.expr, *names: str) -> bool:
     return (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
@@ -437,11 +428,11 @@ def _is_method(node, *names):
     )
 
 
-def _keyword(call, name):
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in call.keywords if k.arg == name), None)
 
 
-def _dotted(node):
+def _dotted(node: ast.expr) -> str | None:
     """`parser` or `self.parser` for a Name/Attribute chain, else None."""
     if isinstance(node, ast.Name):
         return node.id

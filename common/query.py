@@ -20,6 +20,8 @@ Filter expressions (`-F/--filter EXPR`, Guild 0.9) are described above `parse_fi
 import dataclasses
 import operator
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import InvalidArgument
 from .flags import decode_flag_value
@@ -37,7 +39,10 @@ _COL_PREFIXES = (
 )
 _COL_KEYWORDS = frozenset(QUALIFIERS + ("step", "as"))
 # `select --min` and `--minimize` say "too many" in their own words (Guild 0.9).
-_TOO_MANY = {"col spec": "multiple cols not supported"}
+_TOO_MANY: dict[str | None, str] = {"col spec": "multiple cols not supported"}
+
+# A token of either parser: (type, value, raw, pos).
+_Token = tuple[str, Any, str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +51,12 @@ class Column:
 
     kind: str  # "scalar" | "flag" | "attr"
     name: str  # scalar tag (maybe `prefix#tag` or a pattern), flag name, or attribute name
-    qualifier: str = None  # scalars only: one of QUALIFIERS; "last" when not given
+    qualifier: str | None = None  # scalars only: one of QUALIFIERS; "last" when not given
     step: bool = False  # scalars only: show the step of the qualified value, not the value
-    alias: str = None  # from `as NAME`
+    alias: str | None = None  # from `as NAME`
 
     @property
-    def header(self):
+    def header(self) -> str:
         """Guild 0.9: no qualifier (`min loss` -> `loss`); `train#loss` -> `train loss`."""
         if self.alias:
             return self.alias
@@ -61,13 +66,13 @@ class Column:
         words = [w for w in (prefix, tag) if w]
         return " ".join(words + ["step"] if self.step else words)
 
-    def split_key(self):
+    def split_key(self) -> tuple[str | None, str]:
         """(prefix or None, tag) of a scalar name: `train#loss` -> ("train", "loss")."""
         prefix, sep, tag = self.name.partition("#")
         return (prefix, tag) if sep else (None, self.name)
 
     @property
-    def spec(self):
+    def spec(self) -> str:
         """Text that parses back to this column."""
         name = _quote_if_needed(self.name)
         if self.kind == "flag":
@@ -75,20 +80,20 @@ class Column:
         elif self.kind == "attr":
             text = "." + name
         else:
-            qual = "" if self.qualifier == "last" else self.qualifier + " "
+            qual = "" if self.qualifier == "last" else self.qualifier + " "  # type: ignore[operator]  # a scalar's
             text = qual + name + (" step" if self.step else "")
         return text + (" as " + _quote_if_needed(self.alias) if self.alias else "")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.spec
 
 
-def for_scalar(name, qualifier="last", step=False, alias=None):
+def for_scalar(name: str, qualifier: str = "last", step: bool = False, alias: str | None = None) -> Column:
     """A scalar column, as `parse_column` would build it."""
     return Column("scalar", name, qualifier, step, alias)
 
 
-def parse_columns(text, what=None):
+def parse_columns(text: str, what: str | None = None) -> list[Column]:
     """Comma-separated specs -> [Column]. `what` prefixes errors: `invalid WHAT 'TEXT': ...`."""
     try:
         return _ColumnParser(text).columns()
@@ -96,7 +101,7 @@ def parse_columns(text, what=None):
         raise _invalid(text, what, e.detail) from None
 
 
-def parse_column(text, what=None):
+def parse_column(text: str, what: str | None = None) -> Column:
     """Exactly one column spec (`--min`, `--minimize`); `what` as for parse_columns."""
     cols = parse_columns(text, what)
     if len(cols) > 1:
@@ -105,16 +110,16 @@ def parse_column(text, what=None):
 
 
 class _ParseError(Exception):
-    def __init__(self, detail):
+    def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-def _invalid(text, what, detail):
+def _invalid(text: str, what: str | None, detail: str) -> InvalidArgument:
     return InvalidArgument(f"invalid {what} {text!r}: {detail}" if what else detail)
 
 
-def _quote_if_needed(s):
+def _quote_if_needed(s: str) -> str:
     plain = (
         s
         and s not in _COL_KEYWORDS
@@ -130,7 +135,7 @@ def _quote_if_needed(s):
 # or the keyword itself.
 
 
-def _column_tokens(text):
+def _column_tokens(text: str) -> Iterator[_Token]:
     pos, n = 0, len(text)
     while True:
         while pos < n and text[pos].isspace():
@@ -162,34 +167,34 @@ def _column_tokens(text):
             pos = end
 
 
-def _line_pos(text, pos):
+def _line_pos(text: str, pos: int) -> str:
     return f"line {text.count(chr(10), 0, pos) + 1}, pos {pos + _SELECT_OFFSET}"
 
 
 class _ColumnParser:
-    def __init__(self, text):
+    def __init__(self, text: str) -> None:
         self.text = text
         if not text.strip():
             raise _ParseError("query string cannot be empty")
         self.tokens = list(_column_tokens(text))
         self.i = 0
 
-    def peek(self):
+    def peek(self) -> _Token:
         return self.tokens[self.i]
 
-    def take(self, *types):
+    def take(self, *types: str) -> _Token:
         tok = self.tokens[self.i]
         if tok[0] not in types:
             raise self.unexpected(tok)
         self.i += 1
         return tok
 
-    def unexpected(self, tok):
+    def unexpected(self, tok: _Token) -> _ParseError:
         if tok[0] == "eof":
             return _ParseError(f"unexpected end of query string, {_line_pos(self.text, tok[3])}")
         return _ParseError(f"unexpected token '{tok[2]}', {_line_pos(self.text, tok[3])}")
 
-    def columns(self):
+    def columns(self) -> list[Column]:
         cols = [self.column()]
         while self.peek()[0] == "comma":
             self.take("comma")
@@ -197,7 +202,7 @@ class _ColumnParser:
         self.take("eof")
         return cols
 
-    def column(self):
+    def column(self) -> Column:
         tok = self.peek()
         if tok[0] in QUALIFIERS:
             self.take(tok[0])
@@ -213,25 +218,22 @@ class _ColumnParser:
             col = dataclasses.replace(col, alias=alias or None)
         return col
 
-    def scalar(self, qualifier):
+    def scalar(self, qualifier: str) -> Column:
         name = self.name()
         step = self.peek()[0] == "step"
         if step:
             self.take("step")
         return Column("scalar", name, qualifier, step)
 
-    def name(self):
+    def name(self) -> str:
         return self.take("word", "string")[1]
-
-
-# --- Filter expressions -------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Ref:
     """A run value named in a filter: kind is "attr", "flag", "scalar", or None (search all)."""
 
-    kind: str
+    kind: str | None
     name: str
 
 
@@ -240,7 +242,7 @@ class Literal:
     """A value written in a filter. `text` is the bare text (None when quoted or `undefined`)."""
 
     value: object
-    text: str = None
+    text: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +256,7 @@ class Condition:
 
     ref: Ref
     op: str
-    value: object  # Literal or ListLit
+    value: Literal | ListLit
     negate: bool = False
 
 
@@ -277,16 +279,16 @@ class Filter:
     text: str
     root: object
 
-    def matches(self, row):
+    def matches(self, row: object) -> bool:
         return self.root is None or bool(_eval(self.root, row))
 
     @property
-    def refs(self):
+    def refs(self) -> tuple[Ref, ...]:
         """The run values this filter reads, so callers can skip loading what it doesn't need."""
         return tuple(_refs(self.root)) if self.root is not None else ()
 
 
-def parse_filter(text):
+def parse_filter(text: str) -> Filter:
     """Parse a `-F/--filter` expression (Guild 0.9 syntax) into a Filter.
 
     Grammar, loosest first: `a or b`, `a and b`, `not a`, `( a )`, then a test or a bare value:
@@ -336,7 +338,7 @@ _REF_PREFIXES = ("attr:", "flag:", "scalar:")
 # punctuation character, a lowercased keyword, or "eof".
 
 
-def _filter_tokens(text):
+def _filter_tokens(text: str) -> Iterator[_Token]:
     pos, n = 0, len(text)
     while True:
         while pos < n and text[pos].isspace():
@@ -369,7 +371,7 @@ def _filter_tokens(text):
             pos = end
 
 
-def _classify_word(word, pos):
+def _classify_word(word: str, pos: int) -> _Token:
     lower = word.lower()
     if lower in _FILTER_KEYWORDS:
         return (lower, word, word, pos)
@@ -379,7 +381,7 @@ def _classify_word(word, pos):
     return ("word", word, word, pos)
 
 
-def _word_value(word):
+def _word_value(word: str) -> Any:
     """A bare word as a value: booleans and nulls decode as flag values do, the rest is text."""
     value = decode_flag_value(word)
     if isinstance(value, bool) or (value is None and word in _NULL_WORDS):
@@ -387,22 +389,22 @@ def _word_value(word):
     return word
 
 
-def _filter_error(text, pos, detail):
+def _filter_error(text: str, pos: int, detail: str) -> InvalidArgument:
     line = text.count("\n", 0, pos) + 1
     where = f"on line {line}, position {pos}" if line > 1 else f"at position {pos}"
     return InvalidArgument(f"syntax error in filter {where}: {detail}")
 
 
 class _FilterParser:
-    def __init__(self, text, tokens):
+    def __init__(self, text: str, tokens: list[_Token]) -> None:
         self.text = text
         self.tokens = tokens
         self.i = 0
 
-    def peek(self, ahead=0):
+    def peek(self, ahead: int = 0) -> _Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
 
-    def take(self, *types):
+    def take(self, *types: str) -> _Token:
         tok = self.tokens[self.i]
         if tok[0] not in types:
             if tok[0] == "eof":
@@ -411,21 +413,21 @@ class _FilterParser:
         self.i += 1
         return tok
 
-    def expr(self):
+    def expr(self) -> object:
         left = self.and_expr()
         while self.peek()[0] == "or":
             self.take("or")
             left = BoolOp("or", left, self.and_expr())
         return left
 
-    def and_expr(self):
+    def and_expr(self) -> object:
         left = self.not_expr()
         while self.peek()[0] == "and":
             self.take("and")
             left = BoolOp("and", left, self.not_expr())
         return left
 
-    def not_expr(self):
+    def not_expr(self) -> object:
         if self.peek()[0] == "not":
             self.take("not")
             return Not(self.not_expr())
@@ -438,7 +440,7 @@ class _FilterParser:
             return self.test()
         return self.value()
 
-    def test(self):
+    def test(self) -> Condition:
         ref = _ref(self.take("word")[1])
         tok = self.take("op", "is", "in", "not", "contains")
         if tok[0] == "op":
@@ -456,10 +458,10 @@ class _FilterParser:
             return Condition(ref, "in", self.list(), negate)
         return Condition(ref, "contains", self.scalar(), negate)
 
-    def value(self):
+    def value(self) -> "Literal | ListLit":
         return self.list() if self.peek()[0] == "[" else self.scalar()
 
-    def scalar(self):
+    def scalar(self) -> Literal:
         tok = self.take("word", "number", "string", "true", "false", "undefined")
         kind, value, raw = tok[:3]
         if kind == "string":
@@ -472,7 +474,7 @@ class _FilterParser:
             return Literal(value, raw)
         return Literal(_word_value(value), raw)
 
-    def list(self):
+    def list(self) -> ListLit:
         self.take("[")
         items = []
         if self.peek()[0] != "]":
@@ -484,14 +486,14 @@ class _FilterParser:
         return ListLit(tuple(items))
 
 
-def _ref(word):
+def _ref(word: str) -> Ref:
     for prefix in _REF_PREFIXES:
         if word.startswith(prefix) and len(word) > len(prefix):
             return Ref(prefix[:-1], word[len(prefix) :])
     return Ref(None, word)
 
 
-def _refs(node):
+def _refs(node: object) -> Iterator[Ref]:
     if isinstance(node, Condition):
         yield node.ref
     elif isinstance(node, Not):
@@ -501,12 +503,10 @@ def _refs(node):
         yield from _refs(node.right)
 
 
-# --- Evaluating filters --------------------------------------------------------------------
-
 _ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-def _eval(node, row):
+def _eval(node: Any, row: object) -> Any:
     if isinstance(node, BoolOp):
         left = bool(_eval(node.left, row))
         if node.op == "and":
@@ -522,24 +522,24 @@ def _eval(node, row):
     return node.value
 
 
-def _test(test, actual):
+def _test(test: Condition, actual: Any) -> bool:
     if test.op == "=":
         return _equal(actual, test.value)
     if test.op == "!=":
         return not _equal(actual, test.value)
     if test.op == "in":
-        return any(_equal(actual, item) for item in test.value.items)
+        return any(_equal(actual, item) for item in test.value.items)  # type: ignore[union-attr]  # a ListLit
     if test.op == "contains":
         return _contains(actual, test.value)
     return _order(test.op, actual, test.value)
 
 
-def _operand(actual, lit):
+def _operand(actual: Any, lit: Literal) -> Any:
     """A bare word compares as text against a string run value, as a value otherwise."""
     return lit.text if isinstance(actual, str) and lit.text is not None else lit.value
 
 
-def _equal(actual, expected):
+def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(expected, ListLit):
         return (
             isinstance(actual, (list, tuple))
@@ -552,7 +552,7 @@ def _equal(actual, expected):
     return actual == value
 
 
-def _order(op, actual, expected):
+def _order(op: str, actual: Any, expected: Any) -> bool:
     if isinstance(expected, ListLit):
         return False
     value = expected.value  # by value only: `label > 1` is false, as in Guild 0.9
@@ -564,7 +564,7 @@ def _order(op, actual, expected):
         return False
 
 
-def _contains(actual, expected):
+def _contains(actual: Any, expected: Any) -> bool:
     if actual is None:
         return False
     if isinstance(actual, (list, tuple, set, frozenset)):
@@ -573,7 +573,7 @@ def _contains(actual, expected):
     return needle.lower() in str(actual).lower()
 
 
-def _resolve(row, ref):
+def _resolve(row: object, ref: Ref) -> Any:
     for kind in (ref.kind,) if ref.kind else ("attr", "flag", "scalar"):
         value = _lookup(row, kind, ref.name)
         if value is not None:
@@ -581,7 +581,7 @@ def _resolve(row, ref):
     return None
 
 
-def _lookup(row, kind, name):
+def _lookup(row: object, kind: str, name: str) -> Any:
     if kind == "attr":
         return (getattr(row, "attrs", None) or {}).get(name)
     if kind == "flag":

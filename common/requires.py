@@ -13,13 +13,20 @@ Flags (Guild 0.9's resource flags, never passed to the command):
   to the source's own.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from guild_common import errors
 from guild_common.flagdef import FlagDef
+
+if TYPE_CHECKING:
+    from guild_common.guildfile import Guildfile, OpDef
 
 SOURCE_TYPES = ("config", "file", "module", "operation", "url")
 
 
-def inline(gf, opdef) -> list:
+def inline(gf: Guildfile | None, opdef: OpDef) -> list:
     """`opdef.requires` with references to model resources replaced by the resources (named
     as referenced); unknown references are an error naming the resource and the op."""
     out = []
@@ -31,7 +38,7 @@ def inline(gf, opdef) -> list:
     return out
 
 
-def _model_resource(gf, opdef, ref):
+def _model_resource(gf: Guildfile | None, opdef: OpDef, ref: str) -> dict[str, Any]:
     model, _, name = ref.rpartition(":")
     if not model:
         resources = opdef.model_resources
@@ -44,7 +51,7 @@ def _model_resource(gf, opdef, ref):
     return resources[name]
 
 
-def sources(item) -> list:
+def sources(item: Any) -> list[dict]:
     """The source mappings of one `requires` item: an inline resource's `sources` (a string
     is a file), or the item itself (an inline source)."""
     if not isinstance(item, dict) or "sources" not in item:
@@ -53,23 +60,23 @@ def sources(item) -> list:
     return [s if isinstance(s, dict) else {"file": s} for s in srcs]
 
 
-def source_type(src) -> str | None:
+def source_type(src: dict) -> str | None:
     """The source's kind when it names exactly one, else None."""
     present = [t for t in SOURCE_TYPES if t in src]
     return present[0] if len(present) == 1 else None
 
 
-def uri(src) -> str:
+def uri(src: dict) -> str:
     kind = source_type(src)
     return str(src[kind]) if kind == "url" else f"{kind}:{src[kind]}"
 
 
-def source_name(src) -> str:
+def source_name(src: dict) -> str:
     """How the `deps` attr and messages know a source."""
     return str(src.get("name") or src.get("flag-name") or uri(src))
 
 
-def source_flag(src) -> str | None:
+def source_flag(src: dict) -> str | None:
     """The flag that selects `src`, or None (see the module's doc)."""
     flag = src.get("flag-name")
     if flag is False:
@@ -81,16 +88,16 @@ def source_flag(src) -> str | None:
     return None
 
 
-def source_flag_alias(src) -> str | None:
+def source_flag_alias(src: dict) -> str | None:
     """The short name that also sets an unnamed operation source's flag (`prepare`)."""
     if source_type(src) == "operation" and source_flag(src) == uri(src):
         return str(src["operation"])
     return None
 
 
-def flag_defs(requires) -> dict:
+def flag_defs(requires: list) -> dict[str, FlagDef]:
     """name -> FlagDef for the flags that select sources in `requires` (inline items)."""
-    out = {}
+    out: dict[str, FlagDef] = {}
     for item in requires:
         for src in sources(item):
             name = source_flag(src)
@@ -102,9 +109,9 @@ def flag_defs(requires) -> dict:
     return out
 
 
-def flag_aliases(requires) -> dict:
+def flag_aliases(requires: list) -> dict[str, str | None]:
     """alias -> flag name for unnamed operation sources (`prepare` -> `operation:prepare`)."""
-    out = {}
+    out: dict[str, str | None] = {}
     for item in requires:
         for src in sources(item):
             alias = source_flag_alias(src)
@@ -113,7 +120,7 @@ def flag_aliases(requires) -> dict:
     return out
 
 
-def project_paths(requires) -> list:
+def project_paths(requires: list) -> list[str]:
     """The project files and dirs that `file:`/`config:` sources name by default: Guild 0.9
     leaves them out of the source code copy (a dependency, not source code)."""
     out = []

@@ -12,40 +12,46 @@ import os
 import pathlib
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
 from guild_common import errors, paths
+from guild_common.paths import StrPath
+
+# A snapshot file as write_sourcecode takes it and read_sourcecode gives it: (path, bytes, mode).
+SourceFile = tuple[str, bytes, int]
 
 
-def new_run_id():
+def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def now_us():
+def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
-def format_us(us):
+def format_us(us: int | None) -> str | None:
     """A run time (µs since the epoch) as Guild shows it, local time; None for no time."""
     if not us:
         return None
     return datetime.datetime.fromtimestamp(us / 1_000_000).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def guild_dir(run_dir):
+def guild_dir(run_dir: StrPath) -> pathlib.Path:
     return pathlib.Path(run_dir) / ".guild"
 
 
-def attrs_dir(run_dir):
+def attrs_dir(run_dir: StrPath) -> pathlib.Path:
     return guild_dir(run_dir) / "attrs"
 
 
-def output_path(run_dir):
+def output_path(run_dir: StrPath) -> pathlib.Path:
     return guild_dir(run_dir) / "output"
 
 
-def output_size(run_dir):
+def output_size(run_dir: StrPath) -> int:
     """Bytes in a run's output so far (0 before it has any)."""
     try:
         return os.stat(output_path(run_dir)).st_size
@@ -53,14 +59,14 @@ def output_size(run_dir):
         return 0
 
 
-def lock_file(run_dir):
+def lock_file(run_dir: StrPath) -> pathlib.Path:
     return guild_dir(run_dir) / "LOCK"
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def _dump(value):
+def _dump(value: Any) -> str:
     """Guild's attr text for a value (yaml.safe_dump, block style, keys sorted). With libyaml's
     emitter, which is several times faster (a start writes the whole environment), plus the
     document end marker pyyaml's own emitter puts after a plain scalar; the two differ only in
@@ -71,7 +77,7 @@ def _dump(value):
     return text
 
 
-def write_atomic(path, data: bytes) -> None:
+def write_atomic(path: StrPath, data: bytes) -> None:
     """Writes a file atomically: a reader sees the old content or the new, never half, and
     a write that fails (a full disk) leaves the old content and no temporary file."""
     path = pathlib.Path(path)
@@ -84,12 +90,12 @@ def write_atomic(path, data: bytes) -> None:
         raise
 
 
-def write_attr(run_dir, name, value):
+def write_attr(run_dir: StrPath, name: str, value: Any) -> None:
     """Writes one attribute atomically (see write_atomic)."""
     write_atomic(attrs_dir(run_dir) / name, _dump(value).encode())
 
 
-def write_attrs(run_dir, attrs):
+def write_attrs(run_dir: StrPath, attrs: Mapping[str, Any]) -> None:
     attrs_dir(run_dir).mkdir(parents=True, exist_ok=True)
     for name, value in attrs.items():
         write_attr(run_dir, name, value)
@@ -98,7 +104,7 @@ def write_attrs(run_dir, attrs):
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_attr(run_dir, name, default=None):
+def read_attr(run_dir: StrPath, name: str, default: Any = None) -> Any:
     """One attribute's value; `default` when it is missing or holds no value (not text, not
     YAML, a directory): one damaged attr must not stop whatever reads the run."""
     try:
@@ -109,7 +115,7 @@ def read_attr(run_dir, name, default=None):
     return parse_attr(text, default)
 
 
-def parse_attr(text, default=None):
+def parse_attr(text: str, default: Any = None) -> Any:
     """One attribute's YAML value. Times and exit codes are plain ints: read those without
     the YAML parser (an index rebuild reads a hundred thousand of them)."""
     stripped = text.strip()
@@ -122,7 +128,7 @@ def parse_attr(text, default=None):
     return default if value is None else value
 
 
-def read_attrs(run_dir):
+def read_attrs(run_dir: StrPath) -> dict[str, Any]:
     try:
         names = os.listdir(attrs_dir(run_dir))
     except FileNotFoundError:
@@ -130,30 +136,30 @@ def read_attrs(run_dir):
     return {name: read_attr(run_dir, name) for name in sorted(names) if not name.startswith(".")}
 
 
-def delete_attr(run_dir, name):
+def delete_attr(run_dir: StrPath, name: str) -> None:
     try:
         (attrs_dir(run_dir) / name).unlink()
     except FileNotFoundError:
         pass
 
 
-def write_opref(run_dir, opref):
+def write_opref(run_dir: StrPath, opref: str) -> None:
     (guild_dir(run_dir) / "opref").write_text(opref + "\n")
 
 
-def read_opref(run_dir):
+def read_opref(run_dir: StrPath) -> str:
     try:
         return (guild_dir(run_dir) / "opref").read_text().strip()
     except FileNotFoundError:
         return ""
 
 
-def script_opref(project_dir, script):
+def script_opref(project_dir: StrPath, script: str) -> str:
     """Guild's opref for a script run: `script:/abs/dir '' '' train.py`."""
     return f"script:{_quote(str(project_dir))} '' '' {_quote(script)}"
 
 
-def op_name_for_opref(opref):
+def op_name_for_opref(opref: str) -> str:
     """The operation name an opref line shows (`train.py`, `train`, `model:train`)."""
     parts = _split_opref(opref)
     if len(parts) < 4:
@@ -162,7 +168,7 @@ def op_name_for_opref(opref):
     return f"{model}:{op}" if model else op
 
 
-def opref_origin(opref):
+def opref_origin(opref: str) -> tuple[str, str]:
     """(kind, path) of where an operation came from: (`script`, project dir), (`guildfile`,
     guild.yml path), (`package`, name); (kind, '') for others."""
     first = _split_opref(opref)[0]
@@ -170,12 +176,13 @@ def opref_origin(opref):
     return kind, path if kind in ("script", "guildfile", "package") else ""
 
 
-def _quote(s):
+def _quote(s: str) -> str:
     return f"'{s}'" if (not s or " " in s) else s
 
 
-def _split_opref(opref):
-    parts, cur, quoted = [], "", False
+def _split_opref(opref: str) -> list[str]:
+    parts: list[str] = []
+    cur, quoted = "", False
     for ch in opref:
         if ch == "'":
             quoted = not quoted
@@ -188,7 +195,7 @@ def _split_opref(opref):
     return parts
 
 
-def set_marker(run_dir, name, present):
+def set_marker(run_dir: StrPath, name: str, present: bool) -> None:
     """STAGED / PENDING markers, which Guild reads as a run's status."""
     path = guild_dir(run_dir) / name
     if present:
@@ -200,18 +207,18 @@ def set_marker(run_dir, name, present):
             pass
 
 
-def has_marker(run_dir, name):
+def has_marker(run_dir: StrPath, name: str) -> bool:
     return (guild_dir(run_dir) / name).exists()
 
 
-def read_lock_pid(run_dir):
+def read_lock_pid(run_dir: StrPath) -> int | None:
     try:
         return int(lock_file(run_dir).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
 
 
-def run_file(run_dir, path: str, what: str = "source file", follow: bool = True) -> pathlib.Path:
+def run_file(run_dir: StrPath, path: str, what: str = "source file", follow: bool = True) -> pathlib.Path:
     """Where `path`, a file the source snapshot or a dependency puts in the run dir, is:
     resolved. Refuses (InvalidArgument) a path outside the run dir (see
     guild_common.paths.contained) or among the run's own metadata under `.guild`, save
@@ -226,7 +233,7 @@ def run_file(run_dir, path: str, what: str = "source file", follow: bool = True)
     return full
 
 
-def write_sourcecode(run_dir, files):
+def write_sourcecode(run_dir: StrPath, files: Sequence[SourceFile]) -> list[str]:
     """Copies source files ((path, bytes, mode)) into the run dir's root (Guild 0.9's layout)
     and writes the manifest Guild reads for `ls --sourcecode`: `s <path> <sha1> <path>` per
     file. Every path is checked before anything is written. Returns the paths written,
@@ -247,7 +254,7 @@ def write_sourcecode(run_dir, files):
     return written
 
 
-def check_sourcecode(run_dir, file_paths, dest=""):
+def check_sourcecode(run_dir: StrPath, file_paths: Sequence[str], dest: str = "") -> None:
     """Refuses (InvalidArgument) a snapshot dest, or snapshot paths, that `write_sourcecode`
     would refuse ('' and '.' are the run dir itself); writes nothing, so the run dir need not
     exist yet."""
@@ -256,7 +263,7 @@ def check_sourcecode(run_dir, file_paths, dest=""):
     _sourcecode_targets(pathlib.Path(run_dir), file_paths)
 
 
-def replace_sourcecode(run_dir, files, dest=""):
+def replace_sourcecode(run_dir: StrPath, files: Sequence[SourceFile], dest: str = "") -> list[str]:
     """A restart's new snapshot: removes the files the manifest lists, then writes `files`
     (under `dest`). The manifest's paths (the run's process can rewrite it), `dest` and the
     new paths are all checked before anything is removed. Returns the paths written."""
@@ -270,7 +277,7 @@ def replace_sourcecode(run_dir, files, dest=""):
     return write_sourcecode(run_dir, files)
 
 
-def read_sourcecode(run_dir):
+def read_sourcecode(run_dir: StrPath) -> list[SourceFile]:
     """The snapshot files the manifest lists, as (path, bytes, mode); paths that are not
     regular files any more are left out. A manifest path outside the run dir is refused."""
     out = []
@@ -281,7 +288,7 @@ def read_sourcecode(run_dir):
     return out
 
 
-def _sourcecode_targets(run_dir, file_paths):
+def _sourcecode_targets(run_dir: pathlib.Path, file_paths: Sequence[str]) -> list[tuple[str, pathlib.Path]]:
     """(normalised relative path, resolved target) per snapshot path, all checked."""
     root = run_dir.resolve()
     targets = [run_file(run_dir, path, follow=False) for path in file_paths]
@@ -293,7 +300,7 @@ def _sourcecode_targets(run_dir, file_paths):
     return [(t.relative_to(root).as_posix(), t) for t in targets]
 
 
-def sourcecode_files(run_dir):
+def sourcecode_files(run_dir: StrPath) -> list[str]:
     """The source files a run's manifest lists."""
     try:
         text = (guild_dir(run_dir) / "manifest").read_text()
@@ -302,7 +309,7 @@ def sourcecode_files(run_dir):
     return [_split_opref(line)[1] for line in text.splitlines() if line.startswith("s ")]
 
 
-def status_for_exit_status(exit_status):
+def status_for_exit_status(exit_status: int) -> str:
     """Guild's reading of exit_status: 0 completed, negative (a signal) terminated, else error."""
     if exit_status == 0:
         return "completed"
@@ -311,7 +318,7 @@ def status_for_exit_status(exit_status):
     return "error"
 
 
-def read_status(run_dir, pid_alive):
+def read_status(run_dir: StrPath, pid_alive: Callable[[int], bool]) -> str:
     """A run's status from its directory, as Guild reads it. Only the daemon's start-up
     reconciler and index rebuild use this; at run time the daemon's state machine knows."""
     if has_marker(run_dir, "PENDING"):
@@ -327,7 +334,7 @@ def read_status(run_dir, pid_alive):
     return "error"
 
 
-def tail_lines(data, n):
+def tail_lines(data: bytes, n: int) -> bytes:
     """The last `n` lines of `data` (bytes)."""
     if n <= 0:
         return data

@@ -65,11 +65,11 @@ class ScalarConfig:
     is_default: bool = False
 
 
-def replace_aliases(pattern):
+def replace_aliases(pattern: str) -> str:
     return _ALIAS_RE.sub(lambda m: "\\\\" if m.group(1) == "\\" else ALIASES[m.group(1)], pattern)
 
 
-def _compile(pattern, key):
+def _compile(pattern: object, key: str | None) -> Pattern:
     if not isinstance(pattern, str):
         raise InvalidArgument(f"invalid output scalar config: bad pattern {pattern!r}")
     try:
@@ -86,7 +86,7 @@ def _compile(pattern, key):
     return Pattern(regex, key)
 
 
-def _item_patterns(item):
+def _item_patterns(item: object) -> list[Pattern]:
     if isinstance(item, str):
         return [_compile(item, None)]
     if isinstance(item, dict):
@@ -97,7 +97,7 @@ def _item_patterns(item):
     raise InvalidArgument(f"invalid output scalar config: {item!r}")
 
 
-def compile_config(config=None):
+def compile_config(config: typing.Any = None) -> ScalarConfig:
     """A ScalarConfig for a guild.yml `output-scalars` value (None/True = the default)."""
     if config is None or config is True:
         return DEFAULT_CONFIG
@@ -128,7 +128,7 @@ _BLOCK_RE = re.compile(
 )
 
 
-def _put_float(vals, key, s):
+def _put_float(vals: dict[str, float], key: str | None, s: str | None) -> None:
     # None: an optional group that did not take part in the match.
     if key is None or s is None:
         return
@@ -138,7 +138,7 @@ def _put_float(vals, key, s):
         pass
 
 
-def _apply_match(m, key, vals):
+def _apply_match(m: re.Match[str], key: str | None, vals: dict[str, float]) -> None:
     named = m.groupdict()
     if named:
         if "_key" in named and "_val" in named:
@@ -152,10 +152,10 @@ def _apply_match(m, key, vals):
         _put_float(vals, m.group(1), m.group(2))
 
 
-def match_line(line, patterns):
+def match_line(line: str, patterns: typing.Iterable[Pattern]) -> dict[str, float]:
     """{key: value} for one line (trailing whitespace ignored); `step` included if present."""
     line = line.rstrip()
-    vals = {}
+    vals: dict[str, float] = {}
     for p in patterns:
         for m in p.regex.finditer(line):
             _apply_match(m, p.key, vals)
@@ -165,25 +165,25 @@ def match_line(line, patterns):
 class ScalarParser:
     """Turns output lines into Scalars, carrying the current step from line to line."""
 
-    def __init__(self, config, ignore=frozenset()):
+    def __init__(self, config: ScalarConfig, ignore: typing.AbstractSet[str] = frozenset()) -> None:
         self.config = config
         self.ignore = ignore  # keys never recorded (the step still is read from `step`)
         self.step = 0
 
     @classmethod
-    def for_config(cls, config=None, flags: typing.Iterable[str] = ()) -> "ScalarParser":
+    def for_config(cls, config: typing.Any = None, flags: typing.Iterable[str] = ()) -> "ScalarParser":
         """A parser for a guild.yml `output-scalars` value, for a run with these flag names."""
         compiled = compile_config(config)
         return cls(compiled, frozenset(flags) if compiled.is_default else frozenset())
 
-    def feed(self, line):
+    def feed(self, line: str) -> list[Scalar]:
         if self.config.is_default:
             return self._feed_default(line)
         vals = match_line(line, self.config.patterns)
         self._set_step(vals.pop(STEP, None))
         return [Scalar(key, vals[key], self.step) for key in sorted(vals) if key not in self.ignore]
 
-    def feed_text(self, text):
+    def feed_text(self, text: str) -> list[Scalar]:
         """Scalars of every line in `text` (whole lines), as feed() would give line by line."""
         if not self.config.is_default:
             return [scalar for line in text.split("\n") for scalar in self.feed(line)]
@@ -206,12 +206,12 @@ class ScalarParser:
                 out.append(Scalar(key, val, self.step))
         return out
 
-    def _set_step(self, val):
+    def _set_step(self, val: float | None) -> None:
         # nan/inf steps are dropped: TF events store an int step.
         if val is not None and math.isfinite(val):
             self.step = int(val)
 
-    def _feed_default(self, line):
+    def _feed_default(self, line: str) -> list[Scalar]:
         # Same result as match_line() over DEFAULT_CONFIG: each default pattern needs a colon;
         # the step suffix pattern also needs a line ending in ')', and each can match once.
         if ":" not in line:
@@ -239,7 +239,7 @@ class ScalarParser:
         return [Scalar(key, val, self.step)]
 
 
-def parse_output(text, config=None):
+def parse_output(text: str, config: typing.Any = None) -> list[Scalar]:
     """All scalars in `text`, as a fresh parser starting at step 0 sees them."""
     parser = ScalarParser.for_config(config)
     return [scalar for line in text.splitlines() for scalar in parser.feed(line)]

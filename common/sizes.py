@@ -13,7 +13,7 @@ UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
-def parse_size(value):
+def parse_size(value: object) -> int:
     """Bytes in `value`: an int (bytes) or a string such as `80G`, `512MiB`, `1.5T`, `1024`."""
     if isinstance(value, bool):
         raise errors.InvalidArgument(f"invalid size {value!r}: expected a number with an optional unit (K, M, G, T)")
@@ -29,7 +29,7 @@ def parse_size(value):
     return int(float(m.group(1)) * UNITS[m.group(2).upper()])
 
 
-def format_size(n):
+def format_size(n: float) -> str:
     """`80G`, `10.5G`, `512M`, `0`: the largest unit that keeps the number at least 1, one
     decimal where it isn't whole."""
     for unit in ("T", "G", "M", "K"):

@@ -19,10 +19,13 @@ import glob
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import yaml
 
 from guild_common import errors, paths
+from guild_common.paths import StrPath
 
 MAX_FILE_SIZE = 1048576
 MAX_FILE_COUNT = 100
@@ -43,7 +46,7 @@ class Rule:
     size_gt: int | None = None  # files: match only files larger than this many bytes
     regex: bool = False  # patterns are regular expressions matched at the start of the path
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.type not in RULE_TYPES:
             raise ValueError(
                 f"invalid value for type {self.type!r}: expected one of text, binary, dir"
@@ -74,7 +77,7 @@ class Selection:
     warnings: tuple[str, ...]  # messages for the user, without a "WARNING: " prefix
 
 
-def select_files(root, rules=DEFAULT_RULES) -> Selection:
+def select_files(root: StrPath, rules: Sequence[Rule] = DEFAULT_RULES) -> Selection:
     """The files under `root` that `rules` select; symlinked dirs are not followed."""
     root = os.fspath(root)
     if copies_nothing(rules):
@@ -83,7 +86,9 @@ def select_files(root, rules=DEFAULT_RULES) -> Selection:
     dir_rules = tuple(r for r in rules if r.type == "dir")
     file_rules = tuple(r for r in rules if r.type != "dir")
     matches = [0] * len(file_rules)  # per rule, for max_matches
-    files, skipped, warnings = [], [], []
+    files: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    warnings: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         reldir = _posix_relpath(dirpath, root)
         # Sorted, so which files fall under a max_matches limit does not depend on the disk.
@@ -98,18 +103,18 @@ def select_files(root, rules=DEFAULT_RULES) -> Selection:
             if selected:
                 files.append(file.relpath)
             else:
-                skipped.append((file.relpath, reason))
+                skipped.append((file.relpath, reason))  # type: ignore[arg-type]  # not selected: a reason
             if warning and warning not in warnings:
                 warnings.append(warning)
     return Selection(tuple(sorted(files)), tuple(skipped), tuple(warnings))
 
 
-def format_rules(rules) -> list[str]:
+def format_rules(rules: Iterable[Rule]) -> list[str]:
     """Rules as `guild run --test-sourcecode` lists them."""
     return [format_rule(rule) for rule in rules]
 
 
-def format_rule(rule) -> str:
+def format_rule(rule: Rule) -> str:
     parts = ["include" if rule.include else "exclude"]
     if rule.type:
         parts.append(rule.type)
@@ -130,7 +135,7 @@ def format_rule(rule) -> str:
     return " ".join(parts)
 
 
-def copies_nothing(rules) -> bool:
+def copies_nothing(rules: Iterable[Rule]) -> bool:
     """Whether `rules` can select no file at all: an untyped exclude of '*' that no later
     include (of any kind) follows. `--test-sourcecode` then says `Source code copy disabled`."""
     disabled = False
@@ -142,7 +147,7 @@ def copies_nothing(rules) -> bool:
     return disabled
 
 
-def digest(root, files) -> str | None:
+def digest(root: StrPath, files: Iterable[str]) -> str | None:
     """32-hex md5 of the files' relative paths and contents, as Guild's sourcecode_digest.
 
     Each file contributes `path NUL content NUL`, in path order, so a rename, an edit, or an
@@ -160,10 +165,6 @@ def digest(root, files) -> str | None:
     return md5.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------
-# Guild file `sourcecode` config
-
-
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
     """What an operation's `sourcecode` (with its model's) says to copy, and where."""
@@ -176,7 +177,9 @@ class SourceConfig:
     warnings: tuple[str, ...] = ()  # config problems worth telling the user, no "WARNING: "
 
 
-def rules_for_config(op_config=None, model_config=None, *, project_dir=None) -> SourceConfig:
+def rules_for_config(
+    op_config: Any = None, model_config: Any = None, *, project_dir: StrPath | None = None
+) -> SourceConfig:
     """The snapshot an operation takes, from the raw `sourcecode` values of its Guild file.
 
     `op_config` and `model_config` are the YAML values of the operation's and the model's
@@ -200,6 +203,7 @@ def rules_for_config(op_config=None, model_config=None, *, project_dir=None) -> 
     dest = op.dest or model.dest
     digest = op.digest if op.digest is not None else model.digest is not False
     warnings = model.warnings + op.warnings
+    rules: tuple[Rule, ...]
     if op.disabled or (model.disabled and not op.specs):
         rules = DISABLED_RULES
     else:
@@ -217,7 +221,7 @@ def rules_for_config(op_config=None, model_config=None, *, project_dir=None) -> 
     )
 
 
-def test_sourcecode_text(root, config=None, *, cwd=None) -> str:
+def test_sourcecode_text(root: StrPath, config: SourceConfig | None = None, *, cwd: StrPath | None = None) -> str:
     """What `guild run OP --test-sourcecode` prints (no trailing newline).
 
     `root` is the Guild file's dir (the script's dir for a script); `config` a SourceConfig
@@ -243,10 +247,10 @@ def test_sourcecode_text(root, config=None, *, cwd=None) -> str:
     return "\n".join(lines)
 
 
-test_sourcecode_text.__test__ = False  # a `test_` name: keep pytest from collecting it
+test_sourcecode_text.__test__ = False  # type: ignore[attr-defined]  # a `test_` name: keep pytest from collecting it
 
 
-def _walk_order(relpath):
+def _walk_order(relpath: str) -> list[tuple[int, str]]:
     # A dir's files come before its subdirs, each sorted by name: os.walk's order, top down.
     *dirs, name = relpath.split("/")
     return [(1, d) for d in dirs] + [(0, name)]
@@ -274,7 +278,7 @@ class _Level:
 _MAPPING_KEYS = ("select", "root", "dest", "digest")
 
 
-def _parse_level(data, level):
+def _parse_level(data: Any, level: str) -> _Level:
     if isinstance(data, dict):
         unknown = sorted(str(k) for k in data if k not in _MAPPING_KEYS)
         warnings = (
@@ -295,7 +299,7 @@ def _parse_level(data, level):
     return _Level(specs=specs, disabled=disabled)
 
 
-def _parse_select(data, level):
+def _parse_select(data: Any, level: str) -> tuple[tuple[_Spec, ...], bool]:
     """(specs, disabled) for a select value: None, no, [], a string, or a list of specs."""
     if data is None:
         return (), False
@@ -314,7 +318,7 @@ def _parse_select(data, level):
     )
 
 
-def _parse_spec(item, level):
+def _parse_spec(item: Any, level: str) -> _Spec:
     if isinstance(item, str):
         return _Spec(True, (item,), None)
     if not isinstance(item, dict):
@@ -335,7 +339,7 @@ def _parse_spec(item, level):
     )
 
 
-def _spec_patterns(value, key, level):
+def _spec_patterns(value: Any, key: str, level: str) -> tuple[tuple[str, ...], str | None]:
     """(patterns, type) for an include/exclude value: PATTERNS or {dir|text|binary: PATTERNS}."""
     if isinstance(value, dict):
         types = [t for t in ("dir", "text", "binary") if t in value]
@@ -348,7 +352,7 @@ def _spec_patterns(value, key, level):
     return _pattern_list(value, key, level), None
 
 
-def _pattern_list(value, key, level):
+def _pattern_list(value: Any, key: str, level: str) -> tuple[str, ...]:
     if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
         value = yaml.safe_load(value)  # '[a, b]' written as a string, as Guild reads it
     if isinstance(value, str):
@@ -360,7 +364,7 @@ def _pattern_list(value, key, level):
     return tuple(value)
 
 
-def _path_attr(value, name, level):
+def _path_attr(value: Any, name: str, level: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -370,7 +374,7 @@ def _path_attr(value, name, level):
     return value.rstrip("/") or "/"
 
 
-def _dest(value, level):
+def _dest(value: Any, level: str) -> str | None:
     # '.' (or nothing) is the run dir itself; anything else a subdir of it.
     dest = _path_attr(value, "dest", level)
     if dest is None:
@@ -381,7 +385,7 @@ def _dest(value, level):
     return None if dest in ("", ".") else dest
 
 
-def _rule_for_spec(spec, scan_root):
+def _rule_for_spec(spec: _Spec, scan_root: str | None) -> Rule:
     patterns = spec.patterns
     if spec.type is None and scan_root is not None:
         # 'subdir' naming an existing dir means the files under it.
@@ -392,10 +396,6 @@ def _rule_for_spec(spec, scan_root):
     return Rule(spec.include, patterns, spec.type)
 
 
-# ---------------------------------------------------------------------------------------------
-# Rule evaluation
-
-
 @dataclasses.dataclass(frozen=True)
 class _File:
     path: str
@@ -403,21 +403,21 @@ class _File:
 
     # Computed at most once per file, and only when a rule gets as far as asking.
     @functools.cached_property
-    def is_text(self):
+    def is_text(self) -> bool:
         return is_text_file(self.path)
 
     @functools.cached_property
-    def size(self):
+    def size(self) -> int | None:
         try:
             return os.stat(self.path).st_size
         except OSError:
             return None
 
 
-def _select(rules, file, matches):
+def _select(rules: Sequence[Rule], file: _File, matches: list[int]) -> tuple[bool, str | None, str | None]:
     """(selected, reason skipped, warning) for one file; counts the matches of `rules`."""
     decided = None
-    failures = []
+    failures: list[tuple[Rule, str]] = []
     for i, rule in enumerate(rules):
         failed = _failed_test(rule, file, matches[i])
         if failed:
@@ -434,7 +434,7 @@ def _select(rules, file, matches):
     return False, "no matching rule", None
 
 
-def _failed_test(rule, file, matches):
+def _failed_test(rule: Rule, file: _File, matches: int) -> str | None:
     """The first test `file` fails for `rule`, or None when the rule matches it.
 
     The count limit is tested after pattern and type, so only real candidates (not a binary
@@ -456,7 +456,7 @@ def _failed_test(rule, file, matches):
     return None
 
 
-_REASONS = {
+_REASONS: dict[str, Callable[[Rule], str]] = {
     "type": lambda rule: "binary" if rule.type == "text" else "text",
     "max matches": lambda rule: f"more than {rule.max_matches} files",
     "size": lambda rule: "too big",
@@ -464,7 +464,7 @@ _REASONS = {
 }
 
 
-def _limit_warning(rule, failed, file):
+def _limit_warning(rule: Rule, failed: str, file: _File) -> str | None:
     if failed == "max matches":
         return (
             f"Found more than {rule.max_matches} source code files but will only copy "
@@ -478,7 +478,7 @@ def _limit_warning(rule, failed, file):
     return None
 
 
-def _dir_kept(rules, path, relpath):
+def _dir_kept(rules: Iterable[Rule], path: str, relpath: str) -> bool:
     """False when the last dir rule to match `relpath` excludes it."""
     kept = True
     for rule in rules:
@@ -487,17 +487,17 @@ def _dir_kept(rules, path, relpath):
     return kept
 
 
-def _has_sentinel(rule, path):
+def _has_sentinel(rule: Rule, path: str) -> bool:
     return not rule.sentinel or bool(glob.glob(os.path.join(glob.escape(path), rule.sentinel)))
 
 
-def _matches(rule, relpath):
+def _matches(rule: Rule, relpath: str) -> bool:
     if rule.regex:
         return any(re.match(p, relpath) for p in rule.patterns)
     return any(_fnmatch(relpath, p) for p in rule.patterns)
 
 
-def _fnmatch(relpath, pattern):
+def _fnmatch(relpath: str, pattern: str) -> bool:
     # A pattern without '/' names a file or dir anywhere ('build', '*.pyc'); a leading '/'
     # anchors it at the root ('/guild.yml'). As in fnmatch, '*' also matches across '/'.
     if "/" not in pattern:
@@ -505,21 +505,18 @@ def _fnmatch(relpath, pattern):
     return fnmatch.fnmatchcase(relpath, pattern.lstrip("/"))
 
 
-def _quote(pattern):
+def _quote(pattern: str) -> str:
     return f"'{pattern}'"
 
 
-def _posix_relpath(path, root):
+def _posix_relpath(path: str, root: str) -> str:
     rel = os.path.relpath(path, root)
     return "" if rel == "." else rel.replace(os.sep, "/")
 
 
-def _join(reldir, name):
+def _join(reldir: str, name: str) -> str:
     return f"{reldir}/{name}" if reldir else name
 
-
-# ---------------------------------------------------------------------------------------------
-# Text detection
 
 # Extensions decided without opening the file: common enough to matter, unambiguous enough
 # to trust.
@@ -542,7 +539,7 @@ _TEXT_CONTROL = frozenset(b"\t\n\r\f\b\x1b")  # whitespace, backspace, ANSI esca
 _UNICODE_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-def is_text_file(path) -> bool:
+def is_text_file(path: StrPath) -> bool:
     """Whether `path` is a text file: by extension when it is telling, else by its first
     few KiB. Directories and unreadable files are not text."""
     if os.path.isdir(path):
@@ -574,7 +571,7 @@ def is_text_sample(sample: bytes) -> bool:
     return control == 0 and high / len(sample) < 0.3
 
 
-def _is_utf8(sample):
+def _is_utf8(sample: bytes) -> bool:
     # Incremental, so a multi-byte character cut off by the sample's end is not an error.
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)

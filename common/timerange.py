@@ -105,15 +105,12 @@ def _lex(spec: str) -> list[Token]:
                 pos = m.end()
                 break
         else:
-            bad = _UNTIL_SPACE.match(spec, pos).group()
+            bad = _UNTIL_SPACE.match(spec, pos).group()  # type: ignore[union-attr]  # not a space here
             raise _Error(f"unexpected {bad!r} at position {pos}")
     return tokens
 
 
-# --- unit arithmetic -----------------------------------------------------------------------
-
-
-def _unit_range(unit: str, ago: int, ref: datetime.datetime) -> Range:
+def _unit_range(unit: str, ago: int, ref: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
     """The whole `unit` that lies `ago` units before the one holding `ref` (0 = this one)."""
     if unit in ("MINUTE", "HOUR"):
         size = datetime.timedelta(minutes=1) if unit == "MINUTE" else datetime.timedelta(hours=1)
@@ -144,7 +141,7 @@ def _last(unit: str, n: int, ref: datetime.datetime) -> Range:
     return ref - datetime.timedelta(**{size: n}), None
 
 
-# --- parser --------------------------------------------------------------------------------
+# The parser's grammar:
 #
 #   spec    := BEFORE operand | AFTER operand | BETWEEN operand AND operand
 #            | LAST [NUMBER] (MINUTE | HOUR | DAY) | operand
@@ -156,7 +153,7 @@ def _last(unit: str, n: int, ref: datetime.datetime) -> Range:
 
 
 class _Parser:
-    def __init__(self, spec: str, tokens: list[Token], ref: datetime.datetime):
+    def __init__(self, spec: str, tokens: list[Token], ref: datetime.datetime) -> None:
         self.spec, self.tokens, self.ref, self.i = spec, tokens, ref, 0
 
     def peek(self) -> typing.Optional[Token]:
@@ -173,6 +170,7 @@ class _Parser:
 
     def spec_range(self) -> Range:
         first = self.take("BEFORE", "AFTER", "BETWEEN", "LAST", *_OPERAND_STARTS)
+        result: Range
         if first.type == "BEFORE":
             start, _end, _point = self.operand(self.take(*_OPERAND_STARTS))
             result = (None, start)
@@ -197,7 +195,7 @@ class _Parser:
             self.take()  # always fails: nothing may follow a complete spec
         return result
 
-    def operand(self, first: Token):
+    def operand(self, first: Token) -> tuple[datetime.datetime, datetime.datetime, bool]:
         if first.type == "THIS":
             return _unit_range(self.take(*UNITS).type, 0, self.ref) + (False,)
         if first.type in ("TODAY", "YESTERDAY"):
@@ -227,7 +225,7 @@ class _Parser:
         return point, point + datetime.timedelta(**size)
 
 
-def _checked(tok: Token, make):
+def _checked(tok: Token, make: typing.Callable[[], typing.Any]) -> typing.Any:
     """`make()`, with datetime's own complaint (`day is out of range for month`) located."""
     try:
         return make()
@@ -242,9 +240,6 @@ def _full_date(tok: Token, ref: datetime.datetime) -> tuple[int, int, int]:
         yy, month, day = tok.value
         return (1900 + yy if yy >= 69 else 2000 + yy), month, day
     return tok.value
-
-
-# --- API -----------------------------------------------------------------------------------
 
 
 def parse(spec: str, ref: datetime.datetime) -> Range:

@@ -12,6 +12,8 @@ import json
 import math
 import os
 import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TextIO
 
 import yaml
 
@@ -22,17 +24,16 @@ from .flags import decode_flag_value, encode_flag_value
 # Trials of a random search when no --max-trials is given (Guild's `+`, `random` and `gp`).
 DEFAULT_MAX_TRIALS = 20
 
+Trial = dict[str, Any]
 
-# --- Grid ----------------------------------------------------------------------------------
 
-
-def expand_values(values):
+def expand_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with sequence functions (`range[1:5]`) replaced by their lists; search
     functions and other values as they are. Raises InvalidArgument for bad functions."""
     return {name: flagfuncs.expand(value, name) for name, value in values.items()}
 
 
-def grid(values):
+def grid(values: Mapping[str, Any]) -> list[Trial]:
     """Each trial's flag values, or [] when no flag has a list value (not a batch).
 
     Several lists make their cartesian product in Guild's order: flag names ascending, each
@@ -47,7 +48,7 @@ def grid(values):
     ]
 
 
-def sample(trials, max_trials, seed=None):
+def sample(trials: Sequence[Trial], max_trials: int | None, seed: Any = None) -> list[Trial]:
     """At most `max_trials` of `trials` (None: all), a random subset kept in its original
     order; the same `seed` picks the same subset (the one Guild 0.9 picks for that seed)."""
     if max_trials is None or len(trials) <= max_trials:
@@ -56,10 +57,7 @@ def sample(trials, max_trials, seed=None):
     return [trials[i] for i in sorted(picked)]
 
 
-# --- Random search -------------------------------------------------------------------------
-
-
-def search_dims(values):
+def search_dims(values: Mapping[str, Any]) -> dict[str, flagfuncs.SearchDim]:
     """`{name: SearchDim}` for the flags whose value is a search function."""
     dims = {}
     for name, value in values.items():
@@ -69,7 +67,12 @@ def search_dims(values):
     return dims
 
 
-def random_trials(values, n=DEFAULT_MAX_TRIALS, seed=None, choices=None):
+def random_trials(
+    values: Mapping[str, Any],
+    n: int | None = DEFAULT_MAX_TRIALS,
+    seed: Any = None,
+    choices: Mapping[str, Iterable[Any]] | None = None,
+) -> list[Trial]:
     """`n` (None: DEFAULT_MAX_TRIALS) trials of a random search over `values`.
 
     A flag with a search function is sampled from its range (log-uniformly for loguniform,
@@ -103,29 +106,26 @@ def random_trials(values, n=DEFAULT_MAX_TRIALS, seed=None, choices=None):
     return trials
 
 
-def _sample_dim(dim, rng, first):
+def _sample_dim(dim: flagfuncs.SearchDim, rng: random.Random, first: bool) -> Any:
     if first and dim.initial is not None:
         return dim.initial
     if dim.integer:
-        return rng.randint(dim.low, dim.high)
+        return rng.randint(dim.low, dim.high)  # type: ignore[arg-type]  # integer: int bounds
     if dim.kind == "loguniform":
         value = math.exp(rng.uniform(math.log(dim.low), math.log(dim.high)))
         return min(max(value, dim.low), dim.high)  # exp(log(x)) may land a hair outside
     return rng.uniform(dim.low, dim.high)
 
 
-# --- Batch files ---------------------------------------------------------------------------
-
-
-def read_batch_files(paths, cwd):
+def read_batch_files(paths: Iterable[str], cwd: str) -> list[Trial]:
     """The trials of the batch files `paths` (`@PATH` arguments, relative to `cwd`), in order."""
-    trials = []
+    trials: list[Trial] = []
     for path in paths:
         trials.extend(read_batch_file(path, cwd))
     return trials
 
 
-def read_batch_file(path, cwd):
+def read_batch_file(path: str, cwd: str) -> list[Trial]:
     """The trials of one batch file: CSV (a header row of flag names), YAML (.yml, .yaml) or
     JSON, holding a list of dicts or one dict. Values read as flag values on a command line
     do: CSV cells and unquoted YAML scalars are decoded (`yes` -> True, `1e-3` -> 0.001).
@@ -146,20 +146,20 @@ def read_batch_file(path, cwd):
         raise InvalidArgument("cannot read trials for %s: %s" % (shown, _reason(e))) from None
 
 
-def _display_path(path):
+def _display_path(path: str) -> str:
     """`path` as Guild shows it in messages: relative paths start with `./`."""
     if os.path.isabs(path) or path.startswith(("./", "../", "~")):
         return path
     return "./" + path
 
 
-def _reason(error):
+def _reason(error: Exception) -> str:
     if isinstance(error, OSError):
         return error.strerror or str(error)
     return str(error)
 
 
-def _read_csv(path):
+def _read_csv(path: str) -> list[Trial]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [name.strip() for name in next(reader, [])]
@@ -179,12 +179,12 @@ def _read_csv(path):
         return trials
 
 
-def _read_json(path):
+def _read_json(path: str) -> list[Trial]:
     with open(path, encoding="utf-8") as f:
         return _trials_from(json.load(f))
 
 
-def _read_yaml(path):
+def _read_yaml(path: str) -> list[Trial]:
     with open(path, encoding="utf-8") as f:
         try:
             node = yaml.compose(f, Loader=yaml.SafeLoader)
@@ -193,7 +193,7 @@ def _read_yaml(path):
     return _trials_from(None if node is None else _node_value(node))
 
 
-def _yaml_reason(error):
+def _yaml_reason(error: yaml.YAMLError) -> str:
     """A YAML error on one line (PyYAML's own message spans four)."""
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None)
@@ -202,7 +202,7 @@ def _yaml_reason(error):
     return " ".join(str(error).split())
 
 
-def _node_value(node):
+def _node_value(node: yaml.Node) -> Any:
     """A composed YAML node's value, unquoted scalars decoded as flag values are: so `1e-3` is
     a float and `1:30` a string in a batch file, as on a command line (YAML reads them as a
     string and as 90). Keys are the text as written."""
@@ -210,18 +210,18 @@ def _node_value(node):
         return {_node_key(key): _node_value(value) for key, value in node.value}
     if isinstance(node, yaml.SequenceNode):
         return [_node_value(item) for item in node.value]
-    if node.style is not None:
+    if node.style is not None:  # type: ignore[attr-defined]  # a ScalarNode
         return node.value  # quoted or block text: a string
     return decode_flag_value(node.value) if node.value else None
 
 
-def _node_key(node):
+def _node_key(node: yaml.Node) -> str:
     if not isinstance(node, yaml.ScalarNode):
         raise ValueError("invalid flag name at line %i" % (node.start_mark.line + 1))
     return node.value
 
 
-def _trials_from(data):
+def _trials_from(data: Any) -> list[Trial]:
     if isinstance(data, dict):
         return [data]
     if not isinstance(data, list):
@@ -236,10 +236,12 @@ def _trials_from(data):
     return data
 
 
-_READERS = {".csv": _read_csv, ".json": _read_json, ".yml": _read_yaml, ".yaml": _read_yaml}
+_READERS: dict[str, Callable[[str], list[Trial]]] = {".csv": _read_csv, ".json": _read_json, ".yml": _read_yaml, ".yaml": _read_yaml}
 
 
-def validate_batch_columns(path, trials, flag_names, op_name):
+def validate_batch_columns(
+    path: str, trials: Iterable[Trial], flag_names: Iterable[str], op_name: str
+) -> None:
     """Raise InvalidArgument if a trial read from batch file `path` sets a flag that isn't
     one of `flag_names` (the flags of operation `op_name`)."""
     known = set(flag_names)
@@ -251,7 +253,9 @@ def validate_batch_columns(path, trials, flag_names, op_name):
                 )
 
 
-def batch_file_trials(file_trials, cli_values, defaults):
+def batch_file_trials(
+    file_trials: Iterable[Trial], cli_values: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> list[Trial]:
     """The trials a batch runs from its batch files' trials, Guild's way.
 
     A trial's own values win over `cli_values` (flags given on the command line), which win
@@ -259,28 +263,25 @@ def batch_file_trials(file_trials, cli_values, defaults):
     it as a grid. So `loud=[yes,no]` with three trials, one of them setting loud, makes five.
     A single trial left means a plain run, not a batch (the caller's decision).
     """
-    trials = []
+    trials: list[Trial] = []
     for file_trial in file_trials:
         merged = expand_values({**defaults, **cli_values, **file_trial})
         trials.extend(grid(merged) or [merged])
     return trials
 
 
-# --- Saving trials -------------------------------------------------------------------------
-
-
-def write_csv(dest, trials):
+def write_csv(dest: str | os.PathLike[str] | TextIO, trials: Sequence[Trial]) -> None:
     """Write `trials` to `dest` (a path or a text file) as `--save-trials` does: a header of
     flag names sorted, one row per trial of encoded values, so that `@dest` reads them back.
     A flag a trial doesn't have is an empty cell (read back as '')."""
     if hasattr(dest, "write"):
-        _write_csv(dest, trials)
+        _write_csv(dest, trials)  # type: ignore[arg-type]  # a text file
     else:
         with open(dest, "w", newline="", encoding="utf-8") as f:
             _write_csv(f, trials)
 
 
-def _write_csv(f, trials):
+def _write_csv(f: TextIO, trials: Sequence[Trial]) -> None:
     names = sorted(set().union(*trials)) if trials else []
     writer = csv.writer(f, lineterminator="\n")
     if names:

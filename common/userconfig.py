@@ -8,13 +8,14 @@ a file that can't be read or parsed is an error: the user wrote it to be used.
 import os
 import pathlib
 import re
+from collections.abc import Mapping
 
 import yaml
 
 from guild_common.errors import InvalidArgument
 
 
-def config_path(env: dict | None = None, cwd: str | None = None) -> pathlib.Path:
+def config_path(env: Mapping[str, str] | None = None, cwd: str | None = None) -> pathlib.Path:
     """Where the user's config is (the file may not exist)."""
     env = os.environ if env is None else env
     if env.get("GUILD_CONFIG"):
@@ -68,7 +69,7 @@ def command_for(commands: dict[str, str], path: str = "") -> str | None:
     return commands.get("default")
 
 
-def _search(pattern, ext):
+def _search(pattern: str, ext: str) -> bool:
     try:
         return re.search(pattern, ext) is not None
     except re.error:

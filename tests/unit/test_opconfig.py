@@ -1,9 +1,12 @@
 """An operation's stored configuration: rendering its command and label, and its attr form."""
 
+import dataclasses
+
 import pytest
 
 from guild_common import errors, opconfig, rundir
 from guild_common.flagdef import FlagDef
+from guild_common.pb import guild_pb2 as pb
 
 
 def _config(cmd_args=("${python_exe}", "-u", "train.py", "__flag_args__"), flag_defs=None, **kw):
@@ -22,7 +25,7 @@ def _config(cmd_args=("${python_exe}", "-u", "train.py", "__flag_args__"), flag_
     return opconfig.OpConfig(**fields)
 
 
-# --- render_cmd ----------------------------------------------------------------------------
+# render_cmd
 
 
 def test_render_cmd_python_exe_and_sorted_flag_args():
@@ -65,7 +68,7 @@ def test_render_cmd_without_flag_args_passes_no_flags():
     assert opconfig.render_cmd(config, {"lr": 0.5}) == ["/venv/bin/python", "train.py"]
 
 
-# --- render_label --------------------------------------------------------------------------
+# render_label
 
 
 def test_render_label_default_is_sorted_flags():
@@ -91,7 +94,7 @@ def test_render_label_undefined_ref_is_empty():
     assert opconfig.render_label("a-${none}-b", [], {"none": None}) == "a--b"
 
 
-# --- attr form -----------------------------------------------------------------------------
+# attr form
 
 DEFS = {
     "lr": FlagDef(name="lr", arg_name="learning-rate", type="float"),
@@ -164,7 +167,7 @@ def test_for_attr_without_op_cmd_fails(attr):
     assert "cannot restart run" in str(e.value)
 
 
-# --- FlagDef protos ------------------------------------------------------------------------
+# FlagDef protos
 
 
 @pytest.mark.parametrize(
@@ -186,3 +189,77 @@ def test_for_attr_without_op_cmd_fails(attr):
 def test_flagdef_pb_round_trip(flagdef):
     m = opconfig.flagdef_to_pb(flagdef)
     assert opconfig.flagdef_from_pb(type(m).FromString(m.SerializeToString())) == flagdef
+
+
+def _full_spec():
+    """A run spec with every field set, so a field one conversion drops fails the round trip."""
+    return pb.RunSpec(
+        op_name="train",
+        opref="guildfile:/proj/guild.yml abc '' train",
+        cmd_args=["${python_exe}", "-u", "train.py", "__flag_args__"],
+        flags_dest="globals",
+        flags_json='{"lr": 0.1}',
+        user_flags_json='{"lr": 0.1}',
+        flag_defs=[opconfig.flagdef_to_pb(d) for d in DEFS.values()],
+        env={"PATH": "/bin"},
+        op_env={"PROJECT_DIR": "/proj"},
+        sourcecode=[pb.SourceFile(path="train.py", data=b"print(1)\n", mode=0o644)],
+        cmd_dir="/proj/sub",
+        project_dir="/proj",
+        guild_op="train",
+        label="lr=${lr}",
+        tags=["t1"],
+        stop_after=90.0,
+        python_exe="/venv/bin/python",
+        run_params_json='{"yes": true}',
+        output_scalars_json='[{"loss": "loss: (\\\\value)"}]',
+        requires_json='[{"file": "data.csv"}]',
+        steps=[pb.StepSpec(spec=pb.RunSpec(op_name="prepare"))],
+        sourcecode_dest="src",
+        delete_on_success=True,
+        compare=["loss"],
+        env_secrets=["TOKEN"],
+        stoppable=True,
+        resources=pb.ResourceRequest(gpus=1),
+    )
+
+
+def _run_fields(spec):
+    config_fields = {
+        "cmd_args", "flags_dest", "flag_defs", "op_env", "cmd_dir", "project_dir", "guild_op", "python_exe",
+        "output_scalars_json", "requires_json", "sourcecode_dest", "delete_on_success", "compare",
+        "env_secrets", "stoppable",
+    }
+    return {f.name: value for f, value in spec.ListFields() if f.name not in config_fields}
+
+
+def test_full_spec_sets_every_field():
+    spec = _full_spec()
+    assert {f.name for f, _ in spec.ListFields()} == {f.name for f in spec.DESCRIPTOR.fields}
+
+
+def test_spec_config_spec_round_trip():
+    spec = _full_spec()
+    config = opconfig.config_from_spec(spec)
+    assert config.label_template == "lr=${lr}"
+    assert config.output_scalars == [{"loss": "loss: (\\value)"}]
+    assert config.requires == ({"file": "data.csv"},)
+    assert opconfig.spec_from_config(config, **_run_fields(spec)) == spec
+
+
+def test_config_spec_config_round_trip():
+    config = dataclasses.replace(
+        _full_config(), output_scalars={"loss": "loss: (\\value)"}, requires=({"file": "a"},), sourcecode_dest="src",
+        delete_on_success=True, compare=("loss",), env_secrets=("TOKEN",), stoppable=True,
+    )
+    assert opconfig.config_from_spec(opconfig.spec_from_config(config, label=config.label_template)) == config
+
+
+def test_config_from_spec_defaults():
+    config = opconfig.config_from_spec(pb.RunSpec(cmd_args=["x"]))
+    assert (config.flags_dest, config.label_template, config.output_scalars, config.requires) == ("args", None, None, ())
+
+
+def test_config_from_spec_refuses_bad_output_scalars_json():
+    with pytest.raises(errors.InvalidArgument, match="^invalid output scalar config: "):
+        opconfig.config_from_spec(pb.RunSpec(output_scalars_json="{"))
