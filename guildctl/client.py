@@ -3,15 +3,13 @@ calling RPCs, and translating gRPC errors back into guild_common.errors (the cli
 """
 
 import os
+import pathlib
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 
 import grpc
 
-from guild_common import __version__, errors, home as homelib, ownership
+from guild_common import __version__, daemonstart, errors, home as homelib, ownership
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
@@ -33,7 +31,7 @@ def _answers(path):
         s.close()
 
 
-def start_daemon(home, quiet=False):
+def start_daemon(home: pathlib.Path, quiet: bool = False) -> daemonstart.StartedDaemon | None:
     """Starts a per-user guildd for `home` in the background and waits until it answers.
     Two clients racing here end up with one daemon: the second guildd finds the home locked
     and exits, and both clients connect to the first. Returns the StartedDaemon (None when
@@ -44,46 +42,7 @@ def start_daemon(home, quiet=False):
         raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
     if not quiet:
         print(f"guildctl: starting guildd for {home} (log: {homelib.log_path(home)})", file=sys.stderr)
-    started = StartedDaemon(home)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if _answers(ownership.connect_path(home)):
-            return started
-        if started is not None and started.proc.poll() is not None:
-            reason = started.exit_reason()
-            if "already running" not in reason:
-                raise errors.DaemonUnavailable(f"guildd exited: {reason}")
-            started = None  # another client's daemon won; wait for it to answer
-        time.sleep(0.02)
-    raise errors.DaemonUnavailable(f"guildd did not answer within {START_TIMEOUT:g}s (see {homelib.log_path(home)})")
-
-
-class StartedDaemon:
-    """A guildd this client started. Its stderr goes to an unnamed temporary file, never a
-    pipe: a pipe no one reads blocks the daemon once full, and breaks once this client
-    exits; a file keeps the last words of a daemon that exits, for the user who started it."""
-
-    def __init__(self, home):
-        self.home = home
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            start_new_session=True,
-        )
-
-    def exit_reason(self, wait=0.0):
-        """Why the daemon exited, as its last line to stderr says; None while it runs (after
-        waiting up to `wait` seconds for it to exit)."""
-        try:
-            status = self.proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            return None
-        self._stderr.seek(0)
-        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1].removeprefix("guildd: ") if lines else f"exit status {status} (see {homelib.log_path(self.home)})"
+    return daemonstart.start(home, lambda: _answers(ownership.connect_path(home)), START_TIMEOUT, lost_race_ok=True)
 
 
 class Client:
@@ -141,8 +100,6 @@ class Client:
             if reason is not None:
                 return errors.DaemonUnavailable(f"guildd exited: {reason}")
         return translate(e, self.home)
-
-    # The RPCs, one method each
 
     def daemon_info(self):
         return self.call("GetDaemonInfo", pb.GetDaemonInfoRequest(), timeout=10)

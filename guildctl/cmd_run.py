@@ -269,7 +269,7 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
     steps = kind.step_specs(op, values, cwd, label=label, tags=tags) if hasattr(kind, "step_specs") else []
     spec = kind.run_spec(op, values, user, label, tags, stop_after, params, cwd, **({"steps": steps} if steps else {}))
     if tests.print_cmd:
-        click.echo(shlex.join(opconfig.render_cmd(_config_for(spec), values)))
+        click.echo(shlex.join(opconfig.render_cmd(opconfig.config_from_spec(spec), values)))
         return None
     if tests.print_env:
         env = {**spec.op_env, **flaglib.flag_env(values, op.flag_defs)}
@@ -306,20 +306,6 @@ def _start_batch(ctx, op, kind, plan, opts, user, label, tags, stop_after, param
         label=label,
         tags=list(tags),
         batch_op_name=op.name + batch.op_suffix(plan.kind),
-    )
-
-
-def _config_for(spec):
-    return opconfig.OpConfig(
-        cmd_args=tuple(spec.cmd_args),
-        flags_dest=spec.flags_dest,
-        flag_defs={d.name: opconfig.flagdef_from_pb(d) for d in spec.flag_defs},
-        op_env=dict(spec.op_env),
-        label_template=None,
-        python_exe=spec.python_exe,
-        guild_op=spec.guild_op,
-        cmd_dir=spec.cmd_dir,
-        project_dir=spec.project_dir,
     )
 
 

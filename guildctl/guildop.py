@@ -4,17 +4,17 @@ script as `flags-import` says), environment, label template, output-scalars, sou
 rules, dependencies and steps. The daemon needs nothing else from the project."""
 
 import dataclasses
-import json
 import os
 import pathlib
 import posixpath
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 
 from guild_common import configflags, errors, flags as flaglib, guildfile, opconfig, opmain, pyscript, requires as reqlib, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildctl import opflags, queueopts, scriptop
+from guildctl import opflags, queueopts, runspec, scriptop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,36 +227,39 @@ def _dependency_paths(op, root):
     return out
 
 
-def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_params=None, cwd=None, steps=()):
+def run_spec(
+    op: GuildOp,
+    values: dict,
+    user_flags: dict,
+    label: str = "",
+    tags: Iterable[str] = (),
+    stop_after: float = 0.0,
+    run_params: dict | None = None,
+    cwd: str | os.PathLike | None = None,
+    steps: Iterable[pb.StepSpec] = (),
+) -> pb.RunSpec:
     opdef = op.opdef
     files, config = source_files(op)
-    return pb.RunSpec(
-        op_name=opdef.full_name,
-        opref=opdef.opref,
-        cmd_args=cmd_args(op),
+    op_config = opconfig.OpConfig(
+        cmd_args=tuple(cmd_args(op)),
         flags_dest=op.flags_dest,
-        flags_json=json.dumps(values),
-        user_flags_json=json.dumps(user_flags),
-        flag_defs=[opconfig.flagdef_to_pb(d) for d in op.flag_defs.values()],
-        env=dict(os.environ),
+        flag_defs=op.flag_defs,
         op_env={"PROJECT_DIR": op.gf.dir, "MODEL_DIR": op.gf.dir, **{k: str(v) for k, v in opdef.env.items()}},
-        sourcecode=files,
+        label_template=label or opdef.label or None,
+        python_exe=sys.executable,
+        guild_op=opdef.full_name,
         cmd_dir=str(cwd or os.getcwd()),
         project_dir=op.gf.dir,
-        guild_op=opdef.full_name,
-        label=label or opdef.label or "",
-        tags=list(tags),
-        stop_after=stop_after,
-        python_exe=sys.executable,
-        run_params_json=json.dumps(run_params or {}),
-        output_scalars_json=json.dumps(opdef.output_scalars) if opdef.output_scalars is not None else "",
-        requires_json=json.dumps(op.requires) if op.requires else "",
+        output_scalars=opdef.output_scalars,
+        requires=tuple(op.requires),
         sourcecode_dest=(config.dest or "").strip("/"),
-        steps=list(steps),
         delete_on_success=bool(opdef.delete_on_success),
-        compare=list(opdef.compare or ()),
-        env_secrets=list(opdef.env_secrets or ()),
+        compare=tuple(opdef.compare or ()),
+        env_secrets=tuple(opdef.env_secrets or ()),
         stoppable=bool(opdef.stoppable),
+    )
+    return runspec.build(
+        op_config, opdef.full_name, opdef.opref, files, values, user_flags, tags, stop_after, run_params, steps=list(steps)
     )
 
 

@@ -2,14 +2,14 @@
 the user's files, Python and environment; the daemon gets everything it needs in the spec."""
 
 import dataclasses
-import json
 import os
 import pathlib
 import sys
+from collections.abc import Iterable
 
 from guild_common import errors, opconfig, opmain, pyscript, rundir, sourcecode
 from guild_common.pb import guild_pb2 as pb
-from guildctl import opflags
+from guildctl import opflags, runspec
 
 OPMAIN = os.path.abspath(opmain.__file__)
 
@@ -70,25 +70,26 @@ def cmd_args(op):
     return [f"./{op.relpath}", "__flag_args__"]
 
 
-def run_spec(op, values, user_flags, label="", tags=(), stop_after=0.0, run_params=None, cwd=None):
-    cwd = str(cwd or os.getcwd())
-    return pb.RunSpec(
-        op_name=op.name,
-        opref=rundir.script_opref(op.project_dir, op.relpath),
-        cmd_args=cmd_args(op),
+def run_spec(
+    op: ScriptOp,
+    values: dict,
+    user_flags: dict,
+    label: str = "",
+    tags: Iterable[str] = (),
+    stop_after: float = 0.0,
+    run_params: dict | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> pb.RunSpec:
+    config = opconfig.OpConfig(
+        cmd_args=tuple(cmd_args(op)),
         flags_dest=op.flags_dest,
-        flags_json=json.dumps(values),
-        user_flags_json=json.dumps(user_flags),
-        flag_defs=[opconfig.flagdef_to_pb(d) for d in op.flag_defs.values()],
-        env=dict(os.environ),
+        flag_defs=op.flag_defs,
         op_env={"PROJECT_DIR": str(op.project_dir)},
-        sourcecode=source_files(op),
-        cmd_dir=cwd,
-        project_dir=str(op.project_dir),
-        guild_op=str(op.path),
-        label=label,
-        tags=list(tags),
-        stop_after=stop_after,
+        label_template=label or None,
         python_exe=sys.executable,
-        run_params_json=json.dumps(run_params or {}),
+        guild_op=str(op.path),
+        cmd_dir=str(cwd or os.getcwd()),
+        project_dir=str(op.project_dir),
     )
+    opref = rundir.script_opref(op.project_dir, op.relpath)
+    return runspec.build(config, op.name, opref, source_files(op), values, user_flags, tags, stop_after, run_params)

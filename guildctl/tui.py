@@ -110,8 +110,6 @@ class Viewport:
         self.descending = False
         self.query = ""
 
-    # --- moving -----------------------------------------------------------------------------
-
     def move(self, drow=0, dcol=0):
         self.goto(self.row + drow, self.col + dcol)
 
@@ -167,8 +165,6 @@ class Viewport:
         else:
             return False
         return True
-
-    # --- what goes on screen ----------------------------------------------------------------
 
     def _x_end(self, left, col):
         """Screen column just past `col` when scrollable columns start at `left`."""
@@ -233,8 +229,6 @@ class Viewport:
         # One short of the width: curses can't write the screen's bottom-right cell cleanly.
         return " " + truncate("  |  ".join(parts), max(0, width - 2), self.ellipsis).ljust(max(0, width - 2))
 
-
-# --- the curses shell ---------------------------------------------------------------------------
 
 _KEY_NAMES = {
     curses.KEY_DOWN: "down", curses.KEY_UP: "up", curses.KEY_LEFT: "left", curses.KEY_RIGHT: "right",

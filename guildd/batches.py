@@ -21,10 +21,17 @@ import math
 import os
 import random
 import re
+from typing import TYPE_CHECKING, Any, Optional
 
 from guild_common import errors, flagfuncs, flags as flaglib, optdefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import pipeline, runstate
+from guildd import children, runstate
+from guild_common.paths import StrPath
+from guildd.children import Parents
+from guildd.store import RunRecord
+
+if TYPE_CHECKING:
+    from guildd.optimizers import Search
 
 log = logging.getLogger("guildd.batches")
 
@@ -33,7 +40,7 @@ PROTO_FILE = "batch-proto"
 TRIAL_LINK = re.compile(r"^trial-(\d+)$")
 
 
-def read_spec(run_dir):
+def read_spec(run_dir: StrPath) -> Optional[tuple[pb.BatchSpec, int, pb.RunSpec]]:
     """(BatchSpec, session start, trial RunSpec) of a batch run dir, or None."""
     gdir = rundir.guild_dir(run_dir)
     try:
@@ -49,7 +56,7 @@ def read_spec(run_dir):
     return spec, session, proto
 
 
-def spec_files(spec, proto, session_start=0):
+def spec_files(spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int = 0) -> list[tuple[str, bytes]]:
     """The files a batch run's dir gets (see the module doc)."""
     data = {f.name: getattr(spec, f.name) for f in pb.BatchSpec.DESCRIPTOR.fields if f.name != "random_seed"}
     data["random_seed"] = spec.random_seed
@@ -57,12 +64,12 @@ def spec_files(spec, proto, session_start=0):
     return [(SPEC_FILE, json.dumps(data, sort_keys=True).encode()), (PROTO_FILE, proto.SerializeToString())]
 
 
-def write_spec(run_dir, spec, proto, session_start):
+def write_spec(run_dir: StrPath, spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int) -> None:
     for name, data in spec_files(spec, proto, session_start):
         rundir.write_atomic(rundir.guild_dir(run_dir) / name, data)  # a full disk leaves the old spec
 
 
-def check(spec):
+def check(spec: pb.BatchSpec) -> None:
     """Refuses a batch that can't run, before its run is created: an unknown optimizer or
     optimizer flag, a bad objective, a search with no dimensions, no trials."""
     if spec.max_trials < 0 or (spec.HasField("random_seed") and spec.random_seed < 0):
@@ -83,12 +90,12 @@ def check(spec):
     optimizers.Search(algorithm, {}, search_values(json.loads(spec.values_json or "{}")), 0)
 
 
-def objective(spec):
+def objective(spec: pb.BatchSpec) -> optdefs.Objective:
     """The batch's objective (optdefs.Objective): --maximize COL, else --minimize COL or loss."""
     return optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
 
 
-def search_values(values):
+def search_values(values: dict[str, Any]) -> dict[str, Any]:
     """Flag values with their search functions as SearchDims (lists stay categorical)."""
     out = {}
     for name, value in values.items():
@@ -98,31 +105,36 @@ def search_values(values):
 
 
 class Batch:
-    def __init__(self, daemon, run_id, spec, proto, session_start, user):
-        self.daemon = daemon
+    """A running batch's loop; it drives the batch run (guildd.drivers.Driver)."""
+
+    def __init__(self, parents: Parents, run_id: str, spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int, user: str) -> None:
+        self.parents = parents
+        self.runtime = parents.runtime
         self.run_id = run_id
-        self.run_dir = daemon.run_dir(run_id)
+        self.run_dir = parents.run_dir(run_id)
         self.spec = spec
         self.proto = proto
         self.session_start = session_start
         self.user = user
         self.stopping = False
-        self.running = {}  # trial id -> its flag values
-        self.search = None
+        self.running: dict[str, dict[str, Any]] = {}  # trial id -> its flag values
+        self.search: Optional[Search] = None
         self.objective = objective(spec)
-        self._ended = asyncio.Queue()
+        self._trial_ends: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()  # as each trial ends
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # How many trials this session makes (a grid's trials: guildctl sampled a larger one).
         self.target = len(json.loads(spec.trials_json)) if spec.kind == "grid" else spec.max_trials or trialslib.DEFAULT_MAX_TRIALS
 
+    async def say(self, line: str) -> None:
+        await self.parents.say(self.run_dir, line)
 
-    # Output
+    def stop(self) -> bool:
+        """No new trials, and its running trials stopped."""
+        self.stopping = True
+        self.runtime.spawn(self.stop_trials(), name=f"stop-batch-{self.run_id[:8]}")
+        return True
 
-    async def say(self, line):
-        await self.daemon.work(pipeline.say, self.run_dir, line)
-
-    # The loop
-
-    async def run(self):
+    async def run(self) -> None:
         """The loop, then the batch's end. Cancelled (the daemon is shutting down), it records
         no end: the batch stays running, and the next daemon resumes it as after a crash."""
         try:
@@ -133,20 +145,21 @@ class Batch:
             await self.say(f"ERROR: [guild] batch failed: {e}")
             exit_status = 1
         finally:
-            self.daemon.batches.pop(self.run_id, None)
-        await self.daemon.critical(self.daemon.end_parentless(self.run_id, exit_status))
+            self.parents.drivers.remove(self)
+        await self.runtime.critical(self.parents.end(self.run_id, exit_status))
 
-    async def _loop(self):
-        trials = await self.daemon.io(trial_ids, self.run_dir)
+    async def _loop(self) -> int:
+        trials = await self.runtime.io(trial_ids, self.run_dir)
         session = trials[self.session_start :]
         values_list = self._planned_values()
         if self.spec.kind not in ("grid", "random"):
             await self._start_search(trials)
         for trial_id in session:  # resuming: trials of this session already made
-            rec = await self.daemon.io(self.daemon.store.get, trial_id)
+            rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is not None and rec.status in runstate.ACTIVE:
                 self._watch(trial_id, json.loads(rec.flags_json or "{}"))
         made = len(session)
+        number = len(trials)  # of the last trial made
         parallel = max(1, self.spec.parallel)
         failed = False
         while not self.stopping:
@@ -159,12 +172,12 @@ class Batch:
                     batch_values = await self._ask(n, made)
                 for values in batch_values:
                     made += 1
-                    await self._start_trial(len(trials) + 1, values)
-                    trials.append(None)
+                    number += 1
+                    await self._start_trial(number, values)
                 continue
             if not self.running:
                 break
-            trial_id, values = await self._ended.get()
+            trial_id, values = await self._trial_ends.get()
             ok = await self._trial_ended(trial_id, values)
             if not ok and self.spec.fail_on_trial_error and not self.stopping:
                 await self.say("ERROR: [guild] stopping batch because a trial failed (remaining staged trials may be started as needed)")
@@ -173,12 +186,12 @@ class Batch:
         if self.stopping:
             await self.stop_trials()
             while self.running:
-                trial_id, values = await self._ended.get()
+                trial_id, values = await self._trial_ends.get()
                 await self._trial_ended(trial_id, values)
             return -15
         return 1 if failed else 0
 
-    def _planned_values(self):
+    def _planned_values(self) -> Optional[list[dict[str, Any]]]:
         """Grid and random batches' trial values in order (None: an optimizer asks)."""
         if self.spec.kind == "grid":
             return json.loads(self.spec.trials_json)
@@ -188,7 +201,7 @@ class Batch:
             return trialslib.random_trials(values, self.target, self.spec.random_seed + self.session_start)
         return None
 
-    async def _start_search(self, trials):
+    async def _start_search(self, trials: list[str]) -> None:
         from guildd import optimizers
 
         algorithm = optdefs.algorithm_for(self.spec.kind)
@@ -201,7 +214,7 @@ class Batch:
         await self.say(f"INFO: [guild] optimizer {optdefs.describe(algorithm, flags)}")
         told = 0
         for trial_id in trials:
-            rec = await self.daemon.io(self.daemon.store.get, trial_id)
+            rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is None or rec.status != runstate.COMPLETED:
                 continue
             objective = await self._objective(trial_id)
@@ -210,14 +223,16 @@ class Batch:
         if told:
             await self.say(f"INFO: [guild] Found {told} previous trial(s) for use in optimization")
 
-    async def _ask(self, n, made):
-        if self.search.random_start:
-            starts = self.search.flags.get("random-starts", 0)
+    async def _ask(self, n: int, made: int) -> list[dict[str, Any]]:
+        search = self.search
+        assert search is not None  # asked only of an optimizer's batch, whose search has started
+        if search.random_start:
+            starts = search.flags.get("random-starts", 0)
             await self.say(f"INFO: [guild] Random start for optimization ({min(made + 1, starts)} of {starts})")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.search.ask, n)
+        return await loop.run_in_executor(None, search.ask, n)
 
-    async def _start_trial(self, number, values):
+    async def _start_trial(self, number: int, values: dict[str, Any]) -> None:
         spec = pb.RunSpec()
         spec.CopyFrom(self.proto)
         spec.flags_json = json.dumps(values)
@@ -225,34 +240,34 @@ class Batch:
         spec.user_flags_json = json.dumps(user_flags)
         try:
             # Not cut by a shutdown: a trial started but not linked would be made again.
-            child = await self.daemon.critical(self._make_trial(number, spec))
+            child = await self.runtime.critical(self._make_trial(number, spec))
         except errors.GuildError as e:
             await self.say(f"ERROR: [guild] trial {number} could not start: {e}")
             return
         if not self.spec.stage_trials:
             self._watch(child.id, values)
 
-    async def _make_trial(self, number, spec):
+    async def _make_trial(self, number: int, spec: pb.RunSpec) -> RunRecord:
         """Starts (or stages) trial `number` and links it into the batch."""
-        child = await self.daemon.start_run(spec, self.spec.stage_trials, self.user)
-        await self.daemon.io(pipeline.link, self.run_dir, f"trial-{number}", child.id)
+        child = await self.parents.start_run(spec, self.spec.stage_trials, self.user)
+        await self.runtime.io(children.link, self.run_dir, f"trial-{number}", child.id)
         verb = "Staging" if self.spec.stage_trials else "Running"
         await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({_trial_flags_desc(spec)})")
         return child
 
-    def _watch(self, trial_id, values):
+    def _watch(self, trial_id: str, values: dict[str, Any]) -> None:
         self.running[trial_id] = values
         copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
 
-        async def wait():
-            await pipeline.wait_end(self.daemon, trial_id, copy_to)
-            await self._ended.put((trial_id, values))
+        async def wait() -> None:
+            await self.parents.wait_end(trial_id, copy_to)
+            await self._trial_ends.put((trial_id, values))
 
-        self.daemon.spawn(wait(), name=f"trial-{trial_id[:8]}")
+        self.runtime.spawn(wait(), name=f"trial-{trial_id[:8]}")
 
-    async def _trial_ended(self, trial_id, values):
+    async def _trial_ended(self, trial_id: str, values: dict[str, Any]) -> bool:
         self.running.pop(trial_id, None)
-        rec = await self.daemon.io(self.daemon.store.get, trial_id)
+        rec = await self.runtime.io(self.parents.store.get, trial_id)
         status = rec.status if rec else "deleted"
         if status != runstate.COMPLETED:
             if status == runstate.TERMINATED:
@@ -272,8 +287,8 @@ class Batch:
             self.search.tell(values, objective)
         return True
 
-    async def _objective(self, trial_id):
-        summaries = await self.daemon.scalars(trial_id)
+    async def _objective(self, trial_id: str) -> Optional[float]:
+        summaries = await self.parents.scalars(trial_id)
         key = self.objective.scalar
         tag = key.split("#", 1)[1] if "#" in key else key
         for s in summaries:
@@ -290,19 +305,19 @@ class Batch:
                 return value if value is not None and math.isfinite(value) else None
         return None
 
-    async def stop_trials(self):
+    async def stop_trials(self) -> None:
         for trial_id in list(self.running):
-            await self.daemon.stop_runs([trial_id])
+            await self.parents.stop_runs([trial_id])
 
 
-def _trial_flags_desc(spec):
+def _trial_flags_desc(spec: pb.RunSpec) -> str:
     """A trial's flags as Guild 0.9's `Running trial` line shows them: `a=1, b=x`, sorted,
     null ones left out (not its label, which a label template may change)."""
     values = json.loads(spec.flags_json or "{}")
     return ", ".join(f"{k}={flaglib.format_flag_value(v)}" for k, v in sorted(values.items()) if v is not None)
 
 
-def trial_ids(run_dir):
+def trial_ids(run_dir: StrPath) -> list[str]:
     """The batch's trials, in the order they were made (its `trial-N` links)."""
     numbered = []
     try:
@@ -316,15 +331,5 @@ def trial_ids(run_dir):
     return [run_id for _, run_id in sorted(numbered)]
 
 
-def draw_seed():
+def draw_seed() -> int:
     return random.SystemRandom().randrange(2**31)
-
-
-def stop(daemon, run_id):
-    """Stops a batch: no new trials, and its running trials. True if it was running."""
-    batch = daemon.batches.get(run_id)
-    if batch is None:
-        return False
-    batch.stopping = True
-    daemon.spawn(batch.stop_trials(), name=f"stop-batch-{run_id[:8]}")
-    return True

@@ -6,8 +6,11 @@ Pure over index records and scalar summaries; the daemon fetches both on its I/O
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from guild_common import query, rundir
+from guildd.store import RunRecord, Summary
 
 CORE = ("operation", "started", "time", "status", "label")
 
@@ -16,18 +19,20 @@ CORE = ("operation", "started", "time", "status", "label")
 class Column:
     header: str
     kind: str  # core, flag, scalar, attr
-    spec: object = None  # a query.Column for asked-for columns
+    spec: query.Column | None = None  # for asked-for columns
     name: str = ""
 
 
-def fmt_duration(rec):
+def fmt_duration(rec: RunRecord) -> str | None:
     if not rec.started_us or not rec.stopped_us:
         return None
     secs = max(0, (rec.stopped_us - rec.started_us) // 1_000_000)
     return f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
 
 
-def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, skip_op=False, op_columns=()):
+def columns_for(recs: Iterable[RunRecord], scalars_by_run: Mapping[str, Iterable[Summary]], extra: str = "",
+                strict: bool = False, skip_core: bool = False, skip_op: bool = False,
+                op_columns: Iterable[str] = ()) -> list[Column]:
     """The columns of a compare table over these runs: run, core, the operations' own
     `compare` columns, each run's flags, step and scalars in the order first seen, then the
     asked-for columns (or only run and those, when strict)."""
@@ -37,11 +42,12 @@ def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, s
         if not skip_core:
             cols += [Column(name, "core", name=name) for name in CORE if not (skip_op and name == "operation")]
         for spec in op_columns:
-            c = query.parse_column(spec)
-            cols.append(Column(header=c.header, kind=c.kind, spec=c))
+            parsed = query.parse_column(spec)
+            cols.append(Column(header=parsed.header, kind=parsed.kind, spec=parsed))
         for r in recs:
             cols += _run_columns(r, scalars_by_run.get(r.id, ()))
-    seen, unique = set(), []
+    seen: set[tuple[str, str]] = set()
+    unique: list[Column] = []
     for c in cols:  # an operation's column shadows the default one with its header
         if (c.kind, c.header) not in seen:
             seen.add((c.kind, c.header))
@@ -54,7 +60,7 @@ def columns_for(recs, scalars_by_run, extra="", strict=False, skip_core=False, s
     return cols
 
 
-def _run_columns(rec, scalars):
+def _run_columns(rec: RunRecord, scalars: Iterable[Summary]) -> list[Column]:
     """One run's default columns as Guild 0.9 takes them: its flags, step, its scalars, each
     sorted. Guild joins the runs' lists in the order it first sees each column, so a column
     only some runs have comes after those of the runs listed before it."""
@@ -65,7 +71,7 @@ def _run_columns(rec, scalars):
     return cols + [Column(tag, "scalar", name=tag) for tag in tags]
 
 
-def cell(col, rec, scalars):
+def cell(col: Column, rec: RunRecord, scalars: Mapping[str, Summary]) -> Any:
     """The value of one column for one run (None when it has none)."""
     if col.spec is not None:
         return _asked(col.spec, rec, scalars)
@@ -77,7 +83,7 @@ def cell(col, rec, scalars):
     return None if summary is None else summary.last_val
 
 
-def _core(name, rec, scalars):
+def _core(name: str, rec: RunRecord, scalars: Mapping[str, Summary]) -> Any:
     if name == "run":
         return rec.id[:8]
     if name == "operation":
@@ -95,7 +101,7 @@ def _core(name, rec, scalars):
     raise KeyError(name)
 
 
-def _asked(spec, rec, scalars):
+def _asked(spec: query.Column, rec: RunRecord, scalars: Mapping[str, Summary]) -> Any:
     if spec.kind == "flag":
         return json.loads(rec.flags_json).get(spec.name)
     if spec.kind == "attr":
@@ -106,7 +112,7 @@ def _asked(spec, rec, scalars):
     return summary_value(summary, spec.qualifier, spec.step)
 
 
-def summary_value(s, qualifier, step=False):
+def summary_value(s: Summary, qualifier: str | None, step: bool = False) -> Any:
     if qualifier == "avg":
         return None if step else (s.total / s.count if s.count else None)
     if qualifier in ("total", "count"):
@@ -114,7 +120,7 @@ def summary_value(s, qualifier, step=False):
     return getattr(s, f"{qualifier}_step" if step else f"{qualifier}_val")
 
 
-def attr_value(name, rec):
+def attr_value(name: str, rec: RunRecord) -> Any:
     values = {
         "id": rec.id,
         "run": rec.id[:8],
@@ -135,7 +141,8 @@ def attr_value(name, rec):
     return values.get(name)
 
 
-def rows(cols, recs, scalars_by_run):
+def rows(cols: Sequence[Column], recs: Iterable[RunRecord],
+         scalars_by_run: Mapping[str, Iterable[Summary]]) -> list[tuple[str, list[Any]]]:
     out = []
     for rec in recs:
         scalars = {s.tag: s for s in scalars_by_run.get(rec.id, ())}

@@ -1,6 +1,7 @@
 """guildd's log, GUILD_HOME/guildd.log, and the line each exit of guildd leaves in it. Light on
 imports: guildd.main writes an exit here before it loads gRPC."""
 
+import io
 import logging
 import os
 import pathlib
@@ -27,14 +28,15 @@ class LogFile(logging.FileHandler):
     def __init__(self, home: pathlib.Path) -> None:
         super().__init__(homelib.log_path(home), encoding="utf-8")
 
-    def _open(self):
+    def _open(self) -> io.TextIOWrapper:
         fd = ownership.open_private(pathlib.Path(self.baseFilename), os.O_WRONLY | os.O_APPEND, os.getuid())
-        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        return os.fdopen(  # type: ignore[return-value]  # text mode: a TextIOWrapper
+            fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def setup(home: pathlib.Path, to_stderr: bool) -> None:
     """The daemon's logging: guildd.log, and stderr too in the foreground."""
-    handlers = [LogFile(home)]
+    handlers: list[logging.Handler] = [LogFile(home)]
     if to_stderr:
         handlers.append(logging.StreamHandler())
     logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)

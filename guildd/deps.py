@@ -30,7 +30,8 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from guild_common import configflags, errors, paths as pathslib, requires as reqlib, rundir
 from guild_common.flags import encode_flag_value, split_flag_value
@@ -44,7 +45,7 @@ ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", "
 class DependencyError(errors.FailedPrecondition):
     """A dependency could not be met; the run fails before its process starts."""
 
-    def __init__(self, message, resource=None):
+    def __init__(self, message: str, resource: str | None = None) -> None:
         super().__init__(message)
         self.resource = resource
 
@@ -53,12 +54,12 @@ class DependencyError(errors.FailedPrecondition):
 class ResolveContext:
     run_dir: str
     project_dir: str  # where relative `file:`/`config:` sources are (the guild file's dir)
-    flags: Mapping  # the run's flag values; a flag named like a resource selects its source
+    flags: Mapping[str, Any]  # the run's flag values; a flag named like a resource selects its source
     cache_dir: str  # GUILD_HOME/cache/resources
     # find_run(op_name, run_spec or None) -> (run_id, run_dir) | None: the latest completed
     # (or marked) run of the op, or the run that `run_spec` (an id prefix) names.
-    find_run: Callable
-    log: Callable = log.info  # progress lines ("Resolving x dependency"), e.g. into the output
+    find_run: Callable[[str, str | None], "tuple[str, str] | None"]
+    log: Callable[[str], Any] = log.info  # progress lines ("Resolving x dependency"), e.g. into the output
     python_exe: str = sys.executable  # the run's interpreter, for `module:` sources
     url_timeout: float = 60.0
 
@@ -71,11 +72,11 @@ class Resource:
     path: str  # the resource's target path ('' = the run dir's root)
     sources: tuple  # source dicts as written in guild.yml
 
-    def flag_for(self, src):
+    def flag_for(self, src: dict[str, Any]) -> str | None:
         """The flag selecting `src`, as Guild 0.9 has it (guild_common.requires)."""
         return reqlib.source_flag(src)
 
-    def flag_names(self):
+    def flag_names(self) -> list[str]:
         """Flags that select this resource's sources: the op must accept them."""
         return [f for f in map(self.flag_for, self.sources) if f]
 
@@ -96,28 +97,28 @@ class ResolvedSource:
 class Resolved:
     sources: tuple = ()  # ResolvedSource, in `requires` order
 
-    def deps_attr(self):
+    def deps_attr(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Guild 0.9's `deps` attr: {resource: {source: {paths, uri[, config]}}}."""
-        out = {}
+        out: dict[str, dict[str, dict[str, Any]]] = {}
         for s in self.sources:
-            entry = {"paths": list(s.paths), "uri": s.uri}
+            entry: dict[str, Any] = {"paths": list(s.paths), "uri": s.uri}
             if s.config is not None:
                 entry["config"] = s.config
             out.setdefault(s.resource, {})[s.name] = entry
         return out
 
-    def resolved_deps(self):
+    def resolved_deps(self) -> dict[str, dict[str, list[str]]]:
         """The older `resolved_deps` shape: {resource: {uri: [paths]}}."""
-        out = {}
+        out: dict[str, dict[str, list[str]]] = {}
         for s in self.sources:
             out.setdefault(s.resource, {}).setdefault(s.uri, []).extend(s.paths)
         return out
 
-    def upstream_runs(self):
+    def upstream_runs(self) -> dict[str, str]:
         """{resource: upstream run id} for operation sources."""
         return {s.resource: s.run_id for s in self.sources if s.run_id}
 
-    def flag_values(self):
+    def flag_values(self) -> dict[str, str]:
         """{flag: full upstream run id}: 0.9 stores these as the run's flags."""
         return {s.flag: s.run_id for s in self.sources if s.run_id and s.flag}
 
@@ -134,7 +135,10 @@ class _Failed(Exception):
     """Why one source could not be located; resolve() wraps it into DependencyError."""
 
 
-def resources_for(requires, model_resources=None):
+_Located = tuple[ResolvedSource, tuple[_Item, ...]]  # a source located, and the items to install for it
+
+
+def resources_for(requires: Any, model_resources: Mapping[str, Any] | None = None) -> list[Resource]:
     """`requires` (a list, or one item) as Resources. Items are dicts: an inline source
     (`{file: x, ...}`) or a resource (`{name, path, sources: [...]}`); or references to a
     resource in `model_resources` (name -> resource dict): `data` or `{resource: data}`."""
@@ -142,14 +146,15 @@ def resources_for(requires, model_resources=None):
     for item in requires if isinstance(requires, list) else [] if requires is None else [requires]:
         ref = item.get("resource") if isinstance(item, dict) else item
         if isinstance(ref, str):
-            if ref not in (model_resources or {}):
+            known = model_resources or {}
+            if ref not in known:
                 raise errors.InvalidArgument(f"cannot find resource '{ref}'")
-            item = {**model_resources[ref], "name": ref.rsplit(":", 1)[-1]}
+            item = {**known[ref], "name": ref.rsplit(":", 1)[-1]}
         if not isinstance(item, dict):
             raise errors.InvalidArgument(f"invalid dependency {item!r}: expected a mapping")
         if "sources" in item:
-            srcs = item["sources"] if isinstance(item["sources"], list) else [item["sources"]]
-            srcs = tuple(s if isinstance(s, dict) else {"file": s} for s in srcs)
+            listed = item["sources"] if isinstance(item["sources"], list) else [item["sources"]]
+            srcs = tuple(s if isinstance(s, dict) else {"file": s} for s in listed)
             name = item.get("name") or ",".join(_uri(s, "?") for s in srcs)
             path = item.get("target-path") or item.get("path") or ""
             out.append(Resource(str(name), str(path), srcs))
@@ -162,7 +167,7 @@ def resources_for(requires, model_resources=None):
     return out
 
 
-def _source_type(src, res_name):
+def _source_type(src: dict[str, Any], res_name: str) -> str:
     present = [t for t in SOURCE_TYPES if t in src]
     if len(present) != 1:
         why = (f"conflicting attributes ({', '.join(present)})" if present else
@@ -171,12 +176,13 @@ def _source_type(src, res_name):
     return present[0]
 
 
-def _uri(src, res_name):
+def _uri(src: dict[str, Any], res_name: str) -> str:
     kind = _source_type(src, res_name)
     return str(src[kind]) if kind == "url" else f"{kind}:{src[kind]}"
 
 
-def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
+def resolve(requires: Any, ctx: ResolveContext, *, resources: Mapping[str, Any] | None = None,
+            skip: Collection[str] = (), operations: bool = True) -> Resolved:
     """Locates and installs every dependency in `requires` into ctx.run_dir.
 
     `resources`: the model's resources, for references (see resources_for). `skip`: names of
@@ -208,10 +214,10 @@ def resolve(requires, ctx, *, resources=None, skip=(), operations=True):
     return Resolved(tuple(resolved for resolved, _ in installed))
 
 
-def _with_flag_refs(src, flags):
+def _with_flag_refs(src: dict[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
     """The source with `${flag}` refs in its values replaced by the run's flag values, as
     Guild 0.9 resolves them (`file: ${file}`); a ref to no flag stays as written."""
-    def sub(value):
+    def sub(value: Any) -> Any:
         if isinstance(value, str):
             return _FLAG_REF.sub(lambda m: _flag_ref_text(flags, m), value)
         if isinstance(value, list):
@@ -224,7 +230,7 @@ def _with_flag_refs(src, flags):
 _FLAG_REF = re.compile(r"\$\{([^}|]+)\}")
 
 
-def _flag_ref_text(flags, m):
+def _flag_ref_text(flags: Mapping[str, Any], m: "re.Match[str]") -> str:
     name = m.group(1).strip()
     if name not in flags or flags[name] is None:
         return m.group(0)
@@ -232,11 +238,12 @@ def _flag_ref_text(flags, m):
     return value if isinstance(value, str) else encode_flag_value(value)
 
 
-def _project_path(res, src, ctx, kind):
+def _project_path(res: Resource, src: dict[str, Any], ctx: ResolveContext,
+                  kind: str) -> tuple[str, str, str | None, str | None]:
     """A `file:`/`config:` source's path, which a flag named like the resource may replace
     (an empty value asks for the default)."""
     flag = res.flag_for(src)
-    chosen = ctx.flags.get(flag)
+    chosen = ctx.flags.get(flag) if flag is not None else None
     chosen = None if chosen in (None, "") else str(chosen)
     rel = chosen or str(src[kind])
     path = os.path.join(ctx.project_dir, os.path.expanduser(rel))
@@ -247,7 +254,8 @@ def _project_path(res, src, ctx, kind):
     return path, rel, flag, chosen
 
 
-def _locate_file_or_url(res, src, ctx, _selectors):
+def _locate_file_or_url(res: Resource, src: dict[str, Any], ctx: ResolveContext,
+                        _selectors: Collection[str]) -> _Located:
     """A file, directory or archive: archives unpacked (unless `unpack: no`) and their
     top-level entries or `select` matches used; directories whole or their matches."""
     if "url" in src:
@@ -266,9 +274,10 @@ def _locate_file_or_url(res, src, ctx, _selectors):
     return _located(res, src, ctx, cands, **kw)
 
 
-def _locate_operation(res, src, ctx, _selectors):
+def _locate_operation(res: Resource, src: dict[str, Any], ctx: ResolveContext,
+                      _selectors: Collection[str]) -> _Located:
     op, flag = str(src["operation"]), res.flag_for(src)
-    spec = ctx.flags.get(flag)
+    spec = ctx.flags.get(flag) if flag is not None else None
     try:
         found = ctx.find_run(op, None if spec in (None, "") else str(spec))
     except errors.GuildError as e:  # `up=RUN` naming no run, or more than one
@@ -286,7 +295,8 @@ def _locate_operation(res, src, ctx, _selectors):
     return _located(res, src, ctx, cands, flag=flag, config=run_id, run_id=run_id)
 
 
-def _locate_config(res, src, ctx, selectors):
+def _locate_config(res: Resource, src: dict[str, Any], ctx: ResolveContext,
+                   selectors: Collection[str]) -> _Located:
     """The config file with `params`, then the run's flags (dotted names, as 0.9: all of
     them except those that select resources, and those that are null: a flag declared
     `lr: null` leaves the file's value) written in; format kept, JSON compact."""
@@ -304,7 +314,8 @@ def _locate_config(res, src, ctx, selectors):
     return _resolved(res, src, (item.target,), (item,), flag=flag, config=chosen), (item,)
 
 
-def _locate_module(res, src, ctx, _selectors):
+def _locate_module(res: Resource, src: dict[str, Any], ctx: ResolveContext,
+                   _selectors: Collection[str]) -> _Located:
     """Checked in the run's interpreter, which need not be the daemon's."""
     name = str(src["module"])
     code = f"import importlib.util as u, sys; sys.exit(u.find_spec({name!r}) is None)"
@@ -313,11 +324,13 @@ def _locate_module(res, src, ctx, _selectors):
     return _resolved(res, src, (), ()), ()
 
 
-_LOCATE = {"config": _locate_config, "file": _locate_file_or_url, "module": _locate_module,
-           "operation": _locate_operation, "url": _locate_file_or_url}
+_LOCATE: dict[str, Callable[[Resource, dict[str, Any], ResolveContext, Collection[str]], _Located]] = {
+    "config": _locate_config, "file": _locate_file_or_url, "module": _locate_module,
+    "operation": _locate_operation, "url": _locate_file_or_url}
 
 
-def _located(res, src, ctx, cands, **kw):
+def _located(res: Resource, src: dict[str, Any], ctx: ResolveContext, cands: Iterable[tuple[str, str]],
+             **kw: Any) -> _Located:
     """(path, name) candidates, renamed and placed under their target path."""
     link = str(src.get("target-type") or "copy")
     if link not in ("copy", "link"):
@@ -328,12 +341,13 @@ def _located(res, src, ctx, cands, **kw):
     return _resolved(res, src, used, items, **kw), items
 
 
-def _resolved(res, src, paths, items, **kw):
+def _resolved(res: Resource, src: dict[str, Any], paths: tuple[str, ...], items: Iterable[_Item],
+              **kw: Any) -> ResolvedSource:
     return ResolvedSource(res.name, reqlib.source_name(src), _uri(src, res.name), paths,
                           tuple(i.target for i in items), **kw)
 
 
-def _target(res, src, name):
+def _target(res: Resource, src: dict[str, Any], name: str) -> str:
     sub = str(src.get("target-path") or src.get("path") or "")
     try:
         target = pathslib.relative(os.path.join(res.path, sub, name), "target path")
@@ -344,13 +358,13 @@ def _target(res, src, name):
     return target
 
 
-def _rename(name, src, ctx):
+def _rename(name: str, src: dict[str, Any], ctx: ResolveContext) -> str:
     for pattern, repl in _rename_specs(src.get("rename"), ctx.flags):
         name = re.sub(pattern, repl, name)
     return name
 
 
-def _rename_specs(value, flags):
+def _rename_specs(value: Any, flags: Mapping[str, Any]) -> list[tuple[str, str]]:
     """`'PATTERN REPL'` strings (quotes allowed, backslashes kept), a list of them, or
     `{pattern, repl}` dicts; `${flag}` refs are replaced by flag values."""
     specs = []
@@ -368,7 +382,7 @@ def _rename_specs(value, flags):
     return specs
 
 
-def _select(root, patterns, skip=frozenset()):
+def _select(root: str, patterns: Any, skip: Collection[str] = frozenset()) -> list[tuple[str, str]]:
     """(path, target name) pairs from `root`, leaving out the `skip` paths: as in Guild 0.9,
     files and directories (a directory whole) whose relative path fully matches a pattern,
     under their base names, `.guild` included (`select: .guild/attrs/flags`); without
@@ -382,7 +396,7 @@ def _select(root, patterns, skip=frozenset()):
             for r in sorted(rels) if any(re.fullmatch(str(p), r) for p in pats)]
 
 
-def _walk(root, selecting=False):
+def _walk(root: str, selecting: bool = False) -> Iterator[str]:
     """Relative paths of the files under `root`, but `.guild`'s; `selecting`: of the
     directories too, and `.guild`'s."""
     for dirpath, dirnames, filenames in os.walk(root):
@@ -394,7 +408,7 @@ def _walk(root, selecting=False):
             yield f if rel_dir == "." else f"{rel_dir}/{f}"
 
 
-def _fetch(url, sha256, ctx):
+def _fetch(url: str, sha256: Any, ctx: ResolveContext) -> str:
     """The cached download of `url` (one dir per URL, named by its sha224 as in 0.9),
     downloading it first if needed. A download is checked before it enters the cache."""
     cache = os.path.join(ctx.cache_dir, hashlib.sha224(url.encode()).hexdigest())
@@ -419,13 +433,13 @@ def _fetch(url, sha256, ctx):
     return path
 
 
-def _check_sha256(path, expected, shown=None):
+def _check_sha256(path: str, expected: Any, shown: str | None = None) -> None:
     if expected and (actual := _sha256(path)) != str(expected):
         raise _Failed(f"'{shown or path}' has an unexpected sha256 "
                       f"(expected {expected} but got {actual})")
 
 
-def _sha256(path):
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -433,7 +447,7 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _unpack(archive, ctx):
+def _unpack(archive: str, ctx: ResolveContext) -> str:
     """Unpacks `archive` once, into `unpacked/` beside its download (URLs) or in a cache dir
     keyed by path, size and mtime (project files); into a temp dir first, then renamed."""
     if os.path.abspath(archive).startswith(os.path.abspath(ctx.cache_dir) + os.sep):
@@ -454,7 +468,7 @@ def _unpack(archive, ctx):
                 z.extractall(tmp)
         else:
             with tarfile.open(archive) as t:
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 t.extractall(tmp, **safe)
         os.rename(tmp, dest)
     except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
@@ -465,10 +479,11 @@ def _unpack(archive, ctx):
     return dest
 
 
-def _install(located, ctx):
+def _install(located: Sequence[_Located], ctx: ResolveContext) -> list[_Located]:
     """Installs every item; returns `located` less the items skipped because an earlier
     source already wrote their target (0.9 warns and skips them too)."""
-    created, out = {}, []
+    created: dict[str, bool] = {}
+    out: list[_Located] = []
     try:
         for resolved, items in located:
             kept = []
@@ -488,7 +503,7 @@ def _install(located, ctx):
     return out
 
 
-def _install_item(item, run_dir):
+def _install_item(item: _Item, run_dir: str) -> None:
     # Checked here, not only in _target: an earlier item may have put a link on the way
     # (an upstream run's output, say). The target itself is replaced, never followed.
     dest = str(rundir.run_file(run_dir, item.target, "dependency target", follow=False))
@@ -497,7 +512,9 @@ def _install_item(item, run_dir):
     if item.data is not None:
         with open(dest, "wb") as f:
             f.write(item.data)
-    elif item.link:
+        return
+    assert item.src is not None  # an item without data has a source
+    if item.link:
         os.symlink(os.path.relpath(item.src, os.path.dirname(dest)), dest)
     elif os.path.isdir(item.src):
         shutil.copytree(item.src, dest, symlinks=True)
@@ -505,14 +522,14 @@ def _install_item(item, run_dir):
         shutil.copy2(item.src, dest)
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     if os.path.islink(path) or os.path.isfile(path):
         os.remove(path)
     elif os.path.isdir(path):
         shutil.rmtree(path)
 
 
-def _manifest_paths(run_dir):
+def _manifest_paths(run_dir: str) -> set[str]:
     """Paths an upstream run's manifest lists: its source code and its own dependencies."""
     try:
         with open(os.path.join(run_dir, ".guild", "manifest")) as f:
@@ -528,7 +545,7 @@ def _manifest_paths(run_dir):
     return out
 
 
-def _append_manifest(run_dir, installed):
+def _append_manifest(run_dir: str, installed: Iterable[_Located]) -> None:
     """`d TARGET SHA1|- URI` lines, as 0.9 writes them, so that a downstream run leaves
     these files out. Call after the source code's manifest is written (it rewrites it)."""
     lines = []
@@ -545,5 +562,5 @@ def _append_manifest(run_dir, installed):
             f.write("".join(lines))
 
 
-def _quote(s):
+def _quote(s: str) -> str:
     return f"'{s}'" if " " in s else s

@@ -12,7 +12,7 @@ import logging
 import os
 import pathlib
 import sqlite3
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from guild_common import errors
 
@@ -37,7 +37,7 @@ def is_full(exc: BaseException) -> bool:
 def full_error(home: os.PathLike | str, exc: BaseException, doing: str = "") -> errors.GuildError:
     """The error a user sees for a full disk: one line naming GUILD_HOME (or the file, when
     it lies elsewhere, such as an export's destination)."""
-    what = _FULL_ERRNOS.get(getattr(exc, "errno", None), _FULL_ERRNOS[errno.ENOSPC])
+    what = _FULL_ERRNOS.get(getattr(exc, "errno", 0), _FULL_ERRNOS[errno.ENOSPC])
     filename = getattr(exc, "filename", None)
     home = pathlib.Path(home)
     if filename and not pathlib.Path(os.path.abspath(filename)).is_relative_to(home):
@@ -51,7 +51,7 @@ class Reserve:
     """The daemon's reserve: RESERVE_BYTES held in a file of GUILD_HOME. Used from the I/O
     thread only."""
 
-    def __init__(self, home: os.PathLike | str, size: int = RESERVE_BYTES):
+    def __init__(self, home: os.PathLike | str, size: int = RESERVE_BYTES) -> None:
         self.path = pathlib.Path(home) / RESERVE_NAME
         self.size = size
 
@@ -72,7 +72,7 @@ class Reserve:
             return False
         return True
 
-    def use(self, fn: Callable[..., T], *args, **kw) -> T:
+    def use(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """`fn(*args, **kw)`, a record of the daemon's own that a full disk must not stop (a
         run's end, taking back a run it could not make): when the disk is full, the reserve
         is freed and `fn` called once more."""

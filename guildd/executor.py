@@ -13,10 +13,15 @@ import os
 import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Callable, Optional
 
 import psutil
 
+from guild_common.paths import StrPath
 from guildd import shim
+
+if TYPE_CHECKING:
+    from guildd.runs import Launch
 
 log = logging.getLogger("guildd.executor")
 SHIM = os.path.abspath(shim.__file__)
@@ -32,21 +37,22 @@ class ShimServer:
     """guildd.shim's server, which forks a shim per run (see guildd.shim). Started on first
     use; started again if it died. Blocking: call it from one worker thread."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path: StrPath) -> None:
         self.log_path = log_path
-        self._proc = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
 
-    def spawn(self, launch):
+    def spawn(self, launch: "Launch") -> Shim:
         """Starts a run's shim and hands it its launch spec; returns the Shim. OSError when no
         shim could be started."""
         data = launch.to_bytes()
         for _attempt in range(2):  # a server that died is started again, once
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
+            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+            stdin, stdout = proc.stdin, proc.stdout
+            assert stdin is not None and stdout is not None  # the server is started with both pipes
             try:
-                self._proc.stdin.write(len(data).to_bytes(4, "big") + data)
-                self._proc.stdin.flush()
-                answer = self._proc.stdout.readline().decode().strip()
+                stdin.write(len(data).to_bytes(4, "big") + data)
+                stdin.flush()
+                answer = stdout.readline().decode().strip()
             except OSError:
                 answer = ""
             if answer.startswith("!"):
@@ -57,7 +63,7 @@ class ShimServer:
             self.close()
         raise OSError("the shim server does not answer (see the daemon's log)")
 
-    def _start(self):
+    def _start(self) -> "subprocess.Popen[bytes]":
         # O_NOFOLLOW: a link planted as guildd.log must not get the server's stderr (OSError).
         fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "ab") as err:
@@ -69,13 +75,14 @@ class ShimServer:
                 start_new_session=True,  # neither a terminal's ^C nor a stop of the daemon's group reaches it
                 close_fds=True,
             )
+        return self._proc
 
-    def close(self):
+    def close(self) -> None:
         """Stops the server (end-of-file on its stdin); its shims go on."""
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
-        for pipe in (proc.stdin, proc.stdout):
+        for pipe in filter(None, (proc.stdin, proc.stdout)):
             try:
                 pipe.close()
             except OSError:
@@ -87,14 +94,14 @@ class ShimServer:
             proc.wait()
 
 
-def _create_time(pid):
+def _create_time(pid: int) -> float:
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return 0.0
 
 
-def shim_alive(shim):
+def shim_alive(shim: Shim) -> bool:
     """True when `shim` still runs (and its pid wasn't reused since)."""
     if not shim.pid:
         return False
@@ -107,7 +114,7 @@ def shim_alive(shim):
         return False
 
 
-def pid_alive(pid):
+def pid_alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -117,16 +124,16 @@ def pid_alive(pid):
 class Executor:
     """Watches shims on the event loop and calls `on_exit(run_id)` when one ends."""
 
-    def __init__(self, on_exit, log_path):
+    def __init__(self, on_exit: Callable[[str], None], log_path: StrPath) -> None:
         self._on_exit = on_exit
         self.shims = ShimServer(log_path)  # used from the daemon's I/O thread
-        self._watched = {}  # run_id -> (pid, pidfd)
+        self._watched: dict[str, tuple[int, int]] = {}  # run_id -> (pid, pidfd)
 
     @property
-    def running(self):
+    def running(self) -> int:
         return len(self._watched)
 
-    def watch(self, run_id, pid):
+    def watch(self, run_id: str, pid: int) -> None:
         loop = asyncio.get_running_loop()
         try:
             pidfd = os.pidfd_open(pid)
@@ -136,14 +143,14 @@ class Executor:
         self._watched[run_id] = (pid, pidfd)
         loop.add_reader(pidfd, self._pidfd_ready, run_id)
 
-    def _pidfd_ready(self, run_id):
+    def _pidfd_ready(self, run_id: str) -> None:
         _pid, pidfd = self._watched.pop(run_id)
         loop = asyncio.get_running_loop()
         loop.remove_reader(pidfd)
         os.close(pidfd)
         self._on_exit(run_id)
 
-    def signal(self, run_id, sig=signal.SIGTERM):
+    def signal(self, run_id: str, sig: int = signal.SIGTERM) -> bool:
         """Asks a run's shim to stop its process (it escalates to SIGKILL itself)."""
         entry = self._watched.get(run_id)
         if entry is None:
@@ -154,7 +161,7 @@ class Executor:
             return False
         return True
 
-    def close(self):
+    def close(self) -> None:
         """Stops watching (the daemon is shutting down); the shims and runs go on."""
         loop = asyncio.get_running_loop()
         for _pid, pidfd in self._watched.values():

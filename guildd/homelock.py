@@ -4,11 +4,12 @@
 import errno
 import fcntl
 import os
+import pathlib
 
 from guild_common import errors, home as homelib, ownership
 
 
-def check_home(home):
+def check_home(home: pathlib.Path) -> None:
     """Makes `home` if needed and refuses one the user can't write, or one another user owns
     or may write in (they could replace the socket, its link or the lock)."""
     try:
@@ -25,7 +26,7 @@ def check_home(home):
         raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: {e.strerror}") from e
 
 
-def _create(path):
+def _create(path: pathlib.Path) -> None:
     """Creates an empty file unless something (a link included, never followed) is there."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -33,7 +34,7 @@ def _create(path):
         pass
 
 
-def acquire_home_lock(home):
+def acquire_home_lock(home: pathlib.Path) -> int:
     """One daemon per GUILD_HOME: an exclusive flock held for the daemon's life."""
     path = homelib.lock_path(home)
     fd = ownership.open_private(path, os.O_RDWR, os.getuid())
@@ -50,7 +51,7 @@ def acquire_home_lock(home):
     return fd
 
 
-def claim(home):
+def claim(home: pathlib.Path) -> int:
     """Checks `home` is usable and takes its lock; returns the lock's fd (held for life)."""
     check_home(home)
     return acquire_home_lock(home)

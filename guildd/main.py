@@ -1,14 +1,13 @@
 """`guildd`: the daemon's command line."""
 
 import pathlib
-import subprocess
 import sys
-import tempfile
-import time
 
 import click
 
-from guild_common import errors, home as homelib
+from guild_common import daemonstart, errors, home as homelib
+
+START_TIMEOUT = 15.0
 
 
 @click.command()
@@ -18,7 +17,7 @@ from guild_common import errors, home as homelib
 @click.option("--queue-always-on", is_flag=True,
               help="Process staged runs always (a shared box's service); by default, as in Guild, staged runs wait for `guildctl queue start`.")
 @click.version_option(package_name="guildd", prog_name="guildd")
-def cli(guild_home, foreground, log_stderr, queue_always_on):
+def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool) -> None:
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -43,7 +42,7 @@ def cli(guild_home, foreground, log_stderr, queue_always_on):
         sys.exit(1)
 
 
-def _serve(home, log_stderr, queue_always_on):
+def _serve(home: pathlib.Path, log_stderr: bool, queue_always_on: bool) -> None:
     from guildd import daemonlog, homelock
 
     try:
@@ -56,35 +55,20 @@ def _serve(home, log_stderr, queue_always_on):
     server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd, queue_always_on=queue_always_on)
 
 
-def _start_background(home, queue_always_on):
+def _start_background(home: pathlib.Path, queue_always_on: bool) -> None:
     from guildd import homelock
 
     homelock.check_home(home)
-    # An unnamed file, not a pipe: the daemon outlives us, and its last words must not hit a
-    # closed pipe (they are in guildd.log too).
-    stderr = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guildd.main", "--foreground", "--no-log-stderr", "-H", str(home)]
-        + (["--queue-always-on"] if queue_always_on else []),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            stderr.seek(0)
-            err = stderr.read().decode(errors="replace").strip().splitlines()
-            raise errors.GuildError(err[-1].removeprefix("guildd: ") if err else "guildd exited at start")
-        if homelib.socket_connect_path(home).exists():
-            click.echo(f"guildd started for {home} (pid {proc.pid})")
-            return
-        time.sleep(0.05)
-    raise errors.DaemonUnavailable(f"guildd did not start in time; see {homelib.log_path(home)}")
+    options = ["--queue-always-on"] if queue_always_on else []
+    try:
+        started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, options)
+    except daemonstart.DaemonExited as e:
+        raise errors.GuildError(e.reason) from None
+    assert started is not None  # only a lost race (lost_race_ok) gives None
+    click.echo(f"guildd started for {home} (pid {started.proc.pid})")
 
 
-def main():
+def main() -> None:
     cli(prog_name="guildd")
 
 

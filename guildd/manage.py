@@ -12,31 +12,30 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, paths, rundir
+from guild_common.paths import StrPath
 from guildd import daemonlog, runstate
 from guildd import store as storelib
-from guildd.tfevents import read_scalars, summarize
+from guildd.tfevents import ScalarSummary, read_scalars, summarize
 
 log = logging.getLogger("guildd")
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def trash_runs_dir(home):
+def trash_runs_dir(home: StrPath) -> pathlib.Path:
     return pathlib.Path(home) / "trash" / "runs"
 
 
-def location(home, rec):
+def location(home: StrPath, rec: storelib.RunRecord) -> pathlib.Path:
     """The directory a run lives in now (the runs dir or the trash)."""
     base = trash_runs_dir(home) if rec.deleted else homelib.runs_dir(home)
     return base / rec.id
 
 
-# Labels and marks
-
-
-def new_label(old, action, value):
+def new_label(old: str, action: str, value: str) -> str:
     """A label after `--set`, `--tag`/`--prepend`, `--append`, `--remove` or `--clear`."""
     if action == "set":
         return value
@@ -47,7 +46,8 @@ def new_label(old, action, value):
     if action == "remove":
         # Whole words only: removing `a` from `ab a` leaves `ab`.
         words, drop = old.split(), value.split()
-        out, i = [], 0
+        out: list[str] = []
+        i = 0
         while i < len(words):
             if drop and words[i : i + len(drop)] == drop:
                 i += len(drop)
@@ -60,8 +60,9 @@ def new_label(old, action, value):
     raise errors.InvalidArgument(f"unknown label action '{action}'")
 
 
-def label_runs(store, home, recs, action, value):
-    changed = []
+def label_runs(store: storelib.Store, home: StrPath, recs: Iterable[storelib.RunRecord], action: str,
+               value: str) -> list[storelib.RunRecord]:
+    changed: list[storelib.RunRecord | None] = []
     for rec in recs:
         label = new_label(rec.label, action, value)
         run_dir = location(home, rec)
@@ -71,10 +72,11 @@ def label_runs(store, home, recs, action, value):
             rundir.delete_attr(run_dir, "label")
         store.update(rec.id, label=label)
         changed.append(store.get(rec.id))
-    return changed
+    return changed  # type: ignore[return-value]  # each run was just updated: none is None
 
 
-def mark_runs(store, home, recs, clear):
+def mark_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.RunRecord],
+              clear: bool) -> list[storelib.RunRecord]:
     for rec in recs:
         run_dir = location(home, rec)
         if clear:
@@ -85,16 +87,14 @@ def mark_runs(store, home, recs, clear):
     return store.get_many([r.id for r in recs])
 
 
-# The trash
-
-
-def _refuse_active(recs, verb):
+def _refuse_active(recs: Iterable[storelib.RunRecord], verb: str) -> None:
     for rec in recs:
         if rec.status in runstate.ACTIVE:
             raise errors.FailedPrecondition(f"cannot {verb} run {rec.id[:8]}: it is {rec.status} (stop it first)")
 
 
-def delete_runs(store, home, recs, permanent):
+def delete_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.RunRecord],
+                permanent: bool) -> Sequence[storelib.RunRecord]:
     _refuse_active(recs, "delete")
     trash = trash_runs_dir(home)
     for rec in recs:
@@ -112,7 +112,8 @@ def delete_runs(store, home, recs, permanent):
     return recs
 
 
-def restore_runs(store, home, recs):
+def restore_runs(store: storelib.Store, home: StrPath,
+                 recs: Sequence[storelib.RunRecord]) -> list[storelib.RunRecord]:
     runs_dir = homelib.runs_dir(home)
     for rec in recs:
         dest = runs_dir / rec.id
@@ -123,17 +124,16 @@ def restore_runs(store, home, recs):
     return store.get_many([r.id for r in recs])
 
 
-def purge_runs(store, home, recs):
+def purge_runs(store: storelib.Store, home: StrPath,
+               recs: Sequence[storelib.RunRecord]) -> Sequence[storelib.RunRecord]:
     for rec in recs:
         shutil.rmtree(location(home, rec), ignore_errors=True)
         store.delete(rec.id)
     return recs
 
 
-# Files
-
-
-def list_files(run_dir, path="", all_files=False, sourcecode=False, follow_links=False):
+def list_files(run_dir: StrPath, path: str = "", all_files: bool = False, sourcecode: bool = False,
+               follow_links: bool = False) -> list[tuple[str, bool, bool, int]]:
     """A run's files as (relpath, is_dir, is_link, size), sorted; `.guild` hidden unless
     `all_files`; `path` a prefix or a glob (`*` crosses `/`, as Guild's `ls -p`)."""
     run_dir = pathlib.Path(run_dir)
@@ -162,7 +162,7 @@ def list_files(run_dir, path="", all_files=False, sourcecode=False, follow_links
     return sorted(out)
 
 
-def file_path(run_dir, rel):
+def file_path(run_dir: StrPath, rel: str) -> pathlib.Path:
     """The absolute path of a run file, refusing paths that leave the run dir, by `..`, as
     an absolute path, or through a symbolic link (one the run made, say) that points out."""
     full = paths.contained(run_dir, rel)
@@ -173,28 +173,26 @@ def file_path(run_dir, rel):
     return full
 
 
-# Export and import
-
-
-def export_runs(store, home, recs, dest, move):
-    dest = export_dir(home, dest)
-    if dest.exists() and not dest.is_dir():
-        raise errors.InvalidArgument(f"'{dest}' is not a directory")
+def export_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.RunRecord], dest: str,
+                move: bool) -> list[tuple[str, str, str]]:
+    dest_dir = export_dir(home, dest)
+    if dest_dir.exists() and not dest_dir.is_dir():
+        raise errors.InvalidArgument(f"'{dest_dir}' is not a directory")
     if move:
         _refuse_active(recs, "move")
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        (dest / ".guild-nocopy").touch()
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        (dest_dir / ".guild-nocopy").touch()
     except OSError as e:
-        raise errors.PermissionDenied(f"cannot write to '{dest}': {e.strerror}") from e
+        raise errors.PermissionDenied(f"cannot write to '{dest_dir}': {e.strerror}") from e
     results = []
     for rec in recs:
-        target = dest / rec.id
+        target = dest_dir / rec.id
         if target.exists():
             results.append((rec.id, "skipped", f"{rec.id} exists, skipping"))
             continue
         src = location(home, rec)
-        tmp = dest / f".{rec.id}.partial"
+        tmp = dest_dir / f".{rec.id}.partial"
         # Copy under a temporary name, then rename: a failed export leaves no half run.
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp, symlinks=True)
@@ -206,27 +204,28 @@ def export_runs(store, home, recs, dest, move):
     return results
 
 
-def export_dir(home, dest) -> pathlib.Path:
+def export_dir(home: StrPath, dest: str) -> pathlib.Path:
     """`dest` as an export directory: absolute, and not where the daemon keeps runs (an
     export into a run would copy that run into itself, again and again)."""
-    dest = paths.absolute_dir(dest, "export directory")
+    dest_dir = paths.absolute_dir(dest, "export directory")
     for keep in (homelib.runs_dir(home), trash_runs_dir(home)):
-        if paths.inside(dest, keep):
-            raise errors.InvalidArgument(f"cannot export to '{dest}': it is inside {keep}, where guildd keeps runs")
-    return dest
+        if paths.inside(dest_dir, keep):
+            raise errors.InvalidArgument(f"cannot export to '{dest_dir}': it is inside {keep}, where guildd keeps runs")
+    return dest_dir
 
 
-def archive_run_dirs(archive):
+def archive_run_dirs(archive: str) -> list[pathlib.Path]:
     """The run dirs in an export directory."""
-    archive = paths.absolute_dir(archive, "archive directory")
-    if not archive.exists():
-        raise errors.NotFound(f"archive '{archive}' does not exist")
-    if not archive.is_dir():
-        raise errors.InvalidArgument(f"invalid archive '{archive}' - expected a directory")
-    return sorted(p for p in archive.iterdir() if RUN_ID.match(p.name) and rundir.attrs_dir(p).is_dir())
+    archive_dir = paths.absolute_dir(archive, "archive directory")
+    if not archive_dir.exists():
+        raise errors.NotFound(f"archive '{archive_dir}' does not exist")
+    if not archive_dir.is_dir():
+        raise errors.InvalidArgument(f"invalid archive '{archive_dir}' - expected a directory")
+    return sorted(p for p in archive_dir.iterdir() if RUN_ID.match(p.name) and rundir.attrs_dir(p).is_dir())
 
 
-def import_runs(store, home, run_dirs, move, pid_alive):
+def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.Path], move: bool,
+                pid_alive: Callable[[int], bool]) -> list[tuple[str, str, str]]:
     runs_dir = homelib.runs_dir(home)
     existing = store.ids() | store.ids(deleted=True)
     results = []
@@ -247,7 +246,8 @@ def import_runs(store, home, run_dirs, move, pid_alive):
     return results
 
 
-def index_run_dir(store, run_dir, pid_alive, deleted=False):
+def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[int], bool],
+                  deleted: bool = False) -> None:
     """Adds a run dir made elsewhere (Guild AI, an import, a restore by hand) to the index,
     with its scalars read from its event files. A run dir that can't be read is indexed as
     an error, the reason logged: it is listed (and can be deleted), and never stops a sync."""
@@ -268,7 +268,7 @@ def index_run_dir(store, run_dir, pid_alive, deleted=False):
         store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()])
 
 
-def _damaged_record(run_id, deleted):
+def _damaged_record(run_id: str, deleted: bool) -> storelib.RunRecord:
     return storelib.RunRecord(
         id=run_id, op_name="", opref="", status=runstate.ERROR, label="", created_us=0, started_us=0,
         stopped_us=0, exit_status=None, pid=0, shim_pid=0, shim_started=0.0, flags_json="{}",
@@ -276,7 +276,7 @@ def _damaged_record(run_id, deleted):
     )
 
 
-def summary_record(tag, s):
+def summary_record(tag: str, s: ScalarSummary) -> storelib.Summary:
     return storelib.Summary(
         tag=tag,
         first_val=s.first_val,
@@ -292,10 +292,7 @@ def summary_record(tag, s):
     )
 
 
-# Disk usage
-
-
-def disk_usage(home):
+def disk_usage(home: StrPath) -> list[tuple[str, str, int]]:
     home = pathlib.Path(home)
     places = [
         ("guild_home", home),
@@ -306,7 +303,7 @@ def disk_usage(home):
     return [(name, str(path), _du(path)) for name, path in places]
 
 
-def _du(path):
+def _du(path: StrPath) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:

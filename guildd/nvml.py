@@ -4,8 +4,12 @@ fake of it in tests). Indices follow PCI bus order; values some boards don't rep
 """
 
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from guildd.resources import UNKNOWN, Gpu, GpuProcess, GpuReading, Link, user_of
+from guildd.gpus import UNKNOWN, Gpu, GpuProcess, GpuReading, Link, user_of
+
+T = TypeVar("T")
 
 log = logging.getLogger("guildd.resources")
 
@@ -15,12 +19,13 @@ class NvmlBackend:
 
     name = "nvml"
 
-    def __init__(self, nvml):
+    def __init__(self, nvml: Any) -> None:
         self.nvml = nvml
         self._initialized = False
-        self._links = None  # the topology doesn't change while the box runs: read it once
+        # the topology doesn't change while the box runs: read it once
+        self._links: tuple[Link, ...] | None = None
 
-    def read(self):
+    def read(self) -> GpuReading:
         nv = self.nvml
         if not self._initialized:
             nv.nvmlInit()  # raises when there is no driver; tried again on the next poll
@@ -40,7 +45,7 @@ class NvmlBackend:
             self._links = self._topology(handles, [bus for bus, _, _ in devices])
         return GpuReading(gpus=gpus, links=self._links)
 
-    def close(self):
+    def close(self) -> None:
         if self._initialized:
             self._initialized = False
             try:
@@ -48,18 +53,18 @@ class NvmlBackend:
             except Exception:  # shutting down: nothing to do about it
                 log.debug("nvmlShutdown failed", exc_info=True)
 
-    def _optional(self, fn, default):
+    def _optional(self, fn: Callable[[], T], default: T) -> T:
         """A value some boards don't report (NOT_SUPPORTED and the like): `default` then."""
         try:
             return fn()
         except self.nvml.NVMLError:
             return default
 
-    def _gpu(self, index, handle, bus):
+    def _gpu(self, index: int, handle: Any, bus: str) -> Gpu:
         nv = self.nvml
         mem = nv.nvmlDeviceGetMemoryInfo(handle)
         util = self._optional(lambda: nv.nvmlDeviceGetUtilizationRates(handle).gpu, UNKNOWN)
-        procs = {}
+        procs: dict[int, GpuProcess] = {}
         lists = [nv.nvmlDeviceGetComputeRunningProcesses(handle)]
         lists.append(self._optional(lambda: nv.nvmlDeviceGetGraphicsRunningProcesses(handle), []))
         for info in (p for procs_ in lists for p in procs_):
@@ -79,7 +84,7 @@ class NvmlBackend:
             pci_bus_id=bus,
         )
 
-    def _topology(self, handles, buses):
+    def _topology(self, handles: Sequence[Any], buses: Sequence[str]) -> tuple[Link, ...]:
         """Links between GPU pairs: NVLink where there is one (direct, or both GPUs on
         NVSwitches), else the closest common PCIe ancestor. Empty when NVML can't tell."""
         try:
@@ -101,12 +106,13 @@ class NvmlBackend:
             log.info("GPU topology unavailable: %s", str(e) or type(e).__name__)
             return ()
 
-    def _nvlinks(self, handle, buses):
+    def _nvlinks(self, handle: Any, buses: Sequence[str]) -> tuple[dict[str, int], int]:
         """({GPU bus id: active links to it}, active links to non-GPUs, i.e. NVSwitches)."""
         nv = self.nvml
         if getattr(nv, "nvmlDeviceGetNvLinkState", None) is None:  # an old pynvml
             return {}, 0
-        to_gpus, to_switches = {}, 0
+        to_gpus: dict[str, int] = {}
+        to_switches = 0
         for link in range(getattr(nv, "NVML_NVLINK_MAX_LINKS", 18)):
             try:
                 if not nv.nvmlDeviceGetNvLinkState(handle, link):
@@ -126,5 +132,5 @@ class NvmlBackend:
 _ANCESTOR_KINDS = {0: "PIX", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
 
 
-def _text(value):
+def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

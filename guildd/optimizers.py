@@ -20,6 +20,8 @@ second), so the daemon calls it off its event loop.
 
 import dataclasses
 import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from guild_common import optdefs
 from guild_common.errors import InvalidArgument
@@ -37,12 +39,12 @@ class _Dim:
     """One search dimension: the flag, its skopt dimension, and how values map to it."""
 
     name: str
-    space_dim: object  # skopt Real, Integer or Categorical
+    space_dim: Any  # skopt Real, Integer or Categorical
     kind: str  # "real", "integer" or "categorical"
-    low: object = None  # real and integer
-    high: object = None
+    low: Any = None  # real and integer
+    high: Any = None
     choices: tuple = ()  # categorical: the list's values; skopt sees their indexes
-    initial: object = None  # the value for the first point; None: random
+    initial: Any = None  # the value for the first point; None: random
 
 
 class Search:
@@ -53,7 +55,8 @@ class Search:
     reproducible. With `objective_maximize` the objective is negated before skopt sees it.
     """
 
-    def __init__(self, algorithm, flags, values, seed=None, objective_maximize=False):
+    def __init__(self, algorithm: str, flags: dict[str, Any], values: dict[str, Any],
+                 seed: int | None = None, objective_maximize: bool = False) -> None:
         from sklearn.utils import check_random_state
         from skopt.space import Space
 
@@ -72,26 +75,27 @@ class Search:
         self._opt = _skopt_optimizer(self.algorithm, self.flags, self._skopt_dims, self._random_starts, self._rng)
         self._space = self._opt.space if self._opt else Space(self._skopt_dims)
         self._told = 0
-        self._unfitted = ([], [])  # told but not yet given to skopt: one refit per ask
-        self._pending = []  # points asked and not yet told
+        # told but not yet given to skopt: one refit per ask
+        self._unfitted: tuple[list[list[Any]], list[float]] = ([], [])
+        self._pending: list[list[Any]] = []  # points asked and not yet told
         self._initial_due = any(d.initial is not None for d in self._dims)
 
     @property
-    def dimensions(self):
+    def dimensions(self) -> tuple[str, ...]:
         """The search dimensions' flag names, in skopt's order (sorted)."""
         return tuple(d.name for d in self._dims)
 
     @property
-    def told(self):
+    def told(self) -> int:
         """How many trial results the search has learned from."""
         return self._told
 
     @property
-    def random_start(self):
+    def random_start(self) -> bool:
         """Whether the next point asked is a random start (random search has none: all random)."""
         return self._opt is not None and self._told + len(self._pending) < self._random_starts
 
-    def tell(self, values, objective):
+    def tell(self, values: Mapping[str, Any], objective: Any) -> bool:
         """Learns from a trial's flag values and objective; False when the trial can't be used:
         no (finite) objective, or values outside this search's space (another batch's bounds)."""
         point = self._point(values)
@@ -107,22 +111,22 @@ class Search:
             self._unfitted[1].append(-float(objective) if self._maximize else float(objective))
         return True
 
-    def ask(self, n=1):
+    def ask(self, n: int = 1) -> list[dict[str, Any]]:
         """The next `n` trials' full flag values (fixed values and dimension values)."""
         if n < 1:
             raise ValueError(f"n must be 1 or more, got {n}")
-        points = []
+        points: list[list[Any]] = []
         if self._initial_due and not self._told and not self._pending:
             points.append(self._initial_point())
             self._pending.append(points[0])
         self._initial_due = False
-        for point in self._propose(n - len(points)):
-            point = [_plain(v) for v in point]
+        for proposed in self._propose(n - len(points)):
+            point = [_plain(v) for v in proposed]
             points.append(point)
             self._pending.append(point)
         return [self._flag_values(point) for point in points]
 
-    def _propose(self, n):
+    def _propose(self, n: int) -> list[list[Any]]:
         if n == 0:
             return []
         if not self._opt:
@@ -135,7 +139,7 @@ class Search:
             return [self._opt.ask()]
         return self._propose_with_liar(n)
 
-    def _propose_with_liar(self, n):
+    def _propose_with_liar(self, n: int) -> list[list[Any]]:
         """Constant liar (skopt's cl_min, with fewer refits): a fresh optimizer learns the results
         and that each pending or newly proposed point scored the best value seen so far, so every
         next point looks elsewhere. n points cost n model fits."""
@@ -152,11 +156,11 @@ class Search:
             points.append(liar.ask())
         return points
 
-    def _initial_point(self):
+    def _initial_point(self) -> list[Any]:
         point = [_plain(v) for v in self._space.rvs(random_state=self._rng)[0]]
         return [d.initial if d.initial is not None else v for d, v in zip(self._dims, point)]
 
-    def _point(self, values):
+    def _point(self, values: Mapping[str, Any]) -> list[Any] | None:
         """`values` as a point in skopt's space, or None when they lie outside it."""
         point = []
         for d in self._dims:
@@ -168,12 +172,13 @@ class Search:
             point.append(value)
         return point
 
-    def _flag_values(self, point):
+    def _flag_values(self, point: Iterable[Any]) -> dict[str, Any]:
         by_name = {d.name: _flag_value(d, v) for d, v in zip(self._dims, point)}
         return {name: by_name.get(name, value) for name, value in self._values.items()}
 
 
-def _skopt_optimizer(algorithm, flags, dims, random_starts, rng):
+def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], random_starts: int,
+                     rng: Any) -> Any:
     """skopt's Optimizer for a model-based algorithm, set up as its *_minimize function would
     be; None for random search, which needs no model. `rng`: a seed or a RandomState."""
     from sklearn.ensemble import GradientBoostingRegressor
@@ -206,7 +211,7 @@ def _skopt_optimizer(algorithm, flags, dims, random_starts, rng):
 
 
 @functools.cache
-def _one_blas_thread():
+def _one_blas_thread() -> None:
     """Keeps numpy's BLAS (OpenBLAS) to one thread in this process. A model's matrices are tens
     of rows: BLAS threads only contend with each other, with other searches' asks and with the
     runs on the box (on 2 cores, a gp suggestion takes half as long again with them)."""
@@ -216,7 +221,7 @@ def _one_blas_thread():
 
 
 @functools.cache
-def _gp_class():
+def _gp_class() -> type:
     """skopt's Gaussian process (as cook_estimator("GP") sets it up), predicting a batch of
     points faster, with the same formulas. After each fit, skopt predicts the same 10,000
     sampled points once per acquisition function (three for gp_hedge) and works out each
@@ -227,11 +232,12 @@ def _gp_class():
     from skopt.learning import GaussianProcessRegressor
 
     class GaussianProcess(GaussianProcessRegressor):
-        def fit(self, X, y):
-            self._batch = None
+        def fit(self, X: Any, y: Any) -> Any:
+            self._batch: tuple[Any, Any, Any] | None = None
             return super().fit(X, y)
 
-        def predict(self, X, return_std=False, return_cov=False, return_mean_grad=False, return_std_grad=False):
+        def predict(self, X: Any, return_std: bool = False, return_cov: bool = False,
+                    return_mean_grad: bool = False, return_std_grad: bool = False) -> Any:
             batch = return_std and not (return_cov or return_mean_grad or return_std_grad)
             if not batch or not hasattr(self, "X_train_") or len(X) < 2:
                 return super().predict(X, return_std, return_cov, return_mean_grad, return_std_grad)
@@ -241,7 +247,7 @@ def _gp_class():
                 self._batch = kept
             return kept[1], kept[2]
 
-        def _mean_std(self, X):
+        def _mean_std(self, X: Any) -> tuple[Any, Any]:
             import numpy as np
             from sklearn.utils import check_array
 
@@ -259,19 +265,19 @@ def _gp_class():
 
 
 @functools.cache
-def _gbrt_regressor_class():
+def _gbrt_regressor_class() -> type:
     """skopt's GBRT model, mended: scikit-optimize 0.10.2 (its last release) lists its mixins in
     an order scikit-learn >= 1.6 no longer reads as a regressor, and its predict(return_std=True)
     calls numpy's in1d, gone in numpy 2.4. Built on first use, as skopt is imported then."""
     from skopt.learning import GradientBoostingQuantileRegressor
 
     class GBRTRegressor(GradientBoostingQuantileRegressor):
-        def __sklearn_tags__(self):
+        def __sklearn_tags__(self) -> Any:
             tags = super().__sklearn_tags__()
             tags.estimator_type = "regressor"
             return tags
 
-        def predict(self, X, return_std=False, return_quantiles=False):
+        def predict(self, X: Any, return_std: bool = False, return_quantiles: bool = False) -> Any:
             if return_quantiles or not return_std:
                 return super().predict(X, return_quantiles=return_quantiles)
             low, mean, high = (self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84))
@@ -280,11 +286,11 @@ def _gbrt_regressor_class():
     return GBRTRegressor
 
 
-def _is_dim(value):
+def _is_dim(value: Any) -> bool:
     return isinstance(value, (list, SearchDim))
 
 
-def _dim_for(name, value):
+def _dim_for(name: str, value: Any) -> _Dim:
     from skopt.space import Categorical, Integer, Real
 
     if isinstance(value, list):
@@ -322,26 +328,26 @@ def _dim_for(name, value):
     return dataclasses.replace(dim, initial=initial)
 
 
-def _unique(values):
-    out = []
+def _unique(values: Iterable[Any]) -> tuple[Any, ...]:
+    out: list[Any] = []
     for value in values:
         if not any(_same(value, seen) for seen in out):
             out.append(value)
     return tuple(out)
 
 
-def _same(a, b):
+def _same(a: Any, b: Any) -> bool:
     # 1, 1.0 and True are different flag values.
     return type(a) is type(b) and a == b
 
 
-def _as_int(value):
+def _as_int(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _space_value(dim, value):
+def _space_value(dim: _Dim, value: Any) -> Any:
     """A flag value as skopt sees it in `dim`, or None when it's not in the dimension."""
     if dim.kind == "categorical":
         return next((i for i, choice in enumerate(dim.choices) if _same(value, choice)), None)
@@ -356,10 +362,10 @@ def _space_value(dim, value):
     return value if dim.low <= value <= dim.high else None
 
 
-def _flag_value(dim, value):
+def _flag_value(dim: _Dim, value: Any) -> Any:
     return dim.choices[value] if dim.kind == "categorical" else value
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A numpy scalar as the Python int or float flag values and JSON need."""
     return value.item() if hasattr(value, "item") else value

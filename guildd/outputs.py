@@ -10,10 +10,14 @@ import collections
 import logging
 import os
 import threading
+from typing import Any, Callable
 
 from guild_common import errors, rundir
+from guild_common.paths import StrPath
 from guild_common.scalars import ScalarParser
 from guildd import diskspace, manage, shim
+from guildd.runtime import Runtime
+from guildd.store import Summary
 from guildd.tfevents import EventWriter, summarize
 
 log = logging.getLogger("guildd")
@@ -27,16 +31,18 @@ class ScalarReader:
     """Reads a run's output from an offset, turns complete lines into scalars, writes them as
     TF events, and returns summaries to fold into the index. Used on a worker thread only."""
 
-    def __init__(self, run_dir, offset, scalar_config=None):
+    def __init__(self, run_dir: StrPath, offset: int, scalar_config: Any = None) -> None:
         self.run_dir = run_dir
         self.offset = offset
         self.scalar_config = scalar_config
-        self.parser = None  # made at the first read, on the worker thread: it reads the run's flags
-        self.writer = None
+        # made at the first read, on the worker thread: it reads the run's flags
+        self.parser: ScalarParser | None = None
+        self.writer: EventWriter | None = None
         self.more = False  # the last read stopped at READ_CHUNK with output left
-        self.unwritten = []  # events a full disk held back: written first at the next pass
+        # events a full disk held back: written first at the next pass
+        self.unwritten: list[tuple[str, float, int, float]] = []
 
-    def read(self):
+    def read(self) -> list[Summary] | None:
         """New scalar summaries since the last call, or None when nothing was added."""
         if self.unwritten:
             self._write_events([])
@@ -64,7 +70,7 @@ class ScalarReader:
         self._write_events([(s.key, s.value, s.step, wall_time) for s in scalars])
         return [manage.summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
 
-    def _write_events(self, events):
+    def _write_events(self, events: list[tuple[str, float, int, float]]) -> None:
         """Appends events to the run's event file. When the disk is full they wait for the
         next pass, the file cut back to its last whole record: none lost, none twice."""
         self.unwritten += events
@@ -87,7 +93,7 @@ class ScalarReader:
             return
         self.unwritten = []
 
-    def close(self):
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -116,10 +122,10 @@ class Streams:
     byte ranges its shim notes (guildd.shim). Read forward only, as watchers read output;
     used on a worker thread."""
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: StrPath) -> None:
         self.path = os.path.join(run_dir, shim.STDERR_RANGES)
         self.read_to = 0  # bytes of the ranges file read
-        self.ranges = collections.deque()  # (start, end) of stderr bytes, ascending
+        self.ranges: collections.deque[tuple[int, int]] = collections.deque()  # (start, end) of stderr bytes, ascending
 
     def split(self, offset: int, data: bytes) -> list[tuple[bool, bytes]]:
         """(is stderr, bytes) parts of `data`, which starts at `offset` of the output."""
@@ -127,7 +133,8 @@ class Streams:
         end = offset + len(data)
         while self.ranges and self.ranges[0][1] <= offset:
             self.ranges.popleft()
-        parts, pos = [], offset
+        parts: list[tuple[bool, bytes]] = []
+        pos = offset
         for start, stop in self.ranges:
             if start >= end:
                 break
@@ -140,7 +147,7 @@ class Streams:
             parts.append((False, data[pos - offset :]))
         return parts
 
-    def _read_ranges(self):
+    def _read_ranges(self) -> None:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.read_to)
@@ -157,14 +164,14 @@ class Streams:
                 continue  # a damaged line: its bytes go out as stdout
 
 
-def _close_quietly(writer):
+def _close_quietly(writer: EventWriter) -> None:
     try:
         writer.close()  # flushes what it buffered again: on a full disk that fails too
     except OSError:
         pass
 
 
-def _parser(run_dir, scalar_config):
+def _parser(run_dir: StrPath, scalar_config: Any) -> ScalarParser:
     """The run's scalar parser. A config that doesn't compile (refused when runs are made,
     so one edited by hand or made by an older guildd) captures nothing: the run is still
     followed and its end recorded."""
@@ -179,29 +186,32 @@ def _parser(run_dir, scalar_config):
 class Follower:
     """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
 
-    def __init__(self, daemon, run_id, run_dir, offset, scalar_config=None):
-        self.daemon = daemon
+    def __init__(self, runtime: Runtime, run_id: str, run_dir: "str | os.PathLike", offset: int,
+                 wake: Callable[[str], None], merge_scalars: Callable[..., None], scalar_config: Any = None) -> None:
+        self.runtime = runtime
         self.run_id = run_id
+        self.wake = wake
+        self.merge_scalars = merge_scalars  # store.merge_scalars (on the I/O thread)
         self.run_dir = run_dir
         self.reader = ScalarReader(run_dir, offset, scalar_config)
         self.watchers = 0
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()
         self._size = -1
-        self._unmerged = []  # (summaries, output offset) a full disk kept out of the index
-        self.task = None
+        self._unmerged: list[tuple[list, int]] = []  # (summaries, output offset) a full disk kept out of the index
+        self.task: "asyncio.Task | None" = None
 
-    def start(self):
+    def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"follow-{self.run_id[:8]}")
 
-    def add_watcher(self):
+    def add_watcher(self) -> None:
         self.watchers += 1
         self._nudge.set()  # switch to the watched poll interval now, not after a slow tick
 
-    def remove_watcher(self):
+    def remove_watcher(self) -> None:
         self.watchers -= 1
 
-    async def _loop(self):
+    async def _loop(self) -> None:
         path = rundir.output_path(self.run_dir)
         since_scalars = 0.0
         while not self._stop.is_set():
@@ -212,7 +222,7 @@ class Follower:
                 size = 0
             if size != self._size:
                 self._size = size
-                self.daemon.wake(self.run_id)
+                self.wake(self.run_id)
             since_scalars += interval
             if (since_scalars >= SCALAR_POLL or self.reader.more) and self.reader.offset < size:
                 since_scalars = 0.0
@@ -225,16 +235,16 @@ class Follower:
             except asyncio.TimeoutError:
                 pass
 
-    async def index_scalars(self):
+    async def index_scalars(self) -> None:
         """Indexes the scalars of the output written since the last pass. A full disk holds
         them back, in order, until a later pass finds room; it never stops the follower."""
-        summaries = await self.daemon.work(self.reader.read)
+        summaries = await self.runtime.work(self.reader.read)
         if summaries is not None:
             self._unmerged.append((summaries, self.reader.offset))
         while self._unmerged:
             summaries, offset = self._unmerged[0]
             try:
-                await self.daemon.io(self.daemon.store.merge_scalars, self.run_id, summaries, offset)
+                await self.runtime.io(self.merge_scalars, self.run_id, summaries, offset)
             except Exception as e:
                 if not diskspace.is_full(e):
                     raise
@@ -242,15 +252,15 @@ class Follower:
                 return
             self._unmerged.pop(0)
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
 
     @property
-    def finishing(self):
+    def finishing(self) -> bool:
         """The run has ended and the rest of its output is being indexed."""
         return self._stop.is_set()
 
-    async def finish(self):
+    async def finish(self) -> None:
         """The run ended: stop following, index the rest of its output, close its events."""
         self._stop.set()
         if self.task:
@@ -263,16 +273,16 @@ class Follower:
         if self._unmerged or self.reader.unwritten:
             log.warning("run %s: the disk is full: scalars of its last output are not indexed", self.run_id[:8])
         if self.reader.writer is not None:
-            await self.daemon.work(self.reader.close)
+            await self.runtime.work(self.reader.close)
 
-    def _unread(self):
+    def _unread(self) -> bool:
         try:
             return os.stat(rundir.output_path(self.run_dir)).st_size > self.reader.offset
         except FileNotFoundError:
             return False
 
 
-async def _first(*events):
+async def _first(*events: asyncio.Event) -> None:
     """Waits until any of `events` is set."""
     waits = [asyncio.ensure_future(e.wait()) for e in events]
     try:
@@ -280,3 +290,9 @@ async def _first(*events):
     finally:
         for w in waits:
             w.cancel()
+
+
+def append_line(run_dir: "str | os.PathLike", line: str, stderr: bool = True) -> None:
+    """Appends one line of guildd's own to a run's output (see append): stderr by default, as
+    Guild logs its `INFO: [guild] ...` and `Resolving ...` lines."""
+    append(run_dir, (line + "\n").encode(), stderr=stderr)

@@ -23,10 +23,14 @@ import json
 import logging
 import os
 import time
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
 
 from guild_common import errors, rundir
-from guild_common.pb import guild_pb2 as pb
+from guild_common.paths import StrPath
 from guildd import daemonlog, resources as resourceslib, runstate, scheduler
+from guildd.gpus import GpuProcess
+from guildd.runtime import Runtime
+from guildd.store import RunRecord, Store
 
 log = logging.getLogger("guildd.queue")
 
@@ -35,29 +39,53 @@ SETTINGS_FILE = "guildd-queue.json"  # in GUILD_HOME
 POLL_WAITING = 1.0  # seconds between GPU polls while runs wait for GPUs or hold them
 POLL_IDLE = 10.0
 
-
-def request_for(msg):
-    """A scheduler.Request from a pb.ResourceRequest."""
-    devices = tuple(msg.devices)
-    return scheduler.Request(gpus=len(devices) or msg.gpus, devices=devices, gpu_memory=msg.gpu_memory)
+# A run the queue placed, for Launcher.start_queued: (run id, the environment it was queued
+# with or None, its GPUs' environment, what records its grant in its dir and returns its stop-after).
+Placed = tuple[str, Optional[dict[str, str]], dict[str, str], Callable[[StrPath], float]]
 
 
-def request_from_json(data):
-    """A pb.ResourceRequest from a queue file's `request`."""
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """The GPUs a run asks for, as its request and its queue file hold them."""
+
+    gpus: int = 0  # how many GPUs (--gpus N)
+    devices: tuple[int, ...] = ()  # exactly these GPU indices (--gpus 0,3)
+    gpu_memory: int = 0  # bytes free needed on each GPU (--gpu-memory)
+    no_gpus: bool = False  # --no-gpus: the run sees no GPU
+
+
+@dataclasses.dataclass(frozen=True)
+class Wants:
+    """What a queued run asks of the queue besides its resources."""
+
+    priority: int = 0  # higher goes first
+    queue: str = ""  # a named queue ('' = the default queue)
+    after: tuple[str, ...] = ()  # runs that must complete first (full ids once resolved)
+
+
+def request_for(resources: Resources) -> scheduler.Request:
+    """A scheduler.Request from what a run asks for."""
+    devices = resources.devices
+    return scheduler.Request(gpus=len(devices) or resources.gpus, devices=devices, gpu_memory=resources.gpu_memory)
+
+
+def request_from_json(data: Optional[dict[str, Any]]) -> Resources:
+    """What a run asks for, from a queue file's `request`."""
     data = data or {}
-    return pb.ResourceRequest(
+    return Resources(
         gpus=int(data.get("gpus") or 0),
-        devices=[int(d) for d in data.get("devices") or ()],
+        devices=tuple(int(d) for d in data.get("devices") or ()),
         gpu_memory=int(data.get("gpu_memory") or 0),
         no_gpus=bool(data.get("no_gpus")),
     )
 
 
-def request_to_json(msg):
-    return {"gpus": msg.gpus, "devices": list(msg.devices), "gpu_memory": msg.gpu_memory, "no_gpus": msg.no_gpus}
+def request_to_json(resources: Resources) -> dict[str, Any]:
+    return {"gpus": resources.gpus, "devices": list(resources.devices), "gpu_memory": resources.gpu_memory,
+            "no_gpus": resources.no_gpus}
 
 
-def gpu_env(no_gpus, devices):
+def gpu_env(no_gpus: bool, devices: Sequence[int]) -> dict[str, str]:
     """What a run's environment gets for its GPUs: the devices it was granted, in PCI bus
     order (as `guildctl gpus` numbers them); none at all for --no-gpus."""
     if devices:
@@ -68,7 +96,7 @@ def gpu_env(no_gpus, devices):
     return {}
 
 
-def gpu_states(snapshot, holdings=()):
+def gpu_states(snapshot: resourceslib.Snapshot, holdings: Iterable[scheduler.Holding] = ()) -> tuple[scheduler.GpuState, ...]:
     """The scheduler's view of the GPUs. A process of one of our runs on a GPU the run wasn't
     granted (a run with no GPU request sees them all) holds it like a foreign process: the
     scheduler must not hand that GPU to another run as if it were free."""
@@ -86,13 +114,13 @@ def gpu_states(snapshot, holdings=()):
     return tuple(out)
 
 
-def _holder(process):
+def _holder(process: GpuProcess) -> str:
     if process.foreign:
         return f"pid {process.pid} ({process.user or 'unknown user'})"
     return f"run {process.run_id[:8]} (no GPU request)"
 
 
-def read_file(run_dir):
+def read_file(run_dir: StrPath) -> Optional[dict[str, Any]]:
     try:
         with open(rundir.guild_dir(run_dir) / QUEUE_FILE) as f:
             return json.load(f)
@@ -100,11 +128,11 @@ def read_file(run_dir):
         return None
 
 
-def write_file(run_dir, data):
+def write_file(run_dir: StrPath, data: dict[str, Any]) -> None:
     rundir.write_atomic(rundir.guild_dir(run_dir) / QUEUE_FILE, json.dumps(data, sort_keys=True).encode())
 
 
-def _grant(holding, run_dir):
+def _grant(holding: scheduler.Holding, run_dir: StrPath) -> float:
     """Records a run's grant in its queue file (a restart reads what running runs hold from
     it); returns the run's stop-after."""
     data = read_file(run_dir) or {}
@@ -118,25 +146,46 @@ PROCESSING_OFF = {"on": False, "run_once": False, "gpus": [], "wait_for_running"
 
 
 class Queue:
-    def __init__(self, daemon, always_on=False):
-        self.daemon = daemon
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        states: runstate.RunStates,
+        home: StrPath,
+        resources: Any,
+        start_queued: Callable[[Sequence[Placed]], Awaitable[dict[str, Exception]]],
+        busy: Callable[[], bool],
+        always_on: bool = False,
+    ) -> None:
+        """`states` tells the queue of ended runs (runs may wait for them); `resources`: the
+        GPUs (guildd.resources); `start_queued`: Launcher.start_queued; `busy`: whether runs of
+        ours are running (they may take up GPUs too)."""
+        self.runtime = runtime
+        self.store = store
+        self.states = states
+        self.resources = resources
+        self.start_queued = start_queued
+        self.busy = busy
         self.always_on = always_on  # --queue-always-on: processing can't be switched off
-        self.entries = {}  # run id -> scheduler.Entry
-        self.queued_us = {}  # run id -> when it was queued
-        self.holdings = {}  # run id -> scheduler.Holding (runs started by the queue)
-        self.no_gpus = set()  # queued runs that asked for --no-gpus
-        self.envs = {}  # run id -> the environment to start it with (else its recorded env)
-        self.snapshot = None
+        self.entries: dict[str, scheduler.Entry] = {}
+        self.queued_us: dict[str, int] = {}  # run id -> when it was queued
+        self.holdings: dict[str, scheduler.Holding] = {}  # runs started by the queue
+        self.no_gpus: set[str] = set()  # queued runs that asked for --no-gpus
+        self.envs: dict[str, dict[str, str]] = {}  # run id -> the environment to start it with (else its recorded env)
+        self.snapshot: Optional[resourceslib.Snapshot] = None
         self.plans = 0
-        self.plan_times = collections.deque(maxlen=10000)  # seconds per plan()
-        self._settings_path = os.path.join(daemon.home, SETTINGS_FILE)
+        self.plan_times: collections.deque[float] = collections.deque(maxlen=10000)  # seconds per plan()
+        self._settings_path = os.path.join(home, SETTINGS_FILE)
         self.settings = self._read_settings()
         self._kick = asyncio.Event()
         self._busy = asyncio.Event()  # set when the GPU poll should go to its faster pace
+        states.listen(self._changed)
 
-    # Settings
+    def _changed(self, run_id: str, status: str) -> None:
+        if status in runstate.ENDED:
+            self.kick()  # runs waiting --after this one
 
-    def _read_settings(self):
+    def _read_settings(self) -> dict[str, Any]:
         settings = {"processing": dict(PROCESSING_OFF), "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
         try:
             with open(self._settings_path) as f:
@@ -153,14 +202,16 @@ class Queue:
             log.warning("ignoring %s: not a JSON object", self._settings_path)
         return settings
 
-    def processing(self):
+    def processing(self) -> dict[str, Any]:
         """The processing settings now: on, run_once, gpus, wait_for_running."""
         processing = dict(PROCESSING_OFF, **(self.settings.get("processing") or {}))
         if self.always_on:
             processing["on"] = True
         return processing
 
-    def configure(self, paused=None, queue_limits=None, user_gpu_cap=None, cpu_slots=None, processing=None):
+    def configure(self, paused: Optional[bool] = None, queue_limits: Optional[Mapping[str, int]] = None,
+                  user_gpu_cap: Optional[int] = None, cpu_slots: Optional[int] = None,
+                  processing: Optional[Mapping[str, Any]] = None) -> None:
         """Changes the settings; `paused` False switches processing on with `processing`'s flags
         (run_once, gpus, wait_for_running), True switches it off."""
         for name, limit in (queue_limits or {}).items():
@@ -191,22 +242,20 @@ class Queue:
         rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
         self.kick()
 
-    def cpu_slots(self):
+    def cpu_slots(self) -> int:
         slots = self.settings.get("cpu_slots")
         if slots is None:  # default: one CPU-only staged run per CPU
             return self.snapshot.cpu_count if self.snapshot else os.cpu_count() or 1
         return slots
 
-    # Resources
-
-    async def poll(self):
-        self.snapshot = await resourceslib.poll(self.daemon)
+    async def poll(self) -> resourceslib.Snapshot:
+        self.snapshot = await resourceslib.poll(self.runtime, self.store, self.states.run_dir, self.resources)
         return self.snapshot
 
-    def _stale(self):
-        return rundir.now_us() - self.snapshot.taken_us > POLL_WAITING * 1e6
+    def _stale(self) -> bool:
+        return self.snapshot is None or rundir.now_us() - self.snapshot.taken_us > POLL_WAITING * 1e6
 
-    async def check_queue_gpus(self, devices):
+    async def check_queue_gpus(self, devices: tuple[int, ...]) -> None:
         """Refuses a queue `gpus=` naming GPUs this box doesn't have."""
         snapshot = self.snapshot or await self.poll()
         reason = scheduler.never_fits(scheduler.Request(gpus=len(devices), devices=devices), gpu_states(snapshot))
@@ -214,7 +263,7 @@ class Queue:
             spec = ",".join(str(d) for d in devices)
             raise errors.InvalidArgument(f"queue gpus={spec}: {reason.split(': ', 1)[-1]}")
 
-    async def check_request(self, request):
+    async def check_request(self, request: scheduler.Request) -> None:
         """Refuses a request that could never fit this box."""
         if not request.wants_gpus and request.gpus >= 0 and request.gpu_memory >= 0:
             return
@@ -225,22 +274,21 @@ class Queue:
         if reason:
             raise errors.InvalidArgument(reason)
 
-    # Entries
-
-    async def add(self, run_id, user, resources_msg, options, front, env=None, stop_after=0.0, after_ids=()):
-        """Queues a run (its dir exists, status staged or pending)."""
+    async def add(self, run_id: str, user: str, resources: Resources, wants: Wants, front: bool,
+                  env: Optional[dict[str, str]] = None, stop_after: float = 0.0) -> None:
+        """Queues a run (its dir exists, status staged or pending); `wants.after` holds full ids."""
         now = rundir.now_us()
         data = {
             "user": user,
-            "request": request_to_json(resources_msg),
-            "priority": options.priority if options else 0,
-            "queue": options.queue if options else "",
-            "after": list(after_ids),
+            "request": request_to_json(resources),
+            "priority": wants.priority,
+            "queue": wants.queue,
+            "after": list(wants.after),
             "front": front,
             "queued_us": now,
             "stop_after": stop_after,
         }
-        await self.daemon.io(write_file, self.daemon.run_dir(run_id), data)
+        await self.runtime.io(write_file, self.states.run_dir(run_id), data)
         self._load_entry(run_id, data)
         if self.entries[run_id].request.wants_gpus:
             self._busy.set()
@@ -248,7 +296,7 @@ class Queue:
             self.envs[run_id] = env
         self.kick()
 
-    def _load_entry(self, run_id, data):
+    def _load_entry(self, run_id: str, data: dict[str, Any]) -> None:
         resources = request_from_json(data.get("request"))
         request = request_for(resources)
         self.entries[run_id] = scheduler.Entry(
@@ -266,52 +314,52 @@ class Queue:
         if resources.no_gpus:
             self.no_gpus.add(run_id)
 
-    def discard(self, run_id):
+    def discard(self, run_id: str) -> None:
         """Takes a run out of the queue (stopped, deleted, started by other means)."""
         self.entries.pop(run_id, None)
         self.queued_us.pop(run_id, None)
         self.envs.pop(run_id, None)
         self.no_gpus.discard(run_id)
 
-    def taken(self, run_id):
+    def taken(self, run_id: str) -> bool:
         """Whether queue processing took this staged run and it is starting or running."""
         holding = self.holdings.get(run_id)
         return holding is not None and holding.staged
 
-    def release(self, run_id):
+    def release(self, run_id: str) -> None:
         """A run ended: what it held is free."""
         if self.holdings.pop(run_id, None) is not None:
             self.kick()
 
-    async def set_priority(self, run_ids, priority):
+    async def set_priority(self, run_ids: Sequence[str], priority: int) -> None:
         for run_id in run_ids:
             if run_id not in self.entries:
                 raise errors.FailedPrecondition(f"run {run_id[:8]} is not queued")
         for run_id in run_ids:
-            run_dir = self.daemon.run_dir(run_id)
-            data = await self.daemon.io(read_file, run_dir) or {}
+            run_dir = self.states.run_dir(run_id)
+            data = await self.runtime.io(read_file, run_dir) or {}
             data["priority"] = priority
-            await self.daemon.io(write_file, run_dir, data)
+            await self.runtime.io(write_file, run_dir, data)
             entry = self.entries[run_id]
             self.entries[run_id] = dataclasses.replace(entry, priority=priority)
         self.kick()
 
-    async def load(self):
+    async def load(self) -> None:
         """After a restart: the queued runs and what running runs hold, from their dirs."""
 
-        def read():
-            recs, _ = self.daemon.store.list((runstate.STAGED, runstate.PENDING, runstate.RUNNING))
+        def read() -> list[tuple[int, RunRecord, dict[str, Any]]]:
+            recs, _ = self.store.list((runstate.STAGED, runstate.PENDING, runstate.RUNNING))
             found = []
             for rec in recs:
                 try:
-                    data = read_file(self.daemon.run_dir(rec.id))
+                    data = read_file(self.states.run_dir(rec.id))
                     if data:
                         found.append((int(data.get("queued_us") or 0), rec, data))
                 except Exception as e:  # noqa: BLE001 - one bad queue file never stops the start
                     _ignoring(rec.id, e)
             return found
 
-        found = await self.daemon.io(read)
+        found = await self.runtime.io(read)
         # In the order they were queued: the scheduler is fastest with its entries in seq order.
         found.sort(key=lambda item: item[0])
         for _seq, rec, data in found:
@@ -323,7 +371,7 @@ class Queue:
         if self.entries:
             log.info("queue: %d run(s) waiting", len(self.entries))
 
-    def _load_one(self, rec, data):
+    def _load_one(self, rec: RunRecord, data: dict[str, Any]) -> None:
         granted = data.get("granted")
         if rec.status == runstate.RUNNING:
             if granted is not None:
@@ -339,12 +387,10 @@ class Queue:
         elif granted is None and not data.get("cancelled"):
             self._load_entry(rec.id, data)
 
-    # Scheduling
-
-    def kick(self):
+    def kick(self) -> None:
         self._kick.set()
 
-    def box(self, statuses=None, blocking=()):
+    def box(self, statuses: Optional[dict[str, str]] = None, blocking: Iterable[str] = ()) -> scheduler.Box:
         snapshot = self.snapshot
         processing = self.processing()
         return scheduler.Box(
@@ -361,32 +407,32 @@ class Queue:
             statuses=statuses or {},
         )
 
-    async def after_statuses(self):
+    async def after_statuses(self) -> dict[str, str]:
         ids = {run_id for entry in self.entries.values() for run_id in entry.after}
         if not ids:
             return {}
 
-        def get():
-            recs = self.daemon.store.get_many(sorted(ids))
+        def get() -> dict[str, str]:
+            recs = self.store.get_many(sorted(ids))
             return {rec.id: rec.status for rec in recs}
 
-        return await self.daemon.io(get)
+        return await self.runtime.io(get)
 
-    async def blocking(self):
+    async def blocking(self) -> tuple[str, ...]:
         """With wait-for-running: the runs running now that processing didn't start (Guild's
         queue waits for every other running run)."""
         if not self.processing()["wait_for_running"]:
             return ()
         taken = {h.run_id for h in self.holdings.values() if h.staged}
-        recs, _ = await self.daemon.io(self.daemon.store.list, (runstate.RUNNING,))
+        recs, _ = await self.runtime.io(self.store.list, (runstate.RUNNING,))
         return tuple(sorted(rec.id for rec in recs if rec.id not in taken))
 
-    async def _snapshot_box(self):
+    async def _snapshot_box(self) -> scheduler.Box:
         if self.snapshot is None or (self._stale() and any(e.request.wants_gpus for e in self.entries.values())):
             await self.poll()  # GPUs are placed on a fresh view: a run of ours may use one since
         return self.box(await self.after_statuses(), await self.blocking())
 
-    def _end_run_once(self):
+    def _end_run_once(self) -> None:
         """Run-once processing ends when it has nothing left to take and its runs have ended.
         As in Guild, a staged run whose GPUs don't match the queue's `gpus=` is not for it."""
         processing = self.processing()
@@ -400,14 +446,14 @@ class Queue:
         rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
         log.info("queue: run-once processing done")
 
-    async def explain(self):
+    async def explain(self) -> list[scheduler.Decision]:
         """Every waiting entry in order with its decision (Start / Wait / Cancel)."""
         box = await self._snapshot_box()
         entries = list(self.entries.values())
         # Off the event loop: with thousands waiting this takes tens of milliseconds.
         return await asyncio.to_thread(scheduler.explain, entries, box)
 
-    async def run(self):
+    async def run(self) -> None:
         """The scheduling loop: on every change, plan and act."""
         while True:
             await self._kick.wait()
@@ -426,9 +472,9 @@ class Queue:
             for decision in decisions:
                 if isinstance(decision, scheduler.Cancel):
                     # Not cut by a shutdown: a run marked cancelled but still pending would be an error.
-                    await self.daemon.critical(self._cancel(decision.run_id, decision.reason))
+                    await self.runtime.critical(self._cancel(decision.run_id, decision.reason))
 
-    async def poll_loop(self):
+    async def poll_loop(self) -> None:
         """Keeps the GPU snapshot fresh, often while runs wait or hold GPUs; a change in the
         GPUs (a foreign process gone, memory freed) wakes the scheduler."""
         last = None
@@ -439,16 +485,16 @@ class Queue:
                 last = seen
                 self.kick()
             # Runs of ours running without a GPU request may take up GPUs too.
-            busy = self.holdings or self.daemon.followers or any(e.request.wants_gpus for e in self.entries.values())
+            busy = self.holdings or self.busy() or any(e.request.wants_gpus for e in self.entries.values())
             self._busy.clear()
             try:
                 await asyncio.wait_for(self._busy.wait(), POLL_WAITING if busy else POLL_IDLE)
             except asyncio.TimeoutError:
                 pass
 
-    async def _start(self, decisions):
-        """Starts what a plan decided, all together (see Daemon.start_queued)."""
-        starts = []
+    async def _start(self, decisions: Sequence[scheduler.Start]) -> None:
+        """Starts what a plan decided, all together (see Launcher.start_queued)."""
+        starts: list[Placed] = []
         for decision in decisions:
             run_id = decision.run_id
             entry = self.entries[run_id]
@@ -468,47 +514,47 @@ class Queue:
                 self.holdings[run_id] = holding  # front CPU-only runs take no slot
             starts.append((run_id, env, gpu_env(no_gpus, holding.devices), functools.partial(_grant, holding)))
         # Not cut by a shutdown: a run granted its start and left pending would be an error.
-        failed = await self.daemon.critical(self.daemon.start_queued(starts))
+        failed = await self.runtime.critical(self.start_queued(starts))
         for run_id, e in failed.items():  # each ended as an error (e.g. a dependency); the queue goes on
             if not isinstance(e, errors.GuildError):
                 log.error("starting queued run %s", run_id[:8], exc_info=e)
             self.release(run_id)
 
-    async def _cancel(self, run_id, reason):
+    async def _cancel(self, run_id: str, reason: str) -> None:
         self.discard(run_id)
-        run_dir = self.daemon.run_dir(run_id)
+        run_dir = self.states.run_dir(run_id)
 
-        def mark():
+        def mark() -> None:
             data = read_file(run_dir) or {}
             data["cancelled"] = reason
             write_file(run_dir, data)
             with open(rundir.output_path(run_dir), "a") as f:
                 f.write(f"guildctl: run cancelled: {reason}\n")
 
-        await self.daemon.io(mark)
-        rec = await self.daemon.io(self.daemon.store.get, run_id)
+        await self.runtime.io(mark)
+        rec = await self.runtime.io(self.store.get, run_id)
         if rec is not None and rec.status in (runstate.STAGED, runstate.PENDING):
-            await self.daemon.transition(run_id, runstate.TERMINATED)
+            await self.states.transition(run_id, runstate.TERMINATED)
         log.info("run %s cancelled: %s", run_id[:8], reason)
 
-    async def cancel(self, run_ids):
+    async def cancel(self, run_ids: Sequence[str]) -> None:
         for run_id in run_ids:
             if run_id not in self.entries:
                 raise errors.FailedPrecondition(f"run {run_id[:8]} is not queued")
         for run_id in run_ids:
             await self._cancel(run_id, "cancelled by user")
 
-    def plan_stats(self):
+    def plan_stats(self) -> tuple[float, float]:
         times = sorted(self.plan_times)
         if not times:
             return 0.0, 0.0
         return _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000
 
 
-def _ignoring(run_id, e):
+def _ignoring(run_id: str, e: BaseException) -> None:
     # The run is left out of the queue (a pending one then ends as an error at start-up).
     log.warning("run %s: ignoring its queue file: %s", run_id[:8], daemonlog.describe(e))
 
 
-def _pct(sorted_values, q):
+def _pct(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]

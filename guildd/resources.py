@@ -19,70 +19,17 @@ the index `guildctl gpus` shows is the one a run's CUDA_VISIBLE_DEVICES names.
 
 import dataclasses
 import logging
+from collections.abc import Mapping
+from typing import Any, Callable
 
 import psutil
 
 from guild_common import errors, rundir
-from guildd import runstate
+from guildd import nvml, runstate, simulated
+from guildd.gpus import SIMULATED_ENV, Backend, Gpu, GpuReading
+from guildd.store import Store
 
 log = logging.getLogger("guildd.resources")
-
-SIMULATED_ENV = "GUILD_SIMULATED_GPUS"
-UNKNOWN = -1  # utilization NVML can't tell (MIG instances, some boards)
-
-# nvidia-smi topo -m's words for how two GPUs connect, closest first: NV<n> (n NVLinks), PIX
-# (one PCIe switch), PXB (several PCIe switches), PHB (a PCIe host bridge), NODE (host bridges
-# of one NUMA node), SYS (across NUMA nodes).
-LINK_KINDS = ("PIX", "PXB", "PHB", "NODE", "SYS")
-
-
-@dataclasses.dataclass(frozen=True)
-class GpuProcess:
-    """A process with memory on a GPU."""
-
-    pid: int
-    user: str  # '' when unknown (gone, or in another pid namespace)
-    used_memory: int  # bytes; 0 when the driver doesn't say
-    run_id: str = ""  # the run of ours it belongs to; '' for a foreign process
-
-    @property
-    def foreign(self):
-        return not self.run_id
-
-
-@dataclasses.dataclass(frozen=True)
-class Gpu:
-    index: int  # PCI bus order, as CUDA_VISIBLE_DEVICES counts with CUDA_DEVICE_ORDER=PCI_BUS_ID
-    uuid: str
-    name: str
-    memory_total: int  # bytes
-    memory_used: int
-    memory_free: int
-    utilization: int  # percent busy over the driver's last sample; UNKNOWN when not reported
-    processes: tuple = ()  # GpuProcess, by pid
-    pci_bus_id: str = ""
-
-    @property
-    def foreign_processes(self):
-        return tuple(p for p in self.processes if p.foreign)
-
-
-@dataclasses.dataclass(frozen=True)
-class Link:
-    """How GPUs `a` < `b` connect: one of LINK_KINDS or NV<n>."""
-
-    a: int
-    b: int
-    kind: str
-
-
-@dataclasses.dataclass(frozen=True)
-class GpuReading:
-    """What a backend read: GPUs (processes not yet matched to runs) and their links."""
-
-    gpus: tuple = ()
-    links: tuple = ()
-    reason: str = ""  # why there are no GPUs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,26 +43,23 @@ class Snapshot:
     memory_available: int
     taken_us: int  # when, microseconds since the epoch
 
-    def link(self, a, b):
+    def link(self, a: int, b: int) -> str:
         """The kind of link between GPUs `a` and `b`; '' when unknown."""
         a, b = min(a, b), max(a, b)
         return next((link.kind for link in self.links if (link.a, link.b) == (a, b)), "")
 
 
-# The part the daemon holds
-
-
 class Resources:
-    def __init__(self, backend, host=None):
+    def __init__(self, backend: Backend, host: Callable[[], tuple[int, int, int]] | None = None) -> None:
         self.backend = backend
         self._host = host or host_info
-        self._last_reason = None
+        self._last_reason: str | None = None
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.backend.name
 
-    def snapshot(self, run_pids=None):
+    def snapshot(self, run_pids: Mapping[int, str] | None = None) -> Snapshot:
         """The box now. `run_pids` maps the pids of our runs (their processes and shims) to
         run ids: a GPU process that is one of them, or descends from one, is that run's."""
         try:
@@ -143,17 +87,15 @@ class Resources:
             taken_us=rundir.now_us(),
         )
 
-    def close(self):
+    def close(self) -> None:
         close = getattr(self.backend, "close", None)
         if close:
             close()
 
 
-def for_env(environ):
+def for_env(environ: Mapping[str, str]) -> Resources:
     """The Resources the daemon's environment asks for. Raises InvalidArgument for a bad
     GUILD_SIMULATED_GPUS, so a daemon started with one says so and exits."""
-    from guildd import nvml, simulated  # they build on this module's values
-
     setting = environ.get(SIMULATED_ENV, "").strip()
     if setting:
         backend = simulated.backend_for(setting)
@@ -167,13 +109,14 @@ def for_env(environ):
     return Resources(nvml.NvmlBackend(pynvml))
 
 
-async def poll(daemon):
-    """The daemon's snapshot with its runs' processes marked; blocking parts off the loop."""
-    pids = await daemon.io(run_pids, daemon.store, daemon.run_dir)
-    return await daemon.work(daemon.resources.snapshot, pids)
+async def poll(runtime: Any, store: Any, run_dir: Callable[[str], Any], resources: Any) -> Any:
+    """`resources`' snapshot with the runs' processes marked; blocking parts off the loop
+    (`runtime`: guildd.runtime.Runtime, `store`: the index)."""
+    pids = await runtime.io(run_pids, store, run_dir)
+    return await runtime.work(resources.snapshot, pids)
 
 
-def run_pids(store, run_dir):
+def run_pids(store: Store, run_dir: Callable[[str], Any]) -> dict[int, str]:
     """pid -> run id for our running runs: each run's shim and process. Reads the index, so
     it runs on the daemon's I/O thread."""
     recs, _ = store.list((runstate.RUNNING,))
@@ -185,7 +128,7 @@ def run_pids(store, run_dir):
     return out
 
 
-def host_info():
+def host_info() -> tuple[int, int, int]:
     """(usable CPUs, total RAM, available RAM)."""
     try:
         cpus = len(psutil.Process().cpu_affinity())
@@ -195,7 +138,7 @@ def host_info():
     return cpus, mem.total, mem.available
 
 
-def _mark_runs(gpu, run_pids):
+def _mark_runs(gpu: Gpu, run_pids: Mapping[int, str]) -> Gpu:
     if not run_pids or not gpu.processes:
         return gpu
     return dataclasses.replace(
@@ -203,7 +146,7 @@ def _mark_runs(gpu, run_pids):
     )
 
 
-def _run_of(pid, run_pids):
+def _run_of(pid: int, run_pids: Mapping[int, str]) -> str:
     """The run `pid` belongs to: its own, or its nearest ancestor's (a run's process may
     start the one that uses the GPU)."""
     if pid in run_pids:
@@ -217,15 +160,7 @@ def _run_of(pid, run_pids):
     return ""
 
 
-def user_of(pid):
-    """The user a process runs as; '' when unknown."""
-    try:
-        return psutil.Process(pid).username()
-    except (psutil.Error, KeyError, OSError):  # gone, another namespace, or a uid without a name
-        return ""
-
-
-def _describe(e):
+def _describe(e: BaseException) -> str:
     text = str(e).strip()
     return text if isinstance(e, errors.GuildError) or text else type(e).__name__
 
@@ -235,8 +170,8 @@ class NoGpuBackend:
 
     name = "none"
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def read(self):
+    def read(self) -> GpuReading:
         return GpuReading(reason=self.reason)

@@ -14,8 +14,12 @@ import platform
 import re
 import socket
 import sys
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from guild_common import flags as flaglib, opconfig, rundir, sourcecode
+from guild_common.paths import StrPath
+from guild_common.pb import guild_pb2 as pb
 
 # Environment variables never recorded in attrs/env (they may hold secrets).
 SECRET_ENV = re.compile(r".*(SECRET|PASSWORD|TOKEN|API_KEY|CREDENTIALS).*", re.I)
@@ -30,12 +34,13 @@ class Launch:
     env: dict
     stop_after: float
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """The shim's launch spec (guildd.shim reads it with marshal)."""
         return marshal.dumps(dataclasses.asdict(self))
 
 
-def run_env(base_env, config, flag_values, run_dir, run_id, guild_home):
+def run_env(base_env: Mapping[str, str], config: opconfig.OpConfig, flag_values: Mapping[str, Any],
+            run_dir: StrPath, run_id: str, guild_home: StrPath) -> dict[str, str]:
     env = {k: v for k, v in base_env.items()}
     # GPU indices as NVML and `guildctl gpus` number them (CUDA's default is fastest first).
     env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
@@ -58,12 +63,12 @@ def run_env(base_env, config, flag_values, run_dir, run_id, guild_home):
     return env
 
 
-def recorded_env(env, secrets=()):
+def recorded_env(env: Mapping[str, str], secrets: Collection[str] = ()) -> dict[str, str]:
     """The env recorded in attrs/env: without the op's env-secrets or names that look secret."""
     return {k: v for k, v in sorted(env.items()) if k not in secrets and not SECRET_ENV.match(k)}
 
 
-def platform_attr():
+def platform_attr() -> dict[str, Any]:
     uname = platform.uname()
     return {
         "architecture": " ".join(platform.architecture()),
@@ -74,7 +79,9 @@ def platform_attr():
     }
 
 
-def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label, user, now_us, extra_files=()):
+def write_new_run(run_dir: StrPath, run_id: str, spec: pb.RunSpec, config: opconfig.OpConfig,
+                  flag_values: Mapping[str, Any], user_flags: Mapping[str, Any], label: str, user: str, now_us: int,
+                  extra_files: Iterable[tuple[str, bytes]] = ()) -> str:
     """Initializes a run directory (Guild's layout) and writes its source snapshot, and
     `extra_files` ((path under .guild, bytes)); returns the snapshot's digest."""
     # Checked before the dir exists: a path outside the run dir leaves no half-made run.
@@ -109,13 +116,13 @@ def write_new_run(run_dir, run_id, spec, config, flag_values, user_flags, label,
     return digest
 
 
-def snapshot_files(source_files, dest):
+def snapshot_files(source_files: Iterable[pb.SourceFile], dest: str) -> list[tuple[str, bytes, int]]:
     """(path in the run dir, bytes, mode) for each SourceFile, under the snapshot's `dest`."""
     dest = dest.rstrip("/")
     return [(f"{dest}/{f.path}" if dest else f.path, f.data, f.mode) for f in source_files]
 
 
-def check_snapshot(spec, run_dir):
+def check_snapshot(spec: pb.RunSpec, run_dir: StrPath) -> None:
     """Refuses (InvalidArgument) a spec whose source snapshot, or a pipeline step's, would be
     written outside `run_dir` or among its metadata (a client can send any path). Writes
     nothing: `run_dir` need not exist."""
@@ -125,7 +132,8 @@ def check_snapshot(spec, run_dir):
         check_snapshot(step.spec, run_dir)
 
 
-def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, stop_after):
+def prepare_launch(run_dir: StrPath, run_id: str, config: opconfig.OpConfig, flag_values: Mapping[str, Any],
+                   base_env: Mapping[str, str], guild_home: StrPath, stop_after: float) -> Launch:
     """Writes the command and environment attrs a start records, and returns the launch."""
     cmd = opconfig.render_cmd(config, flag_values)
     env = run_env(base_env, config, flag_values, run_dir, run_id, guild_home)
@@ -133,7 +141,7 @@ def prepare_launch(run_dir, run_id, config, flag_values, base_env, guild_home, s
     return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
 
 
-def current_user():
+def current_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -3,11 +3,24 @@ r"""The run state machine, written once.
     staged -> pending -> running -> completed | error | terminated
                                   \-> (restart) pending -> running ...
 
-`transition()` is the only writer of a status: it checks the edge, writes the facts Guild reads
-in the run dir (markers, `started`), updates the index, and wakes whoever watches the run.
+`RunStates` is the only writer of a status: it checks the edge, writes the facts Guild reads
+in the run dir (markers, `started`; `stopped` and `exit_status` at an end), updates the index,
+and tells whoever listens (watchers of the run, the queue).
 """
 
+import asyncio
+import dataclasses
+import logging
+import os
+from typing import Any, Callable, Optional
+
 from guild_common import errors, rundir
+from guildd import daemonlog, shim as shimlib
+from guildd.store import RunRecord, Store
+
+log = logging.getLogger("guildd")
+
+CHANGE_WAIT = 0.5  # a watcher re-checks at least this often
 
 STAGED = "staged"
 PENDING = "pending"
@@ -36,12 +49,12 @@ EDGES = {
 }
 
 
-def check_edge(old, new):
+def check_edge(old: Optional[str], new: str) -> None:
     if (old, new) not in EDGES:
         raise errors.FailedPrecondition(f"a run that is {old or 'new'} cannot become {new}")
 
 
-def apply_to_rundir(run_dir, old, new, now_us, exit_status=True):
+def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, now_us: int, exit_status: bool = True) -> None:
     """The run-dir side of a transition: the facts Guild AI reads a status from.
     `exit_status=False`: a run that ends before it started writes none (a dependency not
     met: Guild 0.9 leaves it unset, and reads such a run as error too)."""
@@ -59,7 +72,7 @@ def apply_to_rundir(run_dir, old, new, now_us, exit_status=True):
     elif new == RUNNING:
         rundir.write_attr(run_dir, "started", now_us)
         rundir.set_marker(run_dir, "PENDING", False)
-        if old == STAGED:  # staged -> pending -> running in one step (Daemon._apply's `via`)
+        if old == STAGED:  # staged -> pending -> running in one step (RunStates.apply's `via`)
             rundir.set_marker(run_dir, "STAGED", False)
     elif new in ENDED and old in (STAGED, PENDING):
         for marker in ("STAGED", "PENDING"):
@@ -68,3 +81,127 @@ def apply_to_rundir(run_dir, old, new, now_us, exit_status=True):
             rundir.write_attr(run_dir, "exit_status", -15 if new == TERMINATED else 1)
         rundir.write_attr(run_dir, "stopped", now_us)
     # RUNNING -> ended: the shim has recorded exit_status and stopped already.
+
+
+def existing(store: Store, run_id: str) -> RunRecord:
+    """A run's index record, which the caller knows is there (written just before on the I/O
+    thread); NotFound if it is gone after all."""
+    rec = store.get(run_id)
+    if rec is None:
+        raise errors.NotFound(f"run {run_id[:8]} does not exist")
+    return rec
+
+
+class RunStates:
+    """The one writer of run status. `apply` and `end` run on the I/O thread (the index's
+    thread) and tell the event loop themselves; the rest runs on the event loop."""
+
+    def __init__(self, store: Store, run_dir: Callable[[str], Any], runtime: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.run_dir = run_dir
+        self.runtime = runtime
+        self.loop = loop
+        self._changes: dict[str, asyncio.Event] = {}
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    async def transition(self, run_id: str, new: str, record: Optional[RunRecord] = None, **fields: Any) -> RunRecord:
+        """Moves a run to status `new`, in the run dir and the index, and tells listeners."""
+        return await self.runtime.io(self.apply, run_id, new, record, **fields)
+
+    def apply(self, run_id: str, new: str, record: Optional[RunRecord] = None, via: Optional[str] = None,
+              exit_status: bool = True, **fields: Any) -> RunRecord:
+        """A transition's writes, on the I/O thread; `record` is a new run's index record and
+        `fields` index fields written with it. With `via`, two edges at once (old -> via ->
+        new), each checked, writing only what the second leaves (the queue starting a staged
+        run: staged -> pending -> running). `exit_status=False`: see apply_to_rundir."""
+        current = self.store.get(run_id)
+        old = current.status if current else None
+        if via is not None:
+            check_edge(old, via)
+            check_edge(via, new)
+        else:
+            check_edge(old, new)
+        now = rundir.now_us()
+        run_dir = self.run_dir(run_id)
+        apply_to_rundir(run_dir, old, new, now, exit_status)
+        updates = dict(fields, status=new)
+        if new in (RUNNING, STAGED):
+            updates["started_us"] = now
+        if new in ENDED:
+            recorded = rundir.read_attr(run_dir, "exit_status")
+            updates["exit_status"] = recorded if isinstance(recorded, int) else None
+            updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
+            updates["shim_pid"] = 0
+        if new == PENDING and old in ENDED:
+            updates.update(exit_status=None, stopped_us=0)
+        if current is None:
+            if record is None:
+                raise errors.NotFound(f"run {run_id[:8]} does not exist")
+            self.store.insert(dataclasses.replace(record, **updates))
+        else:
+            self.store.update(run_id, **updates)
+        self.loop.call_soon_threadsafe(self._notify, run_id, new)
+        return existing(self.store, run_id)
+
+    def end(self, run_id: str, stopping: bool, exit_status: Optional[int] = None) -> tuple[RunRecord, bool]:
+        """On the I/O thread: a run's end as recorded in its dir (by its shim; if the shim died
+        first, as well as it can be told; `exit_status` for a run with no process of its own,
+        or one whose process could not start), moved into the index. Returns the record and
+        whether the run is to be deleted (completed, with delete-on-success)."""
+        run_dir = self.run_dir(run_id)
+        recorded = rundir.read_attr(run_dir, "exit_status") if exit_status is None else None
+        if isinstance(recorded, int):
+            exit_status = recorded
+        else:
+            if exit_status is None:
+                # The shim died without recording an end: stopped while it was still starting
+                # (it starts the process only after it can handle a stop), killed outright, or
+                # out of disk space (written in place of its reserved files, if it made them).
+                exit_status = -15 if stopping else 1
+            shimlib.write_end(run_dir, exit_status, rundir.now_us())
+        op = rundir.read_attr(run_dir, "op")
+        op = op if isinstance(op, dict) else {}
+        if stopping and exit_status < 0 and op.get("stoppable"):
+            exit_status = 0  # stopping is how a stoppable operation ends
+            rundir.write_attr(run_dir, "exit_status", 0)
+        rec = self.apply(run_id, rundir.status_for_exit_status(exit_status))
+        return rec, rec.status == COMPLETED and bool(op.get("delete-on-success"))
+
+    def fail(self, run_id: str) -> Optional[RunRecord]:
+        """On the I/O thread: a run the daemon cannot go on with ends as an error (a staged
+        or pending one through the table's edge, so it gets no start time); None if its end
+        is recorded already. The run dir may refuse the end's facts: the index records it
+        all the same."""
+        current = self.store.get(run_id)
+        if current is None or current.status in ENDED:
+            return None
+        if current.status == RUNNING:
+            try:
+                shimlib.write_end(self.run_dir(run_id), 1, rundir.now_us())
+            except Exception as e:  # noqa: BLE001 - the index still records the end
+                log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(e))
+        return self.apply(run_id, ERROR, via=PENDING if current.status == STAGED else None)
+
+    def _notify(self, run_id: str, new: str) -> None:
+        log.info("run %s: %s", run_id[:8], new)
+        self.wake(run_id)
+        for listener in self._listeners:
+            listener(run_id, new)
+
+    def listen(self, fn: Callable[[str, str], None]) -> None:
+        """Calls `fn(run_id, status)` on the event loop after each transition."""
+        self._listeners.append(fn)
+
+    def wake(self, run_id: str) -> None:
+        """Wakes whoever waits for a change of the run (its status, or its output)."""
+        event = self._changes.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_change(self, run_id: str, timeout: float = CHANGE_WAIT) -> None:
+        """Waits until the run changes (see wake), or `timeout` seconds."""
+        event = self._changes.setdefault(run_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass

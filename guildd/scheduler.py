@@ -22,6 +22,7 @@ import dataclasses
 import heapq
 import itertools
 import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 GIB = 2**30
 
@@ -46,7 +47,7 @@ class Request:
     gpu_memory: int = 0  # bytes needed free on EACH GPU; 0: whole GPUs (exclusive use)
 
     @property
-    def wants_gpus(self):
+    def wants_gpus(self) -> bool:
         return self.gpus > 0 or bool(self.devices)
 
 
@@ -127,22 +128,25 @@ class Cancel:
     reason: str
 
 
-def plan(entries, box):
+Decision = Start | Wait | Cancel
+
+
+def plan(entries: Iterable[Entry], box: Box) -> list[Decision]:
     """The Start and Cancel decisions for this snapshot, in the order to act on them."""
     return [d for _, d in _decide(entries, box, everything=False) if not isinstance(d, Wait)]
 
 
-def explain(entries, box):
+def explain(entries: Iterable[Entry], box: Box) -> list[Decision]:
     """One decision per entry (Start, Wait or Cancel), in the order they are considered."""
     return [d for _, d in _decide(entries, box, everything=True)]
 
 
-def order(entries, box):
+def order(entries: Iterable[Entry], box: Box) -> list[Entry]:
     """The entries in the order they are considered."""
     return [e for e, _ in _decide(entries, box, everything=True)]
 
 
-def never_fits(request, gpus):
+def never_fits(request: Request, gpus: Sequence[GpuState]) -> str:
     """'' if `request` could fit on the GpuStates `gpus` when nothing else runs, else why not
     (one line, to refuse the run when it is submitted)."""
     count, devices, memory = request.gpus, request.devices, request.gpu_memory
@@ -179,7 +183,7 @@ def never_fits(request, gpus):
     return ""
 
 
-def _decide(entries, box, everything):
+def _decide(entries: Iterable[Entry], box: Box, everything: bool) -> list[tuple[Entry, Decision]]:
     """[(entry, decision)] in the order entries are considered. With `everything` false (plan),
     entries that can neither start nor be cancelled any more are left out, once that is known."""
     planner = _Planner(box)
@@ -191,7 +195,7 @@ def _decide(entries, box, everything):
         for e in front:
             planner.consider(e)
         rest = [e for e in entries if not e.front]
-    done = ()
+    done: Collection[int] = ()
     if not planner.staged_held() and planner.gpus_open(rest):
         done = planner.consider_fair_share(rest)
     # From here on no GPU can be granted: each user's GPU count is fixed, so the fair-share order of
@@ -211,36 +215,35 @@ def _decide(entries, box, everything):
 class _Planner:
     """The mutable state of one plan: what each GPU has granted and reserved so far."""
 
-    def __init__(self, box):
+    def __init__(self, box: Box) -> None:
         self.box = box
         self.gpus = {g.index: g for g in box.gpus}
         self.indices = sorted(self.gpus)
-        self.holders = {i: [] for i in self.indices}  # run ids of our runs on it, running or started now
-        self.exclusive = {}  # index -> run id that holds it exclusively
+        # run ids of our runs on each GPU, running or started now
+        self.holders: dict[int, list[str]] = {i: [] for i in self.indices}
+        self.exclusive: dict[int, str] = {}  # index -> run id that holds it exclusively
         self.granted = dict.fromkeys(self.indices, 0)  # memory granted to our memory holders
         self.granted_now = dict.fromkeys(self.indices, 0)  # of that, granted in this plan
         # When a GPU is likeliest to come free: the latest start among its holders (it is free for an
         # exclusive run only when all of them end). A GPU granted in this plan comes free last.
-        self.release = dict.fromkeys(self.indices, math.inf)
-        self.reserved = {}  # index -> run id of the waiting entry it is kept for
-        self.user_gpus = {}
-        self.queue_running = {}
+        self.release: dict[int, float] = dict.fromkeys(self.indices, math.inf)
+        self.reserved: dict[int, str] = {}  # index -> run id of the waiting entry it is kept for
+        self.user_gpus: dict[str, int] = {}
+        self.queue_running: dict[str, int] = {}
         self.cpu_running = 0
         self.staged_running = 0  # runs of staged entries running or started now (for run-once)
         self.ranks = {(min(a, b), max(a, b)): _link_rank(kind) for (a, b), kind in box.links.items()}
-        self.decided = []
-        self._open = None  # cached gpus_open(); None when a grant or reservation may have changed it
-        self._min_memory = None
+        self.decided: list[tuple[Entry, Decision]] = []
+        self._open: bool | None = None  # cached gpus_open(); None when a grant or reservation may have changed it
+        self._min_memory: float | None = None
         for h in box.running:
             self._grant(h.run_id, h.user, h.queue, h.devices, h.gpu_memory, h.started_us)
             self.staged_running += h.staged
 
-    # Order
-
-    def static_key(self, e):
+    def static_key(self, e: Entry) -> tuple[int, int, int]:
         return (-e.priority, self.user_gpus.get(e.user, 0), e.seq)
 
-    def consider_fair_share(self, entries):
+    def consider_fair_share(self, entries: list[Entry]) -> set[int]:
         """Considers `entries` in fair-share order while some GPU can still be granted; returns the
         positions in `entries` of those it considered.
 
@@ -251,11 +254,12 @@ class _Planner:
         back in, with its next entry. So each entry considered costs O(log users), whatever the
         number of entries, besides one pass to group them."""
         held = self.user_gpus
-        grouped = collections.defaultdict(lambda: collections.defaultdict(list))
+        grouped: dict[str, dict[int, list[int]]] = collections.defaultdict(lambda: collections.defaultdict(list))
         for n, e in _by_seq(entries):
             grouped[e.user][e.priority].append(n)  # user -> priority -> positions by (seq, position)
-        queues = {}  # user -> iterator over the positions of the user's entries, in order
-        users = []  # heap of (-priority, GPUs held, seq, position, user) of each user's next entry
+        queues: dict[str, Iterator[int]] = {}  # user -> iterator over the positions of the user's entries, in order
+        # heap of (-priority, GPUs held, seq, position, user) of each user's next entry
+        users: list[tuple[int, int, int, int, str]] = []
         for user, by_priority in grouped.items():
             queues[user] = queue = itertools.chain.from_iterable(
                 [by_priority[p] for p in sorted(by_priority, reverse=True)])
@@ -268,15 +272,15 @@ class _Planner:
             n, user = users[0][3:]
             self.consider(entries[n])
             done.add(n)
-            n = next(queues[user], None)
-            if n is None:
+            following = next(queues[user], None)
+            if following is None:
                 heapq.heappop(users)
             else:
-                e = entries[n]
-                heapq.heapreplace(users, (-e.priority, held.get(user, 0), e.seq, n, user))
+                e = entries[following]
+                heapq.heapreplace(users, (-e.priority, held.get(user, 0), e.seq, following, user))
         return done
 
-    def gpus_open(self, entries):
+    def gpus_open(self, entries: Sequence[Entry]) -> bool:
         """Whether some GPU could still be granted to some entry: neither reserved nor held
         exclusively, and either unused (for an exclusive request) or with as much memory available
         as the smallest memory request among `entries`. Grants and reservations only close GPUs."""
@@ -284,7 +288,7 @@ class _Planner:
             self._open = any(self._open_gpu(i, entries) for i in self.indices)
         return self._open
 
-    def _open_gpu(self, i, entries):
+    def _open_gpu(self, i: int, entries: Sequence[Entry]) -> bool:
         if i in self.reserved or i in self.exclusive:
             return False
         if not self.holders[i] and not self.gpus[i].foreign:
@@ -294,7 +298,7 @@ class _Planner:
                                    default=math.inf)
         return self._available(i) >= self._min_memory
 
-    def worth_considering(self, entries):
+    def worth_considering(self, entries: Sequence[Entry]) -> list[Entry]:
         """For plan, once no GPU can be granted: the entries whose decision may still be other than
         a Wait that changes nothing. Those are the entries to cancel (a run in their `after` failed
         or vanished) and, unless paused or out of CPU slots, the CPU-only entries whose `after` runs
@@ -313,22 +317,20 @@ class _Planner:
                 kept.append(e)
         return kept
 
-    def staged_held(self):
+    def staged_held(self) -> bool:
         """Whether no staged entry can start now, whatever it asks for. Only becomes true during
         a plan (a run-once start), never false."""
         box = self.box
         return box.paused or bool(box.blocking) or (box.run_once and self.staged_running > 0)
 
-    def cpu_slots_full(self):
+    def cpu_slots_full(self) -> bool:
         return bool(self.box.cpu_slots) and self.cpu_running >= self.box.cpu_slots
 
-    # Rules, in the order they apply to one entry
-
-    def consider(self, e):
+    def consider(self, e: Entry) -> None:
         decision = self._decision(e)
         self.decided.append((e, decision))
 
-    def _decision(self, e):
+    def _decision(self, e: Entry) -> Decision:
         box = self.box
         after = self._after(e)
         if after:
@@ -362,7 +364,7 @@ class _Planner:
             return self._place_devices(e)
         return self._place_count(e)
 
-    def _after(self, e):
+    def _after(self, e: Entry) -> "Wait | Cancel | None":
         waiting = []
         for run_id in e.after:
             status = self.box.statuses.get(run_id)
@@ -374,7 +376,7 @@ class _Planner:
                 waiting.append(f"after {_short(run_id)} ({status})")
         return Wait(e.run_id, ", ".join(waiting)) if waiting else None
 
-    def _place_devices(self, e):
+    def _place_devices(self, e: Entry) -> "Start | Wait":
         memory = e.request.gpu_memory
         problems = []
         for i in e.request.devices:
@@ -391,7 +393,7 @@ class _Planner:
             self._reserve(e, devices)
         return Wait(e.run_id, "; ".join(problems))
 
-    def _device_problem(self, i, memory):
+    def _device_problem(self, i: int, memory: int) -> str:
         if i in self.exclusive:
             return f"GPU {i} is held by run {_short(self.exclusive[i])}"
         if memory:
@@ -407,7 +409,7 @@ class _Planner:
                 ", ".join(foreign))
         return ""
 
-    def _place_count(self, e):
+    def _place_count(self, e: Entry) -> "Start | Wait":
         count, memory = e.request.gpus, e.request.gpu_memory
         usable = [i for i in self.indices if self._usable(i, memory)]
         free = [i for i in usable if i not in self.reserved]
@@ -426,16 +428,14 @@ class _Planner:
         self._reserve_some(e, count, memory, set(free))
         return Wait(e.run_id, reason)
 
-    def _reserved_note(self, usable):
+    def _reserved_note(self, usable: Sequence[int]) -> str:
         """' (2 reserved for run ab12cd34)' for usable GPUs kept for earlier entries, else ''."""
         holders = [self.reserved[i] for i in usable if i in self.reserved]
         if not holders:
             return ""
         return f" ({len(holders)} reserved for {_runs(list(dict.fromkeys(holders)))})"
 
-    # GPUs
-
-    def _available(self, i):
+    def _available(self, i: int) -> int:
         """Memory a memory request may have on GPU i now. The driver's free memory doesn't know of
         grants made in this plan yet; the total minus grants doesn't know of runs using more than
         granted: take the smaller."""
@@ -444,21 +444,21 @@ class _Planner:
         g = self.gpus[i]
         return min(g.memory_free - self.granted_now[i], g.memory_total - g.foreign_memory - self.granted[i])
 
-    def _usable(self, i, memory):
+    def _usable(self, i: int, memory: int) -> bool:
         """Whether GPU i can take a request for `memory` bytes (0: exclusively) now, ignoring
         reservations."""
         if memory:
             return i not in self.exclusive and self._available(i) >= memory
         return not self.holders[i] and not self.gpus[i].foreign
 
-    def _could_free(self, i, memory):
+    def _could_free(self, i: int, memory: int) -> bool:
         """Whether GPU i could take the request once our runs on it end."""
         g = self.gpus[i]
         if memory:
             return g.memory_total - g.foreign_memory >= memory
         return not g.foreign
 
-    def _reserve_some(self, e, count, memory, free):
+    def _reserve_some(self, e: Entry, count: int, memory: int, free: set[int]) -> None:
         """Keeps `count` GPUs for e, which waits for lack of GPUs: those it could use now first,
         then those whose runs are likeliest to end first. None if there aren't enough."""
         candidates = [i for i in self.indices if i not in self.reserved and self._could_free(i, memory)]
@@ -466,24 +466,24 @@ class _Planner:
             candidates.sort(key=lambda i: (i not in free, self.release[i], i))
             self._reserve(e, candidates[:count])
 
-    def _reserve(self, e, devices):
+    def _reserve(self, e: Entry, devices: Iterable[int]) -> None:
         for i in devices:
             self.reserved[i] = e.run_id
         self._open = None
 
-    def _choose(self, free, count, memory):
+    def _choose(self, free: list[int], count: int, memory: int) -> tuple[int, ...]:
         """The best `count` GPUs of `free`: the best worst link, then (for memory requests) the least
         memory available, so big free GPUs stay free, then the lowest indices."""
         packing = {i: (self._available(i) if memory else 0) for i in free}
 
-        def key(devices):
+        def key(devices: tuple[int, ...]) -> tuple[float, int, tuple[int, ...]]:
             return (-self._worst_link(devices), sum(packing[i] for i in devices), devices)
 
         if math.comb(len(free), count) <= _EXHAUSTIVE_LIMIT:
             return min(itertools.combinations(free, count), key=key)
         return min((self._grow(start, free, count, packing) for start in free), key=key)
 
-    def _grow(self, start, free, count, packing):
+    def _grow(self, start: int, free: Sequence[int], count: int, packing: Mapping[int, int]) -> tuple[int, ...]:
         """A set of `count` GPUs grown greedily from `start`: each step adds the GPU whose worst link
         to the set so far is best (then the most packed, then the lowest index)."""
         chosen = [start]
@@ -496,15 +496,13 @@ class _Planner:
                 worst[i] = min(worst[i], self._rank(best, i))
         return tuple(sorted(chosen))
 
-    def _worst_link(self, devices):
+    def _worst_link(self, devices: Sequence[int]) -> float:
         return min((self._rank(a, b) for a, b in itertools.combinations(devices, 2)), default=_NO_PAIRS)
 
-    def _rank(self, a, b):
+    def _rank(self, a: int, b: int) -> int:
         return self.ranks.get((min(a, b), max(a, b)), _UNKNOWN_LINK)
 
-    # Grants
-
-    def _start(self, e, devices):
+    def _start(self, e: Entry, devices: Sequence[int]) -> Start:
         memory = e.request.gpu_memory if devices else 0
         self._grant(e.run_id, e.user, e.queue, devices, memory, math.inf)
         self.staged_running += not e.front
@@ -512,7 +510,8 @@ class _Planner:
             self.granted_now[i] += memory
         return Start(e.run_id, tuple(devices), memory)
 
-    def _grant(self, run_id, user, queue, devices, memory, started_us):
+    def _grant(self, run_id: str, user: str, queue: str, devices: Sequence[int], memory: int,
+               started_us: float) -> None:
         for i in devices:
             if i not in self.gpus:  # a GPU that is gone since the run started
                 continue
@@ -529,13 +528,13 @@ class _Planner:
         self._open = None
 
 
-def _link_rank(kind):
+def _link_rank(kind: str) -> int:
     if kind.startswith("NV") and kind[2:].isdigit():
         return max(_LINK_RANKS.values()) + int(kind[2:])
     return _LINK_RANKS.get(kind, _UNKNOWN_LINK)
 
 
-def on_queue_gpus(e, queue_gpus):
+def on_queue_gpus(e: Entry, queue_gpus: Sequence[int]) -> tuple[Entry, str]:
     """(entry as the queue's `gpus=` runs it, '' or why it waits), as Guild's queue: without a GPU
     request it gets the queue's GPUs; naming other GPUs, it waits (a GPU spec mismatch)."""
     request = e.request
@@ -549,10 +548,10 @@ def on_queue_gpus(e, queue_gpus):
     return e, ""
 
 
-def _after_state(after, statuses):
+def _after_state(after: Iterable[str], statuses: Mapping[str, str]) -> "type[Wait] | type[Cancel] | None":
     """What the runs in `after` make of an entry, by the rules of _Planner._after but without the
     reasons: Cancel (one failed or vanished), Wait (one has yet to complete) or None."""
-    state = None
+    state: type[Wait] | None = None
     for run_id in after:
         status = statuses.get(run_id)
         if status is None or status in _FAILED:
@@ -562,7 +561,7 @@ def _after_state(after, statuses):
     return state
 
 
-def _by_seq(entries):
+def _by_seq(entries: list[Entry]) -> Iterable[tuple[int, Entry]]:
     """(position, entry) of `entries` by (seq, position). They mostly come in seq order: a look at
     the first few tells whether it is worth checking (a sort of sorted numbers is one pass)."""
     seqs = [e.seq for e in entries]
@@ -573,7 +572,7 @@ def _by_seq(entries):
     return zip(positions, map(entries.__getitem__, positions))
 
 
-def _without(entries, positions):
+def _without(entries: list[Entry], positions: Collection[int]) -> list[Entry]:
     """`entries` but those at `positions` (a few, mostly), in order."""
     if not positions:
         return entries
@@ -585,28 +584,28 @@ def _without(entries, positions):
     return kept
 
 
-def _short(run_id):
+def _short(run_id: str) -> str:
     return run_id[:8]
 
 
-def _runs(run_ids):
+def _runs(run_ids: Sequence[str]) -> str:
     if len(run_ids) == 1:
         return f"run {_short(run_ids[0])}"
     return "runs " + ", ".join(_short(r) for r in run_ids)
 
 
-def _gib(n):
+def _gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def _gpus(n):
+def _gpus(n: int) -> str:
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
-def _index_ranges(indices):
+def _index_ranges(indices: Iterable[int]) -> str:
     """'0-3' for 0, 1, 2, 3; '0,2,5-7' for 0, 2, 5, 6, 7."""
     parts = []
-    for _, run in itertools.groupby(enumerate(sorted(indices)), key=lambda t: t[1] - t[0]):
-        run = [i for _, i in run]
+    for _, pairs in itertools.groupby(enumerate(sorted(indices)), key=lambda t: t[1] - t[0]):
+        run = [i for _, i in pairs]
         parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
     return ",".join(parts)

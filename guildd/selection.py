@@ -5,6 +5,9 @@ the ordered list, as Guild's run arguments work everywhere a command takes RUN."
 import dataclasses
 import json
 import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from guild_common import errors, query
 
@@ -57,37 +60,17 @@ class Criteria:
     deleted: bool = False
     exclude_batch: bool = False
 
-    @classmethod
-    def for_filter(cls, f, exclude_batch=False):
-        if f is None:
-            return cls(exclude_batch=exclude_batch)
-        return cls(
-            statuses=tuple(f.statuses),
-            not_statuses=tuple(f.not_statuses),
-            labels=tuple(f.labels),
-            unlabeled=f.unlabeled,
-            marked=f.marked,
-            unmarked=f.unmarked,
-            started_after_us=f.started_after_us,
-            started_before_us=f.started_before_us,
-            digests=tuple(f.digests),
-            ops=tuple(f.ops),
-            tags=tuple(f.tags),
-            expr=f.expr,
-            deleted=f.deleted,
-            exclude_batch=exclude_batch and not f.include_batch,
-        )
 
-
-def _like(text):
+def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def where_clause(c):
+def where_clause(c: Criteria) -> tuple[str, list[Any]]:
     """SQL conditions and parameters for everything in `c` but the expression."""
-    conds, params = ["runs.deleted = ?"], [1 if c.deleted else 0]
+    conds: list[str] = ["runs.deleted = ?"]
+    params: list[Any] = [1 if c.deleted else 0]
 
-    def any_of(template, values):
+    def any_of(template: str, values: Sequence[Any]) -> None:
         conds.append("(" + " OR ".join(template for _ in values) + ")")
         params.extend(values)
 
@@ -121,29 +104,29 @@ def where_clause(c):
     return " AND ".join(conds), params
 
 
-def order_values(db, spec):
+def order_values(db: sqlite3.Connection, spec: str) -> dict[str, Any]:
     """{run id: value} of the column `spec` names, for the runs that have one."""
     col = parse_sort_column(spec)
     if col.kind == "scalar":
-        value, step = QUALIFIER_COLUMNS[col.qualifier]
+        value, step = QUALIFIER_COLUMNS[col.qualifier]  # type: ignore[index]  # a scalar column has one
         expr = f"s.{step}" if col.step and step else value if value.startswith("(") else f"s.{value}"
         return dict(db.execute(f"SELECT s.run_id, {expr} FROM scalars s WHERE s.tag = ?", (col.name,)))
     if col.kind == "flag":
         return dict(db.execute("SELECT id, json_extract(flags_json, ?) FROM runs", (f'$."{col.name}"',)))
-    expr = ATTR_COLUMNS.get(col.name)
-    if expr is None:
+    column = ATTR_COLUMNS.get(col.name)
+    if column is None:
         raise errors.InvalidArgument(f"cannot order runs by attribute '{col.name}'")
-    return dict(db.execute(f"SELECT runs.id, {expr} FROM runs"))
+    return dict(db.execute(f"SELECT runs.id, {column} FROM runs"))
 
 
-def _sortable(value):
+def _sortable(value: Any) -> tuple[int, Any, str]:
     # Numbers before text when a column mixes them; text compares case-insensitively.
     if isinstance(value, (int, float)):
         return (0, value, "")
     return (1, 0, str(value).lower())
 
 
-def sort_ids(ids, values, descending):
+def sort_ids(ids: Iterable[str], values: Mapping[str, Any], descending: bool) -> list[str]:
     """`ids` ordered by their values (runs without one last, either way); ties keep the
     order they came in (latest first)."""
     have = [i for i in ids if values.get(i) is not None]
@@ -152,11 +135,12 @@ def sort_ids(ids, values, descending):
     return have + missing
 
 
-def parse_sort_column(spec):
+def parse_sort_column(spec: str) -> query.Column:
     return query.parse_column(spec, what="col spec")
 
 
-def ordered_ids(db, criteria, order=None, want=0):
+def ordered_ids(db: sqlite3.Connection, criteria: Criteria, order: tuple[str, bool] | None = None,
+                want: int = 0) -> list[str]:
     """Ids of the runs `criteria` keeps, latest first (or by `order`: (spec, descending)).
     With `want`, only the first `want` need be right (the rest may be left out)."""
     where, params = where_clause(criteria)
@@ -175,7 +159,7 @@ def ordered_ids(db, criteria, order=None, want=0):
     return ids
 
 
-def _top_by_last(db, ids, tag, descending, want):
+def _top_by_last(db: sqlite3.Connection, ids: list[str], tag: str, descending: bool, want: int) -> list[str]:
     """The first `want` of `ids` by a scalar's last value, read in order from its index and
     stopping early: `compare --min loss --top 10` over 100k runs reads a few rows."""
     keep = set(ids)
@@ -184,7 +168,7 @@ def _top_by_last(db, ids, tag, descending, want):
         f"SELECT run_id, last_val FROM scalars WHERE tag = ? AND last_val IS NOT NULL ORDER BY last_val {direction}",
         (tag,),
     )
-    top = []
+    top: list[tuple[str, Any]] = []
     for run_id, value in rows:
         if run_id not in keep:
             continue
@@ -201,7 +185,7 @@ def _top_by_last(db, ids, tag, descending, want):
     return chosen
 
 
-def count(db, criteria):
+def count(db: sqlite3.Connection, criteria: Criteria) -> int:
     """How many runs `criteria` keeps."""
     if criteria.expr:
         return len(ordered_ids(db, criteria))
@@ -209,14 +193,14 @@ def count(db, criteria):
     return db.execute(f"SELECT count(*) FROM runs WHERE {where}", params).fetchone()[0]
 
 
-def _matching_expr(db, ids, expr):
+def _matching_expr(db: sqlite3.Connection, ids: list[str], expr: str) -> list[str]:
     flt = query.parse_filter(expr)
     wanted = set(ids)
-    scalars = {}
+    scalars: dict[str, dict[str, Any]] = {}
     for run_id, tag, last in db.execute("SELECT run_id, tag, last_val FROM scalars"):
         if run_id in wanted:
             scalars.setdefault(run_id, {})[tag] = last
-    rows = {}
+    rows: dict[str, _Row] = {}
     for r in db.execute("SELECT id, op_name, label, status, flags_json, tags_json, started_us, marked FROM runs"):
         if r[0] in wanted:
             rows[r[0]] = _Row(
@@ -235,11 +219,12 @@ class _Row:
     attrs: dict
 
 
-def apply_specs(ids, specs):
+def apply_specs(ids: Sequence[str], specs: Iterable[str]) -> list[str]:
     """The ids that run specs name, in the order given (each spec's runs latest first)."""
     if not specs:
         return list(ids)
-    chosen, seen = [], set()
+    chosen: list[str] = []
+    seen: set[str] = set()
     for spec in specs:
         for run_id in _ids_for_spec(ids, spec.strip()):
             if run_id not in seen:
@@ -248,7 +233,7 @@ def apply_specs(ids, specs):
     return chosen
 
 
-def _ids_for_spec(ids, spec):
+def _ids_for_spec(ids: Sequence[str], spec: str) -> Sequence[str]:
     m = RANGE.match(spec)
     if m:
         start = int(m.group(1)) if m.group(1) else 1

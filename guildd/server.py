@@ -6,10 +6,15 @@ Shutdown, in order: stop accepting (server.stop with a grace period), stop watch
 (they keep running under their shims), flush and close the index, remove the socket.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import os
+import pathlib
 import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -25,7 +30,7 @@ MAX_MESSAGE = 512 * 1024 * 1024  # source snapshots travel in the run spec
 SHUTDOWN_GRACE = 2.0
 
 
-def _prepare_socket(home):
+def _prepare_socket(home: pathlib.Path) -> pathlib.Path:
     """Removes a socket left by a dead daemon (we hold the home lock, so it is stale) and
     returns the path to bind, leaving a link in GUILD_HOME when that path is elsewhere.
     Refuses a socket directory that isn't this user's alone, and anything at the socket's
@@ -48,7 +53,7 @@ def _prepare_socket(home):
     return bind
 
 
-def _remove_socket(home):
+def _remove_socket(home: pathlib.Path) -> None:
     """Removes the socket and its link, but only while they are still ours: the directory
     may have been replaced under a running daemon."""
     uid = os.getuid()
@@ -61,11 +66,12 @@ def _remove_socket(home):
             path.unlink(missing_ok=True)
 
 
-async def _serve(home, handle_signals, ready, queue_always_on):
+async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], Any] | None,
+                 queue_always_on: bool) -> None:
     stop = asyncio.Event()
-    why = []  # what asked the daemon to stop, for the log
+    why: list[str] = []  # what asked the daemon to stop, for the log
 
-    def stop_for(reason):
+    def stop_for(reason: str) -> None:
         why.append(reason)
         stop.set()
 
@@ -113,16 +119,21 @@ class WaitUntilReady(grpc.aio.ServerInterceptor):
 
     ALWAYS = ("/GetDaemonInfo", "/ShutdownDaemon")
 
-    def __init__(self, ready):
+    def __init__(self, ready: asyncio.Event) -> None:
         self._ready = ready
 
-    async def intercept_service(self, continuation, details):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if not details.method.endswith(self.ALWAYS):
             await self._ready.wait()
         return await continuation(details)
 
 
-def serve(home, handle_signals=True, log_to_stderr=True, ready=None, lock_fd=None, queue_always_on=False):
+def serve(home: pathlib.Path, handle_signals: bool = True, log_to_stderr: bool = True,
+          ready: Callable[[], Any] | None = None, lock_fd: int | None = None, queue_always_on: bool = False) -> None:
     """Runs the daemon for `home` until it is asked to stop. Raises GuildError for a home it
     can't use or one another daemon already serves; whatever ends it, the reason is logged.
     `lock_fd`: the home's lock, when the caller has claimed it already. `queue_always_on`:

@@ -28,12 +28,20 @@ starts without site-packages (-S) in about the time of a bare interpreter. (`_si
 subprocess, which imports a dozen modules.)
 """
 
+from __future__ import annotations
+
 import _signal as signal
 import marshal
 import os
 import select
 import sys
 import time
+
+# Annotations only (not evaluated): importing typing would cost every run's shim.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 STOP_GRACE_SECONDS = 10.0
 SERVER_REAP_SECONDS = 1.0  # the server reaps ended shims at least this often
@@ -54,11 +62,11 @@ class _Stop:
     requested = False
 
 
-def _on_stop_signal(_signum, _frame):
+def _on_stop_signal(_signum: int, _frame: FrameType | None) -> None:
     _Stop.requested = True
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     if argv[1:] == ["--serve"]:
         serve()
     else:
@@ -66,7 +74,7 @@ def main(argv):
         shim(marshal.loads(sys.stdin.buffer.read()), wake_r)
 
 
-def serve():
+def serve() -> None:
     """The shim server: a shim per launch spec read from stdin, until end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -88,7 +96,7 @@ def serve():
         os.write(1, f"{pid}\n".encode())
 
 
-def _forked_shim(data):
+def _forked_shim(data: bytes) -> None:
     status = 1
     try:
         os.setsid()
@@ -105,7 +113,7 @@ def _forked_shim(data):
         os._exit(status)  # never back into the server's loop
 
 
-def _read_exact(fd, n):
+def _read_exact(fd: int, n: int) -> bytes | None:
     """n bytes from fd, or None at end-of-file."""
     chunks = []
     while n:
@@ -117,7 +125,7 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def _reap():
+def _reap() -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -127,7 +135,7 @@ def _reap():
             return
 
 
-def _handle_signals():
+def _handle_signals() -> int:
     """Handles a stop before anything else (the daemon may stop a run whose shim is starting);
     returns the read end of the pipe a signal wakes."""
     signal.signal(signal.SIGTERM, _on_stop_signal)
@@ -139,7 +147,7 @@ def _handle_signals():
     return wake_r
 
 
-def shim(spec, wake_r):
+def shim(spec: dict[str, Any], wake_r: int) -> None:
     run_dir = spec["run_dir"]
     exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
     for wait in (*END_RETRY_SECONDS, None):
@@ -158,11 +166,11 @@ def shim(spec, wake_r):
             pass
 
 
-def _reserved_path(run_dir, path):
+def _reserved_path(run_dir: str | os.PathLike[str], path: str) -> str:
     return os.path.join(run_dir, ".guild", f".{os.path.basename(path)}.reserved")
 
 
-def reserve(run_dir: "str | os.PathLike") -> None:
+def reserve(run_dir: str | os.PathLike[str]) -> None:
     """Allocates, before the run starts, the files its LOCK and its end are written in place
     of: then a run that fills the disk still leaves room for its end. OSError when the disk
     has no room even for these."""
@@ -174,7 +182,7 @@ def reserve(run_dir: "str | os.PathLike") -> None:
             os.close(fd)
 
 
-def write_end(run_dir: "str | os.PathLike", exit_status: int, stopped_us: int) -> None:
+def write_end(run_dir: str | os.PathLike[str], exit_status: int, stopped_us: int) -> None:
     """Records a run's end, `exit_status` then `stopped`, in Guild's attrs format (an int in
     YAML is its decimal text: the same bytes guild_common.rundir.write_attr writes). Each is
     written in place of its reserved file when there is one, needing no new space; the
@@ -183,10 +191,11 @@ def write_end(run_dir: "str | os.PathLike", exit_status: int, stopped_us: int) -
     _write_in_place(run_dir, RESERVED[2], f"{stopped_us}\n")
 
 
-def _write_in_place(run_dir, path, text):
+def _write_in_place(run_dir: str | os.PathLike[str], path: str, text: str) -> None:
     """Writes `text` to run_dir/path atomically (a reader sees the old file or the new one),
     through its reserved file: overwritten in place, cut to size, renamed over `path`."""
     tmp = _reserved_path(run_dir, path)
+    fd: int | None
     try:
         fd = os.open(tmp, os.O_WRONLY)
         created = False
@@ -209,7 +218,7 @@ def _write_in_place(run_dir, path, text):
         raise
 
 
-def _note(fd, text):
+def _note(fd: int, text: str) -> None:
     """Writes a line of the shim's own to the run's output, if there is room: a full disk
     must not kill the shim that owns the run's process."""
     try:
@@ -218,7 +227,7 @@ def _note(fd, text):
         pass
 
 
-def _supervise(spec, run_dir, wake_r):
+def _supervise(spec: dict[str, Any], run_dir: str, wake_r: int) -> int:
     out_fd = os.open(os.path.join(run_dir, OUTPUT), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         reserve(run_dir)
@@ -299,10 +308,12 @@ class _Stderr:
     opened at the first stderr bytes (most runs write none: a run's start pays one pipe).
     Where the pipe or these files can't be had, stderr goes to the output as stdout does."""
 
-    def __init__(self, run_dir, out_fd):
+    def __init__(self, run_dir: str, out_fd: int) -> None:
         self.run_dir = run_dir
         self.shared_fd = out_fd  # the output as the process's stdout has it
-        self.out_fd = self.ranges_fd = None
+        self._files: tuple[int, int] | None = None  # the output and STDERR_RANGES, once opened
+        self.read_end: int | None
+        self.write_end: int | None
         try:
             self.read_end, self.write_end = os.pipe()
         except OSError:
@@ -312,15 +323,15 @@ class _Stderr:
         self.fd2 = self.write_end
         os.set_blocking(self.read_end, False)
 
-    def spawned(self):
+    def spawned(self) -> None:
         if self.write_end is not None:
             os.close(self.write_end)  # the process has it: the pipe ends when its copies do
             self.write_end = None
 
-    def fds(self):
+    def fds(self) -> list[int]:
         return [] if self.read_end is None else [self.read_end]
 
-    def copy(self):
+    def copy(self) -> bool:
         """Copies what is in the pipe; False when it is empty or at its end."""
         if self.read_end is None:
             return False
@@ -333,42 +344,42 @@ class _Stderr:
             self.read_end = None
             return False
         try:
-            if self.ranges_fd is None:
-                self._open()
+            out_fd, ranges_fd = self._files or self._open()
         except OSError:
             self._write(self.shared_fd, data)  # no range file: kept as stdout is
             return True
-        n = self._write(self.out_fd, data)
+        n = self._write(out_fd, data)
         if n:
-            end = os.lseek(self.out_fd, 0, os.SEEK_CUR)  # where this append ended
-            self._write(self.ranges_fd, f"{end - n} {end}\n".encode())
+            end = os.lseek(out_fd, 0, os.SEEK_CUR)  # where this append ended
+            self._write(ranges_fd, f"{end - n} {end}\n".encode())
         return True
 
     @staticmethod
-    def _write(fd, data):
+    def _write(fd: int, data: bytes) -> int:
         """Bytes written; 0 on a full disk: lost, as the process's own write would be."""
         try:
             return os.write(fd, data)
         except OSError:
             return 0
 
-    def _open(self):
+    def _open(self) -> tuple[int, int]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         out_fd = os.open(os.path.join(self.run_dir, OUTPUT), flags, 0o644)
         try:
-            self.ranges_fd = os.open(os.path.join(self.run_dir, STDERR_RANGES), flags, 0o644)
+            ranges_fd = os.open(os.path.join(self.run_dir, STDERR_RANGES), flags, 0o644)
         except OSError:
             os.close(out_fd)
             raise
-        self.out_fd = out_fd
+        self._files = (out_fd, ranges_fd)
+        return self._files
 
-    def close(self):
-        for fd in (self.read_end, self.write_end, self.out_fd, self.ranges_fd):
+    def close(self) -> None:
+        for fd in (self.read_end, self.write_end, *(self._files or ())):
             if fd is not None:
                 os.close(fd)
 
 
-def _signal_group(pgid, sig):
+def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:

@@ -5,17 +5,19 @@ YAML file of GPUs, foreign processes and links, read again on every poll."""
 import os
 import pathlib
 import re
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import yaml
 
 from guild_common import errors, sizes
-from guildd.resources import LINK_KINDS, SIMULATED_ENV, Gpu, GpuProcess, GpuReading, Link, user_of
+from guildd.gpus import LINK_KINDS, SIMULATED_ENV, Gpu, GpuProcess, GpuReading, Link, user_of
 
 MAX_GPUS = 1024
 _NVLINK = re.compile(r"^NV\d+$")
 
 
-def backend_for(setting, cwd=None):
+def backend_for(setting: str, cwd: str | None = None) -> "SimulatedSpec | SimulatedFile":
     """The simulated backend for a GUILD_SIMULATED_GPUS value: a spec (`4x80G`,
     `2x80G,2x24G`, `0`) or the path of a YAML file (see SimulatedFile)."""
     if _looks_like_path(setting, cwd):
@@ -23,17 +25,17 @@ def backend_for(setting, cwd=None):
     return SimulatedSpec(setting)
 
 
-def _looks_like_path(setting, cwd):
+def _looks_like_path(setting: str, cwd: str | None) -> bool:
     return "/" in setting or setting.endswith((".yml", ".yaml", ".json")) or pathlib.Path(cwd or os.getcwd(), setting).is_file()
 
 
-def parse_spec(spec):
+def parse_spec(spec: str) -> tuple[int, ...]:
     """GPU memory sizes in index order for a spec: comma-separated `COUNTxSIZE` or `SIZE`
     groups (`4x80G`, `2x80G,2x24G`, `80G`); `0` or `none` for a box without GPUs."""
     text = spec.strip()
     if text.lower() in ("0", "none"):
         return ()
-    out = []
+    out: list[int] = []
     for group in (g.strip() for g in text.split(",")):
         if not group:
             raise _bad_spec(spec, "an empty entry")
@@ -59,14 +61,15 @@ def parse_spec(spec):
     return tuple(out)
 
 
-def _bad_spec(spec, why):
+def _bad_spec(spec: str, why: str) -> errors.InvalidArgument:
     return errors.InvalidArgument(
         f"{SIMULATED_ENV}={spec!r}: {why} (expected COUNTxSIZE such as 4x80G, several of them "
         f"comma-separated, 0 for none, or the path of a YAML file)"
     )
 
 
-def simulated_gpu(index, memory, name="", uuid="", used=0, utilization=0, processes=()):
+def simulated_gpu(index: int, memory: int, name: str = "", uuid: str = "", used: int = 0, utilization: int = 0,
+                  processes: Iterable[GpuProcess] = ()) -> Gpu:
     """A simulated GPU; its memory used is `used` plus its processes' memory."""
     used = used + sum(p.used_memory for p in processes)
     return Gpu(
@@ -87,11 +90,11 @@ class SimulatedSpec:
 
     name = "simulated"
 
-    def __init__(self, spec):
+    def __init__(self, spec: str) -> None:
         self.spec = spec
         self.gpus = tuple(simulated_gpu(i, memory) for i, memory in enumerate(parse_spec(spec)))
 
-    def read(self):
+    def read(self) -> GpuReading:
         return GpuReading(gpus=self.gpus, reason="" if self.gpus else "simulated: no GPUs")
 
 
@@ -111,11 +114,11 @@ class SimulatedFile:
 
     name = "simulated"
 
-    def __init__(self, path):
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
         self.path = pathlib.Path(path)
         self.read()  # a file that can't be read is a start-up error
 
-    def read(self):
+    def read(self) -> GpuReading:
         try:
             text = self.path.read_text()
         except OSError as e:
@@ -126,10 +129,10 @@ class SimulatedFile:
             raise self._bad(f"invalid YAML: {' '.join(str(e).split())}") from None
         return self._parse(data)
 
-    def _bad(self, why):
+    def _bad(self, why: str) -> errors.InvalidArgument:
         return errors.InvalidArgument(f"{SIMULATED_ENV} file {self.path}: {why}")
 
-    def _parse(self, data):
+    def _parse(self, data: Any) -> GpuReading:
         if not isinstance(data, dict) or "gpus" not in data:
             raise self._bad("expected a mapping with `gpus` (a spec such as 4x80G, or a list of GPUs)")
         unknown = set(data) - {"gpus", "processes", "topology"}
@@ -145,7 +148,7 @@ class SimulatedFile:
         links = self._links(data.get("topology") or [], len(gpus))
         return GpuReading(gpus=tuple(built), links=links, reason="" if built else "simulated: no GPUs")
 
-    def _gpus(self, value):
+    def _gpus(self, value: Any) -> list[dict[str, Any]]:
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             try:
                 return [{"memory": m} for m in parse_spec(str(value))]
@@ -159,7 +162,7 @@ class SimulatedFile:
         for i, item in enumerate(value):
             where = f"gpus[{i}]"
             item = self._mapping(item, where, required=("memory",), allowed=("memory", "name", "uuid", "utilization", "used"))
-            gpu = {"memory": self._size(item["memory"], f"{where}.memory", positive=True)}
+            gpu: dict[str, Any] = {"memory": self._size(item["memory"], f"{where}.memory", positive=True)}
             for key in ("name", "uuid"):
                 if key in item:
                     gpu[key] = str(item[key])
@@ -173,10 +176,10 @@ class SimulatedFile:
             out.append(gpu)
         return out
 
-    def _processes(self, value, gpu_count):
+    def _processes(self, value: Any, gpu_count: int) -> dict[int, list[GpuProcess]]:
         if not isinstance(value, list):
             raise self._bad("processes: expected a list")
-        out = {}
+        out: dict[int, list[GpuProcess]] = {}
         for i, item in enumerate(value):
             where = f"processes[{i}]"
             item = self._mapping(item, where, required=("gpu", "pid"), allowed=("gpu", "pid", "user", "memory"))
@@ -189,10 +192,10 @@ class SimulatedFile:
             out.setdefault(gpu, []).append(GpuProcess(pid=pid, user=user, used_memory=memory))
         return out
 
-    def _links(self, value, gpu_count):
+    def _links(self, value: Any, gpu_count: int) -> tuple[Link, ...]:
         if not isinstance(value, list):
             raise self._bad("topology: expected a list of {gpus: [A, B], link: KIND}")
-        out = {}
+        out: dict[tuple[int, int], Link] = {}
         for i, item in enumerate(value):
             where = f"topology[{i}]"
             item = self._mapping(item, where, required=("gpus", "link"), allowed=("gpus", "link"))
@@ -208,7 +211,8 @@ class SimulatedFile:
             out[(min(a, b), max(a, b))] = Link(min(a, b), max(a, b), kind)
         return tuple(out[key] for key in sorted(out))
 
-    def _mapping(self, item, where, required, allowed):
+    def _mapping(self, item: Any, where: str, required: Collection[str],
+                 allowed: Collection[str]) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise self._bad(f"{where}: expected a mapping")
         for key in required:
@@ -219,7 +223,7 @@ class SimulatedFile:
                 raise self._bad(f"{where}: unknown key {key!r} (expected {', '.join(allowed)})")
         return item
 
-    def _size(self, value, where, positive=False):
+    def _size(self, value: Any, where: str, positive: bool = False) -> int:
         try:
             size = sizes.parse_size(value)
         except errors.InvalidArgument as e:
@@ -228,7 +232,7 @@ class SimulatedFile:
             raise self._bad(f"{where}: must be more than 0")
         return size
 
-    def _gpu_index(self, value, where, gpu_count):
+    def _gpu_index(self, value: Any, where: str, gpu_count: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < gpu_count:
             raise self._bad(f"{where}: {value!r} is not a GPU index (0 to {gpu_count - 1})")
         return value

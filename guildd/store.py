@@ -5,11 +5,14 @@ Every method is synchronous and runs on the daemon's one I/O thread (see guildd.
 single connection serves all of them.
 """
 
+import builtins
 import contextlib
 import dataclasses
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from guild_common import errors, rundir
 from guildd import selection
@@ -83,11 +86,11 @@ class RunRecord:
     digest: str = ""
 
     @property
-    def flags(self):
+    def flags(self) -> dict[str, Any]:
         return json.loads(self.flags_json)
 
     @property
-    def tags(self):
+    def tags(self) -> list[Any]:
         return json.loads(self.tags_json)
 
 
@@ -110,12 +113,12 @@ class Summary:
 
 
 class Store:
-    def __init__(self, path, runs_dir):
+    def __init__(self, path: "str | os.PathLike[str]", runs_dir: "str | os.PathLike[str]") -> None:
         self.path = str(path)
         self.runs_dir = runs_dir
         self.db = self._open()
 
-    def _open(self):
+    def _open(self) -> sqlite3.Connection:
         try:
             db = self._connect()
             db.execute("SELECT count(*) FROM runs").fetchone()
@@ -129,7 +132,7 @@ class Store:
                     pass
             return self._connect()
 
-    def _connect(self):
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -141,11 +144,11 @@ class Store:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return db
 
-    def close(self):
+    def close(self) -> None:
         self.db.close()
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[None]:
         """One transaction around the block; nested blocks join the outer one."""
         if self.db.in_transaction:
             yield
@@ -158,9 +161,7 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
-    # Runs
-
-    def insert(self, record):
+    def insert(self, record: RunRecord) -> None:
         cols = ", ".join(FIELDS)
         marks = ", ".join("?" for _ in FIELDS)
         self.db.execute(
@@ -168,21 +169,21 @@ class Store:
             [getattr(record, f) for f in FIELDS],
         )
 
-    def update(self, run_id, **fields):
+    def update(self, run_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
         self.db.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*fields.values(), run_id])
 
-    def get(self, run_id):
+    def get(self, run_id: str) -> RunRecord | None:
         row = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return RunRecord(*row) if row else None
 
-    def delete(self, run_id):
+    def delete(self, run_id: str) -> None:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
 
-    def get_many(self, run_ids):
+    def get_many(self, run_ids: Iterable[str]) -> list[RunRecord]:
         """Records for `run_ids`, in that order (missing ids left out)."""
-        found = {}
+        found: dict[str, RunRecord] = {}
         ids = list(run_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -191,7 +192,8 @@ class Store:
                 found[row[0]] = RunRecord(*row)
         return [found[i] for i in ids if i in found]
 
-    def select(self, criteria, specs=(), limit=0, order=None):
+    def select(self, criteria: selection.Criteria, specs: Sequence[str] = (), limit: int = 0,
+               order: tuple[str, bool] | None = None) -> tuple[list[RunRecord], int]:
         """The runs `criteria` keeps, narrowed by run specs, latest first (or by `order`),
         at most `limit`; and how many there were before the limit."""
         ids = selection.ordered_ids(self.db, criteria, order, want=0 if specs else limit)
@@ -199,10 +201,11 @@ class Store:
         total = len(chosen) if specs or not limit else selection.count(self.db, criteria)
         return self.get_many(chosen[:limit] if limit else chosen), total
 
-    def list(self, statuses=(), limit=0):
+    def list(self, statuses: Iterable[str] = (), limit: int = 0) -> tuple[list[RunRecord], int]:
         return self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
 
-    def resolve(self, spec, statuses=(), criteria=None):
+    def resolve(self, spec: str, statuses: Iterable[str] = (),
+                criteria: selection.Criteria | None = None) -> RunRecord:
         """One run from an index (1 = latest), id or unique id prefix; '' is the latest."""
         criteria = criteria or selection.Criteria(statuses=tuple(statuses))
         ids = selection.ordered_ids(self.db, criteria)
@@ -211,12 +214,10 @@ class Store:
             raise errors.NotFound(f"there are no runs{what}")
         return self.get_many(selection.apply_specs(ids, [spec or "1"])[:1])[0]
 
-    def ids(self, deleted=False):
+    def ids(self, deleted: bool = False) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs WHERE deleted = ?", (int(deleted),))}
 
-    # Scalars
-
-    def scalars(self, run_id):
+    def scalars(self, run_id: str) -> builtins.list[Summary]:  # `list` here is Store.list
         rows = self.db.execute(
             "SELECT tag, first_val, first_step, last_val, last_step, min_val, min_step,"
             " max_val, max_step, total, count FROM scalars WHERE run_id = ? ORDER BY tag",
@@ -224,7 +225,7 @@ class Store:
         )
         return [Summary(*row) for row in rows]
 
-    def merge_scalars(self, run_id, summaries, offset=None):
+    def merge_scalars(self, run_id: str, summaries: Iterable[Summary], offset: int | None = None) -> None:
         """Folds new per-tag summaries (of values logged after those already indexed) into
         the run's, and records how far the output has been read, in one transaction."""
         old = {s.tag: s for s in self.scalars(run_id)}
@@ -238,12 +239,12 @@ class Store:
             if offset is not None:
                 self.db.execute("UPDATE runs SET scalar_offset = ? WHERE id = ?", (offset, run_id))
 
-    def replace_scalars(self, run_id, summaries):
+    def replace_scalars(self, run_id: str, summaries: Iterable[Summary]) -> None:
         self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
         self.merge_scalars(run_id, summaries)
 
 
-def _merge(old, new):
+def _merge(old: Summary | None, new: Summary) -> Summary:
     if old is None:
         return new
     lo = old if old.min_val <= new.min_val else new
@@ -268,7 +269,8 @@ INDEXED_ATTRS = ("exit_status", "initialized", "started", "stopped", "label", "f
                  "sourcecode_digest")
 
 
-def record_from_rundir(run_dir, pid_alive, deleted=False):
+def record_from_rundir(run_dir: "str | os.PathLike[str]", pid_alive: Callable[[int], bool],
+                       deleted: bool = False) -> RunRecord:
     """An index record rebuilt from a run directory (Guild AI's or ours)."""
     run_dir = str(run_dir)
     attrs = {name: rundir.read_attr(run_dir, name) for name in INDEXED_ATTRS}

@@ -14,6 +14,8 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import google_crc32c
 from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -25,20 +27,20 @@ FILE_VERSION = "brain.Event:2"
 _WRITE_BUFFER = 256 * 1024  # bytes; the daemon flushes explicitly, this only batches syscalls
 
 
-def masked_crc(data):
+def masked_crc(data: bytes) -> int:
     # TFRecord masks CRCs so a CRC of data that itself holds CRCs stays well distributed.
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame_record(data):
+def frame_record(data: bytes) -> bytes:
     """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
     length = struct.pack("<Q", len(data))
     return b"".join((length, struct.pack("<I", masked_crc(length)), data,
                      struct.pack("<I", masked_crc(data))))
 
 
-def scalar_event(step, wall_time, tag_values):
+def scalar_event(step: int, wall_time: float, tag_values: Iterable[tuple[str, float]]) -> Any:
     """An Event holding one simple_value per (tag, value), as TF1 / tensorboardX writers do."""
     values = [summary_pb2.Summary.Value(tag=tag, simple_value=value) for tag, value in tag_values]
     return event_pb2.Event(
@@ -46,7 +48,7 @@ def scalar_event(step, wall_time, tag_values):
     )
 
 
-def events_filename(now, hostname):
+def events_filename(now: float, hostname: str) -> str:
     return f"{EVENTS_PREFIX}{int(now)}.{hostname}"
 
 
@@ -56,7 +58,7 @@ class EventWriter:
     Not thread-safe: the daemon gives each writer to a single worker thread.
     """
 
-    def __init__(self, logdir):
+    def __init__(self, logdir: str) -> None:
         os.makedirs(logdir, exist_ok=True)
         now = time.time()
         self.path = os.path.join(logdir, events_filename(now, socket.gethostname()))
@@ -67,15 +69,15 @@ class EventWriter:
             self._file.write(frame_record(header.SerializeToString()))
             self._file.flush()
 
-    def add_scalars(self, scalars):
+    def add_scalars(self, scalars: Iterable[tuple[str, float, int, float]]) -> None:
         """Writes (tag, value, step, wall_time) tuples; one event per run of equal step and time."""
         # One reusable single-value Event for the common case (a value per step): building a
         # new message per scalar costs more than framing and writing it.
         single = event_pb2.Event()
         value = single.summary.value.add()
         records = []
-        for (step, wall_time), group in itertools.groupby(scalars, key=lambda s: (s[2], s[3])):
-            group = list(group)
+        for (step, wall_time), grouped in itertools.groupby(scalars, key=lambda s: (s[2], s[3])):
+            group = list(grouped)
             if len(group) == 1:
                 single.step = step
                 single.wall_time = wall_time
@@ -87,21 +89,21 @@ class EventWriter:
             records.append(frame_record(event.SerializeToString()))
         self._file.write(b"".join(records))
 
-    def flush(self):
+    def flush(self) -> None:
         self._file.flush()
 
-    def close(self):
+    def close(self) -> None:
         if not self._file.closed:
             self._file.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "EventWriter":
         return self
 
-    def __exit__(self, *_exc):
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 
-def event_files(logdir):
+def event_files(logdir: str) -> list[str]:
     """Event file paths directly in `logdir`, oldest first (names start with a timestamp)."""
     try:
         entries = list(os.scandir(logdir))
@@ -112,14 +114,14 @@ def event_files(logdir):
     )
 
 
-def _is_scalar(metadata):
+def _is_scalar(metadata: Any) -> bool:
     return (
         metadata.data_class == summary_pb2.DATA_CLASS_SCALAR
         or metadata.plugin_data.plugin_name == scalar_metadata.PLUGIN_NAME
     )
 
 
-def _scalar_value(value, scalar_tags):
+def _scalar_value(value: Any, scalar_tags: dict[str, bool]) -> float | None:
     """The float in a summary value, or None when the value is not a scalar."""
     if value.HasField("simple_value"):
         return value.simple_value
@@ -131,7 +133,7 @@ def _scalar_value(value, scalar_tags):
     return None
 
 
-def read_records(path):
+def read_records(path: str) -> Iterator[bytes]:
     """The data of each whole, intact record in the file at `path`.
 
     Stops at a truncated record (a writer may be mid-append) or a CRC mismatch, as
@@ -149,9 +151,9 @@ def read_records(path):
             yield data
 
 
-def read_scalars(logdir):
+def read_scalars(logdir: str) -> list[tuple[str, float, int, float]]:
     """(tag, value, step, wall_time) for every scalar in `logdir`'s own event files, in order."""
-    scalar_tags = {}  # tag -> is a scalar, from the tag's first value across the run's files
+    scalar_tags: dict[str, bool] = {}  # tag -> is a scalar, from the tag's first value across the run's files
     scalars = []
     for path in event_files(logdir):
         for event in map(event_pb2.Event.FromString, read_records(path)):
@@ -182,7 +184,7 @@ class ScalarSummary:
     total: float = 0.0
     count: int = 0
 
-    def add(self, value, step):
+    def add(self, value: float, step: int) -> None:
         if self.count == 0:
             self.first_val, self.first_step = value, step
         self.last_val, self.last_step = value, step
@@ -196,13 +198,13 @@ class ScalarSummary:
         self.count += 1
 
     @property
-    def avg(self):
+    def avg(self) -> float:
         return self.total / self.count if self.count else math.nan
 
 
-def summarize(scalars):
+def summarize(scalars: Iterable[Sequence[Any]]) -> dict[str, ScalarSummary]:
     """{tag: ScalarSummary} over (tag, value, step, ...) tuples, in the order given."""
-    summaries = {}
+    summaries: dict[str, ScalarSummary] = {}
     for tag, value, step, *_ in scalars:
         summaries.setdefault(tag, ScalarSummary()).add(value, step)
     return summaries

@@ -18,14 +18,14 @@ FAIL_AT_START_UP = """\
 import os, sys, time
 gate = os.environ.get("GUILDD_TEST_FAIL_AT")
 if gate and sys.orig_argv[1:3] == ["-m", "guildd.main"]:
-    import guildd.reconcile
+    import guildd.catalog
 
-    def sync_index(daemon):
+    def sync_index(catalog):
         while not os.path.exists(gate):
             time.sleep(0.02)
         raise RuntimeError("a bug at start-up")
 
-    guildd.reconcile.sync_index = sync_index
+    guildd.catalog.Catalog.sync_index = sync_index
 """
 
 BAD_SCALARS = """\

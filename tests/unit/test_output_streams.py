@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from guildd import outputs, shim
+from guildd import outputs, shim, tfevents
 
 
 @pytest.fixture
@@ -81,3 +81,66 @@ def test_without_room_for_the_ranges_stderr_still_reaches_the_output(run_dir):
     (run_dir / ".guild" / "output.stderr").mkdir()  # can't be opened as a file
     data = _run_shim(run_dir)
     assert data.count(b"err ") == 200 and data.count(b"out ") == 200 and b"from the child\n" in data
+
+
+# Scalars from a run's output (ScalarReader), read as the daemon follows the run
+
+
+def _write_output(run_dir, text):
+    with open(run_dir / ".guild" / "output", "a") as f:
+        f.write(text)
+
+
+def _last(summaries):
+    return {s.tag: (s.last_val, s.last_step, s.count) for s in summaries}
+
+
+def test_reader_takes_whole_lines_and_the_rest_later(run_dir):
+    reader = outputs.ScalarReader(run_dir, 0)
+    _write_output(run_dir, "loss: 2.0\nstep: 3\nloss: 1")
+    assert _last(reader.read()) == {"loss": (2.0, 0, 1)}
+    assert reader.read() is None  # only the partial line is new
+    _write_output(run_dir, ".5\n")
+    assert _last(reader.read()) == {"loss": (1.5, 3, 1)}  # the step carries from line to line
+    assert reader.offset == len("loss: 2.0\nstep: 3\nloss: 1.5\n")
+
+
+READS = {
+    "no output yet": (None, None, None),
+    "lines without scalars": ("epoch one\ndone\n", None, []),
+    "capture switched off": ("loss: 1\n", False, []),
+    "a config that doesn't compile captures nothing": ("loss: 1\n", {"loss": "("}, []),
+}
+
+
+@pytest.mark.parametrize("text, config, expected", READS.values(), ids=READS.keys())
+def test_reader_reads(run_dir, text, config, expected):
+    if text is not None:
+        _write_output(run_dir, text)
+    assert outputs.ScalarReader(run_dir, 0, config).read() == expected
+
+
+def test_reader_starts_where_the_index_left_off(run_dir):
+    _write_output(run_dir, "loss: 9\nloss: 1\n")
+    assert _last(outputs.ScalarReader(run_dir, len("loss: 9\n")).read()) == {"loss": (1.0, 0, 1)}
+
+
+def test_reader_writes_what_it_reads_as_events(run_dir):
+    reader = outputs.ScalarReader(run_dir, 0)
+    _write_output(run_dir, "step: 1\nloss: 0.5\nacc: 0.25\n")
+    reader.read()
+    reader.close()
+    events = tfevents.read_scalars(str(run_dir / ".guild"))
+    assert sorted((tag, value, step) for tag, value, step, _t in events) == [("acc", 0.25, 1), ("loss", 0.5, 1)]
+
+
+def test_reader_reads_a_long_output_in_chunks(run_dir, monkeypatch):
+    monkeypatch.setattr(outputs, "READ_CHUNK", 64)
+    _write_output(run_dir, "".join(f"loss: {i}\n" for i in range(30)))
+    reader, counts = outputs.ScalarReader(run_dir, 0), []
+    while True:
+        summaries = reader.read()
+        counts.append(_last(summaries)["loss"][2])
+        if not reader.more:
+            break
+    assert sum(counts) == 30 and len(counts) > 1

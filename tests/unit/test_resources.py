@@ -1,8 +1,10 @@
 """guildd.resources: the simulated backend (specs, the YAML file re-read on every poll), the
 NVML code path against a fake pynvml, run marking, and `guildctl gpus`' rendering."""
 
+import ast
 import dataclasses
 import os
+import pathlib
 import sys
 import types
 
@@ -11,8 +13,8 @@ import pytest
 from guild_common import errors, sizes
 from guild_common.pb import guild_pb2 as pb
 from guildctl import output
-from guildd import nvml, resources, simulated
-from guildd.service import resources_message
+from guildd import gpus, nvml, resources, simulated
+from guildd.convert import resources_message
 
 G = 2**30
 HOST = (8, 64 * G, 60 * G)
@@ -153,7 +155,7 @@ def test_file_backend(tmp_path):
     assert (gpu0.name, gpu0.uuid, gpu0.utilization, gpu0.memory_used) == ("NVIDIA A100-SXM4-80GB", "GPU-aaaa", 35, G)
     assert gpu0.memory_free == 79 * G
     assert gpu1.name == "Simulated GPU 80G" and gpu2.memory_total == 24 * G
-    assert snap.links == (resources.Link(0, 1, "NV12"), resources.Link(1, 2, "SYS"))
+    assert snap.links == (gpus.Link(0, 1, "NV12"), gpus.Link(1, 2, "SYS"))
     assert snap.link(1, 0) == "NV12" and snap.link(2, 1) == "SYS" and snap.link(0, 2) == ""
 
 
@@ -165,7 +167,7 @@ def test_file_is_read_again_on_every_poll(tmp_path):
     # A foreign process appears on GPU 2...
     _write(path, "gpus: 4x80G\nprocesses:\n  - {gpu: 2, pid: 4242, user: bob, memory: 10G}\n")
     gpu2 = res.snapshot().gpus[2]
-    assert gpu2.processes == (resources.GpuProcess(pid=4242, user="bob", used_memory=10 * G),)
+    assert gpu2.processes == (gpus.GpuProcess(pid=4242, user="bob", used_memory=10 * G),)
     assert gpu2.foreign_processes == gpu2.processes
     assert (gpu2.memory_used, gpu2.memory_free) == (10 * G, 70 * G)
     # ...and vanishes.
@@ -414,9 +416,9 @@ def test_nvml_two_gpus_one_foreign_process():
     assert (gpu0.memory_total, gpu0.memory_used, gpu0.memory_free, gpu0.utilization) == (80 * G, 12 * G, 68 * G, 87)
     assert (gpu1.memory_used, gpu1.utilization) == (2 * G, 3)
     # In both the compute and graphics lists: one process, user unknown (no such pid here).
-    assert gpu0.processes == (resources.GpuProcess(pid=FOREIGN_PID, user="", used_memory=10 * G),)
+    assert gpu0.processes == (gpus.GpuProcess(pid=FOREIGN_PID, user="", used_memory=10 * G),)
     assert gpu0.processes[0].foreign and gpu1.processes == ()
-    assert snap.links == (resources.Link(0, 1, "NODE"),)
+    assert snap.links == (gpus.Link(0, 1, "NODE"),)
     assert fake.initialized == 1
 
 
@@ -442,7 +444,7 @@ def test_nvml_unreported_utilization_is_unknown():
     fake = FakeNvml()
     fake.devices[1].util = "unsupported"
     snap = _resources(nvml.NvmlBackend(fake)).snapshot()
-    assert snap.gpus[0].utilization == resources.UNKNOWN and snap.gpus[1].utilization == 3
+    assert snap.gpus[0].utilization == gpus.UNKNOWN and snap.gpus[1].utilization == 3
 
 
 def test_nvml_without_a_driver_reports_no_gpus_and_tries_again(caplog):
@@ -501,7 +503,7 @@ def test_nvml_nvswitch_topology():
     for device in fake.devices:
         device.nvlinks = {n: f"00000000:0{n}:00.0" for n in range(4)}  # every link to a switch
     snap = _resources(nvml.NvmlBackend(fake)).snapshot()
-    assert snap.links == (resources.Link(0, 1, "NV4"),)
+    assert snap.links == (gpus.Link(0, 1, "NV4"),)
 
 
 def test_nvml_topology_failure_leaves_links_empty():
@@ -597,3 +599,12 @@ def test_gpus_json_is_the_message_with_numbers(tmp_path):
     assert gpu["memory_total"] == 80 * G and isinstance(gpu["memory_total"], int)
     assert gpu["processes"] == [{"pid": 4242, "user": "bob", "used_memory": 10 * G, "run_id": ""}]
     assert value["cpu_count"] == 8 and value["memory_total"] == 64 * G
+
+
+def test_backends_build_on_gpus_not_on_resources():
+    # resources picks a backend; the backends and it share guildd.gpus, so imports go one way.
+    for module in (nvml, simulated, gpus):
+        tree = ast.parse(pathlib.Path(module.__file__).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {f"guildd.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "guildd" for a in n.names}
+        assert "guildd.resources" not in imported, module.__name__

@@ -56,7 +56,7 @@ def test_restart_edges():
         runstate.check_edge(ended, runstate.PENDING)
 
 
-# --- apply_to_rundir -----------------------------------------------------------------------
+# apply_to_rundir
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_pending_to_running(run_dir):
 
 
 def test_staged_to_running_through_pending_in_one_step(run_dir):
-    # The queue starting a staged run (Daemon._apply with via=pending) leaves what the two
+    # The queue starting a staged run (RunStates.apply with via=pending) leaves what the two
     # steps would: no marker, the new start time.
     runstate.apply_to_rundir(run_dir, None, runstate.STAGED, NOW)
     runstate.apply_to_rundir(run_dir, runstate.STAGED, runstate.RUNNING, NOW + 5)
@@ -148,7 +148,7 @@ def test_running_to_ended_leaves_shim_record(run_dir):
     assert rundir.read_attr(run_dir, "stopped") == NOW + 100
 
 
-# --- written once --------------------------------------------------------------------------
+# written once
 
 
 def _calls_to(tree, attr):
@@ -170,16 +170,16 @@ def _calls_to(tree, attr):
     return found
 
 
-def test_apply_to_rundir_called_only_from_daemon_apply():
-    # Daemon._apply makes every transition's writes (Daemon.transition, and the start and end
-    # paths that do theirs in one trip to the I/O thread).
+def test_apply_to_rundir_called_only_from_runstates_apply():
+    # RunStates.apply makes every transition's writes (RunStates.transition, and the start and
+    # end paths that do theirs in one trip to the I/O thread).
     callers = []
     for package in ("common", "guildd", "guildctl"):
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             for stack, lineno in _calls_to(tree, "apply_to_rundir"):
                 callers.append((path.relative_to(ROOT).as_posix(), stack, lineno))
-    assert [(path, stack[:1]) for path, stack, _ in callers] == [("guildd/daemon.py", ("_apply",))], callers
+    assert [(path, stack[:1]) for path, stack, _ in callers] == [("guildd/runstate.py", ("apply",))], callers
 
 
 def test_status_markers_written_only_by_runstate():

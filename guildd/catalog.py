@@ -1,0 +1,259 @@
+"""The runs as the index knows them: reads and queries (select, compare, files), the
+management writes (labels, marks, the trash, export and import), and keeping the index in
+line with the run dirs, including dirs added or removed by hand.
+
+Blocking work runs on the runtime's I/O thread (the index's one SQLite connection) or its
+worker thread; the functions behind it are in guildd.manage, guildd.compare and guildd.store.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import os
+import pathlib
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+
+from guild_common import errors, home as homelib, rundir
+from guildd import batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
+from guildd import store as storelib
+from guildd.runtime import Runtime
+
+log = logging.getLogger("guildd")
+
+BIG_SYNC = 1000  # runs found on disk indexed per commit; more than this is shown as the daemon's state
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """Runs as ListRuns shows them, read in one trip to the I/O thread."""
+
+    recs: list[storelib.RunRecord]
+    total: int
+    pids: dict[str, int]  # running runs' process ids, from their LOCK files
+    commands: dict[str, Any]  # each run's `cmd` attr, when asked for
+
+
+class Catalog:
+    def __init__(self, runtime: Runtime, store: storelib.Store, home: "str | os.PathLike", discard: Callable[[str], Any]):
+        self.runtime = runtime
+        self.store = store
+        self.home = home
+        self.runs_dir = homelib.runs_dir(home)
+        self.discard = discard  # takes a run out of the queue (deleting it)
+        self.dir_mtimes: dict[bool, int] = {}  # runs dir / trash mtimes the index was last synced at
+        self.state = "starting"  # what GetDaemonInfo shows until the daemon is ready
+
+    def location(self, rec: storelib.RunRecord) -> pathlib.Path:
+        """The directory a run lives in now (the runs dir or the trash)."""
+        return manage.location(self.home, rec)
+
+    def running_pid(self, rec: storelib.RunRecord) -> int:
+        """A running run's process id from its LOCK file (0 when none)."""
+        if rec.status != runstate.RUNNING:
+            return 0
+        return rundir.read_lock_pid(self.location(rec)) or 0
+
+    async def get_run(self, spec: str, statuses: Sequence[str] = (), criteria: "selection.Criteria | None" = None) -> storelib.RunRecord:
+        def get() -> storelib.RunRecord:
+            self.sync_index()
+            return self.store.resolve(spec, statuses, criteria)
+
+        return await self.runtime.io(get)
+
+    async def get_by_id(self, run_id: str) -> "storelib.RunRecord | None":
+        """A run by its full id, trash included (no sync: a run known already)."""
+        return await self.runtime.io(self.store.get, run_id)
+
+    async def get_many(self, run_ids: Sequence[str]) -> list[storelib.RunRecord]:
+        return await self.runtime.io(self.store.get_many, run_ids)
+
+    async def list_runs(self, statuses: Sequence[str], limit: int) -> tuple[list[storelib.RunRecord], int]:
+        return await self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
+
+    async def select(self, criteria: selection.Criteria, specs: Sequence[str] = (), limit: int = 0,
+                     order: "tuple[str, bool] | None" = None, archive: str = "") -> tuple[list[storelib.RunRecord], int]:
+        """Runs by filter and run specs, latest first (or by `order`), and their total."""
+        return await self.runtime.io(self._select, criteria, specs, limit, order, archive)
+
+    def _select(self, criteria: selection.Criteria, specs: Sequence[str], limit: int, order: "tuple[str, bool] | None",
+                archive: str) -> tuple[list[storelib.RunRecord], int]:
+        if archive:
+            return self.archive_store(archive).select(criteria, specs, limit, order)
+        self.sync_index()
+        return self.store.select(criteria, specs, limit, order)
+
+    async def listing(self, criteria: selection.Criteria, specs: Sequence[str], limit: int,
+                      order: "tuple[str, bool] | None", archive: str, with_command: bool) -> Listing:
+        """`select`, with the running runs' pids (and, `with_command`, each run's command)."""
+
+        def read() -> Listing:
+            recs, total = self._select(criteria, specs, limit, order, archive)
+            pids = {r.id: self.running_pid(r) for r in recs if r.status == runstate.RUNNING}
+            commands = {r.id: rundir.read_attr(self.location(r), "cmd") for r in recs} if with_command else {}
+            return Listing(recs, total, pids, commands)
+
+        return await self.runtime.io(read)
+
+    async def details(self, rec: storelib.RunRecord) -> dict[str, Any]:
+        """A run's attributes, for what only `runs info` shows."""
+        return await self.runtime.io(rundir.read_attrs, self.location(rec))
+
+    def archive_store(self, archive: str) -> storelib.Store:
+        """An in-memory index of an export directory, so its runs list and filter like ours."""
+        archived = storelib.Store(":memory:", archive)
+        for run_dir in manage.archive_run_dirs(archive):
+            manage.index_run_dir(archived, run_dir, execlib.pid_alive)
+        return archived
+
+    def changing_dirs(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs `fn` (which adds or removes run dirs) and keeps the index's view of the dirs
+        current, so our own changes don't look like changes made by hand. I/O thread."""
+        before = self._mtimes()
+        result = fn(*args)
+        after = self._mtimes()
+        for key, mtime in before.items():
+            if self.dir_mtimes.get(key) == mtime:
+                self.dir_mtimes[key] = after[key]
+        return result
+
+    def _mtimes(self) -> dict[bool, int]:
+        out = {}
+        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
+            try:
+                out[deleted] = os.stat(base).st_mtime_ns
+            except FileNotFoundError:
+                out[deleted] = 0
+        return out
+
+    def sync_index(self) -> None:
+        """Adds run dirs the index lacks and drops index rows whose dirs are gone (I/O thread).
+        Reading must work on a full disk (it is how a user finds what to delete): there the
+        index is used as it is, and synced again at the next read."""
+        try:
+            self._sync_dirs()
+        except Exception as e:
+            if not diskspace.is_full(e):
+                raise
+            log.warning("index not synced with the run dirs: %s", e)
+
+    def _sync_dirs(self) -> None:
+        """The sync, for the runs dir and the trash. Cheap when nothing changed: it compares
+        the dirs' mtimes."""
+        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
+            try:
+                mtime = os.stat(base).st_mtime_ns
+            except FileNotFoundError:
+                mtime = 0
+            if self.dir_mtimes.get(deleted) == mtime:
+                continue
+            on_disk = set()
+            if mtime:
+                on_disk = {e.name for e in os.scandir(base) if manage.RUN_ID.match(e.name) and e.is_dir()}
+            indexed = self.store.ids(deleted=deleted)
+            for run_id in indexed - on_disk:
+                self.store.delete(run_id)
+            added = 0
+            new_ids = sorted(on_disk - indexed)
+            if len(new_ids) > BIG_SYNC:
+                self.state = f"indexing {len(new_ids)} runs found on disk"
+            for start in range(0, len(new_ids), BIG_SYNC):
+                with self.store.transaction():  # one commit per thousand runs, not per run
+                    for run_id in new_ids[start : start + BIG_SYNC]:
+                        if rundir.attrs_dir(base / run_id).is_dir():
+                            manage.index_run_dir(self.store, base / run_id, execlib.pid_alive, deleted=deleted)
+                            added += 1
+                if len(new_ids) > BIG_SYNC:
+                    log.info("indexed %d of %d runs found on disk", min(start + BIG_SYNC, len(new_ids)), len(new_ids))
+            if added or indexed - on_disk:
+                log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
+            self.dir_mtimes[deleted] = mtime
+
+    async def label_runs(self, recs: Sequence[storelib.RunRecord], action: str, value: str) -> list[storelib.RunRecord]:
+        return await self.runtime.io(manage.label_runs, self.store, self.home, recs, action, value)
+
+    async def mark_runs(self, recs: Sequence[storelib.RunRecord], clear: bool) -> list[storelib.RunRecord]:
+        return await self.runtime.io(manage.mark_runs, self.store, self.home, recs, clear)
+
+    async def delete_runs(self, recs: Sequence[storelib.RunRecord], permanent: bool) -> Sequence[storelib.RunRecord]:
+        for rec in recs:
+            self.discard(rec.id)
+        return await self.runtime.io(self.changing_dirs, manage.delete_runs, self.store, self.home, recs, permanent)
+
+    async def restore_runs(self, recs: Sequence[storelib.RunRecord]) -> list[storelib.RunRecord]:
+        return await self.runtime.io(self.changing_dirs, manage.restore_runs, self.store, self.home, recs)
+
+    async def purge_runs(self, recs: Sequence[storelib.RunRecord]) -> Sequence[storelib.RunRecord]:
+        return await self.runtime.io(self.changing_dirs, manage.purge_runs, self.store, self.home, recs)
+
+    async def export_runs(self, recs: Sequence[storelib.RunRecord], dest: str, move: bool) -> list[tuple[str, str, str]]:
+        return await self.runtime.io(self.changing_dirs, manage.export_runs, self.store, self.home, recs, dest, move)
+
+    async def import_runs(self, archive: str, specs: Sequence[str], criteria: selection.Criteria, move: bool) -> list[tuple[str, str, str]]:
+        def do() -> list[tuple[str, str, str]]:
+            archived = self.archive_store(archive)
+            recs, _ = archived.select(criteria, specs)
+            dirs = [pathlib.Path(archive) / r.id for r in recs]
+            return manage.import_runs(self.store, self.home, dirs, move, execlib.pid_alive)
+
+        return await self.runtime.io(self.changing_dirs, do)
+
+    async def list_files(self, rec: storelib.RunRecord, path: str, all_files: bool, sourcecode: bool,
+                         follow_links: bool) -> list[tuple[str, bool, bool, int]]:
+        return await self.runtime.io(manage.list_files, self.location(rec), path, all_files, sourcecode, follow_links)
+
+    async def read_file(self, rec: storelib.RunRecord, path: str, output: bool) -> AsyncIterator[bytes]:
+        """Yields a run file's bytes in chunks."""
+        run_dir = self.location(rec)
+        if output:
+            full = rundir.output_path(run_dir)
+            if not full.exists():
+                raise errors.NotFound(f"{full} does not exist")
+        else:
+            full = await self.runtime.io(manage.file_path, run_dir, path)
+        loop = asyncio.get_running_loop()
+        with open(full, "rb") as f:
+            while data := await loop.run_in_executor(None, f.read, outputs.READ_CHUNK):
+                yield data
+
+    async def compare(self, criteria: selection.Criteria, specs: Sequence[str], extra: str, strict: bool, skip_core: bool,
+                      skip_op: bool, order: "tuple[str, bool] | None", top: int) -> tuple[list[comparelib.Column], list[tuple[str, list]]]:
+        """The compare table of the runs selected: its columns and a row per run."""
+
+        def do() -> tuple[list[comparelib.Column], list[tuple[str, list]]]:
+            self.sync_index()
+            recs, _ = self.store.select(criteria, self._batch_trials(specs), top, order)
+            scalars = {r.id: self.store.scalars(r.id) for r in recs}
+            cols = comparelib.columns_for(recs, scalars, extra, strict, skip_core, skip_op, self._op_columns(recs))
+            return cols, comparelib.rows(cols, recs, scalars)
+
+        return await self.runtime.io(do)
+
+    def _batch_trials(self, specs: Sequence[str]) -> list[str]:
+        """Run specs with each batch run named replaced by its trials (comparing a batch
+        compares its trials)."""
+        out = []
+        for spec in specs:
+            try:
+                rec = self.store.resolve(spec)
+            except errors.GuildError:
+                out.append(spec)  # left for select to report or match as it does
+                continue
+            trials = batchlib.trial_ids(homelib.run_dir(self.home, rec.id)) if "+" in rec.op_name else []
+            out += trials or [spec]
+        return out
+
+    def _op_columns(self, recs: Iterable[storelib.RunRecord]) -> list[str]:
+        """The `compare` columns of the runs' operations, read once per operation."""
+        out, seen = [], set()
+        for rec in recs:
+            if rec.opref in seen or not rec.opref.startswith("guildfile:"):
+                continue
+            seen.add(rec.opref)
+            op = rundir.read_attr(self.location(rec), "op")
+            for spec in (op.get("compare") or []) if isinstance(op, dict) else []:
+                if spec not in out:
+                    out.append(spec)
+        return out
+
+    async def disk_usage(self) -> list[tuple[str, str, int]]:
+        return await self.runtime.work(manage.disk_usage, self.home)

@@ -1,0 +1,186 @@
+"""Runs made from other runs or started again: a batch run from its trial spec, a run from an
+earlier run's operation (Guild's --proto), and restarts of runs, pipelines and batches. Part
+of the launcher (guildd.launcher), kept apart for its size."""
+
+import asyncio
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+from guild_common import errors, opconfig, rundir, sourcecode, trials as trialslib
+from guild_common.pb import guild_pb2 as pb
+from guildd import batches as batchlib, convert, pipeline, queue as queuelib, runs, runstate
+from guildd import store as storelib
+from guildd.convert import BatchStart, ProtoStart, Restart
+
+if TYPE_CHECKING:
+    from guildd.launcher import Launcher
+
+
+async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> storelib.RunRecord:
+    """Creates a batch run and starts its loop (or stages it)."""
+    spec = pb.BatchSpec()
+    spec.CopyFrom(req.batch)
+    await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+    opconfig.check_spec(req.proto)
+    request = queuelib.request_for(convert.run_resources(req.proto.resources))
+    await launcher.queue.check_request(request)
+    if not spec.HasField("random_seed"):
+        spec.random_seed = batchlib.draw_seed()
+    proto = req.proto
+    # Its trials are made later: refuse a snapshot they could not write now.
+    await launcher.runtime.io(runs.check_snapshot, proto, launcher.run_dir(rundir.new_run_id()))
+    kind, _, name = proto.opref.rpartition(" ")
+    values = json.loads(spec.values_json) if spec.values_json else _batch_values(json.loads(spec.trials_json or "[]"))
+    batch_run = pb.RunSpec(
+        op_name=req.batch_op_name,
+        opref=f"{kind} {name}{req.batch_op_name[len(proto.op_name):]}",
+        flags_json=json.dumps(values),
+        user_flags_json=json.dumps(values),
+        env=dict(proto.env),
+        cmd_dir=proto.cmd_dir,
+        project_dir=proto.project_dir,
+        guild_op=req.batch_op_name,
+        label=req.label,
+        tags=list(req.tags),
+        python_exe=proto.python_exe,
+        run_params_json=proto.run_params_json,
+        delete_on_success=spec.kind in ("grid", "random") and not spec.keep_batch,
+    )
+    rec, _config, _flags = await launcher.create_run(
+        batch_run,
+        user,
+        runstate.STAGED if req.stage else runstate.PENDING,
+        batchlib.spec_files(spec, proto),
+        {"max_trials": spec.max_trials, "random_seed": spec.random_seed},
+    )
+    if req.stage:
+        if launcher.takes_staged_now():  # answered as staged, as the queue takes it
+            await launcher.states.transition(rec.id, runstate.PENDING)
+            await launcher.run_batch(rec.id, spec, proto, 0, user)
+        return rec
+    return await launcher.or_take_back(rec.id, launcher.run_batch(rec.id, spec, proto, 0, user))
+
+
+def _batch_values(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """A grid batch's flag values as Guild shows them: each flag's values as a list where
+    the trials vary it."""
+    out: dict[str, list] = {}
+    for trial in trials:
+        for name, value in trial.items():
+            seen = out.setdefault(name, [])
+            if value not in seen:
+                seen.append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in out.items()}
+
+
+async def start_proto_run(launcher: "Launcher", req: ProtoStart, user: str) -> storelib.RunRecord:
+    """A new run from an earlier run's operation, flags and source (Guild's --proto)."""
+    proto = await launcher.runtime.io(launcher.store.resolve, req.proto)
+    run_dir = launcher.run_dir(proto.id)
+
+    def read() -> tuple[dict[str, Any], opconfig.OpConfig, list[pb.SourceFile], str]:
+        attrs = rundir.read_attrs(run_dir)
+        config = opconfig.OpConfig.for_attr(attrs.get("op"))
+        prefix = f"{config.sourcecode_dest}/" if config.sourcecode_dest else ""
+        files = []
+        for path, data, mode in [] if req.sourcecode else rundir.read_sourcecode(run_dir):
+            rel = path[len(prefix) :] if prefix and path.startswith(prefix) else path
+            files.append(pb.SourceFile(path=rel, data=data, mode=mode))
+        return attrs, config, files, rundir.read_opref(run_dir)
+
+    attrs, config, files, opref = await launcher.runtime.io(read)
+    overrides = convert.json_object(req.flags_json, "flags")
+    spec = opconfig.spec_from_config(
+        config,
+        op_name=proto.op_name,
+        opref=opref,
+        flags_json=json.dumps({**(attrs.get("flags") or {}), **overrides}),
+        user_flags_json=json.dumps({**(attrs.get("user_flags") or {}), **overrides}),
+        env=dict(req.env) or dict(attrs.get("env") or {}),
+        sourcecode=list(req.sourcecode) or files,
+        label=req.label,
+        tags=list(req.tags),
+        stop_after=req.stop_after,
+        run_params_json=json.dumps({"proto": proto.id}),
+    )
+    return await launcher.start_run(spec, req.stage, user)
+
+
+async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[storelib.RunRecord, int]:
+    """Starts an ended (or staged) run again, in its own dir; returns its record and the size
+    of its output before (where the new output begins)."""
+    rec = await launcher.runtime.io(launcher.store.resolve, req.run)
+    if rec.status in runstate.ACTIVE:
+        raise errors.FailedPrecondition(f"run {rec.id[:8]} is {rec.status}: stop it before restarting")
+    run_dir = launcher.run_dir(rec.id)
+    found = await launcher.runtime.io(batchlib.read_spec, run_dir)
+    if found is not None:
+        return await _restart_batch(launcher, rec, req, found)
+    steps = await launcher.runtime.io(pipeline.read_steps, run_dir)
+    if steps is not None:  # a pipeline (a staged one, say): its steps run again
+        offset = rundir.output_size(run_dir)
+        await launcher.states.transition(rec.id, runstate.PENDING)
+        return await launcher.start_pipeline(rec.id, steps, rec.user or user), offset
+    attrs = await launcher.runtime.io(rundir.read_attrs, run_dir)
+    config = opconfig.OpConfig.for_attr(attrs.get("op"))
+    opconfig.check(config)
+    flag_values = dict(attrs.get("flags") or {})
+    flag_values.update(convert.json_object(req.flags_json, "flags"))
+    if req.label:
+        config = dataclasses.replace(config, label_template=req.label)
+    tags = list(attrs.get("tags") or [])
+    label = opconfig.render_label(config.label_template, tags, flag_values)
+    env = dict(req.env) or dict(attrs.get("env") or {})
+
+    def rewrite() -> None:
+        # The snapshot first: its paths are checked before anything changes.
+        if req.force_sourcecode:
+            files = runs.snapshot_files(req.sourcecode, config.sourcecode_dest)
+            written = rundir.replace_sourcecode(run_dir, files, config.sourcecode_dest)
+            rundir.write_attr(run_dir, "sourcecode_digest", sourcecode.digest(run_dir, written) or "")
+        rundir.write_attrs(run_dir, {"flags": flag_values, "label": label, "op": config.to_attr()})
+
+    queued = await launcher.runtime.io(queuelib.read_file, run_dir)
+    resources = req.resources if req.resources is not None else queuelib.request_from_json((queued or {}).get("request"))
+    request = queuelib.request_for(resources)
+    await launcher.queue.check_request(request)
+    await launcher.runtime.io(rewrite)
+    offset = rundir.output_size(run_dir)
+    launcher.queue.discard(rec.id)
+    await launcher.states.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
+    if request.wants_gpus:
+        # Started explicitly: it goes ahead of the staged runs, and starts when its GPUs are free.
+        await launcher.queue.add(rec.id, rec.user or user, resources, queuelib.Wants(), True, env, req.stop_after)
+        return await launcher.runtime.io(runstate.existing, launcher.store, rec.id), offset
+    env.update(queuelib.gpu_env(resources.no_gpus, ()))
+    return await launcher.launch(rec.id, config, flag_values, env, req.stop_after), offset
+
+
+async def _restart_batch(launcher: "Launcher", rec: storelib.RunRecord, req: Restart,
+                         found: tuple[pb.BatchSpec, int, pb.RunSpec]) -> tuple[storelib.RunRecord, int]:
+    """A new session of a batch: new trials (the earlier ones inform an optimizer), with
+    the flag values, optimizer flags and trial count given, else the batch's own."""
+    spec, _session, proto = found
+    run_dir = launcher.run_dir(rec.id)
+    overrides = convert.json_object(req.flags_json, "flags")
+    if overrides:
+        values = {**json.loads(rec.flags_json or "{}"), **overrides}
+        if spec.kind == "grid":
+            spec.trials_json = json.dumps(trialslib.grid(trialslib.expand_values(values)) or [values])
+        else:
+            spec.values_json = json.dumps(values)
+    if req.optimizer_flags_json:
+        spec.optimizer_flags_json = json.dumps({**json.loads(spec.optimizer_flags_json or "{}"), **convert.json_object(req.optimizer_flags_json, "optimizer flags")})
+    if req.max_trials:
+        spec.max_trials = req.max_trials
+    await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+    session_start = len(await launcher.runtime.io(batchlib.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
+    await launcher.runtime.io(batchlib.write_spec, run_dir, spec, proto, session_start)
+    flags = json.loads(rec.flags_json or "{}")
+    if overrides:
+        flags.update(overrides)
+        await launcher.runtime.io(rundir.write_attr, run_dir, "flags", flags)
+    offset = rundir.output_size(run_dir)
+    await launcher.states.transition(rec.id, runstate.PENDING, flags_json=json.dumps(flags))
+    return await launcher.run_batch(rec.id, spec, proto, session_start, rec.user or ""), offset

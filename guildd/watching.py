@@ -1,0 +1,138 @@
+"""The runs whose output is followed (guildd.outputs.Follower, one per running run) and
+the watchers of a run's output: `guildctl watch` and `run`'s own streaming."""
+
+import asyncio
+import os
+from typing import AsyncIterator, Awaitable, Callable
+
+from guild_common import rundir
+from guildd import outputs, runstate
+from guildd import store as storelib
+from guildd.runtime import Runtime
+
+
+class Followers:
+    """The registry of output followers, by run id. A run is followed from its start until
+    its end is recorded and the rest of its output indexed (finish)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: storelib.Store,
+        run_dir: Callable[[str], "str | os.PathLike"],
+        wake: Callable[[str], None],
+        wait_change: Callable[[str], Awaitable[None]],
+        queued: Callable[[str], bool],
+    ):
+        self.runtime = runtime
+        self.store = store
+        self.run_dir = run_dir
+        self.wake = wake
+        self.wait_change = wait_change  # returns when the run may have changed (or after a while)
+        self.queued = queued  # whether a run waits in the queue
+        self._followers: dict[str, outputs.Follower] = {}
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self._followers
+
+    def __len__(self) -> int:
+        return len(self._followers)
+
+    def get(self, run_id: str) -> "outputs.Follower | None":
+        return self._followers.get(run_id)
+
+    def follow(self, run_id: str, offset: int, scalar_config: object = None) -> None:
+        """Follows a run's output from `offset`, indexing its scalars with `scalar_config`."""
+        follower = outputs.Follower(
+            self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store.merge_scalars, scalar_config
+        )
+        self._followers[run_id] = follower
+        follower.start()
+
+    def following(self, run_id: str) -> bool:
+        """True while a run's process may still write output (its end not yet recorded)."""
+        follower = self._followers.get(run_id)
+        return follower is not None and not follower.finishing
+
+    async def settle(self, run_id: str) -> None:
+        """Waits until an ended run's scalars are all indexed."""
+        while (follower := self._followers.get(run_id)) is not None and follower.finishing:
+            await self.wait_change(run_id)
+
+    async def finish(self, run_id: str) -> None:
+        """A run's end is recorded: the rest of its output is indexed and it is no longer followed."""
+        follower = self._followers.get(run_id)
+        if follower is not None:
+            await follower.finish()
+            self._followers.pop(run_id, None)
+
+    async def drop(self, run_id: str) -> None:
+        """Stops following a run at once, its output left as far as it was indexed."""
+        follower = self._followers.pop(run_id, None)
+        if follower is not None:
+            follower.stop()
+            if follower.task is not None:
+                await asyncio.gather(follower.task, return_exceptions=True)
+            await self.runtime.work(follower.reader.close)
+
+    async def close(self) -> None:
+        """Shutdown: every follower stopped where it is (the runs go on: the next daemon
+        follows them from the offset indexed)."""
+        for follower in list(self._followers.values()):
+            follower.stop()
+            if follower.task:
+                follower.task.cancel()
+        for follower in self._followers.values():
+            await self.runtime.work(follower.reader.close)
+
+    async def scalars(self, run_id: str) -> list[storelib.Summary]:
+        """A run's scalar summaries, once those of all its output are indexed."""
+        await self.settle(run_id)
+        return await self.runtime.io(self.store.scalars, run_id)
+
+    async def watch(self, rec: storelib.RunRecord, tail: int, new_only: bool, offset: int = 0) -> AsyncIterator[tuple[bool, bytes]]:
+        """Yields (is stderr, bytes) output chunks of a run until it has ended and all its
+        output is sent."""
+        path = rundir.output_path(self.run_dir(rec.id))
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        loop = asyncio.get_running_loop()
+        streams = outputs.Streams(self.run_dir(rec.id))
+        with f:
+            if offset:
+                f.seek(offset)
+            elif new_only:
+                f.seek(0, os.SEEK_END)
+            elif tail:
+                data = await loop.run_in_executor(None, f.read)
+                last = rundir.tail_lines(data, tail)
+                for part in await loop.run_in_executor(None, streams.split, len(data) - len(last), last):
+                    yield part
+            follower = None
+            try:
+                while True:
+                    if follower is None and (follower := self._followers.get(rec.id)):
+                        follower.add_watcher()  # (a queued run's follower comes when it starts)
+                    data = await loop.run_in_executor(None, f.read, outputs.READ_CHUNK)
+                    if data:
+                        for part in await loop.run_in_executor(None, streams.split, f.tell() - len(data), data):
+                            yield part
+                        continue
+                    if not self.following(rec.id) and not await self._starting(rec.id):
+                        rest = f.read()
+                        for part in streams.split(f.tell() - len(rest), rest) if rest else ():
+                            yield part
+                        return
+                    await self.wait_change(rec.id)
+            finally:
+                if follower:
+                    follower.remove_watcher()
+
+    async def _starting(self, run_id: str) -> bool:
+        """True while a run waits in the queue or its process is being started."""
+        if self.queued(run_id):
+            return True
+        rec = await self.runtime.io(self.store.get, run_id)
+        return rec is not None and rec.status in runstate.ACTIVE

@@ -1,0 +1,264 @@
+"""The catalog (guildd.catalog): runs selected from a temp GUILD_HOME's run dirs and a real
+index, the index kept in line with dirs added and removed by hand, the trash, compare tables
+and archives. No daemon: the runtime's threads are a fake that calls in place."""
+
+import asyncio
+import os
+import shutil
+
+import pytest
+
+from guild_common import home as homelib, rundir
+from guildd import catalog as cataloglib, manage
+from guildd.selection import Criteria
+from guildd.store import Store, Summary
+
+OPREF = "script:/p '' '' train.py"
+
+
+class InPlace:
+    """The runtime's io/work, run on the caller's thread."""
+
+    async def io(self, fn, *args, **kw):
+        return fn(*args, **kw)
+
+    async def work(self, fn, *args, **kw):
+        return fn(*args, **kw)
+
+
+def run_id(n):
+    """Run `n`'s id: its short id (first 8 chars) tells it too."""
+    return f"{n:02x}" * 16
+
+
+def write_run(base, n, started, exit_status=0, label="", flags=None, marked=False, lock_pid=None, op=None):
+    """A finished run's dir as the daemon writes it (`started` in seconds); running when
+    `exit_status` is None and `lock_pid` names a live process."""
+    run_dir = base / run_id(n)
+    rundir.attrs_dir(run_dir).mkdir(parents=True)
+    rundir.write_opref(run_dir, OPREF)
+    attrs = {"initialized": started * 1_000_000, "started": started * 1_000_000, "flags": flags or {},
+             "label": label, "cmd": ["python", "train.py", f"--n={n}"]}
+    if exit_status is not None:
+        attrs.update(exit_status=exit_status, stopped=(started + 1) * 1_000_000)
+    if marked:
+        attrs["marked"] = True
+    if op is not None:
+        attrs["op"] = op
+    rundir.write_attrs(run_dir, attrs)
+    if lock_pid is not None:
+        rundir.lock_file(run_dir).write_text(str(lock_pid))
+    return run_dir
+
+
+@pytest.fixture
+def home(tmp_path):
+    runs = homelib.runs_dir(tmp_path)
+    runs.mkdir(parents=True)
+    write_run(runs, 1, started=10, label="best", flags={"x": 1}, marked=True)
+    write_run(runs, 2, started=20, exit_status=1, flags={"x": 2})
+    write_run(runs, 3, started=30, label="other", flags={"x": 3})
+    return tmp_path
+
+
+@pytest.fixture
+def store(home):
+    s = Store(homelib.index_path(home), homelib.runs_dir(home))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def discarded():
+    return []
+
+
+@pytest.fixture
+def catalog(home, store, discarded):
+    return cataloglib.Catalog(InPlace(), store, home, discarded.append)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def ids(recs):
+    return [int(r.id[:2], 16) for r in recs]
+
+
+def selected(catalog, criteria=Criteria(), specs=(), limit=0, order=None, archive=""):
+    recs, total = run(catalog.select(criteria, specs, limit, order, archive))
+    return ids(recs), total
+
+
+SELECT = {
+    "all, latest first": (dict(), ([3, 2, 1], 3)),
+    "by status": (dict(criteria=Criteria(statuses=("completed",))), ([3, 1], 2)),
+    "not a status": (dict(criteria=Criteria(not_statuses=("completed",))), ([2], 1)),
+    "by label": (dict(criteria=Criteria(labels=("best",))), ([1], 1)),
+    "unlabeled": (dict(criteria=Criteria(unlabeled=True)), ([2], 1)),
+    "marked": (dict(criteria=Criteria(marked=True)), ([1], 1)),
+    "a limit keeps the total": (dict(limit=2), ([3, 2], 3)),
+    "run specs by index": (dict(specs=["1", "3"]), ([3, 1], 2)),
+    "by a flag, ascending": (dict(order=("=x", False)), ([1, 2, 3], 3)),
+    "by a flag, descending": (dict(order=("=x", True)), ([3, 2, 1], 3)),
+    "started after": (dict(criteria=Criteria(started_after_us=15 * 1_000_000)), ([3, 2], 2)),
+}
+
+
+@pytest.mark.parametrize("case", SELECT)
+def test_select(catalog, case):
+    args, expected = SELECT[case]
+    assert selected(catalog, **args) == expected
+
+
+def test_the_first_read_indexes_the_run_dirs_found(catalog, store):
+    assert store.ids() == set()
+    rec = run(catalog.get_run("1"))
+    assert (ids([rec])[0], rec.label, rec.status) == (3, "other", "completed")
+    assert store.ids() == {run_id(n) for n in (1, 2, 3)}
+
+
+SYNC = {
+    "a run dir added by hand is indexed": (lambda home: write_run(homelib.runs_dir(home), 4, started=40), [4, 3, 2, 1]),
+    "a run dir removed by hand is dropped": (lambda home: shutil.rmtree(homelib.runs_dir(home) / run_id(2)), [3, 1]),
+    "a dir that is no run is left out": (lambda home: (homelib.runs_dir(home) / "notes").mkdir(), [3, 2, 1]),
+    "a run dir with no attrs is left out": (lambda home: (homelib.runs_dir(home) / run_id(9)).mkdir(), [3, 2, 1]),
+}
+
+
+@pytest.mark.parametrize("case", SYNC)
+def test_sync_index_notices_changes_made_by_hand(catalog, home, case):
+    change, expected = SYNC[case]
+    selected(catalog)
+    change(home)
+    bump_mtime(homelib.runs_dir(home))
+    assert selected(catalog)[0] == expected
+
+
+def bump_mtime(path):
+    """Makes sure a change shows in the dir's mtime even on a coarse clock."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def test_changing_dirs_keeps_our_own_changes_from_looking_external(catalog, home):
+    selected(catalog)
+    catalog.changing_dirs(write_run, homelib.runs_dir(home), 4, 40)
+    assert selected(catalog)[0] == [3, 2, 1]  # made by us, not indexed by us: not picked up as a change by hand
+
+
+def test_changing_dirs_leaves_a_change_by_hand_before_it_noticed(catalog, home):
+    selected(catalog)
+    write_run(homelib.runs_dir(home), 4, started=40)
+    bump_mtime(homelib.runs_dir(home))
+    catalog.changing_dirs(write_run, homelib.runs_dir(home), 5, 50)
+    assert 4 in selected(catalog)[0]
+
+
+def test_a_large_sync_shows_as_the_daemon_state(catalog, home, monkeypatch):
+    monkeypatch.setattr(cataloglib, "BIG_SYNC", 2)
+    assert catalog.state == "starting"
+    selected(catalog)
+    assert catalog.state == "indexing 3 runs found on disk"
+
+
+def test_delete_moves_to_the_trash_and_restore_brings_back(catalog, home, store, discarded):
+    recs, _ = run(catalog.select(Criteria(), ["3"]))
+    run(catalog.delete_runs(recs, permanent=False))
+    assert discarded == [run_id(1)]
+    assert not (homelib.runs_dir(home) / run_id(1)).exists()
+    assert (manage.trash_runs_dir(home) / run_id(1)).is_dir()
+    assert selected(catalog)[0] == [3, 2]
+    trashed, _ = run(catalog.select(Criteria(deleted=True)))
+    assert ids(trashed) == [1]
+    restored = run(catalog.restore_runs(trashed))
+    assert [r.deleted for r in restored] == [False]
+    assert (homelib.runs_dir(home) / run_id(1)).is_dir()
+    assert selected(catalog)[0] == [3, 2, 1]
+
+
+def test_delete_permanent_and_purge_remove_dir_and_row(catalog, home, store):
+    recs, _ = run(catalog.select(Criteria(), ["1"]))
+    run(catalog.delete_runs(recs, permanent=True))
+    assert not (homelib.runs_dir(home) / run_id(3)).exists() and store.get(run_id(3)) is None
+    recs, _ = run(catalog.select(Criteria(), ["1"]))
+    run(catalog.delete_runs(recs, permanent=False))
+    trashed, _ = run(catalog.select(Criteria(deleted=True)))
+    run(catalog.purge_runs(trashed))
+    assert not (manage.trash_runs_dir(home) / run_id(2)).exists() and store.get(run_id(2)) is None
+    assert selected(catalog)[0] == [1]
+    assert run(catalog.select(Criteria(deleted=True)))[1] == 0
+
+
+def test_an_active_run_is_not_deleted(catalog, home):
+    write_run(homelib.runs_dir(home), 4, started=40, exit_status=None, lock_pid=os.getpid())
+    recs, _ = run(catalog.select(Criteria(statuses=("running",))))
+    with pytest.raises(Exception, match="it is running"):
+        run(catalog.delete_runs(recs, permanent=False))
+
+
+def test_listing_reads_running_pids_and_commands(catalog, home):
+    write_run(homelib.runs_dir(home), 4, started=40, exit_status=None, lock_pid=os.getpid())
+    found = run(catalog.listing(Criteria(), [], 0, None, "", with_command=True))
+    assert ids(found.recs) == [4, 3, 2, 1] and found.total == 4
+    assert found.pids == {run_id(4): os.getpid()}
+    assert found.commands[run_id(2)] == ["python", "train.py", "--n=2"]
+    assert run(catalog.listing(Criteria(), [], 0, None, "", with_command=False)).commands == {}
+
+
+def summary(tag, last):
+    return Summary(tag, last, 0, last, 1, last, 1, last, 1, last, 1)
+
+
+def test_compare_rows_and_columns(catalog, store):
+    selected(catalog)
+    store.replace_scalars(run_id(1), [summary("loss", 0.5)])
+    store.replace_scalars(run_id(3), [summary("loss", 0.25), summary("acc", 0.9)])
+    cols, rows = run(catalog.compare(Criteria(statuses=("completed",)), [], "", False, True, False, None, 0))
+    assert [(c.header, c.kind) for c in cols] == [("run", "core"), ("x", "flag"), ("step", "core"), ("acc", "scalar"),
+                                                  ("loss", "scalar")]
+    assert rows == [(run_id(3), ["03030303", 3, 1, 0.9, 0.25]), (run_id(1), ["01010101", 1, 1, None, 0.5])]
+
+
+def test_compare_strict_shows_only_the_columns_asked(catalog, store):
+    cols, rows = run(catalog.compare(Criteria(), ["1"], "=x", True, False, False, None, 0))
+    assert [c.header for c in cols] == ["run", "x"]
+    assert rows == [(run_id(3), [run_id(3)[:8], 3])]
+
+
+def test_compare_adds_a_guildfile_operations_columns(catalog, home):
+    run_dir = write_run(homelib.runs_dir(home), 4, started=40, flags={"x": 4}, op={"compare": ["=x as ex"]})
+    rundir.write_opref(run_dir, "guildfile:/p/guild.yml '' '' train")
+    cols, _rows = run(catalog.compare(Criteria(), ["1"], "", False, True, False, None, 0))
+    assert "ex" in [c.header for c in cols]
+
+
+def test_an_archive_is_selected_like_the_index(catalog, home, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_run(archive, 7, started=70, label="kept")
+    write_run(archive, 8, started=80, exit_status=1)
+    assert selected(catalog, archive=str(archive)) == ([8, 7], 2)
+    assert selected(catalog, criteria=Criteria(labels=("kept",)), archive=str(archive)) == ([7], 1)
+    results = run(catalog.import_runs(str(archive), [], Criteria(labels=("kept",)), move=False))
+    assert results == [(run_id(7), "copied", "")]
+    assert selected(catalog)[0] == [7, 3, 2, 1]
+
+
+def test_an_archive_that_is_missing_is_not_found(catalog, tmp_path):
+    with pytest.raises(Exception, match="does not exist"):
+        selected(catalog, archive=str(tmp_path / "nowhere"))
+
+
+def test_files_are_listed_and_read(catalog, home):
+    run_dir = homelib.runs_dir(home) / run_id(3)
+    (run_dir / "model.txt").write_text("weights")
+    rec = run(catalog.get_run("1"))
+    assert run(catalog.list_files(rec, "", False, False, False)) == [("model.txt", False, False, 7)]
+
+    async def read(path):
+        return b"".join([chunk async for chunk in catalog.read_file(rec, path, False)])
+
+    assert run(read("model.txt")) == b"weights"
+

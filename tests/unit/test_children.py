@@ -1,0 +1,327 @@
+"""The loops that drive a parent run's children (guildd.pipeline, guildd.batches) on a fake
+`children.Parents`: children are made as records in a temp index (with real RunStates, Runtime
+and Drivers), and the test ends each one as its process would."""
+
+import asyncio
+import json
+import os
+from typing import Any, Callable, Optional, Sequence
+
+import pytest
+
+from guild_common import errors, home as homelib, rundir
+from guild_common.pb import guild_pb2 as pb
+from guildd import batches, pipeline
+from guildd.children import Parents
+from guildd.drivers import Drivers, ShimDriver
+from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED, RunStates
+from guildd.store import RunRecord, Store
+from tests.unit.test_launcher import TrackedRuntime, spec
+
+USER = "alice"
+WAIT = 10  # seconds a test waits at most for the loop's next child or end before failing
+BROKEN = "broken"  # an op whose run cannot start
+
+
+def new_record(run_id: str, run_spec: pb.RunSpec) -> RunRecord:
+    return RunRecord(id=run_id, op_name=run_spec.op_name, opref=run_spec.opref, status="", label="",
+                     created_us=rundir.now_us(), started_us=0, stopped_us=0, exit_status=None, pid=0, shim_pid=0,
+                     shim_started=0.0, flags_json=run_spec.flags_json or "{}", tags_json="[]", user=USER, scalar_offset=0)
+
+
+class World:
+    """Parents over a temp GUILD_HOME: `start_run` makes a running child (staged, if asked)
+    stoppable through its driver; `end_child` plays its process's end."""
+
+    def __init__(self, home: Any) -> None:
+        self.home = home
+        self.runtime = TrackedRuntime()
+        self.store = Store(homelib.index_path(home), homelib.runs_dir(home))
+        self.states = RunStates(self.store, self.run_dir, self.runtime, asyncio.get_running_loop())
+        self.drivers = Drivers()
+        self.children: list[RunRecord] = []  # in the order started
+        self.started: asyncio.Queue[RunRecord] = asyncio.Queue()
+        self.stopped: list[str] = []  # runs stop_runs was asked to stop
+        self._signalled: set[str] = set()
+        self.parent_ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.parents = Parents(
+            runtime=self.runtime, store=self.store, states=self.states, drivers=self.drivers, run_dir=self.run_dir,
+            follow=lambda run_id, offset: None, start_run=self.start_run, stop_runs=self.stop_runs, end=self.end,
+            scalars=self.scalars,
+        )
+
+    def run_dir(self, run_id: str) -> Any:
+        return homelib.run_dir(self.home, run_id)
+
+    def _make(self, run_id: str, run_spec: pb.RunSpec, status: str) -> RunRecord:
+        rundir.attrs_dir(self.run_dir(run_id)).mkdir(parents=True)
+        rundir.output_path(self.run_dir(run_id)).touch()
+        return self.states.apply(run_id, status, new_record(run_id, run_spec))
+
+    async def parent(self) -> str:
+        """A new pending parent run."""
+        run_id = rundir.new_run_id()
+        await self.runtime.io(self._make, run_id, pb.RunSpec(op_name="parent", opref="op parent"), PENDING)
+        return run_id
+
+    async def start_run(self, run_spec: pb.RunSpec, stage: bool, user: str) -> RunRecord:
+        if run_spec.op_name == BROKEN:
+            raise errors.FailedPrecondition("cannot start run: no such command")
+        run_id = rundir.new_run_id()
+        rec = await self.runtime.io(self._make, run_id, run_spec, STAGED if stage else PENDING)
+        if not stage:
+            rec = await self.states.transition(run_id, RUNNING)
+            self.drivers.add(ShimDriver(run_id, self._signal))
+        self.children.append(rec)
+        self.started.put_nowait(rec)
+        return rec
+
+    def _signal(self, run_id: str) -> bool:
+        """The child's shim is asked to stop: its process ends killed by the signal (once)."""
+        if run_id not in self._signalled:
+            self._signalled.add(run_id)
+            self.runtime.spawn(self.end_child(run_id, -15), name=f"stopped-{run_id[:8]}")
+        return True
+
+    async def end_child(self, run_id: str, exit_status: int) -> None:
+        driver = self.drivers.get(run_id)
+        await self.runtime.io(self.states.end, run_id, bool(driver and driver.stopping), exit_status)
+        self.drivers.pop(run_id)
+
+    async def stop_runs(self, specs: Sequence[str]) -> list[str]:
+        self.stopped.extend(specs)
+        return [s for s in specs if self.drivers.stop(s)]
+
+    async def end(self, run_id: str, exit_status: int) -> None:
+        await self.runtime.io(self.states.end, run_id, False, exit_status)
+        self.parent_ended.set_result(exit_status)
+
+    async def scalars(self, run_id: str) -> list:
+        return []
+
+    async def next_child(self) -> Optional[RunRecord]:
+        """The next child the loop starts, or None when the parent ends first."""
+        get = asyncio.ensure_future(self.started.get())
+        done, _ = await asyncio.wait({get, self.parent_ended}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            return get.result()
+        get.cancel()
+        assert done, "the loop neither started a child nor ended"
+        return None
+
+    async def parent_end(self, run_id: str) -> RunRecord:
+        await asyncio.wait_for(asyncio.shield(self.parent_ended), WAIT)
+        await self.runtime.settle()
+        rec = await self.runtime.io(self.store.get, run_id)
+        assert rec is not None
+        return rec
+
+    def output(self, run_id: str) -> str:
+        return rundir.output_path(self.run_dir(run_id)).read_text()
+
+    async def close(self) -> None:
+        await self.runtime.close_tasks()
+        self.runtime.io_submit(self.store.close).result()
+        self.runtime.shutdown()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Runs `scenario(world)` on a fresh loop, with the world built on it."""
+    homelib.runs_dir(tmp_path).mkdir(parents=True)
+
+    def run(scenario: Any) -> Any:
+        async def main() -> Any:
+            w = World(tmp_path)
+            try:
+                return await scenario(w)
+            finally:
+                await w.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+def steps(*names: str) -> list[pb.StepSpec]:
+    """Pipeline steps, each running op `<name>-op` (or BROKEN, which cannot start)."""
+    return [pb.StepSpec(name=name, spec=spec(op_name=BROKEN if name == BROKEN else f"{name}-op")) for name in names]
+
+
+# (steps, exit status of each step started, in order) ->
+#   (steps started, the pipeline's status and exit status, a line in its output)
+PIPELINES = [
+    pytest.param(("a", "b", "c"), [0, 0, 0], (["a", "b", "c"], COMPLETED, 0, "INFO: [guild] running c: c-op"),
+                 id="steps run in order: completed"),
+    pytest.param(("a", "b", "c"), [0, 2], (["a", "b"], ERROR, 1, "ERROR: [guild] step b ({b}) ended with status error"),
+                 id="a failed step stops it: error naming the step"),
+    pytest.param(("a", "b"), [-15], (["a"], TERMINATED, -15, "ERROR: [guild] step a ({a}) ended with status terminated"),
+                 id="a step stopped from outside: terminated"),
+    pytest.param(("a", BROKEN, "c"), [0], (["a"], ERROR, 1, f"ERROR: [guild] step {BROKEN} could not start: cannot start run"),
+                 id="a step that cannot start: error naming it"),
+]
+
+
+@pytest.mark.parametrize("names, exits, expected", PIPELINES)
+def test_a_pipeline_runs_its_steps(world, names, exits, expected):
+    started, status, exit_status, line = expected
+
+    async def go(w):
+        parent = await w.parent()
+        rec = await pipeline.start(w.parents, parent, steps(*names), USER)
+        assert rec.status == RUNNING and parent in w.drivers
+        for child_exit in exits:
+            child = await w.next_child()
+            await w.end_child(child.id, child_exit)
+        rec = await w.parent_end(parent)
+        assert [c.op_name for c in w.children] == [f"{n}-op" for n in started]
+        assert (rec.status, rec.exit_status) == (status, exit_status)
+        assert parent not in w.drivers
+        short = {name: c.id[:8] for name, c in zip(started, w.children)}
+        assert line.format(**short) in w.output(parent)
+        for name, child in zip(started, w.children):
+            assert os.readlink(os.path.join(w.run_dir(parent), name)) == os.path.join("..", child.id)
+
+    world(go)
+
+
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Lets the loops run until `condition` holds (failing after `timeout` seconds)."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def test_stopping_a_pipeline_stops_its_step_and_starts_no_more(world):
+    async def go(w):
+        parent = await w.parent()
+        await pipeline.start(w.parents, parent, steps("a", "b"), USER)
+        step = await w.next_child()
+        driver = w.drivers.get(parent)
+        await until(lambda: driver.step == step.id)  # the loop waits for its step
+        assert w.drivers.stop(parent)
+        rec = await w.parent_end(parent)
+        assert (rec.status, rec.exit_status) == (TERMINATED, -15)
+        assert [c.id for c in w.children] == [step.id]
+        assert (await w.runtime.io(w.store.get, step.id)).status == TERMINATED
+
+    world(go)
+
+
+GRID = [{"x": 1}, {"x": 2}, {"x": 3}]
+
+
+def grid(parallel: int = 0, fail_on_trial_error: bool = False) -> pb.BatchSpec:
+    return pb.BatchSpec(kind="grid", trials_json=json.dumps(GRID), parallel=parallel, fail_on_trial_error=fail_on_trial_error)
+
+
+async def start_batch(w: World, batch_spec: pb.BatchSpec) -> str:
+    """A pending batch run started as the launcher starts one (Launcher.run_batch)."""
+    parent = await w.parent()
+    await w.states.transition(parent, RUNNING)
+    batch = batches.Batch(w.parents, parent, batch_spec, spec(), 0, USER)
+    w.drivers.add(batch)
+    w.runtime.spawn(batch.run(), name=f"batch-{parent[:8]}")
+    return parent
+
+
+# (batch spec, exit status of each trial started; trials running at once before the test
+# ends them) -> (trials started, the batch's status and exit status, a line in its output)
+BATCHES = [
+    pytest.param(grid(), [0, 0, 0], 1, (3, COMPLETED, 0, "INFO: [guild] trial {2} completed"),
+                 id="one at a time: every trial, completed"),
+    pytest.param(grid(parallel=3), [0, 0, 0], 3, (3, COMPLETED, 0, "INFO: [guild] trial {0} completed"),
+                 id="parallel: every trial at once, completed"),
+    pytest.param(grid(), [0, 1, 0], 1, (3, COMPLETED, 0, "ERROR: [guild] trial {1} exited with an error"),
+                 id="a failed trial: the rest run, completed"),
+    pytest.param(grid(fail_on_trial_error=True), [1], 1, (1, ERROR, 1, "stopping batch because a trial failed"),
+                 id="fail on trial error: no further trials, error"),
+]
+
+
+@pytest.mark.parametrize("batch_spec, exits, at_once, expected", BATCHES)
+def test_a_grid_batch_runs_its_trials(world, batch_spec, exits, at_once, expected):
+    started, status, exit_status, line = expected
+
+    async def go(w):
+        parent = await start_batch(w, batch_spec)
+        pending = list(exits)
+        while pending:
+            running = [await w.next_child() for _ in range(min(at_once, len(pending)))]
+            for child in running:
+                await w.end_child(child.id, pending.pop(0))
+        rec = await w.parent_end(parent)
+        assert [json.loads(c.flags_json) for c in w.children] == GRID[:started]
+        assert (rec.status, rec.exit_status) == (status, exit_status)
+        assert parent not in w.drivers
+        assert line.format(*[c.id for c in w.children]) in w.output(parent)
+        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+
+    world(go)
+
+
+def test_stopping_a_batch_stops_its_trials_and_starts_no_more(world):
+    async def go(w):
+        parent = await start_batch(w, grid(parallel=2))
+        running = [await w.next_child(), await w.next_child()]
+        assert w.drivers.stop(parent)
+        rec = await w.parent_end(parent)
+        assert (rec.status, rec.exit_status) == (TERMINATED, -15)
+        assert set(w.stopped) == {c.id for c in running}
+        assert len(w.children) == 2
+        for child in running:
+            assert (await w.runtime.io(w.store.get, child.id)).status == TERMINATED
+            assert f"INFO: [guild] trial {child.id} was stopped" in w.output(parent)
+
+    world(go)
+
+
+@pytest.mark.xfail(strict=True, reason="pipeline._run sets driver.step only after _start_step returns and does not "
+                   "look at driver.stopping again before it waits for the step: a stop that comes while a step "
+                   "is being started (start_run, then the link) leaves that step running, and the pipeline waits "
+                   "for it to end on its own")
+def test_a_pipeline_stopped_while_its_step_starts_stops_that_step(world):
+    async def go(w):
+        parent = await w.parent()
+        await pipeline.start(w.parents, parent, steps("a", "b"), USER)
+        step = await w.next_child()  # made, not yet linked nor known to the pipeline's driver
+        driver = w.drivers.get(parent)
+        assert w.drivers.stop(parent)
+        await until(lambda: driver.step == step.id)
+        await until(lambda: w.store.get(step.id).status == TERMINATED)
+
+    world(go)
+
+
+async def stop_batch_while_its_first_trial_starts(w: World) -> str:
+    """A parallel grid batch stopped once its first trial is made, before the batch links
+    and watches it; returns the batch's id once it has ended."""
+    parent = await start_batch(w, grid(parallel=3))
+    await w.next_child()
+    assert w.drivers.stop(parent)
+    await w.parent_end(parent)
+    return parent
+
+
+def test_a_batch_stopped_while_a_trial_starts_ends_every_trial_it_made(world):
+    async def go(w):
+        parent = await stop_batch_while_its_first_trial_starts(w)
+        rec = await w.runtime.io(w.store.get, parent)
+        assert (rec.status, rec.exit_status) == (TERMINATED, -15)
+        for child in w.children:
+            assert (await w.runtime.io(w.store.get, child.id)).status == TERMINATED
+
+    world(go)
+
+
+@pytest.mark.xfail(strict=True, reason="Batch._loop starts the whole round of trials (`for values in batch_values`) "
+                   "without looking at self.stopping between them: a batch stopped while it starts a parallel "
+                   "round makes the rest of that round (then stops them), where Batch.stop promises no new trials")
+def test_a_batch_stopped_while_a_trial_starts_makes_no_more(world):
+    async def go(w):
+        await stop_batch_while_its_first_trial_starts(w)
+        return len(w.children)
+
+    assert world(go) == 1

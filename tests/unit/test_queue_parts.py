@@ -1,0 +1,114 @@
+"""The queue's plain parts (guildd.queue): a run's resource request as the scheduler and the
+queue file hold it, the GPUs a run's environment names, the scheduler's view of the GPUs, and
+the queue file."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from guild_common import rundir
+from guildd import queue
+from guildd.scheduler import GpuState, Holding, Request
+
+GIB = 2**30
+RUN = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
+
+REQUESTS = {
+    "a count": (queue.Resources(gpus=2), Request(2, (), 0)),
+    "devices count themselves, whatever the count says": (
+        queue.Resources(gpus=1, devices=(3, 1)), Request(2, (3, 1), 0)),
+    "memory on a GPU": (queue.Resources(gpus=1, gpu_memory=8 * GIB), Request(1, (), 8 * GIB)),
+    "nothing asked": (queue.Resources(), Request(0, (), 0)),
+    "--no-gpus asks for none": (queue.Resources(no_gpus=True), Request(0, (), 0)),
+}
+
+
+@pytest.mark.parametrize("resources, expected", REQUESTS.values(), ids=REQUESTS.keys())
+def test_request_for(resources, expected):
+    assert queue.request_for(resources) == expected
+
+
+FROM_JSON = {
+    "all of it": ({"gpus": 2, "devices": [0, 3], "gpu_memory": GIB, "no_gpus": False},
+                  queue.Resources(gpus=2, devices=(0, 3), gpu_memory=GIB)),
+    "no request at all": (None, queue.Resources()),
+    "numbers written as text": ({"gpus": "2", "devices": ["1"], "gpu_memory": "5"},
+                                queue.Resources(gpus=2, devices=(1,), gpu_memory=5)),
+    "--no-gpus": ({"no_gpus": True}, queue.Resources(no_gpus=True)),
+}
+
+
+@pytest.mark.parametrize("data, expected", FROM_JSON.values(), ids=FROM_JSON.keys())
+def test_request_from_json(data, expected):
+    assert queue.request_from_json(data) == expected
+
+
+def test_a_request_reads_back_as_written():
+    resources = queue.Resources(gpus=2, devices=(4, 2), gpu_memory=3 * GIB, no_gpus=False)
+    assert queue.request_from_json(queue.request_to_json(resources)) == resources
+
+
+GPU_ENV = {
+    "granted devices, in PCI bus order": (False, (2, 0), {"CUDA_VISIBLE_DEVICES": "2,0", "GUILD_GPUS": "2,0",
+                                                          "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}),
+    "--no-gpus hides them all": (True, (), {"CUDA_VISIBLE_DEVICES": "", "GUILD_GPUS": ""}),
+    "no request: the run sees every GPU": (False, (), {}),
+}
+
+
+@pytest.mark.parametrize("no_gpus, devices, expected", GPU_ENV.values(), ids=GPU_ENV.keys())
+def test_gpu_env(no_gpus, devices, expected):
+    assert queue.gpu_env(no_gpus, devices) == expected
+
+
+def proc(pid, memory, run_id="", user="bob"):
+    return SimpleNamespace(pid=pid, user=user, used_memory=memory * GIB, run_id=run_id, foreign=not run_id)
+
+
+def gpu(index, *processes, total=80, free=60):
+    return SimpleNamespace(index=index, memory_total=total * GIB, memory_free=free * GIB, processes=processes)
+
+
+def held(run_id, *devices):
+    return Holding(run_id, "alice", devices, 0, "", 0, False)
+
+
+GPU_STATES = {
+    "an idle GPU": ((gpu(0),), (), GpuState(0, 80 * GIB, 60 * GIB, 0, ())),
+    "a foreign process holds its memory": (
+        (gpu(0, proc(42, 5), proc(43, 3, user="")),), (),
+        GpuState(0, 80 * GIB, 60 * GIB, 8 * GIB, ("pid 42 (bob)", "pid 43 (unknown user)")),
+    ),
+    "our run on the GPU it was granted holds nothing more": (
+        (gpu(1, proc(42, 5, run_id=RUN)),), (held(RUN, 1),), GpuState(1, 80 * GIB, 60 * GIB, 0, ()),
+    ),
+    "our run on a GPU it wasn't granted holds it like a foreign process": (
+        (gpu(1, proc(42, 5, run_id=RUN)),), (held(RUN, 0),),
+        GpuState(1, 80 * GIB, 60 * GIB, 5 * GIB, ("run 1a2b3c4d (no GPU request)",)),
+    ),
+}
+
+
+@pytest.mark.parametrize("gpus, holdings, expected", GPU_STATES.values(), ids=GPU_STATES.keys())
+def test_gpu_states(gpus, holdings, expected):
+    assert queue.gpu_states(SimpleNamespace(gpus=gpus), holdings) == (expected,)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    rundir.attrs_dir(tmp_path).mkdir(parents=True)
+    return tmp_path
+
+
+def test_queue_file_reads_back_as_written(run_dir):
+    data = {"user": "alice", "request": {"gpus": 1}, "priority": 2, "after": ["r1"]}
+    queue.write_file(run_dir, data)
+    assert queue.read_file(run_dir) == data
+    assert sorted(p.name for p in rundir.guild_dir(run_dir).iterdir()) == ["attrs", queue.QUEUE_FILE]
+
+
+@pytest.mark.parametrize("content", [pytest.param(None, id="no file"), pytest.param("{not json", id="damaged")])
+def test_a_missing_or_damaged_queue_file_reads_as_none(run_dir, content):
+    if content is not None:
+        (rundir.guild_dir(run_dir) / queue.QUEUE_FILE).write_text(content)
+    assert queue.read_file(run_dir) is None
