@@ -171,6 +171,8 @@ class Batch:
                 else:
                     batch_values = await self._ask(n, made)
                 for values in batch_values:
+                    if self.stopping:  # stopped while this round starts: no new trials
+                        break
                     made += 1
                     number += 1
                     await self._start_trial(number, values)

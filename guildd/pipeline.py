@@ -83,6 +83,8 @@ async def _run(parents: Parents, driver: PipelineDriver, steps: list, user: str,
                     exit_status = 1
                     break
             driver.step = child_id
+            if driver.stopping:  # asked while the step was starting: it stops too
+                await parents.stop_runs([child_id])
             ended = await parents.wait_end(child_id, run_dir, offset)
             if ended is None or ended.status != runstate.COMPLETED:
                 stopped = driver.stopping or (ended and ended.status == runstate.TERMINATED)

@@ -278,10 +278,6 @@ def test_stopping_a_batch_stops_its_trials_and_starts_no_more(world):
     world(go)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline._run sets driver.step only after _start_step returns and does not "
-                   "look at driver.stopping again before it waits for the step: a stop that comes while a step "
-                   "is being started (start_run, then the link) leaves that step running, and the pipeline waits "
-                   "for it to end on its own")
 def test_a_pipeline_stopped_while_its_step_starts_stops_that_step(world):
     async def go(w):
         parent = await w.parent()
@@ -316,9 +312,6 @@ def test_a_batch_stopped_while_a_trial_starts_ends_every_trial_it_made(world):
     world(go)
 
 
-@pytest.mark.xfail(strict=True, reason="Batch._loop starts the whole round of trials (`for values in batch_values`) "
-                   "without looking at self.stopping between them: a batch stopped while it starts a parallel "
-                   "round makes the rest of that round (then stops them), where Batch.stop promises no new trials")
 def test_a_batch_stopped_while_a_trial_starts_makes_no_more(world):
     async def go(w):
         await stop_batch_while_its_first_trial_starts(w)
