@@ -3,11 +3,12 @@ expression checked in Python, an order, and run specs (index, id, prefix, range)
 the ordered list, as Guild's run arguments work everywhere a command takes RUN."""
 
 import dataclasses
+import datetime
 import json
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from guild_common import errors, query
 
@@ -201,15 +202,21 @@ def _matching_expr(db: sqlite3.Connection, ids: list[str], expr: str) -> list[st
         if run_id in wanted:
             scalars.setdefault(run_id, {})[tag] = last
     rows: dict[str, _Row] = {}
-    for r in db.execute("SELECT id, op_name, label, status, flags_json, tags_json, started_us, marked FROM runs"):
+    for r in db.execute("SELECT id, op_name, label, status, flags_json, tags_json, started_us, stopped_us, marked FROM runs"):
         if r[0] in wanted:
             rows[r[0]] = _Row(
                 flags=json.loads(r[4]),
                 scalars=scalars.get(r[0], {}),
                 attrs={"id": r[0], "op": r[1], "operation": r[1], "label": r[2], "status": r[3],
-                       "tags": json.loads(r[5]), "started": r[6], "marked": bool(r[7])},
+                       "tags": json.loads(r[5]), "started": _shown_time(r[6]), "stopped": _shown_time(r[7]),
+                       "marked": bool(r[8])},
             )
     return [i for i in ids if flt.matches(rows[i])]
+
+
+def _shown_time(us: int) -> Optional[str]:
+    """A time as Guild shows and compares it in filters: local 'YYYY-MM-DD HH:MM:SS'."""
+    return datetime.datetime.fromtimestamp(us / 1e6).strftime("%Y-%m-%d %H:%M:%S") if us else None
 
 
 @dataclasses.dataclass(frozen=True)

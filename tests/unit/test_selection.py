@@ -84,8 +84,6 @@ def test_criteria(db, criteria, expected):
     assert selection.count(db, criteria) == len(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="a filter's `started` is µs since the epoch, where Guild 0.9 (and "
-                                        "query.parse_filter's doc) compare 'YYYY-MM-DD HH:MM:SS' text")
 def test_an_expression_on_the_start_time_compares_as_guild_shows_it(db):
     shown = datetime.datetime.fromtimestamp(45).strftime("%Y-%m-%d %H:%M:%S")
     assert selection.ordered_ids(db, Criteria(expr=f"started > '{shown}'")) == ["r1", "r2"]
