@@ -41,7 +41,7 @@ def exe_beside_python(name, prog):
     sys.exit("%s: %s not found (install /work/main with pip install -e)" % (prog, name))
 
 
-# --- Report ----------------------------------------------------------------------------------
+# Report
 
 
 def fmt_s(s):

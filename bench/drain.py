@@ -156,7 +156,7 @@ def run_checked(cmd, env, cwd, timeout=600, what=None, stdout=subprocess.DEVNULL
     return dt, p
 
 
-# --- The daemon ----------------------------------------------------------------------------
+# The daemon
 
 
 def start_daemon(env):
@@ -205,7 +205,7 @@ def stop_daemon(env, problems):
     env.daemon_err.close()
 
 
-# --- 1. Ours: stage, drain, read the run dirs ------------------------------------------------
+# 1. Ours: stage, drain, read the run dirs
 
 
 def noop_spec(env, script=None):
@@ -391,7 +391,7 @@ def run_dir_figures(home, t_go, runs, problems, ids=None):
     }
 
 
-# --- Direct plan() timing ----------------------------------------------------------------------
+# Direct plan() timing
 
 
 def bench_plan(queued, calls):
@@ -425,7 +425,7 @@ def bench_plan(queued, calls):
     return out
 
 
-# --- 2. Baselines --------------------------------------------------------------------------------
+# 2. Baselines
 
 
 def bench_python(env, n):
@@ -540,7 +540,7 @@ def bench_guild(env, runs, problems):
     return res
 
 
-# --- Report ----------------------------------------------------------------------------------
+# Report
 
 
 def fmt_ms(ms):
@@ -626,7 +626,7 @@ def build_rows(res):
     return rows
 
 
-# --- Main --------------------------------------------------------------------------------------
+# Main
 
 
 def main(argv=None):

@@ -52,7 +52,7 @@ for _ in range(20):
 """
 
 
-# --- Tools -------------------------------------------------------------------------------
+# Tools
 
 
 class Env:
@@ -110,7 +110,7 @@ def ctl_json(*args):
 ENV = None  # set in main(); the helpers above read it
 
 
-# --- 1. Start-up overhead ----------------------------------------------------------------
+# 1. Start-up overhead
 
 
 def bench_noop(runs, problems):
@@ -147,7 +147,7 @@ def bench_noop(runs, problems):
     return res
 
 
-# --- 2. Output capture -------------------------------------------------------------------
+# 2. Output capture
 
 
 RUN_ID_RE = re.compile(r"\b([0-9a-f]{32})\b")
@@ -301,7 +301,7 @@ def bench_capture(reps, pairs, problems):
     return res
 
 
-# --- 3. Watch latency --------------------------------------------------------------------
+# 3. Watch latency
 
 
 def bench_latency(problems):
@@ -329,7 +329,7 @@ def bench_latency(problems):
             "max_after_first_ms": max(delays[1:]) if len(delays) > 1 else None}
 
 
-# --- Report ------------------------------------------------------------------------------
+# Report
 
 
 def build_rows(res):
@@ -393,7 +393,7 @@ def build_rows(res):
     return rows
 
 
-# --- Main --------------------------------------------------------------------------------
+# Main
 
 
 def setup(args, problems):

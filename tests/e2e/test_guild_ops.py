@@ -30,7 +30,7 @@ def new_runs(g, before):
     return sorted(infos, key=lambda i: i["started"])
 
 
-# --- F1: no main, no exec: the module named like the operation ------------------------------
+# F1: no main, no exec: the module named like the operation
 
 NO_MAIN = {
     "guild.yml": """
@@ -75,7 +75,7 @@ def test_flags_imported_from_the_default_module_take_a_batch(g, proj):
     assert sorted(i["flags"]["x"] for i in trials) == [-2.0, 0.0, 2.0]
 
 
-# --- F2: main: guild.pass --------------------------------------------------------------------
+# F2: main: guild.pass
 
 
 def test_guild_pass_resolves_dependencies_and_does_nothing(g, proj):
@@ -105,7 +105,7 @@ def test_guild_pass_resolves_dependencies_and_does_nothing(g, proj):
     assert run(g, proj, "echo-flags").stdout.splitlines()[-1] == "--b 2"
 
 
-# --- F6: sourcecode dest -------------------------------------------------------------------
+# F6: sourcecode dest
 
 
 def test_sourcecode_dest_is_on_the_module_path(g, proj):
@@ -150,7 +150,7 @@ def test_sourcecode_dest_is_on_the_module_path(g, proj):
     assert latest(g, proj)["flags"] == {"m": 4}
 
 
-# --- D6: run options in steps ----------------------------------------------------------------
+# D6: run options in steps
 
 
 def test_run_options_in_steps(g, proj):

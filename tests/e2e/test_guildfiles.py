@@ -50,7 +50,7 @@ def no_new_run(g):
     assert set(g.run_dirs()) == before, "a run dir was created"
 
 
-# --- Loading and finding operations ------------------------------------------------------
+# Loading and finding operations
 
 
 def test_operations_only_format_ops_lists_descriptions(g, proj):
@@ -186,7 +186,7 @@ def test_unknown_operation_lists_the_operations(g, proj):
     assert "  prepare\n" in r.stderr and "  train" in r.stderr
 
 
-# --- main, exec, flags-dest, flags-import, env, label --------------------------------------
+# main, exec, flags-dest, flags-import, env, label
 
 
 TRAINER = """
@@ -397,7 +397,7 @@ def test_label_template(g, proj):
     assert latest(g, proj)["label"] == "mine 0.1"
 
 
-# --- Output scalars ------------------------------------------------------------------------
+# Output scalars
 
 OUT_PY = """
     for i in range(3):
@@ -469,7 +469,7 @@ def test_test_output_scalars_file_and_stdin(g, proj):
     assert "prec=5" in r2.stdout and "step=3" in r2.stdout
 
 
-# --- Source code ---------------------------------------------------------------------------
+# Source code
 
 SOURCE_FILES = {
     "src/main.py": "print('hi')\n",
@@ -553,7 +553,7 @@ def test_test_sourcecode(g, proj):
     assert "Source code copy disabled" in off
 
 
-# --- Flag definitions ----------------------------------------------------------------------
+# Flag definitions
 
 FLAGS_YML = """
 train:
@@ -687,7 +687,7 @@ def test_test_flags_print_cmd_print_env(g, flags_proj):
     assert "FLAG_DATA=x" in env and "FLAG_SECRET=s3" in env and "FLAG_EPOCHS=5" in env
 
 
-# --- Dependencies --------------------------------------------------------------------------
+# Dependencies
 
 
 class _Server:
@@ -933,7 +933,7 @@ def test_requires_select_rename_link_and_config(g, proj):
     assert (proj / "cfg.yml").read_text().startswith("lr: 0.1")  # the project's file is untouched
 
 
-# --- Steps ---------------------------------------------------------------------------------
+# Steps
 
 STEPS_YML = """
 ok:
@@ -1003,7 +1003,7 @@ def test_step_cycle_is_refused(g, proj):
     assert "cycle" in r.stderr and "cyc-a -> cyc-b -> cyc-a" in r.stderr
 
 
-# --- Bad input -----------------------------------------------------------------------------
+# Bad input
 
 
 def test_invalid_yaml_names_file_and_line(g, proj):

@@ -11,7 +11,7 @@ from guild_common import errors, opconfig, paths, rundir, sourcecode
 from guild_common.guildfile_ops import sourcecode as guildfile_sourcecode
 from guildd import deps, manage
 
-# --- paths.relative: lexical, touches nothing ------------------------------------------------
+# paths.relative: lexical, touches nothing
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_relative_refuses_what_is_not_a_string():
         paths.relative(None)
 
 
-# --- paths.contained: resolved, links included ------------------------------------------------
+# paths.contained: resolved, links included
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_contained_in_a_dir_that_does_not_exist_yet(tmp_path):
         paths.contained(tmp_path / "new", "../x")
 
 
-# --- paths.absolute_dir and paths.inside -------------------------------------------------------
+# paths.absolute_dir and paths.inside
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_inside_follows_links(tmp_path):
     assert not paths.inside(tmp_path, tmp_path / "runs")
 
 
-# --- the source snapshot (rundir) ---------------------------------------------------------------
+# the source snapshot (rundir)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_read_sourcecode(tmp_path):
     assert rundir.read_sourcecode(tmp_path) == [("a/x.py", b"x", 0o640)]
 
 
-# --- a Guild file's sourcecode dest, and a run's recorded dest -----------------------------------
+# a Guild file's sourcecode dest, and a run's recorded dest
 
 
 @pytest.mark.parametrize("dest", ["../../../../tmp/x", "/tmp/x", "a/../../x", "/"])
@@ -283,7 +283,7 @@ def test_recorded_dest_is_read_as_written(dest, expected):
     assert opconfig._dest_for_attr(dest) == expected
 
 
-# --- dependency targets (guildd.deps) -----------------------------------------------------------
+# dependency targets (guildd.deps)
 
 
 @pytest.fixture
@@ -338,7 +338,7 @@ def test_dependency_target_named_with_leading_dots_is_fine(dep_ctx):
     assert (run / "..data").read_text() == "dots\n"
 
 
-# --- export and archive directories (guildd.manage) ---------------------------------------------
+# export and archive directories (guildd.manage)
 
 
 @pytest.mark.parametrize("dest", ["{home}/runs", "{home}/runs/abc/exported", "{home}/trash/runs/x", "{link}/x"])

@@ -80,7 +80,7 @@ def error_for(requires, ctx):
     return str(e.value)
 
 
-# --- file sources -----------------------------------------------------------------------
+# file sources
 
 
 def test_file_copied_and_recorded(make_ctx):
@@ -205,7 +205,7 @@ def test_install_failure_rolls_back(make_ctx, monkeypatch):
     assert files(run) == []
 
 
-# --- url sources -------------------------------------------------------------------------
+# url sources
 
 
 @pytest.fixture
@@ -301,7 +301,7 @@ def test_url_not_found(make_ctx, server):
                           "error downloading")
 
 
-# --- operation sources -------------------------------------------------------------------
+# operation sources
 
 
 def test_operation_latest_run(make_ctx, upstream):
@@ -391,7 +391,7 @@ def test_skip_resolved_and_stage(make_ctx):
     assert [s.resource for s in r.sources] == ["operation:prepare"]
 
 
-# --- config and module sources -----------------------------------------------------------
+# config and module sources
 
 
 def test_config_params_then_flags(make_ctx):
@@ -458,7 +458,7 @@ def test_module_sources(make_ctx):
         "resource: no module named no_such_module_xyz")
 
 
-# --- parsing -----------------------------------------------------------------------------
+# parsing
 
 
 def test_resources_for():
@@ -492,7 +492,7 @@ def test_rename_specs():
     assert deps._rename_specs({"pattern": "a", "repl": "b"}, {}) == [("a", "b")]
 
 
-# --- guild_common.requires: references and selecting flags --------------------------------
+# guild_common.requires: references and selecting flags
 
 
 def test_requires_inline_flags_aliases_and_project_paths():

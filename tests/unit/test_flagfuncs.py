@@ -11,7 +11,7 @@ from guild_common import flagfuncs
 from guild_common.errors import InvalidArgument
 from guild_common.flagfuncs import SearchDim
 
-# --- parse ---------------------------------------------------------------------------------
+# parse
 
 PARSE_CASES = [
     # Nameless functions (L13215-L13227); `[]` and `[1]` are lists, not functions (ours)
@@ -68,7 +68,7 @@ def test_not_a_function(value):
     assert not flagfuncs.is_function(value)
 
 
-# --- expand: sequence functions ------------------------------------------------------------
+# expand: sequence functions
 
 EXPAND_CASES = [
     # range: stop inclusive (L13740-L13770)
@@ -210,7 +210,7 @@ def test_expand_errors(value, message):
     assert str(e.value) == message
 
 
-# --- search_dim ----------------------------------------------------------------------------
+# search_dim
 
 SEARCH_DIM_CASES = [
     # Nameless is uniform; two ints make an integer range (L32343-L32370)

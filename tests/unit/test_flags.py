@@ -14,7 +14,7 @@ from guild_common.flagdef import FlagDef
 
 INF = float("inf")
 
-# --- decode_flag_value ---------------------------------------------------------------------
+# decode_flag_value
 
 DECODE_CASES = [
     # Empty value (L23789)
@@ -127,7 +127,7 @@ def test_decode_nan_and_inf():
     assert flags.decode_flag_value("nan") == "nan"
 
 
-# --- encode_flag_value ---------------------------------------------------------------------
+# encode_flag_value
 
 ENCODE_CASES = [
     # Strings (L13380-L13392)
@@ -186,7 +186,7 @@ def test_encode_decode_round_trip(value):
     assert type(decoded) is type(value)
 
 
-# --- format_flag_value, format_flag_assign, default_label ----------------------------------
+# format_flag_value, format_flag_assign, default_label
 
 FORMAT_CASES = [
     # format_flag_assigns (L13530)
@@ -258,7 +258,7 @@ def test_default_label(flag_vals, expected):
     assert flags.default_label(flag_vals) == expected
 
 
-# --- parse_flag_assigns --------------------------------------------------------------------
+# parse_flag_assigns
 
 PARSE_CASES = [
     ([], {}),  # L23699
@@ -289,7 +289,7 @@ def test_parse_flag_assigns_requires_name_and_equals(arg):
     assert str(e.value) == "invalid argument '%s' - expected NAME=VAL" % arg
 
 
-# --- flag_cmd_args and flag_env ------------------------------------------------------------
+# flag_cmd_args and flag_env
 
 CMD_CASES = [
     # op_cmd.generate (L22791-L22875); defs stand in for Guild's CmdFlag
@@ -342,7 +342,7 @@ def test_flag_env(flag_vals, defs, expected):
     assert flags.flag_env(flag_vals, defs) == expected
 
 
-# --- coerce_flag_value ---------------------------------------------------------------------
+# coerce_flag_value
 
 COERCE_CASES = [
     # op_util.coerce_flag_value (L23963-L24042)

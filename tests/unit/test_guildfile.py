@@ -36,7 +36,7 @@ def flags(op):
     return [(f.name, f.description, f.default) for f in op.flags.values()]
 
 
-# --- Formats and models -------------------------------------------------------------------
+# Formats and models
 
 DEFAULT_MODEL = [
     ("- model: foo\n", "foo"),  # L14976: the only model is the default
@@ -224,7 +224,7 @@ def test_empty_file(tmp_path):
     assert gf.models == {} and guildfile.operations(gf) == []
 
 
-# --- Flag defs ----------------------------------------------------------------------------
+# Flag defs
 
 
 def flagdef(yaml_text, name="flag"):
@@ -324,7 +324,7 @@ def test_flags_sorted_by_name():
     assert op.flag_values() == {"x": "X1", "y": "Y"}
 
 
-# --- Operation attributes -----------------------------------------------------------------
+# Operation attributes
 
 FLAGS_IMPORT = [
     ("yes", True),  # L17172: all
@@ -440,7 +440,7 @@ def test_resources():
     assert gf.models["sample"].operations == {}
 
 
-# --- Optimizers ---------------------------------------------------------------------------
+# Optimizers
 
 OPTIMIZERS = [
     # L15397: a string is the algorithm; a single optimizer is the default
@@ -481,7 +481,7 @@ def test_optimizers(text, expected, default):
     assert op.default_optimizer.name == default
 
 
-# --- Inheritance --------------------------------------------------------------------------
+# Inheritance
 
 APPLY_PARENT = [
     ({"a": 1}, {}, {"a": 1}),  # L15972
@@ -857,7 +857,7 @@ def test_extends_cycle_across_packages(tmp_path, monkeypatch):
     assert str(e.value).endswith("cycle in 'extends' (cycle_b/model -> cycle_a/model -> cycle_b/model)")
 
 
-# --- operation-defaults -------------------------------------------------------------------
+# operation-defaults
 
 
 def test_operation_defaults():
@@ -906,7 +906,7 @@ def test_operation_defaults_inherited():
     assert gf.models["m"].operations["op1"].flag_values() == {"f1": 1, "f2": 2}
 
 
-# --- $include -----------------------------------------------------------------------------
+# $include
 
 
 def test_include_operations_from_config():
@@ -1019,7 +1019,7 @@ def test_include_cycle():
         gf_of("- config: a\n  flags: {$include: b}\n- config: b\n  flags: {$include: a}\n- operations:\n    op:\n      flags: {$include: a}\n")
 
 
-# --- Top-level includes -------------------------------------------------------------------
+# Top-level includes
 
 
 def test_include_file(tmp_path):
@@ -1083,7 +1083,7 @@ def test_include_package_on_sys_path(tmp_path, monkeypatch):
     assert sorted(guildfile.load(path).models) == ["b", "expert", "intro"]
 
 
-# --- Resolution ---------------------------------------------------------------------------
+# Resolution
 
 RESOLVE_PROJECT = """
 - model: m1
@@ -1164,7 +1164,7 @@ def test_unknown_op_in_empty_project():
     assert str(e.value) == "operation 'train' is not defined for this project\n<string> defines no operations"
 
 
-# --- Warnings for unknown attributes ------------------------------------------------------
+# Warnings for unknown attributes
 
 
 def test_unknown_attribute_warnings(tmp_path):

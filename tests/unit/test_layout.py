@@ -60,7 +60,7 @@ def test_sources_found():
         assert len(_sources(package_dir)) >= 2, package_dir
 
 
-# --- (a) import direction: guildctl -> common <- guildd -----------------------------------
+# (a) import direction: guildctl -> common <- guildd
 
 
 def test_common_imports_neither_daemon_nor_cli():
@@ -104,7 +104,7 @@ def test_opmain_uses_only_the_standard_library():
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
 
 
-# --- (b) the generated gRPC code is fresh ------------------------------------------------
+# (b) the generated gRPC code is fresh
 
 
 def _load_generate():
@@ -145,7 +145,7 @@ def test_generated_code_imports_guild_common_not_guild(tmp_path):
     assert "guild_common.pb.guild_pb2" in _module_imports(ROOT / "common" / "pb" / "guild_pb2_grpc.py")
 
 
-# --- (c) the command lines start, and without grpc ----------------------------------------
+# (c) the command lines start, and without grpc
 
 
 def _python(*args):

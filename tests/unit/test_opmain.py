@@ -29,7 +29,7 @@ def _run(tmp_path, source, *args, flags_dest="globals", script="train.py"):
     )
 
 
-# --- FLAGS_DEST=globals --------------------------------------------------------------------
+# FLAGS_DEST=globals
 
 GLOBALS_SCRIPT = """
 x = 0.1
@@ -95,7 +95,7 @@ def test_globals_flag_replaces_only_the_first_assignment(tmp_path):
     assert p.stdout == "first 5 9\nthen 3\n", p.stderr
 
 
-# --- args mode -----------------------------------------------------------------------------
+# args mode
 
 ARGS_SCRIPT = """
 import argparse
@@ -120,7 +120,7 @@ def test_args_mode_is_the_default_and_argv0_is_the_script(tmp_path):
     assert p.stdout == f"{[script, 'a', '--b']} {script}\n", p.stderr
 
 
-# --- exit status and errors ----------------------------------------------------------------
+# exit status and errors
 
 
 @pytest.mark.parametrize("flags_dest", ["globals", "args"])
@@ -155,7 +155,7 @@ def test_keyboard_interrupt_is_not_an_error_exit_1(tmp_path):
     assert p.returncode != 1
 
 
-# --- sys.path ------------------------------------------------------------------------------
+# sys.path
 
 
 @pytest.mark.parametrize("flags_dest", ["globals", "args"])
@@ -174,7 +174,7 @@ def test_script_dir_first_on_sys_path(tmp_path, flags_dest):
     assert p.stdout == f"42 {sub} False\n"
 
 
-# --- decode and flag_assigns ---------------------------------------------------------------
+# decode and flag_assigns
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ def test_guild_pass_prints_its_args_without_guild_installed(tmp_path, flags_dest
     assert (r.returncode, r.stdout, r.stderr) == (0, printed, "")
 
 
-# --- FLAGS_DEST=global:NAME / namespace:NAME / config:FILE ---------------------------------
+# FLAGS_DEST=global:NAME / namespace:NAME / config:FILE
 
 
 def test_global_dict_flags_update_the_dict(tmp_path):

@@ -17,7 +17,7 @@ def _defaults(flags):
     return {name: f.default for name, f in flags.flags.items()}
 
 
-# --- globals -----------------------------------------------------------------------------------
+# globals
 
 
 def test_get_started_script(tmp_path):
@@ -149,7 +149,7 @@ def test_syntax_error(tmp_path):
     assert str(e.value).endswith("(line 2)")
 
 
-# --- argparse ----------------------------------------------------------------------------------
+# argparse
 
 
 def test_argparse_flags(tmp_path):
@@ -327,7 +327,7 @@ def test_argparse_import_inside_function_and_no_parser(tmp_path):
     assert detect_flags(path) == ScriptFlags("args", {})
 
 
-# --- click -------------------------------------------------------------------------------------
+# click
 
 CLICK_SCRIPT = """
 import click
@@ -409,7 +409,7 @@ def test_click_script_syntax_error_is_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-# --- global:NAME and namespace:NAME --------------------------------------------------------------
+# global:NAME and namespace:NAME
 
 
 def test_global_dict_and_namespace_items_are_flags(tmp_path):

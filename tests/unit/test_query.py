@@ -13,7 +13,7 @@ import pytest
 from guild_common.errors import InvalidArgument
 from guild_common.query import Column, for_scalar, parse_column, parse_columns, parse_filter
 
-# --- Column specs --------------------------------------------------------------------------
+# Column specs
 
 
 def S(name, qual="last", step=False, alias=None):
@@ -236,7 +236,7 @@ def test_spec_round_trip(col, spec):
     assert parse_column(spec) == col
 
 
-# --- Filters -------------------------------------------------------------------------------
+# Filters
 
 # The run of filter-parser.md in Guild 0.9's own tests, plus lists, tags and prefixed scalars.
 ROW = SimpleNamespace(

@@ -7,7 +7,7 @@ import yaml
 
 from guild_common import rundir
 
-# --- attrs ---------------------------------------------------------------------------------
+# attrs
 
 ATTRS = {
     "flags": {"lr": 0.1, "epochs": 10, "name": "a b", "on": True, "off": None},
@@ -83,7 +83,7 @@ def test_delete_attr(tmp_path):
     assert rundir.read_attrs(tmp_path) == {"b": 2}
 
 
-# --- opref ---------------------------------------------------------------------------------
+# opref
 
 
 def test_script_opref():
@@ -122,7 +122,7 @@ def test_opref_write_read(tmp_path):
     assert rundir.read_opref(tmp_path) == opref
 
 
-# --- status --------------------------------------------------------------------------------
+# status
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ def test_set_marker(tmp_path):
     assert not rundir.has_marker(tmp_path, "STAGED")
 
 
-# --- source code ---------------------------------------------------------------------------
+# source code
 
 SOURCES = [
     ("train.py", b"print('hi')\n", 0o755),
@@ -225,7 +225,7 @@ def test_sourcecode_files_ignores_other_manifest_entries(tmp_path):
     assert rundir.sourcecode_files(tmp_path) == ["train.py"]
 
 
-# --- tail_lines ----------------------------------------------------------------------------
+# tail_lines
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def triples(text, config=None):
     return [(s.key, s.value, s.step) for s in parse_output(text, config)]
 
 
-# --- default capture
+# default capture
 
 
 def test_default_train_py_output():
@@ -111,7 +111,7 @@ def test_fast_path_agrees_with_generic_matching():
         assert fast.step == generic.step, line
 
 
-# --- output-scalars configs
+# output-scalars configs
 
 
 def test_disabled():
@@ -266,7 +266,7 @@ def test_feed_text_gives_what_feed_gives_line_by_line():
     assert block.step == by_line.step
 
 
-# --- keys that are flag names (Guild 0.9: the default capture skips them)
+# keys that are flag names (Guild 0.9: the default capture skips them)
 
 
 def test_default_capture_skips_the_runs_flag_names():

@@ -585,7 +585,7 @@ def test_bad_model_config_names_the_model():
         rules_for_config(None, 1.5)
 
 
-# --- Copy source code warnings (~L8868): explicit rules override the limits -----------------
+# Copy source code warnings (~L8868): explicit rules override the limits
 
 
 def test_select_pattern_copies_past_the_count_limit(tmp_path):
@@ -619,7 +619,7 @@ def test_limits_still_apply_to_files_no_later_rule_matches(tmp_path):
     assert len(selection.warnings) == 1
 
 
-# --- file select rules (~L12594) ------------------------------------------------------------
+# file select rules (~L12594)
 
 
 @pytest.fixture

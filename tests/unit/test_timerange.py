@@ -19,7 +19,7 @@ def _dt(s):
     return None if s is None else datetime.datetime.fromisoformat(s)
 
 
-# --- lexer: (line, spec, [(type, value, pos), ...]) ----------------------------------------
+# lexer: (line, spec, [(type, value, pos), ...])
 
 LEX_CASES = [
     ("L35007", "", []),
@@ -110,7 +110,7 @@ def test_lex_errors(line, spec, message):
     assert str(parse_err.value) == str(lex_err.value)
 
 
-# --- parser: (line, spec, ref, start, end) -------------------------------------------------
+# parser: (line, spec, ref, start, end)
 
 PARSE_CASES = [
     # Unit ranges: minutes
@@ -281,7 +281,7 @@ def test_parse_errors(line, spec, message):
     assert "\n" not in str(err.value)
 
 
-# --- to_us ---------------------------------------------------------------------------------
+# to_us
 
 def test_to_us_matches_local_timestamp():
     for ts in (0, 1556721323, 1556721323.25, 86400 * 365 * 60):

@@ -12,7 +12,7 @@ import pytest
 from guild_common import trials
 from guild_common.errors import InvalidArgument
 
-# --- grid ----------------------------------------------------------------------------------
+# grid
 
 GRID_CASES = [
     # Not a batch: no list value
@@ -76,7 +76,7 @@ def test_expand_values_names_the_flag_in_errors():
         trials.expand_values({"x": 1, "lr": "floop[1:2]"})
 
 
-# --- sample --------------------------------------------------------------------------------
+# sample
 
 GRID_8 = trials.grid({"x": [1, 2], "y": [3, 4], "z": [5, 6]})
 
@@ -111,7 +111,7 @@ def test_sample_to_zero():
     assert trials.sample(GRID_8, 0, seed=1) == []
 
 
-# --- random_trials -------------------------------------------------------------------------
+# random_trials
 
 
 def test_random_trials_real_range():
@@ -207,7 +207,7 @@ def test_search_dims():
     assert dims["d"].kind == "loguniform"
 
 
-# --- Batch files ---------------------------------------------------------------------------
+# Batch files
 
 # The seeds' sample batch project (L5483, L5577, L5599, L5621)
 BATCH_CSV = "msg,loud\nhello 1\nhello 2,yes\nhello 3\n"
@@ -408,7 +408,7 @@ def test_validate_batch_columns():
     assert str(e.value) == "batch file trials.csv: column 'foo' is not a flag of train.py"
 
 
-# --- batch_file_trials: merging with command-line flags ------------------------------------
+# batch_file_trials: merging with command-line flags
 
 DEFAULTS = {"msg": "hello", "loud": False}
 
@@ -461,7 +461,7 @@ def test_batch_file_trials_none():
     assert trials.batch_file_trials([], {"x": 1}, {}) == []
 
 
-# --- write_csv -----------------------------------------------------------------------------
+# write_csv
 
 
 def test_write_csv_as_guild_saves_trials(tmp_path):

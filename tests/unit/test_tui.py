@@ -5,7 +5,7 @@ import pytest
 from guildctl import tui
 from guildctl.tui import CELL, CURRENT, HEADER, PINNED, Viewport
 
-# --- cell text and truncation ------------------------------------------------------------------
+# cell text and truncation
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_column_widths_from_content_capped():
     assert label == "x" * (tui.MAX_WIDTH - 1) + "…"
 
 
-# --- sorting -------------------------------------------------------------------------------------
+# sorting
 
 
 def col(view, c):
@@ -104,7 +104,7 @@ def test_status_line_empty_table():
     assert "row 0 of 0" in Viewport(["run"], []).status_line(80)
 
 
-# --- moving --------------------------------------------------------------------------------------
+# moving
 
 
 def grid(nrows=200, ncols=15):
@@ -155,7 +155,7 @@ def test_empty_table_moves_and_draws():
     assert view.visible_cells(10, 80) == []
 
 
-# --- scrolling windows ---------------------------------------------------------------------------
+# scrolling windows
 
 
 def rows_shown(cells):
