@@ -63,6 +63,8 @@ class Followers:
         """A run's end is recorded: the rest of its output is indexed and it is no longer followed."""
         follower = self._followers.get(run_id)
         if follower is not None:
+            follower.stop()  # finishing: its watchers return now, without waiting for the indexing
+            self.wake(run_id)
             await follower.finish()
             self._followers.pop(run_id, None)
 

@@ -174,3 +174,29 @@ def test_close_stops_every_follower(fx):
 
     follower = asyncio.run(go())
     assert follower.finishing and follower.task.done()
+
+
+def test_a_finished_runs_watchers_return_before_its_last_scalars_are_indexed(fx):
+    # A waiting `guildctl run` returns as the end is recorded; indexing the rest of a long
+    # output's scalars can take a while after.
+    async def go():
+        fx.followers.follow(RUN, 0)
+        follower = fx.followers.get(RUN)
+        indexed = asyncio.Event()
+        index_rest = follower.finish
+
+        async def slow_finish():
+            await indexed.wait()
+            await index_rest()
+
+        follower.finish = slow_finish
+        before = len(fx.woken)
+        finishing = asyncio.ensure_future(fx.followers.finish(RUN))
+        await asyncio.sleep(0)
+        assert not fx.followers.following(RUN)
+        assert RUN in fx.woken[before:]
+        indexed.set()
+        await finishing
+        assert RUN not in fx.followers
+
+    asyncio.run(go())
