@@ -77,22 +77,27 @@ def _dump(value: Any) -> str:
     return text
 
 
-def write_atomic(path: StrPath, data: bytes) -> None:
+def write_atomic(path: StrPath, data: bytes, mode: int = 0o666) -> None:
     """Writes a file atomically: a reader sees the old content or the new, never half, and
-    a write that fails (a full disk) leaves the old content and no temporary file."""
+    a write that fails (a full disk) leaves the old content and no temporary file. `mode`
+    (less the umask) is the new file's: 0o600 for one only its owner may read."""
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb") as f:
+            if mode != 0o666:
+                os.fchmod(f.fileno(), mode)  # also when a leftover temporary file had a wider one
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_attr(run_dir: StrPath, name: str, value: Any) -> None:
-    """Writes one attribute atomically (see write_atomic)."""
-    write_atomic(attrs_dir(run_dir) / name, _dump(value).encode())
+def write_attr(run_dir: StrPath, name: str, value: Any, private: bool = False) -> None:
+    """Writes one attribute atomically (see write_atomic); `private`: readable by the run's
+    owner only (its recorded environment may hold tokens)."""
+    write_atomic(attrs_dir(run_dir) / name, _dump(value).encode(), 0o600 if private else 0o666)
 
 
 def write_attrs(run_dir: StrPath, attrs: Mapping[str, Any]) -> None:

@@ -137,7 +137,8 @@ def prepare_launch(run_dir: StrPath, run_id: str, config: opconfig.OpConfig, fla
     """Writes the command and environment attrs a start records, and returns the launch."""
     cmd = opconfig.render_cmd(config, flag_values)
     env = run_env(base_env, config, flag_values, run_dir, run_id, guild_home)
-    rundir.write_attrs(run_dir, {"cmd": cmd, "env": recorded_env(env, config.env_secrets)})
+    rundir.write_attr(run_dir, "cmd", cmd)
+    rundir.write_attr(run_dir, "env", recorded_env(env, config.env_secrets), private=True)  # may hold tokens
     return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
 
 

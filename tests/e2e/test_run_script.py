@@ -57,6 +57,10 @@ def test_run_environment_and_working_dir(guild):
     assert seen["GUILD_OP"] == str(guild.project / "env.py")
     assert seen["CMD_DIR"] == str(guild.project)
     assert seen["FLAG_A"] == "2"
+    # Its recorded environment may hold tokens: only its owner reads it; the rest stays readable.
+    attrs = pathlib.Path(info["run_dir"]) / ".guild" / "attrs"
+    assert (attrs / "env").stat().st_mode & 0o077 == 0
+    assert (attrs / "cmd").stat().st_mode & 0o044 == 0o044
 
 
 def test_argparse_flags_are_passed_as_options(guild):

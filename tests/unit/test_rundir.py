@@ -1,6 +1,7 @@
 """The run-directory format (ARCHITECTURE.md, contract 1): attrs, opref, status, source code."""
 
 import hashlib
+import os
 
 import pytest
 import yaml
@@ -44,6 +45,29 @@ def test_write_attr_leaves_no_temp_files(tmp_path):
     attrs_dir = tmp_path / ".guild" / "attrs"
     assert sorted(p.name for p in attrs_dir.iterdir()) == ["a", "b"]
     assert rundir.read_attr(tmp_path, "a") == 4
+
+
+@pytest.mark.parametrize(
+    "private, leftover, mode",
+    [
+        pytest.param(False, None, 0o644, id="an attr: readable by all, as the umask allows"),
+        pytest.param(True, None, 0o600, id="a private attr: its owner only"),
+        pytest.param(True, 0o644, 0o600, id="a private attr over a leftover temporary file"),
+    ],
+)
+def test_a_private_attr_is_readable_by_its_owner_only(tmp_path, private, leftover, mode):
+    old = os.umask(0o022)
+    try:
+        rundir.attrs_dir(tmp_path).mkdir(parents=True)
+        if leftover is not None:
+            tmp = rundir.attrs_dir(tmp_path) / ".env.tmp"
+            tmp.write_text("old")
+            tmp.chmod(leftover)
+        rundir.write_attr(tmp_path, "env", {"TOKEN": "x"}, private=private)
+        path = rundir.attrs_dir(tmp_path) / "env"
+        assert (path.stat().st_mode & 0o777, rundir.read_attr(tmp_path, "env")) == (mode, {"TOKEN": "x"})
+    finally:
+        os.umask(old)
 
 
 def test_read_attrs_skips_dotfiles(tmp_path):
