@@ -260,3 +260,23 @@ def test_guildctl_sends_nothing_to_a_socket_another_user_owns(box, plant):
     assert line.startswith("guildctl: refusing to connect to guildd: ")
     assert named in line and f"owned by {box.attacker.name} (uid {box.attacker.uid})" in line
 
+
+
+def test_another_users_daemon_is_named_not_reported_missing(box):
+    # A GUILD_HOME that root's per-user daemon serves: another user is told whose home it is
+    # (and so whose daemon), not that none runs, and no daemon of theirs is tried there.
+    home = box.victim_dir.parent / "root-home"
+    home.mkdir(mode=0o755)
+    env = {"PATH": box.env["PATH"], "HOME": str(home)}
+    daemon = subprocess.Popen([GUILDD, "--foreground", "--no-log-stderr", "-H", str(home)], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: homelib.socket_link(home).exists(), what="root's guildd")
+        for args in (("daemon", "status"), ("runs",)):
+            r = box.victim.run(GUILDCTL, *args, env=dict(box.env, GUILD_HOME=str(home)), cwd="/")
+            assert r.returncode != 0, args
+            assert f"GUILD_HOME {home} is owned by root (uid 0)" in r.stderr, (args, r.stderr)
+            assert "not running" not in r.stdout + r.stderr and "starting guildd" not in r.stderr
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
