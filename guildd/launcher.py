@@ -140,19 +140,11 @@ class Launcher:
             id=run_id,
             op_name=spec.op_name,
             opref=spec.opref,
-            status="",
             label=label,
             created_us=now,
-            started_us=0,
-            stopped_us=0,
-            exit_status=None,
-            pid=0,
-            shim_pid=0,
-            shim_started=0.0,
             flags_json=json.dumps(flag_values),
             tags_json=json.dumps(list(spec.tags)),
             user=user,
-            scalar_offset=0,
         )
         write = functools.partial(
             runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files

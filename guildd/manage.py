@@ -269,11 +269,7 @@ def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[
 
 
 def _damaged_record(run_id: str, deleted: bool) -> storelib.RunRecord:
-    return storelib.RunRecord(
-        id=run_id, op_name="", opref="", status=runstate.ERROR, label="", created_us=0, started_us=0,
-        stopped_us=0, exit_status=None, pid=0, shim_pid=0, shim_started=0.0, flags_json="{}",
-        tags_json="[]", user="", scalar_offset=0, deleted=deleted,
-    )
+    return storelib.RunRecord(id=run_id, status=runstate.ERROR, deleted=deleted)
 
 
 def summary_record(tag: str, s: ScalarSummary) -> storelib.Summary:

@@ -65,22 +65,24 @@ CREATE INDEX IF NOT EXISTS scalars_by_last ON scalars (tag, last_val, run_id);
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
+    """A run's index row. The defaults are a run with nothing recorded yet."""
+
     id: str
-    op_name: str
-    opref: str
-    status: str
-    label: str
-    created_us: int
-    started_us: int
-    stopped_us: int
-    exit_status: int | None
-    pid: int
-    shim_pid: int
-    shim_started: float
-    flags_json: str
-    tags_json: str
-    user: str
-    scalar_offset: int
+    op_name: str = ""
+    opref: str = ""
+    status: str = ""
+    label: str = ""
+    created_us: int = 0
+    started_us: int = 0
+    stopped_us: int = 0
+    exit_status: int | None = None
+    pid: int = 0
+    shim_pid: int = 0
+    shim_started: float = 0.0
+    flags_json: str = "{}"
+    tags_json: str = "[]"
+    user: str = ""
+    scalar_offset: int = 0
     marked: bool = False
     deleted: bool = False
     digest: str = ""
@@ -290,12 +292,9 @@ def record_from_rundir(run_dir: "str | os.PathLike[str]", pid_alive: Callable[[i
         stopped_us=int(attrs.get("stopped") or 0),
         exit_status=exit_status if isinstance(exit_status, int) else None,
         pid=(rundir.read_lock_pid(run_dir) or 0) if status == "running" else 0,
-        shim_pid=0,
-        shim_started=0.0,
         flags_json=json.dumps(attrs.get("flags") or {}, default=str),
         tags_json=json.dumps(tags if isinstance(tags, list) else [], default=str),
         user=str(attrs.get("user") or ""),
-        scalar_offset=0,
         marked=attrs.get("marked") is True,
         deleted=deleted,
         digest=str(attrs.get("sourcecode_digest") or ""),
