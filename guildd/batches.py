@@ -157,7 +157,7 @@ class Batch:
         for trial_id in session:  # resuming: trials of this session already made
             rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is not None and rec.status in runstate.ACTIVE:
-                self._watch(trial_id, json.loads(rec.flags_json or "{}"))
+                self._watch(trial_id, rec.flags)
         made = len(session)
         number = len(trials)  # of the last trial made
         parallel = max(1, self.spec.parallel)
@@ -220,7 +220,7 @@ class Batch:
             if rec is None or rec.status != runstate.COMPLETED:
                 continue
             objective = await self._objective(trial_id)
-            if self.search.tell(json.loads(rec.flags_json or "{}"), objective):
+            if self.search.tell(rec.flags, objective):
                 told += 1
         if told:
             await self.say(f"INFO: [guild] Found {told} previous trial(s) for use in optimization")

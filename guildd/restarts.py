@@ -164,12 +164,12 @@ async def _restart_batch(launcher: "Launcher", rec: storelib.RunRecord, req: Res
     spec, _session, proto = found
     run_dir = launcher.run_dir(rec.id)
     overrides = convert.json_object(req.flags_json, "flags")
+    flags = {**rec.flags, **overrides}
     if overrides:
-        values = {**json.loads(rec.flags_json or "{}"), **overrides}
         if spec.kind == "grid":
-            spec.trials_json = json.dumps(trialslib.grid(trialslib.expand_values(values)) or [values])
+            spec.trials_json = json.dumps(trialslib.grid(trialslib.expand_values(flags)) or [flags])
         else:
-            spec.values_json = json.dumps(values)
+            spec.values_json = json.dumps(flags)
     if req.optimizer_flags_json:
         spec.optimizer_flags_json = json.dumps({**json.loads(spec.optimizer_flags_json or "{}"), **convert.json_object(req.optimizer_flags_json, "optimizer flags")})
     if req.max_trials:
@@ -177,9 +177,7 @@ async def _restart_batch(launcher: "Launcher", rec: storelib.RunRecord, req: Res
     await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
     session_start = len(await launcher.runtime.io(batchlib.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
     await launcher.runtime.io(batchlib.write_spec, run_dir, spec, proto, session_start)
-    flags = json.loads(rec.flags_json or "{}")
     if overrides:
-        flags.update(overrides)
         await launcher.runtime.io(rundir.write_attr, run_dir, "flags", flags)
     offset = rundir.output_size(run_dir)
     await launcher.states.transition(rec.id, runstate.PENDING, flags_json=json.dumps(flags))
