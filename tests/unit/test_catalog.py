@@ -12,18 +12,9 @@ from guild_common import home as homelib, rundir
 from guildd import catalog as cataloglib, manage
 from guildd.selection import Criteria
 from guildd.store import Store, Summary
+from tests.unit.fakes import InPlaceRuntime
 
 OPREF = "script:/p '' '' train.py"
-
-
-class InPlace:
-    """The runtime's io/work, run on the caller's thread."""
-
-    async def io(self, fn, *args, **kw):
-        return fn(*args, **kw)
-
-    async def work(self, fn, *args, **kw):
-        return fn(*args, **kw)
 
 
 def run_id(n):
@@ -75,7 +66,7 @@ def discarded():
 
 @pytest.fixture
 def catalog(home, store, discarded):
-    return cataloglib.Catalog(InPlace(), store, home, discarded.append)
+    return cataloglib.Catalog(InPlaceRuntime(), store, home, discarded.append)
 
 
 def run(coro):

@@ -9,15 +9,9 @@ from guild_common import errors, rundir
 from guildd import runstate
 from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED, RunStates
 from guildd.store import RunRecord, Store
+from tests.unit.fakes import InPlaceRuntime
 
 RUN = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
-
-
-class InlineRuntime:
-    """A Runtime whose I/O thread is the caller's (the store is used from one thread)."""
-
-    async def io(self, fn, *args, **kw):
-        return fn(*args, **kw)
 
 
 def new_record(run_id=RUN):
@@ -33,7 +27,7 @@ class World:
         self.runs_dir = tmp_path / "runs"
         self.store = Store(tmp_path / "index.db", self.runs_dir)
         self.loop = asyncio.new_event_loop()
-        self.states = RunStates(self.store, lambda run_id: self.runs_dir / run_id, InlineRuntime(), self.loop)
+        self.states = RunStates(self.store, lambda run_id: self.runs_dir / run_id, InPlaceRuntime(), self.loop)
         self.told = []  # (run id, status) as listeners heard them
         self.states.listen(lambda run_id, status: self.told.append((run_id, status)))
 
@@ -240,7 +234,7 @@ def test_reconcile_ends_a_run_pending_at_restart_through_the_direct_edge(world):
 
     world.make(PENDING)
     world.told.clear()
-    launcher = SimpleNamespace(runtime=InlineRuntime(), run_dir=world.run_dir, states=world.states)
+    launcher = SimpleNamespace(runtime=InPlaceRuntime(), run_dir=world.run_dir, states=world.states)
     world.loop.run_until_complete(reconcile._reconcile_run(launcher, world.store.get(RUN)))
     world.settle()
     rec = world.store.get(RUN)

@@ -10,16 +10,9 @@ import pytest
 from guild_common import rundir
 from guildd import outputs, watching
 from guildd.store import RunRecord, Store
+from tests.unit.fakes import InPlaceRuntime
 
 RUN = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
-
-
-class InPlace:
-    async def io(self, fn, *args, **kw):
-        return fn(*args, **kw)
-
-    async def work(self, fn, *args, **kw):
-        return fn(*args, **kw)
 
 
 def record(status):
@@ -38,7 +31,7 @@ class Fixture:
         self.store.insert(record(status))
         self.woken = []
         self.followers = watching.Followers(
-            InPlace(), self.store, lambda run_id: self.run_dir, self.woken.append, self.wait_change, lambda run_id: run_id in queued
+            InPlaceRuntime(), self.store, lambda run_id: self.run_dir, self.woken.append, self.wait_change, lambda run_id: run_id in queued
         )
 
     async def wait_change(self, run_id):
