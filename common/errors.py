@@ -40,6 +40,10 @@ class PermissionDenied(GuildError):
     grpc_code = "PERMISSION_DENIED"
 
 
+class Unauthenticated(GuildError):
+    grpc_code = "UNAUTHENTICATED"
+
+
 class ResourcesUnavailable(GuildError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
@@ -54,6 +58,7 @@ ALL = [
     AlreadyExists,
     FailedPrecondition,
     PermissionDenied,
+    Unauthenticated,
     ResourcesUnavailable,
     DaemonUnavailable,
 ]

@@ -38,15 +38,26 @@ def socket_link(home: StrPath) -> pathlib.Path:
     return pathlib.Path(home) / "guildd.sock"
 
 
-def socket_bind_path(home: StrPath) -> pathlib.Path:
+def socket_bind_path(home: StrPath, shared: bool = False) -> pathlib.Path:
     """Where the daemon binds: GUILD_HOME/guildd.sock when the path is short enough, else a
-    short path in the user's runtime dir keyed by a hash of GUILD_HOME."""
+    short path keyed by a hash of GUILD_HOME, in the user's runtime dir (a shared daemon's:
+    SHARED_SOCKET_DIR, which every user can reach)."""
     link = socket_link(home)
-    if len(str(link)) <= MAX_SOCKET_PATH:
+    if len(str(link)) <= MAX_SOCKET_PATH:  # its auth socket is 5 longer: still within sun_path
         return link
     key = hashlib.sha1(str(pathlib.Path(home).absolute()).encode()).hexdigest()[:16]
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/guildd-{os.getuid()}"
+    runtime = SHARED_SOCKET_DIR if shared else os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/guildd-{os.getuid()}"
     return pathlib.Path(runtime) / f"guildd-{key}.sock"
+
+
+# A shared daemon's sockets for a GUILD_HOME too deep to hold them (root's, mode 0755).
+SHARED_SOCKET_DIR = "/run/guildd"
+
+
+def auth_socket_path(socket_path: StrPath) -> pathlib.Path:
+    """The identity handshake's socket beside the gRPC socket at `socket_path` (guildd.tokens)."""
+    path = pathlib.Path(socket_path)
+    return path.with_name(f"{path.stem}-auth.sock")
 
 
 def socket_connect_path(home: StrPath) -> pathlib.Path:

@@ -35,7 +35,8 @@ def _kind(mode: int) -> str:
 
 
 def _owner(st: os.stat_result, uid: int) -> str | None:
-    if st.st_uid != uid:
+    # Root's own files are trusted: root can do anything a planted file could.
+    if st.st_uid not in (uid, 0):
         return f"is owned by {user_name(st.st_uid)}, not by {user_name(uid)}"
     return None
 
@@ -85,11 +86,12 @@ def lstat(path: os.PathLike) -> os.stat_result | None:
         return None
 
 
-def private_dir(path: pathlib.Path, uid: int) -> None:
-    """Makes the directory for a socket outside GUILD_HOME (mode 0700) unless it exists, and
-    refuses one that isn't the user's alone: whoever can write in it can replace the socket."""
+def private_dir(path: pathlib.Path, uid: int, mode: int = 0o700) -> None:
+    """Makes the directory for a socket outside GUILD_HOME (mode 0700; a shared daemon's
+    0755) unless it exists, and refuses one that isn't the user's alone: whoever can write
+    in it can replace the socket."""
     try:
-        path.mkdir(mode=0o700, parents=True)
+        path.mkdir(mode=mode, parents=True)
     except FileExistsError:
         pass  # checked below, whatever it is (a dangling link included)
     except OSError as e:

@@ -9,7 +9,7 @@ import sys
 
 import grpc
 
-from guild_common import __version__, daemonstart, errors, home as homelib, ownership
+from guild_common import __version__, daemonstart, errors, handshake, home as homelib, ownership
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 AUTOSTART_ENV = "GUILDCTL_NO_AUTOSTART"
@@ -18,17 +18,36 @@ MAX_MESSAGE = 512 * 1024 * 1024
 EXIT_WAIT = 5.0  # seconds a started daemon that stopped answering gets to exit and say why
 
 
-def _answers(path):
+def _answers(path, home=None):
     """True when something accepts connections on the Unix socket at `path` (checked with
-    ownership.connect_path first: even a bare connect tells a fake server we are here)."""
+    ownership.connect_path first: even a bare connect tells a fake server we are here).
+    With `home`: PermissionDenied naming whose daemon it is when its socket refuses us."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(str(path))
         return True
+    except PermissionError:
+        if home is None:
+            return False
+        owner = ownership.user_name(os.stat(path).st_uid)
+        raise errors.PermissionDenied(
+            f"guildd for {home} is the per-user daemon of {owner} and serves only that user; "
+            f"an administrator serves every user with 'guildd --shared' (README: Shared box)"
+        ) from None
     except OSError:
         return False
     finally:
         s.close()
+
+
+def _not_ours(home):
+    """The owner of `home` when it exists and is another user's (a shared box's home, or
+    someone's own): no daemon of ours can be started there."""
+    try:
+        uid = os.stat(home).st_uid
+    except OSError:
+        return None
+    return None if uid == os.getuid() else ownership.user_name(uid)
 
 
 def start_daemon(home: pathlib.Path, quiet: bool = False) -> daemonstart.StartedDaemon | None:
@@ -54,13 +73,21 @@ class Client:
         # Checked before anything is sent: a socket another user could have put there would
         # receive the whole run spec (source snapshot, environment).
         path = ownership.connect_path(home)
-        if not _answers(path):
+        if not _answers(path, home):
+            owner = _not_ours(home)
+            if owner:
+                raise errors.DaemonUnavailable(
+                    f"guildd is not running for {home}, which belongs to {owner}: ask its administrator "
+                    f"to start it (e.g. 'sudo systemctl start guildd')"
+                )
             if not autostart:
                 raise errors.DaemonUnavailable(
                     f"guildd is not running for {home} (start it with 'guildctl daemon start')"
                 )
             self.started = start_daemon(home)
             path = ownership.connect_path(home)
+        self._auth_path = homelib.auth_socket_path(path)
+        self._metadata = self._identify()
         self.channel = grpc.insecure_channel(
             f"unix:{path}",
             options=[
@@ -82,15 +109,30 @@ class Client:
     def close(self):
         self.channel.close()
 
-    def call(self, name, request, timeout=600.0):
+    def _identify(self):
+        """The metadata that tells the daemon who we are: a token from its auth socket, which
+        it binds to the uid the kernel reports for this process (guildd.tokens). None from a
+        daemon without one (an older version): it serves only its own user."""
         try:
-            return getattr(self.stub, name)(request, timeout=timeout)
-        except grpc.RpcError as e:
-            raise self.translate(e) from None
+            return ((handshake.METADATA_KEY, handshake.obtain(self._auth_path)),)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+        except OSError as e:
+            raise errors.DaemonUnavailable(f"cannot reach guildd's auth socket {self._auth_path}: {e.strerror or e}") from None
+
+    def call(self, name, request, timeout=600.0):
+        for attempt in range(2):
+            try:
+                return getattr(self.stub, name)(request, timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as e:
+                if attempt == 0 and e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    self._metadata = self._identify()  # a token that expired, or a restarted daemon
+                    continue
+                raise self.translate(e) from None
 
     def stream(self, name, request):
         """Iterates a server stream; the returned iterator's cancel() ends it."""
-        return _Stream(getattr(self.stub, name)(request), self.translate)
+        return _Stream(getattr(self.stub, name)(request, metadata=self._metadata), self.translate)
 
     def translate(self, e):
         """translate(), but a daemon this client started that is gone says why it exited (it

@@ -12,20 +12,33 @@ The servicer (guildd.service) calls the parts through the attributes of `Daemon`
 """
 
 import asyncio
+import dataclasses
 import os
 
 from guild_common import home as homelib, rundir
 from guildd import catalog, diskspace, executor as execlib, launcher, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, runtime, store as storelib, watching
 from guildd.drivers import Drivers
+from guildd.tokens import Identities
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How the daemon serves: its command line's choices."""
+
+    queue_always_on: bool = False  # staged runs start as resources free, without `queue start`
+    shared: bool = False  # every local user connects; runs execute as their owners
+    admin_group: str | None = None  # members may act on every run and set the queue (root always may)
 
 
 class Daemon:
     launcher: launcher.Launcher
     followers: watching.Followers
 
-    def __init__(self, guild_home: "str | os.PathLike", queue_always_on: bool = False) -> None:
+    def __init__(self, guild_home: "str | os.PathLike", options: Options = Options()) -> None:
         """Builds the parts; call it on the event loop."""
         self.home = guild_home
+        self.options = options
+        self.identities = Identities(options.shared, options.admin_group)
         runs_dir = homelib.runs_dir(guild_home)
         runs_dir.mkdir(parents=True, exist_ok=True)
         self.user = runs.current_user()
@@ -46,7 +59,7 @@ class Daemon:
             resourceslib.for_env(os.environ),  # GPUs: NVML, simulated, or none
             lambda starts: self.launcher.start_queued(starts),
             lambda: len(self.followers) > 0,
-            queue_always_on,
+            options.queue_always_on,
         )
         self.followers = watching.Followers(
             self.runtime, self.store, self.run_dir, self.states.wake, self.states.wait_change, lambda run_id: run_id in self.queue.entries

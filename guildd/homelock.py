@@ -9,14 +9,20 @@ import pathlib
 from guild_common import errors, home as homelib, ownership
 
 
-def check_home(home: pathlib.Path) -> None:
+def check_home(home: pathlib.Path, shared: bool = False) -> None:
     """Makes `home` if needed and refuses one the user can't write, or one another user owns
-    or may write in (they could replace the socket, its link or the lock)."""
+    or may write in (they could replace the socket, its link or the lock). A shared home is
+    made reachable by every user (mode 0755) and may not be group-writable."""
     try:
         home.mkdir(parents=True, exist_ok=True)
-        reason = ownership.check_dir(os.stat(home), os.getuid(), group_write_ok=True)
+        reason = ownership.check_dir(os.stat(home), os.getuid(), group_write_ok=not shared)
         if reason:
             raise errors.PermissionDenied(f"cannot use GUILD_HOME {home}: it {reason}")
+        if shared:
+            for path in (home, homelib.runs_dir(home)):
+                path.mkdir(exist_ok=True)
+                if os.stat(path).st_mode & 0o005 != 0o005:
+                    os.chmod(path, os.stat(path).st_mode | 0o755)
         # O_NOFOLLOW: a link planted under the probe's name must not be written through.
         probe = home / ".guildd-write-test"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
@@ -51,7 +57,7 @@ def acquire_home_lock(home: pathlib.Path) -> int:
     return fd
 
 
-def claim(home: pathlib.Path) -> int:
+def claim(home: pathlib.Path, shared: bool = False) -> int:
     """Checks `home` is usable and takes its lock; returns the lock's fd (held for life)."""
-    check_home(home)
+    check_home(home, shared)
     return acquire_home_lock(home)

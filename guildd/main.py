@@ -1,11 +1,17 @@
 """`guildd`: the daemon's command line."""
 
+import grp
+import os
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from guild_common import daemonstart, errors, home as homelib
+
+if TYPE_CHECKING:
+    from guildd.daemon import Options
 
 START_TIMEOUT = 15.0
 
@@ -16,8 +22,13 @@ START_TIMEOUT = 15.0
 @click.option("--log-stderr/--no-log-stderr", default=True, hidden=True, help="Also log to stderr in the foreground.")
 @click.option("--queue-always-on", is_flag=True,
               help="Process staged runs always (a shared box's service); by default, as in Guild, staged runs wait for `guildctl queue start`.")
+@click.option("--shared", is_flag=True,
+              help="Serve every local user (run as root, e.g. by systemd/guildd.service): sockets mode 0666, each request "
+                   "attributed to the caller's uid as the kernel reports it, runs executed as their owners.")
+@click.option("--admin-group", metavar="GROUP",
+              help="With --shared: members of GROUP may act on every run and change queue settings, as root may.")
 @click.version_option(package_name="guildd", prog_name="guildd")
-def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool) -> None:
+def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool, shared: bool, admin_group: str | None) -> None:
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -25,11 +36,12 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
     SIGTERM: running runs keep running and are adopted by the next daemon.
     """
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
+    options = _options(queue_always_on, shared, admin_group)
     try:
         if foreground:
-            _serve(home, log_stderr, queue_always_on)
+            _serve(home, log_stderr, options)
         else:
-            _start_background(home, queue_always_on)
+            _start_background(home, options)
     except errors.GuildError as e:
         click.echo(f"guildd: {e}", err=True)
         sys.exit(e.exit_code)
@@ -42,26 +54,43 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
         sys.exit(1)
 
 
-def _serve(home: pathlib.Path, log_stderr: bool, queue_always_on: bool) -> None:
+def _options(queue_always_on: bool, shared: bool, admin_group: str | None) -> "Options":
+    from guildd.daemon import Options
+
+    if admin_group and not shared:
+        raise click.UsageError("--admin-group needs --shared (a per-user daemon has one user)")
+    if shared and os.geteuid() != 0:
+        raise click.UsageError("--shared needs root: it runs each user's runs as that user")
+    if admin_group:
+        try:
+            grp.getgrnam(admin_group)
+        except KeyError:
+            raise click.BadParameter(f"no group named {admin_group!r}", param_hint="--admin-group") from None
+    return Options(queue_always_on, shared, admin_group)
+
+
+def _serve(home: pathlib.Path, log_stderr: bool, options: "Options") -> None:
     from guildd import daemonlog, homelock
 
     try:
-        lock_fd = homelock.claim(home)  # before loading gRPC: a losing daemon exits fast
+        lock_fd = homelock.claim(home, options.shared)  # before loading gRPC: a losing daemon exits fast
     except Exception as e:
         daemonlog.log_exit(home, e)  # serve() logs the exits after this one
         raise
     from guildd import server
 
-    server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd, queue_always_on=queue_always_on)
+    server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd, options=options)
 
 
-def _start_background(home: pathlib.Path, queue_always_on: bool) -> None:
+def _start_background(home: pathlib.Path, options: "Options") -> None:
     from guildd import homelock
 
-    homelock.check_home(home)
-    options = ["--queue-always-on"] if queue_always_on else []
+    homelock.check_home(home, options.shared)
+    args = ["--queue-always-on"] if options.queue_always_on else []
+    if options.shared:
+        args += ["--shared"] + (["--admin-group", options.admin_group] if options.admin_group else [])
     try:
-        started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, options)
+        started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, args)
     except daemonstart.DaemonExited as e:
         raise errors.GuildError(e.reason) from None
     assert started is not None  # only a lost race (lost_race_ok) gives None

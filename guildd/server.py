@@ -13,15 +13,16 @@ import logging
 import os
 import pathlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from guild_common import __version__, errors, home as homelib, ownership
 from guild_common.pb import guild_pb2_grpc
-from guildd import daemonlog, homelock
-from guildd.daemon import Daemon
+from guild_common.handshake import METADATA_KEY
+from guildd import daemonlog, homelock, tokens
+from guildd.daemon import Daemon, Options
 from guildd.service import GuildServicer
 
 log = logging.getLogger("guildd")
@@ -30,17 +31,17 @@ MAX_MESSAGE = 512 * 1024 * 1024  # source snapshots travel in the run spec
 SHUTDOWN_GRACE = 2.0
 
 
-def _prepare_socket(home: pathlib.Path) -> pathlib.Path:
-    """Removes a socket left by a dead daemon (we hold the home lock, so it is stale) and
-    returns the path to bind, leaving a link in GUILD_HOME when that path is elsewhere.
-    Refuses a socket directory that isn't this user's alone, and anything at the socket's
+def _prepare_socket(home: pathlib.Path, shared: bool = False) -> pathlib.Path:
+    """Removes the sockets left by a dead daemon (we hold the home lock, so they are stale)
+    and returns the path to bind, leaving a link in GUILD_HOME when that path is elsewhere.
+    Refuses a socket directory that isn't this user's alone, and anything at the sockets'
     paths that isn't this user's socket or link (never removing it)."""
     uid = os.getuid()
-    bind = homelib.socket_bind_path(home)
+    bind = homelib.socket_bind_path(home, shared)
     link = homelib.socket_link(home)
     if bind != link:
-        ownership.private_dir(bind.parent, uid)
-    for path in {bind, link}:
+        ownership.private_dir(bind.parent, uid, mode=0o755 if shared else 0o700)
+    for path in {bind, link, homelib.auth_socket_path(bind)}:
         st = ownership.lstat(path)
         if st is None:
             continue
@@ -53,11 +54,12 @@ def _prepare_socket(home: pathlib.Path) -> pathlib.Path:
     return bind
 
 
-def _remove_socket(home: pathlib.Path) -> None:
-    """Removes the socket and its link, but only while they are still ours: the directory
+def _remove_socket(home: pathlib.Path, shared: bool = False) -> None:
+    """Removes the sockets and the link, but only while they are still ours: the directory
     may have been replaced under a running daemon."""
     uid = os.getuid()
-    for path in {homelib.socket_bind_path(home), homelib.socket_link(home)}:
+    bind = homelib.socket_bind_path(home, shared)
+    for path in {bind, homelib.auth_socket_path(bind), homelib.socket_link(home)}:
         st = ownership.lstat(path)
         reason = st and ownership.check_link(st, uid)
         if reason:
@@ -66,8 +68,7 @@ def _remove_socket(home: pathlib.Path) -> None:
             path.unlink(missing_ok=True)
 
 
-async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], Any] | None,
-                 queue_always_on: bool) -> None:
+async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], Any] | None, options: Options) -> None:
     stop = asyncio.Event()
     why: list[str] = []  # what asked the daemon to stop, for the log
 
@@ -79,23 +80,28 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_for, sig.name)  # handlers only record the signal
-    daemon = Daemon(home, queue_always_on)
+    daemon = Daemon(home, options)
     server = grpc.aio.server(
-        interceptors=[WaitUntilReady(daemon.ready)],
+        interceptors=[RequireIdentity(daemon.identities), WaitUntilReady(daemon.ready)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
         ]
     )
     guild_pb2_grpc.add_GuildServicer_to_server(GuildServicer(daemon, lambda: stop_for("a ShutdownDaemon request")), server)
-    bind = _prepare_socket(home)
-    old_umask = os.umask(0o177)  # the socket is created 0600: only this user connects
+    bind = _prepare_socket(home, options.shared)
+    # Per-user: 0600, only this user connects. Shared: every local user connects, and each
+    # request is attributed to the uid the kernel reports on the auth socket (guildd.tokens).
+    mode = 0o666 if options.shared else 0o600
+    old_umask = os.umask(0o777 & ~mode)
     try:
         server.add_insecure_port(f"unix:{bind}")
     finally:
         os.umask(old_umask)
+    handshake = await tokens.serve_handshake(daemon.identities, homelib.auth_socket_path(bind), mode)
     await server.start()
-    log.info("guildd %s serving %s on %s (pid %d)", __version__, home, bind, os.getpid())
+    log.info("guildd %s serving %s on %s (pid %d%s)", __version__, home, bind, os.getpid(),
+             ", shared: every local user" if options.shared else "")
     try:
         # Requests wait (WaitUntilReady) while a first start indexes the runs on disk.
         await daemon.reconcile()
@@ -107,10 +113,46 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
         # Also when the start failed: the server stops and the socket goes, in order.
         log.info("shutting down%s (runs keep running)", f" on {why[0]}" if why else "")
         # Requests still waiting for a start-up that won't finish get no grace.
+        handshake.close()
         await server.stop(SHUTDOWN_GRACE if daemon.ready.is_set() else 0)
         await daemon.close()
-        _remove_socket(home)
+        _remove_socket(home, options.shared)
         log.info("stopped")
+
+
+class RequireIdentity(grpc.aio.ServerInterceptor):
+    """A shared daemon's gate: a request without a token the handshake issued is refused
+    (UNAUTHENTICATED) before any servicer sees it. A per-user daemon lets it through: only
+    its own user can reach its socket."""
+
+    def __init__(self, identities: tokens.Identities) -> None:
+        self._identities = identities
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None or not self._identities.shared:
+            return handler
+        token = dict(details.invocation_metadata or ()).get(METADATA_KEY)
+        if isinstance(token, str) and self._identities.resolve(token) is not None:
+            return handler
+        return _refusal(handler)
+
+
+def _refusal(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, tokens.UNAUTHENTICATED)
+
+    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, tokens.UNAUTHENTICATED)
+        yield  # an async generator, as the stream's handler must be
+
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, handler.request_deserializer, handler.response_serializer)
+    return grpc.unary_unary_rpc_method_handler(refuse, handler.request_deserializer, handler.response_serializer)
 
 
 class WaitUntilReady(grpc.aio.ServerInterceptor):
@@ -133,17 +175,17 @@ class WaitUntilReady(grpc.aio.ServerInterceptor):
 
 
 def serve(home: pathlib.Path, handle_signals: bool = True, log_to_stderr: bool = True,
-          ready: Callable[[], Any] | None = None, lock_fd: int | None = None, queue_always_on: bool = False) -> None:
+          ready: Callable[[], Any] | None = None, lock_fd: int | None = None, options: Options | None = None) -> None:
     """Runs the daemon for `home` until it is asked to stop. Raises GuildError for a home it
     can't use or one another daemon already serves; whatever ends it, the reason is logged.
-    `lock_fd`: the home's lock, when the caller has claimed it already. `queue_always_on`:
-    staged runs start as resources free, without `guildctl queue start` (a shared box)."""
+    `lock_fd`: the home's lock, when the caller has claimed it already."""
+    options = options or Options()
     try:
         if lock_fd is None:
             lock_fd = homelock.claim(home)
         try:
             daemonlog.setup(home, log_to_stderr)
-            asyncio.run(_serve(home, handle_signals, ready, queue_always_on))
+            asyncio.run(_serve(home, handle_signals, ready, options))
         finally:
             os.close(lock_fd)
     except Exception as e:

@@ -11,6 +11,7 @@ import grpc
 from guild_common import __version__, errors
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 from guildd import convert, runstate
+from guildd.callers import Caller
 from guildd.daemon import Daemon
 from guildd.store import RunRecord, Summary
 from guildd.rpc import mapped
@@ -24,10 +25,14 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         self.queue = daemon.queue
         self._shutdown = shutdown
 
+    def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """Who made this request, as the kernel vouches for it (guildd.callers): the token's
+        owner (the interceptor in guildd.server refused requests without a valid one in a
+        shared daemon), else the daemon's own user (a per-user daemon's socket is 0600)."""
+        return self.daemon.identities.caller(dict(context.invocation_metadata() or ()))
+
     def _user(self, context: grpc.aio.ServicerContext) -> str:
-        # The front door is a 0600 socket: only the daemon's own user can connect. A shared
-        # box's service will attach the caller's proven identity here instead.
-        return self.daemon.user
+        return self._caller(context).name
 
     def _run(self, rec: RunRecord, scalars: Iterable[Summary] = ()) -> pb.Run:
         return convert.run_message(rec, self.catalog.location(rec), self.catalog.running_pid(rec), scalars)

@@ -263,8 +263,8 @@ def test_guildctl_sends_nothing_to_a_socket_another_user_owns(box, plant):
 
 
 def test_another_users_daemon_is_named_not_reported_missing(box):
-    # A GUILD_HOME that root's per-user daemon serves: another user is told whose home it is
-    # (and so whose daemon), not that none runs, and no daemon of theirs is tried there.
+    # A GUILD_HOME that root's per-user daemon serves: another user is told whose daemon it
+    # is (and how a box serves everyone), not that none runs, and no daemon of theirs is tried.
     home = box.victim_dir.parent / "root-home"
     home.mkdir(mode=0o755)
     env = {"PATH": box.env["PATH"], "HOME": str(home)}
@@ -275,7 +275,8 @@ def test_another_users_daemon_is_named_not_reported_missing(box):
         for args in (("daemon", "status"), ("runs",)):
             r = box.victim.run(GUILDCTL, *args, env=dict(box.env, GUILD_HOME=str(home)), cwd="/")
             assert r.returncode != 0, args
-            assert f"GUILD_HOME {home} is owned by root (uid 0)" in r.stderr, (args, r.stderr)
+            assert f"guildd for {home} is the per-user daemon of root (uid 0)" in r.stderr, (args, r.stderr)
+            assert "guildd --shared" in r.stderr
             assert "not running" not in r.stdout + r.stderr and "starting guildd" not in r.stderr
     finally:
         daemon.terminate()

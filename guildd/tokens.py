@@ -1,0 +1,136 @@
+"""Identity for gRPC requests, from the kernel: the token handshake.
+
+gRPC Python never shows a servicer the peer credentials of the Unix-socket connection a
+request came on (grpc/grpc#15511, #28755), so the kernel's word is taken on a second socket
+that guildd serves itself, next to the gRPC one (homelib.auth_socket_path):
+
+1. The client connects to it. The daemon reads the connection's SO_PEERCRED: the uid of the
+   connecting process, as the kernel recorded it at connect() (a client cannot choose it).
+2. The daemon answers with a fresh random token (32 bytes from `secrets`) bound to that uid,
+   and closes the connection. The client keeps it in memory only.
+3. The client sends it with every gRPC request (metadata `guild-token`); the server maps it
+   back to the uid's Caller. A shared daemon refuses requests without a token it issued.
+
+A token is worth exactly the uid the kernel reported for whoever asked for it. Another user
+can't obtain someone else's: it crosses only the two Unix sockets (no one else can read a
+connection's bytes), lives in the client process's memory (which other users can't read),
+is never written to a file, the environment or a command line, and can't be guessed (256
+bits). A request that claims another identity in its metadata, its fields or its
+environment is still the token's uid: nothing else is read. Tokens expire after a day
+unused and each uid holds at most MAX_PER_UID (the oldest goes first). A web front end can
+hand its users a token the same way and attach the same Caller to each HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pathlib
+import secrets
+import socket
+import struct
+import time
+
+from guild_common import errors
+from guild_common.handshake import METADATA_KEY
+from guildd import callers
+from guildd.callers import Caller
+
+log = logging.getLogger("guildd.tokens")
+
+TTL_SECONDS = 24 * 3600.0
+MAX_PER_UID = 256
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+class Identities:
+    """Tokens issued to kernel-verified uids, and the Caller of a request's metadata."""
+
+    def __init__(self, shared: bool, admin_group: str | None = None) -> None:
+        self.shared = shared
+        self.admin_group = admin_group
+        self.owner = callers.daemon_user(admin_group)
+        self._tokens: dict[str, tuple[Caller, float]] = {}  # token -> (caller, last used, monotonic)
+
+    def issue(self, uid: int) -> str:
+        """A new token for `uid` (from SO_PEERCRED). PermissionDenied for a uid with no
+        account, and in a per-user daemon for any uid but its own."""
+        if not self.shared and uid != self.owner.uid:
+            raise errors.PermissionDenied(f"this guildd serves only {self.owner.describe()}")
+        caller = callers.lookup(uid, self.admin_group) if uid != self.owner.uid else self.owner
+        self._expire(caller.uid)
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = (caller, time.monotonic())
+        return token
+
+    def resolve(self, token: str) -> Caller | None:
+        """The Caller a token was issued to; None for a token this daemon didn't issue (or
+        one that expired)."""
+        entry = self._tokens.get(token)
+        if entry is None:
+            return None
+        caller, used = entry
+        now = time.monotonic()
+        if now - used > TTL_SECONDS:
+            del self._tokens[token]
+            return None
+        self._tokens[token] = (caller, now)
+        return caller
+
+    def caller(self, metadata: dict[str, str | bytes]) -> Caller:
+        """The Caller of a request with this metadata: its token's; without a valid token, the
+        daemon's own user in a per-user daemon (only that user can connect to its 0600
+        socket). In a shared daemon the interceptor has refused such a request already."""
+        token = metadata.get(METADATA_KEY)
+        caller = self.resolve(token) if isinstance(token, str) else None
+        if caller is not None:
+            return caller
+        if self.shared:
+            raise errors.Unauthenticated(UNAUTHENTICATED)
+        return self.owner
+
+    def _expire(self, uid: int) -> None:
+        now = time.monotonic()
+        mine = []
+        for token, (caller, used) in list(self._tokens.items()):
+            if now - used > TTL_SECONDS:
+                del self._tokens[token]
+            elif caller.uid == uid:
+                mine.append((used, token))
+        for _used, token in sorted(mine)[: max(0, len(mine) - MAX_PER_UID + 1)]:
+            del self._tokens[token]
+
+
+UNAUTHENTICATED = "no valid identity token: connect through guildctl (it asks the daemon's auth socket for one)"
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix-socket connection, from the kernel."""
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid
+
+
+async def serve_handshake(identities: Identities, path: pathlib.Path, mode: int) -> asyncio.AbstractServer:
+    """Serves the handshake on `path` (created with `mode`): a token line for each
+    connection, or `!reason` when the peer gets none."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            uid = peer_uid(writer.get_extra_info("socket"))
+            try:
+                writer.write(f"{identities.issue(uid)}\n".encode())
+            except errors.GuildError as e:
+                log.warning("no token for uid %d: %s", uid, e)
+                writer.write(f"!{e}\n".encode())
+            await writer.drain()
+        except OSError as e:
+            log.warning("handshake failed: %s", e)
+        finally:
+            writer.close()
+
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        return await asyncio.start_unix_server(handle, str(path))
+    finally:
+        os.umask(old_umask)
