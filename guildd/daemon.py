@@ -28,6 +28,8 @@ class Options:
     queue_always_on: bool = False  # staged runs start as resources free, without `queue start`
     shared: bool = False  # every local user connects; runs execute as their owners
     admin_group: str | None = None  # members may act on every run and set the queue (root always may)
+    unconfined_gpus: bool = False  # shared: a run that asks for no GPUs sees them all (else none)
+    fair_share_half_life: float = 24 * 3600.0  # seconds: how fast past GPU use stops counting
 
 
 class Daemon:

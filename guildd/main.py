@@ -27,8 +27,13 @@ START_TIMEOUT = 15.0
                    "attributed to the caller's uid as the kernel reports it, runs executed as their owners.")
 @click.option("--admin-group", metavar="GROUP",
               help="With --shared: members of GROUP may act on every run and change queue settings, as root may.")
+@click.option("--unconfined-gpus", is_flag=True,
+              help="With --shared: a run that asks for no GPUs sees every GPU (by default it sees none).")
+@click.option("--fair-share-half-life", "half_life_h", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
+              metavar="HOURS", help="Fair share: past GPU-seconds count half as much after HOURS.")
 @click.version_option(package_name="guildd", prog_name="guildd")
-def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool, shared: bool, admin_group: str | None) -> None:
+def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool, shared: bool, admin_group: str | None,
+        unconfined_gpus: bool, half_life_h: float) -> None:
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -36,7 +41,7 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
     SIGTERM: running runs keep running and are adopted by the next daemon.
     """
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
-    options = _options(queue_always_on, shared, admin_group)
+    options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h)
     try:
         if foreground:
             _serve(home, log_stderr, options)
@@ -54,11 +59,11 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
         sys.exit(1)
 
 
-def _options(queue_always_on: bool, shared: bool, admin_group: str | None) -> "Options":
+def _options(queue_always_on: bool, shared: bool, admin_group: str | None, unconfined_gpus: bool, half_life_h: float) -> "Options":
     from guildd.daemon import Options
 
-    if admin_group and not shared:
-        raise click.UsageError("--admin-group needs --shared (a per-user daemon has one user)")
+    if (admin_group or unconfined_gpus) and not shared:
+        raise click.UsageError("--admin-group and --unconfined-gpus need --shared (a per-user daemon has one user)")
     if shared and os.geteuid() != 0:
         raise click.UsageError("--shared needs root: it runs each user's runs as that user")
     if admin_group:
@@ -66,7 +71,7 @@ def _options(queue_always_on: bool, shared: bool, admin_group: str | None) -> "O
             grp.getgrnam(admin_group)
         except KeyError:
             raise click.BadParameter(f"no group named {admin_group!r}", param_hint="--admin-group") from None
-    return Options(queue_always_on, shared, admin_group)
+    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0)
 
 
 def _serve(home: pathlib.Path, log_stderr: bool, options: "Options") -> None:
@@ -89,6 +94,8 @@ def _start_background(home: pathlib.Path, options: "Options") -> None:
     args = ["--queue-always-on"] if options.queue_always_on else []
     if options.shared:
         args += ["--shared"] + (["--admin-group", options.admin_group] if options.admin_group else [])
+        args += ["--unconfined-gpus"] if options.unconfined_gpus else []
+    args += ["--fair-share-half-life", f"{options.fair_share_half_life / 3600.0:g}"]
     try:
         started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, args)
     except daemonstart.DaemonExited as e:
