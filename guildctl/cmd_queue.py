@@ -16,7 +16,8 @@ from guildctl import output, queueopts
 @click.pass_context
 def queue(click_ctx, as_json):
     """Show the queue: runs waiting to start, in the order they will be considered, and why
-    each waits; runs holding GPUs; the queue's settings.
+    each waits; runs holding GPUs; each user's fair share (recent GPU use, which orders waiting
+    runs of equal priority: least first); the queue's settings.
 
     \b
       guildctl queue                      what waits, and why
@@ -79,7 +80,22 @@ def summary_lines(msg):
                 continue
             share = f", {sizes.format_size(h.gpu_memory)} each" if h.gpu_memory else ""
             lines.append(f"  run {h.run_id[:8]} ({h.user}): GPU {','.join(str(d) for d in h.devices)}{share}")
-    return lines
+    return lines + user_lines(msg)
+
+
+def user_lines(msg):
+    """Each user's fair share: GPUs held now, recent use in GPU-hours (decayed by the half-life)
+    and its part of everyone's, waiting runs, cap. Least recent use first: the order in which
+    waiting runs of equal priority go."""
+    if not msg.users:
+        return []
+    half_life = f"{msg.fair_share_half_life / 3600:g}h"
+    lines = [f"Fair share (half-life {half_life}; least recent use goes first at equal priority):"]
+    rows = [("USER", "GPUS", "RECENT USE", "SHARE", "WAITING", "CAP")]
+    for u in msg.users:
+        rows.append((u.user, str(u.gpus_held), f"{u.usage_gpu_seconds / 3600:.1f} GPU-h", f"{u.share:.0%}",
+                     str(u.waiting), str(u.cap) if u.cap else "-"))
+    return lines + ["  " + line for line in output.table(rows)]
 
 
 def _processing_state(msg):

@@ -239,6 +239,7 @@ def queue_message(queue: Any, decisions: Sequence[Any], runs: Mapping[str, pb.Ru
     settings = queue.settings
     processing = queue.processing()
     p50, p99 = queue.plan_stats()
+    cap = int(settings.get("user_gpu_cap") or 0)
     return pb.ListQueueResponse(
         entries=entries,
         holdings=[
@@ -250,14 +251,22 @@ def queue_message(queue: Any, decisions: Sequence[Any], runs: Mapping[str, pb.Ru
             run_once=processing["run_once"], gpus=processing["gpus"], wait_for_running=processing["wait_for_running"]),
         always_on=queue.always_on,
         queue_limits=settings.get("queue_limits") or {},
-        user_gpu_cap=int(settings.get("user_gpu_cap") or 0),
+        user_gpu_cap=cap,
         cpu_slots=queue.cpu_slots(),
         gpu_count=len(queue.snapshot.gpus) if queue.snapshot else 0,
         plans=queue.plans,
         waiting=len(queue.entries),
         plan_p50_ms=p50,
         plan_p99_ms=p99,
+        users=[user_share_message(share, cap) for share in queue.shares()],
+        fair_share_half_life=queue.ledger.half_life,
     )
+
+
+def user_share_message(share: Any, cap: int) -> pb.UserShare:
+    """A user's fair share (guildd.fairshare.Share) and GPU cap (0: none)."""
+    return pb.UserShare(user=share.user, gpus_held=share.gpus_held, usage_gpu_seconds=share.usage, share=share.share,
+                        waiting=share.waiting, cap=cap)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Daemon:
             lambda starts: self.launcher.start_queued(starts),
             lambda: len(self.followers) > 0,
             options.queue_always_on,
+            half_life=options.fair_share_half_life,
         )
         self.followers = watching.Followers(
             self.runtime, self.store, self.run_dir, self.states.wake, self.states.wait_change, lambda run_id: run_id in self.queue.entries

@@ -6,6 +6,10 @@ its request, priority, named queue, --after runs, when it was queued, and once s
 GPUs it was granted). On start-up the daemon reads it back from its staged, pending and
 running runs. Settings (queue processing, limits) live in GUILD_HOME/guildd-queue.json.
 
+Fair share (guildd.fairshare): running runs' GPU time is charged to their users when a run ends
+and at most every USAGE_SAVE_EVERY seconds, and saved then in GUILD_HOME/guildd-usage.json: a
+restarted daemon goes on from there (a run that ended while none ran loses at most that much).
+
 Staged runs start only while queue processing is on, as Guild's staged runs wait for a queue:
 `guildctl queue start` switches it on until `queue stop` (or, run-once, until the staged runs
 it took have ended); a fresh home starts with it off, unless the daemon runs with
@@ -27,7 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, fairshare, resources as resourceslib, runstate, scheduler
 from guildd.gpus import GpuProcess
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
@@ -38,6 +42,7 @@ QUEUE_FILE = "queue"  # in a run's .guild dir
 SETTINGS_FILE = "guildd-queue.json"  # in GUILD_HOME
 POLL_WAITING = 1.0  # seconds between GPU polls while runs wait for GPUs or hold them
 POLL_IDLE = 10.0
+USAGE_SAVE_EVERY = 60.0  # seconds: at most this often, running runs' GPU time is charged and saved
 
 # A run the queue placed, for Launcher.start_queued: (run id, the environment it was queued
 # with or None, its GPUs' environment, what records its grant in its dir and returns its stop-after).
@@ -156,10 +161,11 @@ class Queue:
         start_queued: Callable[[Sequence[Placed]], Awaitable[dict[str, Exception]]],
         busy: Callable[[], bool],
         always_on: bool = False,
+        half_life: float = fairshare.DEFAULT_HALF_LIFE,
     ) -> None:
         """`states` tells the queue of ended runs (runs may wait for them); `resources`: the
         GPUs (guildd.resources); `start_queued`: Launcher.start_queued; `busy`: whether runs of
-        ours are running (they may take up GPUs too)."""
+        ours are running (they may take up GPUs too); `half_life`: fair share's, in seconds."""
         self.runtime = runtime
         self.store = store
         self.states = states
@@ -177,6 +183,9 @@ class Queue:
         self.plan_times: collections.deque[float] = collections.deque(maxlen=10000)  # seconds per plan()
         self._settings_path = os.path.join(home, SETTINGS_FILE)
         self.settings = self._read_settings()
+        self.home = home
+        self.ledger = fairshare.Ledger(half_life)  # users' recent GPU usage
+        self._usage_saved_us = 0
         self._kick = asyncio.Event()
         self._busy = asyncio.Event()  # set when the GPU poll should go to its faster pace
         states.listen(self._changed)
@@ -258,7 +267,7 @@ class Queue:
     async def check_queue_gpus(self, devices: tuple[int, ...]) -> None:
         """Refuses a queue `gpus=` naming GPUs this box doesn't have."""
         snapshot = self.snapshot or await self.poll()
-        reason = scheduler.never_fits(scheduler.Request(gpus=len(devices), devices=devices), gpu_states(snapshot))
+        reason = resourceslib.never_fits(scheduler.Request(gpus=len(devices), devices=devices), gpu_states(snapshot))
         if reason:
             spec = ",".join(str(d) for d in devices)
             raise errors.InvalidArgument(f"queue gpus={spec}: {reason.split(': ', 1)[-1]}")
@@ -268,7 +277,7 @@ class Queue:
         if not request.wants_gpus and request.gpus >= 0 and request.gpu_memory >= 0:
             return
         snapshot = self.snapshot or await self.poll()
-        reason = scheduler.never_fits(request, gpu_states(snapshot))
+        reason = resourceslib.never_fits(request, gpu_states(snapshot))
         if not reason and snapshot.reason and not snapshot.gpus:
             reason = f"this box has no GPUs ({snapshot.reason})"
         if reason:
@@ -327,9 +336,29 @@ class Queue:
         return holding is not None and holding.staged
 
     def release(self, run_id: str) -> None:
-        """A run ended: what it held is free."""
-        if self.holdings.pop(run_id, None) is not None:
-            self.kick()
+        """A run ended: what it held is free, and its GPU time is charged to its user."""
+        holding = self.holdings.pop(run_id, None)
+        if holding is None:
+            return
+        if holding.devices:
+            self._save_usage(rundir.now_us(), ended=[_running(holding)])
+        self.kick()
+
+    def _save_usage(self, now_us: int, ended: Sequence[fairshare.Running] = ()) -> None:
+        """Charges running runs (and `ended` ones) up to now, then writes the usage file on the
+        I/O thread, after any earlier write."""
+        self.ledger.charge(map(_running, self.holdings.values()), now_us, ended)
+        self._usage_saved_us = now_us
+        self.runtime.io_submit(fairshare.write_file, self.home, self.ledger.to_json(now_us))
+
+    def usage(self) -> dict[str, float]:
+        """Each user's recent GPU usage now, in decayed GPU-seconds, running runs included."""
+        return self.ledger.usage(map(_running, self.holdings.values()), rundir.now_us())
+
+    def shares(self) -> list[fairshare.Share]:
+        """Each user's fair share, for `guildctl queue`."""
+        holding = ((h.user, len(h.devices)) for h in self.holdings.values())
+        return fairshare.shares(self.usage(), holding, (e.user for e in self.entries.values()))
 
     async def set_priority(self, run_ids: Sequence[str], priority: int) -> None:
         for run_id in run_ids:
@@ -360,6 +389,7 @@ class Queue:
             return found
 
         found = await self.runtime.io(read)
+        self.ledger = await self.runtime.io(fairshare.read_file, self.home, self.ledger.half_life)
         # In the order they were queued: the scheduler is fastest with its entries in seq order.
         found.sort(key=lambda item: item[0])
         for _seq, rec, data in found:
@@ -403,6 +433,7 @@ class Queue:
             queue_gpus=tuple(processing["gpus"]),
             queue_limits=dict(self.settings.get("queue_limits") or {}),
             user_gpu_cap=int(self.settings.get("user_gpu_cap") or 0),
+            usage=self.usage(),
             cpu_slots=self.cpu_slots(),
             statuses=statuses or {},
         )
@@ -484,6 +515,9 @@ class Queue:
             if seen != last:
                 last = seen
                 self.kick()
+            now = rundir.now_us()
+            if now - self._usage_saved_us >= USAGE_SAVE_EVERY * 1e6 and any(h.devices for h in self.holdings.values()):
+                self._save_usage(now)
             # Runs of ours running without a GPU request may take up GPUs too.
             busy = self.holdings or self.busy() or any(e.request.wants_gpus for e in self.entries.values())
             self._busy.clear()
@@ -549,6 +583,10 @@ class Queue:
         if not times:
             return 0.0, 0.0
         return _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000
+
+
+def _running(h: scheduler.Holding) -> fairshare.Running:
+    return (h.run_id, h.user, len(h.devices), h.started_us)
 
 
 def _ignoring(run_id: str, e: BaseException) -> None:

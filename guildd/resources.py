@@ -15,17 +15,20 @@ is logged once (again only when the reason changes).
 
 GPU indices follow PCI bus order, the order CUDA uses with CUDA_DEVICE_ORDER=PCI_BUS_ID, so
 the index `guildctl gpus` shows is the one a run's CUDA_VISIBLE_DEVICES names.
+
+`never_fits` tells whether a request could ever fit the box's GPUs, so a run that never could is
+refused when it is submitted instead of waiting forever.
 """
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import psutil
 
 from guild_common import errors, rundir
-from guildd import nvml, runstate, simulated
+from guildd import nvml, runstate, scheduler, simulated
 from guildd.gpus import SIMULATED_ENV, Backend, Gpu, GpuReading
 from guildd.store import Store
 
@@ -144,6 +147,43 @@ def _mark_runs(gpu: Gpu, run_pids: Mapping[int, str]) -> Gpu:
     return dataclasses.replace(
         gpu, processes=tuple(dataclasses.replace(p, run_id=_run_of(p.pid, run_pids)) for p in gpu.processes)
     )
+
+
+def never_fits(request: scheduler.Request, gpus: Sequence[scheduler.GpuState]) -> str:
+    """'' if `request` could fit on the GpuStates `gpus` when nothing else runs, else why not
+    (one line, to refuse the run when it is submitted)."""
+    count, devices, memory = request.gpus, request.devices, request.gpu_memory
+    if count < 0:
+        return f"--gpus {count}: must be 0 or more"
+    if memory < 0:
+        return f"--gpu-memory {scheduler.fmt_gib(memory)}: must be 0 or more"
+    spec = ",".join(str(i) for i in devices)
+    duplicate = next((i for n, i in enumerate(devices) if i in devices[:n]), None)
+    if duplicate is not None:
+        return f"--gpus {spec}: GPU {duplicate} is named twice"
+    if not request.wants_gpus:
+        return f"--gpu-memory {scheduler.fmt_gib(memory)}: needs --gpus" if memory else ""
+    if not gpus:
+        return "this box has no GPUs"
+    totals = {g.index: g.memory_total for g in gpus}
+    if devices:
+        missing = next((i for i in devices if i not in totals), None)
+        if missing is not None:
+            return f"--gpus {spec}: there is no GPU {missing} (GPUs: {scheduler.fmt_indices(totals)})"
+        small = next((i for i in devices if totals[i] < memory), None)
+        if small is not None:
+            return f"--gpu-memory {scheduler.fmt_gib(memory)}: GPU {small} has {scheduler.fmt_gib(totals[small])}"
+        return ""
+    if count > len(gpus):
+        return f"--gpus {count}: this box has {scheduler.fmt_gpus(len(gpus))}"
+    largest = max(totals.values())
+    if memory > largest:
+        return f"--gpu-memory {scheduler.fmt_gib(memory)}: the largest GPU has {scheduler.fmt_gib(largest)}"
+    big = sum(1 for total in totals.values() if total >= memory)
+    if big < count:
+        have = f"{big} GPU has" if big == 1 else f"{big} GPUs have"
+        return f"--gpu-memory {scheduler.fmt_gib(memory)}: only {have} that much, --gpus {count} needs {count}"
+    return ""
 
 
 def _run_of(pid: int, run_pids: Mapping[int, str]) -> str:

@@ -6,10 +6,13 @@ each run waits. Both are one implementation (`_decide`): `explain` considers eve
 stops doing per-entry work once nothing more can start.
 
 Order: entries started explicitly (`front`) first, by seq; then higher priority; then, at equal
-priority, the entry of the user who holds fewer GPUs at that moment (counting GPUs granted earlier in
-the same plan); then seq. Placement: whole GPUs for exclusive requests, per-GPU memory for memory
-requests; the best-linked set of GPUs; and reservations, so that a large run waiting for GPUs isn't
-starved by small runs that keep taking the GPUs it waits for (backfill only on other GPUs).
+priority, fair share: the entry of the user with the least recent GPU usage (`Box.usage`, decayed
+GPU-seconds, guildd.fairshare), so a user who just finished a long job waits behind one who hasn't
+run today; at equal usage (users new to the box), the user who holds fewer GPUs at that moment
+(counting GPUs granted earlier in the same plan); then seq. Placement: whole GPUs for exclusive
+requests, per-GPU memory for memory requests; the best-linked set of GPUs; and reservations, so
+that a large run waiting for GPUs isn't starved by small runs that keep taking the GPUs it waits
+for (backfill only on other GPUs).
 
 Staged entries start only while queue processing is on (`paused` false), with Guild's queue flags
 (run-once, wait-for-running, gpus=). Front entries (started explicitly, or run without --stage and
@@ -101,6 +104,7 @@ class Box:
     queue_gpus: tuple = ()  # the queue's gpus=: staged entries that asked for no GPUs run on these
     queue_limits: dict = dataclasses.field(default_factory=dict)  # queue name -> max running at once
     user_gpu_cap: int = 0  # max GPUs one user's runs may hold at once; 0 = no cap
+    usage: dict = dataclasses.field(default_factory=dict)  # user -> decayed GPU-seconds of recent use
     cpu_slots: int = 0  # max CPU-only non-front runs running at once; 0 = no limit
     statuses: dict = dataclasses.field(default_factory=dict)  # run id -> status, for `after` runs
 
@@ -144,43 +148,6 @@ def explain(entries: Iterable[Entry], box: Box) -> list[Decision]:
 def order(entries: Iterable[Entry], box: Box) -> list[Entry]:
     """The entries in the order they are considered."""
     return [e for e, _ in _decide(entries, box, everything=True)]
-
-
-def never_fits(request: Request, gpus: Sequence[GpuState]) -> str:
-    """'' if `request` could fit on the GpuStates `gpus` when nothing else runs, else why not
-    (one line, to refuse the run when it is submitted)."""
-    count, devices, memory = request.gpus, request.devices, request.gpu_memory
-    if count < 0:
-        return f"--gpus {count}: must be 0 or more"
-    if memory < 0:
-        return f"--gpu-memory {_gib(memory)}: must be 0 or more"
-    spec = ",".join(str(i) for i in devices)
-    duplicate = next((i for n, i in enumerate(devices) if i in devices[:n]), None)
-    if duplicate is not None:
-        return f"--gpus {spec}: GPU {duplicate} is named twice"
-    if not request.wants_gpus:
-        return f"--gpu-memory {_gib(memory)}: needs --gpus" if memory else ""
-    if not gpus:
-        return "this box has no GPUs"
-    totals = {g.index: g.memory_total for g in gpus}
-    if devices:
-        missing = next((i for i in devices if i not in totals), None)
-        if missing is not None:
-            return f"--gpus {spec}: there is no GPU {missing} (GPUs: {_index_ranges(totals)})"
-        small = next((i for i in devices if totals[i] < memory), None)
-        if small is not None:
-            return f"--gpu-memory {_gib(memory)}: GPU {small} has {_gib(totals[small])}"
-        return ""
-    if count > len(gpus):
-        return f"--gpus {count}: this box has {_gpus(len(gpus))}"
-    largest = max(totals.values())
-    if memory > largest:
-        return f"--gpu-memory {_gib(memory)}: the largest GPU has {_gib(largest)}"
-    big = sum(1 for total in totals.values() if total >= memory)
-    if big < count:
-        have = f"{big} GPU has" if big == 1 else f"{big} GPUs have"
-        return f"--gpu-memory {_gib(memory)}: only {have} that much, --gpus {count} needs {count}"
-    return ""
 
 
 def _decide(entries: Iterable[Entry], box: Box, everything: bool) -> list[tuple[Entry, Decision]]:
@@ -240,36 +207,37 @@ class _Planner:
             self._grant(h.run_id, h.user, h.queue, h.devices, h.gpu_memory, h.started_us)
             self.staged_running += h.staged
 
-    def static_key(self, e: Entry) -> tuple[int, int, int]:
-        return (-e.priority, self.user_gpus.get(e.user, 0), e.seq)
+    def static_key(self, e: Entry) -> tuple[int, float, int, int]:
+        return (-e.priority, self.box.usage.get(e.user, 0.0), self.user_gpus.get(e.user, 0), e.seq)
 
     def consider_fair_share(self, entries: list[Entry]) -> set[int]:
         """Considers `entries` in fair-share order while some GPU can still be granted; returns the
         positions in `entries` of those it considered.
 
-        Each user's entries wait in (priority, seq, position) order: they share the user's GPU
-        count, so it never changes their order. The users wait in a heap by their next entry's
-        (priority, the user's GPUs, seq, position): the top is the next entry of all. A grant only
-        changes the GPU count of the user whose entry was just considered: that user alone goes
-        back in, with its next entry. So each entry considered costs O(log users), whatever the
-        number of entries, besides one pass to group them."""
-        held = self.user_gpus
+        Each user's entries wait in (priority, seq, position) order: they share the user's usage
+        and GPU count, so neither changes their order. The users wait in a heap by their next
+        entry's (priority, the user's usage, the user's GPUs, seq, position): the top is the next
+        entry of all. Usage is fixed for the plan, and a grant only changes the GPU count of the
+        user whose entry was just considered: that user alone goes back in, with its next entry.
+        So each entry considered costs O(log users), whatever the number of entries, besides one
+        pass to group them."""
+        held, usage = self.user_gpus, self.box.usage
         grouped: dict[str, dict[int, list[int]]] = collections.defaultdict(lambda: collections.defaultdict(list))
         for n, e in _by_seq(entries):
             grouped[e.user][e.priority].append(n)  # user -> priority -> positions by (seq, position)
         queues: dict[str, Iterator[int]] = {}  # user -> iterator over the positions of the user's entries, in order
-        # heap of (-priority, GPUs held, seq, position, user) of each user's next entry
-        users: list[tuple[int, int, int, int, str]] = []
+        # heap of (-priority, usage, GPUs held, seq, position, user) of each user's next entry
+        users: list[tuple[int, float, int, int, int, str]] = []
         for user, by_priority in grouped.items():
             queues[user] = queue = itertools.chain.from_iterable(
                 [by_priority[p] for p in sorted(by_priority, reverse=True)])
             n = next(queue)
             e = entries[n]
-            users.append((-e.priority, held.get(user, 0), e.seq, n, user))
+            users.append((-e.priority, usage.get(user, 0.0), held.get(user, 0), e.seq, n, user))
         heapq.heapify(users)
         done = set()
         while users and self.gpus_open(entries):
-            n, user = users[0][3:]
+            n, user = users[0][4:]
             self.consider(entries[n])
             done.add(n)
             following = next(queues[user], None)
@@ -277,7 +245,7 @@ class _Planner:
                 heapq.heappop(users)
             else:
                 e = entries[following]
-                heapq.heapreplace(users, (-e.priority, held.get(user, 0), e.seq, following, user))
+                heapq.heapreplace(users, (-e.priority, usage.get(user, 0.0), held.get(user, 0), e.seq, following, user))
         return done
 
     def gpus_open(self, entries: Sequence[Entry]) -> bool:
@@ -399,7 +367,7 @@ class _Planner:
         if memory:
             available = self._available(i)
             if available < memory:
-                return f"GPU {i} has {_gib(available)} free, needs {_gib(memory)}"
+                return f"GPU {i} has {fmt_gib(available)} free, needs {fmt_gib(memory)}"
             return ""
         if self.holders[i]:
             return f"GPU {i} is held by {_runs(self.holders[i])}"
@@ -416,14 +384,14 @@ class _Planner:
         if len(free) >= count:
             return self._start(e, self._choose(free, count, memory))
         if memory:
-            need = f"needs {_gib(memory)} free on {_gpus(count)}"
+            need = f"needs {fmt_gib(memory)} free on {fmt_gpus(count)}"
             if usable:
                 have = f"{len(free)} {'GPU has' if len(free) == 1 else 'GPUs have'} it"
             else:
                 most = max(self._available(i) for i in self.indices)
-                have = f"at most {_gib(most)} free"
+                have = f"at most {fmt_gib(most)} free"
         else:
-            need, have = f"needs {_gpus(count)}", f"{len(free)} free"
+            need, have = f"needs {fmt_gpus(count)}", f"{len(free)} free"
         reason = f"{need}, {have}{self._reserved_note(usable)}"
         self._reserve_some(e, count, memory, set(free))
         return Wait(e.run_id, reason)
@@ -544,7 +512,7 @@ def on_queue_gpus(e: Entry, queue_gpus: Sequence[int]) -> tuple[Entry, str]:
         return dataclasses.replace(e, request=Request(gpus=len(queue_gpus), devices=tuple(queue_gpus))), ""
     if sorted(request.devices) != sorted(queue_gpus):
         asked = ",".join(str(i) for i in request.devices)
-        return e, f"GPU spec mismatch: the run asks for GPUs {asked}, the queue has {_index_ranges(queue_gpus)}"
+        return e, f"GPU spec mismatch: the run asks for GPUs {asked}, the queue has {fmt_indices(queue_gpus)}"
     return e, ""
 
 
@@ -594,15 +562,17 @@ def _runs(run_ids: Sequence[str]) -> str:
     return "runs " + ", ".join(_short(r) for r in run_ids)
 
 
-def _gib(n: float) -> str:
+def fmt_gib(n: float) -> str:
+    """Bytes as the reasons (here and guildd.resources.never_fits) show them: '20.0 GiB'."""
     return f"{n / GIB:.1f} GiB"
 
 
-def _gpus(n: int) -> str:
+def fmt_gpus(n: int) -> str:
+    """'1 GPU', '2 GPUs', for the reasons."""
     return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
-def _index_ranges(indices: Iterable[int]) -> str:
+def fmt_indices(indices: Iterable[int]) -> str:
     """'0-3' for 0, 1, 2, 3; '0,2,5-7' for 0, 2, 5, 6, 7."""
     parts = []
     for _, pairs in itertools.groupby(enumerate(sorted(indices)), key=lambda t: t[1] - t[0]):

@@ -872,7 +872,7 @@ class ListQueueRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListQueueResponse(_message.Message):
-    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms", "waiting", "processing", "always_on")
+    __slots__ = ("entries", "holdings", "paused", "queue_limits", "user_gpu_cap", "cpu_slots", "gpu_count", "plans", "plan_p50_ms", "plan_p99_ms", "waiting", "processing", "always_on", "users", "fair_share_half_life")
     class QueueLimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -893,6 +893,8 @@ class ListQueueResponse(_message.Message):
     WAITING_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_FIELD_NUMBER: _ClassVar[int]
     ALWAYS_ON_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    FAIR_SHARE_HALF_LIFE_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
     holdings: _containers.RepeatedCompositeFieldContainer[QueueHolding]
     paused: bool
@@ -906,7 +908,25 @@ class ListQueueResponse(_message.Message):
     waiting: int
     processing: QueueProcessing
     always_on: bool
-    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ..., waiting: _Optional[int] = ..., processing: _Optional[_Union[QueueProcessing, _Mapping]] = ..., always_on: _Optional[bool] = ...) -> None: ...
+    users: _containers.RepeatedCompositeFieldContainer[UserShare]
+    fair_share_half_life: float
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ..., holdings: _Optional[_Iterable[_Union[QueueHolding, _Mapping]]] = ..., paused: _Optional[bool] = ..., queue_limits: _Optional[_Mapping[str, int]] = ..., user_gpu_cap: _Optional[int] = ..., cpu_slots: _Optional[int] = ..., gpu_count: _Optional[int] = ..., plans: _Optional[int] = ..., plan_p50_ms: _Optional[float] = ..., plan_p99_ms: _Optional[float] = ..., waiting: _Optional[int] = ..., processing: _Optional[_Union[QueueProcessing, _Mapping]] = ..., always_on: _Optional[bool] = ..., users: _Optional[_Iterable[_Union[UserShare, _Mapping]]] = ..., fair_share_half_life: _Optional[float] = ...) -> None: ...
+
+class UserShare(_message.Message):
+    __slots__ = ("user", "gpus_held", "usage_gpu_seconds", "share", "waiting", "cap")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GPUS_HELD_FIELD_NUMBER: _ClassVar[int]
+    USAGE_GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    gpus_held: int
+    usage_gpu_seconds: float
+    share: float
+    waiting: int
+    cap: int
+    def __init__(self, user: _Optional[str] = ..., gpus_held: _Optional[int] = ..., usage_gpu_seconds: _Optional[float] = ..., share: _Optional[float] = ..., waiting: _Optional[int] = ..., cap: _Optional[int] = ...) -> None: ...
 
 class QueueProcessing(_message.Message):
     __slots__ = ("run_once", "gpus", "wait_for_running")

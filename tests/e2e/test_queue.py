@@ -3,6 +3,7 @@ runs staged and started with guildctl, each run reporting the GPUs it saw."""
 
 import json
 import os
+import pwd
 import signal
 
 import pytest
@@ -327,6 +328,32 @@ def test_a_shared_box_daemon_can_keep_processing_always_on(start_guild):
     r = guild.ctl("queue", "stop", check=False)
     assert r.returncode != 0 and "always on for this daemon" in r.stderr
     assert "Queue processing on (always on)" in guild.ctl("queue").stdout
+
+
+def test_queue_shows_each_users_recent_gpu_use_which_survives_a_restart(start_guild):
+    guild = start_guild("2x80G", options=("--fair-share-half-life", "2"))
+    user = pwd.getpwuid(os.getuid()).pw_name
+    holder = guild.ctl("run", "gpujob.py", "sleep=1", "--gpus", "2", "--background", "-y")
+    holder_id = holder.stdout.split(" as ")[1].split()[0]
+    guild.wait_status(holder_id, "running")
+    # While it runs: the user holds 2 GPUs and their use grows.
+    [line] = wait_for(lambda: [u for u in _queue(guild)["users"] if u["gpus_held"] == 2], what="the user's share")
+    assert (line["user"], line["waiting"], line["cap"]) == (user, 0, 0)
+    guild.wait_status(holder_id, "completed")
+    q = _queue(guild)
+    assert q["fair_share_half_life"] == 7200.0
+    [line] = q["users"]
+    assert (line["user"], line["gpus_held"], line["share"]) == (user, 0, 1.0)
+    used = line["usage_gpu_seconds"]
+    assert 2.0 <= used < 120.0  # 2 GPUs for a second or more (the run's start and end included)
+    text = guild.ctl("queue").stdout
+    assert "Fair share (half-life 2h" in text
+    assert any(row.split()[:2] == [user, "0"] and "GPU-h" in row and "100%" in row for row in text.splitlines())
+    # A daemon killed outright doesn't forget it.
+    guild.kill_daemon(signal.SIGKILL)
+    guild = start_guild("2x80G", home=guild.home, options=("--fair-share-half-life", "2"))
+    [line] = _queue(guild)["users"]
+    assert line["user"] == user and line["usage_gpu_seconds"] == pytest.approx(used, rel=0.01)
 
 
 def test_run_start_follows_a_staged_run_like_run(start_guild):

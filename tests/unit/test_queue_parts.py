@@ -1,14 +1,18 @@
 """The queue's plain parts (guildd.queue): a run's resource request as the scheduler and the
 queue file hold it, the GPUs a run's environment names, the scheduler's view of the GPUs, and
-the queue file."""
+the queue file; fair share's usage across a restart."""
 
+import asyncio
+import concurrent.futures
+import math
 from types import SimpleNamespace
 
 import pytest
 
 from guild_common import rundir
-from guildd import queue
-from guildd.scheduler import GpuState, Holding, Request
+from guildd import fairshare, queue
+from guildd.scheduler import Entry, GpuState, Holding, Request, order
+from tests.unit.fakes import InPlaceRuntime
 
 GIB = 2**30
 RUN = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d"
@@ -112,3 +116,74 @@ def test_a_missing_or_damaged_queue_file_reads_as_none(run_dir, content):
     if content is not None:
         (rundir.guild_dir(run_dir) / queue.QUEUE_FILE).write_text(content)
     assert queue.read_file(run_dir) is None
+
+
+# Fair share's usage, across a restart (a new Queue on the same home)
+
+HOUR_US = 3600 * 10**6
+
+
+class _Runtime(InPlaceRuntime):
+    def io_submit(self, fn, *args):
+        future = concurrent.futures.Future()
+        future.set_result(fn(*args))
+        return future
+
+
+class _States:
+    """The run states a queue reads at start: `running` run ids, their dirs under `runs`."""
+
+    def __init__(self, runs, running=()):
+        self.runs, self.running = runs, running
+
+    def listen(self, _callback):
+        pass
+
+    def run_dir(self, run_id):
+        return self.runs / run_id
+
+    def store(self):
+        records = [SimpleNamespace(id=run_id, status="running") for run_id in self.running]
+        return SimpleNamespace(list=lambda statuses: (records, None))
+
+
+def _queue(home, states, half_life=3600.0):
+    return queue.Queue(_Runtime(), states.store(), states, home, None, None, lambda: False, half_life=half_life)
+
+
+def _running_run(states, run_id, user, devices, started_us):
+    """A run the queue started and that still runs: its queue file records its grant."""
+    run_dir = states.run_dir(run_id)
+    rundir.attrs_dir(run_dir).mkdir(parents=True)
+    queue.write_file(run_dir, {"user": user, "request": {"gpus": len(devices)},
+                               "granted": {"devices": list(devices), "gpu_memory": 0, "started_us": started_us}})
+
+
+def test_usage_survives_a_restart(tmp_path):
+    # alice's 8-GPU run ran for the last hour and ended; bob's 1-GPU run runs since an hour ago.
+    now = rundir.now_us()
+    states = _States(tmp_path / "runs", running=["bobs"])
+    _running_run(states, "bobs", "bob", (0,), now - HOUR_US)
+    first = _queue(tmp_path, states)
+    asyncio.run(first.load())
+    first.holdings["alices"] = Holding("alices", "alice", tuple(range(8)), 0, "", now - HOUR_US, False)
+    first.release("alices")
+    before = first.usage()
+
+    restarted = _queue(tmp_path, states)
+    asyncio.run(restarted.load())
+    after = restarted.usage()
+    # Each GPU-hour counts half an hour's worth less at its start: 8 GPUs for a half-life ~ 8 x 2597 GPU-s.
+    assert before["alice"] == pytest.approx(8 * 3600 / math.log(2) / 2, rel=1e-3)
+    assert after == pytest.approx(before, rel=1e-3)  # bob's run is not charged twice for its first hour
+    # So the restarted daemon still puts bob's waiting run ahead of alice's, though bob holds a GPU.
+    entries = [Entry("a", "alice", Request(1), 1), Entry("b", "bob", Request(1), 2)]
+    assert [e.run_id for e in order(entries, restarted.box())] == ["b", "a"]
+
+
+def test_a_damaged_usage_file_starts_from_no_usage(tmp_path, caplog):
+    (tmp_path / fairshare.USAGE_FILE).write_text("{not json")
+    restarted = _queue(tmp_path, _States(tmp_path / "runs"))
+    asyncio.run(restarted.load())
+    assert restarted.usage() == {}
+    assert "ignoring" in caplog.text

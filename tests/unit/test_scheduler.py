@@ -5,6 +5,7 @@ import random
 import pytest
 
 from guildd import scheduler
+from guildd.resources import never_fits
 from guildd.scheduler import (
     Box,
     Cancel,
@@ -15,7 +16,6 @@ from guildd.scheduler import (
     Start,
     Wait,
     explain,
-    never_fits,
     order,
     plan,
 )
@@ -242,7 +242,7 @@ ORDER = {
         [entry("a", seq=1, priority=9), entry("f2", seq=5, front=True), entry("f1", seq=4, front=True)],
         ["f1", "f2", "a"],
     ),
-    "fair share: the user holding fewer GPUs first": (
+    "fair share, no usage yet: the user holding fewer GPUs first": (
         Box(gpus=gpus(8), running=(hold("r1", 0, 1, 2, user="alice"), hold("r2", 3, user="bob"))),
         [entry("a", 1, user="alice", seq=1), entry("b", 1, user="bob", seq=2)],
         ["b", "a"],
@@ -266,6 +266,37 @@ ORDER = {
         Box(gpus=gpus(8), running=(hold("r", 0, 1, 2, user="alice"),)),
         [entry("a", 1, user="alice", seq=1, priority=1), entry("b", 1, user="bob", seq=2)],
         ["a", "b"],
+    ),
+    "a user who just finished a long job waits behind one who hasn't run": (
+        Box(gpus=gpus(8), usage={"alice": 8 * 10 * 3600.0}),
+        [entry("a", 1, user="alice", seq=1), entry("b", 1, user="bob", seq=2)],
+        ["b", "a"],
+    ),
+    "least recent usage first, whatever GPUs are held now": (
+        Box(gpus=gpus(8), running=(hold("r", 0, 1, 2, user="alice"),), usage={"alice": 10.0, "bob": 1000.0}),
+        [entry("b", 1, user="bob", seq=1), entry("a", 1, user="alice", seq=2)],
+        ["a", "b"],
+    ),
+    "GPUs granted in the same plan don't outweigh usage": (
+        Box(gpus=gpus(8), usage={"alice": 100.0}),
+        [entry("a1", 1, user="alice", seq=1), entry("a2", 1, user="alice", seq=2),
+         entry("b1", 2, user="bob", seq=3), entry("b2", 2, user="bob", seq=4)],
+        ["b1", "b2", "a1", "a2"],
+    ),
+    "priority beats usage": (
+        Box(gpus=gpus(8), usage={"bob": 5000.0}),
+        [entry("a", 1, user="alice", seq=1), entry("b", 1, user="bob", seq=2, priority=1)],
+        ["b", "a"],
+    ),
+    "equal usage keeps submission order": (
+        Box(gpus=gpus(8), usage={"alice": 50.0, "bob": 50.0}),
+        [entry("b", 1, user="bob", seq=2), entry("a", 1, user="alice", seq=1), entry("b2", 1, user="bob", seq=3)],
+        ["a", "b", "b2"],
+    ),
+    "a full box: still least usage first": (
+        Box(gpus=gpus(1), running=(hold("r", 0, user="carol"),), usage={"alice": 30.0, "bob": 20.0, "carol": 1.0}),
+        [entry("a", 1, user="alice", seq=1), entry("b", 1, user="bob", seq=2), entry("c", 1, user="carol", seq=3)],
+        ["c", "b", "a"],
     ),
     "a user's own entries keep (priority, seq) order": (
         Box(gpus=gpus(8), running=(hold("r", 0, 1, user="alice"),)),
@@ -311,8 +342,8 @@ def test_fair_share_ties_keep_the_given_order(box):
 
 def fair_share_the_slow_way(entries, box):
     """(order, started) for 1-GPU and CPU-only entries on identical free GPUs: each time the entry with
-    the least (-priority, its user's GPUs, seq, position); it starts if it is CPU-only or a GPU is
-    left, and then its GPU counts for its user."""
+    the least (-priority, its user's usage, its user's GPUs, seq, position); it starts if it is
+    CPU-only or a GPU is left, and then its GPU counts for its user."""
     held = {}
     for h in box.running:
         held[h.user] = held.get(h.user, 0) + len(h.devices)
@@ -320,7 +351,8 @@ def fair_share_the_slow_way(entries, box):
     left = dict(enumerate(entries))
     result, started = [], []
     while left:
-        n = min(left, key=lambda n: (-left[n].priority, held.get(left[n].user, 0), left[n].seq, n))
+        n = min(left, key=lambda n: (-left[n].priority, box.usage.get(left[n].user, 0.0), held.get(left[n].user, 0),
+                                     left[n].seq, n))
         e = left.pop(n)
         result.append(e.run_id)
         if not e.request.gpus or free:
@@ -332,11 +364,13 @@ def fair_share_the_slow_way(entries, box):
 
 @pytest.mark.parametrize("seed", range(30))
 def test_fair_share_order_of_a_long_queue(seed):
-    # Many users, priorities and seq ties, in no particular order; GPUs for all, or running out.
+    # Many users, usages (some equal), priorities and seq ties, in no particular order; GPUs for
+    # all, or running out.
     rng = random.Random(seed)
     users = ["alice", "bob", "carol", "dave", "erin"][:rng.randint(1, 5)]
     running = tuple(hold(f"r{i}", i, user=rng.choice(users)) for i in range(rng.randint(0, 8)))
-    box = Box(gpus=gpus(len(running) + rng.choice([3, 20, 100])), running=running)
+    usage = {u: rng.choice([0.0, 0.0, 100.0, 5000.0]) for u in users}
+    box = Box(gpus=gpus(len(running) + rng.choice([3, 20, 100])), running=running, usage=usage)
     entries = [entry(f"e{k}", rng.choice([0, 1, 1, 1]), user=rng.choice(users), seq=rng.randint(1, 30),
                      priority=rng.choice([0, 0, 0, 1, -1])) for k in range(80)]
     expected, started = fair_share_the_slow_way(entries, box)
