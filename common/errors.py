@@ -37,7 +37,12 @@ class FailedPrecondition(GuildError):
 
 
 class PermissionDenied(GuildError):
+    """Refused: not the caller's to do (another user's run, a daemon-wide setting), or a
+    path or socket that isn't the user's. Its own exit code, so a script tells "not yours"
+    from "not found" (1)."""
+
     grpc_code = "PERMISSION_DENIED"
+    exit_code = 4
 
 
 class Unauthenticated(GuildError):

@@ -11,10 +11,11 @@ import dataclasses
 import logging
 import os
 import pathlib
+import pwd
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, rundir
-from guildd import batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
+from guildd import authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
 from guildd import store as storelib
 from guildd.runtime import Runtime
 
@@ -66,6 +67,24 @@ class Catalog:
 
     async def get_many(self, run_ids: Sequence[str]) -> list[storelib.RunRecord]:
         return await self.runtime.io(self.store.get_many, run_ids)
+
+    async def owners(self, recs: Sequence[storelib.RunRecord]) -> dict[str, authz.Owner]:
+        """Whose each run is (run id -> owner, in order): the uid that owns its run dir, which
+        the run's `user` attr (an editable file) cannot forge. NotFound for a run whose dir
+        is gone."""
+
+        def read() -> dict[str, authz.Owner]:
+            out = {}
+            for rec in recs:
+                path = self.location(rec)
+                try:
+                    uid = os.lstat(path).st_uid
+                except FileNotFoundError:
+                    raise errors.NotFound(f"run {rec.id[:8]} is gone: {path} no longer exists") from None
+                out[rec.id] = authz.Owner(uid, _user_name(uid, rec.user))
+            return out
+
+        return await self.runtime.io(read)
 
     async def list_runs(self, statuses: Sequence[str], limit: int) -> tuple[list[storelib.RunRecord], int]:
         return await self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
@@ -257,3 +276,12 @@ class Catalog:
 
     async def disk_usage(self) -> list[tuple[str, str, int]]:
         return await self.runtime.work(manage.disk_usage, self.home)
+
+
+def _user_name(uid: int, recorded: str) -> str:
+    """The name of a run dir's owner: the account's (the uid is the fact), else the name the
+    run recorded (a uid with no account left), else "uid N"."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return recorded or f"uid {uid}"

@@ -4,13 +4,13 @@ converts the answer back."""
 
 import dataclasses
 import os
-from typing import AsyncIterator, Callable, Iterable
+from typing import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
 
 from guild_common import __version__, errors
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildd import convert, runstate
+from guildd import authz, convert, runstate
 from guildd.callers import Caller
 from guildd.daemon import Daemon
 from guildd.store import RunRecord, Summary
@@ -24,6 +24,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         self.followers = daemon.followers
         self.queue = daemon.queue
         self._shutdown = shutdown
+        self._policy = authz.Policy(daemon.identities.shared, daemon.identities.admin_group)
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
         """Who made this request, as the kernel vouches for it (guildd.callers): the token's
@@ -33,6 +34,13 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     def _user(self, context: grpc.aio.ServicerContext) -> str:
         return self._caller(context).name
+
+    async def _allowed(self, context: grpc.aio.ServicerContext, action: authz.Action, recs: Sequence[RunRecord]) -> Sequence[RunRecord]:
+        """`recs`, once the caller may do `action` to every one of them (guildd.authz): else
+        PermissionDenied, before anything is done. A per-user daemon's one user owns them all."""
+        if self._policy.shared:
+            authz.check_runs(self._policy, self._caller(context), action, await self.catalog.owners(recs))
+        return recs
 
     def _run(self, rec: RunRecord, scalars: Iterable[Summary] = ()) -> pb.Run:
         return convert.run_message(rec, self.catalog.location(rec), self.catalog.running_pid(rec), scalars)
@@ -73,13 +81,16 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     async def RestartRun(self, request: pb.RestartRunRequest, context: grpc.aio.ServicerContext) -> pb.RestartRunResponse:
         if request.start:
             return await self._start_staged(request, context)
+        await self._allowed(context, authz.Action.RESTART, [rec := await self.catalog.get_run(request.run)])
+        request.run = rec.id  # the run checked, whatever the spec resolves to by now
         rec, offset = await self.daemon.launcher.restart_run(convert.restart(request), self._user(context))
         return pb.RestartRunResponse(run=self._run(rec), output_offset=offset)
 
     async def _start_staged(self, request: pb.RestartRunRequest, context: grpc.aio.ServicerContext) -> pb.RestartRunResponse:
         """`run --start`: a staged run starts now; one that queue processing took meanwhile is
         answered as it is, for the client to follow; anything else is refused."""
-        rec = await self.catalog.get_run(request.run)
+        await self._allowed(context, authz.Action.START, [rec := await self.catalog.get_run(request.run)])
+        request.run = rec.id  # the run checked, whatever the spec resolves to by now
         if rec.status == runstate.STAGED:
             try:
                 rec, offset = await self.daemon.launcher.restart_run(convert.restart(request), self._user(context))
@@ -131,27 +142,33 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     @mapped
     async def LabelRuns(self, request: pb.LabelRunsRequest, context: grpc.aio.ServicerContext) -> pb.LabelRunsResponse:
         action = convert.label_action(request.action)
-        recs = await self.catalog.label_runs(await self._selected(request.selection), action, request.value)
+        recs = await self._allowed(context, authz.Action.LABEL, await self._selected(request.selection))
+        recs = await self.catalog.label_runs(recs, action, request.value)
         return pb.LabelRunsResponse(runs=self._runs(recs))
 
     @mapped
     async def MarkRuns(self, request: pb.MarkRunsRequest, context: grpc.aio.ServicerContext) -> pb.MarkRunsResponse:
-        recs = await self.catalog.mark_runs(await self._selected(request.selection), request.clear)
+        action = authz.Action.UNMARK if request.clear else authz.Action.MARK
+        recs = await self._allowed(context, action, await self._selected(request.selection))
+        recs = await self.catalog.mark_runs(recs, request.clear)
         return pb.MarkRunsResponse(runs=self._runs(recs))
 
     @mapped
     async def DeleteRuns(self, request: pb.DeleteRunsRequest, context: grpc.aio.ServicerContext) -> pb.DeleteRunsResponse:
-        recs = await self.catalog.delete_runs(await self._selected(request.selection), request.permanent)
+        recs = await self._allowed(context, authz.Action.DELETE, await self._selected(request.selection))
+        recs = await self.catalog.delete_runs(recs, request.permanent)
         return pb.DeleteRunsResponse(runs=self._runs(recs))
 
     @mapped
     async def RestoreRuns(self, request: pb.RestoreRunsRequest, context: grpc.aio.ServicerContext) -> pb.RestoreRunsResponse:
-        recs = await self.catalog.restore_runs(await self._selected(request.selection, deleted=True))
+        recs = await self._allowed(context, authz.Action.RESTORE, await self._selected(request.selection, deleted=True))
+        recs = await self.catalog.restore_runs(recs)
         return pb.RestoreRunsResponse(runs=self._runs(recs))
 
     @mapped
     async def PurgeRuns(self, request: pb.PurgeRunsRequest, context: grpc.aio.ServicerContext) -> pb.PurgeRunsResponse:
-        recs = await self.catalog.purge_runs(await self._selected(request.selection, deleted=True))
+        recs = await self._allowed(context, authz.Action.PURGE, await self._selected(request.selection, deleted=True))
+        recs = await self.catalog.purge_runs(recs)
         return pb.PurgeRunsResponse(runs=[convert.purged_message(r) for r in recs])
 
     @mapped
@@ -185,7 +202,10 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def ExportRuns(self, request: pb.ExportRunsRequest, context: grpc.aio.ServicerContext) -> pb.ExportRunsResponse:
-        results = await self.catalog.export_runs(await self._selected(request.selection), request.dir, request.move)
+        recs = await self._selected(request.selection)
+        if request.move:  # the runs leave GUILD_HOME: a change, not a read
+            await self._allowed(context, authz.Action.MOVE, recs)
+        results = await self.catalog.export_runs(recs, request.dir, request.move)
         return pb.ExportRunsResponse(runs=convert.transfer_messages(results))
 
     @mapped
@@ -223,7 +243,12 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def StopRuns(self, request: pb.StopRunsRequest, context: grpc.aio.ServicerContext) -> pb.StopRunsResponse:
-        recs = await self.daemon.launcher.stop_runs(list(request.runs))
+        if request.runs:
+            recs = [await self.catalog.get_run(spec) for spec in request.runs]
+        else:
+            recs, _ = await self.catalog.list_runs((runstate.RUNNING,), 0)
+        await self._allowed(context, authz.Action.STOP, recs)
+        recs = await self.daemon.launcher.stop_runs([r.id for r in recs]) if recs else []
         return pb.StopRunsResponse(runs=self._runs(recs))
 
     @mapped
@@ -239,6 +264,7 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def ConfigureQueue(self, request: pb.ConfigureQueueRequest, context: grpc.aio.ServicerContext) -> pb.ConfigureQueueResponse:
+        authz.check_daemon(self._policy, self._caller(context), authz.Action.QUEUE_SETTINGS)
         if request.processing.gpus:
             await self.queue.check_queue_gpus(tuple(request.processing.gpus))
         self.queue.configure(**convert.queue_settings(request))
@@ -246,18 +272,19 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def SetQueuePriority(self, request: pb.SetQueuePriorityRequest, context: grpc.aio.ServicerContext) -> pb.SetQueuePriorityResponse:
-        recs = [await self.catalog.get_run(spec) for spec in request.runs]
+        recs = await self._allowed(context, authz.Action.PRIORITY, [await self.catalog.get_run(spec) for spec in request.runs])
         await self.queue.set_priority([r.id for r in recs], request.priority)
         return pb.SetQueuePriorityResponse(runs=self._runs(recs))
 
     @mapped
     async def CancelQueued(self, request: pb.CancelQueuedRequest, context: grpc.aio.ServicerContext) -> pb.CancelQueuedResponse:
-        recs = [await self.catalog.get_run(spec) for spec in request.runs]
+        recs = await self._allowed(context, authz.Action.CANCEL, [await self.catalog.get_run(spec) for spec in request.runs])
         await self.queue.cancel([r.id for r in recs])
         recs = [await self.catalog.get_run(r.id) for r in recs]
         return pb.CancelQueuedResponse(runs=self._runs(recs))
 
     @mapped
     async def ShutdownDaemon(self, request: pb.ShutdownDaemonRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownDaemonResponse:
+        authz.check_daemon(self._policy, self._caller(context), authz.Action.SHUTDOWN)
         self._shutdown()
         return pb.ShutdownDaemonResponse()

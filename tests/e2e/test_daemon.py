@@ -136,11 +136,11 @@ def test_unusable_guild_home_is_a_clear_error(tmp_path, project):
     blocker.write_text("")
     env = {**os.environ, "GUILD_HOME": str(blocker / "home")}
     r = subprocess.run(["guildctl", "run", "train.py", "-y"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
+    assert r.returncode == 4
     assert "Traceback" not in r.stderr
     assert str(blocker / "home") in r.stderr.splitlines()[-1]
     r = subprocess.run(["guildd", "--foreground", "-H", str(blocker / "home")], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1 and r.stderr.startswith("guildd: cannot use GUILD_HOME")
+    assert r.returncode == 4 and r.stderr.startswith("guildd: cannot use GUILD_HOME")
 
 
 def test_long_guild_home_works(tmp_path, project):

@@ -666,7 +666,7 @@ def test_export_to_an_unwritable_place_fails_cleanly(m, tmp_path):
     afile.write_text("not a directory\n")
     for dest in (afile / "sub", afile):
         r = m.ctl("export", str(dest), run_id, "-y", check=False)
-        assert r.returncode == 1, r
+        assert r.returncode == 4, r
         assert str(dest) in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert afile.read_text() == "not a directory\n"

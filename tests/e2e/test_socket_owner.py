@@ -198,7 +198,7 @@ def test_guildd_refuses_a_socket_dir_another_user_made(box, mode):
     assert r.returncode == 0, r.stderr
 
     r = victim.run(GUILDD, "--foreground", "--no-log-stderr", "-H", str(box.home), env=box.env, cwd="/", timeout=30)
-    assert r.returncode == 1
+    assert r.returncode == 4  # PermissionDenied
     assert r.stderr.count("\n") == 1, r.stderr
     reason = f"refusing socket directory {victim.runtime_dir}: it is owned by {attacker.name} (uid {attacker.uid})"
     assert r.stderr.startswith(f"guildd: {reason}")
@@ -253,7 +253,7 @@ def test_guildctl_sends_nothing_to_a_socket_another_user_owns(box, plant):
     fake, named = plant(box)
     r = box.ctl("run", "train.py", "-y")
     assert box.fake_server_connections(fake) == []
-    assert r.returncode == 1
+    assert r.returncode == 4  # PermissionDenied
     assert "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
     line = r.stderr.strip()
