@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from guild_common import errors, flagfuncs, flags as flaglib, optdefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import children, runstate
+from guildd import children, fsrights, runstate
 from guild_common.paths import StrPath
 from guildd.children import Parents
 from guildd.store import RunRecord
@@ -65,8 +65,9 @@ def spec_files(spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int = 0) ->
 
 
 def write_spec(run_dir: StrPath, spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int) -> None:
-    for name, data in spec_files(spec, proto, session_start):
-        rundir.write_atomic(rundir.guild_dir(run_dir) / name, data)  # a full disk leaves the old spec
+    with fsrights.as_owner_of(run_dir):  # the owner's dir: written with their rights
+        for name, data in spec_files(spec, proto, session_start):
+            rundir.write_atomic(rundir.guild_dir(run_dir) / name, data)  # a full disk leaves the old spec
 
 
 def check(spec: pb.BatchSpec) -> None:

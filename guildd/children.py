@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from guild_common import rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import outputs, runstate
+from guildd import fsrights, outputs, runstate
 from guildd.drivers import Drivers
 from guildd.runstate import RunStates
 from guildd.runtime import Runtime
@@ -32,7 +32,7 @@ class Parents:
 
     async def say(self, run_dir: "str | os.PathLike", line: str) -> None:
         """A line of guildd's own in a parent's output (stderr, as Guild logs them)."""
-        await self.runtime.work(outputs.append_line, run_dir, line)
+        await self.runtime.work(fsrights.call_as_owner_of, run_dir, outputs.append_line, run_dir, line)
 
     async def wait_end(self, run_id: str, parent_dir: "Optional[str | os.PathLike]" = None, offset: int = 0) -> Optional[RunRecord]:
         """Waits for a child run to end, copying its output from `offset` into the parent's as
@@ -49,6 +49,13 @@ class Parents:
 
 
 def _copy_new_output(child_dir: "str | os.PathLike", parent_dir: "str | os.PathLike", offset: int) -> int:
+    """Copies a child's output from `offset` into its parent's (both read and written with
+    the parent's owner's rights: a child's output linked to a root-only file stays unread)."""
+    with fsrights.as_owner_of(parent_dir):
+        return _copy_output(child_dir, parent_dir, offset)
+
+
+def _copy_output(child_dir: "str | os.PathLike", parent_dir: "str | os.PathLike", offset: int) -> int:
     try:
         with open(rundir.output_path(child_dir), "rb") as f:
             f.seek(offset)
@@ -70,7 +77,9 @@ def linked(run_dir: "str | os.PathLike", name: str) -> Optional[str]:
 
 
 def link(run_dir: "str | os.PathLike", name: str, child_id: str) -> None:
-    """Links a child run's dir into its parent's as `name` (kept if there already)."""
+    """Links a child run's dir into its parent's as `name` (kept if there already), with the
+    parent's owner's rights."""
     path = os.path.join(run_dir, name)
-    if not os.path.lexists(path):
-        os.symlink(os.path.join("..", child_id), path)
+    with fsrights.as_owner_of(run_dir):
+        if not os.path.lexists(path):
+            os.symlink(os.path.join("..", child_id), path)

@@ -80,6 +80,8 @@ class Daemon:
             self.followers,
             self.catalog.changing_dirs,
             self.catalog.delete_runs,
+            shared=options.shared,
+            unconfined_gpus=options.unconfined_gpus,
         )
 
     def run_dir(self, run_id: str) -> "os.PathLike":

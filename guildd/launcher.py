@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from guild_common import errors, home as homelib, opconfig, rundir
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, daemonlog, diskspace, executor as execlib, outputs, pipeline, queue as queuelib, restarts, runs, runstate, upstream
+from guildd import batches as batchlib, convert, daemonlog, diskspace, executor as execlib, fsrights, outputs, pipeline, queue as queuelib, restarts, runs, runstate, upstream
 from guildd import store as storelib
 from guildd.children import Parents
 from guildd.drivers import Drivers, ShimDriver
@@ -47,6 +47,8 @@ class Launcher:
         followers: Followers,
         changing_dirs: Callable[..., Any],
         delete_runs: Callable[[Sequence[storelib.RunRecord], bool], Awaitable[Any]],
+        shared: bool = False,
+        unconfined_gpus: bool = False,
     ) -> None:
         self.runtime = runtime
         self.states = states
@@ -59,6 +61,8 @@ class Launcher:
         self.followers = followers
         self.changing_dirs = changing_dirs  # runs a change of the run dirs, keeping the index's view current
         self.delete_runs = delete_runs
+        self.shared = shared  # runs execute as their owners (guildd --shared, as root)
+        self.confine_gpus = shared and not unconfined_gpus  # a run sees only the GPUs granted to it
         self.parents = Parents(
             runtime=runtime,
             store=store,
@@ -132,6 +136,9 @@ class Launcher:
         flag_values = convert.json_object(spec.flags_json, "flags")
         user_flags = convert.json_object(spec.user_flags_json, "user flags")
         config = opconfig.config_from_spec(spec)
+        owner = runs.owner_named(user) if self.shared else None
+        if owner is not None and spec.project_dir:
+            await self.runtime.work(runs.check_project_dir, spec.project_dir, owner)
         run_id = rundir.new_run_id()
         run_dir = self.run_dir(run_id)
         label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
@@ -149,19 +156,23 @@ class Launcher:
         write = functools.partial(
             runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
         )
-        rec = await self.runtime.io(self.changing_dirs, self._create, record, status, write, extra_attrs)
+        rec = await self.runtime.io(self.changing_dirs, self._create, record, status, write, extra_attrs, owner)
         return rec, config, flag_values
 
     def _create(self, record: storelib.RunRecord, status: str, write: Callable[[], str],
-                extra_attrs: Optional[dict[str, Any]]) -> storelib.RunRecord:
+                extra_attrs: Optional[dict[str, Any]], owner: Optional[runs.Owner] = None) -> storelib.RunRecord:
         """On the I/O thread: a new run's dir written (`write` returns its snapshot's digest)
         and its first status indexed. On any failure (a full disk, a bad path) the half-made
-        dir is removed: a run that can't be made leaves nothing behind."""
+        dir is removed: a run that can't be made leaves nothing behind. With an `owner` (a
+        shared daemon), the fresh dir is made by the daemon and then given to the owner:
+        every later write of the daemon's there is made with the owner's rights."""
         self.reserve.take()  # again, if a full disk used it up: there is room for a new run
         try:
             digest = write()
             if extra_attrs:
                 rundir.write_attrs(self.run_dir(record.id), extra_attrs)
+            if owner is not None:
+                fsrights.chown_tree(self.run_dir(record.id), owner.uid, owner.gid)
             return self.states.apply(record.id, status, dataclasses.replace(record, digest=digest))
         except BaseException:
             shutil.rmtree(self.run_dir(record.id), ignore_errors=True)  # needs no space
@@ -257,7 +268,7 @@ class Launcher:
                 if isinstance(result, Exception):
                     raise result
                 if result[0] == "resolve":
-                    await self.launch(run_id, *result[1:])
+                    await self.launch(run_id, *result[1:])  # (config, flags, env, stop_after, staged, granted GPUs)
                 else:
                     self._started(run_id, *result[1:])
             except Exception as e:  # noqa: BLE001 - reported to the queue, which goes on
@@ -270,21 +281,23 @@ class Launcher:
                        prepare: Callable[[StrPath], float]) -> tuple[Any, ...]:
         """On the I/O thread: a queued run's start, up to its shim (see start_queued)."""
         run_dir = self.run_dir(run_id)
-        stop_after = prepare(run_dir)
-        attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
+        with fsrights.as_owner_of(run_dir):
+            stop_after = prepare(run_dir)
+            attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         flag_values = dict(attrs.get("flags") or {})
         base_env = dict(env if env is not None else attrs.get("env") or {})
         base_env.update(gpu_env)
         staged = runstate.existing(self.store, run_id).status == runstate.STAGED
         if config.requires:  # resolved on the event loop and a worker thread first
-            return ("resolve", config, flag_values, base_env, stop_after, staged)
-        return ("spawned", config, *self._spawn(run_id, config, flag_values, base_env, stop_after, staged))
+            return ("resolve", config, flag_values, base_env, stop_after, staged, gpu_env)
+        return ("spawned", config, *self._spawn(run_id, config, flag_values, base_env, stop_after, staged, gpu_env))
 
     async def launch(self, run_id: str, config: opconfig.OpConfig, flag_values: dict[str, Any], env: dict[str, str],
-                     stop_after: float, staged: bool = False) -> storelib.RunRecord:
+                     stop_after: float, staged: bool = False, granted: Optional[dict[str, str]] = None) -> storelib.RunRecord:
         """Starts a pending (or staged) run's process: in one trip to the I/O thread once its
-        dependencies are resolved."""
+        dependencies are resolved. `granted`: the environment of the GPUs the queue granted
+        it (queue.gpu_env), none when not given."""
         if config.requires:
             if staged:
                 await self.states.transition(run_id, runstate.PENDING)
@@ -292,7 +305,8 @@ class Launcher:
             flag_values = await upstream.resolve_requires(
                 self.runtime, self.states, self.store, self.reserve, self.home, run_id, config, flag_values
             )
-        return self._started(run_id, config, *await self.runtime.io(self._spawn, run_id, config, flag_values, env, stop_after, staged))
+        spawned = await self.runtime.io(self._spawn, run_id, config, flag_values, env, stop_after, staged, granted or {})
+        return self._started(run_id, config, *spawned)
 
     def _started(self, run_id: str, config: opconfig.OpConfig, rec: storelib.RunRecord, shim: Optional[execlib.Shim],
                  error: Optional[BaseException]) -> storelib.RunRecord:
@@ -313,13 +327,18 @@ class Launcher:
         self.executor.watch(run_id, pid)
 
     def _spawn(self, run_id: str, config: opconfig.OpConfig, flag_values: dict[str, Any], env: dict[str, str], stop_after: float,
-               staged: bool) -> tuple[storelib.RunRecord, Optional[execlib.Shim], Optional[BaseException]]:
+               staged: bool, granted: dict[str, str]) -> tuple[storelib.RunRecord, Optional[execlib.Shim], Optional[BaseException]]:
         """On the I/O thread: records the command and environment, moves the run to running
         and starts its shim. Returns (record, shim, None), or (record, None, error) when it
-        could not start (the run is then an error, never left pending: a full disk too)."""
+        could not start (the run is then an error, never left pending: a full disk too). In a
+        shared daemon the shim runs as the run dir's owner, never as root, and the run sees
+        only the GPUs `granted` (unless the daemon leaves GPUs unconfined)."""
         run_dir = self.run_dir(run_id)
         try:
-            launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after)
+            owner = runs.owner(os.lstat(run_dir).st_uid) if self.shared else None
+            with fsrights.as_owner_of(run_dir):
+                launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after, owner,
+                                             granted if self.confine_gpus else None)
             self.states.apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
         except Exception as e:  # noqa: BLE001 - the index still has it pending (or staged)
             return self.reserve.use(self.states.apply, run_id, runstate.ERROR, via=runstate.PENDING if staged else None), None, e
@@ -400,7 +419,8 @@ class Launcher:
         log.error("run %s: cannot go on with it %s (%s): marking it error", run_id[:8], when, reason,
                   exc_info=None if isinstance(e, errors.GuildError) else e)
         try:
-            await self.runtime.io(outputs.append_line, self.run_dir(run_id), f"guildd: run ended as an error {when}: {reason}")
+            await self.runtime.io(fsrights.call_as_owner_of, self.run_dir(run_id), outputs.append_line, self.run_dir(run_id),
+                                  f"guildd: run ended as an error {when}: {reason}")
         except Exception as write_error:  # noqa: BLE001 - the index still records the end
             log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(write_error))
         try:

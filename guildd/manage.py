@@ -5,6 +5,7 @@ stay the truth: each change is made in the run dir as Guild AI 0.9 makes it (att
 attrs/marked, GUILD_HOME/trash/runs/<id>), then in the index.
 """
 
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -12,11 +13,12 @@ import os
 import pathlib
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Optional
 
 from guild_common import errors, home as homelib, paths, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, runstate
+from guildd import daemonlog, fsrights, runstate
 from guildd import store as storelib
 from guildd.tfevents import ScalarSummary, read_scalars, summarize
 
@@ -66,10 +68,11 @@ def label_runs(store: storelib.Store, home: StrPath, recs: Iterable[storelib.Run
     for rec in recs:
         label = new_label(rec.label, action, value)
         run_dir = location(home, rec)
-        if label:
-            rundir.write_attr(run_dir, "label", label)
-        else:
-            rundir.delete_attr(run_dir, "label")
+        with in_run_dir(run_dir, rec):
+            if label:
+                rundir.write_attr(run_dir, "label", label)
+            else:
+                rundir.delete_attr(run_dir, "label")
         store.update(rec.id, label=label)
         changed.append(store.get(rec.id))
     return changed  # type: ignore[return-value]  # each run was just updated: none is None
@@ -79,12 +82,25 @@ def mark_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.RunR
               clear: bool) -> list[storelib.RunRecord]:
     for rec in recs:
         run_dir = location(home, rec)
-        if clear:
-            rundir.delete_attr(run_dir, "marked")
-        else:
-            rundir.write_attr(run_dir, "marked", True)
+        with in_run_dir(run_dir, rec):
+            if clear:
+                rundir.delete_attr(run_dir, "marked")
+            else:
+                rundir.write_attr(run_dir, "marked", True)
         store.update(rec.id, marked=not clear)
     return store.get_many([r.id for r in recs])
+
+
+@contextlib.contextmanager
+def in_run_dir(run_dir: StrPath, rec: storelib.RunRecord) -> Iterator[None]:
+    """A write into a run dir, made with its owner's rights (see guildd.fsrights): one its
+    owner's own changes to the dir refuse (an attrs dir replaced by a link) is answered
+    PermissionDenied, naming the run, and changes nothing."""
+    try:
+        with fsrights.as_owner_of(run_dir):
+            yield
+    except PermissionError as e:
+        raise errors.PermissionDenied(f"cannot write to run {rec.id[:8]}: {e.strerror or e} ({e.filename or run_dir})") from None
 
 
 def _refuse_active(recs: Iterable[storelib.RunRecord], verb: str) -> None:
@@ -174,7 +190,20 @@ def file_path(run_dir: StrPath, rel: str) -> pathlib.Path:
 
 
 def export_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.RunRecord], dest: str,
-                move: bool) -> list[tuple[str, str, str]]:
+                move: bool, caller: Optional[fsrights.Account] = None) -> list[tuple[str, str, str]]:
+    """Copies (or moves) runs into `dest`. With a `caller` (a shared daemon's), everything
+    read and written there is done with the caller's rights: root never writes where they
+    name (/etc, another user's dir), and they export only what they can read."""
+    with fsrights.as_account(caller):
+        dest_dir, results, moved = _export(home, recs, dest, move)
+    for rec, src in moved:  # the run dir itself is in the daemon's runs dir: root removes it
+        shutil.rmtree(src)
+        store.delete(rec.id)
+    return results
+
+
+def _export(home: StrPath, recs: Sequence[storelib.RunRecord], dest: str,
+            move: bool) -> tuple[pathlib.Path, list[tuple[str, str, str]], list[tuple[storelib.RunRecord, pathlib.Path]]]:
     dest_dir = export_dir(home, dest)
     if dest_dir.exists() and not dest_dir.is_dir():
         raise errors.InvalidArgument(f"'{dest_dir}' is not a directory")
@@ -186,6 +215,7 @@ def export_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.Ru
     except OSError as e:
         raise errors.PermissionDenied(f"cannot write to '{dest_dir}': {e.strerror}") from e
     results = []
+    moved = []
     for rec in recs:
         target = dest_dir / rec.id
         if target.exists():
@@ -195,13 +225,16 @@ def export_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.Ru
         tmp = dest_dir / f".{rec.id}.partial"
         # Copy under a temporary name, then rename: a failed export leaves no half run.
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, symlinks=True)
+        try:
+            shutil.copytree(src, tmp, symlinks=True)
+        except (PermissionError, shutil.Error) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise errors.PermissionDenied(f"cannot export run {rec.id[:8]} to '{dest_dir}': {e}") from None
         os.replace(tmp, target)
         if move:
-            shutil.rmtree(src)
-            store.delete(rec.id)
+            moved.append((rec, src))
         results.append((rec.id, "moved" if move else "copied", ""))
-    return results
+    return dest_dir, results, moved
 
 
 def export_dir(home: StrPath, dest: str) -> pathlib.Path:
@@ -225,7 +258,13 @@ def archive_run_dirs(archive: str) -> list[pathlib.Path]:
 
 
 def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.Path], move: bool,
-                pid_alive: Callable[[int], bool]) -> list[tuple[str, str, str]]:
+                pid_alive: Callable[[int], bool], caller: Optional[fsrights.Account] = None) -> list[tuple[str, str, str]]:
+    """Copies (or moves) run dirs from an export directory into the runs dir, and indexes
+    them. With a `caller` (a shared daemon's), the archive is read (and, moving, emptied)
+    with the caller's rights, into a dir the daemon made and gave to them: the imported
+    runs are theirs, and nothing they can't read gets in."""
+    if caller is not None and fsrights.confines() and caller.uid != 0:
+        return _import_as(store, home, run_dirs, move, pid_alive, caller)
     runs_dir = homelib.runs_dir(home)
     existing = store.ids() | store.ids(deleted=True)
     results = []
@@ -241,6 +280,35 @@ def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib
         else:
             shutil.copytree(src, tmp, symlinks=True)
             os.replace(tmp, runs_dir / run_id)
+        index_run_dir(store, runs_dir / run_id, pid_alive)
+        results.append((run_id, "moved" if move else "copied", ""))
+    return results
+
+
+def _import_as(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.Path], move: bool,
+               pid_alive: Callable[[int], bool], caller: fsrights.Account) -> list[tuple[str, str, str]]:
+    runs_dir = homelib.runs_dir(home)
+    existing = store.ids() | store.ids(deleted=True)
+    results = []
+    for src in run_dirs:
+        run_id = src.name
+        if run_id in existing or (runs_dir / run_id).exists():
+            results.append((run_id, "skipped", f"{run_id} exists, skipping"))
+            continue
+        tmp = runs_dir / f".{run_id}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o755)
+        os.lchown(tmp, caller.uid, caller.gid)
+        try:
+            with fsrights.as_account(caller):
+                shutil.copytree(src, tmp / run_id, symlinks=True)
+                if move:
+                    shutil.rmtree(src)
+        except (PermissionError, shutil.Error) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise errors.PermissionDenied(f"cannot import run {run_id[:8]} from '{src.parent}': {e}") from None
+        os.replace(tmp / run_id, runs_dir / run_id)
+        os.rmdir(tmp)
         index_run_dir(store, runs_dir / run_id, pid_alive)
         results.append((run_id, "moved" if move else "copied", ""))
     return results

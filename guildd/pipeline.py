@@ -13,7 +13,7 @@ import os
 
 from guild_common import rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import children, runstate
+from guildd import children, fsrights, runstate
 from guildd.children import Parents
 from guildd.drivers import PipelineDriver
 from guildd.store import RunRecord
@@ -44,7 +44,8 @@ def read_steps(run_dir: "str | os.PathLike") -> "list | None":
 
 
 def _write_steps(run_dir: "str | os.PathLike", steps: list) -> None:
-    (rundir.guild_dir(run_dir) / STEPS_FILE).write_bytes(pb.RunSpec(steps=steps).SerializeToString())
+    with fsrights.as_owner_of(run_dir):  # the owner's dir: written with their rights
+        (rundir.guild_dir(run_dir) / STEPS_FILE).write_bytes(pb.RunSpec(steps=steps).SerializeToString())
 
 
 def resume(parents: Parents, rec: RunRecord, steps: list) -> None:

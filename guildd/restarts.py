@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from guild_common import errors, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, pipeline, queue as queuelib, runs, runstate
+from guildd import batches as batchlib, convert, fsrights, pipeline, queue as queuelib, runs, runstate
 from guildd import store as storelib
 from guildd.convert import BatchStart, ProtoStart, Restart
 
@@ -80,7 +80,10 @@ async def start_proto_run(launcher: "Launcher", req: ProtoStart, user: str) -> s
     run_dir = launcher.run_dir(proto.id)
 
     def read() -> tuple[dict[str, Any], opconfig.OpConfig, list[pb.SourceFile], str]:
-        attrs = rundir.read_attrs(run_dir)
+        # Only what the new run takes: its recorded env (private to its owner) only when the
+        # caller sent none.
+        names = ("op", "flags", "user_flags") if req.env else ("op", "flags", "user_flags", "env")
+        attrs = {name: rundir.read_attr(run_dir, name) for name in names}
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         prefix = f"{config.sourcecode_dest}/" if config.sourcecode_dest else ""
         files = []
@@ -89,7 +92,12 @@ async def start_proto_run(launcher: "Launcher", req: ProtoStart, user: str) -> s
             files.append(pb.SourceFile(path=rel, data=data, mode=mode))
         return attrs, config, files, rundir.read_opref(run_dir)
 
-    attrs, config, files, opref = await launcher.runtime.io(read)
+    # Read with the rights of the new run's owner (a shared daemon's caller), as a snapshot is.
+    caller = runs.owner_named(user).account() if launcher.shared else None
+    try:
+        attrs, config, files, opref = await launcher.runtime.io(fsrights.call_as_account, caller, read)
+    except PermissionError as e:
+        raise errors.PermissionDenied(f"cannot read run {proto.id[:8]} as {user}: {e.strerror} ({e.filename})") from None
     overrides = convert.json_object(req.flags_json, "flags")
     spec = opconfig.spec_from_config(
         config,
@@ -145,7 +153,7 @@ async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[st
     resources = req.resources if req.resources is not None else queuelib.request_from_json((queued or {}).get("request"))
     request = queuelib.request_for(resources)
     await launcher.queue.check_request(request)
-    await launcher.runtime.io(rewrite)
+    await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, rewrite)
     offset = rundir.output_size(run_dir)
     launcher.queue.discard(rec.id)
     await launcher.states.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
@@ -178,7 +186,7 @@ async def _restart_batch(launcher: "Launcher", rec: storelib.RunRecord, req: Res
     session_start = len(await launcher.runtime.io(batchlib.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
     await launcher.runtime.io(batchlib.write_spec, run_dir, spec, proto, session_start)
     if overrides:
-        await launcher.runtime.io(rundir.write_attr, run_dir, "flags", flags)
+        await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.write_attr, run_dir, "flags", flags)
     offset = rundir.output_size(run_dir)
     await launcher.states.transition(rec.id, runstate.PENDING, flags_json=json.dumps(flags))
     return await launcher.run_batch(rec.id, spec, proto, session_start, rec.user or ""), offset

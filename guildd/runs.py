@@ -11,15 +11,17 @@ import json
 import marshal
 import os
 import platform
+import pwd
 import re
 import socket
 import sys
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, Optional
 
-from guild_common import flags as flaglib, opconfig, rundir, sourcecode
+from guild_common import errors, flags as flaglib, opconfig, rundir, sourcecode
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
+from guildd import callers, fsrights
 
 # Environment variables never recorded in attrs/env (they may hold secrets).
 SECRET_ENV = re.compile(r".*(SECRET|PASSWORD|TOKEN|API_KEY|CREDENTIALS).*", re.I)
@@ -33,6 +35,11 @@ class Launch:
     cmd: list
     env: dict
     stop_after: float
+    # A shared daemon's run: the owner the shim becomes before anything else (None: the
+    # daemon's own user, as in a per-user daemon).
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    groups: tuple = ()
 
     def to_bytes(self) -> bytes:
         """The shim's launch spec (guildd.shim reads it with marshal)."""
@@ -132,14 +139,81 @@ def check_snapshot(spec: pb.RunSpec, run_dir: StrPath) -> None:
         check_snapshot(step.spec, run_dir)
 
 
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """Who a shared daemon's run executes as: its run dir's owner's account."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    name: str
+    home: str
+
+    def env(self) -> dict[str, str]:
+        """The account's variables, over whatever the client sent: a run sees its own user."""
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
+
+    def account(self) -> fsrights.Account:
+        return fsrights.Account(self.uid, self.gid, self.groups)
+
+
+def owner(uid: int) -> Owner:
+    """The account a shared daemon's run executes as. PermissionDenied for root (a shared
+    daemon never runs user code as root) and for a uid with no account."""
+    if uid == 0:
+        raise errors.PermissionDenied("a shared guildd never runs code as root: start runs as a regular user")
+    caller = callers.lookup(uid)
+    return Owner(caller.uid, caller.gid, caller.groups, caller.name, caller.home)
+
+
+def owner_named(user: str) -> Owner:
+    """The Owner of a run made for `user` (a caller's name, or a parent run's owner's)."""
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise errors.PermissionDenied(f"user {user!r} has no account on this machine: guildd cannot run anything as them") from None
+    return owner(uid)
+
+
+def check_project_dir(project_dir: str, owner: Owner) -> None:
+    """Refuses (PermissionDenied) a run whose project dir its owner can't read: its
+    dependencies are read from there with the owner's rights. Read with those rights here."""
+    try:
+        with fsrights.as_user(owner.uid, owner.gid, owner.groups):
+            with os.scandir(project_dir):
+                pass
+    except FileNotFoundError:
+        pass  # gone since (a batch's later trials): a dependency on it fails by name
+    except OSError as e:
+        raise errors.PermissionDenied(f"cannot read project directory '{project_dir}' as {owner.name}: {e.strerror or e}") from None
+
+
+def confined_gpus(env: Mapping[str, str], granted: Mapping[str, str]) -> dict[str, str]:
+    """A shared daemon's run sees only the GPUs the queue granted it (`granted`, from
+    queue.gpu_env), none when it asked for none: whatever its client's environment, its
+    guild.yml env or its recorded env from an earlier start say."""
+    visible = granted.get("CUDA_VISIBLE_DEVICES", "")
+    return {**env, "CUDA_VISIBLE_DEVICES": visible, "GUILD_GPUS": granted.get("GUILD_GPUS", visible)}
+
+
 def prepare_launch(run_dir: StrPath, run_id: str, config: opconfig.OpConfig, flag_values: Mapping[str, Any],
-                   base_env: Mapping[str, str], guild_home: StrPath, stop_after: float) -> Launch:
-    """Writes the command and environment attrs a start records, and returns the launch."""
+                   base_env: Mapping[str, str], guild_home: StrPath, stop_after: float, owner: Optional[Owner] = None,
+                   granted_gpus: Optional[Mapping[str, str]] = None) -> Launch:
+    """Writes the command and environment attrs a start records, and returns the launch.
+    `owner`: a shared daemon's run, executed as that account (its HOME, USER and LOGNAME in
+    its environment); `granted_gpus`: not None when its GPUs are confined to what the queue
+    granted (see confined_gpus)."""
     cmd = opconfig.render_cmd(config, flag_values)
     env = run_env(base_env, config, flag_values, run_dir, run_id, guild_home)
+    if owner is not None:
+        env.update(owner.env())
+    if granted_gpus is not None:
+        env = confined_gpus(env, granted_gpus)
     rundir.write_attr(run_dir, "cmd", cmd)
     rundir.write_attr(run_dir, "env", recorded_env(env, config.env_secrets), private=True)  # may hold tokens
-    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
+    if owner is None:
+        return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
+    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after, uid=owner.uid, gid=owner.gid, groups=owner.groups)
 
 
 def current_user() -> str:

@@ -15,7 +15,7 @@ import os
 from typing import Any, Callable, Optional
 
 from guild_common import errors, rundir
-from guildd import daemonlog, shim as shimlib
+from guildd import daemonlog, fsrights, shim as shimlib
 from guildd.store import RunRecord, Store
 
 log = logging.getLogger("guildd")
@@ -83,6 +83,27 @@ def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, 
     # RUNNING -> ended: the shim has recorded exit_status and stopped already.
 
 
+def _record_end(run_dir: "str | os.PathLike", stopping: bool, exit_status: Optional[int]) -> tuple[int, dict[str, Any]]:
+    """RunStates.end's side in the run dir: the end the shim recorded, else this one (see
+    end); returns the exit status and the op attr."""
+    recorded = rundir.read_attr(run_dir, "exit_status") if exit_status is None else None
+    if isinstance(recorded, int):
+        exit_status = recorded
+    else:
+        if exit_status is None:
+            # The shim died without recording an end: stopped while it was still starting
+            # (it starts the process only after it can handle a stop), killed outright, or
+            # out of disk space (written in place of its reserved files, if it made them).
+            exit_status = -15 if stopping else 1
+        shimlib.write_end(run_dir, exit_status, rundir.now_us())
+    op = rundir.read_attr(run_dir, "op")
+    op = op if isinstance(op, dict) else {}
+    if stopping and exit_status < 0 and op.get("stoppable"):
+        exit_status = 0  # stopping is how a stoppable operation ends
+        rundir.write_attr(run_dir, "exit_status", 0)
+    return exit_status, op
+
+
 def existing(store: Store, run_id: str) -> RunRecord:
     """A run's index record, which the caller knows is there (written just before on the I/O
     thread); NotFound if it is gone after all."""
@@ -109,11 +130,13 @@ class RunStates:
         return await self.runtime.io(self.apply, run_id, new, record, **fields)
 
     def apply(self, run_id: str, new: str, record: Optional[RunRecord] = None, via: Optional[str] = None,
-              exit_status: bool = True, **fields: Any) -> RunRecord:
+              exit_status: bool = True, dir_refusable: bool = False, **fields: Any) -> RunRecord:
         """A transition's writes, on the I/O thread; `record` is a new run's index record and
         `fields` index fields written with it. With `via`, two edges at once (old -> via ->
         new), each checked, writing only what the second leaves (the queue starting a staged
-        run: staged -> pending -> running). `exit_status=False`: see apply_to_rundir."""
+        run: staged -> pending -> running). `exit_status=False`: see apply_to_rundir.
+        `dir_refusable`: a run dir that refuses the transition's facts (its owner broke it) is
+        logged, and the index records the transition all the same."""
         current = self.store.get(run_id)
         old = current.status if current else None
         if via is not None:
@@ -123,15 +146,23 @@ class RunStates:
             check_edge(old, new)
         now = rundir.now_us()
         run_dir = self.run_dir(run_id)
-        apply_to_rundir(run_dir, old, new, now, exit_status)
         updates = dict(fields, status=new)
+        try:
+            with fsrights.as_owner_of(run_dir):  # the owner's dir: written (and read) with their rights
+                apply_to_rundir(run_dir, old, new, now, exit_status)
+                if new in ENDED:
+                    recorded = rundir.read_attr(run_dir, "exit_status")
+                    updates["exit_status"] = recorded if isinstance(recorded, int) else None
+                    updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
+        except OSError as e:
+            if not dir_refusable:
+                raise
+            log.error("run %s: its run dir refuses its %s facts: %s", run_id[:8], new, daemonlog.describe(e))
+        if new in ENDED:
+            updates.setdefault("stopped_us", now)
+            updates["shim_pid"] = 0
         if new in (RUNNING, STAGED):
             updates["started_us"] = now
-        if new in ENDED:
-            recorded = rundir.read_attr(run_dir, "exit_status")
-            updates["exit_status"] = recorded if isinstance(recorded, int) else None
-            updates["stopped_us"] = int(rundir.read_attr(run_dir, "stopped") or now)
-            updates["shim_pid"] = 0
         if new == PENDING and old in ENDED:
             updates.update(exit_status=None, stopped_us=0)
         if current is None:
@@ -149,21 +180,8 @@ class RunStates:
         or one whose process could not start), moved into the index. Returns the record and
         whether the run is to be deleted (completed, with delete-on-success)."""
         run_dir = self.run_dir(run_id)
-        recorded = rundir.read_attr(run_dir, "exit_status") if exit_status is None else None
-        if isinstance(recorded, int):
-            exit_status = recorded
-        else:
-            if exit_status is None:
-                # The shim died without recording an end: stopped while it was still starting
-                # (it starts the process only after it can handle a stop), killed outright, or
-                # out of disk space (written in place of its reserved files, if it made them).
-                exit_status = -15 if stopping else 1
-            shimlib.write_end(run_dir, exit_status, rundir.now_us())
-        op = rundir.read_attr(run_dir, "op")
-        op = op if isinstance(op, dict) else {}
-        if stopping and exit_status < 0 and op.get("stoppable"):
-            exit_status = 0  # stopping is how a stoppable operation ends
-            rundir.write_attr(run_dir, "exit_status", 0)
+        with fsrights.as_owner_of(run_dir):
+            exit_status, op = _record_end(run_dir, stopping, exit_status)
         rec = self.apply(run_id, rundir.status_for_exit_status(exit_status))
         return rec, rec.status == COMPLETED and bool(op.get("delete-on-success"))
 
@@ -177,10 +195,11 @@ class RunStates:
             return None
         if current.status == RUNNING:
             try:
-                shimlib.write_end(self.run_dir(run_id), 1, rundir.now_us())
+                with fsrights.as_owner_of(self.run_dir(run_id)):
+                    shimlib.write_end(self.run_dir(run_id), 1, rundir.now_us())
             except Exception as e:  # noqa: BLE001 - the index still records the end
                 log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(e))
-        return self.apply(run_id, ERROR, via=PENDING if current.status == STAGED else None)
+        return self.apply(run_id, ERROR, via=PENDING if current.status == STAGED else None, dir_refusable=True)
 
     def _notify(self, run_id: str, new: str) -> None:
         log.info("run %s: %s", run_id[:8], new)

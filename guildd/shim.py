@@ -71,7 +71,9 @@ def main(argv: list[str]) -> None:
         serve()
     else:
         wake_r = _handle_signals()
-        shim(marshal.loads(sys.stdin.buffer.read()), wake_r)
+        spec = marshal.loads(sys.stdin.buffer.read())
+        become_owner(spec)
+        shim(spec, wake_r)
 
 
 def serve() -> None:
@@ -105,12 +107,33 @@ def _forked_shim(data: bytes) -> None:
         os.dup2(devnull, 1)
         os.close(devnull)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        shim(marshal.loads(data), _handle_signals())
+        spec = marshal.loads(data)
+        become_owner(spec)
+        shim(spec, _handle_signals())
         status = 0
     except BaseException as e:
         os.write(2, f"guildd shim {os.getpid()}: {type(e).__name__}: {e}\n".encode())
     finally:
         os._exit(status)  # never back into the server's loop
+
+
+def become_owner(spec: dict[str, Any]) -> None:
+    """A shared daemon's run: the shim becomes the run's owner (groups, gid, then uid) before
+    it touches anything, so the run's process and every file the shim writes are the owner's.
+    Refuses (PermissionError: the shim exits non-zero, a line in the daemon's log) to go on
+    as root, or when any step doesn't take. No uid in the spec: a per-user daemon's run, as
+    its user."""
+    uid = spec.get("uid")
+    if uid is None:
+        return
+    gid = spec["gid"]
+    if uid == 0:
+        raise PermissionError("refusing to run a shared daemon's run as root")
+    os.setgroups(list(spec.get("groups") or (gid,)))
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != gid or os.getegid() != gid:
+        raise PermissionError(f"could not become uid {uid} gid {gid}")
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:

@@ -277,3 +277,95 @@ def test_write_end_without_reserved_files_writes_the_same_attrs(tmp_path):
     shimlib.write_end(tmp_path, -15, 99)
     assert (rundir.attrs_dir(tmp_path) / "exit_status").read_text() == "-15\n"
     assert end_of(tmp_path) == (-15, 99)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a shim becomes a run's owner only in a daemon running as root")
+WHO = "import os; print(os.getuid(), os.getgid(), sorted(os.getgroups()), os.environ['HOME'], flush=True)"
+
+
+def _alice():
+    import pwd
+
+    try:
+        return pwd.getpwnam("alice")
+    except KeyError:
+        pytest.skip("no account alice on this machine")
+
+
+def _owned_run_dir(tmp_path, owner):
+    """A run dir `owner` owns, where `owner` can reach it (pytest's tmp is root's, 0700)."""
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="guild-shim-")
+    os.chmod(base, 0o755)
+    path = os.path.join(base, "0123456789abcdef0123456789abcdef")
+    rundir.attrs_dir(path).mkdir(parents=True)
+    for parent, dirs, files in os.walk(path):
+        for name in [".", *dirs, *files]:
+            os.lchown(os.path.join(parent, name), owner.pw_uid, owner.pw_gid)
+    return base, path
+
+
+@needs_root
+def test_a_shared_daemons_shim_runs_the_process_as_the_runs_owner(tmp_path):
+    import shutil
+
+    alice = _alice()
+    base, run_dir = _owned_run_dir(tmp_path, alice)
+
+    async def body(h):
+        env = {"PATH": "/usr/bin:/bin", "HOME": alice.pw_dir}
+        launch = Launch(run_dir, ["/usr/bin/python3", "-c", WHO], env, 0.0, uid=alice.pw_uid, gid=alice.pw_gid, groups=(alice.pw_gid,))
+        shim = h.executor.shims.spawn(launch)
+        h.executor.watch("r", shim.pid)
+        await h.next_end()
+
+    try:
+        scenario(tmp_path, body)
+        assert output(run_dir) == f"{alice.pw_uid} {alice.pw_gid} [{alice.pw_gid}] {alice.pw_dir}\n"
+        assert end_of(run_dir)[0] == 0
+        for name in (".guild/output", ".guild/attrs/exit_status", ".guild/attrs/stopped"):
+            assert os.stat(os.path.join(run_dir, name)).st_uid == alice.pw_uid, name
+    finally:
+        shutil.rmtree(base)
+
+
+@needs_root
+def test_the_daemon_stops_a_run_that_runs_as_its_owner(tmp_path):
+    import shutil
+
+    alice = _alice()
+    base, run_dir = _owned_run_dir(tmp_path, alice)
+
+    async def body(h):
+        launch = Launch(run_dir, ["/usr/bin/python3", "-c", SLEEP], {"PATH": "/usr/bin:/bin"}, 0.0,
+                        uid=alice.pw_uid, gid=alice.pw_gid, groups=(alice.pw_gid,))
+        shim = h.executor.shims.spawn(launch)
+        h.executor.watch("r", shim.pid)
+        await until_output(run_dir, "up")
+        assert h.executor.signal("r")
+        await h.next_end()
+
+    try:
+        scenario(tmp_path, body)
+        assert end_of(run_dir)[0] == -15
+    finally:
+        shutil.rmtree(base)
+
+
+@needs_root
+def test_a_shim_refuses_to_run_a_shared_daemons_run_as_root(tmp_path):
+    run_dir = tmp_path / "0123456789abcdef0123456789abcdef"
+    rundir.attrs_dir(run_dir).mkdir(parents=True)
+    marker = tmp_path / "ran"
+
+    async def body(h):
+        launch = Launch(str(run_dir), python(f"open({str(marker)!r}, 'w')"), dict(os.environ), 0.0, uid=0, gid=0, groups=(0,))
+        shim = h.executor.shims.spawn(launch)
+        h.executor.watch("r", shim.pid)
+        await h.next_end()
+
+    scenario(tmp_path, body)
+    assert not marker.exists()
+    assert end_of(run_dir) == (None, None)  # no end recorded by the shim: the daemon records it
+    assert "refusing to run a shared daemon's run as root" in (tmp_path / "guildd.log").read_text()

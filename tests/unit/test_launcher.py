@@ -4,14 +4,19 @@ followers are fakes; a test plays each shim (its end written in the run dir, the
 
 import asyncio
 import errno
+import os
+import pathlib
+import pwd
+import shutil
 import sqlite3
+import tempfile
 from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 
 from guild_common import errors, home as homelib, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import catalog as cataloglib, convert, diskspace, executor as execlib, launcher as launcherlib, manage, queue as queuelib
+from guildd import catalog as cataloglib, convert, diskspace, executor as execlib, launcher as launcherlib, manage, queue as queuelib, runs
 from guildd.drivers import Drivers
 from guildd.launcher import Launcher
 from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED, RunStates
@@ -147,7 +152,7 @@ class FakeFollowers:
 class World:
     """A Launcher over a temp GUILD_HOME, built on the running loop."""
 
-    def __init__(self, home: Any) -> None:
+    def __init__(self, home: Any, shared: bool = False) -> None:
         self.home = home
         homelib.runs_dir(home).mkdir(parents=True, exist_ok=True)
         self.runtime = TrackedRuntime()
@@ -161,7 +166,7 @@ class World:
         self.followers = FakeFollowers()
         self.catalog = cataloglib.Catalog(self.runtime, self.store, home, self.queue.discard)
         self.launcher = Launcher(self.runtime, self.states, self.store, home, self.executor, self.drivers, self.queue,
-                                 self.reserve, self.followers, self.catalog.changing_dirs, self.catalog.delete_runs)
+                                 self.reserve, self.followers, self.catalog.changing_dirs, self.catalog.delete_runs, shared=shared)
         self.executor.on_exit = self.launcher.on_shim_exit
 
     def run_dir(self, run_id: str) -> Any:
@@ -173,8 +178,8 @@ class World:
         return rec
 
     async def start(self, run_spec: Optional[pb.RunSpec] = None, stage: bool = False,
-                    wants: Optional[queuelib.Wants] = None) -> RunRecord:
-        return await self.launcher.start_run(run_spec or spec(), stage, USER, wants)
+                    wants: Optional[queuelib.Wants] = None, user: str = USER) -> RunRecord:
+        return await self.launcher.start_run(run_spec or spec(), stage, user, wants)
 
     async def exit(self, run_id: str, exit_status: Optional[int]) -> RunRecord:
         """Its shim ends; returns the run once the launcher is done with it."""
@@ -197,14 +202,12 @@ def spec(**kw: Any) -> pb.RunSpec:
     return pb.RunSpec(**{**fields, **kw})
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    """Runs `scenario(world)` on a fresh loop, with the world built on it; returns its result."""
-    monkeypatch.setenv("GUILD_HOME", str(tmp_path))
+def _worlds(home: Any, monkeypatch: pytest.MonkeyPatch, shared: bool = False) -> Callable[[Callable[[World], Awaitable[Any]]], Any]:
+    monkeypatch.setenv("GUILD_HOME", str(home))
 
     def run(scenario: Callable[[World], Awaitable[Any]]) -> Any:
         async def main() -> Any:
-            w = World(tmp_path)
+            w = World(home, shared)
             try:
                 return await scenario(w)
             finally:
@@ -214,6 +217,27 @@ def world(tmp_path, monkeypatch):
         return asyncio.run(main())
 
     return run
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """Runs `scenario(world)` on a fresh loop, with the world built on it; returns its result."""
+    return _worlds(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def shared_world(monkeypatch):
+    """`world` for a shared daemon (guildd --shared, as root), its home where alice can reach it."""
+    if os.geteuid() != 0:
+        pytest.skip("a shared daemon runs as root")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        pytest.skip(f"needs the account {USER}")
+    home = pathlib.Path(tempfile.mkdtemp(prefix="guild-shared-"))
+    home.chmod(0o755)
+    yield _worlds(home, monkeypatch, shared=True)
+    shutil.rmtree(home)
 
 
 def test_a_run_started_now_is_running_and_driven(world):
@@ -455,3 +479,53 @@ def test_delete_on_success(world, exit_status, deleted):
         assert (manage.trash_runs_dir(w.home) / run_id).exists() == deleted
 
     world(go)
+
+
+def test_a_shared_daemons_run_is_its_owners_and_starts_as_them(shared_world):
+    alice = pwd.getpwnam(USER)
+
+    async def scenario(w: World) -> None:
+        rec = await w.start(spec(env={"HOME": "/root", "USER": "root", "CUDA_VISIBLE_DEVICES": "0"}))
+        run_dir = w.run_dir(rec.id)
+        owners = {p.lstat().st_uid for p in [pathlib.Path(run_dir), *pathlib.Path(run_dir).rglob("*")]}
+        assert owners == {alice.pw_uid}
+        (launch,) = w.executor.shims.launches
+        assert (launch.uid, launch.gid) == (alice.pw_uid, alice.pw_gid)
+        assert {k: launch.env[k] for k in ("HOME", "USER", "LOGNAME", "CUDA_VISIBLE_DEVICES")} == {
+            "HOME": alice.pw_dir, "USER": USER, "LOGNAME": USER, "CUDA_VISIBLE_DEVICES": ""}
+        assert (await w.exit(rec.id, 0)).status == COMPLETED
+
+    shared_world(scenario)
+
+
+def test_a_shared_daemon_runs_nothing_as_root(shared_world):
+    async def scenario(w: World) -> None:
+        with pytest.raises(errors.PermissionDenied, match="never runs code as root"):
+            await w.start(user="root")
+        assert os.listdir(homelib.runs_dir(w.home)) == []
+
+    shared_world(scenario)
+
+
+def test_a_project_dir_its_owner_cannot_read_is_refused(shared_world):
+    async def scenario(w: World) -> None:
+        project = pathlib.Path(w.home) / "roots-project"
+        project.mkdir(mode=0o700)
+        with pytest.raises(errors.PermissionDenied, match=f"cannot read project directory '{project}' as {USER}"):
+            await w.start(spec(project_dir=str(project)))
+        assert os.listdir(homelib.runs_dir(w.home)) == []
+
+    shared_world(scenario)
+
+
+@pytest.mark.parametrize(
+    "env, granted, visible",
+    [
+        ({}, {}, ""),  # asked for none: sees none
+        ({"CUDA_VISIBLE_DEVICES": "0,1"}, {}, ""),  # its caller's environment doesn't count
+        ({"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "1", "GUILD_GPUS": "1"}, "1"),  # what it was granted
+    ],
+)
+def test_a_confined_run_sees_only_the_gpus_it_was_granted(env, granted, visible):
+    confined = runs.confined_gpus(env, granted)
+    assert (confined["CUDA_VISIBLE_DEVICES"], confined["GUILD_GPUS"]) == (visible, visible)

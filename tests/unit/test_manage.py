@@ -3,11 +3,15 @@ dir and the index, the trash, a run's files, export and import, and indexing run
 elsewhere."""
 
 import os
+import pathlib
+import pwd
+import shutil
+import tempfile
 
 import pytest
 
 from guild_common import errors, home as homelib, rundir
-from guildd import manage
+from guildd import fsrights, manage
 from guildd.store import Store
 from guildd.tfevents import EventWriter
 
@@ -328,6 +332,67 @@ def test_import_skips_a_run_the_home_has(home, store, make_run, tmp_path, where)
     assert manage.import_runs(store, home, [src], move=True, pid_alive=alive) == [
         (rec.id, "skipped", f"{rec.id} exists, skipping")]
     assert store.get(rec.id).label == "mine" and src.is_dir()
+
+
+# Export and import for a shared daemon's caller: with the caller's rights
+
+
+@pytest.fixture
+def alices_box():
+    """A public GUILD_HOME (root's), its index, and alice's Account (root and alice needed)."""
+    if os.geteuid() != 0:
+        pytest.skip("a shared daemon runs as root")
+    try:
+        alice = pwd.getpwnam("alice")
+    except KeyError:
+        pytest.skip("needs the account alice")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="guild-manage-"))
+    base.chmod(0o755)
+    home = base / "home"
+    homelib.runs_dir(home).mkdir(parents=True)
+    s = Store(home / "index.db", homelib.runs_dir(home))
+    yield base, home, s, alice, fsrights.Account(alice.pw_uid, alice.pw_gid, (alice.pw_gid,))
+    s.close()
+    shutil.rmtree(base)
+
+
+def _give(top, user):
+    for path in [top, *top.rglob("*")]:
+        os.lchown(path, user.pw_uid, user.pw_gid)
+
+
+def test_a_callers_export_goes_only_where_they_may_write(alices_box):
+    base, home, store, alice, account = alices_box
+    run_dir = write_run(homelib.runs_dir(home), RUN_IDS[0], files={"f": "x"})
+    _give(run_dir, alice)
+    manage.index_run_dir(store, run_dir, alive)
+    rec = store.get(RUN_IDS[0])
+    roots = base / "roots"
+    roots.mkdir(mode=0o755)
+    with pytest.raises(errors.PermissionDenied, match="cannot write to"):
+        manage.export_runs(store, home, [rec], str(roots / "archive"), move=False, caller=account)
+    assert list(roots.iterdir()) == []
+    mine = base / "mine"
+    mine.mkdir()
+    _give(mine, alice)
+    assert manage.export_runs(store, home, [rec], str(mine / "archive"), move=True, caller=account) == [(rec.id, "moved", "")]
+    assert (mine / "archive" / rec.id / "f").stat().st_uid == alice.pw_uid
+    assert store.get(rec.id) is None and not run_dir.exists()
+
+
+def test_a_callers_import_is_theirs_and_takes_only_what_they_can_read(alices_box):
+    base, home, store, alice, account = alices_box
+    archive = base / "archive"
+    src = write_run(archive, RUN_IDS[0], files={"f": "x"})
+    _give(archive, alice)
+    secret = write_run(archive, RUN_IDS[1], files={"secret": "root's"})
+    (secret / "secret").chmod(0o600)  # root's, in a run dir alice names
+    assert manage.import_runs(store, home, [src], move=False, pid_alive=alive, caller=account) == [(src.name, "copied", "")]
+    imported = homelib.runs_dir(home) / src.name
+    assert {p.lstat().st_uid for p in [imported, *imported.rglob("*")]} == {alice.pw_uid}
+    with pytest.raises(errors.PermissionDenied, match=f"cannot import run {RUN_IDS[1][:8]}"):
+        manage.import_runs(store, home, [secret], move=False, pid_alive=alive, caller=account)
+    assert sorted(os.listdir(homelib.runs_dir(home))) == [src.name] and store.get(RUN_IDS[1]) is None
 
 
 # Indexing run dirs made elsewhere
