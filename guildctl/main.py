@@ -48,7 +48,7 @@ COMMANDS = {
     "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; start and stop processing, prioritize, cancel."),
     "operations": ("cmd_ops", "operations", "List the Guild file's operations."),
     "ops": ("cmd_ops", "operations", "List the Guild file's operations."),
-    "daemon": ("cmd_daemon", "daemon", "Start, stop or query guildd."),
+    "daemon": ("cmd_daemon", "daemon", "Start, stop or query guildd, or install a systemd user unit for it."),
 }
 
 
