@@ -1,28 +1,28 @@
-"""The client's side of guildd's identity handshake (the daemon's side, and why a token
-can't be forged, is in guildd.tokens): a token from the daemon's auth socket, sent with
-every request as gRPC metadata under METADATA_KEY."""
+"""The identity handshake's wire format, which guildd and guildctl agree on (the daemon's
+side, and why a token can't be forged, is in guildd.tokens; the client's socket code is in
+guildctl.client).
 
-import os
-import socket
+The client connects to the daemon's auth socket and reads one line: a token, or `!` and the
+reason it gets none. It sends the token with every request as gRPC metadata METADATA_KEY.
+"""
 
 from guild_common import errors
 
 METADATA_KEY = "guild-token"
 
 
-def obtain(path: str | os.PathLike[str], timeout: float = 10.0) -> str:
-    """The client's side: a token from the daemon's auth socket at `path`. PermissionDenied
-    with the daemon's reason when it gives none; OSError when nothing answers."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(256)
-            if not chunk:
-                break
-            data += chunk
-    line = data.decode().strip()
+def answer(token: str) -> bytes:
+    return f"{token}\n".encode()
+
+
+def refusal(reason: str) -> bytes:
+    return f"!{reason}\n".encode()
+
+
+def parse(data: bytes, path: str) -> str:
+    """The token in the daemon's answer; PermissionDenied with its reason when it gave none
+    (or nothing: `path` names the socket that didn't answer)."""
+    line = data.decode(errors="replace").strip()
     if line.startswith("!") or not line:
         raise errors.PermissionDenied(line[1:] or f"guildd gave no identity token on {path}")
     return line

@@ -40,6 +40,21 @@ def _answers(path, home=None):
         s.close()
 
 
+def obtain_token(path, timeout=10.0):
+    """A token from the daemon's auth socket at `path` (guild_common.handshake).
+    PermissionDenied with the daemon's reason when it gives none; OSError when nothing answers."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            data += chunk
+    return handshake.parse(data, str(path))
+
+
 def _not_ours(home):
     """The owner of `home` when it exists and is another user's (a shared box's home, or
     someone's own): no daemon of ours can be started there."""
@@ -114,7 +129,7 @@ class Client:
         it binds to the uid the kernel reports for this process (guildd.tokens). None from a
         daemon without one (an older version): it serves only its own user."""
         try:
-            return ((handshake.METADATA_KEY, handshake.obtain(self._auth_path)),)
+            return ((handshake.METADATA_KEY, obtain_token(self._auth_path)),)
         except (FileNotFoundError, ConnectionRefusedError):
             return None
         except OSError as e:

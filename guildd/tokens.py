@@ -33,6 +33,7 @@ import struct
 import time
 
 from guild_common import errors
+from guild_common import handshake
 from guild_common.handshake import METADATA_KEY
 from guildd import callers
 from guildd.callers import Caller
@@ -119,10 +120,10 @@ async def serve_handshake(identities: Identities, path: pathlib.Path, mode: int)
         try:
             uid = peer_uid(writer.get_extra_info("socket"))
             try:
-                writer.write(f"{identities.issue(uid)}\n".encode())
+                writer.write(handshake.answer(identities.issue(uid)))
             except errors.GuildError as e:
                 log.warning("no token for uid %d: %s", uid, e)
-                writer.write(f"!{e}\n".encode())
+                writer.write(handshake.refusal(str(e)))
             await writer.drain()
         except OSError as e:
             log.warning("handshake failed: %s", e)

@@ -9,7 +9,7 @@ import pytest
 
 from guild_common import handshake, home as homelib
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildctl.client import Client
+from guildctl.client import Client, obtain_token
 from guildd import server
 from guildd.daemon import Options
 
@@ -65,7 +65,7 @@ def test_a_shared_daemon_refuses_requests_without_a_token_it_issued(shared_home,
 
 
 def test_a_token_from_the_auth_socket_is_the_callers_identity(shared_home):
-    token = handshake.obtain(homelib.auth_socket_path(homelib.socket_connect_path(shared_home)))
+    token = obtain_token(homelib.auth_socket_path(homelib.socket_connect_path(shared_home)))
     channel, stub = _stub(shared_home)
     with channel:
         info = stub.GetDaemonInfo(pb.GetDaemonInfoRequest(), metadata=((handshake.METADATA_KEY, token), ("user", "mallory")), timeout=10)

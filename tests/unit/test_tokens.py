@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from guild_common import errors, handshake
+from guildctl.client import obtain_token
 from guildd import callers, tokens
 
 ME = os.getuid()
@@ -134,7 +135,7 @@ def test_the_handshake_binds_the_token_to_the_connecting_process_uid(tmp_path):
     path = tmp_path / "guildd-auth.sock"
     stop = _serve(ids, path)
     try:
-        token = handshake.obtain(path)
+        token = obtain_token(path)
         assert ids.resolve(token).uid == ME
         assert (os.stat(path).st_mode & 0o777) == 0o666
     finally:
@@ -148,7 +149,7 @@ def test_the_handshake_says_why_it_gives_no_token(tmp_path):
     stop = _serve(ids, path)
     try:
         with pytest.raises(errors.PermissionDenied, match="this guildd serves only someone"):
-            handshake.obtain(path)
+            obtain_token(path)
     finally:
         stop()
 
