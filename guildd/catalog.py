@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, rundir
 from guildd import authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
-from guildd import store as storelib
+from guildd import fsrights, store as storelib
 from guildd.runtime import Runtime
 
 log = logging.getLogger("guildd")
@@ -117,11 +117,14 @@ class Catalog:
         """A run's attributes, for what only `runs info` shows."""
         return await self.runtime.io(rundir.read_attrs, self.location(rec))
 
-    def archive_store(self, archive: str) -> storelib.Store:
-        """An in-memory index of an export directory, so its runs list and filter like ours."""
+    def archive_store(self, archive: str, caller: "fsrights.Account | None" = None) -> storelib.Store:
+        """An in-memory index of an export directory, so its runs list and filter like ours.
+        The client names the directory: with a `caller` (a shared daemon's) it is read with
+        their rights, so root never lists or reads for them what they couldn't themselves."""
         archived = storelib.Store(":memory:", archive)
-        for run_dir in manage.archive_run_dirs(archive):
-            manage.index_run_dir(archived, run_dir, execlib.pid_alive)
+        with fsrights.as_account(caller):
+            for run_dir in manage.archive_run_dirs(archive):
+                manage.index_run_dir(archived, run_dir, execlib.pid_alive)
         return archived
 
     def changing_dirs(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -204,33 +207,46 @@ class Catalog:
     async def purge_runs(self, recs: Sequence[storelib.RunRecord]) -> Sequence[storelib.RunRecord]:
         return await self.runtime.io(self.changing_dirs, manage.purge_runs, self.store, self.home, recs)
 
-    async def export_runs(self, recs: Sequence[storelib.RunRecord], dest: str, move: bool) -> list[tuple[str, str, str]]:
-        return await self.runtime.io(self.changing_dirs, manage.export_runs, self.store, self.home, recs, dest, move)
+    async def export_runs(self, recs: Sequence[storelib.RunRecord], dest: str, move: bool,
+                          caller: "fsrights.Account | None" = None) -> list[tuple[str, str, str]]:
+        """Copies (or moves) runs into `dest`, written with `caller`'s rights (manage.export_runs)."""
+        return await self.runtime.io(self.changing_dirs, manage.export_runs, self.store, self.home, recs, dest, move, caller)
 
-    async def import_runs(self, archive: str, specs: Sequence[str], criteria: selection.Criteria, move: bool) -> list[tuple[str, str, str]]:
+    async def import_runs(self, archive: str, specs: Sequence[str], criteria: selection.Criteria, move: bool,
+                          caller: "fsrights.Account | None" = None) -> list[tuple[str, str, str]]:
+        """Copies (or moves) an archive's selected runs in, read with `caller`'s rights: the
+        runs are then theirs (manage.import_runs)."""
         def do() -> list[tuple[str, str, str]]:
-            archived = self.archive_store(archive)
+            archived = self.archive_store(archive, caller)
             recs, _ = archived.select(criteria, specs)
             dirs = [pathlib.Path(archive) / r.id for r in recs]
-            return manage.import_runs(self.store, self.home, dirs, move, execlib.pid_alive)
+            return manage.import_runs(self.store, self.home, dirs, move, execlib.pid_alive, caller)
 
         return await self.runtime.io(self.changing_dirs, do)
 
     async def list_files(self, rec: storelib.RunRecord, path: str, all_files: bool, sourcecode: bool,
                          follow_links: bool) -> list[tuple[str, bool, bool, int]]:
-        return await self.runtime.io(manage.list_files, self.location(rec), path, all_files, sourcecode, follow_links)
+        """A run's files, listed with the rights of its dir's owner: a link she put there
+        (to /root, say) lists only what she could list herself."""
+        run_dir = self.location(rec)
+        return await self.runtime.io(fsrights.call_as_owner_of, run_dir, manage.list_files, run_dir, path, all_files,
+                                     sourcecode, follow_links)
 
     async def read_file(self, rec: storelib.RunRecord, path: str, output: bool) -> AsyncIterator[bytes]:
-        """Yields a run file's bytes in chunks."""
+        """Yields a run file's bytes in chunks. The file is found and opened, on worker
+        threads, with the rights of the run dir's owner: a link she put there (to
+        /etc/shadow) is refused as her own read would be."""
         run_dir = self.location(rec)
         if output:
             full = rundir.output_path(run_dir)
-            if not full.exists():
-                raise errors.NotFound(f"{full} does not exist")
         else:
-            full = await self.runtime.io(manage.file_path, run_dir, path)
+            full = await self.runtime.io(fsrights.call_as_owner_of, run_dir, manage.file_path, run_dir, path)
         loop = asyncio.get_running_loop()
-        with open(full, "rb") as f:
+        try:
+            f = await loop.run_in_executor(None, fsrights.open_as_owner, run_dir, full)
+        except OSError as e:
+            raise fsrights.refusal(e, f"{'the output' if output else path} of run {rec.id[:8]}") from None
+        with f:
             while data := await loop.run_in_executor(None, f.read, outputs.READ_CHUNK):
                 yield data
 

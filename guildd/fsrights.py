@@ -20,11 +20,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import os
 import platform
 import pwd
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
+import stat
+from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, TypeVar, cast
 
+from guild_common import errors
 from guild_common.paths import StrPath
 
 T = TypeVar("T")
@@ -161,6 +164,39 @@ def call_as_account(account: Optional[Account], fn: Callable[..., T], *args: Any
     """fn(*args, **kwargs) with `account`'s rights (see as_account), for a worker thread."""
     with as_account(account):
         return fn(*args, **kwargs)
+
+
+# How open_as_owner opens, by mode: reading, or appending (made when missing)
+_OPEN_FLAGS = {"rb": os.O_RDONLY, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}
+
+
+def open_as_owner(owner_path: StrPath, path: StrPath, mode: str = "rb") -> BinaryIO:
+    """`path` (a file in the run dir `owner_path`) opened with the rights of that dir's owner
+    (see as_owner_of), on the calling thread: a link the owner put there to a file she may
+    not read or write (/etc/shadow) is refused as her own open would be, and once open the
+    file needs no rights. `mode` is "rb" or "ab". Anything but a regular file is refused too
+    (OSError): a FIFO she made would hold the daemon's thread, a device would never end."""
+    with as_owner_of(owner_path):
+        fd = os.open(path, _OPEN_FLAGS[mode] | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return cast(BinaryIO, os.fdopen(fd, mode))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def refusal(e: OSError, what: str) -> errors.GuildError:
+    """A user's error for a file of a run that its owner's rights can't open (`what`, as
+    "the output of run 1a2b3c4d"): hers to fix, never the daemon's INTERNAL."""
+    reason = e.strerror or str(e)
+    if isinstance(e, FileNotFoundError):
+        return errors.NotFound(f"{e.filename} does not exist")
+    if isinstance(e, PermissionError):
+        return errors.PermissionDenied(f"cannot read {what}: {reason} (its owner may not read {e.filename})")
+    return errors.FailedPrecondition(f"cannot read {what}: {e.filename}: {reason}")
 
 
 def chown_tree(path: StrPath, uid: int, gid: int) -> None:

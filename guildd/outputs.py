@@ -15,7 +15,7 @@ from typing import Any, Callable
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
 from guild_common.scalars import ScalarParser
-from guildd import diskspace, manage, shim
+from guildd import diskspace, fsrights, manage, shim
 from guildd.runtime import Runtime
 from guildd.store import Summary
 from guildd.tfevents import EventWriter, summarize
@@ -29,7 +29,9 @@ READ_CHUNK = 1 << 20
 
 class ScalarReader:
     """Reads a run's output from an offset, turns complete lines into scalars, writes them as
-    TF events, and returns summaries to fold into the index. Used on a worker thread only."""
+    TF events, and returns summaries to fold into the index. Used on a worker thread only:
+    its opens take the run dir owner's rights there (guildd.fsrights), so a link she puts in
+    her run dir gets no read or write of root's."""
 
     def __init__(self, run_dir: StrPath, offset: int, scalar_config: Any = None) -> None:
         self.run_dir = run_dir
@@ -41,6 +43,7 @@ class ScalarReader:
         self.more = False  # the last read stopped at READ_CHUNK with output left
         # events a full disk held back: written first at the next pass
         self.unwritten: list[tuple[str, float, int, float]] = []
+        self.refused = False  # the run dir refused the event file (logged once)
 
     def read(self) -> list[Summary] | None:
         """New scalar summaries since the last call, or None when nothing was added."""
@@ -48,14 +51,14 @@ class ScalarReader:
             self._write_events([])
         path = rundir.output_path(self.run_dir)
         try:
-            with open(path, "rb") as f:
+            with fsrights.open_as_owner(self.run_dir, path) as f:
                 f.seek(self.offset)
                 data = f.read(READ_CHUNK)
                 # Lines' time: when the output was last written (exact enough while the run
                 # is followed; a catch-up after a daemon restart gets the file's last write).
                 wall_time = os.fstat(f.fileno()).st_mtime
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return None  # none yet, or one its owner may not read: no scalars from it
         self.more = len(data) == READ_CHUNK
         end = data.rfind(b"\n")
         if end < 0:
@@ -63,7 +66,8 @@ class ScalarReader:
         data = data[: end + 1]
         self.offset += len(data)
         if self.parser is None:
-            self.parser = _parser(self.run_dir, self.scalar_config)
+            with fsrights.as_owner_of(self.run_dir):  # its flags: read as the owner reads them
+                self.parser = _parser(self.run_dir, self.scalar_config)
         scalars = self.parser.feed_text(data.decode("utf-8", "replace"))
         if not scalars:
             return []
@@ -71,26 +75,31 @@ class ScalarReader:
         return [manage.summary_record(tag, s) for tag, s in summarize((s.key, s.value, s.step) for s in scalars).items()]
 
     def _write_events(self, events: list[tuple[str, float, int, float]]) -> None:
-        """Appends events to the run's event file. When the disk is full they wait for the
-        next pass, the file cut back to its last whole record: none lost, none twice."""
+        """Appends events to the run's event file, made and cut with the owner's rights (the
+        file is hers). When the disk is full they wait for the next pass, the file cut back to
+        its last whole record: none lost, none twice. A run dir its owner made unwritable
+        (or a link she put there) refuses them: they are dropped, with a warning in the log."""
         self.unwritten += events
         try:
-            if self.writer is None:
-                self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
-            whole = os.path.getsize(self.writer.path)
-            try:
-                self.writer.add_scalars(self.unwritten)
-                self.writer.flush()
-            except OSError:
-                writer, self.writer = self.writer, None
-                _close_quietly(writer)
-                os.truncate(writer.path, whole)  # cutting a file needs no space
-                raise
+            with fsrights.as_owner_of(self.run_dir):
+                if self.writer is None:
+                    self.writer = EventWriter(str(rundir.guild_dir(self.run_dir)))
+                whole = os.path.getsize(self.writer.path)
+                try:
+                    self.writer.add_scalars(self.unwritten)
+                    self.writer.flush()
+                except OSError:
+                    writer, self.writer = self.writer, None
+                    _close_quietly(writer)
+                    os.truncate(writer.path, whole)  # cutting a file needs no space
+                    raise
         except OSError as e:
-            if not diskspace.is_full(e):
-                raise
-            log.warning("run %s: %s: its scalar events wait for room", os.path.basename(self.run_dir)[:8], e)
-            return
+            if diskspace.is_full(e):
+                log.warning("run %s: %s: its scalar events wait for room", os.path.basename(self.run_dir)[:8], e)
+                return
+            if not self.refused:
+                log.warning("run %s: %s: its run dir refuses its scalar events", os.path.basename(self.run_dir)[:8], e)
+            self.refused = True
         self.unwritten = []
 
     def close(self) -> None:
@@ -107,12 +116,13 @@ def append(run_dir: "str | os.PathLike", data: bytes, stderr: bool = False) -> N
     batch's or a pipeline's, a run's before its process starts): `INFO: [guild] ...` lines
     are stderr, as Guild logs them. A stderr range is noted before its bytes, at the size
     the output has under the lock every such append takes, so no reader sees the bytes
-    without it (the shim, which shares the file with its process, notes them after)."""
+    without it (the shim, which shares the file with its process, notes them after). Both
+    files are opened with the owner's rights, on the calling thread (guildd.fsrights)."""
     with _append_lock:
-        with open(rundir.output_path(run_dir), "ab") as f:
+        with fsrights.open_as_owner(run_dir, rundir.output_path(run_dir), "ab") as f:
             if stderr:
                 start = f.seek(0, os.SEEK_END)
-                with open(os.path.join(run_dir, shim.STDERR_RANGES), "ab") as ranges:
+                with fsrights.open_as_owner(run_dir, os.path.join(run_dir, shim.STDERR_RANGES), "ab") as ranges:
                     ranges.write(f"{start} {start + len(data)}\n".encode())
             f.write(data)
 
@@ -120,9 +130,10 @@ def append(run_dir: "str | os.PathLike", data: bytes, stderr: bool = False) -> N
 class Streams:
     """Splits a run's output into what its process wrote to stdout and to stderr, from the
     byte ranges its shim notes (guildd.shim). Read forward only, as watchers read output;
-    used on a worker thread."""
+    used on a worker thread, which opens the ranges with the run dir owner's rights."""
 
     def __init__(self, run_dir: StrPath) -> None:
+        self.run_dir = run_dir
         self.path = os.path.join(run_dir, shim.STDERR_RANGES)
         self.read_to = 0  # bytes of the ranges file read
         self.ranges: collections.deque[tuple[int, int]] = collections.deque()  # (start, end) of stderr bytes, ascending
@@ -149,11 +160,11 @@ class Streams:
 
     def _read_ranges(self) -> None:
         try:
-            with open(self.path, "rb") as f:
+            with fsrights.open_as_owner(self.run_dir, self.path) as f:
                 f.seek(self.read_to)
                 text = f.read()
-        except FileNotFoundError:
-            return  # no stderr yet, or a run made before (or without) the shim's ranges
+        except OSError:
+            return  # no stderr yet, a run made before (or without) the shim's ranges, or its owner's link
         text = text[: text.rfind(b"\n") + 1]  # whole lines only: the shim may be mid-line
         self.read_to += len(text)
         for line in text.splitlines():

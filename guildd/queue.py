@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, fairshare, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, fairshare, fsrights, resources as resourceslib, runstate, scheduler
 from guildd.gpus import GpuProcess
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
@@ -134,7 +134,10 @@ def read_file(run_dir: StrPath) -> Optional[dict[str, Any]]:
 
 
 def write_file(run_dir: StrPath, data: dict[str, Any]) -> None:
-    rundir.write_atomic(rundir.guild_dir(run_dir) / QUEUE_FILE, json.dumps(data, sort_keys=True).encode())
+    """Writes a run's queue file with the rights of the run dir's owner (the dir is hers: a
+    link she put in place of `.guild` gets no write of root's)."""
+    with fsrights.as_owner_of(run_dir):
+        rundir.write_atomic(rundir.guild_dir(run_dir) / QUEUE_FILE, json.dumps(data, sort_keys=True).encode())
 
 
 def _grant(holding: scheduler.Holding, run_dir: StrPath) -> float:

@@ -3,10 +3,14 @@ alive, and recording the end of those that ended while no daemon was watching (t
 sync itself is guildd.catalog's)."""
 
 import logging
-from typing import Callable
+import os
+from typing import Any, Callable, Optional
+
+import psutil
 
 from guild_common import rundir
-from guildd import batches, executor as execlib, pipeline, runstate
+from guild_common.paths import StrPath
+from guildd import batches, executor as execlib, fsrights, pipeline, runstate
 from guildd.launcher import Launcher
 from guildd.queue import Queue
 from guildd.store import RunRecord
@@ -37,21 +41,27 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     io = launcher.runtime.io
     shim = execlib.Shim(rec.shim_pid, rec.shim_started)
     run_dir = launcher.run_dir(rec.id)
-    lock_pid = await io(rundir.read_lock_pid, run_dir)
-    op = await io(rundir.read_attr, run_dir, "op")
+
+    async def read(fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(run_dir, *args) on the I/O thread, with the rights of the run dir's owner: its
+        files are hers (guildd.fsrights)."""
+        return await io(fsrights.call_as_owner_of, run_dir, fn, run_dir, *args)
+
+    lock_pid = await read(rundir.read_lock_pid)
+    op = await read(rundir.read_attr, "op")
     scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
     if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
         log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
         launcher.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
-    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid):
+    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid) and await io(adoptable, lock_pid, run_dir):
         log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
         launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config)
-    elif rec.status == runstate.RUNNING and (batch := await io(batches.read_spec, run_dir)) is not None:
+    elif rec.status == runstate.RUNNING and (batch := await read(batches.read_spec)) is not None:
         launcher.resume_batch(rec, batch)
-    elif rec.status == runstate.RUNNING and (steps := await io(pipeline.read_steps, run_dir)) is not None:
+    elif rec.status == runstate.RUNNING and (steps := await read(pipeline.read_steps)) is not None:
         launcher.resume_pipeline(rec, steps)
     elif rec.status == runstate.RUNNING:
-        if not isinstance(await io(rundir.read_attr, run_dir, "exit_status"), int):
+        if not isinstance(await read(rundir.read_attr, "exit_status"), int):
             log.warning("run %s: its process ended while no daemon watched, recording no end: marking it error", rec.id[:8])
         launcher.followers.follow(rec.id, rec.scalar_offset, scalar_config)
         await launcher.finish_run(rec.id)
@@ -59,3 +69,26 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
         # Never started: it ends through the table's direct edge, with no start time.
         log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
         await launcher.states.transition(rec.id, runstate.ERROR)
+
+
+def may_adopt(confines: bool, process_uid: Optional[int], owner_uid: Optional[int]) -> bool:
+    """Whether a pid read from a run's LOCK file may be adopted, and so signalled by a later
+    stop. The LOCK is its owner's to write: in a root daemon (`confines`) she could name
+    another user's process, or init, for root to SIGTERM. So only a process whose real uid
+    is the run dir's owner is hers (None: the process or the dir is gone)."""
+    if not confines:
+        return True  # a per-user daemon signals only what its user could signal
+    return process_uid is not None and process_uid == owner_uid
+
+
+def adoptable(pid: int, run_dir: StrPath) -> bool:
+    """may_adopt for the live process `pid` and the run dir's owner (lstat: never a link's)."""
+    try:
+        process_uid: Optional[int] = psutil.Process(pid).uids().real
+    except psutil.Error:
+        process_uid = None
+    try:
+        owner_uid: Optional[int] = os.lstat(run_dir).st_uid
+    except OSError:
+        owner_uid = None
+    return may_adopt(fsrights.confines(), process_uid, owner_uid)

@@ -6,7 +6,7 @@ import os
 from typing import AsyncIterator, Awaitable, Callable
 
 from guild_common import rundir
-from guildd import outputs, runstate
+from guildd import fsrights, outputs, runstate
 from guildd import store as storelib
 from guildd.runtime import Runtime
 
@@ -94,14 +94,20 @@ class Followers:
 
     async def watch(self, rec: storelib.RunRecord, tail: int, new_only: bool, offset: int = 0) -> AsyncIterator[tuple[bool, bytes]]:
         """Yields (is stderr, bytes) output chunks of a run until it has ended and all its
-        output is sent."""
-        path = rundir.output_path(self.run_dir(rec.id))
+        output is sent. The output is opened, on a worker thread, with the rights of the run
+        dir's owner: a link she put in place of it gets no read of root's. One she can't read
+        is told as a line on stderr, and the watch ends as for a run without output (a
+        `stop` waiting on it still returns)."""
+        run_dir = self.run_dir(rec.id)
+        loop = asyncio.get_running_loop()
         try:
-            f = open(path, "rb")
+            f = await loop.run_in_executor(None, fsrights.open_as_owner, run_dir, rundir.output_path(run_dir))
         except FileNotFoundError:
             return
-        loop = asyncio.get_running_loop()
-        streams = outputs.Streams(self.run_dir(rec.id))
+        except OSError as e:
+            yield True, f"guildd: {fsrights.refusal(e, f'the output of run {rec.id[:8]}')}\n".encode()
+            return
+        streams = outputs.Streams(run_dir)
         with f:
             if offset:
                 f.seek(offset)
@@ -123,8 +129,8 @@ class Followers:
                             yield part
                         continue
                     if not self.following(rec.id) and not await self._starting(rec.id):
-                        rest = f.read()
-                        for part in streams.split(f.tell() - len(rest), rest) if rest else ():
+                        rest = await loop.run_in_executor(None, f.read)
+                        for part in await loop.run_in_executor(None, streams.split, f.tell() - len(rest), rest) if rest else ():
                             yield part
                         return
                     await self.wait_change(rec.id)

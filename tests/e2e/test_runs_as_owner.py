@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 
+import psutil
 import pytest
 
 from tests.conftest import wait_for
@@ -237,6 +238,57 @@ def test_a_run_as_its_owner_is_adopted_by_a_restarted_daemon(box):
     r = box.ctl("stop", run["id"][:8], "-y")
     assert r.returncode == 0, r.stderr
     wait_for(lambda: box.info(run["id"])["status"] == "terminated", what="alice's run to be stopped")
+
+
+def _as_alice(box: Box, script: str) -> None:
+    a = box.alice
+    subprocess.run(["setpriv", f"--reuid={a.pw_uid}", f"--regid={a.pw_gid}", "--init-groups", "--", "sh", "-c", script],
+                   check=True)
+
+
+def test_a_root_only_file_alice_links_as_her_output_is_not_shown_to_her(box):
+    secret = box.base / "root-only-scalars.txt"
+    secret.write_text("pwned: 42\nroot's scalar secret\n")
+    secret.chmod(0o600)
+    r = box.ctl("run", "who.py", "secs=600", "-y", "--background")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = box.info("1")["id"]
+    wait_for(lambda: box.info(run_id)["status"] == "running", what="alice's run to be running")
+    output = box.home / "runs" / run_id / ".guild" / "output"
+    _as_alice(box, f"ln -sf {secret} {output}.new && mv -f {output}.new {output}")
+    assert box.ctl("stop", run_id[:8], "-y").returncode == 0
+    wait_for(lambda: box.info(run_id)["status"] not in ("running", "pending"), what="alice's run to end")
+    r = box.ctl("cat", "--output", run_id[:8])
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r.stdout + r.stderr
+    r2 = box.ctl("cat", "-p", ".guild/output", run_id[:8])  # refused before it is opened: the link leads out
+    assert r2.returncode != 0 and "outside the run directory" in r2.stderr, r2.stdout + r2.stderr
+    for r in (r, r2):
+        assert "pwned" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    r = box.ctl("watch", run_id[:8])
+    assert "cannot read the output" in r.stderr and "Permission denied" in r.stderr, r.stdout + r.stderr
+    assert "pwned" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    r = box.ctl("runs", "info", run_id[:8], "--json")
+    assert r.returncode == 0 and "pwned" not in r.stdout, r.stdout + r.stderr
+    assert secret.read_text() == "pwned: 42\nroot's scalar secret\n"
+
+
+def test_pid_1_alice_writes_in_her_lock_is_not_adopted_by_a_restarted_daemon(box):
+    r = box.ctl("run", "who.py", "secs=600", "-y", "--background")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = box.info("1")["id"]
+    wait_for(lambda: box.info(run_id)["status"] == "running", what="alice's run to be running")
+    lock = box.home / "runs" / run_id / ".guild" / "LOCK"
+    wait_for(lambda: lock.exists() and lock.read_text().strip().isdigit(), what="the run's LOCK")
+    run_pid = int(lock.read_text())
+    box.kill()
+    # Its shim and process are gone too; what's left is her LOCK, naming init.
+    shim = psutil.Process(run_pid).parent()
+    assert shim is not None and "shim.py" in " ".join(shim.cmdline()), shim
+    for pid in (shim.pid, run_pid):
+        os.kill(pid, signal.SIGKILL)
+    _as_alice(box, f"echo 1 > {lock}.new && mv -f {lock}.new {lock}")
+    box.start()
+    assert box.info(run_id)["status"] == "error"
 
 
 def test_a_run_sees_the_gpus_it_was_granted_and_no_others():
