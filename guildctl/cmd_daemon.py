@@ -13,6 +13,7 @@ from guild_common import errors, home as homelib
 from guildctl import output
 
 if TYPE_CHECKING:
+    from guild_common.pb import guild_pb2 as pb
     from guildctl.client import Client
     from guildctl.main import Ctx
 
@@ -76,6 +77,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def sharing_text(info: "pb.GetDaemonInfoResponse") -> str:
+    """`daemon status`'s line on whose daemon it is: on a shared box, who the daemon takes
+    the reader for and whether they may change its settings (or stop it)."""
+    if info.shared:
+        return f"yes (every local user; you are {info.user}, admin: {'yes' if info.admin else 'no'})"
+    return f"no (only {info.user})"
+
+
 @daemon.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
@@ -99,12 +108,14 @@ def status(ctx: "Ctx", as_json: bool) -> None:
                 "started": info.started_us,
                 "runs_running": info.running,
                 "user": info.user,
+                "shared": info.shared,
+                "admin": info.admin,
             }
         )
         return
     click.echo(
         f"guildd {info.version} is running for {info.guild_home}\n"
-        f"  pid: {info.pid}\n  started: {output.fmt_time(info.started_us)}\n"
+        f"  pid: {info.pid}\n  started: {output.fmt_time(info.started_us)}\n  shared: {sharing_text(info)}\n"
         f"  running runs: {info.running}\n  log: {homelib.log_path(ctx.home)}"
     )
 

@@ -114,10 +114,13 @@ def exit_code_for(run):
 
 
 def run_info(run):
-    """A run as Guild 0.9's `runs info --json` keys it, in its `runs info` order."""
+    """A run as Guild 0.9's `runs info --json` keys it, in its `runs info` order, with whose
+    run it is after its operation (Guild keeps the user but doesn't show it; on a shared box
+    it is the first thing a reader asks)."""
     return {
         "id": run.id,
         "operation": run.op_name,
+        "user": run.user,
         "from": getattr(run, "from"),
         "status": run.status,
         "started": fmt_time(run.started_us),

@@ -14,7 +14,7 @@ import pathlib
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from guild_common import errors, home as homelib, paths, rundir
 from guild_common.paths import StrPath
@@ -205,11 +205,11 @@ def export_runs(store: storelib.Store, home: StrPath, recs: Sequence[storelib.Ru
 def _export(home: StrPath, recs: Sequence[storelib.RunRecord], dest: str,
             move: bool) -> tuple[pathlib.Path, list[tuple[str, str, str]], list[tuple[storelib.RunRecord, pathlib.Path]]]:
     dest_dir = export_dir(home, dest)
-    if dest_dir.exists() and not dest_dir.is_dir():
-        raise errors.InvalidArgument(f"'{dest_dir}' is not a directory")
     if move:
         _refuse_active(recs, "move")
     try:
+        if dest_dir.exists() and not dest_dir.is_dir():
+            raise errors.InvalidArgument(f"'{dest_dir}' is not a directory")
         dest_dir.mkdir(parents=True, exist_ok=True)
         (dest_dir / ".guild-nocopy").touch()
     except OSError as e:
@@ -225,16 +225,37 @@ def _export(home: StrPath, recs: Sequence[storelib.RunRecord], dest: str,
         tmp = dest_dir / f".{rec.id}.partial"
         # Copy under a temporary name, then rename: a failed export leaves no half run.
         shutil.rmtree(tmp, ignore_errors=True)
+        left_out: list[str] = []
         try:
-            shutil.copytree(src, tmp, symlinks=True)
+            shutil.copytree(src, tmp, symlinks=True, copy_function=_readable_copier(src, left_out))
         except (PermissionError, shutil.Error) as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise errors.PermissionDenied(f"cannot export run {rec.id[:8]} to '{dest_dir}': {e}") from None
+        if move and left_out:  # a move that left files behind would lose them with the run dir
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise errors.PermissionDenied(f"cannot move run {rec.id[:8]}: you cannot read {', '.join(left_out)}")
         os.replace(tmp, target)
         if move:
             moved.append((rec, src))
-        results.append((rec.id, "moved" if move else "copied", ""))
+        why = f"left out what you cannot read: {', '.join(left_out)}" if left_out else ""
+        results.append((rec.id, "moved" if move else "copied", why))
     return dest_dir, results, moved
+
+
+def _readable_copier(top: pathlib.Path, left_out: list[str]) -> Callable[[str, str], Any]:
+    """copytree's copy function for an export: a file the caller may not read (another
+    user's run's recorded environment, readable by its owner only) is left out, its path
+    under `top` added to `left_out`, instead of failing the export of what they may read."""
+
+    def copy(src: str, dst: str) -> Any:
+        try:  # links are copied as links: this is a file (O_NONBLOCK: a fifo mustn't hang the open)
+            os.close(os.open(src, os.O_RDONLY | os.O_NONBLOCK))
+        except PermissionError:
+            left_out.append(os.path.relpath(src, top))
+            return dst
+        return shutil.copy2(src, dst)
+
+    return copy
 
 
 def export_dir(home: StrPath, dest: str) -> pathlib.Path:
@@ -250,11 +271,14 @@ def export_dir(home: StrPath, dest: str) -> pathlib.Path:
 def archive_run_dirs(archive: str) -> list[pathlib.Path]:
     """The run dirs in an export directory."""
     archive_dir = paths.absolute_dir(archive, "archive directory")
-    if not archive_dir.exists():
-        raise errors.NotFound(f"archive '{archive_dir}' does not exist")
-    if not archive_dir.is_dir():
-        raise errors.InvalidArgument(f"invalid archive '{archive_dir}' - expected a directory")
-    return sorted(p for p in archive_dir.iterdir() if RUN_ID.match(p.name) and rundir.attrs_dir(p).is_dir())
+    try:
+        if not archive_dir.exists():
+            raise errors.NotFound(f"archive '{archive_dir}' does not exist")
+        if not archive_dir.is_dir():
+            raise errors.InvalidArgument(f"invalid archive '{archive_dir}' - expected a directory")
+        return sorted(p for p in archive_dir.iterdir() if RUN_ID.match(p.name) and rundir.attrs_dir(p).is_dir())
+    except PermissionError as e:  # read with the caller's rights (a shared daemon's)
+        raise errors.PermissionDenied(f"cannot read archive '{archive_dir}': {e.strerror}") from None
 
 
 def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.Path], move: bool,

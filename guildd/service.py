@@ -10,7 +10,7 @@ import grpc
 
 from guild_common import __version__, errors
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
-from guildd import authz, convert, runstate
+from guildd import authz, convert, fsrights, runstate
 from guildd.callers import Caller
 from guildd.daemon import Daemon
 from guildd.store import RunRecord, Summary
@@ -50,15 +50,18 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def GetDaemonInfo(self, request: pb.GetDaemonInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetDaemonInfoResponse:
+        caller = self._caller(context)  # who they are to this daemon: `daemon status` tells them
         return pb.GetDaemonInfoResponse(
             version=__version__,
             pid=os.getpid(),
             guild_home=str(self.daemon.home),
             started_us=self.daemon.started_us,
             running=self.daemon.executor.running,
-            user=self._user(context),
+            user=caller.name,
             ready=self.daemon.ready.is_set(),
             state="ready" if self.daemon.ready.is_set() else self.catalog.state,
+            shared=self.daemon.identities.shared,
+            admin=caller.admin or not self.daemon.identities.shared,  # a per-user daemon's one user runs it
         )
 
     @mapped
@@ -205,13 +208,16 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         recs = await self._selected(request.selection)
         if request.move:  # the runs leave GUILD_HOME: a change, not a read
             await self._allowed(context, authz.Action.MOVE, recs)
-        results = await self.catalog.export_runs(recs, request.dir, request.move)
+        c = self._caller(context)  # the dir is theirs to name: written with their rights, never root's
+        results = await self.catalog.export_runs(recs, request.dir, request.move, fsrights.Account(c.uid, c.gid, c.groups))
         return pb.ExportRunsResponse(runs=convert.transfer_messages(results))
 
     @mapped
     async def ImportRuns(self, request: pb.ImportRunsRequest, context: grpc.aio.ServicerContext) -> pb.ImportRunsResponse:
         sel = request.selection
-        results = await self.catalog.import_runs(request.dir, list(sel.runs), convert.criteria(sel.filter), request.move)
+        c = self._caller(context)  # the archive is read with their rights: the runs are then theirs
+        results = await self.catalog.import_runs(request.dir, list(sel.runs), convert.criteria(sel.filter), request.move,
+                                                 fsrights.Account(c.uid, c.gid, c.groups))
         return pb.ImportRunsResponse(runs=convert.transfer_messages(results))
 
     @mapped

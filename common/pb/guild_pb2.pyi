@@ -28,7 +28,7 @@ class GetDaemonInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetDaemonInfoResponse(_message.Message):
-    __slots__ = ("version", "pid", "guild_home", "started_us", "running", "user", "ready", "state")
+    __slots__ = ("version", "pid", "guild_home", "started_us", "running", "user", "ready", "state", "shared", "admin")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     GUILD_HOME_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class GetDaemonInfoResponse(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
     version: str
     pid: int
     guild_home: str
@@ -45,7 +47,9 @@ class GetDaemonInfoResponse(_message.Message):
     user: str
     ready: bool
     state: str
-    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., guild_home: _Optional[str] = ..., started_us: _Optional[int] = ..., running: _Optional[int] = ..., user: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ...) -> None: ...
+    shared: bool
+    admin: bool
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., guild_home: _Optional[str] = ..., started_us: _Optional[int] = ..., running: _Optional[int] = ..., user: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ..., shared: _Optional[bool] = ..., admin: _Optional[bool] = ...) -> None: ...
 
 class FlagDef(_message.Message):
     __slots__ = ("name", "arg_name", "arg_skip", "arg_switch_json", "env_name", "type", "default_json", "description", "choices_json", "required", "arg_split_json")

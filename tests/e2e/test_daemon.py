@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import pwd
 import signal
 import socket
 import subprocess
@@ -112,6 +113,10 @@ def test_daemon_start_status_stop(guild_no_daemon):
     assert r.stdout.startswith("guildd ") and " started for " in r.stdout
     status = json.loads(g.ctl("daemon", "status", "--json").stdout)
     assert status["running"] and status["guild_home"] == str(g.home)
+    # A per-user daemon: only its user's, who runs it.
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert (status["shared"], status["user"], status["admin"]) == (False, me, True)
+    assert f"  shared: no (only {me})" in g.ctl("daemon", "status").stdout.splitlines()
     assert "already running" in g.ctl("daemon", "start").stdout
     r = g.ctl("daemon", "stop")
     assert r.stdout.startswith("guildd stopped")

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pathlib
+import pwd
 import shutil
 import time
 
@@ -294,9 +295,10 @@ def test_filters_narrow_other_commands_too(g):
 def test_runs_info_json_has_guilds_keys_flags_and_scalars(g):
     info = g.info(g.ids["B"])
     assert set(info) == {
-        "id", "operation", "from", "status", "started", "stopped", "marked", "label", "sourcecode_digest",
+        "id", "operation", "user", "from", "status", "started", "stopped", "marked", "label", "sourcecode_digest",
         "vcs_commit", "run_dir", "command", "exit_status", "pid", "tags", "flags", "scalars",
     }
+    assert info["user"] == pwd.getpwuid(os.getuid()).pw_name  # whose run it is: the daemon's one user
     assert info["operation"] == "train.py" and info["status"] == "completed" and info["label"] == "best"
     assert info["from"] == str(g.project)
     assert info["marked"] == "no" and g.info(g.ids["C"])["marked"] == "yes"
@@ -314,6 +316,7 @@ def test_runs_info_text(g):
     text = g.ctl("runs", "info", g.ids["B"][:8]).stdout
     lines = text.splitlines()
     assert lines[0] == f"id: {g.ids['B']}"
+    assert lines[1:3] == ["operation: train.py", f"user: {pwd.getpwuid(os.getuid()).pw_name}"]
     assert "status: completed" in lines and "label: best" in lines
     i = lines.index("flags:")
     assert lines[i + 1 : i + 4] == ["  epochs: 3", "  lr: 0.01", "  x: 0.2"]
@@ -664,9 +667,10 @@ def test_export_to_an_unwritable_place_fails_cleanly(m, tmp_path):
     run_id = _new_run(m)
     afile = tmp_path / "a-file"
     afile.write_text("not a directory\n")
-    for dest in (afile / "sub", afile):
+    # A dir that can't be made there is refused (4); a file named as the dir is a mistake (1).
+    for dest, code in ((afile / "sub", 4), (afile, 1)):
         r = m.ctl("export", str(dest), run_id, "-y", check=False)
-        assert r.returncode == 4, r
+        assert r.returncode == code, r
         assert str(dest) in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert afile.read_text() == "not a directory\n"

@@ -17,6 +17,7 @@ import shutil
 import stat
 import subprocess
 import types
+import uuid
 
 import pytest
 
@@ -174,7 +175,7 @@ def test_runs_info_shows_whose_run_it_is(box, people, projects):
 FORGER = """\
 import json, sys
 import grpc
-from guild_common import handshake, home as homelib, ownership
+from guild_common import home as homelib, ownership
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 
 path = ownership.connect_path(sys.argv[1])
@@ -187,7 +188,8 @@ def answer(metadata):
     except grpc.RpcError as e:
         return e.code().name
 
-token = handshake.obtain(homelib.auth_socket_path(path))
+from guildctl.client import obtain_token
+token = obtain_token(homelib.auth_socket_path(path))
 info = stub.GetDaemonInfo(pb.GetDaemonInfoRequest(), metadata=(("guild-token", token), ("user", sys.argv[2])))
 print(json.dumps({"none": answer(()), "user": answer((("user", sys.argv[2]),)),
                   "made-up": answer((("guild-token", "x"),)), "token and user": info.user}))
@@ -260,6 +262,69 @@ def test_anyone_may_read_anyones_runs(box, people, alices, base):
     os.chown(export, bob.uid, bob.gid)
     box.ok(bob, "export", str(export), done, "-y")
     assert (export / done).is_dir()
+
+
+def _public(path, mode=0o755, owner=None):
+    """A fresh dir at `path` with `mode`, root's unless `owner` (a User) is given."""
+    path.mkdir(mode=mode)
+    path.chmod(mode)
+    if owner is not None:
+        os.chown(path, owner.uid, owner.gid)
+    return path
+
+
+@pytest.mark.parametrize("where", ["a root dir", "inside a root-only dir"])
+def test_an_export_where_only_root_may_write_is_refused(box, people, alices, base, where):
+    root_dir = _public(base / f"root-export-{where.replace(' ', '-')}", 0o755 if where == "a root dir" else 0o700)
+    dest = root_dir if where == "a root dir" else root_dir / "out"
+    r = box.ctl(people.bob, "export", str(dest), alices["done"], "-y")
+    assert r.returncode == EXIT_REFUSED, (r.returncode, r.stdout, r.stderr)
+    assert str(dest) in _one_line(r)
+    assert list(root_dir.iterdir()) == []
+
+
+def test_an_export_into_bobs_own_dir_is_his(box, people, alices, base):
+    bob, done = people.bob, alices["done"]
+    dest = _public(base / "bobs-own-export", owner=bob)
+    box.ok(bob, "export", str(dest), done, "-y")
+    assert {path: uid for path, uid in sharedbox.owners(dest / done).items() if uid != bob.uid} == {}
+    assert (dest / done / ".guild" / "output").read_text().count("loss: 0.5") == 1
+    # alice's recorded environment is hers alone: it stays out of bob's copy.
+    assert not (dest / done / ".guild" / "attrs" / "env").exists()
+
+
+@pytest.fixture(scope="module")
+def archived(box, alices, base):
+    """An archive holding a copy of alice's run under a new id: one the box hasn't seen."""
+
+    def archive(name, mode, owner):
+        top = _public(base / name, mode, owner)
+        new = uuid.uuid4().hex
+        shutil.copytree(box.run_dir(alices["done"]), top / new, symlinks=True)
+        for path in [top / new, *(top / new).rglob("*")]:
+            os.lchown(path, owner.uid if owner else 0, owner.gid if owner else 0)
+        return top, new
+
+    return archive
+
+
+def test_an_import_from_an_archive_alice_can_read_gives_runs_that_are_hers(box, people, archived):
+    alice = people.alice
+    archive, new = archived("alices-archive", 0o755, alice)
+    box.ok(alice, "import", str(archive), "-y")
+    assert {path: uid for path, uid in sharedbox.owners(box.run_dir(new)).items() if uid != alice.uid} == {}
+    box.ok(alice, "label", new, "--set", "imported", "-y")
+    assert box.ctl(people.bob, "label", new, "--set", "bobs", "-y").returncode == EXIT_REFUSED
+
+
+def test_an_import_from_an_archive_alice_cannot_read_is_refused(box, people, archived):
+    alice = people.alice
+    archive, new = archived("root-archive", 0o700, None)
+    r = box.ctl(alice, "import", str(archive), "-y")
+    assert r.returncode == EXIT_REFUSED, (r.returncode, r.stdout, r.stderr)
+    assert str(archive) in _one_line(r)
+    assert new not in [run["id"] for run in box.runs()]
+    assert not box.run_dir(new).exists()
 
 
 REFUSED = {
@@ -419,3 +484,7 @@ def test_fair_share_starts_the_user_with_less_recent_use_first(start, people, pr
 def test_every_user_sees_the_shared_daemons_status(box, people):
     r = box.ok(people.bob, "daemon", "status")
     assert f"is running for {box.home}" in r.stdout
+    assert f"  shared: yes (every local user; you are {people.bob.name}, admin: no)" in r.stdout.splitlines()
+    for user, admin in ((people.bob, False), (people.admin, True), (people.root, True)):
+        status = json.loads(box.ok(user, "daemon", "status", "--json").stdout)
+        assert (status["shared"], status["user"], status["admin"]) == (True, user.name, admin)
