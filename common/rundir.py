@@ -7,9 +7,11 @@ process itself, in order; Guild's optional per-line `output.index` is not writte
 """
 
 import datetime
+import errno
 import hashlib
 import os
 import pathlib
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -109,13 +111,26 @@ def write_attrs(run_dir: StrPath, attrs: Mapping[str, Any]) -> None:
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def read_regular(path: StrPath) -> bytes:
+    """A run file's bytes, from a regular file only: the run dir is its owner's, and a FIFO
+    she put in place of an attr or LOCK would hold the reading thread (the daemon's I/O
+    thread) forever, a device would never end. Opened without blocking, then refused
+    (OSError EINVAL) unless it is a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return f.read()
+
+
 def read_attr(run_dir: StrPath, name: str, default: Any = None) -> Any:
     """One attribute's value; `default` when it is missing or holds no value (not text, not
-    YAML, a directory): one damaged attr must not stop whatever reads the run."""
+    YAML, not a regular file, one the reader may not open): one damaged attr must not stop
+    whatever reads the run."""
     try:
-        with open(os.path.join(run_dir, ".guild", "attrs", name)) as f:
-            text = f.read()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnicodeDecodeError):
+        text = read_regular(os.path.join(run_dir, ".guild", "attrs", name)).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
         return default
     return parse_attr(text, default)
 
@@ -134,9 +149,11 @@ def parse_attr(text: str, default: Any = None) -> Any:
 
 
 def read_attrs(run_dir: StrPath) -> dict[str, Any]:
+    """Every attribute (see read_attr); none when the attrs dir is missing or can't be
+    listed by the reader."""
     try:
         names = os.listdir(attrs_dir(run_dir))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return {}
     return {name: read_attr(run_dir, name) for name in sorted(names) if not name.startswith(".")}
 
@@ -153,9 +170,11 @@ def write_opref(run_dir: StrPath, opref: str) -> None:
 
 
 def read_opref(run_dir: StrPath) -> str:
+    """The run's opref line; '' when it is missing, not a regular file (see read_regular) or
+    one the reader may not open."""
     try:
-        return (guild_dir(run_dir) / "opref").read_text().strip()
-    except FileNotFoundError:
+        return read_regular(guild_dir(run_dir) / "opref").decode("utf-8", "replace").strip()
+    except OSError:
         return ""
 
 
@@ -217,9 +236,11 @@ def has_marker(run_dir: StrPath, name: str) -> bool:
 
 
 def read_lock_pid(run_dir: StrPath) -> int | None:
+    """The pid in a run's LOCK; None when there is none: missing, not a number, not a regular
+    file (see read_regular) or one the reader may not open."""
     try:
-        return int(lock_file(run_dir).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int(read_regular(lock_file(run_dir)).strip())
+    except (OSError, ValueError):
         return None
 
 

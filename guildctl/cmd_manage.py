@@ -181,12 +181,15 @@ def import_(ctx, archive, runs, move, yes, **kw):
 
 
 def _report(results, done):
-    """Prints what happened to each run; exits 1 when any run was skipped."""
+    """Prints what happened to each run, and what was left out of a run copied (files the
+    caller may not read, in a shared daemon); exits 1 when any run was skipped."""
     for r in results:
         if r.result == "skipped":
             click.echo(f"WARNING: {r.reason}", err=True)
         else:
             click.echo(f"{'Moving' if r.result == 'moved' else 'Copying'} {r.run_id}")
+            if r.reason:
+                click.echo(f"  {r.reason}", err=True)
     click.echo(f"{done} {sum(r.result != 'skipped' for r in results)} run(s)")
     if any(r.result == "skipped" for r in results):
         raise click.exceptions.Exit(1)

@@ -49,10 +49,12 @@ class Catalog:
         return manage.location(self.home, rec)
 
     def running_pid(self, rec: storelib.RunRecord) -> int:
-        """A running run's process id from its LOCK file (0 when none)."""
+        """A running run's process id from its LOCK file (0 when none), read with the rights
+        of the run dir's owner: the file is hers (a link to a root-only file shows nothing)."""
         if rec.status != runstate.RUNNING:
             return 0
-        return rundir.read_lock_pid(self.location(rec)) or 0
+        run_dir = self.location(rec)
+        return fsrights.call_as_owner_of(run_dir, rundir.read_lock_pid, run_dir) or 0
 
     async def get_run(self, spec: str, statuses: Sequence[str] = (), criteria: "selection.Criteria | None" = None) -> storelib.RunRecord:
         def get() -> storelib.RunRecord:
@@ -90,32 +92,45 @@ class Catalog:
         return await self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
 
     async def select(self, criteria: selection.Criteria, specs: Sequence[str] = (), limit: int = 0,
-                     order: "tuple[str, bool] | None" = None, archive: str = "") -> tuple[list[storelib.RunRecord], int]:
-        """Runs by filter and run specs, latest first (or by `order`), and their total."""
-        return await self.runtime.io(self._select, criteria, specs, limit, order, archive)
+                     order: "tuple[str, bool] | None" = None, archive: str = "",
+                     caller: "fsrights.Account | None" = None) -> tuple[list[storelib.RunRecord], int]:
+        """Runs by filter and run specs, latest first (or by `order`), and their total; an
+        `archive`'s runs are read with `caller`'s rights (see archive_store)."""
+        return await self.runtime.io(self._select, criteria, specs, limit, order, archive, caller)
 
     def _select(self, criteria: selection.Criteria, specs: Sequence[str], limit: int, order: "tuple[str, bool] | None",
-                archive: str) -> tuple[list[storelib.RunRecord], int]:
+                archive: str, caller: "fsrights.Account | None" = None) -> tuple[list[storelib.RunRecord], int]:
         if archive:
-            return self.archive_store(archive).select(criteria, specs, limit, order)
+            return self.archive_store(archive, caller).select(criteria, specs, limit, order)
         self.sync_index()
         return self.store.select(criteria, specs, limit, order)
 
     async def listing(self, criteria: selection.Criteria, specs: Sequence[str], limit: int,
-                      order: "tuple[str, bool] | None", archive: str, with_command: bool) -> Listing:
-        """`select`, with the running runs' pids (and, `with_command`, each run's command)."""
+                      order: "tuple[str, bool] | None", archive: str, with_command: bool,
+                      caller: "fsrights.Account | None" = None) -> Listing:
+        """`select`, with the running runs' pids (and, `with_command`, each run's command).
+        A run's files are read with its owner's rights, an archive's with `caller`'s: a link
+        in a run dir to a root-only file shows nothing of it."""
+
+        def command(rec: storelib.RunRecord) -> Any:
+            if archive:
+                return fsrights.call_as_account(caller, rundir.read_attr, pathlib.Path(archive) / rec.id, "cmd")
+            run_dir = self.location(rec)
+            return fsrights.call_as_owner_of(run_dir, rundir.read_attr, run_dir, "cmd")
 
         def read() -> Listing:
-            recs, total = self._select(criteria, specs, limit, order, archive)
+            recs, total = self._select(criteria, specs, limit, order, archive, caller)
             pids = {r.id: self.running_pid(r) for r in recs if r.status == runstate.RUNNING}
-            commands = {r.id: rundir.read_attr(self.location(r), "cmd") for r in recs} if with_command else {}
+            commands = {r.id: command(r) for r in recs} if with_command else {}
             return Listing(recs, total, pids, commands)
 
         return await self.runtime.io(read)
 
     async def details(self, rec: storelib.RunRecord) -> dict[str, Any]:
-        """A run's attributes, for what only `runs info` shows."""
-        return await self.runtime.io(rundir.read_attrs, self.location(rec))
+        """A run's attributes, for what only `runs info` shows: read with the rights of its
+        dir's owner, so an attr she linked to a root-only file shows no value."""
+        run_dir = self.location(rec)
+        return await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attrs, run_dir)
 
     def archive_store(self, archive: str, caller: "fsrights.Account | None" = None) -> storelib.Store:
         """An in-memory index of an export directory, so its runs list and filter like ours.
@@ -123,8 +138,9 @@ class Catalog:
         their rights, so root never lists or reads for them what they couldn't themselves."""
         archived = storelib.Store(":memory:", archive)
         with fsrights.as_account(caller):
-            for run_dir in manage.archive_run_dirs(archive):
-                manage.index_run_dir(archived, run_dir, execlib.pid_alive)
+            run_dirs = manage.archive_run_dirs(archive)
+        for run_dir in run_dirs:
+            manage.index_run_dir(archived, run_dir, execlib.pid_alive, reader=caller)
         return archived
 
     def changing_dirs(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -284,7 +300,8 @@ class Catalog:
             if rec.opref in seen or not rec.opref.startswith("guildfile:"):
                 continue
             seen.add(rec.opref)
-            op = rundir.read_attr(self.location(rec), "op")
+            run_dir = self.location(rec)
+            op = fsrights.call_as_owner_of(run_dir, rundir.read_attr, run_dir, "op")
             for spec in (op.get("compare") or []) if isinstance(op, dict) else []:
                 if spec not in out:
                     out.append(spec)

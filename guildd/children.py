@@ -32,7 +32,7 @@ class Parents:
 
     async def say(self, run_dir: "str | os.PathLike", line: str) -> None:
         """A line of guildd's own in a parent's output (stderr, as Guild logs them)."""
-        await self.runtime.work(fsrights.call_as_owner_of, run_dir, outputs.append_line, run_dir, line)
+        await self.runtime.work(outputs.append_line, run_dir, line)
 
     async def wait_end(self, run_id: str, parent_dir: "Optional[str | os.PathLike]" = None, offset: int = 0) -> Optional[RunRecord]:
         """Waits for a child run to end, copying its output from `offset` into the parent's as

@@ -13,6 +13,9 @@ Linux keeps fsuid, fsgid and the supplementary groups per thread; glibc's setfsu
 change only the calling thread, but its setgroups changes every thread, so the groups are set
 with the raw system call. Only the thread inside `as_user` is affected: the daemon's other
 threads keep root's rights. Outside a root daemon (a per-user daemon) this is a no-op.
+
+A pid she writes in her run's LOCK is hers to choose too: it is adopted, signalled or counted
+as her run's only when that process is hers (`adoptable`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import platform
 import pwd
 import stat
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, TypeVar, cast
+
+import psutil
 
 from guild_common import errors
 from guild_common.paths import StrPath
@@ -164,6 +169,29 @@ def call_as_account(account: Optional[Account], fn: Callable[..., T], *args: Any
     """fn(*args, **kwargs) with `account`'s rights (see as_account), for a worker thread."""
     with as_account(account):
         return fn(*args, **kwargs)
+
+
+def may_adopt(confines: bool, process_uid: Optional[int], owner_uid: Optional[int]) -> bool:
+    """Whether a pid read from a run's LOCK file may be adopted, and so signalled by a later
+    stop. The LOCK is its owner's to write: in a root daemon (`confines`) she could name
+    another user's process, or init, for root to SIGTERM. So only a process whose real uid
+    is the run dir's owner is hers (None: the process or the dir is gone)."""
+    if not confines:
+        return True  # a per-user daemon signals only what its user could signal
+    return process_uid is not None and process_uid == owner_uid
+
+
+def adoptable(pid: int, run_dir: StrPath) -> bool:
+    """may_adopt for the live process `pid` and the run dir's owner (lstat: never a link's)."""
+    try:
+        process_uid: Optional[int] = psutil.Process(pid).uids().real
+    except psutil.Error:
+        process_uid = None
+    try:
+        owner_uid: Optional[int] = os.lstat(run_dir).st_uid
+    except OSError:
+        owner_uid = None
+    return may_adopt(confines(), process_uid, owner_uid)
 
 
 # How open_as_owner opens, by mode: reading, or appending (made when missing)

@@ -419,8 +419,7 @@ class Launcher:
         log.error("run %s: cannot go on with it %s (%s): marking it error", run_id[:8], when, reason,
                   exc_info=None if isinstance(e, errors.GuildError) else e)
         try:
-            await self.runtime.io(fsrights.call_as_owner_of, self.run_dir(run_id), outputs.append_line, self.run_dir(run_id),
-                                  f"guildd: run ended as an error {when}: {reason}")
+            await self.runtime.io(outputs.append_line, self.run_dir(run_id), f"guildd: run ended as an error {when}: {reason}")
         except Exception as write_error:  # noqa: BLE001 - the index still records the end
             log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(write_error))
         try:

@@ -339,21 +339,29 @@ def _import_as(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.
 
 
 def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[int], bool],
-                  deleted: bool = False) -> None:
+                  deleted: bool = False, reader: Optional[fsrights.Account] = None) -> None:
     """Adds a run dir made elsewhere (Guild AI, an import, a restore by hand) to the index,
     with its scalars read from its event files. A run dir that can't be read is indexed as
-    an error, the reason logged: it is listed (and can be deleted), and never stops a sync."""
+    an error, the reason logged: it is listed (and can be deleted), and never stops a sync.
+    The run dir is read with the rights of `reader` (whoever lists an archive), else of its
+    owner: an attr she linked to a root-only file indexes no value (the index is written
+    with the daemon's own rights)."""
     run_id = os.path.basename(run_dir)
-    try:
-        rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
-    except Exception as e:  # noqa: BLE001 - whatever is wrong with one run dir
-        log.warning("run %s: cannot read its run dir (%s): listed as an error", run_id[:8], daemonlog.describe(e))
-        rec = _damaged_record(run_id, deleted)
-    store.insert(dataclasses.replace(rec, scalar_offset=rundir.output_size(run_dir)))
-    try:
-        scalars = read_scalars(str(rundir.guild_dir(run_dir)))
-    except Exception as e:  # noqa: BLE001 - the run is listed without scalars
-        log.warning("run %s: cannot read its scalars: %s", run_id[:8], daemonlog.describe(e))
+    rights = fsrights.as_account(reader) if reader is not None else fsrights.as_owner_of(run_dir)
+    with rights:
+        try:
+            rec = storelib.record_from_rundir(run_dir, pid_alive, deleted=deleted)
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with one run dir
+            log.warning("run %s: cannot read its run dir (%s): listed as an error", run_id[:8], daemonlog.describe(e))
+            rec = _damaged_record(run_id, deleted)
+        offset = rundir.output_size(run_dir)
+        try:
+            scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+        except Exception as e:  # noqa: BLE001 - the run is listed without scalars
+            log.warning("run %s: cannot read its scalars: %s", run_id[:8], daemonlog.describe(e))
+            scalars = None
+    store.insert(dataclasses.replace(rec, scalar_offset=offset))
+    if scalars is None:
         return
     if scalars:
         summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)

@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, fairshare, fsrights, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, fairshare, fsrights, outputs, resources as resourceslib, runstate, scheduler
 from guildd.gpus import GpuProcess
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
@@ -126,10 +126,12 @@ def _holder(process: GpuProcess) -> str:
 
 
 def read_file(run_dir: StrPath) -> Optional[dict[str, Any]]:
+    """A run's queue file, read with its run dir owner's rights (guildd.fsrights: never through
+    her link to a root-only file, nor from a FIFO); None when none she may read, or not JSON."""
     try:
-        with open(rundir.guild_dir(run_dir) / QUEUE_FILE) as f:
+        with fsrights.open_as_owner(run_dir, rundir.guild_dir(run_dir) / QUEUE_FILE) as f:
             return json.load(f)
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return None
 
 
@@ -561,12 +563,14 @@ class Queue:
         self.discard(run_id)
         run_dir = self.states.run_dir(run_id)
 
-        def mark() -> None:
-            data = read_file(run_dir) or {}
-            data["cancelled"] = reason
-            write_file(run_dir, data)
-            with open(rundir.output_path(run_dir), "a") as f:
-                f.write(f"guildctl: run cancelled: {reason}\n")
+        def mark() -> None:  # why, written with the owner's rights: a dir refusing it is still cancelled
+            try:
+                data = read_file(run_dir) or {}
+                data["cancelled"] = reason
+                write_file(run_dir, data)
+                outputs.append(run_dir, f"guildctl: run cancelled: {reason}\n".encode())
+            except OSError as e:
+                log.warning("run %s: its run dir refuses the reason it was cancelled: %s", run_id[:8], daemonlog.describe(e))
 
         await self.runtime.io(mark)
         rec = await self.runtime.io(self.store.get, run_id)

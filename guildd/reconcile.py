@@ -3,13 +3,9 @@ alive, and recording the end of those that ended while no daemon was watching (t
 sync itself is guildd.catalog's)."""
 
 import logging
-import os
-from typing import Any, Callable, Optional
-
-import psutil
+from typing import Any, Callable
 
 from guild_common import rundir
-from guild_common.paths import StrPath
 from guildd import batches, executor as execlib, fsrights, pipeline, runstate
 from guildd.launcher import Launcher
 from guildd.queue import Queue
@@ -53,7 +49,7 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
         log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
         launcher.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
-    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid) and await io(adoptable, lock_pid, run_dir):
+    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid) and await io(fsrights.adoptable, lock_pid, run_dir):
         log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
         launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config)
     elif rec.status == runstate.RUNNING and (batch := await read(batches.read_spec)) is not None:
@@ -69,26 +65,3 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
         # Never started: it ends through the table's direct edge, with no start time.
         log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
         await launcher.states.transition(rec.id, runstate.ERROR)
-
-
-def may_adopt(confines: bool, process_uid: Optional[int], owner_uid: Optional[int]) -> bool:
-    """Whether a pid read from a run's LOCK file may be adopted, and so signalled by a later
-    stop. The LOCK is its owner's to write: in a root daemon (`confines`) she could name
-    another user's process, or init, for root to SIGTERM. So only a process whose real uid
-    is the run dir's owner is hers (None: the process or the dir is gone)."""
-    if not confines:
-        return True  # a per-user daemon signals only what its user could signal
-    return process_uid is not None and process_uid == owner_uid
-
-
-def adoptable(pid: int, run_dir: StrPath) -> bool:
-    """may_adopt for the live process `pid` and the run dir's owner (lstat: never a link's)."""
-    try:
-        process_uid: Optional[int] = psutil.Process(pid).uids().real
-    except psutil.Error:
-        process_uid = None
-    try:
-        owner_uid: Optional[int] = os.lstat(run_dir).st_uid
-    except OSError:
-        owner_uid = None
-    return may_adopt(fsrights.confines(), process_uid, owner_uid)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import psutil
 
 from guild_common import errors, rundir
-from guildd import nvml, runstate, scheduler, simulated
+from guildd import fsrights, nvml, runstate, scheduler, simulated
 from guildd.gpus import SIMULATED_ENV, Backend, Gpu, GpuReading
 from guildd.store import Store
 
@@ -121,11 +121,16 @@ async def poll(runtime: Any, store: Any, run_dir: Callable[[str], Any], resource
 
 def run_pids(store: Store, run_dir: Callable[[str], Any]) -> dict[int, str]:
     """pid -> run id for our running runs: each run's shim and process. Reads the index, so
-    it runs on the daemon's I/O thread."""
+    it runs on the daemon's I/O thread. The pid in a run's LOCK (and the index's, read from
+    it) is its owner's to write: it counts only when that process is hers
+    (guildd.fsrights.adoptable), or she could have another user's GPU process, and so its
+    GPU, counted as her run's."""
     recs, _ = store.list((runstate.RUNNING,))
     out = {}
     for rec in recs:
-        for pid in (rec.shim_pid, rec.pid, rundir.read_lock_pid(run_dir(rec.id))):
+        path = run_dir(rec.id)
+        written = {p for p in (rec.pid, rundir.read_lock_pid(path)) if p and fsrights.adoptable(p, path)}
+        for pid in (rec.shim_pid, *written):
             if pid:
                 out[pid] = rec.id
     return out

@@ -5,7 +5,7 @@ of the launcher (guildd.launcher), kept apart for its size."""
 import asyncio
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from guild_common import errors, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
@@ -122,15 +122,21 @@ async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[st
     if rec.status in runstate.ACTIVE:
         raise errors.FailedPrecondition(f"run {rec.id[:8]} is {rec.status}: stop it before restarting")
     run_dir = launcher.run_dir(rec.id)
-    found = await launcher.runtime.io(batchlib.read_spec, run_dir)
+
+    async def read(fn: Callable[..., Any]) -> Any:
+        """fn(run_dir) on the I/O thread with the rights of the run dir's owner: its files
+        are hers, and a link she put there to a root-only file is refused (guildd.fsrights)."""
+        return await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, fn, run_dir)
+
+    found = await read(batchlib.read_spec)
     if found is not None:
         return await _restart_batch(launcher, rec, req, found)
-    steps = await launcher.runtime.io(pipeline.read_steps, run_dir)
+    steps = await read(pipeline.read_steps)
     if steps is not None:  # a pipeline (a staged one, say): its steps run again
         offset = rundir.output_size(run_dir)
         await launcher.states.transition(rec.id, runstate.PENDING)
         return await launcher.start_pipeline(rec.id, steps, rec.user or user), offset
-    attrs = await launcher.runtime.io(rundir.read_attrs, run_dir)
+    attrs = await read(rundir.read_attrs)
     config = opconfig.OpConfig.for_attr(attrs.get("op"))
     opconfig.check(config)
     flag_values = dict(attrs.get("flags") or {})

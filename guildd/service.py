@@ -110,8 +110,10 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     @mapped
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
         f = request.filter
+        c = self._caller(context)  # an archive is theirs to name: read with their rights, never root's
         found = await self.catalog.listing(
-            convert.criteria(f), list(request.runs), request.limit, convert.order(request), f.archive, request.with_command
+            convert.criteria(f), list(request.runs), request.limit, convert.order(request), f.archive, request.with_command,
+            fsrights.Account(c.uid, c.gid, c.groups)
         )
         msgs = []
         for rec in found.recs:
@@ -124,7 +126,9 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     @mapped
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.GetRunResponse:
         if request.filter.archive:
-            return pb.GetRunResponse(run=self._run(await self._one(request.run, request.filter)))
+            c = self._caller(context)  # the archive is read with their rights (see ListRuns)
+            rec = await self._one(request.run, request.filter, fsrights.Account(c.uid, c.gid, c.groups))
+            return pb.GetRunResponse(run=self._run(rec))
         rec = await self.catalog.get_run(request.run, criteria=convert.criteria(request.filter))
         msg = self._run(rec, await self.followers.scalars(rec.id))
         return pb.GetRunResponse(run=convert.add_details(msg, await self.catalog.details(rec)))
@@ -136,9 +140,10 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         recs, _ = await self.catalog.select(criteria, list(sel.runs))
         return recs
 
-    async def _one(self, spec: str, run_filter: pb.RunFilter) -> RunRecord:
-        if run_filter.archive:
-            recs, _ = await self.catalog.select(convert.criteria(run_filter), [spec or "1"], 1, archive=run_filter.archive)
+    async def _one(self, spec: str, run_filter: pb.RunFilter, caller: "fsrights.Account | None" = None) -> RunRecord:
+        if run_filter.archive:  # read with `caller`'s rights (Catalog.archive_store)
+            recs, _ = await self.catalog.select(convert.criteria(run_filter), [spec or "1"], 1, archive=run_filter.archive,
+                                                caller=caller)
             return recs[0]
         return await self.catalog.get_run(spec, criteria=convert.criteria(run_filter))
 

@@ -26,7 +26,7 @@ async def resolve_requires(runtime: Runtime, states: RunStates, store: Store, re
     run_dir = states.run_dir(run_id)
 
     def log_line(line: str) -> None:  # `Resolving ...`: Guild logs these to stderr
-        fsrights.call_as_owner_of(run_dir, outputs.append_line, run_dir, line)
+        outputs.append_line(run_dir, line)
 
     def find_run(op_name: str, spec: Optional[str]) -> Optional[tuple[str, str]]:
         return runtime.io_submit(find_upstream, store, home, op_name, spec).result()

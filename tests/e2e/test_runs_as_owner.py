@@ -316,3 +316,31 @@ def test_unconfined_gpus_leave_a_run_what_its_caller_sees():
     finally:
         b.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_root_only_files_alice_links_as_attrs_are_not_shown_to_her_nor_taken_by_a_restart(box):
+    secret = box.base / "root-only-attr.yml"
+    secret.write_text("pwned_flag: 42\n")
+    secret.chmod(0o600)
+    r = box.ctl("run", "who.py", "-y")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = box.info("1")["id"]
+    attrs = box.home / "runs" / run_id / ".guild" / "attrs"
+    _as_alice(box, " && ".join(f"ln -s {secret} {attrs}/{a}.new && mv -fT {attrs}/{a}.new {attrs}/{a}" for a in ("flags", "cmd", "x")))
+    for args in (("runs", "info", run_id[:8], "--json"), ("runs", "--json"), ("run", "--restart", run_id[:8], "-y")):
+        r = box.ctl(*args)
+        assert r.returncode == 0 and "pwned" not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+    assert "pwned" not in json.dumps(box.info(run_id))
+
+
+def test_an_archive_only_root_may_read_is_not_listed_for_her(box):
+    r = box.ctl("run", "who.py", "-y")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = box.info("1")["id"]
+    archive = box.base / "root-only-archive"
+    archive.mkdir(mode=0o700)
+    shutil.copytree(box.home / "runs" / run_id, archive / run_id, symlinks=True)
+    for args in (("runs", "--archive", str(archive)), ("import", str(archive), "-y")):
+        r = box.ctl(*args)
+        assert r.returncode != 0 and "cannot read archive" in r.stderr and "Traceback" not in r.stderr, (args, r.stdout, r.stderr)
+        assert run_id not in r.stdout

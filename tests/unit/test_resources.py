@@ -532,15 +532,18 @@ def test_nvml_close_shuts_down():
 
 
 def test_run_pids_from_the_index(tmp_path):
+    # The LOCK's pid (and the index's, read from it) are live processes of the run dirs' owner.
+    lock_pid, index_pid = os.getpid(), os.getppid()
     running = [
         types.SimpleNamespace(id="a" * 32, shim_pid=100, pid=0),
-        types.SimpleNamespace(id="b" * 32, shim_pid=200, pid=201),
+        types.SimpleNamespace(id="b" * 32, shim_pid=200, pid=index_pid),
     ]
     store = types.SimpleNamespace(list=lambda statuses: (running, len(running)) if statuses == ("running",) else ([], 0))
     (tmp_path / ("a" * 32) / ".guild").mkdir(parents=True)
-    (tmp_path / ("a" * 32) / ".guild" / "LOCK").write_text("101")
+    (tmp_path / ("b" * 32)).mkdir()
+    (tmp_path / ("a" * 32) / ".guild" / "LOCK").write_text(str(lock_pid))
     pids = resources.run_pids(store, lambda run_id: tmp_path / run_id)
-    assert pids == {100: "a" * 32, 101: "a" * 32, 200: "b" * 32, 201: "b" * 32}
+    assert pids == {100: "a" * 32, lock_pid: "a" * 32, 200: "b" * 32, index_pid: "b" * 32}
 
 
 def test_simulated_process_can_be_one_of_our_runs(tmp_path):

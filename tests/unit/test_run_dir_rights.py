@@ -4,17 +4,20 @@ The run dir is alice's; she put links in it to a file and a dir only root may re
 those rights root would parse, stream or list the file for her, or write through the link."""
 
 import asyncio
+import dataclasses
 import os
 import pathlib
 import pwd
 import shutil
 import tempfile
+import types
 from typing import Iterator
 
 import pytest
 
 from guild_common import errors, home as homelib, rundir
-from guildd import catalog as cataloglib, fsrights, outputs, queue as queuelib, reconcile, shim, watching
+from guildd import catalog as cataloglib, fsrights, manage, outputs, queue as queuelib, resources as resourceslib, selection, shim
+from guildd import watching
 from guildd.store import RunRecord, Store
 from tests.unit.fakes import InPlaceRuntime
 
@@ -36,6 +39,7 @@ class Box:
 
     def __init__(self, base: pathlib.Path) -> None:
         self.user = _alice()
+        self.base = base
         self.home = base / "home"
         self.run_dir = homelib.runs_dir(self.home) / RUN
         rundir.attrs_dir(self.run_dir).mkdir(parents=True)
@@ -229,13 +233,13 @@ def test_ls_following_links_lists_only_what_she_may(box: Box) -> None:
 )
 def test_a_lock_pid_is_adopted_only_when_it_is_the_owners_process(confines: bool, process_uid: "int | None",
                                                                    owner_uid: "int | None", adopted: bool) -> None:
-    assert reconcile.may_adopt(confines, process_uid, owner_uid) is adopted
+    assert fsrights.may_adopt(confines, process_uid, owner_uid) is adopted
 
 
 def test_pid_1_in_her_lock_is_not_adoptable(box: Box) -> None:
     box.give()
-    assert not reconcile.adoptable(1, box.run_dir)
-    assert reconcile.adoptable(os.getpid(), box.home)  # root's own dir, root's own process
+    assert not fsrights.adoptable(1, box.run_dir)
+    assert fsrights.adoptable(os.getpid(), box.home)  # root's own dir, root's own process
 
 
 @pytest.mark.parametrize(
@@ -251,3 +255,132 @@ def test_pid_1_in_her_lock_is_not_adoptable(box: Box) -> None:
 def test_a_file_her_rights_cannot_open_is_hers_to_fix(error: OSError, kind: type, told: str) -> None:
     refused = fsrights.refusal(error, "the output of run 1a2b3c4d")
     assert type(refused) is kind and str(refused) == told
+
+
+# Reads of her attrs, LOCK and queue file, and of an archive a caller names
+
+ROOT_ATTR = b"root-only secret\n"  # one YAML value, as an attr holds
+
+
+def _root_only(box: Box, name: str, data: bytes) -> pathlib.Path:
+    path = box.base / name
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def _link_attr(box: Box, name: str, data: bytes = ROOT_ATTR) -> None:
+    """Alice replaces her run's attr `name` with a link to a root-only file holding `data`."""
+    attr = rundir.attrs_dir(box.run_dir) / name
+    attr.unlink(missing_ok=True)
+    attr.symlink_to(_root_only(box, f"root-{name}", data))
+    box.give()
+
+
+def test_runs_info_shows_her_attrs_and_nothing_of_a_root_only_file_she_linked(box: Box) -> None:
+    rundir.write_attrs(box.run_dir, {"label": "mine"})
+    _link_attr(box, "x")
+    catalog, store = _catalog(box)
+    try:
+        assert asyncio.run(catalog.details(record())) == {"label": "mine", "x": None}
+    finally:
+        store.close()
+
+
+def test_runs_with_their_command_show_none_read_through_her_link(box: Box) -> None:
+    rundir.write_attrs(box.run_dir, {"initialized": 1})
+    _link_attr(box, "cmd", b"- root-only secret\n")
+    catalog, store = _catalog(box)
+    try:
+        found = asyncio.run(catalog.listing(selection.Criteria(), (), 0, None, "", True))
+    finally:
+        store.close()
+    assert [r.id for r in found.recs] == [RUN] and found.commands == {RUN: None}
+
+
+def test_the_index_takes_no_attr_of_roots_she_linked(box: Box) -> None:
+    rundir.write_attrs(box.run_dir, {"initialized": 1})
+    _link_attr(box, "label")
+    store = Store(homelib.index_path(box.home), homelib.runs_dir(box.home))
+    try:
+        manage.index_run_dir(store, box.run_dir, lambda pid: False)
+        indexed = store.get(RUN)
+    finally:
+        store.close()
+    assert indexed is not None and indexed.label == ""
+
+
+def test_compare_takes_no_columns_from_an_op_she_linked(box: Box) -> None:
+    _link_attr(box, "op", b"compare: [=secret-column]\n")
+    catalog, store = _catalog(box)
+    try:
+        columns = catalog._op_columns([dataclasses.replace(record(), opref="guildfile:/p/guild.yml '' '' train")])
+    finally:
+        store.close()
+    assert columns == []
+
+
+def _alice_account(box: Box) -> fsrights.Account:
+    return fsrights.Account(box.user.pw_uid, box.user.pw_gid, (box.user.pw_gid,))
+
+
+def test_an_archive_is_listed_with_the_callers_rights(box: Box) -> None:
+    archive = box.base / "archive"
+    rundir.write_attrs(archive / RUN, {"initialized": 1, "label": "exported"})
+    archive.chmod(0o700)  # root's: alice may not list it
+    catalog, store = _catalog(box)
+    try:
+        with pytest.raises(errors.PermissionDenied, match="cannot read archive"):
+            asyncio.run(catalog.select(selection.Criteria(), archive=str(archive), caller=_alice_account(box)))
+        archive.chmod(0o755)
+        _root_only(box, "root-label", ROOT_ATTR)
+        label = rundir.attrs_dir(archive / RUN) / "label"
+        label.unlink()
+        label.symlink_to(box.base / "root-label")
+        recs, _ = asyncio.run(catalog.select(selection.Criteria(), archive=str(archive), caller=_alice_account(box)))
+    finally:
+        store.close()
+    assert [(r.id, r.label) for r in recs] == [(RUN, "")]
+
+
+def test_the_queue_file_is_not_read_through_her_link(box: Box) -> None:
+    _root_only(box, "root-queue", b'{"user": "root-only secret"}')
+    (rundir.guild_dir(box.run_dir) / queuelib.QUEUE_FILE).symlink_to(box.base / "root-queue")
+    box.give()
+    assert queuelib.read_file(box.run_dir) is None
+
+
+class _States:
+    """What a queue asks of the run states when it cancels a run (one gone from the index)."""
+
+    def __init__(self, box: Box) -> None:
+        self.box = box
+
+    def listen(self, _callback: object) -> None:
+        pass
+
+    def run_dir(self, run_id: str) -> pathlib.Path:
+        return self.box.run_dir
+
+
+def test_a_cancelled_run_notes_why_in_her_output_and_never_through_her_link(box: Box) -> None:
+    store = Store(homelib.index_path(box.home), homelib.runs_dir(box.home))
+    queue = queuelib.Queue(InPlaceRuntime(), store, _States(box), box.home, None, None, lambda: False)  # type: ignore[arg-type]
+    try:
+        box.output.write_bytes(b"")
+        box.give()
+        asyncio.run(queue._cancel(RUN, "cancelled by user"))
+        assert box.output.read_bytes() == b"guildctl: run cancelled: cancelled by user\n"
+        box.link_output()
+        asyncio.run(queue._cancel(RUN, "cancelled by user"))
+    finally:
+        store.close()
+    assert box.secret.read_bytes() == SECRET
+    assert queuelib.read_file(box.run_dir) == {"cancelled": "cancelled by user"}
+
+
+def test_a_lock_naming_another_users_process_marks_no_gpu_process_as_her_runs(box: Box) -> None:
+    rundir.lock_file(box.run_dir).write_text("1\n")  # init's
+    box.give()
+    store = types.SimpleNamespace(list=lambda statuses: ([types.SimpleNamespace(id=RUN, shim_pid=0, pid=1)], 1))
+    assert resourceslib.run_pids(store, lambda run_id: box.run_dir) == {}  # type: ignore[arg-type]

@@ -100,6 +100,19 @@ def test_damaged_attrs_read_as_their_default(tmp_path):
     assert rundir.read_attrs(tmp_path) == {"ok": 1, "binary": None, "yaml": None, "dir": None}
 
 
+def test_a_fifo_in_a_run_dir_reads_as_missing_and_is_never_waited_on(tmp_path):
+    # A run dir is its owner's: a FIFO she put in place of an attr, the LOCK or the opref would
+    # hold the daemon's I/O thread; it reads as a file with no value instead.
+    rundir.write_attrs(tmp_path, {"ok": 1})
+    for path in (rundir.attrs_dir(tmp_path) / "cmd", rundir.lock_file(tmp_path), rundir.guild_dir(tmp_path) / "opref"):
+        os.mkfifo(path)
+    assert rundir.read_attr(tmp_path, "cmd", default=7) == 7
+    assert rundir.read_attrs(tmp_path) == {"ok": 1, "cmd": None}
+    assert rundir.read_lock_pid(tmp_path) is None
+    assert rundir.read_opref(tmp_path) == ""
+    assert rundir.read_status(tmp_path, lambda pid: True) == "error"
+
+
 def test_delete_attr(tmp_path):
     rundir.write_attrs(tmp_path, {"a": 1, "b": 2})
     rundir.delete_attr(tmp_path, "a")
