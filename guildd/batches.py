@@ -44,9 +44,10 @@ def read_spec(run_dir: StrPath) -> Optional[tuple[pb.BatchSpec, int, pb.RunSpec]
     """(BatchSpec, session start, trial RunSpec) of a batch run dir, or None."""
     gdir = rundir.guild_dir(run_dir)
     try:
-        data = json.loads((gdir / SPEC_FILE).read_text())
-        proto = pb.RunSpec.FromString((gdir / PROTO_FILE).read_bytes())
-    except (FileNotFoundError, ValueError):
+        # read_regular: the run dir is its owner's, and a FIFO there must not hold the I/O thread.
+        data = json.loads(rundir.read_regular(gdir / SPEC_FILE))
+        proto = pb.RunSpec.FromString(rundir.read_regular(gdir / PROTO_FILE))
+    except (OSError, ValueError):
         return None
     session = data.pop("session_start", 0)
     seed = data.pop("random_seed", None)

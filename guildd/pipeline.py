@@ -37,8 +37,9 @@ async def stage(parents: Parents, run_id: str, steps: list) -> None:
 def read_steps(run_dir: "str | os.PathLike") -> "list | None":
     """A pipeline run's steps, or None when the run isn't a pipeline."""
     try:
-        data = (rundir.guild_dir(run_dir) / STEPS_FILE).read_bytes()
-    except FileNotFoundError:
+        # read_regular: the run dir is its owner's, and a FIFO there must not hold the I/O thread.
+        data = rundir.read_regular(rundir.guild_dir(run_dir) / STEPS_FILE)
+    except OSError:
         return None
     return list(pb.RunSpec.FromString(data).steps)
 

@@ -182,14 +182,16 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     @mapped
     async def ListRunFiles(self, request: pb.ListRunFilesRequest, context: grpc.aio.ServicerContext) -> pb.ListRunFilesResponse:
         sel = request.selection
-        rec = await self._one(sel.runs[0] if sel.runs else "", sel.filter)
+        c = self._caller(context)  # an archive filter reads the archive with the caller's rights
+        rec = await self._one(sel.runs[0] if sel.runs else "", sel.filter, fsrights.Account(c.uid, c.gid, c.groups))
         files = await self.catalog.list_files(rec, request.path, request.all, request.sourcecode, request.follow_links)
         return pb.ListRunFilesResponse(run=self._run(rec), files=convert.file_messages(files))
 
     @mapped
     async def ReadRunFile(self, request: pb.ReadRunFileRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ReadRunFileResponse]:
         sel = request.selection
-        rec = await self._one(sel.runs[0] if sel.runs else "", sel.filter)
+        c = self._caller(context)  # an archive filter reads the archive with the caller's rights
+        rec = await self._one(sel.runs[0] if sel.runs else "", sel.filter, fsrights.Account(c.uid, c.gid, c.groups))
         async for data in self.catalog.read_file(rec, request.path, request.output):
             yield pb.ReadRunFileResponse(data=data)
 
