@@ -32,7 +32,6 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
 from guildd import daemonlog, fairshare, fsrights, outputs, resources as resourceslib, runstate, scheduler
-from guildd.gpus import GpuProcess
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
 
@@ -99,30 +98,6 @@ def gpu_env(no_gpus: bool, devices: Sequence[int]) -> dict[str, str]:
     if no_gpus:
         return {"CUDA_VISIBLE_DEVICES": "", "GUILD_GPUS": ""}
     return {}
-
-
-def gpu_states(snapshot: resourceslib.Snapshot, holdings: Iterable[scheduler.Holding] = ()) -> tuple[scheduler.GpuState, ...]:
-    """The scheduler's view of the GPUs. A process of one of our runs on a GPU the run wasn't
-    granted (a run with no GPU request sees them all) holds it like a foreign process: the
-    scheduler must not hand that GPU to another run as if it were free."""
-    granted = {(h.run_id, i) for h in holdings for i in h.devices}
-    out = []
-    for g in snapshot.gpus:
-        others = [p for p in g.processes if p.foreign or (p.run_id, g.index) not in granted]
-        out.append(scheduler.GpuState(
-            index=g.index,
-            memory_total=g.memory_total,
-            memory_free=g.memory_free,
-            foreign_memory=sum(p.used_memory for p in others),
-            foreign=tuple(_holder(p) for p in others),
-        ))
-    return tuple(out)
-
-
-def _holder(process: GpuProcess) -> str:
-    if process.foreign:
-        return f"pid {process.pid} ({process.user or 'unknown user'})"
-    return f"run {process.run_id[:8]} (no GPU request)"
 
 
 def read_file(run_dir: StrPath) -> Optional[dict[str, Any]]:
@@ -272,7 +247,7 @@ class Queue:
     async def check_queue_gpus(self, devices: tuple[int, ...]) -> None:
         """Refuses a queue `gpus=` naming GPUs this box doesn't have."""
         snapshot = self.snapshot or await self.poll()
-        reason = resourceslib.never_fits(scheduler.Request(gpus=len(devices), devices=devices), gpu_states(snapshot))
+        reason = resourceslib.never_fits(scheduler.Request(gpus=len(devices), devices=devices), resourceslib.gpu_states(snapshot))
         if reason:
             spec = ",".join(str(d) for d in devices)
             raise errors.InvalidArgument(f"queue gpus={spec}: {reason.split(': ', 1)[-1]}")
@@ -282,7 +257,7 @@ class Queue:
         if not request.wants_gpus and request.gpus >= 0 and request.gpu_memory >= 0:
             return
         snapshot = self.snapshot or await self.poll()
-        reason = resourceslib.never_fits(request, gpu_states(snapshot))
+        reason = resourceslib.never_fits(request, resourceslib.gpu_states(snapshot))
         if not reason and snapshot.reason and not snapshot.gpus:
             reason = f"this box has no GPUs ({snapshot.reason})"
         if reason:
@@ -429,7 +404,7 @@ class Queue:
         snapshot = self.snapshot
         processing = self.processing()
         return scheduler.Box(
-            gpus=gpu_states(snapshot, self.holdings.values()) if snapshot else (),
+            gpus=resourceslib.gpu_states(snapshot, self.holdings.values()) if snapshot else (),
             links={(link.a, link.b): link.kind for link in snapshot.links} if snapshot else {},
             running=tuple(self.holdings.values()),
             paused=not processing["on"],

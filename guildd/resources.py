@@ -22,14 +22,14 @@ refused when it is submitted instead of waiting forever.
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable
 
 import psutil
 
 from guild_common import errors, rundir
 from guildd import fsrights, nvml, runstate, scheduler, simulated
-from guildd.gpus import SIMULATED_ENV, Backend, Gpu, GpuReading
+from guildd.gpus import SIMULATED_ENV, Backend, Gpu, GpuProcess, GpuReading
 from guildd.store import Store
 
 log = logging.getLogger("guildd.resources")
@@ -220,3 +220,27 @@ class NoGpuBackend:
 
     def read(self) -> GpuReading:
         return GpuReading(reason=self.reason)
+
+
+def gpu_states(snapshot: Snapshot, holdings: Iterable[scheduler.Holding] = ()) -> tuple[scheduler.GpuState, ...]:
+    """The scheduler's view of the GPUs. A process of one of our runs on a GPU the run wasn't
+    granted (a run with no GPU request sees them all) holds it like a foreign process: the
+    scheduler must not hand that GPU to another run as if it were free."""
+    granted = {(h.run_id, i) for h in holdings for i in h.devices}
+    out = []
+    for g in snapshot.gpus:
+        others = [p for p in g.processes if p.foreign or (p.run_id, g.index) not in granted]
+        out.append(scheduler.GpuState(
+            index=g.index,
+            memory_total=g.memory_total,
+            memory_free=g.memory_free,
+            foreign_memory=sum(p.used_memory for p in others),
+            foreign=tuple(_holder(p) for p in others),
+        ))
+    return tuple(out)
+
+
+def _holder(process: GpuProcess) -> str:
+    if process.foreign:
+        return f"pid {process.pid} ({process.user or 'unknown user'})"
+    return f"run {process.run_id[:8]} (no GPU request)"

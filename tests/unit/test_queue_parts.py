@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from guild_common import rundir
-from guildd import fairshare, queue
+from guildd import fairshare, queue, resources
 from guildd.scheduler import Entry, GpuState, Holding, Request, order
 from tests.unit.fakes import InPlaceRuntime
 
@@ -95,7 +95,7 @@ GPU_STATES = {
 
 @pytest.mark.parametrize("gpus, holdings, expected", GPU_STATES.values(), ids=GPU_STATES.keys())
 def test_gpu_states(gpus, holdings, expected):
-    assert queue.gpu_states(SimpleNamespace(gpus=gpus), holdings) == (expected,)
+    assert resources.gpu_states(SimpleNamespace(gpus=gpus), holdings) == (expected,)
 
 
 @pytest.fixture
