@@ -65,7 +65,8 @@ def _run_columns(rec: RunRecord, scalars: Iterable[Summary]) -> list[Column]:
     sorted. Guild joins the runs' lists in the order it first sees each column, so a column
     only some runs have comes after those of the runs listed before it."""
     cols = [Column(name, "flag", name=name) for name in sorted(json.loads(rec.flags_json))]
-    tags = sorted({s.tag for s in scalars if not s.tag.startswith("sys/")})
+    # Guild hides system stats, in a subdir's events (`val#sys/...`) too.
+    tags = sorted({s.tag for s in scalars if not s.tag.rpartition("#")[2].startswith("sys/")})
     if tags:
         cols.append(Column("step", "core", name="step"))
     return cols + [Column(tag, "scalar", name=tag) for tag in tags]

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from guild_common import errors, home as homelib, paths, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, fsrights, runstate
+from guildd import daemonlog, fsrights, runevents, runstate
 from guildd import store as storelib
 from guildd.tfevents import ScalarSummary, read_scalars, summarize
 
@@ -355,17 +355,19 @@ def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[
             log.warning("run %s: cannot read its run dir (%s): listed as an error", run_id[:8], daemonlog.describe(e))
             rec = _damaged_record(run_id, deleted)
         offset = rundir.output_size(run_dir)
+        events = runevents.RunEvents(run_dir)  # the event files the run's process wrote
         try:
-            scalars = read_scalars(str(rundir.guild_dir(run_dir)))
+            scalars = [(tag, value, step) for tag, value, step, _t in read_scalars(str(rundir.guild_dir(run_dir)))]
+            scalars += events.read_all()
         except Exception as e:  # noqa: BLE001 - the run is listed without scalars
             log.warning("run %s: cannot read its scalars: %s", run_id[:8], daemonlog.describe(e))
             scalars = None
     store.insert(dataclasses.replace(rec, scalar_offset=offset))
     if scalars is None:
         return
-    if scalars:
-        summaries = summarize((tag, value, step) for tag, value, step, _t in scalars)
-        store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()])
+    if scalars or events.offsets:
+        summaries = summarize(scalars)
+        store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()], events.offsets)
 
 
 def _damaged_record(run_id: str, deleted: bool) -> storelib.RunRecord:

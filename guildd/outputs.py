@@ -1,5 +1,6 @@
 """Following a running run's output: waking watchers when it grows, and indexing its output
-scalars (TF event files in the run's .guild dir, summaries in the index).
+scalars (TF event files in the run's .guild dir, summaries in the index) and the scalars its
+process writes itself as event files in its run dir (guildd.runevents).
 
 The run's process writes `.guild/output` directly; scalars are parsed here, in the daemon,
 from that file as it grows, so parsing and event writing stay off the run's own path.
@@ -15,7 +16,8 @@ from typing import Any, Callable
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
 from guild_common.scalars import ScalarParser
-from guildd import diskspace, fsrights, manage, shim
+from guildd import diskspace, fsrights, manage, runevents, shim
+from guildd import store as storelib
 from guildd.runtime import Runtime
 from guildd.store import Summary
 from guildd.tfevents import EventWriter, summarize
@@ -24,6 +26,8 @@ log = logging.getLogger("guildd")
 
 WATCHED_POLL = 0.02  # seconds between size checks while someone watches the run
 SCALAR_POLL = 0.25  # seconds between scalar passes otherwise
+EVENTS_POLL = 1.0  # seconds between looks for the run's own event files (a walk of its run dir)
+WALK_SHARE = 50  # ... or more: at least this many times the last walk's time (a big run dir's walk takes ms)
 READ_CHUNK = 1 << 20
 
 
@@ -198,18 +202,21 @@ class Follower:
     """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
 
     def __init__(self, runtime: Runtime, run_id: str, run_dir: "str | os.PathLike", offset: int,
-                 wake: Callable[[str], None], merge_scalars: Callable[..., None], scalar_config: Any = None) -> None:
+                 wake: Callable[[str], None], store: storelib.Store, scalar_config: Any = None) -> None:
         self.runtime = runtime
         self.run_id = run_id
         self.wake = wake
-        self.merge_scalars = merge_scalars  # store.merge_scalars (on the I/O thread)
+        self.store = store  # used on the I/O thread only
         self.run_dir = run_dir
         self.reader = ScalarReader(run_dir, offset, scalar_config)
+        # the run's own event files: made at the first pass, from how far the index has them
+        self.events: runevents.RunEvents | None = None
         self.watchers = 0
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()
         self._size = -1
-        self._unmerged: list[tuple[list, int]] = []  # (summaries, output offset) a full disk kept out of the index
+        # (summaries, output offset, event file offsets) a full disk kept out of the index
+        self._unmerged: list[tuple[list[Summary], int | None, dict[str, int] | None]] = []
         self.task: "asyncio.Task | None" = None
 
     def start(self) -> None:
@@ -225,6 +232,7 @@ class Follower:
     async def _loop(self) -> None:
         path = rundir.output_path(self.run_dir)
         since_scalars = 0.0
+        since_events = EVENTS_POLL  # a first look at once: a run adopted after a restart may have written some
         while not self._stop.is_set():
             interval = WATCHED_POLL if self.watchers else SCALAR_POLL
             try:
@@ -235,11 +243,18 @@ class Follower:
                 self._size = size
                 self.wake(self.run_id)
             since_scalars += interval
+            since_events += interval
+            behind = False
+            if since_events >= self._events_every() or (self.events is not None and self.events.more):
+                since_events = 0.0
+                await self.index_events()
+                behind = self.events is not None and self.events.more
             if (since_scalars >= SCALAR_POLL or self.reader.more) and self.reader.offset < size:
                 since_scalars = 0.0
                 await self.index_scalars()
-                if self.reader.more:
-                    continue  # behind: keep reading without waiting
+                behind = behind or self.reader.more
+            if behind:
+                continue  # keep reading without waiting
             self._nudge.clear()
             try:
                 await asyncio.wait_for(_first(self._stop, self._nudge), interval)
@@ -251,11 +266,36 @@ class Follower:
         them back, in order, until a later pass finds room; it never stops the follower."""
         summaries = await self.runtime.work(self.reader.read)
         if summaries is not None:
-            self._unmerged.append((summaries, self.reader.offset))
+            self._unmerged.append((summaries, self.reader.offset, None))
+        await self._merge()
+
+    async def index_events(self) -> None:
+        """Indexes the scalars the run's process wrote to its own event files since the last
+        pass, read with the run dir owner's rights. A full disk holds them back as
+        index_scalars does."""
+        if self.events is None:
+            offsets, keys = await self.runtime.io(self._indexed_events)
+            self.events = runevents.RunEvents(self.run_dir, offsets, keys)
+        scalars, offsets = await self.runtime.work(fsrights.call_as_owner_of, self.run_dir, self.events.read)
+        if offsets:
+            summaries = [manage.summary_record(tag, s) for tag, s in summarize(scalars).items()]
+            self._unmerged.append((summaries, None, offsets))
+        await self._merge()
+
+    def _events_every(self) -> float:
+        """Seconds between looks at the run's own event files."""
+        return EVENTS_POLL if self.events is None else max(EVENTS_POLL, WALK_SHARE * self.events.walk_seconds)
+
+    def _indexed_events(self) -> tuple[dict[str, int], list[str]]:
+        """How far the index has read the run's event files, and the keys it holds (I/O thread)."""
+        return self.store.event_offsets(self.run_id), [s.tag for s in self.store.scalars(self.run_id)]
+
+    async def _merge(self) -> None:
+        """Folds what was read into the index, in order; on a full disk the rest waits."""
         while self._unmerged:
-            summaries, offset = self._unmerged[0]
+            summaries, offset, event_offsets = self._unmerged[0]
             try:
-                await self.runtime.io(self.merge_scalars, self.run_id, summaries, offset)
+                await self.runtime.io(self.store.merge_scalars, self.run_id, summaries, offset, event_offsets)
             except Exception as e:
                 if not diskspace.is_full(e):
                     raise
@@ -281,6 +321,9 @@ class Follower:
             await self.index_scalars()
             if self.reader.offset == before:
                 break
+        await self.index_events()  # what the run wrote since the last look
+        while self.events is not None and self.events.more:
+            await self.index_events()
         if self._unmerged or self.reader.unwritten:
             log.warning("run %s: the disk is full: scalars of its last output are not indexed", self.run_id[:8])
         if self.reader.writer is not None:

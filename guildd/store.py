@@ -11,13 +11,13 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from guild_common import errors, rundir
 from guildd import selection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5  # 4: event_files (runs indexed before lack their own event files' scalars); 5: comments_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     marked INTEGER NOT NULL DEFAULT 0,
     deleted INTEGER NOT NULL DEFAULT 0,
     digest TEXT NOT NULL DEFAULT '',
+    comments_json TEXT NOT NULL DEFAULT '[]',
     -- Latest first, as Guild lists runs: by start time, a run not started yet by its creation.
     sort_us INTEGER GENERATED ALWAYS AS (CASE WHEN started_us > 0 THEN started_us ELSE created_us END) VIRTUAL,
     -- a batch run (Guild names its op `train+`, `train+skopt:gp`): compare leaves these out
@@ -60,6 +61,13 @@ CREATE TABLE IF NOT EXISTS scalars (
 );
 -- ordering runs by a scalar's last value reads only this index
 CREATE INDEX IF NOT EXISTS scalars_by_last ON scalars (tag, last_val, run_id);
+-- how far the index has read each event file a run's process wrote (guildd.runevents)
+CREATE TABLE IF NOT EXISTS event_files (
+    run_id TEXT NOT NULL,
+    path TEXT NOT NULL,  -- relative to the run dir
+    read_to INTEGER NOT NULL,  -- bytes of whole records indexed
+    PRIMARY KEY (run_id, path)
+);
 """
 
 
@@ -86,6 +94,7 @@ class RunRecord:
     marked: bool = False
     deleted: bool = False
     digest: str = ""
+    comments_json: str = "[]"
 
     @property
     def flags(self) -> dict[str, Any]:
@@ -141,7 +150,7 @@ class Store:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             # An index of an older layout: drop it; the daemon rebuilds it from the run dirs.
-            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars;")
+            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars; DROP TABLE IF EXISTS event_files;")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return db
@@ -182,6 +191,7 @@ class Store:
     def delete(self, run_id: str) -> None:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
+        self.db.execute("DELETE FROM event_files WHERE run_id = ?", (run_id,))
 
     def get_many(self, run_ids: Iterable[str]) -> list[RunRecord]:
         """Records for `run_ids`, in that order (missing ids left out)."""
@@ -227,11 +237,21 @@ class Store:
         )
         return [Summary(*row) for row in rows]
 
-    def merge_scalars(self, run_id: str, summaries: Iterable[Summary], offset: int | None = None) -> None:
+    def event_offsets(self, run_id: str) -> dict[str, int]:
+        """How far the index has read each event file of a run's own (path in the run dir -> bytes)."""
+        rows = self.db.execute("SELECT path, read_to FROM event_files WHERE run_id = ?", (run_id,))
+        return dict(rows.fetchall())
+
+    def merge_scalars(self, run_id: str, summaries: Iterable[Summary], offset: int | None = None,
+                      event_offsets: Mapping[str, int] | None = None) -> None:
         """Folds new per-tag summaries (of values logged after those already indexed) into
-        the run's, and records how far the output has been read, in one transaction."""
+        the run's, and records how far the output (`offset`) and the run's event files
+        (`event_offsets`) have been read, in one transaction: a daemon killed at any point
+        goes on from what the index holds, nothing counted twice."""
         old = {s.tag: s for s in self.scalars(run_id)}
         with self.transaction():
+            for path, read_to in (event_offsets or {}).items():
+                self.db.execute("INSERT OR REPLACE INTO event_files VALUES (?, ?, ?)", (run_id, path, read_to))
             for new in summaries:
                 merged = _merge(old.get(new.tag), new)
                 self.db.execute(
@@ -241,9 +261,12 @@ class Store:
             if offset is not None:
                 self.db.execute("UPDATE runs SET scalar_offset = ? WHERE id = ?", (offset, run_id))
 
-    def replace_scalars(self, run_id: str, summaries: Iterable[Summary]) -> None:
-        self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
-        self.merge_scalars(run_id, summaries)
+    def replace_scalars(self, run_id: str, summaries: Iterable[Summary],
+                        event_offsets: Mapping[str, int] | None = None) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
+            self.db.execute("DELETE FROM event_files WHERE run_id = ?", (run_id,))
+            self.merge_scalars(run_id, summaries, event_offsets=event_offsets)
 
 
 def _merge(old: Summary | None, new: Summary) -> Summary:
@@ -268,7 +291,7 @@ def _merge(old: Summary | None, new: Summary) -> Summary:
 
 # The attributes an index record holds (a run dir has more: env, cmd, op, ...).
 INDEXED_ATTRS = ("exit_status", "initialized", "started", "stopped", "label", "flags", "tags", "user", "marked",
-                 "sourcecode_digest")
+                 "sourcecode_digest", "comments")
 
 
 def record_from_rundir(run_dir: "str | os.PathLike[str]", pid_alive: Callable[[int], bool],
@@ -298,4 +321,10 @@ def record_from_rundir(run_dir: "str | os.PathLike[str]", pid_alive: Callable[[i
         marked=attrs.get("marked") is True,
         deleted=deleted,
         digest=str(attrs.get("sourcecode_digest") or ""),
+        comments_json=json.dumps(_comments(attrs.get("comments")), default=str),
     )
+
+
+def _comments(value: Any) -> list[dict[str, Any]]:
+    """The `comments` attr's comments (Guild's {body, host, time, user}; anything else left out)."""
+    return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []

@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import google_crc32c
 from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -121,48 +121,77 @@ def _is_scalar(metadata: Any) -> bool:
     )
 
 
-def _scalar_value(value: Any, scalar_tags: dict[str, bool]) -> float | None:
+def _scalar_value(value: Any, key: str, scalar_tags: dict[str, bool]) -> float | None:
     """The float in a summary value, or None when the value is not a scalar."""
     if value.HasField("simple_value"):
         return value.simple_value
     # Writers put a tag's metadata on its first value only, so the first one decides.
-    if scalar_tags.setdefault(value.tag, _is_scalar(value.metadata)) and value.HasField("tensor"):
+    if scalar_tags.setdefault(key, _is_scalar(value.metadata)) and value.HasField("tensor"):
         array = tensor_util.make_ndarray(value.tensor)
         if array.size == 1:
             return float(array.item())
     return None
 
 
-def read_records(path: str) -> Iterator[bytes]:
-    """The data of each whole, intact record in the file at `path`.
+def scan_records(f: BinaryIO, budget: int = -1) -> Iterator[tuple[bytes, int]]:
+    """(data, end) of each whole, intact record from `f`'s position on, `end` the offset
+    just past it: a reader that stops can go on from there when the file has grown.
 
-    Stops at a truncated record (a writer may be mid-append) or a CRC mismatch, as
-    TensorBoard's loader does.
+    Stops at a truncated record (a writer may be mid-append: a later read finds it whole),
+    at a CRC mismatch, as TensorBoard's loader does, and once `budget` bytes are read (the
+    record that crosses it included). A length past the file's end is a record not yet
+    whole, never a read of that many bytes.
     """
+    pos = start = f.tell()
+    size = os.fstat(f.fileno()).st_size
+    while budget < 0 or pos - start < budget:
+        header = f.read(12)
+        if len(header) < 12 or struct.unpack_from("<I", header, 8)[0] != masked_crc(header[:8]):
+            return
+        length = struct.unpack_from("<Q", header)[0]
+        if pos + 16 + length > size:
+            return
+        data = f.read(length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4 or struct.unpack("<I", footer)[0] != masked_crc(data):
+            return
+        pos += 16 + length
+        yield data, pos
+
+
+def read_records(path: str) -> Iterator[bytes]:
+    """The data of each whole, intact record in the file at `path` (see scan_records)."""
     with open(path, "rb") as f:
-        while True:
-            header = f.read(12)
-            if len(header) < 12 or struct.unpack_from("<I", header, 8)[0] != masked_crc(header[:8]):
-                return
-            data = f.read(struct.unpack_from("<Q", header)[0])
-            footer = f.read(4)
-            if len(footer) < 4 or struct.unpack("<I", footer)[0] != masked_crc(data):
-                return
+        for data, _end in scan_records(f):
             yield data
+
+
+def scalar_key(prefix: str, tag: str) -> str:
+    """A scalar's name in the index, as Guild names it: a tag of an event file in the run
+    dir's root (prefix "") or in `.guild/` as it is, one in a subdirectory `PREFIX#TAG`."""
+    return f"{prefix}#{tag}" if prefix else tag
+
+
+def event_scalars(event: Any, scalar_tags: dict[str, bool], prefix: str = "") -> Iterator[tuple[str, float, int, float]]:
+    """(key, value, step, wall_time) of each scalar in an Event, keyed by scalar_key.
+    `scalar_tags` (key -> is a scalar) carries what the first value of each tag said
+    from one event to the next."""
+    if not event.HasField("summary"):
+        return
+    for value in event.summary.value:
+        key = scalar_key(prefix, value.tag)
+        val = _scalar_value(value, key, scalar_tags)
+        if val is not None:
+            yield key, val, event.step, event.wall_time
 
 
 def read_scalars(logdir: str) -> list[tuple[str, float, int, float]]:
     """(tag, value, step, wall_time) for every scalar in `logdir`'s own event files, in order."""
     scalar_tags: dict[str, bool] = {}  # tag -> is a scalar, from the tag's first value across the run's files
-    scalars = []
+    scalars: list[tuple[str, float, int, float]] = []
     for path in event_files(logdir):
-        for event in map(event_pb2.Event.FromString, read_records(path)):
-            if not event.HasField("summary"):
-                continue
-            for value in event.summary.value:
-                val = _scalar_value(value, scalar_tags)
-                if val is not None:
-                    scalars.append((value.tag, val, event.step, event.wall_time))
+        for record in read_records(path):
+            scalars.extend(event_scalars(event_pb2.Event.FromString(record), scalar_tags))
     return scalars
 
 

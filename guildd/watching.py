@@ -42,9 +42,10 @@ class Followers:
         return self._followers.get(run_id)
 
     def follow(self, run_id: str, offset: int, scalar_config: object = None) -> None:
-        """Follows a run's output from `offset`, indexing its scalars with `scalar_config`."""
+        """Follows a run's output from `offset`, indexing its scalars with `scalar_config`, and
+        the event files its process writes, from how far the index has read them."""
         follower = outputs.Follower(
-            self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store.merge_scalars, scalar_config
+            self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store, scalar_config
         )
         self._followers[run_id] = follower
         follower.start()
