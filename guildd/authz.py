@@ -31,6 +31,8 @@ class Action(enum.Enum):
     PURGE = "purge"
     LABEL = "label"  # every LabelRuns action: set, prepend (--tag), append, remove (--untag), clear
     MARK = "mark"
+    TAG = "tag"  # every TagRuns change: add, remove, clear (and the label, syncing it)
+    COMMENT = "comment on"  # every CommentRuns action: add, delete, clear
     UNMARK = "unmark"
     RESTART = "restart"
     START = "start"  # a staged run, now (`run --start`)

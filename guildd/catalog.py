@@ -12,10 +12,12 @@ import logging
 import os
 import pathlib
 import pwd
+import socket
+import time
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, rundir
-from guildd import authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
+from guildd import annotations, authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
 from guildd import fsrights, store as storelib
 from guildd.runtime import Runtime
 
@@ -211,6 +213,18 @@ class Catalog:
 
     async def mark_runs(self, recs: Sequence[storelib.RunRecord], clear: bool) -> list[storelib.RunRecord]:
         return await self.runtime.io(manage.mark_runs, self.store, self.home, recs, clear)
+
+    async def tag_runs(self, recs: Sequence[storelib.RunRecord], change: annotations.TagChange) -> list[storelib.RunRecord]:
+        """Adds, removes or clears the runs' tags, all or none (guildd.annotations)."""
+        return await self.runtime.io(annotations.tag_runs, self.store, self.home, recs, change)
+
+    async def comment_runs(self, recs: Sequence[storelib.RunRecord],
+                           change: annotations.CommentChange) -> list[storelib.RunRecord]:
+        """Adds, deletes or clears the runs' comments, all or none; a comment added is
+        stamped here, with this host and the time now."""
+        if change.action == annotations.ADD:
+            change = dataclasses.replace(change, host=socket.gethostname(), time_us=time.time_ns() // 1000)
+        return await self.runtime.io(annotations.comment_runs, self.store, self.home, recs, change)
 
     async def delete_runs(self, recs: Sequence[storelib.RunRecord], permanent: bool) -> Sequence[storelib.RunRecord]:
         for rec in recs:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from guild_common import errors, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import compare as comparelib, queue as queuelib, selection
+from guildd import annotations, compare as comparelib, queue as queuelib, selection
 from guildd import store as storelib
 
 LABEL_ACTIONS: dict[int, str] = {
@@ -19,6 +19,12 @@ LABEL_ACTIONS: dict[int, str] = {
     pb.LABEL_APPEND: "append",
     pb.LABEL_REMOVE: "remove",
     pb.LABEL_CLEAR: "clear",
+}
+
+COMMENT_ACTIONS: dict[int, str] = {
+    pb.COMMENT_ADD: annotations.ADD,
+    pb.COMMENT_DELETE: annotations.DELETE,
+    pb.COMMENT_CLEAR: annotations.CLEAR,
 }
 
 HIDDEN_ATTRS = ("op", "platform", "pip_freeze", "run_params")  # attrs `runs info` doesn't show
@@ -41,6 +47,7 @@ def criteria(run_filter: pb.RunFilter, exclude_batch: bool = False) -> selection
         digests=tuple(f.digests),
         ops=tuple(f.ops),
         tags=tuple(f.tags),
+        comments=tuple(f.comments),
         expr=f.expr,
         deleted=f.deleted,
         exclude_batch=exclude_batch and not f.include_batch,
@@ -64,6 +71,26 @@ def label_action(action: int) -> str:
     if name is None:
         raise errors.InvalidArgument("label action missing")
     return name
+
+
+def tag_change(request: pb.TagRunsRequest) -> annotations.TagChange:
+    return annotations.TagChange(tuple(request.add), tuple(request.remove), request.clear, request.sync_labels)
+
+
+def comment_change(request: pb.CommentRunsRequest, user: str) -> annotations.CommentChange:
+    """A CommentRuns request as a change, a comment added signed by `user` (the caller as
+    the kernel vouches for them, never a name the client sent)."""
+    action = COMMENT_ACTIONS.get(request.action)
+    if action is None:
+        raise errors.InvalidArgument("comment action missing")
+    return annotations.CommentChange(action, request.body, request.index, user)
+
+
+def comment_message(comment: Mapping[str, Any]) -> pb.Comment:
+    """A comment from the `comments` attr (Guild's keys; a time that isn't a number is 0)."""
+    time_us = comment.get("time")
+    return pb.Comment(body=str(comment.get("body") or ""), user=str(comment.get("user") or ""),
+                      host=str(comment.get("host") or ""), time_us=time_us if isinstance(time_us, int) else 0)
 
 
 def queue_settings(request: pb.ConfigureQueueRequest) -> dict[str, Any]:
@@ -104,6 +131,7 @@ def run_message(rec: storelib.RunRecord, run_dir: "str | os.PathLike", pid: int 
         deleted=rec.deleted,
         sourcecode_digest=rec.digest,
         scalars=[scalar_message(s) for s in scalars],
+        comments=[comment_message(c) for c in json.loads(rec.comments_json)],
     )
 
 
@@ -135,13 +163,15 @@ def command_line(cmd: Any) -> str:
 
 def add_details(msg: pb.Run, attrs: dict[str, Any]) -> pb.Run:
     """Adds to `msg` what only `runs info` shows, from the run's attributes: command, origin,
-    env, deps and the other attributes."""
+    env, deps, comments and the other attributes."""
     attrs = dict(attrs)
     msg.command = command_line(attrs.pop("cmd", None))
     env = attrs.pop("env", None) or {}
     msg.env.update({str(k): str(v) for k, v in env.items()})
     msg.deps_json = json.dumps(attrs.pop("deps", None) or {}, default=str)
     msg.vcs_commit = str(attrs.get("vcs_commit") or "")
+    del msg.comments[:]  # the run dir's, which the index's copy may lag (a comment added by hand)
+    msg.comments.extend(comment_message(c) for c in annotations.comments_of(attrs.pop("comments", None)))
     setattr(msg, "from", rundir.opref_origin(msg.opref)[1])  # `from` is a Python keyword
     for name in HIDDEN_ATTRS:
         attrs.pop(name, None)

@@ -20,7 +20,8 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from guild_common import errors, home as homelib, opconfig, rundir
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, daemonlog, diskspace, executor as execlib, fsrights, outputs, pipeline, queue as queuelib, restarts, runs, runstate, upstream
+from guildd import batches as batchlib, convert, daemonlog, diskspace, executor as execlib, fsrights, needed, outputs, pipeline
+from guildd import queue as queuelib, restarts, runs, runstate, upstream
 from guildd import store as storelib
 from guildd.children import Parents
 from guildd.drivers import Drivers, ShimDriver
@@ -114,6 +115,19 @@ class Launcher:
             return await self.or_take_back(run_id, self.start_pipeline(run_id, list(spec.steps), user))
         env = {**spec.env, **queuelib.gpu_env(resources.no_gpus, ())}
         return await self.launch(run_id, config, flag_values, env, spec.stop_after)
+
+    async def run_needed(self, spec: pb.RunSpec) -> list[storelib.RunRecord]:
+        """`run --needed`: the runs that make a run of `spec` needless (guildd.needed)."""
+        flags = convert.json_object(spec.flags_json, "flags")
+        return await self.runtime.io(needed.find, self.store, self.run_dir, spec.op_name, spec.opref, flags)
+
+    async def batch_needed(self, req: convert.BatchStart) -> list[storelib.RunRecord]:
+        """`run --needed` for a batch (see restarts.batch_needed)."""
+        return await restarts.batch_needed(self, req)
+
+    async def restart_needed(self, req: convert.Restart) -> list[storelib.RunRecord]:
+        """`run --needed` for a restart (see restarts.restart_needed)."""
+        return await restarts.restart_needed(self, req)
 
     async def start_batch(self, req: convert.BatchStart, user: str) -> storelib.RunRecord:
         """Creates a batch run and starts its loop (or stages it)."""

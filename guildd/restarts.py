@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from guild_common import errors, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, fsrights, pipeline, queue as queuelib, runs, runstate
+from guildd import batches as batchlib, convert, fsrights, needed, pipeline, queue as queuelib, runs, runstate
 from guildd import store as storelib
 from guildd.convert import BatchStart, ProtoStart, Restart
 
@@ -30,11 +30,10 @@ async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> store
     proto = req.proto
     # Its trials are made later: refuse a snapshot they could not write now.
     await launcher.runtime.io(runs.check_snapshot, proto, launcher.run_dir(rundir.new_run_id()))
-    kind, _, name = proto.opref.rpartition(" ")
-    values = json.loads(spec.values_json) if spec.values_json else _batch_values(json.loads(spec.trials_json or "[]"))
+    opref, values = _batch_identity(req, spec)
     batch_run = pb.RunSpec(
         op_name=req.batch_op_name,
-        opref=f"{kind} {name}{req.batch_op_name[len(proto.op_name):]}",
+        opref=opref,
         flags_json=json.dumps(values),
         user_flags_json=json.dumps(values),
         env=dict(proto.env),
@@ -60,6 +59,45 @@ async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> store
             await launcher.run_batch(rec.id, spec, proto, 0, user)
         return rec
     return await launcher.or_take_back(rec.id, launcher.run_batch(rec.id, spec, proto, 0, user))
+
+
+def _batch_identity(req: BatchStart, spec: pb.BatchSpec) -> tuple[str, dict[str, Any]]:
+    """The batch run's opref (its trials' with the batch's suffix: `... train.py+`) and flag
+    values: what `run --needed` compares, with its optimizer flags."""
+    kind, _, name = req.proto.opref.rpartition(" ")
+    values = json.loads(spec.values_json) if spec.values_json else _batch_values(json.loads(spec.trials_json or "[]"))
+    return f"{kind} {name}{req.batch_op_name[len(req.proto.op_name):]}", values
+
+
+async def batch_needed(launcher: "Launcher", req: BatchStart) -> list[storelib.RunRecord]:
+    """`run --needed` for a new batch: the batch runs of its operation with its flag values
+    and optimizer flags (guildd.needed)."""
+    opref, values = _batch_identity(req, req.batch)
+    return await _needed(launcher, req.batch_op_name, opref, values, _opt_flags(req.batch.optimizer_flags_json))
+
+
+async def restart_needed(launcher: "Launcher", req: Restart) -> list[storelib.RunRecord]:
+    """`run --needed` for a restart: the runs of the run's operation with the flag values (and,
+    for a batch, the optimizer flags) it would run with; the run itself among them when they
+    have not changed."""
+    rec = await launcher.runtime.io(launcher.store.resolve, req.run)
+    run_dir = launcher.run_dir(rec.id)
+    flags = {**rec.flags, **convert.json_object(req.flags_json, "flags")}
+    found = await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, batchlib.read_spec, run_dir)
+    if found is None:
+        return await _needed(launcher, rec.op_name, rec.opref, flags, None)
+    opt_flags = {**_opt_flags(found[0].optimizer_flags_json), **convert.json_object(req.optimizer_flags_json, "optimizer flags")}
+    return await _needed(launcher, rec.op_name, rec.opref, flags, opt_flags)
+
+
+async def _needed(launcher: "Launcher", op_name: str, opref: str, flags: dict[str, Any],
+                  opt_flags: "dict[str, Any] | None") -> list[storelib.RunRecord]:
+    """The matches (guildd.needed); with `opt_flags`, batch runs with those optimizer flags."""
+    return await launcher.runtime.io(needed.find, launcher.store, launcher.run_dir, op_name, opref, flags, opt_flags)
+
+
+def _opt_flags(text: str) -> dict[str, Any]:
+    return convert.json_object(text, "optimizer flags")
 
 
 def _batch_values(trials: list[dict[str, Any]]) -> dict[str, Any]:

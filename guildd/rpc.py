@@ -146,13 +146,17 @@ def _flag(on: bool, word: str) -> str:
 
 # The requests that change something, and what each one's audit line says it asked for.
 AUDITED: dict[str, Callable[[Any], str]] = {
-    "StartRun": lambda r: f"op {r.spec.op_name!r}{_flag(r.stage, 'staged')}",
-    "StartBatch": lambda r: f"op {r.batch_op_name!r}{_flag(r.stage, 'staged')}",
+    "StartRun": lambda r: f"op {r.spec.op_name!r}{_flag(r.stage, 'staged')}{_flag(r.needed, 'needed')}",
+    "StartBatch": lambda r: f"op {r.batch_op_name!r}{_flag(r.stage, 'staged')}{_flag(r.needed, 'needed')}",
     "StartProtoRun": lambda r: f"like run {r.proto!r}{_flag(r.stage, 'staged')}",
-    "RestartRun": lambda r: f"run {r.run!r}{_flag(r.start, 'start')}",
+    "RestartRun": lambda r: f"run {r.run!r}{_flag(r.start, 'start')}{_flag(r.needed, 'needed')}",
     "StopRuns": lambda r: f"runs {_specs(r.runs)}" if r.runs else "every running run",
     "LabelRuns": lambda r: f"{_selection(r.selection)} {convert.LABEL_ACTIONS.get(r.action, '?')} {r.value!r}",
     "MarkRuns": lambda r: f"{_selection(r.selection)}{_flag(r.clear, 'clear')}",
+    "TagRuns": lambda r: (f"{_selection(r.selection)}{_flag(r.clear, 'clear')} add {list(r.add)!r} remove {list(r.remove)!r}"
+                          f"{_flag(r.sync_labels, 'sync-labels')}"),
+    "CommentRuns": lambda r: f"{_selection(r.selection)} {convert.COMMENT_ACTIONS.get(r.action, '?')}"
+                             f"{f' {r.index}' if r.action == pb.COMMENT_DELETE else ''}",
     "DeleteRuns": lambda r: f"{_selection(r.selection)}{_flag(r.permanent, 'permanent')}",
     "RestoreRuns": lambda r: _selection(r.selection),
     "PurgeRuns": lambda r: _selection(r.selection),

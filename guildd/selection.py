@@ -57,6 +57,7 @@ class Criteria:
     digests: tuple = ()
     ops: tuple = ()
     tags: tuple = ()
+    comments: tuple = ()
     expr: str = ""
     deleted: bool = False
     exclude_batch: bool = False
@@ -146,9 +147,11 @@ def ordered_ids(db: sqlite3.Connection, criteria: Criteria, order: tuple[str, bo
     With `want`, only the first `want` need be right (the rest may be left out)."""
     where, params = where_clause(criteria)
     sql = f"SELECT runs.id FROM runs WHERE {where} ORDER BY runs.sort_us DESC, runs.id"
-    if want and order is None and not criteria.expr:
+    if want and order is None and not criteria.expr and not criteria.comments:
         sql += f" LIMIT {int(want)}"
     ids = [row[0] for row in db.execute(sql, params)]
+    if criteria.comments:
+        ids = _matching_comments(db, ids, criteria.comments)
     if criteria.expr:
         ids = _matching_expr(db, ids, criteria.expr)
     if order is not None:
@@ -188,7 +191,7 @@ def _top_by_last(db: sqlite3.Connection, ids: list[str], tag: str, descending: b
 
 def count(db: sqlite3.Connection, criteria: Criteria) -> int:
     """How many runs `criteria` keeps."""
-    if criteria.expr:
+    if criteria.expr or criteria.comments:
         return len(ordered_ids(db, criteria))
     where, params = where_clause(criteria)
     return db.execute(f"SELECT count(*) FROM runs WHERE {where}", params).fetchone()[0]
@@ -212,6 +215,20 @@ def _matching_expr(db: sqlite3.Connection, ids: list[str], expr: str) -> list[st
                        "marked": bool(r[8])},
             )
     return [i for i in ids if flt.matches(rows[i])]
+
+
+def comments_match(comments: Iterable[Mapping[str, Any]], texts: Iterable[str]) -> bool:
+    """Guild's `--comment VAL`: a comment whose body, user or host contains one of `texts`,
+    ignoring case."""
+    wanted = [t.lower() for t in texts]
+    return any(t in str(c.get(key) or "").lower() for c in comments for key in ("body", "user", "host") for t in wanted)
+
+
+def _matching_comments(db: sqlite3.Connection, ids: list[str], texts: Sequence[str]) -> list[str]:
+    wanted = set(ids)
+    rows = db.execute("SELECT id, comments_json FROM runs WHERE comments_json != '[]'")
+    keep = {run_id for run_id, comments in rows if run_id in wanted and comments_match(json.loads(comments), texts)}
+    return [i for i in ids if i in keep]
 
 
 def _shown_time(us: int) -> Optional[str]:

@@ -67,12 +67,17 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
     @mapped
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.StartRunResponse:
         wants = convert.queue_wants(request.queue) if request.HasField("queue") else None
+        if request.needed and (matches := await self.daemon.launcher.run_needed(request.spec)):
+            return pb.StartRunResponse(needed_matches=self._runs(matches))
         rec = await self.daemon.launcher.start_run(request.spec, request.stage, self._user(context), wants)
         return pb.StartRunResponse(run=self._run(rec))
 
     @mapped
     async def StartBatch(self, request: pb.StartBatchRequest, context: grpc.aio.ServicerContext) -> pb.StartBatchResponse:
-        rec = await self.daemon.launcher.start_batch(convert.batch_start(request), self._user(context))
+        start = convert.batch_start(request)
+        if request.needed and (matches := await self.daemon.launcher.batch_needed(start)):
+            return pb.StartBatchResponse(needed_matches=self._runs(matches))
+        rec = await self.daemon.launcher.start_batch(start, self._user(context))
         return pb.StartBatchResponse(run=self._run(rec))
 
     @mapped
@@ -86,6 +91,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
             return await self._start_staged(request, context)
         await self._allowed(context, authz.Action.RESTART, [rec := await self.catalog.get_run(request.run)])
         request.run = rec.id  # the run checked, whatever the spec resolves to by now
+        if request.needed and (matches := await self.daemon.launcher.restart_needed(convert.restart(request))):
+            return pb.RestartRunResponse(needed_matches=self._runs(matches))
         rec, offset = await self.daemon.launcher.restart_run(convert.restart(request), self._user(context))
         return pb.RestartRunResponse(run=self._run(rec), output_offset=offset)
 
@@ -94,6 +101,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         answered as it is, for the client to follow; anything else is refused."""
         await self._allowed(context, authz.Action.START, [rec := await self.catalog.get_run(request.run)])
         request.run = rec.id  # the run checked, whatever the spec resolves to by now
+        if request.needed and (matches := await self.daemon.launcher.restart_needed(convert.restart(request))):
+            return pb.RestartRunResponse(needed_matches=self._runs(matches))
         if rec.status == runstate.STAGED:
             try:
                 rec, offset = await self.daemon.launcher.restart_run(convert.restart(request), self._user(context))
@@ -160,6 +169,20 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         recs = await self._allowed(context, action, await self._selected(request.selection))
         recs = await self.catalog.mark_runs(recs, request.clear)
         return pb.MarkRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def TagRuns(self, request: pb.TagRunsRequest, context: grpc.aio.ServicerContext) -> pb.TagRunsResponse:
+        change = convert.tag_change(request)
+        recs = await self._allowed(context, authz.Action.TAG, await self._selected(request.selection))
+        recs = await self.catalog.tag_runs(recs, change)
+        return pb.TagRunsResponse(runs=self._runs(recs))
+
+    @mapped
+    async def CommentRuns(self, request: pb.CommentRunsRequest, context: grpc.aio.ServicerContext) -> pb.CommentRunsResponse:
+        change = convert.comment_change(request, self._user(context))
+        recs = await self._allowed(context, authz.Action.COMMENT, await self._selected(request.selection))
+        recs = await self.catalog.comment_runs(recs, change)
+        return pb.CommentRunsResponse(runs=self._runs(recs))
 
     @mapped
     async def DeleteRuns(self, request: pb.DeleteRunsRequest, context: grpc.aio.ServicerContext) -> pb.DeleteRunsResponse:

@@ -16,12 +16,23 @@ class LabelAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_APPEND: _ClassVar[LabelAction]
     LABEL_REMOVE: _ClassVar[LabelAction]
     LABEL_CLEAR: _ClassVar[LabelAction]
+
+class CommentAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMENT_ACTION_UNSPECIFIED: _ClassVar[CommentAction]
+    COMMENT_ADD: _ClassVar[CommentAction]
+    COMMENT_DELETE: _ClassVar[CommentAction]
+    COMMENT_CLEAR: _ClassVar[CommentAction]
 LABEL_ACTION_UNSPECIFIED: LabelAction
 LABEL_SET: LabelAction
 LABEL_PREPEND: LabelAction
 LABEL_APPEND: LabelAction
 LABEL_REMOVE: LabelAction
 LABEL_CLEAR: LabelAction
+COMMENT_ACTION_UNSPECIFIED: CommentAction
+COMMENT_ADD: CommentAction
+COMMENT_DELETE: CommentAction
+COMMENT_CLEAR: CommentAction
 
 class GetDaemonInfoRequest(_message.Message):
     __slots__ = ()
@@ -200,26 +211,30 @@ class BatchSpec(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., trials_json: _Optional[str] = ..., values_json: _Optional[str] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., random_seed: _Optional[int] = ..., objective: _Optional[str] = ..., maximize: _Optional[bool] = ..., parallel: _Optional[int] = ..., fail_on_trial_error: _Optional[bool] = ..., stage_trials: _Optional[bool] = ..., keep_batch: _Optional[bool] = ...) -> None: ...
 
 class StartBatchRequest(_message.Message):
-    __slots__ = ("proto", "batch", "stage", "label", "tags", "batch_op_name")
+    __slots__ = ("proto", "batch", "stage", "label", "tags", "batch_op_name", "needed")
     PROTO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     BATCH_OP_NAME_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
     proto: RunSpec
     batch: BatchSpec
     stage: bool
     label: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     batch_op_name: str
-    def __init__(self, proto: _Optional[_Union[RunSpec, _Mapping]] = ..., batch: _Optional[_Union[BatchSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., batch_op_name: _Optional[str] = ...) -> None: ...
+    needed: bool
+    def __init__(self, proto: _Optional[_Union[RunSpec, _Mapping]] = ..., batch: _Optional[_Union[BatchSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., batch_op_name: _Optional[str] = ..., needed: _Optional[bool] = ...) -> None: ...
 
 class StartBatchResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "needed_matches")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_MATCHES_FIELD_NUMBER: _ClassVar[int]
     run: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    needed_matches: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., needed_matches: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class QueueOptions(_message.Message):
     __slots__ = ("priority", "queue", "after")
@@ -240,20 +255,24 @@ class StepSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("spec", "stage", "queue")
+    __slots__ = ("spec", "stage", "queue", "needed")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
     spec: RunSpec
     stage: bool
     queue: QueueOptions
-    def __init__(self, spec: _Optional[_Union[RunSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., queue: _Optional[_Union[QueueOptions, _Mapping]] = ...) -> None: ...
+    needed: bool
+    def __init__(self, spec: _Optional[_Union[RunSpec, _Mapping]] = ..., stage: _Optional[bool] = ..., queue: _Optional[_Union[QueueOptions, _Mapping]] = ..., needed: _Optional[bool] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "needed_matches")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_MATCHES_FIELD_NUMBER: _ClassVar[int]
     run: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    needed_matches: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., needed_matches: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class StartProtoRunRequest(_message.Message):
     __slots__ = ("proto", "flags_json", "label", "tags", "stage", "sourcecode", "stop_after", "env")
@@ -289,7 +308,7 @@ class StartProtoRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class RestartRunRequest(_message.Message):
-    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources", "optimizer_flags_json", "max_trials", "start")
+    __slots__ = ("run", "flags_json", "label", "sourcecode", "force_sourcecode", "stop_after", "env", "resources", "set_resources", "optimizer_flags_json", "max_trials", "start", "needed")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -309,6 +328,7 @@ class RestartRunRequest(_message.Message):
     OPTIMIZER_FLAGS_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_TRIALS_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
     run: str
     flags_json: str
     label: str
@@ -321,17 +341,20 @@ class RestartRunRequest(_message.Message):
     optimizer_flags_json: str
     max_trials: int
     start: bool
-    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., start: _Optional[bool] = ...) -> None: ...
+    needed: bool
+    def __init__(self, run: _Optional[str] = ..., flags_json: _Optional[str] = ..., label: _Optional[str] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., force_sourcecode: _Optional[bool] = ..., stop_after: _Optional[float] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., set_resources: _Optional[bool] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., start: _Optional[bool] = ..., needed: _Optional[bool] = ...) -> None: ...
 
 class RestartRunResponse(_message.Message):
-    __slots__ = ("run", "output_offset", "already_started")
+    __slots__ = ("run", "output_offset", "already_started", "needed_matches")
     RUN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     ALREADY_STARTED_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_MATCHES_FIELD_NUMBER: _ClassVar[int]
     run: Run
     output_offset: int
     already_started: bool
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output_offset: _Optional[int] = ..., already_started: _Optional[bool] = ...) -> None: ...
+    needed_matches: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., output_offset: _Optional[int] = ..., already_started: _Optional[bool] = ..., needed_matches: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class ScalarSummary(_message.Message):
     __slots__ = ("tag", "first", "first_step", "last", "last_step", "min", "min_step", "max", "max_step", "total", "count")
@@ -360,7 +383,7 @@ class ScalarSummary(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., first: _Optional[float] = ..., first_step: _Optional[int] = ..., last: _Optional[float] = ..., last_step: _Optional[int] = ..., min: _Optional[float] = ..., min_step: _Optional[int] = ..., max: _Optional[float] = ..., max_step: _Optional[int] = ..., total: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "op_name", "status", "label", "started_us", "stopped_us", "exit_status", "has_exit_status", "pid", "run_dir", "flags_json", "user", "scalars", "tags", "opref", "marked", "deleted", "sourcecode_digest", "command", "env", "deps_json", "vcs_commit", "attrs_json")
+    __slots__ = ("id", "op_name", "status", "label", "started_us", "stopped_us", "exit_status", "has_exit_status", "pid", "run_dir", "flags_json", "user", "scalars", "tags", "opref", "marked", "deleted", "sourcecode_digest", "command", "env", "deps_json", "vcs_commit", "attrs_json", "comments")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -392,6 +415,7 @@ class Run(_message.Message):
     DEPS_JSON_FIELD_NUMBER: _ClassVar[int]
     VCS_COMMIT_FIELD_NUMBER: _ClassVar[int]
     ATTRS_JSON_FIELD_NUMBER: _ClassVar[int]
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     op_name: str
     status: str
@@ -415,7 +439,8 @@ class Run(_message.Message):
     deps_json: str
     vcs_commit: str
     attrs_json: str
-    def __init__(self, id: _Optional[str] = ..., op_name: _Optional[str] = ..., status: _Optional[str] = ..., label: _Optional[str] = ..., started_us: _Optional[int] = ..., stopped_us: _Optional[int] = ..., exit_status: _Optional[int] = ..., has_exit_status: _Optional[bool] = ..., pid: _Optional[int] = ..., run_dir: _Optional[str] = ..., flags_json: _Optional[str] = ..., user: _Optional[str] = ..., scalars: _Optional[_Iterable[_Union[ScalarSummary, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., opref: _Optional[str] = ..., marked: _Optional[bool] = ..., deleted: _Optional[bool] = ..., sourcecode_digest: _Optional[str] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., deps_json: _Optional[str] = ..., vcs_commit: _Optional[str] = ..., attrs_json: _Optional[str] = ..., **kwargs) -> None: ...
+    comments: _containers.RepeatedCompositeFieldContainer[Comment]
+    def __init__(self, id: _Optional[str] = ..., op_name: _Optional[str] = ..., status: _Optional[str] = ..., label: _Optional[str] = ..., started_us: _Optional[int] = ..., stopped_us: _Optional[int] = ..., exit_status: _Optional[int] = ..., has_exit_status: _Optional[bool] = ..., pid: _Optional[int] = ..., run_dir: _Optional[str] = ..., flags_json: _Optional[str] = ..., user: _Optional[str] = ..., scalars: _Optional[_Iterable[_Union[ScalarSummary, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., opref: _Optional[str] = ..., marked: _Optional[bool] = ..., deleted: _Optional[bool] = ..., sourcecode_digest: _Optional[str] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., deps_json: _Optional[str] = ..., vcs_commit: _Optional[str] = ..., attrs_json: _Optional[str] = ..., comments: _Optional[_Iterable[_Union[Comment, _Mapping]]] = ..., **kwargs) -> None: ...
 
 class LabelRunsRequest(_message.Message):
     __slots__ = ("selection", "action", "value")
@@ -428,6 +453,56 @@ class LabelRunsRequest(_message.Message):
     def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., action: _Optional[_Union[LabelAction, str]] = ..., value: _Optional[str] = ...) -> None: ...
 
 class LabelRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class Comment(_message.Message):
+    __slots__ = ("body", "user", "host", "time_us")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    TIME_US_FIELD_NUMBER: _ClassVar[int]
+    body: str
+    user: str
+    host: str
+    time_us: int
+    def __init__(self, body: _Optional[str] = ..., user: _Optional[str] = ..., host: _Optional[str] = ..., time_us: _Optional[int] = ...) -> None: ...
+
+class TagRunsRequest(_message.Message):
+    __slots__ = ("selection", "add", "remove", "clear", "sync_labels")
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    SYNC_LABELS_FIELD_NUMBER: _ClassVar[int]
+    selection: RunSelection
+    add: _containers.RepeatedScalarFieldContainer[str]
+    remove: _containers.RepeatedScalarFieldContainer[str]
+    clear: bool
+    sync_labels: bool
+    def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., add: _Optional[_Iterable[str]] = ..., remove: _Optional[_Iterable[str]] = ..., clear: _Optional[bool] = ..., sync_labels: _Optional[bool] = ...) -> None: ...
+
+class TagRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class CommentRunsRequest(_message.Message):
+    __slots__ = ("selection", "action", "body", "index")
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    selection: RunSelection
+    action: CommentAction
+    body: str
+    index: int
+    def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., action: _Optional[_Union[CommentAction, str]] = ..., body: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+
+class CommentRunsResponse(_message.Message):
     __slots__ = ("runs",)
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[Run]
@@ -724,7 +799,7 @@ class GetResourcesResponse(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., reason: _Optional[str] = ..., links: _Optional[_Iterable[_Union[GpuLink, _Mapping]]] = ..., cpu_count: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_available: _Optional[int] = ..., taken_us: _Optional[int] = ...) -> None: ...
 
 class RunFilter(_message.Message):
-    __slots__ = ("statuses", "not_statuses", "labels", "unlabeled", "marked", "unmarked", "started_after_us", "started_before_us", "digests", "ops", "tags", "expr", "deleted", "archive", "include_batch")
+    __slots__ = ("statuses", "not_statuses", "labels", "unlabeled", "marked", "unmarked", "started_after_us", "started_before_us", "digests", "ops", "tags", "expr", "deleted", "archive", "include_batch", "comments")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     NOT_STATUSES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -740,6 +815,7 @@ class RunFilter(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     ARCHIVE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_BATCH_FIELD_NUMBER: _ClassVar[int]
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[str]
     not_statuses: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -755,7 +831,8 @@ class RunFilter(_message.Message):
     deleted: bool
     archive: str
     include_batch: bool
-    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., not_statuses: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., unlabeled: _Optional[bool] = ..., marked: _Optional[bool] = ..., unmarked: _Optional[bool] = ..., started_after_us: _Optional[int] = ..., started_before_us: _Optional[int] = ..., digests: _Optional[_Iterable[str]] = ..., ops: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., expr: _Optional[str] = ..., deleted: _Optional[bool] = ..., archive: _Optional[str] = ..., include_batch: _Optional[bool] = ...) -> None: ...
+    comments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, statuses: _Optional[_Iterable[str]] = ..., not_statuses: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., unlabeled: _Optional[bool] = ..., marked: _Optional[bool] = ..., unmarked: _Optional[bool] = ..., started_after_us: _Optional[int] = ..., started_before_us: _Optional[int] = ..., digests: _Optional[_Iterable[str]] = ..., ops: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., expr: _Optional[str] = ..., deleted: _Optional[bool] = ..., archive: _Optional[str] = ..., include_batch: _Optional[bool] = ..., comments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunSelection(_message.Message):
     __slots__ = ("runs", "filter")

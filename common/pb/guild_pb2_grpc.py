@@ -86,6 +86,16 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.MarkRunsRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.MarkRunsResponse.FromString,
                 _registered_method=True)
+        self.TagRuns = channel.unary_unary(
+                '/guild.v1.Guild/TagRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.TagRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.TagRunsResponse.FromString,
+                _registered_method=True)
+        self.CommentRuns = channel.unary_unary(
+                '/guild.v1.Guild/CommentRuns',
+                request_serializer=guild_dot_v1_dot_guild__pb2.CommentRunsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.CommentRunsResponse.FromString,
+                _registered_method=True)
         self.DeleteRuns = channel.unary_unary(
                 '/guild.v1.Guild/DeleteRuns',
                 request_serializer=guild_dot_v1_dot_guild__pb2.DeleteRunsRequest.SerializeToString,
@@ -238,6 +248,21 @@ class GuildServicer:
 
     def MarkRuns(self, request, context):
         """Marks or unmarks runs (a marked run wins upstream selection).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TagRuns(self, request, context):
+        """Adds, removes or clears runs' tags (Guild's `tag`); the label is left alone unless
+        sync_labels asks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommentRuns(self, request, context):
+        """Adds a comment to runs, deletes one by its index, or clears them (Guild's `comment`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -408,6 +433,16 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.MarkRuns,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.MarkRunsRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.MarkRunsResponse.SerializeToString,
+            ),
+            'TagRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.TagRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.TagRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.TagRunsResponse.SerializeToString,
+            ),
+            'CommentRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommentRuns,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.CommentRunsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.CommentRunsResponse.SerializeToString,
             ),
             'DeleteRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRuns,
@@ -761,6 +796,60 @@ class Guild:
             '/guild.v1.Guild/MarkRuns',
             guild_dot_v1_dot_guild__pb2.MarkRunsRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.MarkRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/TagRuns',
+            guild_dot_v1_dot_guild__pb2.TagRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.TagRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommentRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/CommentRuns',
+            guild_dot_v1_dot_guild__pb2.CommentRunsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.CommentRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,
