@@ -30,6 +30,8 @@ class Options:
     keep_batch: bool = False
     print_trials: bool = False
     save_trials: str | None = None
+    batch_label: str = ""  # the batch run's own label and tags (its trials get the run's)
+    batch_tags: tuple = ()
 
     @property
     def given(self):

@@ -48,16 +48,20 @@ def _csv_text(value):
 @click.option("-p", "--skip-op-cols", "--skip-op", "skip_op", is_flag=True, help="Leave out the operation column.")
 @click.option("-r", "--skip-core", is_flag=True, help="Leave out the core columns.")
 @click.option("--include-batch", is_flag=True, help="Include batch runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON objects keyed by column header.")
 @run_filters
 @click.pass_obj
-def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_columns, skip_op, skip_core, include_batch, **kw):
+def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_columns, skip_op, skip_core, include_batch, as_json, **kw):
     """Compare runs: flags, scalars and attributes as columns, one row per run.
 
     On a terminal this opens an interactive table (arrows move, 1/2 sort ascending/descending
-    on the current column, ? help, q quits); --table prints it, --csv writes CSV.
+    on the current column, ? help, q quits); --table prints it, --csv writes CSV, --json
+    prints a list of objects, one per row.
     """
     if columns and strict_columns:
         raise errors.InvalidArgument("--cols and --strict-cols cannot both be used")
+    if as_json and csv_path:
+        raise errors.InvalidArgument("--json and --csv cannot both be used")
     run_filter = pop_filter(kw)
     run_filter.include_batch = include_batch
     resp = ctx.client.compare_runs(
@@ -73,7 +77,9 @@ def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_c
     header = [c.header for c in resp.columns]
     kinds = [c.kind for c in resp.columns]
     rows = [[_value(c) for c in row.cells] for row in resp.rows]
-    if csv_path:
+    if as_json:
+        output.print_json(row_objects(header, [_plain_operation(header, kinds, row) for row in rows]))
+    elif csv_path:
         _write_csv(csv_path, header, [_plain_operation(header, kinds, row) for row in rows])
     elif table or not (sys.stdout.isatty() and sys.stdin.isatty()):
         _print_table(header, kinds, rows)
@@ -93,6 +99,17 @@ def _plain_operation(header, kinds, row):
         v[: -len(MARKED)] if h == "operation" and k == "core" and isinstance(v, str) and v.endswith(MARKED) else v
         for h, k, v in zip(header, kinds, row)
     ]
+
+
+def row_objects(header, rows):
+    """Rows as objects keyed by column header, values as JSON has them (null: no value). A
+    header that repeats (`min loss` and `loss` are both `loss`) gets `#2`, `#3`... after its
+    first column."""
+    keys, seen = [], {}
+    for h in header:
+        seen[h] = seen.get(h, 0) + 1
+        keys.append(h if seen[h] == 1 else f"{h}#{seen[h]}")
+    return [dict(zip(keys, row)) for row in rows]
 
 
 def _write_csv(path, header, rows):
@@ -122,17 +139,22 @@ def _print_table(header, kinds, rows):
 @click.option("-s", "--short-id", is_flag=True, help="Print the short id.")
 @click.option("-a", "--attr", metavar="NAME", help="Print the run's attribute NAME instead of its id.")
 @click.option("-p", "--path", "--dir", "path", is_flag=True, help="Print the run's directory instead of its id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (runs list --json's keys; a list with --all).")
 @run_filters
 @click.pass_obj
-def select(ctx, run, select_all, min_col, max_col, short_id, attr, path, **kw):
+def select(ctx, run, select_all, min_col, max_col, short_id, attr, path, as_json, **kw):
     """Print a run's id (default: the latest run), for $(guildctl select ...)."""
     if min_col and max_col:
         raise errors.InvalidArgument("--min and --max cannot both be used")
     run_filter = pop_filter(kw)
     found, _ = ctx.client.list_runs(runs=[run] if run else [], run_filter=run_filter, min=min_col, max=max_col,
-                                    limit=0 if select_all else 1)
+                                    limit=0 if select_all else 1, with_command=as_json)
     if not found:
         raise errors.NotFound("no matching runs")
+    if as_json:
+        runs = [output.run_json(r) for r in found]
+        output.print_json(runs if select_all else runs[0])
+        return
     for r in found:
         if attr:
             click.echo(_attr(ctx.client, r, attr))

@@ -23,9 +23,10 @@ from guildctl.selecting import selection
 @click.option("-f", "--full-path", is_flag=True, help="Show absolute paths.")
 @click.option("-L", "--follow-links", is_flag=True, help="Descend into linked directories.")
 @click.option("-n", "--no-format", is_flag=True, help="Paths only: no header, no indent.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its files (path, type, size) as JSON.")
 @run_filters
 @click.pass_obj
-def ls(ctx, run, path, sourcecode, all_files, full_path, follow_links, no_format, **kw):
+def ls(ctx, run, path, sourcecode, all_files, full_path, follow_links, no_format, as_json, **kw):
     """List a run's files (default: the latest run)."""
     resp = ctx.client.list_files(
         selection([run] if run else [], pop_filter(kw)),
@@ -35,6 +36,9 @@ def ls(ctx, run, path, sourcecode, all_files, full_path, follow_links, no_format
         follow_links=follow_links,
     )
     run_dir = resp.run.run_dir
+    if as_json:
+        output.print_json(files_json(resp.run, resp.files))
+        return
     if not no_format and not full_path:
         click.echo(f"{output.shorten_path(run_dir)}:")
     for f in resp.files:
@@ -42,6 +46,26 @@ def ls(ctx, run, path, sourcecode, all_files, full_path, follow_links, no_format
         if f.is_dir:
             name += "/"
         click.echo(name if (no_format or full_path) else f"  {name}")
+
+
+def files_json(run, files):
+    """`ls --json`: the run, and each file with its path relative to the run dir, its
+    absolute path, its type (file or dir, what a link points to), whether it is a symbolic
+    link, and its size (0 for a directory)."""
+    return {
+        "id": run.id,
+        "run_dir": run.run_dir,
+        "files": [
+            {
+                "path": f.path,
+                "full_path": os.path.join(run.run_dir, f.path),
+                "type": "dir" if f.is_dir else "file",
+                "link": f.is_link,
+                "size": f.size,
+            }
+            for f in files
+        ],
+    }
 
 
 @click.command()

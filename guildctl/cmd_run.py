@@ -12,7 +12,9 @@ import time
 import click
 
 from guild_common import errors, flags as flaglib, opconfig
-from guildctl import output
+from guild_common.pb import guild_pb2 as pb
+from guildctl import output, runneeded, runops
+from guildctl.filters import pop_filter, run_filters
 
 @dataclasses.dataclass(frozen=True)
 class _Tests:
@@ -45,6 +47,10 @@ def parse_stop_after(value):
 @click.option("-y", "--yes", is_flag=True, help="Don't ask to confirm.")
 @click.option("-l", "--label", default="", help="Run label; may use ${flag} and ${default_label}.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Tag the run (repeatable); tags go in front of the label.")
+@click.option("--batch-label", default="", metavar="LABEL", help="A batch run's own label (its trials get --label's); may use ${flag}.")
+@click.option("--batch-tag", "batch_tags", multiple=True, metavar="TAG", help="Tag a batch run (repeatable); its trials get --tag's.")
+@click.option("--needed", is_flag=True, help="Run only if no run of the operation with the same flag values exists, or, with "
+              "--restart/--start, if the flags have changed (pending and failed runs don't count).")
 @click.option("--stage", is_flag=True, help="Stage the run: it waits until queue processing takes it ('guildctl queue start') or --start.")
 @click.option("--start", "start_run", metavar="RUN", help="Start a staged run now, whether queue processing is on or not.")
 @click.option("--restart", "restart_run", metavar="RUN", help="Run RUN again in its own directory (new flag values allowed).")
@@ -80,9 +86,9 @@ def parse_stop_after(value):
 @click.option("--queue", "queue_name", metavar="NAME", default="", help="Put the run in a named queue (see 'guildctl queue limit').")
 @click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
 @click.pass_obj
-def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, proto_run, force_sourcecode, background,
-        stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after, optimizer, optimize, opt_flags,
-        max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
+def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, stage, start_run, restart_run, proto_run,
+        force_sourcecode, background, stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after,
+        optimizer, optimize, opt_flags, max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
         keep_batch, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
@@ -103,6 +109,7 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         optimizer=optimizer, optimize=optimize, opt_flags=opt_flags, max_trials=max_trials, random_seed=random_seed,
         minimize=minimize, maximize=maximize, parallel=parallel, fail_on_trial_error=fail_on_trial_error,
         stage_trials=stage_trials, keep_batch=keep_batch, print_trials=print_trials, save_trials=save_trials,
+        batch_label=batch_label, batch_tags=batch_tags,
     )
     if parallel < 0:
         raise errors.InvalidArgument(f"invalid --parallel {parallel}: expected 1 or more")
@@ -125,8 +132,11 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
     if existing:
         if opspec:
             raise errors.InvalidArgument(f"--start/--restart takes no operation (got '{opspec}')")
-        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run), wants, batch_opts)
+        run_msg, offset = _restart(ctx, existing, flags, yes, label, force_sourcecode, force_flags, stop_after_s, bool(start_run), wants,
+                                   batch_opts, needed)
     elif proto_run:
+        if needed:
+            raise errors.InvalidArgument("--needed can't be used with --proto")
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
         run_msg = _proto(ctx, proto_run, flags, yes, label, tags, stage, force_sourcecode, force_flags, stop_after_s)
@@ -134,7 +144,8 @@ def run(ctx, opspec, flags, yes, label, tags, stage, start_run, restart_run, pro
         if opspec and "=" in opspec:
             flags = (opspec, *flags)
             opspec = None  # the default operation of the project's Guild file
-        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants, batch_opts)
+        run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants,
+                       batch_opts, needed)
     if run_msg is None:
         return
     if run_msg.status == "staged":
@@ -180,7 +191,7 @@ def existing_op(opspec):
         return True
     if any(os.path.isfile(os.path.join(cwd, name)) for name in ("guild.yml", "guild.yaml")):
         try:
-            _resolve_op(opspec, cwd)
+            runops.resolve_op(opspec, cwd)
             return True
         except errors.GuildError:
             return False
@@ -214,31 +225,11 @@ def _say_why_waiting(client, run_msg):
             return
 
 
-def _resolve_op(opspec, cwd):
-    """A Guild-file operation (they shadow same-named scripts), else a script or executable.
-    Returns (op, module that builds its spec)."""
-    from guildctl import scriptop
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts, needed):
+    from guildctl import batch
 
-    gf = None
-    if any(os.path.isfile(os.path.join(cwd, name)) for name in ("guild.yml", "guild.yaml")):
-        from guild_common import guildfile
-        from guildctl import guildop
-
-        gf = guildop.load(cwd)
-    if gf is not None:
-        try:
-            return guildop.for_opdef(gf, guildfile.resolve(gf, opspec)), guildop
-        except errors.NotFound:
-            if not opspec or not os.path.isfile(os.path.join(cwd, opspec)):
-                raise
-    if not opspec:
-        raise errors.InvalidArgument("missing operation: try 'guildctl run SCRIPT [FLAG=VAL...]'")
-    return scriptop.for_opspec(opspec, cwd), scriptop
-
-
-def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts):
     cwd = os.getcwd()
-    op, kind = _resolve_op(opspec, cwd)
+    op, kind = runops.resolve_op(opspec, cwd)
     if tests != _Tests():
         from guildctl import optest
     if tests.help_op:
@@ -256,57 +247,38 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         return None
     if tests.test_flags:
         click.echo(optest.test_flags(op))
-    from guildctl import batch
-
-    batch_files, flag_args = batch.split_batch_files(flag_args)
-    values, user = kind.flag_values(op, flag_args, force_flags, cwd)
-    if tests.test_flags:
+        kind.flag_values(op, batch.split_batch_files(flag_args)[1], force_flags, cwd)  # bad flags still fail
         return None
-    params = dict(flags=list(flag_args), force_flags=force_flags, label=label or None, tags=list(tags),
-                  stage=stage, background=background, stop_after=stop_after or None, opspec=opspec,
-                  gpus=wants.gpus, no_gpus=wants.no_gpus)
-    resources = wants.request(getattr(getattr(op, "opdef", None), "resources", None))
-    steps = kind.step_specs(op, values, cwd, label=label, tags=tags) if hasattr(kind, "step_specs") else []
-    spec = kind.run_spec(op, values, user, label, tags, stop_after, params, cwd, **({"steps": steps} if steps else {}))
+    opts = runops.NewRun(
+        label=label, tags=tuple(tags), stage=stage, background=background, force_flags=force_flags, stop_after=stop_after,
+        gpus=wants.gpus, no_gpus=wants.no_gpus, gpu_memory=wants.gpu_memory, queue=wants.queue, needed=needed,
+        batch=batch_opts,
+    )
+    prepared = runops.prepare(op, kind, opspec, flag_args, opts, cwd)
     if tests.print_cmd:
-        click.echo(shlex.join(opconfig.render_cmd(opconfig.config_from_spec(spec), values)))
+        click.echo(shlex.join(opconfig.render_cmd(opconfig.config_from_spec(prepared.spec), prepared.values)))
         return None
     if tests.print_env:
-        env = {**spec.op_env, **flaglib.flag_env(values, op.flag_defs)}
+        env = {**prepared.spec.op_env, **flaglib.flag_env(prepared.values, op.flag_defs)}
         click.echo(optest.print_env(env))
         return None
-    plan = batch.plan(op, values, user, batch_files, batch_opts, cwd, force_flags)
-    if plan is not None:
-        return _start_batch(ctx, op, kind, plan, batch_opts, user, label, tags, stop_after, params, cwd, resources, stage, yes)
-    spec.resources.CopyFrom(resources)
-    output.confirm_op("stage" if stage else "run", op.name, values, yes)
-    return ctx.client.start_run(spec, stage=stage, queue=wants.queue)
-
-
-def _start_batch(ctx, op, kind, plan, opts, user, label, tags, stop_after, params, cwd, resources, stage, yes):
-    from guildctl import batch
-
-    if opts.print_trials:
-        batch.print_trials(plan)
-        return None
-    if opts.save_trials:
-        batch.save_trials(plan, opts.save_trials)
-        return None
-    first = plan.trials[0] if plan.trials else batch.proto_values(plan.values)
-    proto = kind.run_spec(op, first, {**user, **first}, "", tags, stop_after, params, cwd)
-    proto.resources.CopyFrom(resources)
-    if not yes:
-        click.echo("\n".join(batch.confirm_lines(op.name, plan)))
-        if not output.confirm():
-            raise click.exceptions.Abort()
-    return ctx.client.start_batch(
-        proto=proto,
-        batch=batch.batch_spec(plan, opts),
-        stage=stage,
-        label=label,
-        tags=list(tags),
-        batch_op_name=op.name + batch.op_suffix(plan.kind),
-    )
+    plan = runops.plan(prepared, opts)
+    if plan is None:
+        output.confirm_op("stage" if stage else "run", op.name, prepared.values, yes)
+        run_msg, matches = runops.start_single(ctx.client, prepared, opts)
+    else:
+        if batch_opts.print_trials:
+            batch.print_trials(plan)
+            return None
+        if batch_opts.save_trials:
+            batch.save_trials(plan, batch_opts.save_trials)
+            return None
+        if not yes:
+            click.echo("\n".join(batch.confirm_lines(op.name, plan)))
+            if not output.confirm():
+                raise click.exceptions.Abort()
+        run_msg, matches = runops.start_batch(ctx.client, prepared, plan, opts)
+    return None if runneeded.skipped(matches or []) else run_msg
 
 
 def _test_sourcecode(op, kind):
@@ -318,7 +290,7 @@ def _test_sourcecode(op, kind):
     return optest.test_sourcecode(str(op.project_dir))
 
 
-def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start, wants, batch_opts):
+def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, stop_after, is_start, wants, batch_opts, needed):
     client = ctx.client
     old = client.get_run(ref)
     known, overrides = _flag_overrides(old, flag_args, force_flags)
@@ -344,13 +316,15 @@ def _restart(ctx, ref, flag_args, yes, label, force_sourcecode, force_flags, sto
         set_resources=wants.given,
         optimizer_flags_json=json.dumps(flaglib.parse_flag_assigns(list(batch_opts.opt_flags))) if batch_opts.opt_flags else "",
         max_trials=batch_opts.max_trials or 0,
+        start=is_start,
+        needed=needed,
     )
-    if not is_start:
-        return client.restart_run(**request)
-    run_msg, offset, already_started = client.start_staged(**request)
-    if already_started:
-        click.echo(f"Run {run_msg.id[:8]} was started by queue processing: following it", err=True)
-    return run_msg, offset
+    resp = client.call("RestartRun", pb.RestartRunRequest(**request))
+    if runneeded.skipped(resp.needed_matches, old.id):
+        return None, 0
+    if resp.already_started:
+        click.echo(f"Run {resp.run.id[:8]} was started by queue processing: following it", err=True)
+    return resp.run, resp.output_offset
 
 
 def _confirm_batch_restart(verb, old, values, opts, yes):
@@ -490,11 +464,24 @@ def watch(ctx, run, tail, new_only):
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("-y", "--yes", is_flag=True, help="Don't ask to confirm stopping every running run.")
-@click.option("--no-wait", is_flag=True, help="Return once the stop is sent, without waiting for the runs to end.")
+@click.option("-n", "--no-wait", is_flag=True, help="Return once the stop is sent, without waiting for the runs to end.")
+@run_filters
 @click.pass_obj
-def stop(ctx, runs, yes, no_wait):
-    """Stop runs (default: every running run). They end with status 'terminated'."""
+def stop(ctx, runs, yes, no_wait, **kw):
+    """Stop runs (default: every running run). They end with status 'terminated'.
+
+    With filters, only the running runs that match (or the RUNs among them) are stopped.
+    """
     client = ctx.client
+    run_filter = pop_filter(kw)
+    if run_filter.ByteSize():
+        if not run_filter.statuses:
+            run_filter.statuses.append("running")
+        matched, _ = client.list_runs(runs=runs, run_filter=run_filter)
+        if not matched:
+            click.echo("Nothing to stop.")
+            return
+        runs = [r.id for r in matched]
     if not runs and not yes:
         running, _ = client.list_runs(statuses=["running"])
         if not running:

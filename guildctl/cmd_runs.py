@@ -65,12 +65,20 @@ def _list(ctx, runs, show_all, more, limit, as_json, deleted, archive, **kw):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (Guild 0.9's keys).")
 @click.option("-e", "--env", "show_env", is_flag=True, help="Show the run's environment.")
 @click.option("-d", "--deps", "show_deps", is_flag=True, help="Show the run's resolved dependencies.")
+@click.option("-c", "--comments", "show_comments", is_flag=True, help="Show the run's comments.")
+@click.option("--private-attrs", is_flag=True, help="Also show Guild's private attributes: opref and the operation's configuration (op).")
 @run_filters
 @click.pass_obj
-def info(ctx, run, as_json, show_env, show_deps, **kw):
+def info(ctx, run, as_json, show_env, show_deps, show_comments, private_attrs, **kw):
     """Show a run's details, flags and scalars (default: the latest run)."""
     r = ctx.client.get_run(run, run_filter=pop_filter(kw))
     value = output.run_info(r)
+    if private_attrs:
+        from guildctl import runattrs
+
+        value = output.with_private_attrs(value, json.loads(r.attrs_json or "{}"), r.opref, runattrs.op_attr(ctx.client, r))
+    if show_comments:
+        value["comments"] = output.comments_info(r.comments)
     if show_env:
         value["environment"] = dict(sorted(r.env.items()))
     if show_deps:
@@ -82,13 +90,16 @@ def info(ctx, run, as_json, show_env, show_deps, **kw):
 
 
 def register(group):
-    from guildctl import cmd_files, cmd_manage
+    from guildctl import cmd_files, cmd_manage, cmd_run, cmd_tags
 
     group.add_command(cmd_manage.delete, "rm")
     group.add_command(cmd_manage.delete, "delete")
     group.add_command(cmd_manage.restore)
     group.add_command(cmd_manage.purge)
     group.add_command(cmd_files.diff)
+    group.add_command(cmd_run.stop)
+    group.add_command(cmd_tags.tag)
+    group.add_command(cmd_tags.comment)
 
 
 register(runs)

@@ -39,6 +39,8 @@ def run_filters(fn=None, *, tag_option=True, label_option=True):
             click.option("-S", "-Fs", "--started", "f_started", metavar="RANGE", help="Started within RANGE: 'last hour', 'today', 'after 7 days ago', 'between 9:00 and 10:00'. Letters of rcetps only (-Sce) are Guild 0.9's status chars."),
             click.option("-D", "-Fd", "--digest", "f_digests", multiple=True, metavar="VAL", help="Source code digest starts with VAL."),
         ]
+        options.append(click.option("-Fc", "--comment", "f_comments", multiple=True, metavar="VAL",
+                                    help="Runs with a comment whose text, user or host contains VAL (any case; repeatable)."))
         if tag_option:
             options.append(click.option("-Ft", "--tag", "f_tags", multiple=True, metavar="TAG", help="Runs tagged TAG (repeatable)."))
         else:
@@ -65,6 +67,7 @@ def pop_filter(kw, now=None):
         unmarked=kw.pop("f_unmarked"),
         digests=kw.pop("f_digests"),
         tags=kw.pop("f_tags"),
+        comments=kw.pop("f_comments", ()),
     )
     for status, _old, _new in STATUSES:
         value = kw.pop(f"f_{status}")

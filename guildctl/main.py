@@ -36,8 +36,11 @@ COMMANDS = {
     "ls": ("cmd_files", "ls", "List a run's files."),
     "cat": ("cmd_files", "cat", "Show a run file or the run's output."),
     "diff": ("cmd_files", "diff", "Diff two runs."),
+    "open": ("cmd_open", "open_", "Open a run's directory, a file in it or its output."),
     "label": ("cmd_manage", "label", "Set, extend or clear run labels."),
     "mark": ("cmd_manage", "mark", "Mark runs."),
+    "tag": ("cmd_tags", "tag", "Add or remove run tags."),
+    "comment": ("cmd_tags", "comment", "Add, list or delete run comments."),
     "unmark": ("cmd_manage", "unmark", "Unmark runs."),
     "export": ("cmd_manage", "export", "Copy or move runs to a directory."),
     "import": ("cmd_manage", "import_", "Copy or move runs from a directory."),
@@ -48,6 +51,8 @@ COMMANDS = {
     "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; start and stop processing, prioritize, cancel."),
     "operations": ("cmd_ops", "operations", "List the Guild file's operations."),
     "ops": ("cmd_ops", "operations", "List the Guild file's operations."),
+    "help": ("cmd_help", "help_", "Show the Guild file's models, operations and flags."),
+    "completion": ("cmd_completion", "completion", "Print the shell completion script (bash, zsh, fish)."),
     "daemon": ("cmd_daemon", "daemon", "Start, stop or query guildd, or install a systemd user unit for it."),
 }
 
@@ -60,7 +65,12 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _help = COMMANDS[name]
-        return getattr(importlib.import_module(f"guildctl.{module}"), attr)
+        command = getattr(importlib.import_module(f"guildctl.{module}"), attr)
+        if ctx.resilient_parsing:  # shell completion: RUN and operation arguments complete
+            from guildctl import cmd_completion
+
+            cmd_completion.attach(command)
+        return command
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

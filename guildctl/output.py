@@ -58,7 +58,7 @@ def run_json(run):
         "stopped": run.stopped_us or None,
         "status": run.status,
         "tags": list(run.tags) or None,
-        "comments": None,
+        "comments": [comment_json(c) for c in run.comments] or None,
         "user": run.user,
         "flags": json.loads(run.flags_json or "{}"),
         "scalars": {s.tag: [s.last, s.last_step] for s in run.scalars},
@@ -139,6 +139,41 @@ def run_info(run):
     }
 
 
+def comment_json(c):
+    """A comment as Guild keeps it: body, host, time (microseconds), user."""
+    return {"body": c.body, "host": c.host, "time": c.time_us, "user": c.user}
+
+
+def comments_info(comments):
+    """Comments as Guild 0.9's `runs info --comments` shows them (time formatted)."""
+    return [{"user": c.user, "host": c.host, "time": fmt_time(c.time_us), "body": c.body} for c in comments]
+
+
+def comment_lines(comments):
+    """`comment --list`'s lines for a run's comments: `[1] alice@host 2026-12-04 20:34:41`,
+    then the body indented between blank lines."""
+    lines = []
+    for i, c in enumerate(comments, 1):
+        who = f"{c.user}@{c.host}" if c.host else c.user
+        lines += [f"[{i}] {who} {fmt_time(c.time_us)}".rstrip(), ""]
+        lines += [f"  {line}".rstrip() for line in c.body.splitlines()]
+        lines.append("")
+    return lines
+
+
+def with_private_attrs(info, attrs, opref, op):
+    """`runs info --private-attrs`: after `pid`, Guild's private attributes (`_` names),
+    `opref` and the operation's whole configuration, `op`, as Guild 0.9 adds them."""
+    extra = {name: attrs[name] for name in sorted(attrs) if name.startswith("_")}
+    extra.update(opref=opref, op=op)
+    out = {}
+    for key, value in info.items():
+        out[key] = value
+        if key == "pid":
+            out.update(extra)
+    return out if "pid" in info else {**info, **extra}
+
+
 def info_text(info):
     """`runs info` as Guild prints it: `key: value` lines, flags and scalars indented."""
     from guild_common import flags as flaglib
@@ -154,10 +189,17 @@ def info_text(info):
         elif key == "tags":
             lines.append("tags:")
             lines += [f"  - {t}" for t in value]
+        elif key == "comments":  # as Guild 0.9 prints them: a YAML-ish block per comment
+            lines.append("comments:")
+            for c in value:
+                lines.append("  -")
+                for name in ("body", "host", "time", "user"):
+                    text = str(c[name]).replace("\n", "\n      ")
+                    lines.append(f"    {name}: {text}")
         elif key == "environment":
             lines.append(f"{key}:")
             lines += [f"  {k}: {v}" for k, v in value.items()]
-        elif key == "dependencies":  # nested YAML, as Guild 0.9 prints it
+        elif key in ("dependencies", "op"):  # nested YAML, as Guild 0.9 prints it
             import yaml
 
             lines.append(f"{key}:")

@@ -12,7 +12,7 @@ def selection(runs, run_filter):
 
 
 FILTER_FIELDS = ("statuses", "not_statuses", "labels", "unlabeled", "marked", "unmarked", "started_after_us",
-                 "started_before_us", "digests", "ops", "tags", "expr")
+                 "started_before_us", "digests", "ops", "tags", "comments", "expr")
 
 
 def has_filter(run_filter):
