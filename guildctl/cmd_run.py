@@ -85,11 +85,13 @@ def parse_stop_after(value):
 @click.option("--priority", type=int, default=0, help="Queue priority: higher starts first (default 0).")
 @click.option("--queue", "queue_name", metavar="NAME", default="", help="Put the run in a named queue (see 'guildctl queue limit').")
 @click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
+@click.option("--run-dir", metavar="DIR", help="Run in DIR instead of a new run of GUILD_HOME (reused if it exists), in the "
+              "foreground without guildd; the run is not listed by 'guildctl runs'.")
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, stage, start_run, restart_run, proto_run,
         force_sourcecode, background, stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after,
         optimizer, optimize, opt_flags, max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
-        keep_batch, **tests):
+        keep_batch, run_dir, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
 
@@ -120,6 +122,15 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
         queue=queueopts.queue_options(priority, queue_name, after),
     )
     queueopts.resource_request(gpus, no_gpus, gpu_memory)  # bad values are refused before anything else
+    if run_dir is not None:
+        from guildctl import rundir_run
+
+        why = rundir_run.option_refusal(dict(
+            stage=stage, background=background, start=start_run, restart=restart_run, proto=proto_run, needed=needed,
+            gpus=gpus is not None, gpu_memory=gpu_memory, queue=wants.queue, batch=batch_opts != batch.Options(),
+        ))
+        if why:
+            raise errors.InvalidArgument(why)
     if opspec == "queue" and not existing_op(opspec):
         from guildctl import cmd_queue
 
@@ -145,7 +156,7 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
             flags = (opspec, *flags)
             opspec = None  # the default operation of the project's Guild file
         run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants,
-                       batch_opts, needed)
+                       batch_opts, needed, run_dir)
     if run_msg is None:
         return
     if run_msg.status == "staged":
@@ -225,7 +236,8 @@ def _say_why_waiting(client, run_msg):
             return
 
 
-def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts, needed):
+def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts, needed,
+         run_dir=None):
     from guildctl import batch
 
     cwd = os.getcwd()
@@ -263,6 +275,14 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         click.echo(optest.print_env(env))
         return None
     plan = runops.plan(prepared, opts)
+    if run_dir is not None:
+        from guildctl import rundir_run
+
+        why = rundir_run.spec_refusal(prepared.spec, prepared.resources, plan)
+        if why:
+            raise errors.InvalidArgument(why)
+        output.confirm_op("run", op.name, prepared.values, yes)
+        sys.exit(rundir_run.run(prepared, run_dir, wants.no_gpus, stop_after))
     if plan is None:
         output.confirm_op("stage" if stage else "run", op.name, prepared.values, yes)
         run_msg, matches = runops.start_single(ctx.client, prepared, opts)
