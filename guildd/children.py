@@ -3,6 +3,7 @@ daemon, and the helpers both share: their output lines, the links to their child
 waiting for a child's end."""
 
 import dataclasses
+import json
 import os
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
@@ -48,11 +49,38 @@ class Parents:
             await self.states.wait_change(run_id)
 
 
+# How much of each child's output is in the parent's: a daemon that resumes the parent after a
+# restart copies from there, so what the child printed while no daemon ran is not lost.
+COPIED_FILE = "children-copied"
+
+
 def _copy_new_output(child_dir: "str | os.PathLike", parent_dir: "str | os.PathLike", offset: int) -> int:
     """Copies a child's output from `offset` into its parent's (both read and written with
-    the parent's owner's rights: a child's output linked to a root-only file stays unread)."""
+    the parent's owner's rights: a child's output linked to a root-only file stays unread),
+    then records how far it has copied."""
     with fsrights.as_owner_of(parent_dir):
-        return _copy_output(child_dir, parent_dir, offset)
+        copied = _copy_output(child_dir, parent_dir, offset)
+        if copied != offset:
+            # After the append: a crash in between copies that part twice, never loses it.
+            record = {**_copied_record(parent_dir), os.path.basename(child_dir): copied}
+            rundir.write_atomic(rundir.guild_dir(parent_dir) / COPIED_FILE, json.dumps(record).encode())
+        return copied
+
+
+def copied(parent_dir: "str | os.PathLike", child_id: str) -> Optional[int]:
+    """How much of a child's output its parent holds (with the parent's owner's rights);
+    None when not recorded (a parent from before this record was kept)."""
+    with fsrights.as_owner_of(parent_dir):
+        value = _copied_record(parent_dir).get(child_id)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _copied_record(parent_dir: "str | os.PathLike") -> dict[str, Any]:
+    try:
+        data = json.loads(rundir.read_regular(rundir.guild_dir(parent_dir) / COPIED_FILE))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _copy_output(child_dir: "str | os.PathLike", parent_dir: "str | os.PathLike", offset: int) -> int:

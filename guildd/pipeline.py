@@ -44,6 +44,11 @@ def read_steps(run_dir: "str | os.PathLike") -> "list | None":
     return list(pb.RunSpec.FromString(data).steps)
 
 
+def _copied_so_far(parents: Parents, run_dir: "str | os.PathLike", child_id: str) -> int:
+    recorded = children.copied(run_dir, child_id)
+    return recorded if recorded is not None else rundir.output_size(parents.run_dir(child_id))
+
+
 def _write_steps(run_dir: "str | os.PathLike", steps: list) -> None:
     with fsrights.as_owner_of(run_dir):  # the owner's dir: written with their rights
         (rundir.guild_dir(run_dir) / STEPS_FILE).write_bytes(pb.RunSpec(steps=steps).SerializeToString())
@@ -74,8 +79,9 @@ async def _run(parents: Parents, driver: PipelineDriver, steps: list, user: str,
             child_id = await parents.runtime.io(children.linked, run_dir, step.name) if resuming else None
             offset = 0
             if child_id is not None:
-                # Started before the restart: its output so far is already in ours.
-                offset = await parents.runtime.io(rundir.output_size, parents.run_dir(child_id))
+                # Started before the restart: its output is in ours as far as it was copied
+                # (an older pipeline without that record: as far as it is now).
+                offset = await parents.runtime.io(_copied_so_far, parents, run_dir, child_id)
             else:
                 try:
                     # Not cut by a shutdown: a step started but not linked would run again.

@@ -11,7 +11,7 @@ import pytest
 
 from guild_common import errors, home as homelib, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches, pipeline
+from guildd import batches, children, pipeline
 from guildd.children import Parents
 from guildd.drivers import Drivers, ShimDriver
 from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED, RunStates
@@ -318,3 +318,21 @@ def test_a_batch_stopped_while_a_trial_starts_makes_no_more(world):
         return len(w.children)
 
     assert world(go) == 1
+
+
+def test_a_parent_records_how_much_of_each_childs_output_it_holds(tmp_path):
+    # A daemon that resumes a pipeline after a restart copies from there: what a step printed
+    # while no daemon ran is not lost.
+    parent, first, second = (tmp_path / n for n in ("parent", "c1", "c2"))
+    for d in (parent, first, second):
+        (d / ".guild").mkdir(parents=True)
+    (first / ".guild" / "output").write_bytes(b"a\nb\n")
+    (second / ".guild" / "output").write_bytes(b"x\n")
+    assert children.copied(parent, "c1") is None
+    assert children._copy_new_output(first, parent, 0) == 4
+    assert children._copy_new_output(second, parent, 0) == 2
+    with open(first / ".guild" / "output", "ab") as f:
+        f.write(b"c\n")  # printed while no daemon copied it
+    assert (children.copied(parent, "c1"), children.copied(parent, "c2")) == (4, 2)
+    assert children._copy_new_output(first, parent, children.copied(parent, "c1")) == 6
+    assert (parent / ".guild" / "output").read_bytes() == b"a\nb\nx\nc\n"
