@@ -318,10 +318,33 @@ def parse_filter(text: str) -> Filter:
     tokens = list(_filter_tokens(text))
     if tokens[0][0] == "eof":
         return Filter(text, None)
+    # The parser and the evaluator recurse per level and per `and`/`or`: bounded, or a long
+    # filter would crash them.
+    if _nesting(tokens) > MAX_FILTER_NESTING:
+        raise InvalidArgument(f"filter expression nested too deeply (more than {MAX_FILTER_NESTING} levels of parentheses, brackets or 'not')")
+    if sum(kind in ("and", "or") for kind, *_rest in tokens) > MAX_FILTER_TERMS:
+        raise InvalidArgument(f"filter expression too long (more than {MAX_FILTER_TERMS} 'and'/'or')")
     parser = _FilterParser(text, tokens)
     root = parser.expr()
     parser.take("eof")
     return Filter(text, root)
+
+
+MAX_FILTER_NESTING = 100
+MAX_FILTER_TERMS = 200
+
+
+def _nesting(tokens: list[_Token]) -> int:
+    """The deepest nesting of parentheses, brackets and `not`s in a filter's tokens."""
+    depth = deepest = nots = 0
+    for kind, *_rest in tokens:
+        if kind in ("(", "["):
+            depth += 1
+        elif kind in (")", "]"):
+            depth -= 1
+        nots = nots + 1 if kind == "not" else 0
+        deepest = max(deepest, depth + nots)
+    return deepest
 
 
 _NUMBER_RE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")

@@ -5,7 +5,7 @@ import asyncio
 import os
 from typing import AsyncIterator, Awaitable, Callable
 
-from guild_common import rundir
+from guild_common import errors, rundir
 from guildd import fsrights, outputs, runstate
 from guildd import store as storelib
 from guildd.runtime import Runtime
@@ -99,6 +99,8 @@ class Followers:
         dir's owner: a link she put in place of it gets no read of root's. One she can't read
         is told as a line on stderr, and the watch ends as for a run without output (a
         `stop` waiting on it still returns)."""
+        if offset < 0:
+            raise errors.InvalidArgument(f"invalid output offset {offset}: it must be 0 or more")
         run_dir = self.run_dir(rec.id)
         loop = asyncio.get_running_loop()
         try:
@@ -111,7 +113,7 @@ class Followers:
         streams = outputs.Streams(run_dir)
         with f:
             if offset:
-                f.seek(offset)
+                f.seek(min(offset, os.fstat(f.fileno()).st_size))  # past the end: from the end
             elif new_only:
                 f.seek(0, os.SEEK_END)
             elif tail:

@@ -187,6 +187,22 @@ def test_watch_resumes_from_an_offset(client, tmp_path):
     assert b"".join(m.output for m in msgs if m.WhichOneof("event") == "output") == b"def\n"
 
 
+@pytest.mark.parametrize("offset, expected", [(2**62, b""), (8, b""), (7, b"\n")], ids=["far past the end", "at the end", "before the last byte"])
+def test_watch_from_past_the_end_of_the_output_gets_nothing(client, tmp_path, offset, expected):
+    run = client.start_run(spec(tmp_path, "print('abc')\nprint('def')\n"))
+    ended(client, run.id)
+    msgs = list(client.watch_run(run.id, offset=offset))
+    assert b"".join(m.output for m in msgs if m.WhichOneof("event") == "output") == expected
+    assert msgs[-1].WhichOneof("event") == "ended"
+
+
+def test_watch_from_a_negative_offset_is_invalid(client, tmp_path):
+    run = client.start_run(spec(tmp_path, "print('abc')\n"))
+    ended(client, run.id)
+    with pytest.raises(errors.InvalidArgument, match="invalid output offset -100"):
+        list(client.watch_run(run.id, offset=-100))
+
+
 def test_stop_with_nothing_running_stops_nothing(client):
     assert client.stop_runs() == []
 

@@ -386,3 +386,25 @@ def test_filter_refs():
     f = parse_filter("op = train and (flag:x > 1 or not scalar:loss < 2) and status")
     assert [(r.kind, r.name) for r in f.refs] == [(None, "op"), ("flag", "x"), ("scalar", "loss")]
     assert parse_filter("").refs == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["(" * 5000 + "x" + ")" * 5000, "not " * 5000 + "x", "x in " + "[" * 3000 + "]" * 3000],
+    ids=["parentheses", "nots", "brackets"],
+)
+def test_a_filter_nested_too_deeply_is_refused_not_a_crash(text):
+    with pytest.raises(InvalidArgument, match="filter expression nested too deeply"):
+        parse_filter(text)
+
+
+def test_a_filter_nested_within_the_limit_and_a_long_chain_still_parse():
+    row = SimpleNamespace(attrs={}, flags={"x": 1}, scalars={})
+    assert parse_filter("(" * 100 + "x = 1" + ")" * 100).matches(row)
+    assert parse_filter(" and ".join(["x = 1"] * 201)).matches(row)
+    assert parse_filter("(" * 100 + " or ".join(["x = 1"] * 200) + ")" * 100).matches(row)
+
+
+def test_a_filter_too_long_is_refused_not_a_crash():
+    with pytest.raises(InvalidArgument, match="filter expression too long"):
+        parse_filter(" and ".join(["x = 1"] * 5000))
