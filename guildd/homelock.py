@@ -24,7 +24,9 @@ def check_home(home: pathlib.Path, shared: bool = False) -> None:
                 if os.stat(path).st_mode & 0o005 != 0o005:
                     os.chmod(path, os.stat(path).st_mode | 0o755)
         # O_NOFOLLOW: a link planted under the probe's name must not be written through.
-        probe = home / ".guildd-write-test"
+        # Named for this process: daemons racing to start for one home (clients autostarting at
+        # once) must not unlink each other's probe.
+        probe = home / f".guildd-write-test-{os.getpid()}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         probe.unlink()
         _create(home / ".guild-nocopy")

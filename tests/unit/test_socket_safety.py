@@ -348,7 +348,7 @@ def test_home_files_made_at_start_follow_no_link(tmp_path):
     assert not planted.exists()
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    (home / ".guildd-write-test").symlink_to(victim)
+    (home / f".guildd-write-test-{os.getpid()}").symlink_to(victim)
     with pytest.raises(errors.PermissionDenied, match=f"cannot use GUILD_HOME {home}"):
         homelock.check_home(home)
     assert victim.read_text() == "precious\n"
