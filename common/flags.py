@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from guild_common import errors
+
 from .errors import InvalidArgument
 from .flagdef import FlagDef
 
@@ -112,6 +114,8 @@ def _decode_yaml(text: str) -> Any:
         value = yaml.load(text, Loader=_DecodeLoader)
     except yaml.YAMLError:
         return text
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise errors.InvalidArgument(f"invalid value '{text[:20]}...': a number of {len(text)} digits is too large") from None
     if not _is_primitive_tree(value):
         return text
     if _lost_to_comment(text, value):

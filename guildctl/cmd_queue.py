@@ -156,8 +156,10 @@ def priority(ctx, runs, priority_value):
     """Set queued runs' priority (higher starts first; default 0)."""
     try:
         value = int(priority_value)
+        if not -(2**31) <= value < 2**31:
+            raise ValueError(priority_value)
     except ValueError:
-        raise errors.InvalidArgument(f"invalid priority '{priority_value}': expected an integer") from None
+        raise errors.InvalidArgument(f"invalid priority '{priority_value[:30]}': expected an integer from {-(2**31)} to {2**31 - 1}") from None
     changed = ctx.client.set_queue_priority(runs, value)
     for run in changed:
         click.echo(f"Run {run.id[:8]} priority {value}")

@@ -82,7 +82,7 @@ def parse_stop_after(value):
               "one: --gpus 3, (Guild's --gpus 1 for device 1 is --gpus 1, here); --gpus 0: none. Without it the run sees every GPU.")
 @click.option("--no-gpus", is_flag=True, help="Run without GPUs (CUDA_VISIBLE_DEVICES is set empty).")
 @click.option("--gpu-memory", metavar="SIZE", help="Free memory the run needs on each GPU (20G); lets small runs share a GPU.")
-@click.option("--priority", type=int, default=0, help="Queue priority: higher starts first (default 0).")
+@click.option("--priority", type=click.IntRange(-(2**31), 2**31 - 1), default=0, help="Queue priority: higher starts first (default 0).")
 @click.option("--queue", "queue_name", metavar="NAME", default="", help="Put the run in a named queue (see 'guildctl queue limit').")
 @click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
 @click.option("--run-dir", metavar="DIR", help="Run in DIR instead of a new run of GUILD_HOME (reused if it exists), in the "

@@ -60,6 +60,8 @@ def resource_request(gpus=None, no_gpus=False, gpu_memory=None, defaults=None):
             raise errors.InvalidArgument(f"invalid --gpu-memory '{gpu_memory}': expected a size such as 20G or 512M") from None
         if memory == 0:
             raise errors.InvalidArgument(f"invalid --gpu-memory '{gpu_memory}': must be more than 0")
+        if memory >= 2**63:
+            raise errors.InvalidArgument(f"invalid --gpu-memory '{gpu_memory}': too large")
         if not count:
             count = 1  # --gpu-memory alone: room on one GPU
     return pb.ResourceRequest(gpus=count, devices=devices, gpu_memory=memory)

@@ -445,3 +445,9 @@ def test_arg_split_flag_args_by_dest():
 def test_join_and_split_flag_values_round_trip():
     items = [1, 2.5, "foo", "a b", "1", True]
     assert flags.split_flag_value(flags.join_flag_values(items)) == items
+
+
+def test_a_number_too_long_to_convert_is_a_clear_error_not_a_crash():
+    with pytest.raises(InvalidArgument, match="a number of 4400 digits is too large"):
+        flags.decode_flag_value("1" * 4400)
+    assert flags.decode_flag_value("1" * 4000) == int("1" * 4000)

@@ -70,3 +70,8 @@ def test_describe_request():
     assert queueopts.describe_request(queueopts.resource_request("1", gpu_memory="20G")) == "1 GPU, 20G each"
     assert queueopts.describe_request(queueopts.resource_request(no_gpus=True)) == "no GPUs"
     assert queueopts.describe_request(queueopts.resource_request()) == "-"
+
+
+def test_a_gpu_memory_beyond_what_the_request_holds_is_refused():
+    with pytest.raises(errors.InvalidArgument, match="invalid --gpu-memory '1000000000T': too large"):
+        queueopts.resource_request(gpu_memory="1000000000T")
