@@ -43,9 +43,20 @@ async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], e: Exception, 
         log.warning("%s: %s: %s", name, type(e).__name__, e)
         e = diskspace.full_error(home, e)
     if isinstance(e, errors.GuildError):
-        await context.abort(_code(e), e.message)
+        await context.abort(_code(e), _bounded(e.message))
     log.exception("internal error in %s", name)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}: {type(e).__name__}: {e} (see guildd.log)")
+
+
+MAX_MESSAGE = 2000  # characters of an error sent back: what a request held is echoed only in part
+
+
+def _bounded(message: str) -> str:
+    """An error message as sent: a huge one (a 1 MB run id echoed back) is cut, or the status
+    itself would be refused for its size."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
 
 
 def mapped(method: Callable[..., Any]) -> Callable[..., Any]:

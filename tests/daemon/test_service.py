@@ -214,3 +214,9 @@ def test_client_warns_when_the_daemon_is_another_version(client, monkeypatch, ca
     Client(client.home, autostart=False)
     err = capsys.readouterr().err
     assert "guildctl: warning: guildd for" in err and "guildctl is 0.0.0-other" in err
+
+
+def test_a_huge_run_id_is_not_found_with_a_bounded_message(client):
+    with pytest.raises(errors.NotFound) as e:
+        client.get_run("a" * 1_000_000)
+    assert len(str(e.value)) < 2200 and "more characters" in str(e.value)
