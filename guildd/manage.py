@@ -287,8 +287,7 @@ def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib
     them. With a `caller` (a shared daemon's), the archive is read (and, moving, emptied)
     with the caller's rights, into a dir the daemon made and gave to them: the imported
     runs are theirs, and nothing they can't read gets in."""
-    if caller is not None and fsrights.confines() and caller.uid != 0:
-        return _import_as(store, home, run_dirs, move, pid_alive, caller)
+    as_caller = caller if caller is not None and fsrights.confines() and caller.uid != 0 else None
     runs_dir = homelib.runs_dir(home)
     existing = store.ids() | store.ids(deleted=True)
     results = []
@@ -299,7 +298,9 @@ def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib
             continue
         tmp = runs_dir / f".{run_id}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        if move:
+        if as_caller is not None:
+            _place_as(src, tmp, runs_dir / run_id, move, as_caller)
+        elif move:
             shutil.move(str(src), str(runs_dir / run_id))
         else:
             shutil.copytree(src, tmp, symlinks=True)
@@ -309,33 +310,21 @@ def import_runs(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib
     return results
 
 
-def _import_as(store: storelib.Store, home: StrPath, run_dirs: Iterable[pathlib.Path], move: bool,
-               pid_alive: Callable[[int], bool], caller: fsrights.Account) -> list[tuple[str, str, str]]:
-    runs_dir = homelib.runs_dir(home)
-    existing = store.ids() | store.ids(deleted=True)
-    results = []
-    for src in run_dirs:
-        run_id = src.name
-        if run_id in existing or (runs_dir / run_id).exists():
-            results.append((run_id, "skipped", f"{run_id} exists, skipping"))
-            continue
-        tmp = runs_dir / f".{run_id}.partial"
+def _place_as(src: pathlib.Path, tmp: pathlib.Path, dest: pathlib.Path, move: bool, caller: fsrights.Account) -> None:
+    """One run dir imported with the caller's rights, into a dir the daemon made and gave to
+    them: the run is theirs, and nothing they can't read gets in."""
+    tmp.mkdir(mode=0o755)
+    os.lchown(tmp, caller.uid, caller.gid)
+    try:
+        with fsrights.as_account(caller):
+            shutil.copytree(src, tmp / src.name, symlinks=True)
+            if move:
+                shutil.rmtree(src)
+    except (PermissionError, shutil.Error) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(mode=0o755)
-        os.lchown(tmp, caller.uid, caller.gid)
-        try:
-            with fsrights.as_account(caller):
-                shutil.copytree(src, tmp / run_id, symlinks=True)
-                if move:
-                    shutil.rmtree(src)
-        except (PermissionError, shutil.Error) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise errors.PermissionDenied(f"cannot import run {run_id[:8]} from '{src.parent}': {e}") from None
-        os.replace(tmp / run_id, runs_dir / run_id)
-        os.rmdir(tmp)
-        index_run_dir(store, runs_dir / run_id, pid_alive)
-        results.append((run_id, "moved" if move else "copied", ""))
-    return results
+        raise errors.PermissionDenied(f"cannot import run {src.name[:8]} from '{src.parent}': {e}") from None
+    os.replace(tmp / src.name, dest)
+    os.rmdir(tmp)
 
 
 def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[int], bool],
