@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from guild_common import errors
 from guildd.gpus import UNKNOWN, Gpu, GpuProcess, GpuReading, Link, user_of
 
 T = TypeVar("T")
@@ -28,7 +29,10 @@ class NvmlBackend:
     def read(self) -> GpuReading:
         nv = self.nvml
         if not self._initialized:
-            nv.nvmlInit()  # raises when there is no driver; tried again on the next poll
+            try:
+                nv.nvmlInit()  # raises when there is no driver; tried again on the next poll
+            except nv.NVMLError as e:  # an expected state of a box (no driver): its name says all
+                raise errors.ResourcesUnavailable(str(e) or type(e).__name__) from None
             self._initialized = True
         count = nv.nvmlDeviceGetCount()
         if count == 0:
