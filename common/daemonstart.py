@@ -2,14 +2,16 @@
 `guildd` without --foreground. How to tell that it answers is the caller's (guildctl connects
 to the socket it checked; guildd looks for the socket)."""
 
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from guild_common import errors, home as homelib
+from guild_common import errors, home as homelib, ownership
 
 
 class DaemonExited(errors.DaemonUnavailable):
@@ -35,6 +37,7 @@ class StartedDaemon:
             stderr=self._stderr,
             start_new_session=True,
         )
+        self._noted = False  # its silent exit is noted in guildd.log once
 
     def exit_reason(self, wait: float = 0.0) -> str | None:
         """Why the daemon exited, as its last line to stderr says; None while it runs (after
@@ -45,7 +48,43 @@ class StartedDaemon:
             return None
         self._stderr.seek(0)
         lines = self._stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1].removeprefix("guildd: ") if lines else f"exit status {status} (see {homelib.log_path(self.home)})"
+        if lines:
+            return lines[-1].removeprefix("guildd: ")
+        reason = silent_exit_text(status)
+        if status < 0 and not self._noted:
+            self._noted = True
+            _note_in_log(self.home, self.proc.pid, reason)
+        return f"{reason} (see {homelib.log_path(self.home)})"
+
+
+def silent_exit_text(status: int) -> str:
+    """Why a daemon that said nothing exited, from its exit status: a signal (SIGKILL from
+    the OOM killer or a user, a SIGTERM before it could log) is named, not shown as -9."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    return f"exit status {status}"
+
+
+def _note_in_log(home: pathlib.Path, pid: int, reason: str) -> None:
+    """A daemon killed by a signal can't log its own end: the one who started it does, so
+    guildd.log says why too. Opened as the daemon opens it (ownership.open_private: never
+    through a link); a log that can't be opened is left alone (the reason is still shown)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    line = f"{stamp},000 ERROR [guildd] guildd (pid {pid}) exited: {reason} (noted by the process that started it)\n"
+    try:
+        fd = ownership.open_private(homelib.log_path(home), os.O_WRONLY | os.O_APPEND, os.getuid())
+    except errors.GuildError:
+        return
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass  # a full disk: the user still sees the reason
+    finally:
+        os.close(fd)
 
 
 def start(

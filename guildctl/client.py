@@ -5,6 +5,7 @@ calling RPCs, and translating gRPC errors back into guild_common.errors (the cli
 import os
 import pathlib
 import socket
+import stat
 import sys
 
 import grpc
@@ -21,7 +22,7 @@ EXIT_WAIT = 5.0  # seconds a started daemon that stopped answering gets to exit 
 def _answers(path, home=None):
     """True when something accepts connections on the Unix socket at `path` (checked with
     ownership.connect_path first: even a bare connect tells a fake server we are here).
-    With `home`: PermissionDenied naming whose daemon it is when its socket refuses us."""
+    With `home`: PermissionDenied saying why when its socket refuses us."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(str(path))
@@ -29,15 +30,30 @@ def _answers(path, home=None):
     except PermissionError:
         if home is None:
             return False
-        owner = ownership.user_name(os.stat(path).st_uid)
-        raise errors.PermissionDenied(
-            f"guildd for {home} is the per-user daemon of {owner} and serves only that user; "
-            f"an administrator serves every user with 'guildd --shared' (README: Shared box)"
-        ) from None
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        raise errors.PermissionDenied(refusal_text(home, path, st, os.getuid())) from None
     except OSError:
         return False
     finally:
         s.close()
+
+
+def refusal_text(home: pathlib.Path, path: pathlib.Path, st: os.stat_result | None, uid: int) -> str:
+    """What is true when connecting to the socket at `path` is refused (EACCES), never "not
+    running": whose daemon it is when it is another user's; the socket's mode when it is
+    ours; a directory we can't search when the socket can't even be looked at (`st` None)."""
+    where = f"cannot connect to guildd for {home} at {path}: permission denied"
+    if st is None:
+        return f"{where} (a directory on that path can't be searched by {ownership.user_name(uid)})"
+    if st.st_uid != uid:
+        return (
+            f"guildd for {home} is the per-user daemon of {ownership.user_name(st.st_uid)} and serves only that "
+            f"user; an administrator serves every user with 'guildd --shared' (README: Shared box)"
+        )
+    return f"{where} (the socket is yours but its mode is {stat.S_IMODE(st.st_mode):04o}; 'chmod 600 {path}' restores it)"
 
 
 def obtain_token(path, timeout=10.0):
@@ -111,7 +127,7 @@ class Client:
             ],
         )
         self.stub = guild_pb2_grpc.GuildStub(self.channel)
-        self.info = self.daemon_info()
+        self.info = self._first_answer(path)
         if not self.info.ready and self.info.state:
             print(f"guildctl: guildd is {self.info.state}; commands wait until it is done", file=sys.stderr)
         if self.info.version != __version__:
@@ -123,6 +139,20 @@ class Client:
 
     def close(self):
         self.channel.close()
+
+    def _first_answer(self, path):
+        """GetDaemonInfo, the first call. Something that accepts connections on the socket
+        but can't answer it is no guildd of ours (another program listening there, a daemon
+        that is exiting): FailedPrecondition saying so, never "guildd is not running"."""
+        try:
+            return self.daemon_info()
+        except errors.DaemonUnavailable as e:
+            if self.started is not None or self._metadata is not None:
+                raise  # a daemon we started (it says why it exited) or one that handed us a token
+            raise errors.FailedPrecondition(
+                f"something accepts connections on {path} but does not answer as guildd ({e}); "
+                f"if no guildd runs for {self.home}, stop what listens there or remove {path}"
+            ) from None
 
     def _identify(self):
         """The metadata that tells the daemon who we are: a token from its auth socket, which

@@ -42,12 +42,23 @@ def setup(home: pathlib.Path, to_stderr: bool) -> None:
     logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
 
 
+def _own_dir(home: pathlib.Path) -> bool:
+    """Whether `home` is a directory this user may keep its log in (ownership.check_dir)."""
+    try:
+        return ownership.check_dir(os.stat(home), os.getuid(), group_write_ok=True) is None
+    except OSError:
+        return False
+
+
 def log_exit(home: pathlib.Path, e: BaseException) -> None:
     """Logs why guildd exits, with the traceback of an error no one foresaw. Before logging is
     set up (the home failed its checks, another daemon holds it) the log is opened here; one
-    that can't be opened is left alone (the reason still goes to stderr)."""
+    that can't be opened, or a home that isn't this user's, is left alone (the reason still
+    goes to stderr)."""
     handler = None
     if not logging.getLogger().handlers:
+        if not _own_dir(home):
+            return  # a home refused as another user's gets no file of ours
         try:
             handler = LogFile(home)
         except errors.GuildError:

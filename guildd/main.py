@@ -3,6 +3,7 @@
 import grp
 import os
 import pathlib
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,8 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
     SIGTERM: running runs keep running and are adopted by the next daemon.
     """
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
-    options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h)
     try:
+        options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h, home if foreground else None)
         if foreground:
             _serve(home, log_stderr, options)
         else:
@@ -59,31 +60,54 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
         sys.exit(1)
 
 
-def _options(queue_always_on: bool, shared: bool, admin_group: str | None, unconfined_gpus: bool, half_life_h: float) -> "Options":
+def _options(queue_always_on: bool, shared: bool, admin_group: str | None, unconfined_gpus: bool, half_life_h: float,
+             log_home: pathlib.Path | None = None) -> "Options":
+    """The options, or InvalidArgument in one line, logged in `log_home`'s guildd.log too (in
+    the foreground, systemd's way, whose user reads guildd.log)."""
     from guildd.daemon import Options
 
+    try:
+        _check_options(shared, admin_group, unconfined_gpus)
+    except errors.GuildError as e:
+        if log_home is not None:
+            from guildd import daemonlog
+
+            daemonlog.log_exit(log_home, e)
+        raise
+    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0)
+
+
+def _check_options(shared: bool, admin_group: str | None, unconfined_gpus: bool) -> None:
     if (admin_group or unconfined_gpus) and not shared:
-        raise click.UsageError("--admin-group and --unconfined-gpus need --shared (a per-user daemon has one user)")
+        raise errors.InvalidArgument("--admin-group and --unconfined-gpus need --shared (a per-user daemon has one user)")
     if shared and os.geteuid() != 0:
-        raise click.UsageError("--shared needs root: it runs each user's runs as that user")
+        raise errors.InvalidArgument("--shared needs root: it runs each user's runs as that user")
     if admin_group:
         try:
             grp.getgrnam(admin_group)
         except KeyError:
-            raise click.BadParameter(f"no group named {admin_group!r}", param_hint="--admin-group") from None
-    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0)
+            raise errors.InvalidArgument(f"--admin-group: no group named {admin_group!r}") from None
+
+
+class StoppedAtStart(errors.GuildError):
+    """SIGTERM before the daemon serves (its own handler is installed once its event loop
+    runs): without this, the default action would end it without a word in guildd.log."""
+
+
+def _stopped_at_start(signum: int, _frame: object) -> None:
+    raise StoppedAtStart(f"stopped by {signal.Signals(signum).name} during start-up")
 
 
 def _serve(home: pathlib.Path, log_stderr: bool, options: "Options") -> None:
     from guildd import daemonlog, homelock
 
+    signal.signal(signal.SIGTERM, _stopped_at_start)
     try:
         lock_fd = homelock.claim(home, options.shared)  # before loading gRPC: a losing daemon exits fast
+        from guildd import server
     except Exception as e:
         daemonlog.log_exit(home, e)  # serve() logs the exits after this one
         raise
-    from guildd import server
-
     server.serve(home, log_to_stderr=log_stderr, lock_fd=lock_fd, options=options)
 
 

@@ -3,10 +3,14 @@ refused before a run exists; damaged runs found at start-up end as errors (the r
 guildd.log) while the daemon starts and serves; and whenever guildd exits, guildd.log and the
 guildctl that started it say why."""
 
+import os
+import pwd
 import signal
 import subprocess
+import sys
 
 import psutil
+import pytest
 import yaml
 
 from tests.conftest import wait_for
@@ -235,3 +239,194 @@ def test_a_queued_run_with_damaged_attrs_ends_as_an_error_and_the_queue_goes_on(
 
 def _staged_id(result):
     return result.stdout.split(" staged as ")[1].split()[0]
+
+
+# Start-up held before the daemon claims its home, injected into guildd (only) when a test
+# asks: the daemon writes its pid to the gate file and waits until the file is gone.
+HOLD_AT_START = """\
+import os, sys, time
+gate = os.environ.get("GUILDD_TEST_HOLD_AT")
+if gate and sys.orig_argv[1:3] == ["-m", "guildd.main"]:
+    import guildd.homelock
+    claim = guildd.homelock.claim
+
+    def held(*args, **kw):
+        with open(gate + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(gate + ".tmp", gate)
+        while os.path.exists(gate):
+            time.sleep(0.02)
+        return claim(*args, **kw)
+
+    guildd.homelock.claim = held
+"""
+
+
+def _last_line(result):
+    lines = result.stderr.strip().splitlines()
+    assert lines, result
+    assert "Traceback" not in result.stderr, result.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "sig, shown, logged",
+    [
+        # Nothing can log its own SIGKILL: the guildctl that started it notes it in the log.
+        ("SIGKILL", "guildd exited: killed by SIGKILL (see {log})", "guildd (pid {pid}) exited: killed by SIGKILL"),
+        ("SIGTERM", "guildd exited: stopped by SIGTERM during start-up", "guildd exiting: stopped by SIGTERM during start-up"),
+    ],
+    ids=["sigkill", "sigterm"],
+)
+def test_a_daemon_killed_during_start_up_says_so(guild_no_daemon, tmp_path, sig, shown, logged):
+    g = _autostart(guild_no_daemon)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(HOLD_AT_START)
+    gate = tmp_path / "held"
+    g.env.update(PYTHONPATH=str(inject), GUILDD_TEST_HOLD_AT=str(gate))
+    with open(tmp_path / "stderr", "w") as f:
+        proc = g.popen("runs", stdout=subprocess.DEVNULL, stderr=f)
+    wait_for(gate.exists, timeout=60, what="guildd to reach its start-up")
+    pid = int(gate.read_text())
+    os.kill(pid, getattr(signal, sig))
+    assert proc.wait(timeout=60) != 0
+    gate.unlink()
+    r = subprocess.CompletedProcess([], proc.returncode, "", (tmp_path / "stderr").read_text())
+    assert _last_line(r) == "guildctl: " + shown.format(log=g.home / "guildd.log")
+    assert logged.format(pid=pid) in _log(g)
+
+
+def _lock_is_a_directory(g):
+    (g.home / "guildd.lock").mkdir()
+    return f"refusing {g.home / 'guildd.lock'}: it is a directory, not a regular file"
+
+
+def _log_is_a_directory(g):
+    (g.home / "guildd.log").mkdir()
+    return None  # no log to write: the reason is shown, and the test checks it is alone there
+
+
+def _unbindable_socket_dir(g):
+    # A GUILD_HOME too deep for a socket path binds in XDG_RUNTIME_DIR: here a read-only one.
+    g.home = g.home / ("deep-home-" * 10) / "home"
+    g.home.mkdir(parents=True)
+    g.env["GUILD_HOME"] = str(g.home)
+    runtime = g.home.parent / "runtime"
+    _mount_tmpfs(runtime, "ro,size=1m,mode=700")
+    g.env["XDG_RUNTIME_DIR"] = str(runtime)
+    return str(runtime)
+
+
+@pytest.mark.parametrize("breakage", [_lock_is_a_directory, _log_is_a_directory, _unbindable_socket_dir],
+                         ids=["lock-is-a-directory", "log-is-a-directory", "socket-dir-read-only"])
+def test_a_start_up_failure_is_one_line_in_guildctl_and_the_log(guild_no_daemon, breakage, mounts):
+    g = _autostart(guild_no_daemon)
+    reason = breakage(g)
+    r = g.ctl("runs", check=False)
+    assert r.returncode != 0
+    line = _last_line(r)
+    assert line.startswith("guildctl: guildd exited: "), line
+    if reason is None:
+        assert (g.home / "guildd.log").is_dir() and "guildd.log" in line
+        return
+    assert reason in line
+    log = [entry for entry in _log(g).splitlines() if "guildd exiting: " in entry]
+    assert len(log) == 1 and reason in log[0], log
+
+
+@pytest.fixture
+def mounts():
+    """Unmounts what a test mounted (tmpfs needs root; such a test skips without it)."""
+    yield
+    for path in reversed(_MOUNTED):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    _MOUNTED.clear()
+
+
+_MOUNTED: list = []
+
+
+def _mount_tmpfs(path, options):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs (CI runs as root)")
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    _MOUNTED.append(path)
+
+
+def test_a_read_only_home_is_shown_and_nothing_is_written(guild_no_daemon, mounts):
+    g = _autostart(guild_no_daemon)
+    _mount_tmpfs(g.home, "ro,size=1m,mode=755")
+    r = g.ctl("runs", check=False)
+    assert r.returncode != 0
+    assert _last_line(r) == f"guildctl: guildd exited: cannot use GUILD_HOME {g.home}: Read-only file system"
+
+
+def test_a_home_of_another_user_is_refused_and_gets_no_file(guild_no_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a GUILD_HOME to another user")
+    g = _autostart(guild_no_daemon)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(g.home, nobody.pw_uid, nobody.pw_gid)
+    r = g.ctl("runs", check=False)
+    assert r.returncode == 4  # PermissionDenied
+    assert "is owned by nobody" in _last_line(r)
+    # guildd itself (as a systemd unit would run it) says the same, and writes nothing there.
+    r = subprocess.run(["guildd", "--foreground", "--no-log-stderr", "-H", str(g.home)], env=g.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 4
+    assert _last_line(r) == f"guildd: cannot use GUILD_HOME {g.home}: it is owned by nobody (uid {nobody.pw_uid}), not by root (uid 0)"
+    assert list(g.home.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        (["--shared", "--admin-group", "no-such-group-here"], "--admin-group: no group named 'no-such-group-here'"),
+        (["--admin-group", "root"], "--admin-group and --unconfined-gpus need --shared (a per-user daemon has one user)"),
+    ],
+    ids=["unknown-admin-group", "admin-group-without-shared"],
+)
+def test_bad_daemon_options_are_one_line_and_logged(guild_no_daemon, options, reason):
+    g = guild_no_daemon
+    g.home.mkdir(parents=True)
+    r = subprocess.run(["guildd", "--foreground", "--no-log-stderr", "-H", str(g.home), *options], env=g.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == f"guildd: {reason}\n"
+    assert f"guildd exiting: {reason}" in _log(g)
+
+
+# Another program listening where guildd's socket belongs: it accepts and hangs up.
+NOT_GUILDD = """\
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+print("ready", flush=True)
+while True:
+    conn, _ = s.accept()
+    conn.close()
+"""
+
+
+def test_another_program_on_the_socket_is_named_not_reported_missing(guild_no_daemon, tmp_path):
+    g = _autostart(guild_no_daemon)
+    sock = g.home / "guildd.sock"
+    (tmp_path / "listen.py").write_text(NOT_GUILDD)
+    listener = subprocess.Popen([sys.executable, str(tmp_path / "listen.py"), str(sock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "ready\n"
+        for args in (("runs",), ("daemon", "status")):
+            r = g.ctl(*args, check=False)
+            assert r.returncode == 1, args
+            line = _last_line(r)
+            assert line.startswith(f"guildctl: something accepts connections on {sock} but does not answer as guildd"), line
+            assert line.endswith(f"stop what listens there or remove {sock}")
+            assert "not running" not in r.stdout + r.stderr and "starting guildd" not in r.stderr
+    finally:
+        listener.kill()
+        listener.wait()

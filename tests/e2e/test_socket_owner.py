@@ -281,3 +281,22 @@ def test_another_users_daemon_is_named_not_reported_missing(box):
     finally:
         daemon.terminate()
         daemon.wait(30)
+
+
+def test_a_socket_that_refuses_its_own_user_says_why(box):
+    # The user's own daemon runs, but its socket refuses them (permission denied): every
+    # command says so, with the way out, never that guildd is not running or a new one starts.
+    # (A socket directory closed to its user can't be shown here: these users may search
+    # every directory, to reach the venv; guildctl.client.refusal_text's unit test has it.)
+    r = box.ctl("daemon", "start")
+    assert r.returncode == 0, r.stderr
+    bind = pathlib.Path(os.readlink(homelib.socket_link(box.home)))
+    bind.chmod(0o000)
+    for args in (("runs",), ("daemon", "status")):
+        r = box.ctl(*args)
+        assert r.returncode == 4, (args, r.stderr)  # PermissionDenied
+        assert r.stderr == (f"guildctl: cannot connect to guildd for {box.home} at {bind}: permission denied (the socket "
+                            f"is yours but its mode is 0000; 'chmod 600 {bind}' restores it)\n"), args
+        assert "not running" not in r.stdout
+    bind.chmod(0o600)
+    assert box.ctl("runs").returncode == 0

@@ -53,3 +53,21 @@ def test_answering_returns_the_started_daemon(tmp_path):
 def test_no_answer_in_time(tmp_path):
     with pytest.raises(errors.DaemonUnavailable, match=r"^guildd did not answer within 0s \(see .*guildd.log\)$"):
         daemonstart.start(tmp_path, lambda: False, 0, options=["--no-such-option"])
+
+
+@pytest.mark.parametrize(
+    "status, text",
+    [(-9, "killed by SIGKILL"), (-15, "killed by SIGTERM"), (-200, "killed by signal 200"), (0, "exit status 0"), (3, "exit status 3")],
+)
+def test_a_silent_exit_is_named_by_its_signal(status, text):
+    assert daemonstart.silent_exit_text(status) == text
+
+
+def test_a_daemon_killed_outright_is_noted_in_its_log(tmp_path):
+    started = StartedDaemon(tmp_path)
+    started.proc.kill()  # before it says a word (still loading Python)
+    started.proc.wait()
+    reason = f"killed by SIGKILL (see {tmp_path / 'guildd.log'})"
+    assert started.exit_reason() == reason and started.exit_reason() == reason
+    noted = f"guildd (pid {started.proc.pid}) exited: killed by SIGKILL (noted by the process that started it)"
+    assert (tmp_path / "guildd.log").read_text().count(noted) == 1  # noted once, however often asked
