@@ -8,8 +8,9 @@ and where the current session's trials begin) and `.guild/batch-proto` (the tria
 protobuf). Each trial is a child run linked into the batch dir as `trial-N`. The batch's
 output says when each trial starts and how it ended (with its objective).
 
-After a daemon restart a running batch resumes: trials that ended are read back (and told to
-the optimizer), trials still running are waited for, and the loop goes on where it was.
+After a daemon restart a running batch resumes: a trial the daemon made but was killed before
+linking is found and linked (children.STARTING_FILE), trials that ended are read back (and
+told to the optimizer), trials still running are waited for, and the loop goes on where it was.
 A restart (`run --restart BATCH`) begins a new session: new trials, the earlier ones all
 told to the optimizer.
 """
@@ -151,6 +152,7 @@ class Batch:
         await self.runtime.critical(self.parents.end(self.run_id, exit_status))
 
     async def _loop(self) -> int:
+        await self.parents.relink(self.run_dir)  # a trial a killed daemon made and did not link
         trials = await self.runtime.io(trial_ids, self.run_dir)
         session = trials[self.session_start :]
         values_list = self._planned_values()
@@ -159,7 +161,9 @@ class Batch:
         for trial_id in session:  # resuming: trials of this session already made
             rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is not None and rec.status in runstate.ACTIVE:
-                self._watch(trial_id, rec.flags)
+                # its output, copied into the batch's one trial at a time, goes on from where it was
+                copied = await self.runtime.io(children.copied, self.run_dir, trial_id)
+                self._watch(trial_id, rec.flags, copied or 0)
         made = len(session)
         number = len(trials)  # of the last trial made
         parallel = max(1, self.spec.parallel)
@@ -253,18 +257,17 @@ class Batch:
 
     async def _make_trial(self, number: int, spec: pb.RunSpec) -> RunRecord:
         """Starts (or stages) trial `number` and links it into the batch."""
-        child = await self.parents.start_run(spec, self.spec.stage_trials, self.user)
-        await self.runtime.io(children.link, self.run_dir, f"trial-{number}", child.id)
+        child = await self.parents.start_child(self.run_dir, f"trial-{number}", spec, self.spec.stage_trials, self.user)
         verb = "Staging" if self.spec.stage_trials else "Running"
         await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({_trial_flags_desc(spec)})")
         return child
 
-    def _watch(self, trial_id: str, values: dict[str, Any]) -> None:
+    def _watch(self, trial_id: str, values: dict[str, Any], copied: int = 0) -> None:
         self.running[trial_id] = values
         copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
 
         async def wait() -> None:
-            await self.parents.wait_end(trial_id, copy_to)
+            await self.parents.wait_end(trial_id, copy_to, copied)
             await self._trial_ends.put((trial_id, values))
 
         self.runtime.spawn(wait(), name=f"trial-{trial_id[:8]}")

@@ -35,6 +35,30 @@ class Parents:
         """A line of guildd's own in a parent's output (stderr, as Guild logs them)."""
         await self.runtime.work(outputs.append_line, run_dir, line)
 
+    async def start_child(self, parent_dir: "str | os.PathLike", name: str, spec: pb.RunSpec, stage: bool,
+                          user: str) -> RunRecord:
+        """Starts (or stages) a child run and links it into its parent as `name`, saying
+        first what it is about to make (STARTING_FILE), so that a daemon killed between the
+        child's making and its link leaves a child the next one links (relink), never one it
+        makes again."""
+        starting = Starting(name, spec.op_name, json.loads(spec.flags_json or "{}"), user, rundir.now_us())
+        await self.runtime.io(_write_starting, parent_dir, starting)
+        child = await self.start_run(spec, stage, user)
+        await self.runtime.io(link, parent_dir, name, child.id)
+        return child
+
+    async def relink(self, parent_dir: "str | os.PathLike") -> None:
+        """After a restart: links the child the last daemon made but was killed before
+        linking (see start_child), if there is one."""
+        starting = await self.runtime.io(_read_starting, parent_dir)
+        if starting is None or await self.runtime.io(linked, parent_dir, starting.name) is not None:
+            return
+        records, _ = await self.runtime.io(self.store.list)
+        taken = await self.runtime.io(_linked_ids, parent_dir)
+        child_id = made_child(records, starting, taken)
+        if child_id is not None:
+            await self.runtime.io(link, parent_dir, starting.name, child_id)
+
     async def wait_end(self, run_id: str, parent_dir: "Optional[str | os.PathLike]" = None, offset: int = 0) -> Optional[RunRecord]:
         """Waits for a child run to end, copying its output from `offset` into the parent's as
         it grows (a Guild pipeline's output holds its steps' output, so `guildctl run
@@ -47,6 +71,62 @@ class Parents:
             if rec is None or rec.status not in runstate.ACTIVE:
                 return rec
             await self.states.wait_change(run_id)
+
+
+# The child a parent is about to make: its link name, op, flag values, user, and a time no
+# later than the child's creation. Written before the child is made, so the next daemon can
+# tell the child a killed one made (and did not link yet) from every other run.
+STARTING_FILE = "child-starting"
+
+
+@dataclasses.dataclass(frozen=True)
+class Starting:
+    """What STARTING_FILE holds."""
+
+    name: str
+    op_name: str
+    flags: dict[str, Any]
+    user: str
+    after_us: int
+
+
+def made_child(records: Sequence[RunRecord], starting: Starting, taken: "set[str] | frozenset[str]") -> Optional[str]:
+    """The run a parent made as `starting` but did not link: the first one made since with
+    its op, flags and user that no link of the parent names (`taken`); None if there is none
+    (the daemon was killed before the child was made: the loop makes it as usual)."""
+    found = [r for r in records if r.id not in taken and r.op_name == starting.op_name and r.user == starting.user
+             and r.created_us >= starting.after_us and r.flags == starting.flags]
+    return min(found, key=lambda r: r.created_us).id if found else None
+
+
+def keeps_records(parent_dir: "str | os.PathLike") -> bool:
+    """Whether a parent was run by a daemon that keeps STARTING_FILE and COPIED_FILE (it
+    writes the first before its first child)."""
+    with fsrights.as_owner_of(parent_dir):
+        return os.path.lexists(rundir.guild_dir(parent_dir) / STARTING_FILE)
+
+
+def _write_starting(parent_dir: "str | os.PathLike", starting: Starting) -> None:
+    with fsrights.as_owner_of(parent_dir):
+        rundir.write_atomic(rundir.guild_dir(parent_dir) / STARTING_FILE, json.dumps(dataclasses.asdict(starting)).encode())
+
+
+def _read_starting(parent_dir: "str | os.PathLike") -> Optional[Starting]:
+    try:
+        with fsrights.as_owner_of(parent_dir):
+            return Starting(**json.loads(rundir.read_regular(rundir.guild_dir(parent_dir) / STARTING_FILE)))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _linked_ids(parent_dir: "str | os.PathLike") -> set[str]:
+    """The ids of the children linked into a parent (any link name)."""
+    with fsrights.as_owner_of(parent_dir):
+        try:
+            entries = list(os.scandir(str(parent_dir)))
+        except OSError:
+            return set()
+        return {os.path.basename(os.readlink(e.path)) for e in entries if e.is_symlink()}
 
 
 # How much of each child's output is in the parent's: a daemon that resumes the parent after a

@@ -6,7 +6,8 @@ all complete, error (naming the step) when one fails, terminated when stopped.
 
 The steps' specs are kept in the parent's `.guild/pipeline-steps` (protobuf), so a pipeline that
 was running when the daemon stopped goes on after a restart: steps already linked are waited
-for (or passed, if they completed), the rest start as usual.
+for (or passed, if they completed), a step the daemon made but was killed before linking is
+found and linked (children.STARTING_FILE), the rest start as usual.
 """
 
 import os
@@ -45,8 +46,13 @@ def read_steps(run_dir: "str | os.PathLike") -> "list | None":
 
 
 def _copied_so_far(parents: Parents, run_dir: "str | os.PathLike", child_id: str) -> int:
+    """How much of a step's output the pipeline's holds. Not recorded: none of it yet (the
+    daemon was killed before its first copy), unless the pipeline is older than the records
+    (it has no STARTING_FILE either), whose output holds the step's as far as it is now."""
     recorded = children.copied(run_dir, child_id)
-    return recorded if recorded is not None else rundir.output_size(parents.run_dir(child_id))
+    if recorded is not None:
+        return recorded
+    return 0 if children.keeps_records(run_dir) else rundir.output_size(parents.run_dir(child_id))
 
 
 def _write_steps(run_dir: "str | os.PathLike", steps: list) -> None:
@@ -72,6 +78,8 @@ async def _run(parents: Parents, driver: PipelineDriver, steps: list, user: str,
     run_dir = parents.run_dir(run_id)
     exit_status = 0
     try:
+        if resuming:
+            await parents.relink(run_dir)  # a step a killed daemon made and did not link
         for step in steps:
             if driver.stopping:
                 exit_status = -15
@@ -110,6 +118,4 @@ async def _run(parents: Parents, driver: PipelineDriver, steps: list, user: str,
 async def _start_step(parents: Parents, run_dir: "str | os.PathLike", step: pb.StepSpec, user: str) -> str:
     """Starts a step's run and links it into the pipeline; returns the run's id."""
     await parents.say(run_dir, f"INFO: [guild] running {step.name}: {step.spec.op_name}")
-    child_id = (await parents.start_run(step.spec, False, user)).id
-    await parents.runtime.io(children.link, run_dir, step.name, child_id)
-    return child_id
+    return (await parents.start_child(run_dir, step.name, step.spec, False, user)).id

@@ -336,3 +336,101 @@ def test_a_parent_records_how_much_of_each_childs_output_it_holds(tmp_path):
     assert (children.copied(parent, "c1"), children.copied(parent, "c2")) == (4, 2)
     assert children._copy_new_output(first, parent, children.copied(parent, "c1")) == 6
     assert (parent / ".guild" / "output").read_bytes() == b"a\nb\nx\nc\n"
+
+
+def made(run_id: str, op: str = "train", flags: Optional[dict] = None, user: str = USER, created: int = 100) -> RunRecord:
+    return RunRecord(id=run_id, op_name=op, opref="", status=RUNNING, label="", created_us=created, started_us=0,
+                     stopped_us=0, exit_status=None, pid=0, shim_pid=0, shim_started=0.0,
+                     flags_json=json.dumps({"x": 1} if flags is None else flags), tags_json="[]", user=user, scalar_offset=0)
+
+
+STARTING = children.Starting("trial-2", "train", {"x": 1}, USER, 100)
+
+# (runs in the index, ids the parent links already) -> the child the parent made as STARTING
+MADE_CHILD = [
+    pytest.param([made("a")], set(), "a", id="the one run made since with its op, flags and user"),
+    pytest.param([made("a", created=101), made("b", created=100)], set(), "b", id="the first made since"),
+    pytest.param([made("a")], {"a"}, None, id="linked already: another child"),
+    pytest.param([made("a", created=99)], set(), None, id="made before: not it"),
+    pytest.param([made("a", op="other")], set(), None, id="another op"),
+    pytest.param([made("a", flags={"x": 2})], set(), None, id="other flags"),
+    pytest.param([made("a", user="bob")], set(), None, id="another user's run"),
+    pytest.param([], set(), None, id="killed before it was made: none"),
+]
+
+
+@pytest.mark.parametrize("records, taken, expected", MADE_CHILD)
+def test_the_child_a_killed_daemon_made_is_found(records, taken, expected):
+    assert children.made_child(records, STARTING, taken) == expected
+
+
+async def made_but_not_linked(w: World, parent: str, name: str, run_spec: pb.RunSpec) -> RunRecord:
+    """A child made as start_child makes it, by a daemon killed before it linked it."""
+    starting = children.Starting(name, run_spec.op_name, json.loads(run_spec.flags_json or "{}"), USER, rundir.now_us())
+    await w.runtime.io(children._write_starting, w.run_dir(parent), starting)
+    await w.start_run(run_spec, False, USER)
+    return await w.started.get()
+
+
+def test_a_resumed_pipeline_links_the_step_a_killed_daemon_made_and_runs_it_once(world):
+    async def go(w):
+        parent = await w.parent()
+        rec = await w.states.transition(parent, RUNNING)
+        pipe_steps = steps("a", "b")
+        first = await made_but_not_linked(w, parent, "a", pipe_steps[0].spec)
+        pipeline.resume(w.parents, rec, pipe_steps)
+        await until(lambda: children.linked(w.run_dir(parent), "a") == first.id)
+        await w.end_child(first.id, 0)
+        second = await w.next_child()
+        await w.end_child(second.id, 0)
+        assert (await w.parent_end(parent)).status == COMPLETED
+        assert [c.op_name for c in w.children] == ["a-op", "b-op"]  # step a made once
+
+    world(go)
+
+
+def test_a_resumed_batch_links_the_trial_a_killed_daemon_made_and_makes_the_rest(world):
+    async def go(w):
+        parent = await start_batch_resumed(w)
+        first = w.children[0]
+        await until(lambda: batches.trial_ids(w.run_dir(parent)) == [first.id])
+        await w.end_child(first.id, 0)
+        for _ in GRID[1:]:
+            await w.end_child((await w.next_child()).id, 0)
+        assert (await w.parent_end(parent)).status == COMPLETED
+        assert [json.loads(c.flags_json) for c in w.children] == GRID  # trial 1 made once
+        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+
+    world(go)
+
+
+async def start_batch_resumed(w: World) -> str:
+    """A grid batch whose first trial a killed daemon made but did not link, resumed."""
+    parent = await w.parent()
+    await w.states.transition(parent, RUNNING)
+    trial = spec()
+    trial.flags_json = json.dumps(GRID[0])
+    await made_but_not_linked(w, parent, "trial-1", trial)
+    batch = batches.Batch(w.parents, parent, grid(), spec(), 0, USER)
+    w.drivers.add(batch)
+    w.runtime.spawn(batch.run(), name=f"batch-{parent[:8]}")
+    return parent
+
+
+def test_a_resumed_pipeline_copies_what_its_step_printed_before_any_copy(world):
+    # The daemon was killed after the step started, before the pipeline's first copy of its
+    # output (no COPIED_FILE entry): all of it is copied, none skipped.
+    async def go(w):
+        parent = await w.parent()
+        rec = await w.states.transition(parent, RUNNING)
+        pipe_steps = steps("a")
+        step = await made_but_not_linked(w, parent, "a", pipe_steps[0].spec)
+        await w.runtime.io(children.link, w.run_dir(parent), "a", step.id)
+        rundir.output_path(w.run_dir(step.id)).write_text("line 0\nline 1\n")
+        pipeline.resume(w.parents, rec, pipe_steps)
+        await until(lambda: w.drivers.get(parent) is not None and w.drivers.get(parent).step == step.id)
+        await w.end_child(step.id, 0)
+        assert (await w.parent_end(parent)).status == COMPLETED
+        assert w.output(parent).endswith("line 0\nline 1\n")
+
+    world(go)
