@@ -180,6 +180,8 @@ class RunStates:
         or one whose process could not start), moved into the index. Returns the record and
         whether the run is to be deleted (completed, with delete-on-success)."""
         run_dir = self.run_dir(run_id)
+        if self._forget_if_gone(run_id):
+            raise errors.NotFound(f"run {run_id[:8]} was removed by hand")
         with fsrights.as_owner_of(run_dir):
             exit_status, op = _record_end(run_dir, stopping, exit_status)
         rec = self.apply(run_id, rundir.status_for_exit_status(exit_status))
@@ -191,7 +193,7 @@ class RunStates:
         is recorded already. The run dir may refuse the end's facts: the index records it
         all the same."""
         current = self.store.get(run_id)
-        if current is None or current.status in ENDED:
+        if current is None or current.status in ENDED or self._forget_if_gone(run_id):
             return None
         if current.status == RUNNING:
             try:
@@ -200,6 +202,22 @@ class RunStates:
             except Exception as e:  # noqa: BLE001 - the index still records the end
                 log.error("run %s: cannot record its end in its run dir: %s", run_id[:8], daemonlog.describe(e))
         return self.apply(run_id, ERROR, via=PENDING if current.status == STAGED else None, dir_refusable=True)
+
+    def _forget_if_gone(self, run_id: str) -> bool:
+        """On the I/O thread: True, with the run dropped from the index, when its dir is gone
+        (removed by hand while it ran: a user's delete, as the index's sync reads any dir
+        gone). Its end is recorded nowhere: writing it would make the dir again."""
+        try:
+            os.lstat(self.run_dir(run_id))
+            return False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False  # there, but not to be looked at: not removed
+        self.store.delete(run_id)
+        log.info("run %s: its run dir was removed: the run is forgotten", run_id[:8])
+        self.loop.call_soon_threadsafe(self.wake, run_id)
+        return True
 
     def _notify(self, run_id: str, new: str) -> None:
         log.info("run %s: %s", run_id[:8], new)

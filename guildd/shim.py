@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 STOP_GRACE_SECONDS = 10.0
+DIR_CHECK_SECONDS = 1.0  # how often the shim checks that its run dir is still there
 SERVER_REAP_SECONDS = 1.0  # the server reaps ended shims at least this often
 END_RETRY_SECONDS = (0.1, 0.5, 2.0)  # waits before each new try to record the end
 RESERVED_BYTES = 32  # per reserved file: a pid, an exit status or a µs time, and a newline
@@ -171,8 +172,14 @@ def _handle_signals() -> int:
 
 
 def shim(spec: dict[str, Any], wake_r: int) -> None:
-    run_dir = spec["run_dir"]
+    run_dir = os.path.abspath(spec["run_dir"])  # checked after the chdir into it
     exit_status = -15 if _Stop.requested else _supervise(spec, run_dir, wake_r)
+    if _removed(run_dir):
+        # Removed by hand while the run ran (its process was stopped): its end would make
+        # the dir again, and the daemon forgets the run.
+        print(f"guildd shim {os.getpid()}: run dir {run_dir} was removed: its process was stopped, no end recorded",
+              file=sys.stderr, flush=True)
+        return
     for wait in (*END_RETRY_SECONDS, None):
         try:
             write_end(run_dir, exit_status, int(time.time() * 1_000_000))
@@ -187,6 +194,18 @@ def shim(spec: dict[str, Any], wake_r: int) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _removed(run_dir: str) -> bool:
+    """Whether the run dir is gone (removed by hand while the run ran); one the shim may not
+    look at is not."""
+    try:
+        os.lstat(run_dir)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _reserved_path(run_dir: str | os.PathLike[str], path: str) -> str:
@@ -296,7 +315,7 @@ def _supervise(spec: dict[str, Any], run_dir: str, wake_r: int) -> int:
         else:
             next_check = None if killed else stop_sent_at + STOP_GRACE_SECONDS
         if not (_Stop.requested and stop_sent_at is None):
-            timeout = None if next_check is None else max(0.0, next_check - time.monotonic())
+            timeout = DIR_CHECK_SECONDS if next_check is None else min(DIR_CHECK_SECONDS, max(0.0, next_check - time.monotonic()))
             # Wakes on the process's exit, on a signal (the wakeup fd), on stderr output, or at
             # the next check.
             ready, _, _ = select.select([pidfd, wake_r] + err.fds(), [], [], timeout)
@@ -307,6 +326,8 @@ def _supervise(spec: dict[str, Any], run_dir: str, wake_r: int) -> int:
             if err.read_end in ready:
                 err.copy()
         now = time.monotonic()
+        if stop_sent_at is None and _removed(run_dir):
+            _Stop.requested = True  # the run was removed by hand: nothing to run it for
         if deadline is not None and now >= deadline and stop_sent_at is None:
             _note(out_fd, f"Stopping process early (pid {pid}) - {spec['stop_after']:g} second(s) elapsed\n")
             _Stop.requested = True

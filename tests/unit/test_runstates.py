@@ -213,6 +213,27 @@ def test_fail_leaves_an_ended_run_as_it_is(world):
     assert world.store.get(RUN).status == TERMINATED
 
 
+def test_a_run_whose_dir_was_removed_by_hand_is_forgotten_not_ended(world):
+    # `rm -rf` of a running run's dir: its end recorded would make the dir again, holding
+    # only attrs, and list an empty error run.
+    import shutil
+
+    world.make(PENDING, RUNNING)
+    shutil.rmtree(world.run_dir())
+    with pytest.raises(errors.NotFound, match="removed by hand"):
+        world.states.end(RUN, False)
+    assert world.store.get(RUN) is None and not world.run_dir().exists()
+
+
+def test_fail_forgets_a_run_whose_dir_was_removed(world):
+    import shutil
+
+    world.make(PENDING, RUNNING)
+    shutil.rmtree(world.run_dir())
+    assert world.states.fail(RUN) is None
+    assert world.store.get(RUN) is None and not world.run_dir().exists()
+
+
 def test_only_runstate_writes_end_facts():
     # exit_status / stopped are written by RunStates and the table (and by the shim, of its own
     # child): a grep of guildd finds no other writer.
