@@ -45,6 +45,7 @@ class ScalarReader:
         self.parser: ScalarParser | None = None
         self.writer: EventWriter | None = None
         self.more = False  # the last read stopped at READ_CHUNK with output left
+        self.in_long_line = False  # inside a line longer than READ_CHUNK: skipped to its end
         # events a full disk held back: written first at the next pass
         self.unwritten: list[tuple[str, float, int, float]] = []
         self.refused = False  # the run dir refused the event file (logged once)
@@ -66,9 +67,15 @@ class ScalarReader:
         self.more = len(data) == READ_CHUNK
         end = data.rfind(b"\n")
         if end < 0:
+            if self.more:  # a line longer than a chunk holds no scalar: go past it, not round again
+                self.offset += len(data)
+                self.in_long_line = True
             return None
         data = data[: end + 1]
         self.offset += len(data)
+        if self.in_long_line:  # the end of that long line
+            data = data[data.find(b"\n") + 1:]
+            self.in_long_line = False
         if self.parser is None:
             with fsrights.as_owner_of(self.run_dir):  # its flags: read as the owner reads them
                 self.parser = _parser(self.run_dir, self.scalar_config)

@@ -144,3 +144,19 @@ def test_reader_reads_a_long_output_in_chunks(run_dir, monkeypatch):
         if not reader.more:
             break
     assert sum(counts) == 30 and len(counts) > 1
+
+
+def test_reader_goes_past_a_line_longer_than_a_chunk(run_dir, monkeypatch):
+    """A line of megabytes with no newline used to hold the reader at its start for ever (a
+    core spinning, and no scalar after it indexed): it is skipped, and what follows is read."""
+    monkeypatch.setattr(outputs, "READ_CHUNK", 64)
+    _write_output(run_dir, "loss: 1\n" + "y" * 3 * 64 + " loss: 9\nloss: 2\n")
+    reader, seen = outputs.ScalarReader(run_dir, 0), []
+    for _ in range(10):
+        summaries = reader.read()
+        if summaries:
+            seen.append(_last(summaries)["loss"][0])
+        if not reader.more:
+            break
+    assert reader.offset == (run_dir / ".guild" / "output").stat().st_size
+    assert seen == [1.0, 2.0]  # the long line's own "loss: 9" is not a scalar line
