@@ -8,6 +8,7 @@ worker thread; the functions behind it are in guildd.manage, guildd.compare and 
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -24,6 +25,9 @@ from guildd.runtime import Runtime
 log = logging.getLogger("guildd")
 
 BIG_SYNC = 1000  # runs found on disk indexed per commit; more than this is shown as the daemon's state
+# What a user set on a run (kept in its attrs): checked against the run dir after an unclean start.
+ANNOTATIONS = ("label", "tags_json", "comments_json", "marked")
+FACTS = ("op_name", "opref", "created_us", "started_us", "stopped_us", "exit_status", "flags_json", "user", "digest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Catalog:
         self.runs_dir = homelib.runs_dir(home)
         self.discard = discard  # takes a run out of the queue (deleting it)
         self.dir_mtimes: dict[bool, int] = {}  # runs dir / trash mtimes the index was last synced at
+        self.rows_checked = store.clean_start  # see _check_rows
         self.state = "starting"  # what GetDaemonInfo shows until the daemon is ready
 
     def location(self, rec: storelib.RunRecord) -> pathlib.Path:
@@ -170,6 +175,9 @@ class Catalog:
         Reading must work on a full disk (it is how a user finds what to delete): there the
         index is used as it is, and synced again at the next read."""
         try:
+            if not self.rows_checked:
+                self._check_rows()
+                self.rows_checked = True
             self._sync_dirs()
         except Exception as e:
             if not diskspace.is_full(e):
@@ -208,6 +216,32 @@ class Catalog:
                 log.info("index: %d run(s) found on disk, %d gone", added, len(indexed - on_disk))
             self.dir_mtimes[deleted] = mtime
 
+    def _check_rows(self) -> None:
+        """Once, when the index was not closed cleanly (the daemon killed, its WAL lost or
+        cut short): each row is checked against its run dir, and one that is older than the
+        dir (a label, tag, comment, mark or end the index lost) is read from the dir again. A
+        run still going keeps what its follower indexed (scalars, read position)."""
+        fixed = 0
+        for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
+            for rec in self.store.get_many(sorted(self.store.ids(deleted=deleted))):
+                run_dir = base / rec.id
+                if not rundir.attrs_dir(run_dir).is_dir():
+                    continue  # gone: the sync drops it
+                try:
+                    on_disk = fsrights.call_as_owner_of(run_dir, _disk_record, run_dir, deleted)
+                except Exception as e:  # noqa: BLE001 - one unreadable run dir never stops the check
+                    log.warning("run %s: cannot check its index row (%s)", rec.id[:8], e)
+                    continue
+                fields = stale_fields(rec, on_disk)
+                if not fields:
+                    continue
+                fixed += 1
+                if set(fields) <= set(ANNOTATIONS):
+                    self.store.update(rec.id, **{f: getattr(on_disk, f) for f in fields})
+                else:
+                    manage.index_run_dir(self.store, run_dir, execlib.pid_alive, deleted=deleted)
+        log.info("index not closed cleanly: %d run(s) read again from their run dirs", fixed)
+
     async def label_runs(self, recs: Sequence[storelib.RunRecord], action: str, value: str) -> list[storelib.RunRecord]:
         return await self.runtime.io(manage.label_runs, self.store, self.home, recs, action, value)
 
@@ -229,7 +263,31 @@ class Catalog:
     async def delete_runs(self, recs: Sequence[storelib.RunRecord], permanent: bool) -> Sequence[storelib.RunRecord]:
         for rec in recs:
             self.discard(rec.id)
-        return await self.runtime.io(self.changing_dirs, manage.delete_runs, self.store, self.home, recs, permanent)
+        return await self.runtime.io(self.changing_dirs, self._delete_runs, recs, permanent)
+
+    def _delete_runs(self, recs: Sequence[storelib.RunRecord], permanent: bool) -> Sequence[storelib.RunRecord]:
+        """manage.delete_runs, and on a full disk a clear way out: a move to the trash frees
+        no space, and the index has no room to record it, so a run dir moved whose row still
+        says it is not deleted goes back where its row says it is (a rename needs no space),
+        and the error says how to free space. A delete for good frees its space first."""
+        if not permanent and diskspace.short(self.home):
+            self.store.make_room()  # the move's index writes then fit in the WAL as it is
+        try:
+            return manage.delete_runs(self.store, self.home, recs, permanent)
+        except Exception as e:
+            if not diskspace.is_full(e):
+                raise
+            trash = manage.trash_runs_dir(self.home)
+            for rec in recs:
+                row = self.store.get(rec.id)
+                moved, home_dir = trash / rec.id, self.runs_dir / rec.id
+                if row is not None and not row.deleted and moved.is_dir() and not home_dir.exists():
+                    os.replace(moved, home_dir)
+            if permanent:
+                raise diskspace.full_error(self.home, e, "cannot delete runs") from e
+            raise diskspace.full_error(
+                self.home, e, "cannot move runs to the trash (that frees no space; 'guildctl runs rm -p' deletes them for good)"
+            ) from e
 
     async def restore_runs(self, recs: Sequence[storelib.RunRecord]) -> list[storelib.RunRecord]:
         return await self.runtime.io(self.changing_dirs, manage.restore_runs, self.store, self.home, recs)
@@ -239,7 +297,11 @@ class Catalog:
 
     async def export_runs(self, recs: Sequence[storelib.RunRecord], dest: str, move: bool,
                           caller: "fsrights.Account | None" = None) -> list[tuple[str, str, str]]:
-        """Copies (or moves) runs into `dest`, written with `caller`'s rights (manage.export_runs)."""
+        """Copies (or moves) runs into `dest`, written with `caller`'s rights (manage.export_runs).
+        A copy changes neither the index nor the runs dir: it is done on the work thread, so a
+        big run's copy doesn't hold every read of the index (a `guildctl runs`) behind it."""
+        if not move:
+            return await self.runtime.work(manage.export_runs, self.store, self.home, recs, dest, move, caller)
         return await self.runtime.io(self.changing_dirs, manage.export_runs, self.store, self.home, recs, dest, move, caller)
 
     async def import_runs(self, archive: str, specs: Sequence[str], criteria: selection.Criteria, move: bool,
@@ -323,6 +385,32 @@ class Catalog:
 
     async def disk_usage(self) -> list[tuple[str, str, int]]:
         return await self.runtime.work(manage.disk_usage, self.home)
+
+
+def _disk_record(run_dir: pathlib.Path, deleted: bool) -> storelib.RunRecord:
+    """A run's record as its dir has it, with how much output it holds as its read position."""
+    rec = storelib.record_from_rundir(run_dir, execlib.pid_alive, deleted=deleted)
+    return dataclasses.replace(rec, scalar_offset=rundir.output_size(run_dir))
+
+
+def stale_fields(indexed: storelib.RunRecord, on_disk: storelib.RunRecord) -> list[str]:
+    """The fields where an index row is older than its run dir (`on_disk`). What a user set
+    counts always; the run's facts and status once the dir says it has ended and the index
+    does not hold it as going (a run going is the reconcile's and its follower's), and then
+    also scalars read short of the output's end ('scalar_offset')."""
+    fields = [f for f in ANNOTATIONS if _value(indexed, f) != _value(on_disk, f)]
+    if on_disk.status not in runstate.ENDED or indexed.status in runstate.ACTIVE:
+        return fields
+    fields += [f for f in (*FACTS, "status") if _value(indexed, f) != _value(on_disk, f)]
+    if indexed.scalar_offset < on_disk.scalar_offset:
+        fields.append("scalar_offset")
+    return fields
+
+
+def _value(rec: storelib.RunRecord, field: str) -> Any:
+    """A record's field, a JSON one as the value it holds (its keys in any order)."""
+    value = getattr(rec, field)
+    return json.loads(value) if field.endswith("_json") else value
 
 
 def _user_name(uid: int, recorded: str) -> str:

@@ -9,13 +9,19 @@ import builtins
 import contextlib
 import dataclasses
 import json
+import logging
+import math
 import os
 import sqlite3
+import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from guild_common import errors, rundir
 from guildd import selection
+
+log = logging.getLogger("guildd")
 
 SCHEMA_VERSION = 5  # 4: event_files (runs indexed before lack their own event files' scalars); 5: comments_json
 
@@ -68,6 +74,8 @@ CREATE TABLE IF NOT EXISTS event_files (
     read_to INTEGER NOT NULL,  -- bytes of whole records indexed
     PRIMARY KEY (run_id, path)
 );
+-- `clean`: 1 when the daemon that last used the index closed it (see Store.clean_start)
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -124,24 +132,55 @@ class Summary:
 
 
 class Store:
+    """The index. `clean_start` says whether the daemon that used it last closed it: when
+    not (killed, or its WAL lost or cut short), rows may be older than their run dirs, and
+    the catalog checks them against the dirs once (Catalog.sync_index)."""
+
     def __init__(self, path: "str | os.PathLike[str]", runs_dir: "str | os.PathLike[str]") -> None:
         self.path = str(path)
         self.runs_dir = runs_dir
         self.db = self._open()
+        self.clean_start = self._begin_use()
 
     def _open(self) -> sqlite3.Connection:
+        db = None
         try:
             db = self._connect()
-            db.execute("SELECT count(*) FROM runs").fetchone()
+            problem = db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
             return db
-        except sqlite3.DatabaseError:
-            # A damaged index is only a cache: start a new one, rebuilt from the run dirs.
-            for suffix in ("", "-wal", "-shm"):
-                try:
-                    os.unlink(self.path + suffix)
-                except FileNotFoundError:
-                    pass
+        except sqlite3.OperationalError:
+            raise  # not a damaged file (locked, no room, no rights): the daemon says why
+        except sqlite3.DatabaseError as e:
+            if db is not None:
+                db.close()
+            # A damaged index is only a cache: kept aside for a look, a new one rebuilt
+            # from the run dirs.
+            aside = self._keep_aside()
+            log.warning("index %s is damaged (%s): %s; rebuilding it from the run dirs", self.path, e,
+                        f"kept aside as {aside}" if aside else "removed")
             return self._connect()
+
+    def _keep_aside(self) -> str:
+        """Moves a damaged index (and its WAL) out of the way, as `<index>.damaged-<time>`
+        (only the latest is kept); the path, or '' when there was no file to keep."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = f"{self.path}.damaged-{stamp}"
+        for old in _damaged_copies(self.path):
+            with contextlib.suppress(OSError):
+                os.unlink(old)
+        kept = ""
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(self.path + suffix):
+                    os.replace(self.path + suffix, aside + suffix)
+                    kept = kept or aside
+                else:
+                    os.unlink(self.path + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path + "-shm")  # only an index of the WAL: SQLite rebuilds it
+        return kept
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -149,13 +188,38 @@ class Store:
         db.execute("PRAGMA synchronous=NORMAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
-            # An index of an older layout: drop it; the daemon rebuilds it from the run dirs.
-            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars; DROP TABLE IF EXISTS event_files;")
+            # An index of another layout: dropped; the daemon rebuilds it from the run dirs.
+            log.warning("index %s has layout %d, not %d: rebuilding it from the run dirs", self.path, version,
+                        SCHEMA_VERSION)
+            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS scalars; DROP TABLE IF EXISTS event_files;"
+                             " DROP TABLE IF EXISTS meta;")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return db
 
+    def _begin_use(self) -> bool:
+        """Marks the index in use, in the database file itself (not only in the WAL, which may
+        be lost with what it holds); True when the last daemon closed it, or it is new."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
+        has_runs = self.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+        try:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', 0)")
+            self.db.execute("PRAGMA wal_checkpoint(FULL)")  # the WAL keeps its size: a full disk can still write
+        except sqlite3.OperationalError as e:  # a full disk: the rows are checked this time
+            log.warning("index %s: cannot mark it in use (%s)", self.path, e)
+            return False
+        return (row is not None and row[0] == 1) or not has_runs
+
+    def make_room(self) -> None:
+        """For writes on a full disk: the WAL's pages copied into the index file, so that the
+        next writes reuse the WAL from its start (its file keeps its size) instead of growing it."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("PRAGMA wal_checkpoint(RESTART)")
+
     def close(self) -> None:
+        """Closes the index, marked clean: the next daemon can trust its rows."""
+        with contextlib.suppress(sqlite3.Error):  # a full disk: the next start checks the rows
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', 1)")
         self.db.close()
 
     @contextlib.contextmanager
@@ -253,7 +317,7 @@ class Store:
             for path, read_to in (event_offsets or {}).items():
                 self.db.execute("INSERT OR REPLACE INTO event_files VALUES (?, ?, ?)", (run_id, path, read_to))
             for new in summaries:
-                merged = _merge(old.get(new.tag), new)
+                merged = _merge(old.get(new.tag), as_indexed(new))
                 self.db.execute(
                     "INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, *dataclasses.astuple(merged)),
@@ -267,6 +331,41 @@ class Store:
             self.db.execute("DELETE FROM scalars WHERE run_id = ?", (run_id,))
             self.db.execute("DELETE FROM event_files WHERE run_id = ?", (run_id,))
             self.merge_scalars(run_id, summaries, event_offsets=event_offsets)
+
+
+def as_indexed(summary: Summary) -> Summary:
+    """A summary with its values as event files hold them (32-bit floats, written the
+    shortest way that reads back the same): the index then holds the same numbers whether
+    it followed the output live or was rebuilt from the run dir's event files."""
+    return dataclasses.replace(summary, first_val=float32(summary.first_val), last_val=float32(summary.last_val),
+                               min_val=float32(summary.min_val), max_val=float32(summary.max_val),
+                               total=float32(summary.total))
+
+
+def float32(value: float) -> float:
+    """`value` rounded to a 32-bit float, as the shortest decimal that reads back as it
+    (0.2, not 0.20000000298023224); beyond a 32-bit float's range, an infinity."""
+    if math.isnan(value) or math.isinf(value):
+        return value
+    try:
+        packed = struct.pack("<f", value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+    exact = struct.unpack("<f", packed)[0]  # the decimal is found from this, however `value` came
+    for digits in range(1, 10):  # 9 significant digits always read back exactly
+        short = float(f"{exact:.{digits}g}")
+        if struct.pack("<f", short) == packed:
+            return short
+    return float(exact)
+
+
+def _damaged_copies(path: str) -> list[str]:
+    """The damaged indexes kept aside before (see Store._keep_aside)."""
+    folder, name = os.path.split(path)
+    try:
+        return [os.path.join(folder, n) for n in os.listdir(folder or ".") if n.startswith(f"{name}.damaged-")]
+    except OSError:
+        return []
 
 
 def _merge(old: Summary | None, new: Summary) -> Summary:

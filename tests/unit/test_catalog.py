@@ -5,13 +5,14 @@ and archives. No daemon: the runtime's threads are a fake that calls in place.""
 import asyncio
 import os
 import shutil
+import sqlite3
 
 import pytest
 
-from guild_common import home as homelib, rundir
+from guild_common import errors, home as homelib, rundir
 from guildd import catalog as cataloglib, manage
 from guildd.selection import Criteria
-from guildd.store import Store, Summary
+from guildd.store import RunRecord, Store, Summary
 from tests.unit.fakes import InPlaceRuntime
 
 OPREF = "script:/p '' '' train.py"
@@ -253,3 +254,59 @@ def test_files_are_listed_and_read(catalog, home):
 
     assert run(read("model.txt")) == b"weights"
 
+
+
+# An index not closed cleanly is checked against the run dirs once
+
+ENDED = dict(id="r", status="completed", label="a", exit_status=0, stopped_us=2, scalar_offset=10)
+STALE = {
+    "the same: nothing": (ENDED, ENDED, []),
+    "JSON fields compare as values, keys in any order": (
+        dict(ENDED, flags_json='{"a": 1, "b": 2}'), dict(ENDED, flags_json='{"b": 2, "a": 1}'), []),
+    "a label, tags, comments and a mark set since": (
+        ENDED, dict(ENDED, label="b", tags_json='["t"]', comments_json='[{"body": "c"}]', marked=True),
+        ["label", "tags_json", "comments_json", "marked"]),
+    "an end the index lost": (
+        dict(ENDED, status="staged", exit_status=None, stopped_us=0), ENDED, ["stopped_us", "exit_status", "status"]),
+    "scalars read short of the output's end": (ENDED, dict(ENDED, scalar_offset=20), ["scalar_offset"]),
+    "a run going: only what a user set (its end and scalars are the reconcile's)": (
+        dict(ENDED, status="running", exit_status=None, scalar_offset=1), dict(ENDED, label="b", scalar_offset=20),
+        ["label"]),
+    "a run going on disk: only what a user set": (
+        ENDED, dict(ENDED, status="running", label="b", exit_status=None), ["label"]),
+}
+
+
+@pytest.mark.parametrize("indexed, on_disk, expected", STALE.values(), ids=STALE.keys())
+def test_stale_fields(indexed, on_disk, expected):
+    assert cataloglib.stale_fields(RunRecord(**indexed), RunRecord(**on_disk)) == expected
+
+
+def test_an_index_not_closed_cleanly_is_read_again_where_it_is_older_than_the_run_dirs(home, store, discarded):
+    run(cataloglib.Catalog(InPlaceRuntime(), store, home, discarded.append).list_runs((), 0))
+    store.db.close()  # killed: never closed cleanly
+    runs = homelib.runs_dir(home)
+    rundir.write_attr(runs / run_id(1), "label", "changed since")
+    rundir.write_attr(runs / run_id(2), "tags", ["late"])
+    reopened = Store(homelib.index_path(home), runs)
+    try:
+        recs, _ = run(cataloglib.Catalog(InPlaceRuntime(), reopened, home, discarded.append).list_runs((), 0))
+        assert {r.id[:2]: (r.label, r.tags) for r in recs} == {
+            "01": ("changed since", []), "02": ("", ["late"]), "03": ("other", [])}
+    finally:
+        reopened.close()
+
+
+
+def test_a_move_to_the_trash_a_full_index_cannot_record_is_undone(catalog, store, home, monkeypatch):
+    rec = run(catalog.get_run(run_id(1)))
+
+    def full(*_args, **_kw):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "update", full)
+    with pytest.raises(errors.ResourcesUnavailable, match=r"cannot move runs to the trash .*'guildctl runs rm -p'"):
+        run(catalog.delete_runs([rec], permanent=False))
+    assert (homelib.runs_dir(home) / run_id(1)).is_dir()
+    assert not (manage.trash_runs_dir(home) / run_id(1)).exists()
+    assert not run(catalog.get_run(run_id(1))).deleted

@@ -237,6 +237,30 @@ def test_merge_records_how_far_the_output_was_read(store):
     assert store.get("r1").scalar_offset == 120
 
 
+FLOAT32 = {
+    "a short decimal stays as it is": (0.2, 0.2),
+    "a 32-bit float's exact value reads as its short decimal": (0.20000000298023224, 0.2),
+    "more digits than a 32-bit float holds are rounded": (1.23456789012, 1.2345679),
+    "an integer past 2**24 is rounded": (16777217.0, 16777216.0),
+    "past a 32-bit float's range is an infinity": (1e300, float("inf")),
+    "below it is zero": (1e-50, 0.0),
+    "an infinity stays": (float("-inf"), float("-inf")),
+}
+
+
+@pytest.mark.parametrize("value, expected", FLOAT32.values(), ids=FLOAT32.keys())
+def test_float32(value, expected):
+    assert storelib.float32(value) == expected
+
+
+def test_scalars_are_indexed_as_event_files_hold_them(store):
+    """Followed live from the output (64-bit) or rebuilt from event files (32-bit), the same."""
+    live = folded(store, [summary("loss", 0.1, 0.3)])["loss"]
+    store.replace_scalars("r1", [summary("loss", 0.10000000149011612, 0.30000001192092896)])
+    assert store.scalars("r1") == [live]
+    assert (live.first_val, live.last_val) == (0.1, 0.3)
+
+
 def test_replace_scalars_drops_the_old_summaries(store):
     folded(store, [summary("loss", 1.0), summary("acc", 0.1)])
     store.replace_scalars("r1", [summary("loss", 9.0)])
@@ -286,6 +310,39 @@ def test_a_damaged_index_is_started_anew(tmp_path):
     s = Store(path, tmp_path / "runs")
     s.insert(record("r1"))
     assert s.ids() == {"r1"}
+    s.close()
+
+
+def test_a_damaged_index_is_kept_aside_and_the_log_says_where(tmp_path, caplog):
+    path = tmp_path / "index.db"
+    damaged = b"this is not a database" * 100
+    path.write_bytes(damaged)
+    Store(path, tmp_path / "runs").close()
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith("index.db.damaged-")]
+    assert kept.read_bytes() == damaged
+    assert f"kept aside as {kept}" in caplog.text
+
+
+def test_only_the_latest_damaged_index_is_kept(tmp_path):
+    path = tmp_path / "index.db"
+    (tmp_path / "index.db.damaged-20000101-000000").write_bytes(b"older")
+    path.write_bytes(b"garbage" * 1000)
+    Store(path, tmp_path / "runs").close()
+    kept = [p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("index.db.damaged-")]
+    assert kept == [b"garbage" * 1000]
+
+
+def test_an_index_is_clean_only_when_the_last_daemon_closed_it(tmp_path):
+    path = tmp_path / "index.db"
+    s = Store(path, tmp_path / "runs")
+    assert s.clean_start  # a new index: nothing in it to distrust
+    s.insert(record("r1"))
+    s.close()
+    s = Store(path, tmp_path / "runs")
+    assert s.clean_start
+    s.db.close()  # as a daemon killed with -9: never closed through Store.close
+    s = Store(path, tmp_path / "runs")
+    assert not s.clean_start
     s.close()
 
 
