@@ -19,6 +19,7 @@ from guild_common import errors
 log = logging.getLogger("guildd")
 RESERVE_NAME = "guildd-reserve"
 RESERVE_BYTES = 1 << 20  # room for the ends of a few dozen runs (a few index pages each)
+SHORT_BYTES = 2 * RESERVE_BYTES  # free space under which a run's failure is put down to a full disk
 _FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 _SQLITE_FULL = 13  # SQLITE_FULL (sqlite3 names it only from Python 3.11)
 T = TypeVar("T")
@@ -45,6 +46,32 @@ def full_error(home: os.PathLike | str, exc: BaseException, doing: str = "") -> 
     else:
         where = f"for GUILD_HOME {home}: free some space and try again"
     return errors.ResourcesUnavailable(f"{doing}{': ' if doing else ''}{what} {where}")
+
+
+def short(home: os.PathLike | str) -> bool:
+    """True when the disk under GUILD_HOME has (next to) no space left for runs: less than
+    SHORT_BYTES free beside the reserve."""
+    try:
+        st = os.statvfs(home)
+    except OSError:
+        return False
+    return is_short(st.f_bavail * st.f_frsize)
+
+
+def is_short(free_bytes: int) -> bool:
+    """Whether `free_bytes` free under GUILD_HOME is too little for runs to go on writing."""
+    return free_bytes < SHORT_BYTES
+
+
+def ended_note(home: os.PathLike | str) -> str:
+    """What a run that failed on a full disk is told (in its output, and the log)."""
+    return (f"the disk under GUILD_HOME {home} was full when this run ended ({_FULL_ERRNOS[errno.ENOSPC]}): "
+            "what it wrote last may be lost; free some space before running again")
+
+
+def waiting_note(home: os.PathLike | str) -> str:
+    """Why a run the queue would start waits (the queue starts none on a full disk)."""
+    return f"the disk under GUILD_HOME {home} is full: free some space"
 
 
 class Reserve:

@@ -395,10 +395,27 @@ class Launcher:
             log.warning("run %s ended, but the disk under %s is full (%s): its end is recorded once there is room",
                         run_id[:8], self.home, e)
             return False
+        if rec.status == runstate.ERROR and await self.runtime.io(diskspace.short, self.home):
+            await self.runtime.io(self._note_full_disk, run_id)
         self.drivers.pop(run_id)
         self.queue.release(run_id)
         await self._ended(run_id, rec, delete)
         return True
+
+    def _note_full_disk(self, run_id: str) -> None:
+        """Says why a run that failed on a full disk failed, in its output (where the user
+        looks; its process's own last words may not have fitted) and in the log."""
+        note = diskspace.ended_note(self.home)
+        log.warning("run %s: error; %s", run_id[:8], note)
+        run_dir = self.run_dir(run_id)
+        try:
+            with fsrights.open_as_owner(run_dir, rundir.output_path(run_dir), "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size - 1, 0))
+                cut = f.read(1) not in (b"", b"\n")  # its last line cut short: the note starts a line of its own
+            outputs.append_line(run_dir, ("\n" if cut else "") + f"guildd: {note}")
+        except OSError as e:
+            log.warning("run %s: cannot add why it ended to its output: %s", run_id[:8], daemonlog.describe(e))
 
     async def _record_end_later(self, run_id: str, exit_status: Optional[int]) -> None:
         wait = END_RETRY_SECONDS[0]

@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, fairshare, fsrights, outputs, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, diskspace, fairshare, fsrights, outputs, resources as resourceslib, runstate, scheduler
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
 
@@ -41,6 +41,7 @@ QUEUE_FILE = "queue"  # in a run's .guild dir
 SETTINGS_FILE = "guildd-queue.json"  # in GUILD_HOME
 POLL_WAITING = 1.0  # seconds between GPU polls while runs wait for GPUs or hold them
 POLL_IDLE = 10.0
+DISK_RETRY = 2.0  # seconds between looks at a full disk while runs wait for room to start
 USAGE_SAVE_EVERY = 60.0  # seconds: at most this often, running runs' GPU time is charged and saved
 
 # A run the queue placed, for Launcher.start_queued: (run id, the environment it was queued
@@ -164,6 +165,7 @@ class Queue:
         self._settings_path = os.path.join(home, SETTINGS_FILE)
         self.settings = self._read_settings()
         self.home = home
+        self._disk_short = False  # the disk under GUILD_HOME was full at the last plan (see _room_to_start)
         self.ledger = fairshare.Ledger(half_life)  # users' recent GPU usage
         self._usage_saved_us = 0
         self._kick = asyncio.Event()
@@ -211,9 +213,10 @@ class Queue:
                 raise errors.InvalidArgument(f"invalid {what} {value}: expected 0 (none) or more")
         if paused and self.always_on:
             raise errors.FailedPrecondition("queue processing is always on for this daemon (guildd --queue-always-on)")
+        settings = json.loads(json.dumps(self.settings))  # changed only once written (a full disk refuses it)
         if paused is not None:
             flags = {} if paused else processing or {}
-            self.settings["processing"] = {
+            settings["processing"] = {
                 "on": not paused,
                 "run_once": bool(flags.get("run_once")),
                 "gpus": [int(i) for i in flags.get("gpus") or ()],
@@ -221,14 +224,20 @@ class Queue:
             }
         for name, limit in (queue_limits or {}).items():
             if limit:
-                self.settings["queue_limits"][name] = limit
+                settings["queue_limits"][name] = limit
             else:
-                self.settings["queue_limits"].pop(name, None)
+                settings["queue_limits"].pop(name, None)
         if user_gpu_cap is not None:
-            self.settings["user_gpu_cap"] = user_gpu_cap
+            settings["user_gpu_cap"] = user_gpu_cap
         if cpu_slots is not None:
-            self.settings["cpu_slots"] = cpu_slots
-        rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
+            settings["cpu_slots"] = cpu_slots
+        try:
+            rundir.write_atomic(self._settings_path, json.dumps(settings, sort_keys=True).encode())
+        except OSError as e:
+            if diskspace.is_full(e):
+                raise diskspace.full_error(self.home, e, "cannot change the queue's settings") from e
+            raise
+        self.settings = settings
         self.kick()
 
     def cpu_slots(self) -> int:
@@ -458,11 +467,29 @@ class Queue:
         log.info("queue: run-once processing done")
 
     async def explain(self) -> list[scheduler.Decision]:
-        """Every waiting entry in order with its decision (Start / Wait / Cancel)."""
+        """Every waiting entry in order with its decision (Start / Wait / Cancel); on a full
+        disk a run that would start waits for room (see run)."""
         box = await self._snapshot_box()
         entries = list(self.entries.values())
         # Off the event loop: with thousands waiting this takes tens of milliseconds.
-        return await asyncio.to_thread(scheduler.explain, entries, box)
+        decisions = await asyncio.to_thread(scheduler.explain, entries, box)
+        if not await self.runtime.io(diskspace.short, self.home):
+            return decisions
+        return [scheduler.Wait(d.run_id, diskspace.waiting_note(self.home)) if isinstance(d, scheduler.Start) else d
+                for d in decisions]
+
+    async def _room_to_start(self, count: int) -> bool:
+        """Whether the disk has room for runs to start. On a full disk a run could only fail:
+        it waits, and the plan is made again every DISK_RETRY seconds until there is room."""
+        short = await self.runtime.io(diskspace.short, self.home)
+        if short and not self._disk_short:
+            log.warning("queue: %d run(s) wait to start: %s", count, diskspace.waiting_note(self.home))
+        elif self._disk_short and not short:
+            log.info("queue: the disk under %s has room again: starting runs", self.home)
+        self._disk_short = short
+        if short:
+            asyncio.get_running_loop().call_later(DISK_RETRY, self.kick)
+        return not short
 
     async def run(self) -> None:
         """The scheduling loop: on every change, plan and act."""
@@ -478,7 +505,7 @@ class Queue:
             self.plan_times.append(time.perf_counter() - started)
             self.plans += 1
             starts = [d for d in decisions if isinstance(d, scheduler.Start)]
-            if starts:
+            if starts and await self._room_to_start(len(starts)):
                 await self._start(starts)
             for decision in decisions:
                 if isinstance(decision, scheduler.Cancel):

@@ -3,6 +3,7 @@ started while it is full is refused with a clear error and leaves nothing behind
 daemon works on once space is freed. GUILD_HOME is a small tmpfs (mounting one needs root)."""
 
 import errno
+import json
 import os
 import subprocess
 
@@ -99,8 +100,25 @@ def _processes_under(home):
     return out
 
 
+def _one_clear_line(r):
+    """A refusal: non-zero exit, one line on stderr saying the disk is full, naming GUILD_HOME."""
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "no space left on device" in lines[0].lower() and "internal" not in lines[0].lower()
+    return lines[0]
+
+
+def _serving(g):
+    """The daemon answers the reads a user needs to find what to delete."""
+    for args in (("runs",), ("runs", "info"), ("queue",), ("check",), ("runs", "--json")):
+        g.ctl(*args)
+
+
 def test_a_run_that_fills_the_disk_ends_without_a_daemon_restart(full_guild):
     g = full_guild
+    g.ctl("run", "train.py", "--label", "kept", "-y")
+    kept = g.runs()
     run_id = _background(g, "fill.py")
     info = g.wait_status(run_id, "error", "completed", "terminated", timeout=60)
     assert info["status"] == "error"
@@ -108,8 +126,14 @@ def test_a_run_that_fills_the_disk_ends_without_a_daemon_restart(full_guild):
     assert g.daemon.poll() is None
     assert _processes_under(g.home) == []
     rows = [run_row(line) for line in g.ctl("runs").stdout.splitlines() if line.startswith("[")]
-    assert [(row["id"], row["status"]) for row in rows] == [(run_id[:8], "error")]
+    assert [(row["id"], row["status"]) for row in rows] == [(run_id[:8], "error"), (kept[0]["id"][:8], "completed")]
     assert g.ctl("stop", "-y", check=False).stdout.strip() == "Nothing to stop."
+    # Why it ended is said where the user looks: at the end of its output.
+    last = g.ctl("cat", "--output", run_id).stdout.splitlines()[-1]
+    assert last.startswith("guildd: the disk under GUILD_HOME") and "was full when this run ended" in last
+    # The daemon serves on, and the other run's record is as it was.
+    _serving(g)
+    assert g.runs()[1:] == kept
     # The end is in the run dir too (what Guild AI and an index rebuild read), and no
     # temporary or reserved file is left there.
     guild_dir = g.home / "runs" / run_id / ".guild"
@@ -130,12 +154,7 @@ def test_a_run_started_while_the_disk_is_full_is_refused_and_leaves_nothing(full
     g = full_guild
     filler = _fill_disk(g.home)
     r = g.ctl("run", *args, "-y", check=False)
-    assert r.returncode != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert "no space left on device" in lines[0].lower()
-    assert str(g.home) in lines[0]
-    assert "internal" not in lines[0].lower()
+    assert str(g.home) in _one_clear_line(r)
     assert g.run_dirs() == []
     assert g.runs() == []
     # Space freed, the daemon works on.
@@ -157,3 +176,61 @@ def test_an_end_a_full_disk_holds_up_is_recorded_once_there_is_room(full_guild, 
     filler.unlink()
     info = g.wait_status(run_id, "error", "completed", "terminated", timeout=60)
     assert (info["status"], info["exit_status"]) == ("error", 3)
+
+
+def test_a_restart_or_start_while_the_disk_is_full_is_refused_and_the_runs_are_kept(full_guild):
+    g = full_guild
+    g.ctl("run", "train.py", "-y")
+    g.ctl("run", "train.py", "x=0.3", "--stage", "-y")
+    staged, done = [run["id"] for run in g.runs()]
+    before = g.runs()
+    filler = _fill_disk(g.home)
+    _one_clear_line(g.ctl("run", "--restart", done, "-y", check=False))
+    _one_clear_line(g.ctl("run", "--start", staged, "-y", check=False))
+    _serving(g)
+    assert g.runs() == before
+    filler.unlink()
+    g.ctl("run", "--restart", done, "-y")
+    g.ctl("run", "--start", staged, "-y")
+    assert {run["status"] for run in g.runs()} == {"completed"}
+
+
+@pytest.mark.parametrize("permanent", [True, False], ids=["rm -p", "rm then purge"])
+def test_the_user_frees_space_by_deleting_runs_on_a_full_disk(full_guild, permanent):
+    g = full_guild
+    g.ctl("run", "train.py", "--label", "kept", "-y")
+    kept = g.runs()
+    run_id = _background(g, "fill.py")
+    g.wait_status(run_id, "error", timeout=60)
+    _fill_disk(g.home)  # whatever room is left, the daemon's reserve included, is taken too
+    if permanent:
+        g.ctl("runs", "rm", "-p", run_id, "-y")
+    else:
+        g.ctl("runs", "rm", run_id, "-y")
+        assert [run["id"] for run in json.loads(g.ctl("runs", "-d", "--json").stdout)] == [run_id]
+        g.ctl("runs", "purge", "-y")
+    assert [run["id"] for run in g.runs()] == [kept[0]["id"]]
+    assert not (g.home / "runs" / run_id).exists() and not (g.home / "trash" / "runs" / run_id).exists()
+    assert g.runs() == kept
+    (g.home / "filler").unlink()
+    g.ctl("run", "train.py", "-y")
+    assert [run["status"] for run in g.runs()] == ["completed", "completed"]
+
+
+def test_a_queued_run_waits_for_room_and_starts_once_there_is_some(full_guild, tmp_path):
+    g = full_guild
+    go = tmp_path / "go"
+    g.ctl("queue", "cpu-slots", "1")
+    g.ctl("run", "wait.py", f"go={go}", "--stage", "-y")
+    g.ctl("run", "train.py", "--stage", "-y")
+    waiting = g.runs()[0]["id"]
+    g.ctl("queue", "start")
+    holder = next(run["id"] for run in g.runs() if run["id"] != waiting)
+    g.wait_status(holder, "running")
+    filler = _fill_disk(g.home)
+    go.touch()  # the run holding the one CPU slot ends: the queue would start the next one
+    g.wait_status(holder, "error")
+    wait_for(lambda: "is full" in g.ctl("queue").stdout, what="the queue to say why the run waits")
+    assert g.info(waiting)["status"] == "staged"
+    filler.unlink()
+    g.wait_status(waiting, "completed", timeout=30)

@@ -45,6 +45,24 @@ def test_full_error_names_guild_home_or_the_file_elsewhere(tmp_path):
     assert diskspace.full_error(home, elsewhere).message == f"disk quota exceeded writing {tmp_path / 'export' / 'x'}"
 
 
+SHORT = {
+    "nothing free": (0, True),
+    "less than twice the reserve": (diskspace.SHORT_BYTES - 1, True),
+    "twice the reserve": (diskspace.SHORT_BYTES, False),
+    "a big disk": (1 << 40, False),
+}
+
+
+@pytest.mark.parametrize("free, expected", SHORT.values(), ids=SHORT.keys())
+def test_is_short(free, expected):
+    assert diskspace.is_short(free) is expected
+
+
+def test_the_notes_name_guild_home(tmp_path):
+    assert str(tmp_path) in diskspace.ended_note(tmp_path) and "full" in diskspace.ended_note(tmp_path)
+    assert str(tmp_path) in diskspace.waiting_note(tmp_path) and "full" in diskspace.waiting_note(tmp_path)
+
+
 def test_reserve_is_taken_whole_and_freed_once(tmp_path):
     reserve = diskspace.Reserve(tmp_path, size=64 * 1024)
     assert reserve.take() and reserve.take()

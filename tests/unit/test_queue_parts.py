@@ -4,12 +4,14 @@ the queue file; fair share's usage across a restart."""
 
 import asyncio
 import concurrent.futures
+import copy
+import errno
 import math
 from types import SimpleNamespace
 
 import pytest
 
-from guild_common import rundir
+from guild_common import errors, rundir
 from guildd import fairshare, queue, resources
 from guildd.scheduler import Entry, GpuState, Holding, Request, order
 from tests.unit.fakes import InPlaceRuntime
@@ -187,3 +189,17 @@ def test_a_damaged_usage_file_starts_from_no_usage(tmp_path, caplog):
     asyncio.run(restarted.load())
     assert restarted.usage() == {}
     assert "ignoring" in caplog.text
+
+
+def test_settings_a_full_disk_refuses_are_not_taken(tmp_path, monkeypatch):
+    q = _queue(tmp_path, _States(tmp_path / "runs"))
+    asyncio.run(q.load())
+    before = copy.deepcopy(q.settings)
+
+    def no_room(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(queue.rundir, "write_atomic", no_room)
+    with pytest.raises(errors.ResourcesUnavailable, match="cannot change the queue's settings: no space left on device"):
+        q.configure(paused=False, cpu_slots=1)
+    assert q.settings == before
