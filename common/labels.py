@@ -17,7 +17,8 @@ there: `True` for a boolean, 0.123456789 untruncated).
 A bad format string (`${s|%z}`) or an unknown filter is not an error: the label still renders
 (the original value, or `#error#` for an unknown filter, as in Guild) and a warning says why.
 `render_with_warnings` returns the warnings for the caller to show; `render` logs them on this
-module's logger.
+module's logger. A label longer than guild_common.limits.MAX_LABEL (a template expanding long
+flag values) is cut there, ending in "…": it is shown in every `runs` row.
 """
 
 import dataclasses
@@ -27,7 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from guild_common import flags as flaglib
+from guild_common import flags as flaglib, limits
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def render_with_warnings(
     if default_label is None:
         default_label = format_default_label(flags)
     if not template:
-        return Rendered(default_label, ())
+        return Rendered(limits.capped(default_label, limits.MAX_LABEL), ())
     warnings: list[str] = []
 
     def sub(match: re.Match[str]) -> str:
@@ -82,7 +83,7 @@ def render_with_warnings(
             return ""
         return value if isinstance(value, str) else format_value(value)
 
-    return Rendered(_REF.sub(sub, template), tuple(warnings))
+    return Rendered(limits.capped(_REF.sub(sub, template), limits.MAX_LABEL), tuple(warnings))
 
 
 def format_default_label(flags: Mapping[str, Any]) -> str:

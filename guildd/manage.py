@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Optional
 
-from guild_common import errors, home as homelib, paths, rundir
+from guild_common import errors, home as homelib, limits, paths, rundir
 from guild_common.paths import StrPath
 from guildd import daemonlog, fsrights, runevents, runstate
 from guildd import store as storelib
@@ -66,7 +66,7 @@ def label_runs(store: storelib.Store, home: StrPath, recs: Iterable[storelib.Run
                value: str) -> list[storelib.RunRecord]:
     changed: list[storelib.RunRecord | None] = []
     for rec in recs:
-        label = new_label(rec.label, action, value)
+        label = limits.capped(new_label(rec.label, action, value), limits.MAX_LABEL)  # appended to a long one
         run_dir = location(home, rec)
         with in_run_dir(run_dir, rec):
             if label:

@@ -4,6 +4,11 @@ Errors: GuildError -> gRPC status, a full disk -> RESOURCE_EXHAUSTED naming GUIL
 disk that filled is no bug of ours), anything else -> INTERNAL (logged with its traceback,
 never sent to the client).
 
+Limits: the text a request stores in the index (labels, op names, tags, comments, flag
+values) is checked against guild_common.limits before the servicer sees it (LIMITED), so every
+client, not just guildctl, is refused the same way: INVALID_ARGUMENT, one line naming the
+field and its limit.
+
 Audit: every request that changes something (AUDITED) leaves one line in the daemon's log,
 logger "guildd.audit": who asked (the kernel-vouched caller), what (the RPC and its runs or
 arguments, never a run's environment or source), and how it ended (ok with the runs it
@@ -23,7 +28,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf import text_format
 
-from guild_common import errors
+from guild_common import errors, limits
 from guild_common.pb import guild_pb2 as pb
 from guildd import convert, daemonlog, diskspace
 
@@ -87,6 +92,7 @@ def mapped(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            check_limits(name, request)
             response = await method(self, request, context)
         except grpc.aio.AbortError:
             audit(self, request, context, "aborted")
@@ -177,4 +183,47 @@ AUDITED: dict[str, Callable[[Any], str]] = {
     "SetQueuePriority": lambda r: f"runs {_specs(r.runs)} priority {r.priority}",
     "CancelQueued": lambda r: f"runs {_specs(r.runs)}",
     "ShutdownDaemon": lambda r: "",
+}
+
+
+def check_limits(name: str, request: Any) -> None:
+    """Refuses (InvalidArgument) a request whose text for the index is over a limit."""
+    check = LIMITED.get(name)
+    problem = check(request) if check else None
+    if problem:
+        raise errors.InvalidArgument(problem)
+
+
+def _spec_problem(spec: pb.RunSpec) -> str | None:
+    """A run spec's stored text, and its pipeline steps' specs."""
+    return limits.first_problem([
+        limits.too_long("the op name", spec.op_name, limits.MAX_OP_NAME),
+        limits.too_long("the label", spec.label, limits.MAX_LABEL),
+        limits.tags_problem("tags", spec.tags),
+        limits.flags_json_problem(spec.flags_json),
+        *(limits.too_long("a step name", step.name, limits.MAX_OP_NAME) or _spec_problem(step.spec) for step in spec.steps),
+    ])
+
+
+# The requests that store text in the index, and the check each gets at the edge.
+LIMITED: dict[str, Callable[[Any], str | None]] = {
+    "StartRun": lambda r: _spec_problem(r.spec),
+    "StartBatch": lambda r: limits.first_problem([
+        limits.too_long("the batch op name", r.batch_op_name, limits.MAX_OP_NAME),
+        limits.too_long("the label", r.label, limits.MAX_LABEL),
+        limits.tags_problem("tags", r.tags),
+        _spec_problem(r.proto),
+    ]),
+    "StartProtoRun": lambda r: limits.first_problem([
+        limits.too_long("the label", r.label, limits.MAX_LABEL),
+        limits.tags_problem("tags", r.tags),
+        limits.flags_json_problem(r.flags_json),
+    ]),
+    "RestartRun": lambda r: limits.first_problem([
+        limits.too_long("the label", r.label, limits.MAX_LABEL),
+        limits.flags_json_problem(r.flags_json),
+    ]),
+    "LabelRuns": lambda r: limits.too_long("the label", r.value, limits.MAX_LABEL),
+    "TagRuns": lambda r: limits.tags_problem("tags", r.add),
+    "CommentRuns": lambda r: limits.too_long("the comment", r.body, limits.MAX_COMMENT),
 }

@@ -172,3 +172,11 @@ def test_format_default_label_matches_flags_module():
 
     values = {"f1": 1.0, "f2": 1.0 / 3.0, "b": True, "s": "a b", "n": None, "l": [1, 2]}
     assert labels.format_default_label(values) == flags.default_label(values)
+
+
+@pytest.mark.parametrize("template", [None, "${s}", "run ${default_label}"])
+def test_a_label_from_long_flag_values_is_cut_to_the_limit(template):
+    from guild_common import limits
+
+    label = labels.render(template, {"s": "x" * 100_000})
+    assert len(label) == limits.MAX_LABEL and label.endswith("\u2026")

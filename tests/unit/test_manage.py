@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from guild_common import errors, home as homelib, rundir
+from guild_common import errors, home as homelib, limits, rundir
 from guildd import fsrights, manage
 from guildd.store import Store
 from guildd.tfevents import EventWriter
@@ -445,3 +445,10 @@ def test_disk_usage_by_place(home, store, make_run):
     assert usage["deleted_runs"][1] == 1000 + attrs
     assert usage["cache"][1] == 100
     assert usage["guild_home"][1] >= 1110 + 2 * attrs
+
+
+def test_a_label_appended_to_a_long_one_is_cut_to_the_limit(home, store, make_run):
+    rec = make_run(label="a" * limits.MAX_LABEL)
+    [changed] = manage.label_runs(store, home, [rec], "append", "more")
+    assert changed.label == "a" * (limits.MAX_LABEL - 1) + "\u2026"
+    assert rundir.read_attr(manage.location(home, rec), "label") == changed.label
