@@ -3,7 +3,7 @@ the watchers of a run's output: `guildctl watch` and `run`'s own streaming."""
 
 import asyncio
 import os
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, BinaryIO, Callable
 
 from guild_common import errors, rundir
 from guildd import fsrights, outputs, runstate
@@ -116,11 +116,8 @@ class Followers:
                 f.seek(min(offset, os.fstat(f.fileno()).st_size))  # past the end: from the end
             elif new_only:
                 f.seek(0, os.SEEK_END)
-            elif tail:
-                data = await loop.run_in_executor(None, f.read)
-                last = rundir.tail_lines(data, tail)
-                for part in await loop.run_in_executor(None, streams.split, len(data) - len(last), last):
-                    yield part
+            elif tail:  # from where the last lines start; the loop below reads them a chunk at a time
+                f.seek(await loop.run_in_executor(None, tail_offset, f, tail))
             follower = None
             try:
                 while True:
@@ -132,9 +129,9 @@ class Followers:
                             yield part
                         continue
                     if not self.following(rec.id) and not await self._starting(rec.id):
-                        rest = await loop.run_in_executor(None, f.read)
-                        for part in await loop.run_in_executor(None, streams.split, f.tell() - len(rest), rest) if rest else ():
-                            yield part
+                        while rest := await loop.run_in_executor(None, f.read, outputs.READ_CHUNK):
+                            for part in await loop.run_in_executor(None, streams.split, f.tell() - len(rest), rest):
+                                yield part
                         return
                     await self.wait_change(rec.id)
             finally:
@@ -147,3 +144,26 @@ class Followers:
             return True
         rec = await self.runtime.io(self.store.get, run_id)
         return rec is not None and rec.status in runstate.ACTIVE
+
+
+def tail_offset(f: BinaryIO, n: int, chunk: int = outputs.READ_CHUNK) -> int:
+    """Where the last `n` lines of an open file start (rundir.tail_lines' lines), found
+    reading back from its end a chunk at a time: a run's output may be GBs, and `watch
+    --tail 3` must not read it all into the daemon's memory."""
+    size = os.fstat(f.fileno()).st_size
+    if n <= 0 or size == 0:
+        return 0
+    f.seek(size - 1)
+    pos = size - 1 if f.read(1) == b"\n" else size  # a final newline ends the last line
+    found = 0
+    while pos > 0:
+        start = max(0, pos - chunk)
+        f.seek(start)
+        block = f.read(pos - start)
+        i = len(block)
+        while (i := block.rfind(b"\n", 0, i)) >= 0:
+            found += 1
+            if found == n:
+                return start + i + 1
+        pos = start
+    return 0

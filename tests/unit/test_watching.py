@@ -193,3 +193,16 @@ def test_a_finished_runs_watchers_return_before_its_last_scalars_are_indexed(fx)
         assert RUN not in fx.followers
 
     asyncio.run(go())
+
+
+TAIL_TEXTS = [b"", b"\n", b"a", b"a\n", b"a\nb\nc\n", b"a\nb\nc", b"\n\n\n", b"long line\nx\n" * 5, b"no newline at all" * 10]
+
+
+@pytest.mark.parametrize("text", TAIL_TEXTS)
+@pytest.mark.parametrize("n", [1, 2, 3, 50])
+@pytest.mark.parametrize("chunk", [1, 2, 7, 1 << 20])
+def test_the_tail_is_found_reading_back_a_chunk_at_a_time(tmp_path, text, n, chunk):
+    path = tmp_path / "output"
+    path.write_bytes(text)
+    with open(path, "rb") as f:
+        assert text[watching.tail_offset(f, n, chunk):] == rundir.tail_lines(text, n)
