@@ -4,7 +4,7 @@ Usage: python proto/generate.py [OUT_DIR]   (default: common/pb, installed as gu
 
 Imports in the generated code are rewritten to `guild_common.pb` so they don't need a top-level
 `guild` package: Guild AI's own package is named `guild` and must be able to sit beside ours.
-tests/unit/test_proto_fresh.py regenerates into a temp dir and fails when common/pb is stale.
+tests/unit/test_layout.py regenerates into a temp dir and fails when common/pb is stale.
 """
 
 import pathlib
