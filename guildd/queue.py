@@ -31,14 +31,13 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, diskspace, fairshare, fsrights, outputs, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, diskspace, fairshare, fsrights, outputs, queuesettings, resources as resourceslib, runstate, scheduler
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
 
 log = logging.getLogger("guildd.queue")
 
 QUEUE_FILE = "queue"  # in a run's .guild dir
-SETTINGS_FILE = "guildd-queue.json"  # in GUILD_HOME
 POLL_WAITING = 1.0  # seconds between GPU polls while runs wait for GPUs or hold them
 POLL_IDLE = 10.0
 DISK_RETRY = 2.0  # seconds between looks at a full disk while runs wait for room to start
@@ -128,9 +127,6 @@ def _grant(holding: scheduler.Holding, run_dir: StrPath) -> float:
     return float(data.get("stop_after") or 0)
 
 
-PROCESSING_OFF = {"on": False, "run_once": False, "gpus": [], "wait_for_running": False}
-
-
 class Queue:
     def __init__(
         self,
@@ -162,8 +158,7 @@ class Queue:
         self.snapshot: Optional[resourceslib.Snapshot] = None
         self.plans = 0
         self.plan_times: collections.deque[float] = collections.deque(maxlen=10000)  # seconds per plan()
-        self._settings_path = os.path.join(home, SETTINGS_FILE)
-        self.settings = self._read_settings()
+        self.settings = queuesettings.read(home)
         self.home = home
         self._disk_short = False  # the disk under GUILD_HOME was full at the last plan (see _room_to_start)
         self.ledger = fairshare.Ledger(half_life)  # users' recent GPU usage
@@ -176,26 +171,9 @@ class Queue:
         if status in runstate.ENDED:
             self.kick()  # runs waiting --after this one
 
-    def _read_settings(self) -> dict[str, Any]:
-        settings = {"processing": dict(PROCESSING_OFF), "queue_limits": {}, "user_gpu_cap": 0, "cpu_slots": None}
-        try:
-            with open(self._settings_path) as f:
-                saved = json.load(f)
-        except FileNotFoundError:
-            return settings
-        except (OSError, ValueError) as e:
-            log.warning("ignoring %s: %s", self._settings_path, e)
-            return settings
-        if isinstance(saved, dict):
-            saved.pop("paused", None)  # the old pause switch: processing now starts off, as in Guild
-            settings.update(saved)
-        else:
-            log.warning("ignoring %s: not a JSON object", self._settings_path)
-        return settings
-
     def processing(self) -> dict[str, Any]:
         """The processing settings now: on, run_once, gpus, wait_for_running."""
-        processing = dict(PROCESSING_OFF, **(self.settings.get("processing") or {}))
+        processing = dict(queuesettings.PROCESSING_OFF, **(self.settings.get("processing") or {}))
         if self.always_on:
             processing["on"] = True
         return processing
@@ -203,36 +181,12 @@ class Queue:
     def configure(self, paused: Optional[bool] = None, queue_limits: Optional[Mapping[str, int]] = None,
                   user_gpu_cap: Optional[int] = None, cpu_slots: Optional[int] = None,
                   processing: Optional[Mapping[str, Any]] = None) -> None:
-        """Changes the settings; `paused` False switches processing on with `processing`'s flags
-        (run_once, gpus, wait_for_running), True switches it off."""
-        for name, limit in (queue_limits or {}).items():
-            if limit < 0:
-                raise errors.InvalidArgument(f"invalid limit {limit} for queue '{name}': expected 0 (no limit) or more")
-        for what, value in (("user GPU cap", user_gpu_cap), ("CPU slots", cpu_slots)):
-            if value is not None and value < 0:
-                raise errors.InvalidArgument(f"invalid {what} {value}: expected 0 (none) or more")
+        """Changes the settings (see queuesettings.changed); written before they are taken."""
         if paused and self.always_on:
             raise errors.FailedPrecondition("queue processing is always on for this daemon (guildd --queue-always-on)")
-        settings = json.loads(json.dumps(self.settings))  # changed only once written (a full disk refuses it)
-        if paused is not None:
-            flags = {} if paused else processing or {}
-            settings["processing"] = {
-                "on": not paused,
-                "run_once": bool(flags.get("run_once")),
-                "gpus": [int(i) for i in flags.get("gpus") or ()],
-                "wait_for_running": bool(flags.get("wait_for_running")),
-            }
-        for name, limit in (queue_limits or {}).items():
-            if limit:
-                settings["queue_limits"][name] = limit
-            else:
-                settings["queue_limits"].pop(name, None)
-        if user_gpu_cap is not None:
-            settings["user_gpu_cap"] = user_gpu_cap
-        if cpu_slots is not None:
-            settings["cpu_slots"] = cpu_slots
+        settings = queuesettings.changed(self.settings, paused, queue_limits, user_gpu_cap, cpu_slots, processing)
         try:
-            rundir.write_atomic(self._settings_path, json.dumps(settings, sort_keys=True).encode())
+            queuesettings.write(self.home, settings)
         except OSError as e:
             if diskspace.is_full(e):
                 raise diskspace.full_error(self.home, e, "cannot change the queue's settings") from e
@@ -462,8 +416,8 @@ class Queue:
         if any(h.staged for h in self.holdings.values()) or any(
                 not e.front and not (gpus and scheduler.on_queue_gpus(e, gpus)[1]) for e in self.entries.values()):
             return
-        self.settings["processing"] = dict(PROCESSING_OFF)
-        rundir.write_atomic(self._settings_path, json.dumps(self.settings, sort_keys=True).encode())
+        self.settings["processing"] = dict(queuesettings.PROCESSING_OFF)
+        queuesettings.write(self.home, self.settings)
         log.info("queue: run-once processing done")
 
     async def explain(self) -> list[scheduler.Decision]:

@@ -302,6 +302,22 @@ def test_staged_runs_wait_for_queue_processing_which_survives_a_restart(start_gu
     assert guild.info(third)["status"] == "staged"
 
 
+def test_a_settings_file_with_values_of_the_wrong_type_leaves_the_queue_working(start_guild, tmp_path):
+    home = tmp_path / "guild-home"
+    home.mkdir()
+    settings = {"processing": {"on": True, "run_once": "yes"}, "queue_limits": [1], "user_gpu_cap": "x", "cpu_slots": "many"}
+    (home / "guildd-queue.json").write_text(json.dumps(settings))
+    guild = start_guild("1x80G", home=home)
+    staged = _staged_id(guild.ctl("run", "gpujob.py", "--stage", "-y"))
+    guild.wait_status(staged, "completed")  # processing's valid "on" was kept
+    queue = _queue(guild)
+    assert queue["user_gpu_cap"] == 0 and queue["queue_limits"] == {}
+    log = (home / "guildd.log").read_text()
+    assert "ignoring in" in log and "cpu_slots 'many'" in log and "processing.run_once 'yes'" in log
+    guild.ctl("queue", "stop")  # the file is written whole again, with good values
+    assert json.loads((home / "guildd-queue.json").read_text())["cpu_slots"] is None
+
+
 def test_queue_flags_gpus_and_wait_for_running(start_guild, tmp_path):
     guild = start_guild("2x80G")
     go = tmp_path / "go"
