@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 import pwd
+import shutil
 import socket
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
@@ -28,6 +29,9 @@ BIG_SYNC = 1000  # runs found on disk indexed per commit; more than this is show
 # What a user set on a run (kept in its attrs): checked against the run dir after an unclean start.
 ANNOTATIONS = ("label", "tags_json", "comments_json", "marked")
 FACTS = ("op_name", "opref", "created_us", "started_us", "stopped_us", "exit_status", "flags_json", "user", "digest")
+# In a run's .guild dir while guildd makes the run (Launcher._create), removed as the last step:
+# a dir that still has it when no daemon makes it is half-made (the daemon was killed meanwhile).
+MAKING = ".guildd-making"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Listing:
     commands: dict[str, Any]  # each run's `cmd` attr, when asked for
 
 
+class SyncStopped(Exception):
+    """The daemon stopped while its sync indexed the runs found on disk (see Catalog.stopping)."""
+
+
 class Catalog:
     def __init__(self, runtime: Runtime, store: storelib.Store, home: "str | os.PathLike", discard: Callable[[str], Any]):
         self.runtime = runtime
@@ -50,6 +58,7 @@ class Catalog:
         self.dir_mtimes: dict[bool, int] = {}  # runs dir / trash mtimes the index was last synced at
         self.rows_checked = store.clean_start  # see _check_rows
         self.state = "starting"  # what GetDaemonInfo shows until the daemon is ready
+        self.stopping = False  # set (from the event loop) when the daemon stops during its start-up's sync
 
     def location(self, rec: storelib.RunRecord) -> pathlib.Path:
         """The directory a run lives in now (the runs dir or the trash)."""
@@ -196,7 +205,8 @@ class Catalog:
                 continue
             on_disk = set()
             if mtime:
-                on_disk = {e.name for e in os.scandir(base) if manage.RUN_ID.match(e.name) and e.is_dir()}
+                on_disk = {e.name for e in os.scandir(base)
+                           if manage.RUN_ID.match(e.name) and e.is_dir() and not being_made(base / e.name)}
             indexed = self.store.ids(deleted=deleted)
             for run_id in indexed - on_disk:
                 self.store.delete(run_id)
@@ -205,6 +215,8 @@ class Catalog:
             if len(new_ids) > BIG_SYNC:
                 self.state = f"indexing {len(new_ids)} runs found on disk"
             for start in range(0, len(new_ids), BIG_SYNC):
+                if self.stopping:  # between transactions: what is indexed is whole, the rest is the next start's
+                    raise SyncStopped(f"index sync stopped with {start} of {len(new_ids)} runs found on disk indexed")
                 with self.store.transaction():  # one commit per thousand runs, not per run
                     for run_id in new_ids[start : start + BIG_SYNC]:
                         if rundir.attrs_dir(base / run_id).is_dir():
@@ -385,6 +397,64 @@ class Catalog:
 
     async def disk_usage(self) -> list[tuple[str, str, int]]:
         return await self.runtime.work(manage.disk_usage, self.home)
+
+
+def making_marker(run_dir: "str | os.PathLike") -> pathlib.Path:
+    return rundir.guild_dir(run_dir) / MAKING
+
+
+def begin_making(run_dir: "str | os.PathLike") -> None:
+    """Makes a new run's dir holding only the marker that says it is being made: until it is
+    removed (made()), the dir is no run (not listed, and removed by the next daemon's start)."""
+    rundir.guild_dir(run_dir).mkdir(parents=True)
+    making_marker(run_dir).touch(exist_ok=False)
+
+
+def made(run_dir: "str | os.PathLike") -> None:
+    """The run is whole: its marker goes (the last step of making it)."""
+    making_marker(run_dir).unlink()
+
+
+def being_made(run_dir: "str | os.PathLike") -> bool:
+    return os.path.lexists(making_marker(run_dir))
+
+
+def half_made(runs_dir: pathlib.Path, before_us: int) -> list[pathlib.Path]:
+    """Run dirs in `runs_dir` that a daemon began to make before `before_us` and never
+    finished: with the marker, written then. Guild AI never writes it: its runs are never
+    among them."""
+    out = []
+    try:
+        entries = list(os.scandir(runs_dir))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not (manage.RUN_ID.match(entry.name) and entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            written_us = os.lstat(making_marker(entry.path)).st_mtime_ns // 1000
+        except OSError:  # none (or no .guild dir to hold one)
+            continue
+        if written_us < before_us:
+            out.append(pathlib.Path(entry.path))
+    return sorted(out)
+
+
+def remove_half_made(runs_dir: pathlib.Path, before_us: int) -> int:
+    """At start-up, before the index's sync: removes the half-made run dirs (see half_made)
+    a killed daemon left, one log line each; returns how many. One that can't be removed is
+    logged and left (it is not listed: the sync skips it)."""
+    removed = 0
+    for run_dir in half_made(runs_dir, before_us):
+        try:
+            shutil.rmtree(run_dir)  # never follows a link out of the dir
+        except OSError as e:
+            log.warning("run %s: cannot remove its half-made dir: %s", run_dir.name[:8], e)
+            continue
+        log.warning("run %s: removed its half-made dir (the daemon making it was stopped before it was whole)",
+                    run_dir.name[:8])
+        removed += 1
+    return removed
 
 
 def _disk_record(run_dir: pathlib.Path, deleted: bool) -> storelib.RunRecord:

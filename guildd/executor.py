@@ -121,6 +121,40 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+# Seconds a run's process may be created after its `started` stamp (the stamp is written just
+# before its shim is forked): a process with the LOCK's pid created later is another one, its
+# pid reused (pids start low again after a reboot).
+ADOPT_SLACK = 60.0
+
+
+def may_be_runs_process(created: float, boot: float, started_us: int, in_run_dir: bool) -> bool:
+    """Whether a live process, created at `created` (seconds) on a machine booted at `boot`,
+    can be the process of a run stamped `started_us`: the run started in this boot, and the
+    process was created no later than ADOPT_SLACK after that (or runs in the run's own dir,
+    which a reused pid's process wouldn't, for a run stamped before a step of the clock).
+    A run with no start stamp is judged by its process being alive alone, as before."""
+    if not started_us:
+        return True
+    started = started_us / 1e6
+    if started < boot:
+        return False  # stamped before the machine booted: none of its processes is left
+    return created <= started + ADOPT_SLACK or in_run_dir
+
+
+def born_with_run(pid: int, started_us: int, run_dir: StrPath) -> bool:
+    """may_be_runs_process for the live process `pid` (False once it is gone)."""
+    try:
+        proc = psutil.Process(pid)
+        created = proc.create_time()
+        try:
+            in_run_dir = os.path.realpath(proc.cwd()) == os.path.realpath(run_dir)
+        except psutil.Error:
+            in_run_dir = False
+    except psutil.Error:
+        return False
+    return may_be_runs_process(created, psutil.boot_time(), started_us, in_run_dir)
+
+
 class Executor:
     """Watches shims on the event loop and calls `on_exit(run_id)` when one ends."""
 

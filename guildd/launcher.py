@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from guild_common import errors, home as homelib, opconfig, rundir
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, daemonlog, diskspace, executor as execlib, fsrights, needed, outputs, pipeline
+from guildd import batches as batchlib, catalog, convert, daemonlog, diskspace, executor as execlib, fsrights, needed, outputs, pipeline
 from guildd import queue as queuelib, restarts, runs, runstate, upstream
 from guildd import store as storelib
 from guildd.children import Parents
@@ -181,15 +181,21 @@ class Launcher:
         shared daemon), the fresh dir is made by the daemon and then given to the owner:
         every later write of the daemon's there is made with the owner's rights."""
         self.reserve.take()  # again, if a full disk used it up: there is room for a new run
+        run_dir = self.run_dir(record.id)
         try:
+            # Marked as being made until whole and indexed: a daemon killed meanwhile leaves
+            # a dir that is no run, removed at the next start (guildd.catalog.half_made).
+            catalog.begin_making(run_dir)
             digest = write()
             if extra_attrs:
-                rundir.write_attrs(self.run_dir(record.id), extra_attrs)
+                rundir.write_attrs(run_dir, extra_attrs)
             if owner is not None:
-                fsrights.chown_tree(self.run_dir(record.id), owner.uid, owner.gid)
-            return self.states.apply(record.id, status, dataclasses.replace(record, digest=digest))
+                fsrights.chown_tree(run_dir, owner.uid, owner.gid)
+            rec = self.states.apply(record.id, status, dataclasses.replace(record, digest=digest))
+            catalog.made(run_dir)
+            return rec
         except BaseException:
-            shutil.rmtree(self.run_dir(record.id), ignore_errors=True)  # needs no space
+            shutil.rmtree(run_dir, ignore_errors=True)  # needs no space
             raise
 
     async def or_take_back(self, run_id: str, first_step: Awaitable[Any]) -> Any:

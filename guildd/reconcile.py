@@ -5,21 +5,27 @@ sync itself is guildd.catalog's)."""
 import logging
 from typing import Any, Callable
 
-from guild_common import rundir
-from guildd import batches, executor as execlib, fsrights, pipeline, runstate
+from guild_common import home as homelib, rundir
+from guildd import batches, catalog, daemonlog, executor as execlib, fsrights, outputs, pipeline, runstate
 from guildd.launcher import Launcher
 from guildd.queue import Queue
 from guildd.store import RunRecord
 
 log = logging.getLogger("guildd")
 
+ENDED_UNWATCHED = ("guildd: run ended as an error: its process ended while no daemon watched, with no end recorded "
+                   "(the daemon and the run were killed, or the machine went down)")
 
-async def reconcile(launcher: Launcher, queue: Queue, sync_index: Callable[[], None]) -> None:
-    """Brings the index in line with the run dirs (`sync_index`, on the I/O thread), then
-    adopts runs that are still alive and records the end of those that ended while the daemon
-    was away. One run that can't be taken back (a bad config, damaged attrs, unreadable files)
+
+async def reconcile(launcher: Launcher, queue: Queue, sync_index: Callable[[], None], started_us: int) -> None:
+    """Removes the run dirs a killed daemon left half-made (before `started_us`, this
+    daemon's start), brings the index in line with the run dirs (`sync_index`, on the I/O
+    thread), then adopts runs that are still alive and records the end of those that ended
+    while the daemon was away. One run that can't be taken back (a bad config, damaged attrs, unreadable files)
     ends as an error, with the reason in the log: it never stops the daemon from starting."""
     runtime = launcher.runtime
+    # Dirs a killed daemon began to make are no runs: gone before the sync would see them.
+    await runtime.io(catalog.remove_half_made, homelib.runs_dir(launcher.home), started_us)
     await runtime.io(sync_index)
     await queue.load()
     active, _ = await runtime.io(launcher.store.list, tuple(runstate.ACTIVE))
@@ -49,7 +55,7 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
         log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
         launcher.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
-    elif rec.status == runstate.RUNNING and lock_pid and execlib.pid_alive(lock_pid) and await io(fsrights.adoptable, lock_pid, run_dir):
+    elif rec.status == runstate.RUNNING and lock_pid and await _adoptable(launcher, rec, lock_pid):
         log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
         launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config)
     elif rec.status == runstate.RUNNING and (batch := await read(batches.read_spec)) is not None:
@@ -59,9 +65,26 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     elif rec.status == runstate.RUNNING:
         if not isinstance(await read(rundir.read_attr, "exit_status"), int):
             log.warning("run %s: its process ended while no daemon watched, recording no end: marking it error", rec.id[:8])
+            try:  # said where the user looks, not only in the daemon's log
+                await read(outputs.append_line, ENDED_UNWATCHED)
+            except OSError as e:
+                log.warning("run %s: cannot add why it ended to its output: %s", rec.id[:8], daemonlog.describe(e))
         launcher.followers.follow(rec.id, rec.scalar_offset, scalar_config)
         await launcher.finish_run(rec.id)
     else:
         # Never started: it ends through the table's direct edge, with no start time.
         log.info("run %s was pending when the daemon stopped: marking it error", rec.id[:8])
         await launcher.states.transition(rec.id, runstate.ERROR)
+
+
+async def _adoptable(launcher: Launcher, rec: RunRecord, pid: int) -> bool:
+    """Whether the live process `pid` (from the run's LOCK) is the run's to adopt, and so to
+    signal at a stop: its owner's (fsrights.adoptable) and not a later process that got its
+    pid after a reboot (executor.born_with_run); a reused pid is logged."""
+    run_dir = launcher.run_dir(rec.id)
+    if not execlib.pid_alive(pid) or not await launcher.runtime.io(fsrights.adoptable, pid, run_dir):
+        return False
+    if execlib.born_with_run(pid, rec.started_us, run_dir):
+        return True
+    log.warning("run %s: pid %s in its LOCK is another process now (its pid reused): not adopting it", rec.id[:8], pid)
+    return False

@@ -4,10 +4,12 @@ ends as an error and keeps the output it printed, what was staged or queued stil
 the queue (its processing on, as it was) starts it, and what had ended is as it was."""
 
 import signal
+import subprocess
 
 import psutil
 import pytest
 
+from guild_common import rundir
 from tests.conftest import wait_for
 from tests.e2e.conftest import Guild
 
@@ -92,7 +94,10 @@ def test_a_reboot_ends_running_runs_as_errors_and_keeps_the_rest(guild):
         assert guild.wait_status(run_id, "error")["status"] == "error"
         # Every line it printed before the power went is still its output, and its scalars
         # are indexed up to the last of them.
-        assert guild.ctl("cat", run_id, "--output").stdout.startswith(printed[run_id])
+        output = guild.ctl("cat", run_id, "--output").stdout
+        assert output.startswith(printed[run_id])
+        # Why it ended is said in its own output, where its user looks.
+        assert "guildd: run ended as an error: its process ended while no daemon watched" in output[len(printed[run_id]):]
         last_loss = float([line for line in printed[run_id].split("\n")[:-1] if line.startswith("loss:")][-1].split()[1])
         wait_for(lambda: guild.info(run_id)["scalars"].get("loss", [None])[0] == pytest.approx(last_loss),
                  what=f"run {run_id[:8]}'s last loss {last_loss}")
@@ -111,3 +116,27 @@ def test_a_reboot_ends_running_runs_as_errors_and_keeps_the_rest(guild):
     assert guild.ctl("cat", done, "--output").stdout == done_output
     # The daemon starts new runs as before.
     assert "loss:" in guild.ctl("run", "train.py", "-y").stdout
+
+
+def test_a_pid_reused_after_a_reboot_is_not_taken_for_the_run(guild):
+    run_id = _id(guild.ctl("run", "slow.py", "steps=100000", "--background", "-y"))
+    guild.wait_status(run_id, "running")
+    _power_loss(guild)
+    # After the boot, another process has the pid the run's LOCK names; the run started an
+    # hour before (the boot came between), and the index is gone, so it is read from the dir.
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        gdir = guild.home / "runs" / run_id / ".guild"
+        (gdir / "LOCK").write_text(str(other.pid))
+        run_dir = gdir.parent
+        rundir.write_attr(run_dir, "started", rundir.read_attr(run_dir, "started") - 3600 * 10**6)
+        for path in guild.home.glob("guildd-index.db*"):
+            path.unlink()
+        guild.start_daemon()
+        assert guild.wait_status(run_id, "error")["status"] == "error"
+        guild.ctl("stop", run_id, "-y", check=False)
+        assert other.poll() is None  # never signalled: it is not the run's
+        assert "is another process now (its pid reused): not adopting it" in (guild.home / "guildd.log").read_text()
+    finally:
+        other.kill()
+        other.wait()

@@ -116,7 +116,18 @@ SYNC = {
     "a run dir removed by hand is dropped": (lambda home: shutil.rmtree(homelib.runs_dir(home) / run_id(2)), [3, 1]),
     "a dir that is no run is left out": (lambda home: (homelib.runs_dir(home) / "notes").mkdir(), [3, 2, 1]),
     "a run dir with no attrs is left out": (lambda home: (homelib.runs_dir(home) / run_id(9)).mkdir(), [3, 2, 1]),
+    "a run dir being made is left out": (lambda home: half_made_run(homelib.runs_dir(home), 4), [3, 2, 1]),
 }
+
+
+def half_made_run(base, n, written_us=None):
+    """Run `n`'s dir as a daemon killed while making it leaves it: attrs, and the marker
+    (written at `written_us`)."""
+    write_run(base, n, started=40)
+    marker = cataloglib.making_marker(base / run_id(n))
+    marker.touch()
+    if written_us is not None:
+        os.utime(marker, ns=(written_us * 1000, written_us * 1000))
 
 
 @pytest.mark.parametrize("case", SYNC)
@@ -310,3 +321,40 @@ def test_a_move_to_the_trash_a_full_index_cannot_record_is_undone(catalog, store
     assert (homelib.runs_dir(home) / run_id(1)).is_dir()
     assert not (manage.trash_runs_dir(home) / run_id(1)).exists()
     assert not run(catalog.get_run(run_id(1))).deleted
+
+
+START_US = 1_800_000_000 * 10**6  # the daemon's start
+HALF_MADE = {
+    "marked before the start: half-made": (lambda base: half_made_run(base, 4, START_US - 10**6), [4]),
+    "marked since the start: being made now": (lambda base: half_made_run(base, 4, START_US + 10**6), []),
+    "a run without the marker (Guild AI's too)": (lambda base: write_run(base, 4, started=40), []),
+    "a file with a run's name": (lambda base: (base / run_id(4)).write_text("x"), []),
+    "a link to a dir with the marker": (
+        lambda base: (half_made_run(base, 5, START_US - 10**6), os.symlink(base / run_id(5), base / run_id(4))), [5]),
+}
+
+
+@pytest.mark.parametrize("case", HALF_MADE)
+def test_half_made(home, case):
+    make, expected = HALF_MADE[case]
+    base = homelib.runs_dir(home)
+    make(base)
+    assert cataloglib.half_made(base, START_US) == [base / run_id(n) for n in expected]
+
+
+def test_remove_half_made_removes_only_those_and_says_so(home, caplog):
+    base = homelib.runs_dir(home)
+    half_made_run(base, 4, START_US - 10**6)
+    assert cataloglib.remove_half_made(base, START_US) == 1
+    assert sorted(p.name for p in base.iterdir()) == [run_id(n) for n in (1, 2, 3)]
+    assert f"run {run_id(4)[:8]}: removed its half-made dir" in caplog.text
+    assert cataloglib.remove_half_made(home / "no-such-dir", START_US) == 0
+
+
+def test_a_run_made_is_no_longer_being_made(home):
+    run_dir = homelib.runs_dir(home) / run_id(7)
+    cataloglib.begin_making(run_dir)
+    assert cataloglib.being_made(run_dir)
+    assert set(run_dir.rglob("*")) == {rundir.guild_dir(run_dir), cataloglib.making_marker(run_dir)}
+    cataloglib.made(run_dir)
+    assert not cataloglib.being_made(run_dir)

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 
+import psutil
 import pytest
 
 from guild_common import rundir
@@ -369,3 +370,33 @@ def test_a_shim_refuses_to_run_a_shared_daemons_run_as_root(tmp_path):
     assert not marker.exists()
     assert end_of(run_dir) == (None, None)  # no end recorded by the shim: the daemon records it
     assert "refusing to run a shared daemon's run as root" in (tmp_path / "guildd.log").read_text()
+
+
+BOOT = 1_000_000.0
+STARTED = BOOT + 3600  # seconds: a run stamped an hour after the boot
+ADOPTION = {
+    "the run's process, forked just after the stamp": (STARTED + 0.2, STARTED, False, True),
+    "a slow fork, within the slack": (STARTED + execlib.ADOPT_SLACK - 1, STARTED, False, True),
+    "Guild AI's own process, made before it stamped the run": (STARTED - 5, STARTED, False, True),
+    "its pid reused by a later process": (STARTED + 600, STARTED, False, False),
+    "a later process, but in the run's dir (the clock stepped)": (STARTED + 600, STARTED, True, True),
+    "a run stamped before this boot": (BOOT + 10, BOOT - 3600, True, False),
+    "no start stamp: alive is all that is known": (STARTED, 0, False, True),
+}
+
+
+@pytest.mark.parametrize("created, started, in_run_dir, adopted", ADOPTION.values(), ids=ADOPTION.keys())
+def test_may_be_runs_process(created, started, in_run_dir, adopted):
+    started_us = int(started * 1e6)
+    assert execlib.may_be_runs_process(created, BOOT, started_us, in_run_dir) is adopted
+
+
+def test_born_with_run_tells_a_reused_pid(tmp_path):
+    me = psutil.Process()
+    created_us = int(me.create_time() * 1e6)
+    assert execlib.born_with_run(me.pid, created_us, tmp_path)  # as the run's own process
+    # As a process that took the pid of a run stamped just after the boot (this one came later).
+    early = int((psutil.boot_time() + 1) * 1e6)
+    assert not execlib.born_with_run(me.pid, early, tmp_path)
+    assert execlib.born_with_run(me.pid, early, os.getcwd())  # unless it runs in the run's dir
+    assert not execlib.born_with_run(2**22 + 1, created_us, tmp_path)  # no such process

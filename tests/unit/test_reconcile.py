@@ -12,8 +12,8 @@ import pytest
 
 from guild_common import rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import pipeline, reconcile
-from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, TERMINATED
+from guildd import catalog, pipeline, reconcile
+from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED
 from tests.unit.test_launcher import World, spec
 
 LIVE_PID = os.getpid()  # a live process: this test's own
@@ -43,6 +43,18 @@ def own_process_alive(w: World, run_id: str) -> None:
     """The shim is gone but the operation's process, in the run's LOCK, still runs."""
     shim(alive=False)(w, run_id)
     rundir.lock_file(w.run_dir(run_id)).write_text(f"{LIVE_PID}\n")
+
+
+def pid_reused(w: World, run_id: str) -> None:
+    """The run started an hour ago (before a reboot, say); its LOCK's pid is a process's made
+    since (this test's: made minutes ago at most)."""
+    own_process_alive(w, run_id)
+    an_hour_ago = rundir.now_us() - 3600 * 10**6
+    rundir.write_attr(w.run_dir(run_id), "started", an_hour_ago)
+    w.store.update(run_id, started_us=an_hour_ago)
+
+
+UNWATCHED = ": its process ended while no daemon watched, with no end recorded"
 
 
 def unwritable_end(w: World, run_id: str) -> None:
@@ -78,15 +90,17 @@ CASES = [
                  id="shim dead, exit 3 recorded: error"),
     pytest.param(spec(), ended(-15), False, (TERMINATED, -15, None, True, None),
                  id="shim dead, stopped by a signal: terminated"),
-    pytest.param(spec(), shim(alive=False), False, (ERROR, 1, None, True, None),
-                 id="shim dead, no end recorded: error"),
+    pytest.param(spec(), shim(alive=False), False, (ERROR, 1, None, True, UNWATCHED),
+                 id="shim dead, no end recorded: error, why in its output"),
+    pytest.param(spec(), pid_reused, False, (ERROR, 1, None, True, UNWATCHED),
+                 id="shim gone, its LOCK's pid now a later process's: error, that process never adopted"),
     pytest.param(gpu_run(), untouched, False, (ERROR, 1, None, False, None),
                  id="pending, not queued: error without a start time"),
     pytest.param(gpu_run(), untouched, True, (PENDING, None, None, False, None),
                  id="pending in the queue: waits on"),
-    pytest.param(spec(), unwritable_end, False, (ERROR, None, None, True, "at start-up: IsADirectoryError"),
+    pytest.param(spec(), unwritable_end, False, (ERROR, None, None, True, " at start-up: IsADirectoryError"),
                  id="end cannot be written: error, why in its output"),
-    pytest.param(spec(), damaged_steps, False, (ERROR, 1, None, True, "at start-up: DecodeError"),
+    pytest.param(spec(), damaged_steps, False, (ERROR, 1, None, True, " at start-up: DecodeError"),
                  id="damaged pipeline-steps: error, why in its output"),
 ]
 
@@ -106,7 +120,7 @@ def test_a_run_left_by_a_previous_daemon(tmp_path, run_spec, leave, queued, expe
         try:
             if queued:
                 w.queue.entries[run_id] = None
-            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index)
+            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index, rundir.now_us())
             await w.runtime.settle()
             rec = await w.get(run_id)
             assert (rec.status, rec.exit_status) == (status, exit_status)
@@ -119,7 +133,7 @@ def test_a_run_left_by_a_previous_daemon(tmp_path, run_spec, leave, queued, expe
             if said is None:
                 assert "guildd: run ended as an error" not in output
             else:
-                assert f"guildd: run ended as an error {said}" in output
+                assert f"guildd: run ended as an error{said}" in output
         finally:
             await w.runtime.close_tasks()
             w.close()
@@ -139,9 +153,34 @@ def test_one_damaged_run_does_not_stop_the_others(tmp_path):
 
         w = World(tmp_path)
         try:
-            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index)
+            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index, rundir.now_us())
             await w.runtime.settle()
             assert [(await w.get(r)).status for r in (damaged, good)] == [ERROR, COMPLETED]
+        finally:
+            await w.runtime.close_tasks()
+            w.close()
+
+    asyncio.run(go())
+
+
+def test_a_run_dir_a_killed_daemon_left_half_made_is_removed_and_never_listed(tmp_path):
+    async def go() -> None:
+        before = World(tmp_path)
+        whole = (await before.start(stage=True)).id
+        half = (await before.start(stage=True)).id
+        assert not catalog.being_made(before.run_dir(whole))  # a run made is unmarked
+        # Killed after the run was indexed, before its marker went (the last step).
+        catalog.making_marker(before.run_dir(half)).touch()
+        await before.runtime.close_tasks()
+        before.close()
+
+        w = World(tmp_path)
+        try:
+            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index, rundir.now_us())
+            await w.runtime.settle()
+            assert await w.runtime.io(w.store.get, half) is None
+            assert not os.path.exists(w.run_dir(half))
+            assert (await w.get(whole)).status == STAGED
         finally:
             await w.runtime.close_tasks()
             w.close()
