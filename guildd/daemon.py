@@ -89,9 +89,14 @@ class Daemon:
 
     async def reconcile(self) -> None:
         """Start-up: the index in line with the run dirs, live runs adopted, then the queue's loops."""
-        await reconcile.reconcile(self.launcher, self.queue, self.catalog.sync_index)
+        await reconcile.reconcile(self.launcher, self.queue, self.catalog.sync_index, self.started_us)
         self.runtime.spawn(self.queue.run(), name="queue")
         self.runtime.spawn(self.queue.poll_loop(), name="gpu-poll")
+
+    def stop_start_up(self) -> None:
+        """The daemon is stopping before its reconcile ended: the index's sync (on the I/O
+        thread) stops at its next batch of runs, so the shutdown need not wait for the rest."""
+        self.catalog.stopping = True
 
     async def close(self) -> None:
         """Shutdown: tasks cancelled, none recording an end (a batch or pipeline stays running

@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -95,7 +96,7 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
     mode = 0o666 if options.shared else 0o600
     old_umask = os.umask(0o777 & ~mode)
     try:
-        server.add_insecure_port(f"unix:{bind}")
+        _listen(server, bind)
     finally:
         os.umask(old_umask)
     handshake = await tokens.serve_handshake(daemon.identities, homelib.auth_socket_path(bind), mode)
@@ -104,7 +105,8 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
              ", shared: every local user" if options.shared else "")
     try:
         # Requests wait (WaitUntilReady) while a first start indexes the runs on disk.
-        await daemon.reconcile()
+        if not await _start_up(daemon, stop):
+            raise errors.GuildError(f"stopped by {why[0]} during start-up")
         daemon.ready.set()
         if ready:
             ready()
@@ -118,6 +120,48 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
         await daemon.close()
         _remove_socket(home, options.shared)
         log.info("stopped")
+
+
+def _listen(server: grpc.aio.Server, bind: pathlib.Path) -> None:
+    """Listens on the socket at `bind`; FailedPrecondition naming the kernel's reason when it
+    can't (gRPC's own error says only that it failed)."""
+    try:
+        server.add_insecure_port(f"unix:{bind}")
+    except RuntimeError:
+        raise errors.FailedPrecondition(f"cannot listen on {bind}: {bind_error(bind)}") from None
+
+
+def bind_error(path: pathlib.Path) -> str:
+    """Why a socket can't be bound at `path`, as a plain bind of it says. If that bind works
+    (the reason was passing), the socket it made is removed again."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.bind(str(path))
+        except OSError as e:
+            return e.strerror or str(e)
+    path.unlink(missing_ok=True)
+    return "gRPC could not bind it, though a plain bind could (see GRPC_VERBOSITY=debug)"
+
+
+async def _start_up(daemon: Daemon, stop: asyncio.Event) -> bool:
+    """The daemon's reconcile, unless it is asked to stop first (SIGTERM while a first start
+    indexes many runs): then the index's sync stops at its next batch of runs (each batch is
+    one transaction: nothing is left half-written), the rest of start-up is cancelled (the
+    next start does it again from the run dirs), and False is returned."""
+    reconciling = asyncio.ensure_future(daemon.reconcile())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({reconciling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if reconciling.done():
+        stopping.cancel()
+        reconciling.result()  # raises what made start-up fail
+        return True
+    daemon.stop_start_up()
+    reconciling.cancel()
+    try:
+        await reconciling
+    except asyncio.CancelledError:
+        pass
+    return False
 
 
 class RequireIdentity(grpc.aio.ServerInterceptor):

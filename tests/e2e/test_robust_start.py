@@ -5,14 +5,17 @@ guildctl that started it say why."""
 
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import uuid
 
 import psutil
 import pytest
 import yaml
 
+from guild_common import rundir
 from tests.conftest import wait_for
 from tests.e2e.conftest import _stop_everything
 
@@ -430,3 +433,53 @@ def test_another_program_on_the_socket_is_named_not_reported_missing(guild_no_da
     finally:
         listener.kill()
         listener.wait()
+
+
+# Indexing slowed down, in small batches, in the guildd it is given to: a first start that
+# indexes many runs found on disk, long enough to be stopped in the middle.
+SLOW_INDEXING = """\
+import time
+import guildd.catalog, guildd.manage
+
+guildd.catalog.BIG_SYNC = 10
+index_run_dir = guildd.manage.index_run_dir
+
+def slow(*args, **kw):
+    time.sleep(0.05)
+    return index_run_dir(*args, **kw)
+
+guildd.manage.index_run_dir = slow
+"""
+
+
+def test_sigterm_while_a_first_start_indexes_stops_it_and_loses_nothing(guild, tmp_path):
+    guild.ctl("run", "train.py", "-y")
+    first = guild.runs()[0]
+    guild.stop()
+    for path in guild.home.glob("guildd-index.db*"):
+        path.unlink()
+    runs = guild.home / "runs"
+    for _ in range(200):  # copies of the run, each under an id of its own
+        run_id = uuid.uuid4().hex
+        shutil.copytree(runs / first["id"], runs / run_id, symlinks=True)
+        rundir.write_attrs(runs / run_id, {"id": run_id})
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(SLOW_INDEXING)
+    daemon = subprocess.Popen(["guildd", "--foreground", "--no-log-stderr", "-H", str(guild.home)],
+                              env={**guild.env, "PYTHONPATH": str(inject)}, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "indexed 10 of 201 runs" in _log(guild), what="guildd to index its first runs")
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode != 0
+    assert stderr.strip().splitlines()[-1] == "guildd: stopped by SIGTERM during start-up"
+    log = _log(guild)
+    assert "guildd exiting: stopped by SIGTERM during start-up" in log
+    assert "shutting down on SIGTERM" in log
+    assert "indexed 200 of 201" not in log  # stopped before the end, not after
+    assert not (guild.home / "guildd.sock").exists()
+    # The next start indexes the rest: every run is listed, as it was.
+    guild.start_daemon()
+    listed = guild.runs()
+    assert len(listed) == 201
+    assert {(r["status"], r["operation"]) for r in listed} == {(first["status"], first["operation"])}
