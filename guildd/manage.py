@@ -158,13 +158,17 @@ def list_files(run_dir: StrPath, path: str = "", all_files: bool = False, source
     if sourcecode:
         wanted = set(rundir.sourcecode_files(run_dir))
     out = []
+    seen = {_dir_key(run_dir)}
     for root, dirs, files in os.walk(run_dir, followlinks=follow_links):
         rel_root = os.path.relpath(root, run_dir)
         rel_root = "" if rel_root == "." else rel_root + "/"
         if not all_files and rel_root == "":
             dirs[:] = [d for d in dirs if d != ".guild"]
         dirs.sort()
-        for name in sorted(dirs + files):
+        names = sorted(dirs + files)
+        if follow_links:
+            dirs[:] = _linked_dirs_to_descend(run_dir, root, dirs, seen)
+        for name in names:
             rel = rel_root + name
             full = os.path.join(root, name)
             is_link = os.path.islink(full)
@@ -176,6 +180,31 @@ def list_files(run_dir: StrPath, path: str = "", all_files: bool = False, source
             size = 0 if is_dir else os.lstat(full).st_size
             out.append((rel, is_dir, is_link, size))
     return sorted(out)
+
+
+def _dir_key(path: StrPath) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _linked_dirs_to_descend(run_dir: pathlib.Path, root: str, dirs: list[str], seen: set[tuple[int, int]]) -> list[str]:
+    """The dirs of `root` that `ls -L` descends into: a linked dir only when it leads inside
+    the runs dir that holds the run (an upstream run's files, which a `target-type: link`
+    dependency links to), never out of GUILD_HOME; and each dir once, so links that loop
+    back (`a -> .`, `b -> .`) end instead of making 2^N paths. `seen` gathers the dirs
+    (device, inode) entered so far."""
+    keep = []
+    for d in dirs:
+        full = os.path.join(root, d)
+        try:
+            key = _dir_key(full)
+            if key in seen or (os.path.islink(full) and not paths.inside(full, run_dir.parent)):
+                continue
+        except (OSError, errors.GuildError):  # gone, or a link that can't be resolved
+            continue
+        seen.add(key)
+        keep.append(d)
+    return keep
 
 
 def file_path(run_dir: StrPath, rel: str) -> pathlib.Path:

@@ -452,3 +452,16 @@ def test_a_label_appended_to_a_long_one_is_cut_to_the_limit(home, store, make_ru
     [changed] = manage.label_runs(store, home, [rec], "append", "more")
     assert changed.label == "a" * (limits.MAX_LABEL - 1) + "\u2026"
     assert rundir.read_attr(manage.location(home, rec), "label") == changed.label
+
+
+def test_ls_following_links_stays_in_guild_home_and_ends_on_loops(tmp_path):
+    # A link out of GUILD_HOME is listed, not entered; two links back to the run's own dir
+    # once made 2^N paths (the daemon's I/O thread never came back).
+    runs = tmp_path / "runs"
+    run_dir = write_run(runs, RUN_IDS[0], files={"a.txt": "a"})
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("s")
+    os.symlink(tmp_path / "outside", run_dir / "out")
+    os.symlink(".", run_dir / "loop-a")
+    os.symlink(".", run_dir / "loop-b")
+    assert [f[0] for f in manage.list_files(run_dir, follow_links=True)] == ["a.txt", "loop-a", "loop-b", "out"]
