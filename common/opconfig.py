@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from guild_common import errors, flags as flaglib, labels, scalars
+from guild_common import errors, flags as flaglib, labels, limits, scalars
 from guild_common.flagdef import FlagDef
 from guild_common.pb import guild_pb2 as pb
 
@@ -226,7 +226,7 @@ def render_label(template: str | None, tags: Iterable[str], flag_values: Mapping
     NAME=VAL), with tags in front."""
     default = flaglib.default_label(flag_values)
     label = labels.render(template, flag_values, default_label=default) if template else default
-    return " ".join([*tags, label]).strip()
+    return limits.capped(" ".join([*tags, label]).strip(), limits.MAX_LABEL)  # long flag values: a label still short
 
 
 def flagdef_to_pb(d: FlagDef) -> pb.FlagDef:
