@@ -13,6 +13,7 @@ silently runs one trial with a nonsense value. Here a malformed function is an e
 import dataclasses
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -118,6 +119,8 @@ def _check_arity(name: str, args: Sequence[Any], least: int, most: int) -> None:
 def _number(arg: Any) -> int | float:
     if isinstance(arg, bool) or not isinstance(arg, (int, float)):
         raise _BadArgs("invalid arg %r: expected a number" % (arg,))
+    if isinstance(arg, int) and abs(arg) > sys.float_info.max:  # past what float arithmetic takes
+        raise _BadArgs("invalid arg %s...: too large" % str(arg)[:20])
     if not math.isfinite(arg):
         raise _BadArgs("invalid arg %r: expected a finite number" % (arg,))
     return arg
@@ -166,6 +169,8 @@ def _range(args: Sequence[Any]) -> list[int | float]:
         raise _BadArgs("STEP must not be 0")
     # Rounded so that float steps land on STOP (1e-4 - 1e-5 is 9.000000000000002 steps).
     span = round((stop - start) / step, 9)
+    if not math.isfinite(span):  # range[-1e308:1e308]: more values than any count
+        raise _BadArgs("too many values")
     if span < 0:
         count = 0
     else:

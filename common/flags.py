@@ -116,6 +116,8 @@ def _decode_yaml(text: str) -> Any:
         return text
     except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits)
         raise errors.InvalidArgument(f"invalid value '{text[:20]}...': a number of {len(text)} digits is too large") from None
+    except RecursionError:  # `[[[[...` a few thousand deep: YAML's parser recurses per level
+        raise errors.InvalidArgument(f"invalid value '{text[:20]}...': nested too deeply") from None
     if not _is_primitive_tree(value):
         return text
     if _lost_to_comment(text, value):
@@ -123,15 +125,29 @@ def _decode_yaml(text: str) -> Any:
     return value
 
 
+# Levels of lists and mappings a flag value may have: JSON, YAML and the run's flags all
+# recurse per level, and `x=[[[[...` a thousand deep would crash them.
+MAX_VALUE_DEPTH = 100
+
+
 def _is_primitive_tree(value: object) -> bool:
-    """True if `value` is made only of what flags hold (YAML can also build dates, bytes, sets)."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return True
-    if isinstance(value, list):
-        return all(_is_primitive_tree(item) for item in value)
-    if isinstance(value, dict):
-        return all(_is_primitive_tree(k) and _is_primitive_tree(v) for k, v in value.items())
-    return False
+    """True if `value` is made only of what flags hold (YAML can also build dates, bytes, sets)
+    and is a tree: a list or mapping met twice (YAML aliases: `&a [*a]` holds itself) is not.
+    InvalidArgument when it is nested deeper than MAX_VALUE_DEPTH."""
+    seen: set[int] = set()
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if item is None or isinstance(item, (str, int, float, bool)):
+            continue
+        if not isinstance(item, (list, dict)) or id(item) in seen:
+            return False
+        if depth >= MAX_VALUE_DEPTH:
+            raise InvalidArgument(f"invalid value: nested more than {MAX_VALUE_DEPTH} levels deep")
+        seen.add(id(item))
+        children = item if isinstance(item, list) else [x for kv in item.items() for x in kv]
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def _lost_to_comment(text: str, value: object) -> bool:
@@ -336,7 +352,7 @@ def _coerce_type(value: Any, flagdef: FlagDef, cwd: str | None) -> Any:
         ) from None
     try:
         return coerce(value, cwd)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an int past a float's range
         raise _invalid(value, flagdef, str(e)) from None
 
 
@@ -418,6 +434,10 @@ def _check_choices(value: Any, flagdef: FlagDef) -> None:
 def _check_range(value: Any, flagdef: FlagDef) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
+    for name, bound in (("min", flagdef.min), ("max", flagdef.max)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+            # A Guild file's `min: ''` or `max: [1]`: the definition is wrong, not the value.
+            raise InvalidArgument("invalid %s %s for flag '%s': expected a number" % (name, encode_flag_value(bound)[:40], flagdef.name))
     if flagdef.min is not None and value < flagdef.min:
         raise _invalid(value, flagdef, "less than min %s" % encode_flag_value(flagdef.min))
     if flagdef.max is not None and value > flagdef.max:

@@ -195,11 +195,11 @@ def _modeldef(name: str, named: gfdata.Items, src: str, digest: str) -> ModelDef
     data = copy.deepcopy(named.merged(name))
     ops = gfdata.resolve_includes(data.get("operations") or {}, "operations", named, src)
     if not isinstance(ops, dict):
-        raise gfdata.error(src, f"invalid operations value {ops!r}: expected a mapping")
+        raise gfdata.error(src, f"invalid operations value {gfdata.excerpt(ops)}: expected a mapping")
     defaults = data.get("operation-defaults") or {}
     if not isinstance(defaults, dict):
         raise gfdata.error(
-            src, f"invalid operation-defaults value {defaults!r}: expected a mapping"
+            src, f"invalid operation-defaults value {gfdata.excerpt(defaults)}: expected a mapping"
         )
 
     def flags_of(flags: dict, values: bool = False) -> Any:
@@ -243,7 +243,7 @@ def _op_data(name: str, op: Any, defaults: dict, flags_of: Callable[..., Any], s
         op = {"main": op}
     elif not isinstance(op, dict):
         raise gfdata.error(
-            src, f"invalid operation {name!r}: expected a mapping or a string, got {op!r}"
+            src, f"invalid operation {name!r}: expected a mapping or a string, got {gfdata.excerpt(op)}"
         )
     for key, value in defaults.items():
         op.setdefault(key, copy.deepcopy(value))

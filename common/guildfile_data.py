@@ -27,6 +27,17 @@ def error(src: str, msg: str) -> InvalidArgument:
     return InvalidArgument(f"error in {src}: {msg}")
 
 
+EXCERPT = 40  # characters of a Guild file's value an error shows
+
+
+def excerpt(value: object) -> str:
+    """`value` as an error shows it: its repr, cut short. An `include` can name any file the
+    user can read (`- include: /etc/passwd`), and the error must name it and say what is
+    wrong without printing what it holds."""
+    shown = repr(value)
+    return shown if len(shown) <= EXCERPT else shown[:EXCERPT] + "..."
+
+
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 as Guild reads Guild files: `1e-4` and `1.e5` are floats too (YAML alone
     wants a dot and a signed exponent, and `lr: 1e-4` would be the string '1e-4')."""
@@ -48,6 +59,10 @@ def read_yaml(path: str, text: str | None = None) -> Any:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         raise _yaml_error(path, e) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise InvalidArgument(f"error in {path}: a number too large to read") from None
+    except RecursionError:  # `[[[[...` nested a few thousand deep
+        raise InvalidArgument(f"error in {path}: data nested too deeply") from None
 
 
 def _yaml_error(path: str, e: yaml.YAMLError) -> InvalidArgument:
@@ -67,20 +82,20 @@ def coerce_items(data: Any, src: str) -> list[dict]:
     if isinstance(data, dict):
         return [{"model": "", "operations": data}]
     if not isinstance(data, list):
-        raise error(src, f"invalid guildfile data {data!r}: expected a mapping")
+        raise error(src, f"invalid guildfile data {excerpt(data)}: expected a mapping")
     items = []
     for item in data:
         if not isinstance(item, dict):
-            raise error(src, f"invalid guildfile data {item!r}: expected a mapping")
+            raise error(src, f"invalid guildfile data {excerpt(item)}: expected a mapping")
         types = [key for key in TYPE_KEYS if key in item]
         if not types:
             if "operations" not in item:
                 raise error(
-                    src, f"missing required type (one of: {', '.join(TYPE_KEYS)}) in {item!r}"
+                    src, f"missing required type (one of: {', '.join(TYPE_KEYS)}) in {excerpt(item)}"
                 )
             item = {"model": "", **item}
         elif len(types) > 1:
-            raise error(src, f"conflicting types ({', '.join(types)}) in {item!r}")
+            raise error(src, f"conflicting types ({', '.join(types)}) in {excerpt(item)}")
         items.append(item)
     return items
 

@@ -13,7 +13,7 @@ from typing import Any
 from guild_common import flags as flaglib, paths, scalars
 from guild_common.errors import InvalidArgument
 from guild_common.flagdef import FlagDef
-from guild_common.guildfile_data import display, error
+from guild_common.guildfile_data import display, error, excerpt
 
 OP_ATTRS = frozenset(
     """
@@ -67,7 +67,7 @@ def flagdefs(data: Any, src: str, default_arg_skip: bool = False) -> dict[str, F
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise error(src, f"invalid flags value {data!r}: expected a mapping")
+        raise error(src, f"invalid flags value {excerpt(data)}: expected a mapping")
     return {
         str(name): flagdef(str(name), value, src, default_arg_skip)
         for name, value in sorted(data.items(), key=lambda kv: str(kv[0]))
@@ -105,7 +105,7 @@ def _choices(data: Any, src: str) -> tuple:
         return ()
     if not isinstance(data, list):
         raise error(
-            src, f"invalid flag choice data {data!r}: expected a list of values or mappings"
+            src, f"invalid flag choice data {excerpt(data)}: expected a list of values or mappings"
         )
     return tuple(_choice(c) for c in data)
 
@@ -135,7 +135,7 @@ def optimizers(op_name: str, data: dict, src: str) -> tuple[OptimizerDef, ...]:
     if opts is None:
         return ()
     if not isinstance(opts, dict):
-        raise error(src, f"invalid optimizers value {opts!r}: expected a mapping")
+        raise error(src, f"invalid optimizers value {excerpt(opts)}: expected a mapping")
     return tuple(_optimizer(str(name), opts[name], src) for name in sorted(opts, key=str))
 
 
@@ -147,11 +147,11 @@ def _optimizer(name: str | None, data: Any, src: str) -> OptimizerDef:
     if isinstance(data, str):
         return OptimizerDef(name or data, data)
     if not isinstance(data, dict):
-        raise error(src, f"invalid optimizer value {data!r}: expected a string or a mapping")
+        raise error(src, f"invalid optimizer value {excerpt(data)}: expected a string or a mapping")
     flags = dict(data)
     algorithm = flags.pop("algorithm", None) or name
     if not algorithm:
-        raise error(src, f"missing required 'algorithm' attribute in {data!r}")
+        raise error(src, f"missing required 'algorithm' attribute in {excerpt(data)}")
     default = bool(flags.pop("default", False))
     flags = dict(sorted(flags.items()))
     return OptimizerDef(name or str(algorithm), str(algorithm), default, flags)
@@ -180,7 +180,7 @@ def flags_import(value: Any, src: str) -> bool | list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise error(
-        src, f"invalid flags-import value {value!r}: expected yes/all, no, or a list of flag names"
+        src, f"invalid flags-import value {excerpt(value)}: expected yes/all, no, or a list of flag names"
     )
 
 
@@ -192,14 +192,14 @@ def name_list(attr: str, value: Any, src: str) -> list[str] | None:
         return [value]
     if isinstance(value, list):
         return [str(v) for v in value]
-    raise error(src, f"invalid {attr} value {value!r}: expected a string or a list")
+    raise error(src, f"invalid {attr} value {excerpt(value)}: expected a string or a list")
 
 
 def env(value: Any, src: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise error(src, f"invalid env value {value!r}: expected a mapping")
+        raise error(src, f"invalid env value {excerpt(value)}: expected a mapping")
     return {str(k): _env_str(v) for k, v in value.items()}
 
 
@@ -213,7 +213,9 @@ def optional_int(attr: str, value: Any, src: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise error(src, f"invalid {attr} value {value!r}: expected an integer")
+        raise error(src, f"invalid {attr} value {excerpt(value)}: expected an integer")
+    if not -(2**31) <= value < 2**31:  # a count the daemon takes in 32 bits (max-trials)
+        raise error(src, f"invalid {attr} value {excerpt(value)}: too large")
     return value
 
 
@@ -244,7 +246,7 @@ def sourcecode(value: Any, src: str) -> Any:
             raise error(src, str(e)) from None
     if value is None or isinstance(value, (bool, str, list, dict)):
         return value
-    raise error(src, f"invalid select files spec {value!r}: expected a string, list, or mapping")
+    raise error(src, f"invalid select files spec {excerpt(value)}: expected a string, list, or mapping")
 
 
 def output_scalars(value: Any, src: str) -> Any:
@@ -265,7 +267,7 @@ def requires(value: Any, src: str) -> list:
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, (str, dict)):
-            raise error(src, f"invalid requires value {item!r}: expected a string or a mapping")
+            raise error(src, f"invalid requires value {excerpt(item)}: expected a string or a mapping")
     return list(items)
 
 
@@ -275,13 +277,13 @@ def resources(value: Any, model_name: str, src: str) -> dict[str, dict]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise error(src, f"invalid resources value {value!r}: expected a mapping")
+        raise error(src, f"invalid resources value {excerpt(value)}: expected a mapping")
     out: dict[str, dict] = {}
     for name, res in value.items():
         if isinstance(res, list):
             res = {"sources": res}
         elif not isinstance(res, dict):
-            raise error(src, f"invalid resource value {res!r}: expected a mapping or a list")
+            raise error(src, f"invalid resource value {excerpt(res)}: expected a mapping or a list")
         full_name = f"{model_name}:{name}" if model_name else str(name)
         sources = res.get("sources") or []
         if not isinstance(sources, list):

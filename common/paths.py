@@ -24,12 +24,26 @@ def relative(rel: str, what: str = "path", within: str = RUN_DIR) -> str:
         raise errors.InvalidArgument(f"{what} {rel!r} is not a path")
     if "\0" in rel:
         raise errors.InvalidArgument(f"{what} {_shown(rel)} holds a NUL byte")
+    if _too_long(rel):
+        raise errors.InvalidArgument(f"{what} {_shown(rel[:60])}... is too long (a name of more than {NAME_MAX} "
+                                     f"bytes, or more than {PATH_MAX} in all)")
     if os.path.isabs(rel):
         raise errors.InvalidArgument(f"{what} {_shown(rel)} is outside {within} (an absolute path)")
     norm = os.path.normpath(rel) if rel else "."
     if norm == os.pardir or norm.startswith(os.pardir + os.sep):
         raise errors.InvalidArgument(f"{what} {_shown(rel)} is outside {within}")
     return norm
+
+
+# Linux's limits: a longer name or path fails every system call (ENAMETOOLONG), so it is
+# the client's mistake, said as one, not a failure inside the daemon.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def _too_long(rel: str) -> bool:
+    data = os.fsencode(rel)
+    return len(data) >= PATH_MAX or any(len(part) > NAME_MAX for part in data.split(b"/"))
 
 
 def contained(base: StrPath, rel: str, what: str = "path", within: str = RUN_DIR, follow: bool = True) -> pathlib.Path:

@@ -399,7 +399,10 @@ def _classify_word(word: str, pos: int) -> _Token:
     if lower in _FILTER_KEYWORDS:
         return (lower, word, word, pos)
     if _NUMBER_RE.match(word):
-        number = float(word) if re.search(r"[.eE]", word) else int(word)
+        try:
+            number = float(word) if re.search(r"[.eE]", word) else int(word)
+        except ValueError:  # more digits than int() converts: a float then (inf), as `1e999` is
+            number = float(word)
         return ("number", number, word, pos)
     return ("word", word, word, pos)
 

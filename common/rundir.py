@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import pathlib
+import re
 import stat
 import time
 import uuid
@@ -135,15 +136,19 @@ def read_attr(run_dir: StrPath, name: str, default: Any = None) -> Any:
     return parse_attr(text, default)
 
 
+# ASCII digits only: str.isdigit() is true of '²', which int() refuses.
+_PLAIN_INT = re.compile(r"-?[0-9]{1,30}")
+
+
 def parse_attr(text: str, default: Any = None) -> Any:
     """One attribute's YAML value. Times and exit codes are plain ints: read those without
     the YAML parser (an index rebuild reads a hundred thousand of them)."""
     stripped = text.strip()
-    if stripped.lstrip("-").isdigit():
+    if _PLAIN_INT.fullmatch(stripped):
         return int(stripped)
     try:
         value = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an int of more digits than Python converts
         return default
     return default if value is None else value
 

@@ -4,6 +4,7 @@ Units are binary, as nvidia-smi and CUDA count GPU memory: 1G = 1 GiB = 2**30 by
 number is bytes.
 """
 
+import math
 import re
 
 from guild_common import errors
@@ -26,7 +27,10 @@ def parse_size(value: object) -> int:
     m = _SIZE.match(str(value))
     if not m:
         raise errors.InvalidArgument(f"invalid size {value!r}: expected a number with an optional unit (K, M, G, T), e.g. 80G")
-    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
+    size = float(m.group(1)) * UNITS[m.group(2).upper()]
+    if not math.isfinite(size):  # a number of hundreds of digits is inf as a float
+        raise errors.InvalidArgument(f"invalid size {str(value)[:40]!r}: too large")
+    return int(size)
 
 
 def format_size(n: float) -> str:

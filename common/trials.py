@@ -142,8 +142,10 @@ def read_batch_file(path: str, cwd: str) -> list[Trial]:
         raise InvalidArgument("cannot read trials for %s: unsupported extension" % shown)
     try:
         return read(full)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, csv.Error) as e:
         raise InvalidArgument("cannot read trials for %s: %s" % (shown, _reason(e))) from None
+    except RecursionError:  # JSON or YAML nested a few thousand deep
+        raise InvalidArgument("cannot read trials for %s: data nested too deeply" % shown) from None
 
 
 def _display_path(path: str) -> str:

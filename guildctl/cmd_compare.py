@@ -42,7 +42,7 @@ def _csv_text(value):
 @click.option("--csv", "csv_path", metavar="PATH", help="Write the rows as CSV to PATH ('-' for stdout).")
 @click.option("--min", "min_col", metavar="COLUMN", help="Lowest values of COLUMN first.")
 @click.option("--max", "max_col", metavar="COLUMN", help="Highest values of COLUMN first.")
-@click.option("-n", "--limit", "--top", "top", type=click.IntRange(min=1), help="Only the first N rows.")
+@click.option("-n", "--limit", "--top", "top", type=click.IntRange(min=1, max=2**31 - 1), help="Only the first N rows.")
 @click.option("-c", "--cols", "--columns", "columns", metavar="COLUMNS", help="Extra columns: 'min loss, =lr, .label as L'.")
 @click.option("-cc", "--strict-cols", "strict_columns", metavar="COLUMNS", help="Only the run column and COLUMNS.")
 @click.option("-p", "--skip-op-cols", "--skip-op", "skip_op", is_flag=True, help="Leave out the operation column.")

@@ -176,7 +176,7 @@ def cancel(ctx, runs):
 
 @queue.command()
 @click.argument("name")
-@click.argument("limit", type=click.IntRange(min=0))
+@click.argument("limit", type=click.IntRange(min=0, max=2**31 - 1))
 @click.pass_obj
 def limit(ctx, name, limit):
     """At most LIMIT runs of the named queue NAME run at once (0: no limit)."""
@@ -185,7 +185,7 @@ def limit(ctx, name, limit):
 
 
 @queue.command("user-cap")
-@click.argument("gpus", type=click.IntRange(min=0))
+@click.argument("gpus", type=click.IntRange(min=0, max=2**31 - 1))
 @click.pass_obj
 def user_cap(ctx, gpus):
     """At most GPUS GPUs held by one user's runs at once (0: no cap)."""
@@ -194,7 +194,7 @@ def user_cap(ctx, gpus):
 
 
 @queue.command("cpu-slots")
-@click.argument("slots", type=click.IntRange(min=0))
+@click.argument("slots", type=click.IntRange(min=0, max=2**31 - 1))
 @click.pass_obj
 def cpu_slots(ctx, slots):
     """At most SLOTS CPU-only staged runs at once (0: no limit; default: one per CPU)."""

@@ -68,11 +68,11 @@ def parse_stop_after(value):
 @click.option("-o", "--optimizer", metavar="ALGORITHM", help="Search with an optimizer: gp (bayesian), forest, gbrt, random, or one the Guild file names.")
 @click.option("-O", "--optimize", is_flag=True, help="Search with the operation's default optimizer (Guild file).")
 @click.option("-Fo", "--opt-flag", "opt_flags", metavar="NAME=VAL", multiple=True, help="Optimizer flag (repeatable), e.g. -Fo random-starts=5.")
-@click.option("-m", "--max-trials", type=int, metavar="N", help="Most trials a batch runs (random and optimizers: default 20; a larger grid is sampled).")
-@click.option("--random-seed", type=int, metavar="N", help="Seed for random choices in a batch (reproducible trials).")
+@click.option("-m", "--max-trials", type=click.IntRange(-(2**31), 2**31 - 1), metavar="N", help="Most trials a batch runs (random and optimizers: default 20; a larger grid is sampled).")
+@click.option("--random-seed", type=click.IntRange(-(2**63), 2**63 - 1), metavar="N", help="Seed for random choices in a batch (reproducible trials).")
 @click.option("--minimize", metavar="COLUMN", help="The optimizer's objective to minimize (default: loss).")
 @click.option("--maximize", metavar="COLUMN", help="The optimizer's objective to maximize.")
-@click.option("--parallel", type=int, metavar="N", default=0, help="Run up to N trials of a batch at once, each placed by the queue.")
+@click.option("--parallel", type=click.IntRange(-(2**31), 2**31 - 1), metavar="N", default=0, help="Run up to N trials of a batch at once, each placed by the queue.")
 @click.option("--fail-on-trial-error", is_flag=True, help="Stop a batch when a trial fails.")
 @click.option("--stage-trials", is_flag=True, help="Stage a batch's trials: the queue starts them.")
 @click.option("--print-trials", is_flag=True, help="Show a batch's trials and exit.")
@@ -461,7 +461,7 @@ def follow(client, run_msg, stop_on_interrupt=False, tail=0, new_only=False, ann
 
 @click.command()
 @click.argument("run", required=False, default="")
-@click.option("-n", "--tail", type=click.IntRange(min=0), default=0, help="Start with the last N lines of output.")
+@click.option("-n", "--tail", type=click.IntRange(min=0, max=2**31 - 1), default=0, help="Start with the last N lines of output.")
 @click.option("--new", "new_only", is_flag=True, help="Show only output written from now on.")
 @click.pass_obj
 def watch(ctx, run, tail, new_only):

@@ -17,7 +17,7 @@ def list_options(fn):
     fn = click.option("-A", "--archive", metavar="DIR", help="List the runs in an export directory.")(fn)
     fn = click.option("-d", "--deleted", is_flag=True, help="List deleted runs (the trash).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print runs as JSON (Guild 0.9's keys).")(fn)
-    fn = click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N runs.")(fn)
+    fn = click.option("-n", "--limit", type=click.IntRange(min=1, max=2**31 - 1), help="Show at most N runs.")(fn)
     fn = click.option("-m", "--more", count=True, help="Show 20 more runs (repeatable).")(fn)
     return click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")(fn)
 

@@ -5,6 +5,9 @@ from guild_common import errors, sizes
 from guild_common.pb import guild_pb2 as pb
 
 
+MAX_GPUS = 1024  # more than any box has: a count past it is a typo, and past 2**31 a crash
+
+
 def parse_gpus(text):
     """`--gpus N` is a count; `--gpus 0,3` (or `3,` for one device) names the GPUs, as Guild's
     --gpus does (Guild reads `--gpus 1` as device 1: here that is `--gpus 1,`). Returns
@@ -15,7 +18,7 @@ def parse_gpus(text):
             count = int(value)
         except ValueError:
             count = -1
-        if count < 0:
+        if count < 0 or count > MAX_GPUS:
             raise errors.InvalidArgument(
                 f"invalid --gpus '{text}': expected a count (--gpus 2) or GPU indices (--gpus 0,3; one GPU: --gpus 3,)"
             )
@@ -24,7 +27,7 @@ def parse_gpus(text):
     for part in (p.strip() for p in value.split(",")):
         if not part:
             continue
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit() and len(part) <= 6):
             raise errors.InvalidArgument(f"invalid --gpus '{text}': '{part}' is not a GPU index")
         if int(part) in devices:
             raise errors.InvalidArgument(f"invalid --gpus '{text}': GPU {part} is named twice")

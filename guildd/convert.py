@@ -312,6 +312,7 @@ class BatchStart:
 
 
 def batch_start(request: pb.StartBatchRequest) -> BatchStart:
+    _check_batch_json(request.batch)
     batch = pb.BatchSpec()
     batch.CopyFrom(request.batch)
     proto = pb.RunSpec()
@@ -372,12 +373,30 @@ def queue_wants(msg: pb.QueueOptions) -> queuelib.Wants:
 
 def json_object(text: str, what: str) -> dict[str, Any]:
     """A JSON object of a request or run spec (flag values, say); InvalidArgument if it is not one."""
-    if not text:
-        return {}
+    return _json_of(text, what, dict) if text else {}
+
+
+def _json_of(text: str, what: str, kind: type) -> Any:
+    """`text` as JSON of `kind` (dict or list); InvalidArgument naming `what` if it isn't.
+    RecursionError too: `[[[[...` a few thousand deep is JSON the decoder can't nest."""
     try:
         value = json.loads(text)
-    except ValueError as e:
-        raise errors.InvalidArgument(f"invalid {what}: {e}") from e
-    if not isinstance(value, dict):
-        raise errors.InvalidArgument(f"invalid {what}: expected an object")
+    except (ValueError, RecursionError) as e:
+        raise errors.InvalidArgument(f"invalid {what}: {str(e)[:200]}") from None
+    if not isinstance(value, kind):
+        raise errors.InvalidArgument(f"invalid {what}: expected {'an object' if kind is dict else 'a list'}")
     return value
+
+
+def _check_batch_json(batch: pb.BatchSpec) -> None:
+    """Refuses a StartBatch whose JSON fields are not what guildctl sends (trials: a list of
+    objects; values and optimizer flags: objects) before anything reads them: the batch's
+    `--needed` search and its loop would otherwise fail inside the daemon (INTERNAL)."""
+    if batch.trials_json:
+        trials = _json_of(batch.trials_json, "batch trials", list)
+        if not all(isinstance(t, dict) for t in trials):
+            raise errors.InvalidArgument("invalid batch trials: expected a list of objects")
+    for text, what in ((batch.values_json, "batch flag values"), (batch.optimizer_flags_json, "optimizer flags")):
+        if text:
+            _json_of(text, what, dict)
+

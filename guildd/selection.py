@@ -12,7 +12,16 @@ from typing import Any, Optional
 
 from guild_common import errors, query
 
-RANGE = re.compile(r"^(\d*):(\d*)$")
+RANGE = re.compile(r"^([0-9]*):([0-9]*)$")
+INDEX = re.compile(r"^[0-9]+$")
+# An index with more digits than this is past the end of any list; int() of a few thousand
+# digits raises (Python's conversion limit), and a run spec may be any text a client sends.
+_INDEX_DIGITS = 18
+
+
+def _index(digits: str) -> int:
+    """A run index from ASCII digits (unicode digits such as '²' are not an index)."""
+    return int(digits) if len(digits.lstrip("0")) <= _INDEX_DIGITS else 10**_INDEX_DIGITS
 
 # Scalar summary columns for a column's qualifier (`min loss` -> min_val).
 QUALIFIER_COLUMNS = {
@@ -63,8 +72,11 @@ class Criteria:
     exclude_batch: bool = False
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _contains(column: str) -> str:
+    """SQL that is true when `column` holds the parameter, ignoring ASCII case (as LIKE
+    '%text%' does): instr(), because SQLite refuses a LIKE pattern over 50,000 bytes, and a
+    filter's text is whatever the client sent."""
+    return f"instr(lower({column}), lower(?)) > 0"
 
 
 def where_clause(c: Criteria) -> tuple[str, list[Any]]:
@@ -82,7 +94,7 @@ def where_clause(c: Criteria) -> tuple[str, list[Any]]:
         conds.append("runs.status != ?")
         params.append(status)
     if c.labels:
-        any_of("runs.label LIKE ? ESCAPE '\\'", [_like(v) for v in c.labels])
+        any_of(_contains("runs.label"), list(c.labels))
     if c.unlabeled:
         conds.append("runs.label = ''")
     if c.marked:
@@ -96,11 +108,11 @@ def where_clause(c: Criteria) -> tuple[str, list[Any]]:
         conds.append("runs.started_us > 0 AND runs.started_us < ?")
         params.append(c.started_before_us)
     if c.digests:
-        any_of("runs.digest LIKE ? ESCAPE '\\'", [_like(v)[1:] for v in c.digests])
+        any_of("instr(lower(runs.digest), lower(?)) = 1", list(c.digests))  # a prefix
     if c.ops:
-        any_of("runs.op_name LIKE ? ESCAPE '\\'", [_like(v) for v in c.ops])
+        any_of(_contains("runs.op_name"), list(c.ops))
     if c.tags:
-        any_of("runs.tags_json LIKE ? ESCAPE '\\'", [_like(json.dumps(t)) for t in c.tags])
+        any_of(_contains("runs.tags_json"), [json.dumps(t) for t in c.tags])
     if c.exclude_batch:
         conds.append("runs.batch = 0")
     return " AND ".join(conds), params
@@ -257,16 +269,25 @@ def apply_specs(ids: Sequence[str], specs: Iterable[str]) -> list[str]:
     return chosen
 
 
+def one_id(ids: Sequence[str], spec: str) -> str:
+    """The one run `spec` names among `ids` (a range names its first); NotFound when it names
+    none, as a range past the end does (`5:9` of three runs)."""
+    chosen = apply_specs(ids, [spec])
+    if not chosen:
+        raise errors.NotFound(f"no run matches '{spec[:100]}'")
+    return chosen[0]
+
+
 def _ids_for_spec(ids: Sequence[str], spec: str) -> Sequence[str]:
     m = RANGE.match(spec)
     if m:
-        start = int(m.group(1)) if m.group(1) else 1
-        end = int(m.group(2)) if m.group(2) else len(ids)
+        start = _index(m.group(1)) if m.group(1) else 1
+        end = _index(m.group(2)) if m.group(2) else len(ids)
         if start < 1 or end < start:
-            raise errors.InvalidArgument(f"invalid run range '{spec}'")
+            raise errors.InvalidArgument(f"invalid run range '{spec[:100]}'")
         return ids[start - 1 : end]
-    if spec.isdigit() and 1 <= int(spec) <= len(ids):
-        return [ids[int(spec) - 1]]
+    if INDEX.match(spec) and 1 <= _index(spec) <= len(ids):
+        return [ids[_index(spec) - 1]]
     # An id or a unique prefix (a number past the end of the list is tried as a prefix too).
     matches = [i for i in ids if i.startswith(spec)] if spec else []
     if not matches:

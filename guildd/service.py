@@ -186,6 +186,8 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
 
     @mapped
     async def DeleteRuns(self, request: pb.DeleteRunsRequest, context: grpc.aio.ServicerContext) -> pb.DeleteRunsResponse:
+        if request.selection.filter.deleted and not request.permanent:  # trash to trash failed inside the daemon
+            raise errors.InvalidArgument("runs in the trash are already deleted: purge them ('guildctl runs purge')")
         recs = await self._allowed(context, authz.Action.DELETE, await self._selected(request.selection))
         recs = await self.catalog.delete_runs(recs, request.permanent)
         return pb.DeleteRunsResponse(runs=self._runs(recs))

@@ -288,7 +288,7 @@ class Store:
         if not spec and not ids:
             what = f" that are {'/'.join(criteria.statuses)}" if criteria.statuses else ""
             raise errors.NotFound(f"there are no runs{what}")
-        return self.get_many(selection.apply_specs(ids, [spec or "1"])[:1])[0]
+        return self.get_many([selection.one_id(ids, spec or "1")])[0]
 
     def ids(self, deleted: bool = False) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT id FROM runs WHERE deleted = ?", (int(deleted),))}

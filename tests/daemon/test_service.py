@@ -220,3 +220,21 @@ def test_a_huge_run_id_is_not_found_with_a_bounded_message(client):
     with pytest.raises(errors.NotFound) as e:
         client.get_run("a" * 1_000_000)
     assert len(str(e.value)) < 2200 and "more characters" in str(e.value)
+
+
+def test_deleting_runs_already_in_the_trash_is_refused_and_changes_nothing(client, tmp_path):
+    # A filter of deleted runs once moved the trash to the trash (INTERNAL: FileNotFoundError).
+    kept = client.start_run(spec(tmp_path, "pass\n"), stage=True)
+    gone = client.start_run(spec(tmp_path, "pass\n"), stage=True)
+    client.delete_runs(pb.RunSelection(runs=[gone.id]))
+    with pytest.raises(errors.InvalidArgument, match="already deleted: purge them"):
+        client.delete_runs(pb.RunSelection(filter=pb.RunFilter(deleted=True)))
+    assert [r.id for r in client.list_runs()[0]] == [kept.id]
+    assert [r.id for r in client.delete_runs(pb.RunSelection(filter=pb.RunFilter(deleted=True)), permanent=True)] == [gone.id]
+
+
+def test_start_batch_with_json_that_is_not_what_guildctl_sends_is_refused(client, tmp_path):
+    for field, text in [("trials_json", " "), ("trials_json", "[1]"), ("values_json", "[]"), ("trials_json", "[" * 5000)]:
+        batch = pb.BatchSpec(kind="grid", **{field: text})
+        with pytest.raises(errors.InvalidArgument, match="invalid batch"):
+            client.start_batch(proto=spec(tmp_path, "pass\n"), batch=batch, needed=True)

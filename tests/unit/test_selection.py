@@ -75,6 +75,8 @@ CRITERIA = {
     "an expression on attributes": (Criteria(expr="status = error or marked = true"), ["r1", "r3"]),
     "an expression and a status": (Criteria(statuses=("completed",), expr="loss is undefined"), ["r2"]),
     "an expression on tags": (Criteria(expr="tags contains b"), ["r1"]),
+    "a label longer than SQLite's LIKE takes": (Criteria(labels=("x" * 60_000,)), []),
+    "an op longer than SQLite's LIKE takes": (Criteria(ops=("x" * 60_000,)), []),
 }
 
 
@@ -171,6 +173,7 @@ SPECS = {
     "a range from the start": ([":2"], ["a1", "b2"]),
     "spaces around a spec": ([" b "], ["b2"]),
     "no specs: all": ([], ["a1", "b2", "c3", "d4"]),
+    "a range to an index of 5,000 digits: to the end": (["1:" + "9" * 5000], ["a1", "b2", "c3", "d4"]),
 }
 
 
@@ -183,6 +186,8 @@ SPEC_ERRORS = {
     "range from 0": ("0:2", errors.InvalidArgument, "invalid run range '0:2'"),
     "an empty spec": ("", errors.NotFound, "could not find run ''"),
     "ambiguous, first 5 shown": ("x", errors.InvalidArgument, r"matches 6 runs \(x1, x2, x3, x4, x5, \.\.\.\)"),
+    "a digit that is no index ('²')": ("²", errors.NotFound, "could not find run '²'"),
+    "a huge number, not an index nor a prefix": ("9" * 5000, errors.NotFound, "could not find run"),
 }
 
 
@@ -190,3 +195,10 @@ SPEC_ERRORS = {
 def test_apply_specs_errors(spec, error, message):
     with pytest.raises(error, match=message):
         selection.apply_specs([f"x{n}" for n in range(1, 7)], [spec])
+
+
+def test_one_id_of_a_range_past_the_end_is_not_found():
+    # It once failed inside the daemon (IndexError) for `queue priority 5:9` with fewer runs.
+    assert selection.one_id(["a1", "b2"], "2:5") == "b2"
+    with pytest.raises(errors.NotFound, match="no run matches '3:5'"):
+        selection.one_id(["a1", "b2"], "3:5")
