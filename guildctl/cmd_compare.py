@@ -2,6 +2,7 @@
 
 import csv
 import io
+import struct
 import sys
 
 import click
@@ -30,9 +31,14 @@ def _table_text(value, kind):
     return str(value)
 
 
-def _csv_text(value):
+def _csv_text(value, kind=""):
+    """A CSV cell as Guild 0.9 writes it. Scalars are the 32-bit floats event files hold,
+    which Guild writes widened to a double (0.699999988079071 for 0.7), so scripts that read
+    Guild's CSV read ours alike; --json and the table show the shortest decimal."""
     if value is None:
         return ""
+    if kind == "scalar" and isinstance(value, float):
+        return str(struct.unpack("f", struct.pack("f", value))[0])
     return str(value)
 
 
@@ -80,7 +86,7 @@ def compare(ctx, runs, table, csv_path, min_col, max_col, top, columns, strict_c
     if as_json:
         output.print_json(row_objects(header, [_plain_operation(header, kinds, row) for row in rows]))
     elif csv_path:
-        _write_csv(csv_path, header, [_plain_operation(header, kinds, row) for row in rows])
+        _write_csv(csv_path, header, kinds, [_plain_operation(header, kinds, row) for row in rows])
     elif table or not (sys.stdout.isatty() and sys.stdin.isatty()):
         _print_table(header, kinds, rows)
     else:
@@ -112,11 +118,11 @@ def row_objects(header, rows):
     return [dict(zip(keys, row)) for row in rows]
 
 
-def _write_csv(path, header, rows):
+def _write_csv(path, header, kinds, rows):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([[_csv_text(v) for v in row] for row in rows])
+    writer.writerows([[_csv_text(v, k) for v, k in zip(row, kinds)] for row in rows])
     if path == "-":
         sys.stdout.write(buf.getvalue())
         return
