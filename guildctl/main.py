@@ -47,6 +47,7 @@ COMMANDS = {
     "compare": ("cmd_compare", "compare", "Compare runs: flags, scalars and attributes as columns."),
     "select": ("cmd_compare", "select", "Print a run's id."),
     "check": ("cmd_check", "check", "Check the setup and disk space."),
+    "tensorboard": ("cmd_tensorboard", "tensorboard", "Show runs in TensorBoard, with their flags and scalars as HParams."),
     "gpus": ("cmd_gpus", "gpus", "Show the GPUs and who holds them."),
     "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; start and stop processing, prioritize, cancel."),
     "operations": ("cmd_ops", "operations", "List the Guild file's operations."),
