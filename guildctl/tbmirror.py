@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,9 +24,10 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata as hp_metadata, plugin_data_pb2, summary_v2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from guild_common import eventfiles
+
 MAX_RUN_NAME_LEN = 200  # a dir name stays well under the 255 bytes file systems allow
-MAX_WALK_ENTRIES = 10_000  # entries of a run dir looked at per walk (a data set costs a bounded walk)
-GUILD_DIR = ".guild"
+GUILD_DIR = eventfiles.GUILD_DIR
 # Sorted before and after any event file a run writes (TensorBoard reads a dir's files in
 # name order), as Guild AI names them.
 HPARAMS_FILE = "events.out.tfevents.0000000000.hparams"
@@ -109,45 +109,17 @@ def listed_runs(mirror: Mapping[str, Mapping[str, str]], hparams: bool) -> list[
     return sorted(out)
 
 
-def is_event_file(name: str) -> bool:
-    """A TF event file's name as TensorBoard tells one."""
-    return ".tfevents." in name
-
-
-def find_event_files(run_dir: str, limit: int = MAX_WALK_ENTRIES) -> tuple[str, ...]:
-    """Event files in `run_dir` (relative, `/`-separated): anywhere the script wrote them and
-    those in `.guild/` itself (guildd's, from the output). Breadth first, links not followed,
-    at most `limit` entries looked at, unreadable dirs passed over."""
-    found: list[str] = []
-    dirs: deque[str] = deque([""])
-    seen = 0
-    while dirs and seen < limit:
-        rel = dirs.popleft()
-        try:
-            with os.scandir(os.path.join(run_dir, rel)) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        for e in entries:
-            seen += 1
-            path = f"{rel}/{e.name}" if rel else e.name
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    if not (rel == "" and e.name == GUILD_DIR):
-                        dirs.append(path)
-                    else:
-                        found.extend(_guild_dir_events(run_dir))
-                elif e.is_file(follow_symlinks=False) and is_event_file(e.name):
-                    found.append(path)
-            except OSError:
-                continue
-    return tuple(found)
+def find_event_files(run_dir: str, limit: int = eventfiles.MAX_WALK_ENTRIES) -> tuple[str, ...]:
+    """Event files in `run_dir` (relative, `/`-separated): those in `.guild/` itself (guildd's,
+    from the output), then anywhere the script wrote them (guild_common.eventfiles)."""
+    found, _cut = eventfiles.find_event_files(run_dir, limit)
+    return (*_guild_dir_events(run_dir), *(path for path, _size in found))
 
 
 def _guild_dir_events(run_dir: str) -> list[str]:
     try:
         with os.scandir(os.path.join(run_dir, GUILD_DIR)) as it:
-            return sorted(f"{GUILD_DIR}/{e.name}" for e in it if is_event_file(e.name) and e.is_file(follow_symlinks=False))
+            return sorted(f"{GUILD_DIR}/{e.name}" for e in it if eventfiles.is_event_file(e.name) and e.is_file(follow_symlinks=False))
     except OSError:
         return []
 

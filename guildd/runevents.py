@@ -16,66 +16,27 @@ import logging
 import os
 import stat
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import BinaryIO, cast
 
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2
 
+from guild_common.eventfiles import MAX_WALK_ENTRIES, find_event_files
 from guild_common.paths import StrPath
 from guildd import tfevents
 
 log = logging.getLogger("guildd")
 
-MAX_WALK_ENTRIES = 10_000  # entries of a run dir looked at per walk
-GUILD_DIR = ".guild"  # guildd's own, in the run dir's root
 READ_BUDGET = 4 << 20  # bytes of event records read per file and pass (the rest at the next)
 
 Scalar = tuple[str, float, int]  # (key, value, step)
-
-
-def is_event_file(name: str) -> bool:
-    """A TF event file's name, as TensorBoard and Guild tell one (`events.out.tfevents.*`,
-    `*.tfevents.*`)."""
-    return ".tfevents." in name
 
 
 def prefix_of(path: str) -> str:
     """The scalar prefix of an event file, from its path relative to the run dir: its
     directory ("" in the root), `/`-separated."""
     return os.path.dirname(path).replace(os.sep, "/")
-
-
-def find_event_files(run_dir: StrPath, limit: int = MAX_WALK_ENTRIES) -> tuple[list[tuple[str, int]], bool]:
-    """(path relative to `run_dir`, size) of each regular event file in it, and whether the
-    walk stopped at `limit` entries. Breadth first, names in order: a walk that stops covers
-    the same shallow dirs each time. Links are not followed, `.guild` is skipped, and a dir
-    that can't be read (or is gone) is passed over. Run with the rights of whoever reads."""
-    found: list[tuple[str, int]] = []
-    dirs: deque[str] = deque([""])
-    seen = 0
-    while dirs:
-        rel = dirs.popleft()
-        try:
-            with os.scandir(os.path.join(run_dir, rel)) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > limit:
-                return found, True
-            path = os.path.join(rel, entry.name)
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if path != GUILD_DIR:
-                        dirs.append(path)
-                elif is_event_file(entry.name) and entry.is_file(follow_symlinks=False):
-                    found.append((path, entry.stat(follow_symlinks=False).st_size))
-            except OSError:
-                continue  # gone since the listing
-    return found, False
 
 
 def open_regular(path: StrPath) -> BinaryIO:

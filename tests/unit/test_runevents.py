@@ -13,6 +13,7 @@ from tensorboardX import SummaryWriter, summary
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2 as tbx_event_pb2
 
+from guild_common import eventfiles
 from guildd import runevents, tfevents
 from guildd.tfevents import frame_record
 
@@ -39,7 +40,7 @@ class Growing:
 
 
 def the_file(logdir):
-    [name] = [n for n in os.listdir(logdir) if runevents.is_event_file(n)]
+    [name] = [n for n in os.listdir(logdir) if eventfiles.is_event_file(n)]
     return logdir / name
 
 
@@ -66,7 +67,7 @@ def test_scalar_names(path, tag, key):
     ],
 )
 def test_event_file_names(name, is_events):
-    assert runevents.is_event_file(name) is is_events
+    assert eventfiles.is_event_file(name) is is_events
 
 
 def test_tags_at_the_root_and_in_subdirs(tmp_path):
@@ -90,8 +91,8 @@ def test_guilds_own_events_and_linked_dirs_are_not_read(tmp_path):
     (run_dir / "events.out.tfevents.1.link").symlink_to(the_file(tmp_path / "elsewhere"))
     os.mkfifo(run_dir / "events.out.tfevents.2.fifo")
     (run_dir / ".guild").symlink_to(tmp_path / ".guild")
-    assert runevents.find_event_files(run_dir) == ([], False)
-    assert [p for p, _ in runevents.find_event_files(tmp_path)[0]] == [os.path.join("elsewhere", the_file(tmp_path / "elsewhere").name)]
+    assert eventfiles.find_event_files(run_dir) == ([], False)
+    assert [p for p, _ in eventfiles.find_event_files(tmp_path)[0]] == [os.path.join("elsewhere", the_file(tmp_path / "elsewhere").name)]
 
 
 def test_a_growing_file_is_read_forward(tmp_path):
@@ -106,7 +107,7 @@ def test_a_growing_file_is_read_forward(tmp_path):
     writer.add_scalar("loss", 0.5, 1)
     second, later = events.read()
     assert second == [("loss", 0.5, 1)]
-    [(path, size)] = runevents.find_event_files(tmp_path)[0]
+    [(path, size)] = eventfiles.find_event_files(tmp_path)[0]
     assert later == {path: size} and later[path] > offsets[path]
 
 
