@@ -4,10 +4,12 @@ The scripts are run as `python bench/X.py`, so bench/ is first on sys.path and t
 module as `import benchlib` / `from benchlib import ...`.
 """
 
+import json
 import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
@@ -41,7 +43,32 @@ def exe_beside_python(name, prog):
     sys.exit("%s: %s not found (install /work/main with pip install -e)" % (prog, name))
 
 
+def stop_process(proc, timeout=60.0):
+    """SIGTERM, then SIGKILL after `timeout` seconds; True when it ended on SIGTERM (or had ended)."""
+    if proc is None or proc.poll() is not None:
+        return True
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
 # Report
+
+
+def report(res, as_json, print_report):
+    """`print_report(res, out)` for people (on stderr with --json) and, with --json, the
+    figures as JSON on stdout for scripts."""
+    out = sys.stderr if as_json else sys.stdout
+    print("", file=out)
+    print_report(res, out)
+    if as_json:
+        json.dump(res, sys.stdout, indent=2, sort_keys=True, default=str)
+        print()
 
 
 def fmt_s(s):

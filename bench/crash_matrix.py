@@ -53,7 +53,7 @@ import time
 
 import psutil
 
-from benchlib import exe_beside_python, log
+from benchlib import exe_beside_python, log, stop_process
 
 GPU_COUNT = 8
 SIMULATED_GPUS = "%dx80G" % GPU_COUNT
@@ -161,13 +161,7 @@ class Home:
         if self.session is not None:
             self.session.close()
             self.session = None
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.terminate()
-            try:
-                self.daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait()
+        stop_process(self.daemon, timeout=30)
         for proc in psutil.process_iter(["cwd"]):
             if (proc.info["cwd"] or "").startswith(str(self.home)):
                 try:

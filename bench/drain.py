@@ -79,7 +79,7 @@ import time
 
 import psutil
 
-from benchlib import DEFAULT_GUILD_VENV, GUILD_INSTALLER, exe_beside_python, log, percentile, print_table, yes
+from benchlib import DEFAULT_GUILD_VENV, GUILD_INSTALLER, exe_beside_python, log, percentile, print_table, stop_process, yes
 
 SIMULATED_GPUS = "8x80G"
 GPU_COUNT = 8
@@ -195,13 +195,8 @@ def stop_daemon(env, problems):
         if env.daemon_err is not None:
             env.daemon_err.close()
         return
-    env.daemon.terminate()
-    try:
-        env.daemon.wait(timeout=60)
-    except subprocess.TimeoutExpired:
+    if not stop_process(env.daemon):
         problems.append("guildd did not stop within 60 s of SIGTERM; killed")
-        env.daemon.kill()
-        env.daemon.wait()
     env.daemon_err.close()
 
 

@@ -42,7 +42,7 @@ import time
 
 import psutil
 
-from benchlib import exe_beside_python, fmt_s, log, percentile
+from benchlib import exe_beside_python, fmt_s, log, percentile, report, stop_process
 
 PROBE_S = 0.5
 RPC_PROBE_S = 0.1
@@ -129,13 +129,7 @@ def start_daemon(env):
 
 
 def stop_daemon(env):
-    if env.daemon is not None and env.daemon.poll() is None:
-        env.daemon.terminate()
-        try:
-            env.daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            env.daemon.kill()
-            env.daemon.wait()
+    stop_process(env.daemon)
 
 
 class Watch:
@@ -389,12 +383,7 @@ def main(argv=None):
         else:
             shutil.rmtree(env.root, ignore_errors=True)
     res["elapsed_s"] = time.perf_counter() - t0
-    out = sys.stderr if args.json else sys.stdout
-    print("", file=out)
-    print_report(res, out)
-    if args.json:
-        json.dump(res, sys.stdout, indent=2, sort_keys=True, default=str)
-        print()
+    report(res, args.json, print_report)
     return 1 if any(c["problems"] for c in res["cases"].values()) or not res["daemon_alive"] else 0
 
 

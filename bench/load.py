@@ -46,7 +46,7 @@ import time
 
 import psutil
 
-from benchlib import exe_beside_python, fmt_s, log, percentile
+from benchlib import exe_beside_python, fmt_s, log, percentile, report, stop_process
 
 MIX = (("stage", 20), ("runs --json", 20), ("runs info", 20), ("queue --json", 15), ("label", 15), ("watch", 10))
 TICK_S = 0.05
@@ -98,12 +98,7 @@ def stop_daemon(env):
         return
     if env.ticker:
         subprocess.run(env.ctl("stop", env.ticker, "-y"), env=env.env, capture_output=True, timeout=60)
-    env.daemon.terminate()
-    try:
-        env.daemon.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        env.daemon.kill()
-        env.daemon.wait()
+    stop_process(env.daemon)
 
 
 def client(env):
@@ -413,12 +408,7 @@ def main(argv=None):
         else:
             shutil.rmtree(env.root, ignore_errors=True)
     res["elapsed_s"] = time.perf_counter() - t0
-    out = sys.stderr if args.json else sys.stdout
-    print("", file=out)
-    print_report(res, out)
-    if args.json:
-        json.dump(res, sys.stdout, indent=2, sort_keys=True, default=str)
-        print()
+    report(res, args.json, print_report)
     failed = any(ph["errors"] or ph["runs_missing"] or ph["runs_wrong"] for ph in res["phases"])
     return 1 if failed else 0
 
