@@ -9,9 +9,13 @@ set to a path, the session writes there what it tried and found, as JSON (bench/
 import json
 import os
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, settings
 
+from guild_common import home as homelib
+from guild_common.pb import guild_pb2_grpc
+from tests.fuzz.box import make_box
 from tests.fuzz.figures import FIGURES
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -31,3 +35,23 @@ def fuzz_figures():
     if path:
         with open(path, "w") as f:
             json.dump(FIGURES.as_dict(), f, indent=1, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, request):
+    """A daemon in a temp tree of its own for each test module (tests.fuzz.box), so what one
+    module's fuzzing leaves behind never meets another's."""
+    b = make_box(tmp_path_factory.mktemp(f"fuzz-{request.module.__name__.rpartition('.')[2]}"))
+    yield b
+    b.guild.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(box):
+    """The generated stub on the box's socket, taking and giving messages up to 64 MB (the
+    fuzzed requests are up to a few MB)."""
+    channel = grpc.insecure_channel(f"unix:{homelib.socket_connect_path(box.home)}",
+                                    options=[("grpc.max_send_message_length", 64 << 20),
+                                             ("grpc.max_receive_message_length", 64 << 20)])
+    yield guild_pb2_grpc.GuildStub(channel)
+    channel.close()

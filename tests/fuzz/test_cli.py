@@ -13,7 +13,6 @@ from hypothesis import given, settings, strategies as st
 
 from guildctl.main import cli
 from tests.fuzz import hostile
-from tests.fuzz.box import make_box
 from tests.fuzz.figures import FIGURES
 from tests.fuzz.messages import FILE_WORDS, RUN_WORDS, fill
 from tests.fuzz.outcome import clear_or_value
@@ -32,13 +31,6 @@ COMMANDS = [
     ["diff", "{run}", "V"],
 ]
 CLI_TEXT = st.one_of(hostile.text(), st.sampled_from(RUN_WORDS + FILE_WORDS).map(fill)).filter(lambda s: "\x00" not in s)
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    b = make_box(tmp_path_factory.mktemp("fuzz-cli"))
-    yield b
-    b.guild.stop()
 
 
 def guildctl(box, args):

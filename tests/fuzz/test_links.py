@@ -7,24 +7,8 @@ import os
 import grpc
 import pytest
 
-from guild_common import home as homelib
-from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
+from guild_common.pb import guild_pb2 as pb
 from tests.fuzz import messages
-from tests.fuzz.box import make_box
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    b = make_box(tmp_path_factory.mktemp("fuzz-links"))
-    yield b
-    b.guild.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(box):
-    channel = grpc.insecure_channel(f"unix:{homelib.socket_connect_path(box.home)}")
-    yield guild_pb2_grpc.GuildStub(channel)
-    channel.close()
 
 
 def read(stub, run, path):

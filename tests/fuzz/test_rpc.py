@@ -7,31 +7,13 @@ import grpc
 import pytest
 from hypothesis import given, settings
 
-from guild_common import home as homelib
-from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
+from guild_common.pb import guild_pb2 as pb
 from tests.fuzz import messages
-from tests.fuzz.box import make_box
 from tests.fuzz.figures import FIGURES
 
 NOT_OURS = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.DATA_LOSS)
 STREAM_MESSAGES = 50  # a watch of a running run never ends: read this many, then cancel
 TIMEOUT = 20
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    b = make_box(tmp_path_factory.mktemp("fuzz-rpc"))
-    yield b
-    b.guild.stop()
-
-
-@pytest.fixture(scope="module")
-def stub(box):
-    channel = grpc.insecure_channel(f"unix:{homelib.socket_connect_path(box.home)}",
-                                    options=[("grpc.max_send_message_length", 64 << 20),
-                                             ("grpc.max_receive_message_length", 64 << 20)])
-    yield guild_pb2_grpc.GuildStub(channel)
-    channel.close()
 
 
 def call(stub, method, request):
