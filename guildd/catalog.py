@@ -205,13 +205,14 @@ class Catalog:
                 continue
             on_disk = set()
             if mtime:
-                on_disk = {e.name for e in os.scandir(base)
-                           if manage.RUN_ID.match(e.name) and e.is_dir() and not being_made(base / e.name)}
+                on_disk = {e.name for e in os.scandir(base) if manage.RUN_ID.match(e.name) and e.is_dir()}
             indexed = self.store.ids(deleted=deleted)
             for run_id in indexed - on_disk:
                 self.store.delete(run_id)
             added = 0
-            new_ids = sorted(on_disk - indexed)
+            # Only a dir not indexed yet can be one the launcher is still making (it indexes
+            # the run before taking the marker away): one look each, not one per run dir.
+            new_ids = sorted(run_id for run_id in on_disk - indexed if not being_made(base / run_id))
             if len(new_ids) > BIG_SYNC:
                 self.state = f"indexing {len(new_ids)} runs found on disk"
             for start in range(0, len(new_ids), BIG_SYNC):
