@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from guild_common import errors, opconfig, rundir, sourcecode, trials as trialslib
+from guild_common import errors, flags as flaglib, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
 from guildd import batches as batchlib, convert, fsrights, needed, pipeline, queue as queuelib, runs, runstate
 from guildd import store as storelib
@@ -136,7 +136,7 @@ async def start_proto_run(launcher: "Launcher", req: ProtoStart, user: str) -> s
         attrs, config, files, opref = await launcher.runtime.io(fsrights.call_as_account, caller, read)
     except PermissionError as e:
         raise errors.PermissionDenied(f"cannot read run {proto.id[:8]} as {user}: {e.strerror} ({e.filename})") from None
-    overrides = convert.json_object(req.flags_json, "flags")
+    overrides = checked_flags(convert.json_object(req.flags_json, "flags"), config)
     spec = opconfig.spec_from_config(
         config,
         op_name=proto.op_name,
@@ -151,6 +151,20 @@ async def start_proto_run(launcher: "Launcher", req: ProtoStart, user: str) -> s
         run_params_json=json.dumps({"proto": proto.id}),
     )
     return await launcher.start_run(spec, req.stage, user)
+
+
+PATH_TYPES = ("path", "existing-path")
+
+
+def checked_flags(values: dict[str, Any], config: opconfig.OpConfig) -> dict[str, Any]:
+    """Flag values a client gave for a copy of a run, converted to their flags' types and
+    checked against their choices and ranges, as `run` checks its own (InvalidArgument
+    naming the flag). Path flags are taken as given: the caller's directory isn't ours."""
+    out = {}
+    for name, value in values.items():
+        flagdef = config.flag_defs.get(name)
+        out[name] = value if flagdef is None or flagdef.type in PATH_TYPES else flaglib.coerce_flag_value(value, flagdef)
+    return out
 
 
 async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[storelib.RunRecord, int]:
