@@ -48,6 +48,7 @@ COMMANDS = {
     "select": ("cmd_compare", "select", "Print a run's id."),
     "check": ("cmd_check", "check", "Check the setup and disk space."),
     "tensorboard": ("cmd_tensorboard", "tensorboard", "Show runs in TensorBoard, with their flags and scalars as HParams."),
+    "view": ("cmd_view", "view", "Open the web view of runs, the queue and the GPUs (it can act on them too)."),
     "gpus": ("cmd_gpus", "gpus", "Show the GPUs and who holds them."),
     "queue": ("cmd_queue", "queue", "Show the queue and why runs wait; start and stop processing, prioritize, cancel."),
     "operations": ("cmd_ops", "operations", "List the Guild file's operations."),

@@ -41,11 +41,12 @@ class Action(enum.Enum):
     CANCEL = "cancel"
     QUEUE_SETTINGS = "change queue settings"  # daemon-wide: administrators only
     SHUTDOWN = "stop guildd"  # daemon-wide: administrators only
+    SERVE_VIEW = "serve the web view beyond this machine"  # daemon-wide: a host other than loopback
 
     @property
     def daemon_wide(self) -> bool:
         """An action on the daemon, not on runs of one owner: only administrators may."""
-        return self in (Action.QUEUE_SETTINGS, Action.SHUTDOWN)
+        return self in (Action.QUEUE_SETTINGS, Action.SHUTDOWN, Action.SERVE_VIEW)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,26 +295,36 @@ class Batch:
         return True
 
     async def _objective(self, trial_id: str) -> Optional[float]:
-        summaries = await self.parents.scalars(trial_id)
-        key = self.objective.scalar
-        tag = key.split("#", 1)[1] if "#" in key else key
-        for s in summaries:
-            if s.tag in (key, tag):
-                value = {
-                    "last": s.last_val,
-                    "first": s.first_val,
-                    "min": s.min_val,
-                    "max": s.max_val,
-                    "total": s.total,
-                    "avg": s.total / s.count if s.count else None,
-                    "count": s.count,
-                }.get(self.objective.qualifier, s.last_val)
-                return value if value is not None and math.isfinite(value) else None
-        return None
+        return objective_value(await self.parents.scalars(trial_id), self.objective)
 
     async def stop_trials(self) -> None:
         for trial_id in list(self.running):
             await self.parents.stop_runs([trial_id])
+
+
+def objective_value(summaries: "list[Any]", objective: optdefs.Objective) -> Optional[float]:
+    """A trial's objective from its scalar summaries (guildd.store.Summary): the value its
+    qualifier names of the scalar whose key (or tag) it names; None when it has none."""
+    key = objective.scalar
+    tag = key.split("#", 1)[1] if "#" in key else key
+    for s in summaries:
+        if s.tag in (key, tag):
+            value = {
+                "last": s.last_val,
+                "first": s.first_val,
+                "min": s.min_val,
+                "max": s.max_val,
+                "total": s.total,
+                "avg": s.total / s.count if s.count else None,
+                "count": s.count,
+            }.get(objective.qualifier, s.last_val)
+            return value if value is not None and math.isfinite(value) else None
+    return None
+
+
+def objective_column(objective: optdefs.Objective) -> str:
+    """The objective in compare's column syntax (`loss`, `max acc`)."""
+    return objective.scalar if objective.qualifier == "last" else f"{objective.qualifier} {objective.scalar}"
 
 
 def _trial_flags_desc(spec: pb.RunSpec) -> str:

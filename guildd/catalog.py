@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, rundir
 from guildd import annotations, authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
-from guildd import fsrights, store as storelib
+from guildd import fsrights, history, store as storelib
 from guildd.runtime import Runtime
 
 log = logging.getLogger("guildd")
@@ -42,6 +42,17 @@ class Listing:
     total: int
     pids: dict[str, int]  # running runs' process ids, from their LOCK files
     commands: dict[str, Any]  # each run's `cmd` attr, when asked for
+    scalars: dict[str, list[storelib.Summary]]  # each run's scalar summaries, when asked for
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchView:
+    """A batch run's objective and its trials (GetBatch)."""
+
+    column: str  # the objective in compare's column syntax
+    maximize: bool
+    trials: list[tuple[int, storelib.RunRecord, "float | None"]]  # (number from 1, trial, objective value)
+    scalars: dict[str, list[storelib.Summary]]  # each trial's scalar summaries
 
 
 class SyncStopped(Exception):
@@ -115,15 +126,15 @@ class Catalog:
         return await self.runtime.io(self._select, criteria, specs, limit, order, archive, caller)
 
     def _select(self, criteria: selection.Criteria, specs: Sequence[str], limit: int, order: "tuple[str, bool] | None",
-                archive: str, caller: "fsrights.Account | None" = None) -> tuple[list[storelib.RunRecord], int]:
+                archive: str, caller: "fsrights.Account | None" = None, offset: int = 0) -> tuple[list[storelib.RunRecord], int]:
         if archive:
-            return self.archive_store(archive, caller).select(criteria, specs, limit, order)
+            return self.archive_store(archive, caller).select(criteria, specs, limit, order, offset)
         self.sync_index()
-        return self.store.select(criteria, specs, limit, order)
+        return self.store.select(criteria, specs, limit, order, offset)
 
     async def listing(self, criteria: selection.Criteria, specs: Sequence[str], limit: int,
                       order: "tuple[str, bool] | None", archive: str, with_command: bool,
-                      caller: "fsrights.Account | None" = None) -> Listing:
+                      caller: "fsrights.Account | None" = None, with_scalars: bool = False, offset: int = 0) -> Listing:
         """`select`, with the running runs' pids (and, `with_command`, each run's command).
         A run's files are read with its owner's rights, an archive's with `caller`'s: a link
         in a run dir to a root-only file shows nothing of it."""
@@ -135,10 +146,11 @@ class Catalog:
             return fsrights.call_as_owner_of(run_dir, rundir.read_attr, run_dir, "cmd")
 
         def read() -> Listing:
-            recs, total = self._select(criteria, specs, limit, order, archive, caller)
+            recs, total = self._select(criteria, specs, limit, order, archive, caller, offset)
             pids = {r.id: self.running_pid(r) for r in recs if r.status == runstate.RUNNING}
             commands = {r.id: command(r) for r in recs} if with_command else {}
-            return Listing(recs, total, pids, commands)
+            scalars = self.store.scalars_of([r.id for r in recs]) if with_scalars and not archive else {}
+            return Listing(recs, total, pids, commands, scalars)
 
         return await self.runtime.io(read)
 
@@ -147,6 +159,36 @@ class Catalog:
         dir's owner, so an attr she linked to a root-only file shows no value."""
         run_dir = self.location(rec)
         return await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attrs, run_dir)
+
+    async def scalar_history(self, rec: storelib.RunRecord, max_points: int) -> list[history.Series]:
+        """Every scalar's values by step (guildd.history), read from the run's event files
+        with the rights of its dir's owner, on the work thread."""
+        run_dir = self.location(rec)
+
+        def read() -> list[history.Series]:
+            scalars, _ = fsrights.call_as_owner_of(run_dir, manage.run_scalars, run_dir)
+            # As the index shows them: event files hold 32-bit values (0.2, not 0.200000003).
+            return history.series(((tag, storelib.float32(v), step) for tag, v, step in scalars), max_points)
+
+        return await self.runtime.work(read)
+
+    async def batch_view(self, rec: storelib.RunRecord) -> BatchView:
+        """A batch run's objective and trials, in the order they were made, with each one's
+        objective value. InvalidArgument for a run that isn't a batch."""
+        run_dir = self.location(rec)
+
+        def read() -> BatchView:
+            found = fsrights.call_as_owner_of(run_dir, batchlib.read_spec, run_dir)
+            if found is None:
+                raise errors.InvalidArgument(f"run {rec.id[:8]} ({rec.op_name}) is not a batch run")
+            objective = batchlib.objective(found[0])
+            ids = fsrights.call_as_owner_of(run_dir, batchlib.trial_ids, run_dir)
+            trials = self.store.get_many(ids)
+            scalars = self.store.scalars_of(ids)
+            numbered = [(n, t, batchlib.objective_value(scalars.get(t.id, []), objective)) for n, t in enumerate(trials, 1)]
+            return BatchView(batchlib.objective_column(objective), objective.maximize, numbered, scalars)
+
+        return await self.runtime.io(read)
 
     def archive_store(self, archive: str, caller: "fsrights.Account | None" = None) -> storelib.Store:
         """An in-memory index of an export directory, so its runs list and filter like ours.

@@ -14,6 +14,7 @@ The servicer (guildd.service) calls the parts through the attributes of `Daemon`
 import asyncio
 import dataclasses
 import os
+from collections.abc import Hashable
 
 from guild_common import home as homelib, rundir
 from guildd import catalog, diskspace, executor as execlib, launcher, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, runtime, store as storelib, watching
@@ -83,6 +84,10 @@ class Daemon:
             shared=options.shared,
             unconfined_gpus=options.unconfined_gpus,
         )
+
+    def version(self) -> Hashable:
+        """Changes whenever the index or the queue does (the web view's live updates)."""
+        return (self.store.changes, self.queue.fingerprint())
 
     def run_dir(self, run_id: str) -> "os.PathLike":
         return homelib.run_dir(self.home, run_id)

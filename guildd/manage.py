@@ -373,19 +373,27 @@ def index_run_dir(store: storelib.Store, run_dir: StrPath, pid_alive: Callable[[
             log.warning("run %s: cannot read its run dir (%s): listed as an error", run_id[:8], daemonlog.describe(e))
             rec = _damaged_record(run_id, deleted)
         offset = rundir.output_size(run_dir)
-        events = runevents.RunEvents(run_dir)  # the event files the run's process wrote
         try:
-            scalars = [(tag, value, step) for tag, value, step, _t in read_scalars(str(rundir.guild_dir(run_dir)))]
-            scalars += events.read_all()
+            scalars, read_to = run_scalars(run_dir)
         except Exception as e:  # noqa: BLE001 - the run is listed without scalars
             log.warning("run %s: cannot read its scalars: %s", run_id[:8], daemonlog.describe(e))
-            scalars = None
+            scalars, read_to = None, {}
     store.insert(dataclasses.replace(rec, scalar_offset=offset))
     if scalars is None:
         return
-    if scalars or events.offsets:
+    if scalars or read_to:
         summaries = summarize(scalars)
-        store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()], events.offsets)
+        store.replace_scalars(rec.id, [summary_record(tag, s) for tag, s in summaries.items()], read_to)
+
+
+def run_scalars(run_dir: StrPath) -> tuple[list[runevents.Scalar], dict[str, int]]:
+    """Every scalar value in a run dir, with the calling thread's rights: the events guildd
+    made of its output (in `.guild`) and those of the event files its process wrote; and how
+    far each of the latter was read (path -> bytes)."""
+    events = runevents.RunEvents(run_dir)
+    scalars = [(tag, value, step) for tag, value, step, _t in read_scalars(str(rundir.guild_dir(run_dir)))]
+    scalars += events.read_all()
+    return scalars, events.offsets
 
 
 def _damaged_record(run_id: str, deleted: bool) -> storelib.RunRecord:

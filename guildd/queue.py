@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
@@ -297,6 +297,12 @@ class Queue:
     def usage(self) -> dict[str, float]:
         """Each user's recent GPU usage now, in decayed GPU-seconds, running runs included."""
         return self.ledger.usage(map(_running, self.holdings.values()), rundir.now_us())
+
+    def fingerprint(self) -> Hashable:
+        """Changes whenever what `queue` shows does: the waiting runs, their priorities and
+        what running runs hold (the web view's live updates)."""
+        return (tuple((run_id, e.priority) for run_id, e in self.entries.items()), tuple(self.holdings),
+                self.processing()["on"])
 
     def shares(self) -> list[fairshare.Share]:
         """Each user's fair share, for `guildctl queue`."""

@@ -183,6 +183,7 @@ AUDITED: dict[str, Callable[[Any], str]] = {
     "SetQueuePriority": lambda r: f"runs {_specs(r.runs)} priority {r.priority}",
     "CancelQueued": lambda r: f"runs {_specs(r.runs)}",
     "ShutdownDaemon": lambda r: "",
+    "StartView": lambda r: f"host {r.host or '127.0.0.1'!r} port {r.port}",  # never the token it answers with
 }
 
 

@@ -25,6 +25,7 @@ from guild_common.handshake import METADATA_KEY
 from guildd import daemonlog, homelock, tokens
 from guildd.daemon import Daemon, Options
 from guildd.service import GuildServicer
+from guildd.web.server import ViewServer
 
 log = logging.getLogger("guildd")
 
@@ -89,7 +90,8 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
             ("grpc.max_send_message_length", MAX_MESSAGE),
         ]
     )
-    guild_pb2_grpc.add_GuildServicer_to_server(GuildServicer(daemon, lambda: stop_for("a ShutdownDaemon request")), server)
+    view = ViewServer(daemon.identities, daemon.version, str(home))  # served from the first StartView on
+    guild_pb2_grpc.add_GuildServicer_to_server(GuildServicer(daemon, lambda: stop_for("a ShutdownDaemon request"), view), server)
     bind = _prepare_socket(home, options.shared)
     # Per-user: 0600, only this user connects. Shared: every local user connects, and each
     # request is attributed to the uid the kernel reports on the auth socket (guildd.tokens).
@@ -116,6 +118,7 @@ async def _serve(home: pathlib.Path, handle_signals: bool, ready: Callable[[], A
         log.info("shutting down%s (runs keep running)", f" on {why[0]}" if why else "")
         # Requests still waiting for a start-up that won't finish get no grace.
         handshake.close()
+        await view.close()
         await server.stop(SHUTDOWN_GRACE if daemon.ready.is_set() else 0)
         await daemon.close()
         _remove_socket(home, options.shared)

@@ -4,22 +4,32 @@ converts the answer back."""
 
 import dataclasses
 import os
-from typing import AsyncIterator, Callable, Iterable, Sequence
+from typing import AsyncIterator, Callable, Iterable, Protocol, Sequence
 
 import grpc
 
 from guild_common import __version__, errors
 from guild_common.pb import guild_pb2 as pb, guild_pb2_grpc
 from guildd import authz, convert, fsrights, runstate
+from guildd.web import auth as webauth
 from guildd.callers import Caller
 from guildd.daemon import Daemon
 from guildd.store import RunRecord, Summary
 from guildd.rpc import mapped
 
 
+class View(Protocol):
+    """The web view's server, as StartView uses it (guildd.web.server.ViewServer)."""
+
+    serving: bool
+
+    async def serve(self, host: str, port: int, servicer: "GuildServicer") -> tuple[str, int, bool]: ...
+
+
 class GuildServicer(guild_pb2_grpc.GuildServicer):
-    def __init__(self, daemon: Daemon, shutdown: Callable[[], None]) -> None:
+    def __init__(self, daemon: Daemon, shutdown: Callable[[], None], view: "View | None" = None) -> None:
         self.daemon = daemon
+        self._view = view
         self.catalog = daemon.catalog
         self.followers = daemon.followers
         self.queue = daemon.queue
@@ -122,11 +132,11 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         c = self._caller(context)  # an archive is theirs to name: read with their rights, never root's
         found = await self.catalog.listing(
             convert.criteria(f), list(request.runs), request.limit, convert.order(request), f.archive, request.with_command,
-            fsrights.Account(c.uid, c.gid, c.groups)
+            fsrights.Account(c.uid, c.gid, c.groups), request.with_scalars, max(0, request.offset)
         )
         msgs = []
         for rec in found.recs:
-            msg = convert.run_message(rec, self.catalog.location(rec), found.pids.get(rec.id, 0))
+            msg = convert.run_message(rec, self.catalog.location(rec), found.pids.get(rec.id, 0), found.scalars.get(rec.id, ()))
             if request.with_command:
                 msg.command = convert.command_line(found.commands.get(rec.id))
             msgs.append(msg)
@@ -320,6 +330,32 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
         await self.queue.cancel([r.id for r in recs])
         recs = [await self.catalog.get_run(r.id) for r in recs]
         return pb.CancelQueuedResponse(runs=self._runs(recs))
+
+    @mapped
+    async def GetRunScalars(self, request: pb.GetRunScalarsRequest, context: grpc.aio.ServicerContext) -> pb.GetRunScalarsResponse:
+        rec = await self.catalog.get_run(request.run)
+        series = await self.catalog.scalar_history(rec, max(0, request.max_points))
+        return pb.GetRunScalarsResponse(series=[pb.ScalarSeries(tag=t, steps=s, values=v) for t, s, v in series])
+
+    @mapped
+    async def GetBatch(self, request: pb.GetBatchRequest, context: grpc.aio.ServicerContext) -> pb.GetBatchResponse:
+        rec = await self.catalog.get_run(request.run)
+        view = await self.catalog.batch_view(rec)
+        trials = [pb.Trial(number=n, run=self._run(t, view.scalars.get(t.id, ())), objective=value)
+                  for n, t, value in view.trials]
+        return pb.GetBatchResponse(run=self._run(rec), objective=view.column, maximize=view.maximize, trials=trials)
+
+    @mapped
+    async def StartView(self, request: pb.StartViewRequest, context: grpc.aio.ServicerContext) -> pb.StartViewResponse:
+        if self._view is None:
+            raise errors.FailedPrecondition("this guildd serves no web view")
+        caller = self._caller(context)
+        host = request.host or "127.0.0.1"
+        if not self._view.serving and not webauth.loopback(host):
+            authz.check_daemon(self._policy, caller, authz.Action.SERVE_VIEW)
+        host, port, already = await self._view.serve(host, request.port, self)
+        token = self.daemon.identities.issue_view(caller.uid)
+        return pb.StartViewResponse(host=host, port=port, token=token, url=webauth.url(host, port, token), already=already)
 
     @mapped
     async def ShutdownDaemon(self, request: pb.ShutdownDaemonRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownDaemonResponse:

@@ -222,6 +222,11 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', 1)")
         self.db.close()
 
+    @property
+    def changes(self) -> int:
+        """Rows this index has written since it was opened: changes whenever anything does."""
+        return self.db.total_changes
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One transaction around the block; nested blocks join the outer one."""
@@ -269,13 +274,15 @@ class Store:
         return [found[i] for i in ids if i in found]
 
     def select(self, criteria: selection.Criteria, specs: Sequence[str] = (), limit: int = 0,
-               order: tuple[str, bool] | None = None) -> tuple[list[RunRecord], int]:
+               order: tuple[str, bool] | None = None, offset: int = 0) -> tuple[list[RunRecord], int]:
         """The runs `criteria` keeps, narrowed by run specs, latest first (or by `order`),
-        at most `limit`; and how many there were before the limit."""
-        ids = selection.ordered_ids(self.db, criteria, order, want=0 if specs else limit)
+        the first `offset` skipped (a page), at most `limit`; and how many there were before
+        the offset and the limit."""
+        ids = selection.ordered_ids(self.db, criteria, order, want=0 if specs or not limit else offset + limit)
         chosen = selection.apply_specs(ids, specs)
         total = len(chosen) if specs or not limit else selection.count(self.db, criteria)
-        return self.get_many(chosen[:limit] if limit else chosen), total
+        page = chosen[offset : offset + limit] if limit else chosen[offset:]
+        return self.get_many(page), total
 
     def list(self, statuses: Iterable[str] = (), limit: int = 0) -> tuple[list[RunRecord], int]:
         return self.select(selection.Criteria(statuses=tuple(statuses)), limit=limit)
@@ -300,6 +307,22 @@ class Store:
             (run_id,),
         )
         return [Summary(*row) for row in rows]
+
+    def scalars_of(self, run_ids: Iterable[str]) -> dict[str, builtins.list[Summary]]:
+        """Each run's scalar summaries (runs without any left out), in batches of ids."""
+        out: dict[str, builtins.list[Summary]] = {}
+        ids = builtins.list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.execute(
+                "SELECT run_id, tag, first_val, first_step, last_val, last_step, min_val, min_step,"
+                f" max_val, max_step, total, count FROM scalars WHERE run_id IN ({marks}) ORDER BY run_id, tag",
+                chunk,
+            )
+            for row in rows:
+                out.setdefault(row[0], []).append(Summary(*row[1:]))
+        return out
 
     def event_offsets(self, run_id: str) -> dict[str, int]:
         """How far the index has read each event file of a run's own (path in the run dir -> bytes)."""

@@ -17,8 +17,13 @@ connection's bytes), lives in the client process's memory (which other users can
 is never written to a file, the environment or a command line, and can't be guessed (256
 bits). A request that claims another identity in its metadata, its fields or its
 environment is still the token's uid: nothing else is read. Tokens expire after a day
-unused and each uid holds at most MAX_PER_UID (the oldest goes first). A web front end can
-hand its users a token the same way and attach the same Caller to each HTTP request.
+unused and each uid holds at most MAX_PER_UID (the oldest goes first).
+
+The web view (guildd.web) has tokens of its own (`issue_view`): one is asked for over the
+gRPC socket (so by a kernel-verified caller), printed in the page's URL and kept by a browser,
+so unlike a handshake token it does leave the process; it opens only the web view (the gRPC
+server's interceptor admits only handshake tokens). Web tokens follow the same expiry and
+per-uid cap, separately.
 """
 
 from __future__ import annotations
@@ -53,17 +58,21 @@ class Identities:
         self.admin_group = admin_group
         self.owner = callers.daemon_user(admin_group)
         self._tokens: dict[str, tuple[Caller, float]] = {}  # token -> (caller, last used, monotonic)
+        self._views: dict[str, tuple[Caller, float]] = {}  # web view token -> (caller, last used)
 
     def issue(self, uid: int) -> str:
         """A new token for `uid` (from SO_PEERCRED). PermissionDenied for a uid with no
         account, and in a per-user daemon for any uid but its own."""
-        if not self.shared and uid != self.owner.uid:
-            raise errors.PermissionDenied(f"this guildd serves only {self.owner.describe()}")
-        caller = callers.lookup(uid, self.admin_group) if uid != self.owner.uid else self.owner
+        caller = self._account(uid)
         self._expire(caller.uid)
         token = secrets.token_urlsafe(32)
         self._tokens[token] = (caller, time.monotonic())
         return token
+
+    def _account(self, uid: int) -> Caller:
+        if not self.shared and uid != self.owner.uid:
+            raise errors.PermissionDenied(f"this guildd serves only {self.owner.describe()}")
+        return callers.lookup(uid, self.admin_group) if uid != self.owner.uid else self.owner
 
     def resolve(self, token: str) -> Caller | None:
         """The Caller a token was issued to; None for a token this daemon didn't issue (or
@@ -79,12 +88,42 @@ class Identities:
         self._tokens[token] = (caller, now)
         return caller
 
+    def issue_view(self, uid: int) -> str:
+        """A web view token for `uid`, the kernel-verified caller of StartView."""
+        caller = self._account(uid)
+        now = time.monotonic()
+        mine = sorted((used, t) for t, (c, used) in self._views.items() if c.uid == uid)
+        for _used, old in mine[: max(0, len(mine) - MAX_PER_UID + 1)]:
+            del self._views[old]
+        token = secrets.token_urlsafe(32)
+        self._views[token] = (caller, now)
+        return token
+
+    def view_caller(self, token: str) -> Caller | None:
+        """The Caller a web view token was issued to; None for a token this daemon didn't
+        issue, or one that expired."""
+        entry = self._views.get(token)
+        if entry is None:
+            return None
+        caller, used = entry
+        now = time.monotonic()
+        if now - used > TTL_SECONDS:
+            del self._views[token]
+            return None
+        self._views[token] = (caller, now)
+        return caller
+
     def caller(self, metadata: dict[str, str | bytes]) -> Caller:
-        """The Caller of a request with this metadata: its token's; without a valid token, the
+        """The Caller of a request with this metadata: its token's (a web view token's for the
+        web view's requests, VIEW_KEY: the gRPC server's interceptor admits only handshake
+        tokens, so it counts only in-process); without a valid token, the
         daemon's own user in a per-user daemon (only that user can connect to its 0600
         socket). In a shared daemon the interceptor has refused such a request already."""
         token = metadata.get(METADATA_KEY)
         caller = self.resolve(token) if isinstance(token, str) else None
+        view = metadata.get(VIEW_KEY)
+        if caller is None and isinstance(view, str):
+            caller = self.view_caller(view)
         if caller is not None:
             return caller
         if self.shared:
@@ -103,6 +142,7 @@ class Identities:
             del self._tokens[token]
 
 
+VIEW_KEY = "guild-view-token"  # the web view's requests to the servicer, in-process only (guildd.web)
 UNAUTHENTICATED = "no valid identity token: connect through guildctl (it asks the daemon's auth socket for one)"
 
 

@@ -843,20 +843,24 @@ class RunSelection(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[RunFilter, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("filter", "limit", "runs", "min", "max", "with_command")
+    __slots__ = ("filter", "limit", "runs", "min", "max", "with_command", "with_scalars", "offset")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     WITH_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    WITH_SCALARS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     filter: RunFilter
     limit: int
     runs: _containers.RepeatedScalarFieldContainer[str]
     min: str
     max: str
     with_command: bool
-    def __init__(self, filter: _Optional[_Union[RunFilter, _Mapping]] = ..., limit: _Optional[int] = ..., runs: _Optional[_Iterable[str]] = ..., min: _Optional[str] = ..., max: _Optional[str] = ..., with_command: _Optional[bool] = ...) -> None: ...
+    with_scalars: bool
+    offset: int
+    def __init__(self, filter: _Optional[_Union[RunFilter, _Mapping]] = ..., limit: _Optional[int] = ..., runs: _Optional[_Iterable[str]] = ..., min: _Optional[str] = ..., max: _Optional[str] = ..., with_command: _Optional[bool] = ..., with_scalars: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "total")
@@ -1079,3 +1083,77 @@ class ShutdownDaemonRequest(_message.Message):
 class ShutdownDaemonResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class StartViewRequest(_message.Message):
+    __slots__ = ("host", "port")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class StartViewResponse(_message.Message):
+    __slots__ = ("host", "port", "token", "url", "already")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    token: str
+    url: str
+    already: bool
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., token: _Optional[str] = ..., url: _Optional[str] = ..., already: _Optional[bool] = ...) -> None: ...
+
+class ScalarSeries(_message.Message):
+    __slots__ = ("tag", "steps", "values")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, tag: _Optional[str] = ..., steps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetRunScalarsRequest(_message.Message):
+    __slots__ = ("run", "max_points")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    max_points: int
+    def __init__(self, run: _Optional[str] = ..., max_points: _Optional[int] = ...) -> None: ...
+
+class GetRunScalarsResponse(_message.Message):
+    __slots__ = ("series",)
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[ScalarSeries]
+    def __init__(self, series: _Optional[_Iterable[_Union[ScalarSeries, _Mapping]]] = ...) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    def __init__(self, run: _Optional[str] = ...) -> None: ...
+
+class Trial(_message.Message):
+    __slots__ = ("number", "run", "objective")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    run: Run
+    objective: float
+    def __init__(self, number: _Optional[int] = ..., run: _Optional[_Union[Run, _Mapping]] = ..., objective: _Optional[float] = ...) -> None: ...
+
+class GetBatchResponse(_message.Message):
+    __slots__ = ("run", "objective", "maximize", "trials")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    MAXIMIZE_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    objective: str
+    maximize: bool
+    trials: _containers.RepeatedCompositeFieldContainer[Trial]
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., objective: _Optional[str] = ..., maximize: _Optional[bool] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ...) -> None: ...

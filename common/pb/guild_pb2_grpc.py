@@ -176,6 +176,21 @@ class GuildStub:
                 request_serializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.SerializeToString,
                 response_deserializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonResponse.FromString,
                 _registered_method=True)
+        self.StartView = channel.unary_unary(
+                '/guild.v1.Guild/StartView',
+                request_serializer=guild_dot_v1_dot_guild__pb2.StartViewRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.StartViewResponse.FromString,
+                _registered_method=True)
+        self.GetRunScalars = channel.unary_unary(
+                '/guild.v1.Guild/GetRunScalars',
+                request_serializer=guild_dot_v1_dot_guild__pb2.GetRunScalarsRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.GetRunScalarsResponse.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/guild.v1.Guild/GetBatch',
+                request_serializer=guild_dot_v1_dot_guild__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=guild_dot_v1_dot_guild__pb2.GetBatchResponse.FromString,
+                _registered_method=True)
 
 
 class GuildServicer:
@@ -381,6 +396,28 @@ class GuildServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartView(self, request, context):
+        """The web view (`guildctl view`): served from the first request on, and a token for the
+        caller's browser.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRunScalars(self, request, context):
+        """Every scalar's history in a run (its event files, output scalars included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """A batch run, its objective and its trials with their objective values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuildServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -523,6 +560,21 @@ def add_GuildServicer_to_server(servicer, server):
                     servicer.ShutdownDaemon,
                     request_deserializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.FromString,
                     response_serializer=guild_dot_v1_dot_guild__pb2.ShutdownDaemonResponse.SerializeToString,
+            ),
+            'StartView': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartView,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.StartViewRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.StartViewResponse.SerializeToString,
+            ),
+            'GetRunScalars': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunScalars,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.GetRunScalarsRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.GetRunScalarsResponse.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=guild_dot_v1_dot_guild__pb2.GetBatchRequest.FromString,
+                    response_serializer=guild_dot_v1_dot_guild__pb2.GetBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1282,6 +1334,87 @@ class Guild:
             '/guild.v1.Guild/ShutdownDaemon',
             guild_dot_v1_dot_guild__pb2.ShutdownDaemonRequest.SerializeToString,
             guild_dot_v1_dot_guild__pb2.ShutdownDaemonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/StartView',
+            guild_dot_v1_dot_guild__pb2.StartViewRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.StartViewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunScalars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/GetRunScalars',
+            guild_dot_v1_dot_guild__pb2.GetRunScalarsRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.GetRunScalarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guild.v1.Guild/GetBatch',
+            guild_dot_v1_dot_guild__pb2.GetBatchRequest.SerializeToString,
+            guild_dot_v1_dot_guild__pb2.GetBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
