@@ -4,6 +4,7 @@ guildctl console script."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,3 +166,26 @@ def guild_no_daemon(tmp_path, project):
 
 
 PY = sys.executable
+
+
+@pytest.fixture(scope="session")
+def venv(request):
+    """A venv every user can execute, with the project installed (as an administrator would
+    install guildd), built once for every module that runs real users: test_shared_box.py,
+    test_view_http.py."""
+    from tests.e2e import sharedbox  # it imports this module
+
+    reason = sharedbox.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = sharedbox.public_dir("guild-sharedbox-venv-")
+    try:
+        path, seconds = sharedbox.build_venv(base)
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter and capture:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"sharedbox: built {path} (every user can run it) in {seconds:.1f}s")
+        yield path
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -41,24 +41,6 @@ SECRET = "root-only secret 7d1f"
 EXIT_REFUSED = 4
 
 
-@pytest.fixture(scope="session")
-def venv(request):
-    reason = sharedbox.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    base = sharedbox.public_dir("guild-sharedbox-venv-")
-    try:
-        path, seconds = sharedbox.build_venv(base)
-        plugins = request.config.pluginmanager
-        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-        if reporter and capture:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"sharedbox: built {path} (every user can run it) in {seconds:.1f}s")
-        yield path
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def base():
     path = sharedbox.public_dir("guild-sharedbox-")
