@@ -2,7 +2,7 @@
 // `guildctl compare` shows them. Clicking a header sorts the rows here in the page.
 
 import { get, showError } from "./api.js";
-import { h, fill, link, fmtTime, fmtValue, statusBadge } from "./dom.js";
+import { h, fill, link, fmtTime, fmtValue, numericColumn, statusBadge } from "./dom.js";
 
 const TIME_HEADERS = new Set(["started", "stopped"]);
 
@@ -39,9 +39,12 @@ export function mountCompare(container, { params }) {
     }
     // The server's columns normally include the run's id; a link column is added otherwise.
     const linked = data.columns.some((c) => c.kind === "core" && c.header === "run");
+    // A column of numbers is right-aligned, its header too.
+    const thClass = data.columns.map((c, i) => `sortable kind-${c.kind}` +
+      (numericColumn(rows.map((r) => r.cells[i])) ? " num" : ""));
     fill(table, h("thead", {}, h("tr", {}, linked ? null : h("th", {}, "run"),
       data.columns.map((c, i) =>
-      h("th", { class: `sortable kind-${c.kind}`, title: c.kind, on: { click: () => {
+      h("th", { class: thClass[i], title: c.kind, on: { click: () => {
         asc = sortCol === i ? !asc : true;
         sortCol = i;
         draw();

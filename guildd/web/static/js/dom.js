@@ -85,6 +85,57 @@ export function fmtValue(v) {
   return String(v);
 }
 
+const INLINE_MAX = 80;
+
+function dataScalar(v) {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "string") return v === "" ? "''" : v;
+  return String(v);
+}
+
+/** A list or mapping of scalars on one line ("a, b" / "a: 1, b: x"); null for nested data. */
+function dataInline(v) {
+  if (v === null || typeof v !== "object") return dataScalar(v);
+  const vals = Array.isArray(v) ? v : Object.values(v);
+  if (vals.some((x) => x !== null && typeof x === "object")) return null;
+  if (Array.isArray(v)) return v.length ? v.map(dataScalar).join(", ") : "[]";
+  const keys = Object.keys(v);
+  return keys.length ? keys.map((k) => `${k}: ${dataScalar(v[k])}`).join(", ") : "{}";
+}
+
+/** A flat list stays on one line (the cell wraps it); a flat mapping only while it is short. */
+function inlineFits(v, one) {
+  return one !== null && (Array.isArray(v) || one.length <= INLINE_MAX);
+}
+
+function dataBlock(v, indent) {
+  const entries = Array.isArray(v) ? v.map((x) => ["-", x])
+    : Object.entries(v).map(([k, x]) => [`${k}:`, x]);
+  return entries.flatMap(([key, x]) => {
+    const one = dataInline(x);
+    if (x === null || typeof x !== "object" || inlineFits(x, one)) return [`${indent}${key} ${one}`];
+    return [`${indent}${key}`, ...dataBlock(x, `${indent}  `)];
+  });
+}
+
+/**
+ * Structured data (attrs, deps) as short YAML-like text a reader scans: scalars as they are,
+ * a flat list or mapping on one line ("a: 1, b: x"), anything nested or long one entry a line,
+ * indented, so no one has to read a JSON blob.
+ */
+export function fmtData(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "object") return dataScalar(v);
+  const one = dataInline(v);
+  return inlineFits(v, one) ? one : dataBlock(v, "").join("\n");
+}
+
+/** Whether a column holds numbers only (ignoring blanks): then it is right-aligned, header too. */
+export function numericColumn(values) {
+  const present = values.filter((v) => v !== null && v !== undefined && v !== "");
+  return present.length > 0 && present.every((v) => typeof v === "number");
+}
+
 /** Bytes as B / KiB / MiB / GiB. */
 export function fmtBytes(n) {
   if (n === null || n === undefined) return "";

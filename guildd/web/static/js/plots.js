@@ -14,9 +14,23 @@ const WHOLE_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e
   .map((p) => m * p)).sort((a, b) => a - b);
 const wholeAxis = { values: axisValues, incrs: WHOLE_INCRS };
 
-function makePlot(el, opts, data) {
+/**
+ * Point the legend at the last point while the cursor is off the plot, so "loss: 0.125" shows
+ * the latest value instead of an empty "loss:" (uPlot leaves it blank without a cursor).
+ */
+function legendAtLast(u) {
+  const n = u.data[0] ? u.data[0].length : 0;
+  if (u.cursor.idx === null || u.cursor.idx === undefined) {
+    u.setLegend({ idx: n ? n - 1 : null }, false);
+  }
+}
+
+function makePlot(el, opts, data, showLast) {
   const width = Math.max(240, el.clientWidth || 400);
-  const plot = new uPlot({ width, height: HEIGHT, legend: { live: true }, ...opts }, data, el);
+  const hooks = showLast ? { ready: [legendAtLast], setCursor: [legendAtLast],
+    setData: [legendAtLast] } : {};
+  const plot = new uPlot({ width, height: HEIGHT, legend: { live: true }, hooks, ...opts },
+    data, el);
   const observer = new ResizeObserver(() => {
     const w = Math.max(240, el.clientWidth);
     if (w !== plot.width) plot.setSize({ width: w, height: HEIGHT });
@@ -42,7 +56,7 @@ export function scalarPlot(el, series) {
       { label: series.tag, stroke: LINE, width: 1.5, points: { show: false },
         value: (u, v) => fmtValue(v) }],
     axes: [wholeAxis, { values: axisValues, size: 60 }],
-  }, sortedSeries(series.steps, series.values));
+  }, sortedSeries(series.steps, series.values), true);
   return {
     setData: (s) => plot.setData(sortedSeries(s.steps, s.values)),
     destroy: plot.destroy,
@@ -85,7 +99,7 @@ export function objectivePlot(el, trials, objective) {
         paths: uPlot.paths.stepped({ align: 1 }), points: { show: false },
         value: (u, v) => fmtValue(v) }],
     axes: [wholeAxis, { values: axisValues, size: 60 }],
-  }, [xs, ys, bestSoFar(ys, objective.maximize)]);
+  }, [xs, ys, bestSoFar(ys, objective.maximize)], true);
 }
 
 /**

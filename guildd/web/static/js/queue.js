@@ -5,6 +5,9 @@ import { act, get, post, showError } from "./api.js";
 import { h, fill, link, fmtTime, statusBadge } from "./dom.js";
 import { cancelRuns } from "./actions.js";
 
+// Columns of numbers: right-aligned, their headers too, so each header sits over its digits.
+const NUMERIC_HEADERS = new Set(["#", "priority", "GPUs", "GPUs held", "share", "waiting"]);
+
 function entryRow(e, after) {
   const bump = (delta, testid, text, title) => h("button", { type: "button", class: "small",
     "data-testid": testid, title, on: { click: async () => after(await act(() =>
@@ -44,7 +47,8 @@ export function mountQueue(container, { refresh }) {
     const q = await get("/api/queue");
     banner.hidden = !q.paused;
     fill(table, h("thead", {}, h("tr", {}, ["#", "id", "operation", "label", "status", "user",
-      "priority", "GPUs", "queue", "queued", "why it waits", ""].map((t) => h("th", {}, t)))),
+      "priority", "GPUs", "queue", "queued", "why it waits", ""].map((t) => h("th", {
+      class: NUMERIC_HEADERS.has(t) ? "num" : null }, t)))),
     h("tbody", {}, q.entries.length ? q.entries.map((e) => entryRow(e, after))
       : h("tr", { class: "empty" }, h("td", { colspan: 12 }, "No runs are waiting."))));
     fill(holdings, h("table", { class: "grid compact", "data-testid": "holdings-table" },
@@ -57,7 +61,7 @@ export function mountQueue(container, { refresh }) {
     const list = q.users || [];
     fill(users, list.length ? h("table", { class: "grid compact" },
       h("thead", {}, h("tr", {}, ["user", "GPUs held", "share", "waiting"]
-        .map((t) => h("th", {}, t)))),
+        .map((t) => h("th", { class: NUMERIC_HEADERS.has(t) ? "num" : null }, t)))),
       h("tbody", {}, list.map((u) => h("tr", {}, h("td", {}, u.user),
         h("td", { class: "num" }, u.gpus_held), h("td", { class: "num" }, `${Math.round(u.share * 100)}%`),
         h("td", { class: "num" }, u.waiting)))))

@@ -2,7 +2,7 @@
 // of each one's history, the live output, files, attributes, and the clone form.
 
 import { act, get, post, runPath, showError } from "./api.js";
-import { h, fill, link, fmtTime, fmtValue, runDuration, statusBadge } from "./dom.js";
+import { h, fill, link, fmtData, fmtTime, fmtValue, runDuration, statusBadge } from "./dom.js";
 import { cancelRuns, deleteRuns, labelRuns, markRuns, setPriority, stopRuns, tagRuns }
   from "./actions.js";
 import { cloneForm } from "./clone.js";
@@ -22,23 +22,46 @@ export function runActions(run) {
   return actions;
 }
 
-function kvTable(testid, obj, empty) {
-  const keys = Object.keys(obj || {}).sort();
+// Attributes the page already shows in its header, flags table or run details.
+const SHOWN_ELSEWHERE = new Set(["exit_status", "flags", "id", "label", "sourcecode_digest",
+  "started", "stopped", "tags", "user"]);
+// Guild writes these as microseconds since the epoch.
+const MICROSECOND_TIMES = new Set(["initialized", "staged", "started", "stopped"]);
+
+/**
+ * The attributes table's rows, [key, text] by key: those shown elsewhere on the page left out,
+ * Guild's microsecond times as local date-times, structured values as short YAML-like text.
+ */
+export function attrRows(attrs) {
+  return Object.keys(attrs || {}).filter((k) => !SHOWN_ELSEWHERE.has(k)).sort().map((k) => {
+    const v = attrs[k];
+    if (MICROSECOND_TIMES.has(k) && typeof v === "number") return [k, fmtTime(v / 1000)];
+    return [k, fmtData(v)];
+  });
+}
+
+function kvTable(testid, rows, empty) {
   return h("table", { "data-testid": testid, class: "grid kv" }, h("tbody", {},
-    keys.length ? keys.map((k) => h("tr", {}, h("th", { class: "mono" }, k),
-      h("td", { class: "mono" }, fmtValue(obj[k]))))
+    rows.length ? rows.map(([k, v]) => h("tr", {}, h("th", { class: "mono" }, k),
+      h("td", { class: "mono" }, v)))
       : h("tr", {}, h("td", { class: "muted" }, empty))));
 }
 
+/** An object's entries by key, each value through `fmt`. */
+const sortedRows = (obj, fmt) => Object.keys(obj || {}).sort().map((k) => [k, fmt(obj[k])]);
+
 function scalarsTable(summaries) {
-  const num = (v) => h("td", { class: "num" }, fmtValue(v));
-  return h("table", { "data-testid": "run-scalars", class: "grid" },
-    h("thead", {}, h("tr", {}, ["tag", "last", "step", "min", "step", "max", "step", "count"]
-      .map((t) => h("th", {}, t)))),
+  // A value and the step it was logged at, "0.125 (7)": which step is whose stays clear.
+  const at = (v, step) => h("td", { class: "num" }, fmtValue(v),
+    step === null || step === undefined ? null : h("span", { class: "step" }, ` (${step})`));
+  return h("table", { "data-testid": "run-scalars", class: "grid scalars" },
+    h("thead", {}, h("tr", {}, h("th", {}, "tag"),
+      ["last (step)", "min (step)", "max (step)", "count"].map((t) => h("th", { class: "num" },
+        t)))),
     h("tbody", {}, summaries.length ? summaries.map((s) => h("tr", { "data-tag": s.tag },
-      h("th", { class: "mono" }, s.tag), num(s.last), num(s.last_step), num(s.min),
-      num(s.min_step), num(s.max), num(s.max_step), num(s.count)))
-      : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No scalars yet."))));
+      h("th", { class: "mono" }, s.tag), at(s.last, s.last_step), at(s.min, s.min_step),
+      at(s.max, s.max_step), h("td", { class: "num" }, fmtValue(s.count))))
+      : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No scalars yet."))));
 }
 
 function details(run) {
@@ -161,11 +184,12 @@ export function mountRun(container, { path, refresh }) {
     const open = new Set([...attrs.querySelectorAll("details[open]")].map((d) => d.dataset.key));
     const more = (key, title, body) => h("details", { "data-key": key, open: open.has(key) },
       h("summary", {}, title), body);
-    fill(attrs, kvTable("run-attrs", run.attrs, "No attributes."),
+    fill(attrs, kvTable("run-attrs", attrRows(run.attrs), "No other attributes."),
       more("details", "Run details", details(run)),
       Object.keys(run.deps || {}).length ? more("deps", "Dependencies",
-        h("pre", { class: "mono small" }, JSON.stringify(run.deps, null, 2))) : null,
-      more("env", "Environment", kvTable("run-env", run.env, "None recorded.")));
+        h("pre", { class: "mono small deps" }, fmtData(run.deps))) : null,
+      more("env", "Environment", kvTable("run-env", sortedRows(run.env, String),
+        "None recorded.")));
     fill(extra, (run.comments || []).length ? section("Comments", h("ul", { class: "comments" },
       run.comments.map((c) => h("li", {}, h("div", { class: "muted" },
         `${c.user}@${c.host} ${fmtTime(c.time)}`), h("div", { class: "comment" }, c.body)))))
@@ -178,7 +202,7 @@ export function mountRun(container, { path, refresh }) {
     const wasRunning = run && run.status === "running";
     run = answer.run;
     drawHead();
-    fill(flags, kvTable("run-flags", run.flags, "No flags."));
+    fill(flags, kvTable("run-flags", sortedRows(run.flags, fmtValue), "No flags."));
     fill(scalars, scalarsTable(run.scalar_summaries || []));
     drawPlots(scalarData.series || []);
     drawAttrs();

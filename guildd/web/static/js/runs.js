@@ -2,7 +2,8 @@
 // actions on a selection. Filters, sort and page live in the hash, so reload and back work.
 
 import { get, showError } from "./api.js";
-import { h, fill, link, fmtTime, fmtValue, runDuration, statusBadge } from "./dom.js";
+import { h, fill, link, fmtTime, fmtValue, numericColumn, runDuration, statusBadge }
+  from "./dom.js";
 import { deleteRuns, labelRuns, stopRuns, tagRuns } from "./actions.js";
 
 const PER_PAGE = 50;
@@ -72,6 +73,11 @@ function filterForm(params, refresh) {
   return form;
 }
 
+/** Whether a flag's column on this page holds numbers only (then it is right-aligned). */
+function numericFlag(data, flag) {
+  return numericColumn(data.runs.map((r) => (r.flags || {})[flag]));
+}
+
 function header(data, params) {
   const sort = params.get("sort") || "started";
   const order = params.get("order") || (sort === "started" ? "desc" : "asc");
@@ -100,7 +106,7 @@ function header(data, params) {
   return { all, row: h("tr", {}, h("th", { class: "sel" }, all), th("#", null, "num"),
     th("id"), th("operation"), th("started", "started"), th("time", null, "num"), th("status"),
     th("label"), th("tags"),
-    data.flag_columns.map((f) => th(f, `=${f}`, "flag")),
+    data.flag_columns.map((f) => th(f, `=${f}`, numericFlag(data, f) ? "flag num" : "flag")),
     data.scalar_columns.map((s) => th(s, s, "scalar num"))) };
 }
 
@@ -115,10 +121,14 @@ function row(run, data, onSelect) {
     h("td", { "data-col": "started", class: "time" }, fmtTime(run.started)),
     h("td", { "data-col": "time", class: "num" }, runDuration(run)),
     h("td", { "data-col": "status" }, statusBadge(run.status)),
-    h("td", { "data-col": "label", class: "label" }, run.label || ""),
+    h("td", { "data-col": "label", class: "label",
+      title: (run.label || "").length > 40 ? run.label : null }, run.label || ""),
     h("td", { "data-col": "tags" }, (run.tags || []).map((t) => h("span", { class: "tag" }, t))),
-    data.flag_columns.map((f) => h("td", { "data-col": `flag:${f}`, class: "flag" },
-      fmtValue((run.flags || {})[f]))),
+    data.flag_columns.map((f) => {
+      const text = fmtValue((run.flags || {})[f]);
+      return h("td", { "data-col": `flag:${f}`, class: numericFlag(data, f) ? "flag num" : "flag",
+        title: text.length > 30 ? text : null }, text);
+    }),
     data.scalar_columns.map((s) => h("td", { "data-col": `scalar:${s}`, class: "num" },
       fmtValue((run.scalars || {})[s]))));
   if (run.marked) tr.title = "marked";
