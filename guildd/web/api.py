@@ -63,8 +63,8 @@ def run_filter(query: Any, now: datetime.datetime | None = None) -> pb.RunFilter
 
 def list_request(query: Any) -> tuple[pb.ListRunsRequest, int, int]:
     """The ListRuns request of a runs page, its page number and page size."""
-    page = int_param(query.get("page"), "page", 1, 1, 1 << 30)
     per = int_param(query.get("per"), "per", 50, 1, MAX_PER_PAGE)
+    page = int_param(query.get("page"), "page", 1, 1, (2**31 - 1) // per + 1)  # ListRuns' offset is 32-bit
     request = pb.ListRunsRequest(filter=run_filter(query), limit=per, offset=(page - 1) * per, with_scalars=True)
     sort, order = query.get("sort", "started"), query.get("order", "")
     if order not in ("", "asc", "desc"):

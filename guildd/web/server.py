@@ -122,6 +122,9 @@ class ViewServer:
             resp = _refused(e.status, e.message.splitlines()[0] if e.message else "refused", api)
         except (BadInput, errors.InvalidArgument) as e:
             resp = _refused(400, str(e), api)
+        except Exception:  # our bug: logged, and still one line of JSON for the page
+            log.exception("internal error in %s %s", request.method, request.path)
+            resp = _refused(500, "internal error in guildd's web view (see guildd.log)", api)
         if not resp.prepared:
             resp.headers.update(SECURITY_HEADERS)
         return resp

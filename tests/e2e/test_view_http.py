@@ -152,6 +152,7 @@ def test_a_get_changes_nothing(guild, client, runs):
 BAD = {
     # name: (method, path, JSON value or raw bytes, statuses allowed, a word the error names)
     "unknown run": ("GET", "/api/runs/0123abcd", None, (404,), "0123abcd"),
+    "a page past any offset": ("GET", "/api/runs?page=100000000", None, (400,), "page"),
     "unknown run to stop": ("POST", "/api/stop", {"runs": ["0123abcd"]}, (404,), "0123abcd"),
     "bad json": ("POST", "/api/label", b"{not json", (400,), ""),
     "runs not a list": ("POST", "/api/label", {"runs": "{done}", "label": 5}, (400,), ""),
