@@ -11,6 +11,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 DEFAULT_GUILD_VENV = "/tmp/guild-anchor"
 GUILD_INSTALLER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "install-guild-anchor")
@@ -41,6 +42,20 @@ def exe_beside_python(name, prog):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     sys.exit("%s: %s not found (install /work/main with pip install -e)" % (prog, name))
+
+
+def start_guildd(guildd, guildctl, home, env, stderr_path, timeout=60.0):
+    """guildd in the foreground on `home`, in its own session (a Ctrl-C reaches the bench alone,
+    whose `finally` stops it), returned once `guildctl daemon status` answers."""
+    with open(stderr_path, "ab") as err:
+        proc = subprocess.Popen([guildd, "--foreground", "--no-log-stderr", "-H", str(home)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while subprocess.run([guildctl, "daemon", "status"], env=env, capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("guildd did not start (see %s)" % stderr_path)
+        time.sleep(0.05)
+    return proc
 
 
 def stop_process(proc, timeout=60.0):

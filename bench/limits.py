@@ -42,7 +42,7 @@ import time
 
 import psutil
 
-from benchlib import exe_beside_python, fmt_s, log, percentile, report, stop_process
+from benchlib import exe_beside_python, fmt_s, log, percentile, report, start_guildd, stop_process
 
 PROBE_S = 0.5
 RPC_PROBE_S = 0.1
@@ -117,15 +117,7 @@ class Env:
 
 
 def start_daemon(env):
-    err = open(env.root / "guildd.stderr", "ab")
-    env.daemon = subprocess.Popen([env.guildd, "--foreground", "--no-log-stderr", "-H", str(env.home)], env=env.env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    err.close()
-    deadline = time.monotonic() + 60
-    while env.ctl("daemon", "status")[1].returncode != 0:
-        if env.daemon.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("guildd did not start (see %s)" % (env.root / "guildd.stderr"))
-        time.sleep(0.05)
+    env.daemon = start_guildd(env.guildd, env.guildctl, env.home, env.env, env.root / "guildd.stderr")
 
 
 def stop_daemon(env):

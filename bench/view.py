@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import psutil
 
-from benchlib import exe_beside_python, fmt_s, log, median, percentile, print_table, report, stop_process, yes
+from benchlib import exe_beside_python, fmt_s, log, median, percentile, print_table, report, start_guildd, stop_process, yes
 
 if TYPE_CHECKING:
     from guildctl.client import Client
@@ -125,17 +125,7 @@ def make_home(b: Bench, runs: int) -> float:
 
 
 def start_daemon(b: Bench) -> None:
-    """guildd in the foreground on the bench's home, in its own session (a Ctrl-C reaches the
-    bench alone, whose `finally` stops it), once it answers."""
-    err = open(b.root / "guildd.stderr", "ab")
-    b.daemon = subprocess.Popen([b.guildd, "--foreground", "--no-log-stderr", "-H", str(b.home)], env=b.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    err.close()
-    deadline = time.monotonic() + 60
-    while subprocess.run(b.ctl("daemon", "status"), env=b.env, capture_output=True).returncode != 0:
-        if b.daemon.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("guildd did not start (see %s)" % (b.root / "guildd.stderr"))
-        time.sleep(0.05)
+    b.daemon = start_guildd(b.guildd, b.guildctl, b.home, b.env, b.root / "guildd.stderr")
 
 
 def stop_daemon(b: Bench) -> None:
