@@ -50,6 +50,41 @@ MAX_PER_UID = 256
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
+class _Tokens:
+    """Random tokens, each standing for a Caller: expired after TTL_SECONDS unused, at most
+    MAX_PER_UID per uid (the least recently used go first)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Caller, float]] = {}  # token -> (caller, last used, monotonic)
+
+    def issue(self, caller: Caller) -> str:
+        now = time.monotonic()
+        mine = []
+        for token, (holder, used) in list(self._entries.items()):
+            if now - used > TTL_SECONDS:
+                del self._entries[token]
+            elif holder.uid == caller.uid:
+                mine.append((used, token))
+        for _used, token in sorted(mine)[: max(0, len(mine) - MAX_PER_UID + 1)]:
+            del self._entries[token]
+        token = secrets.token_urlsafe(32)
+        self._entries[token] = (caller, now)
+        return token
+
+    def resolve(self, token: str) -> Caller | None:
+        """The token's Caller (its use noted); None for a token not issued, or expired."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        caller, used = entry
+        now = time.monotonic()
+        if now - used > TTL_SECONDS:
+            del self._entries[token]
+            return None
+        self._entries[token] = (caller, now)
+        return caller
+
+
 class Identities:
     """Tokens issued to kernel-verified uids, and the Caller of a request's metadata."""
 
@@ -57,17 +92,13 @@ class Identities:
         self.shared = shared
         self.admin_group = admin_group
         self.owner = callers.daemon_user(admin_group)
-        self._tokens: dict[str, tuple[Caller, float]] = {}  # token -> (caller, last used, monotonic)
-        self._views: dict[str, tuple[Caller, float]] = {}  # web view token -> (caller, last used)
+        self._tokens = _Tokens()  # the handshake's
+        self._views = _Tokens()  # the web view's
 
     def issue(self, uid: int) -> str:
         """A new token for `uid` (from SO_PEERCRED). PermissionDenied for a uid with no
         account, and in a per-user daemon for any uid but its own."""
-        caller = self._account(uid)
-        self._expire(caller.uid)
-        token = secrets.token_urlsafe(32)
-        self._tokens[token] = (caller, time.monotonic())
-        return token
+        return self._tokens.issue(self._account(uid))
 
     def _account(self, uid: int) -> Caller:
         if not self.shared and uid != self.owner.uid:
@@ -77,41 +108,16 @@ class Identities:
     def resolve(self, token: str) -> Caller | None:
         """The Caller a token was issued to; None for a token this daemon didn't issue (or
         one that expired)."""
-        entry = self._tokens.get(token)
-        if entry is None:
-            return None
-        caller, used = entry
-        now = time.monotonic()
-        if now - used > TTL_SECONDS:
-            del self._tokens[token]
-            return None
-        self._tokens[token] = (caller, now)
-        return caller
+        return self._tokens.resolve(token)
 
     def issue_view(self, uid: int) -> str:
         """A web view token for `uid`, the kernel-verified caller of StartView."""
-        caller = self._account(uid)
-        now = time.monotonic()
-        mine = sorted((used, t) for t, (c, used) in self._views.items() if c.uid == uid)
-        for _used, old in mine[: max(0, len(mine) - MAX_PER_UID + 1)]:
-            del self._views[old]
-        token = secrets.token_urlsafe(32)
-        self._views[token] = (caller, now)
-        return token
+        return self._views.issue(self._account(uid))
 
     def view_caller(self, token: str) -> Caller | None:
         """The Caller a web view token was issued to; None for a token this daemon didn't
         issue, or one that expired."""
-        entry = self._views.get(token)
-        if entry is None:
-            return None
-        caller, used = entry
-        now = time.monotonic()
-        if now - used > TTL_SECONDS:
-            del self._views[token]
-            return None
-        self._views[token] = (caller, now)
-        return caller
+        return self._views.resolve(token)
 
     def caller(self, metadata: dict[str, str | bytes]) -> Caller:
         """The Caller of a request with this metadata: its token's (a web view token's for the
@@ -129,17 +135,6 @@ class Identities:
         if self.shared:
             raise errors.Unauthenticated(UNAUTHENTICATED)
         return self.owner
-
-    def _expire(self, uid: int) -> None:
-        now = time.monotonic()
-        mine = []
-        for token, (caller, used) in list(self._tokens.items()):
-            if now - used > TTL_SECONDS:
-                del self._tokens[token]
-            elif caller.uid == uid:
-                mine.append((used, token))
-        for _used, token in sorted(mine)[: max(0, len(mine) - MAX_PER_UID + 1)]:
-            del self._tokens[token]
 
 
 VIEW_KEY = "guild-view-token"  # the web view's requests to the servicer, in-process only (guildd.web)

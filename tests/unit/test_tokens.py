@@ -177,3 +177,34 @@ def test_a_process_of_another_uid_gets_a_token_for_its_own_uid_whatever_it_claim
     finally:
         stop()
         shutil.rmtree(reachable)
+
+
+def test_a_web_view_token_stands_for_its_caller_and_opens_only_the_view():
+    ids = tokens.Identities(shared=True)
+    view = ids.issue_view(ME)
+    grpc_token = ids.issue(ME)
+    assert ids.view_caller(view).uid == ME
+    assert ids.caller({tokens.VIEW_KEY: view}).uid == ME
+    # The two kinds don't stand in for each other: a view token is no handshake token (the gRPC
+    # interceptor admits only those) and a handshake token opens no view.
+    assert ids.resolve(view) is None
+    assert ids.view_caller(grpc_token) is None
+    with pytest.raises(errors.Unauthenticated):
+        ids.caller({tokens.VIEW_KEY: grpc_token})
+
+
+def test_a_handshake_token_beside_a_view_token_is_the_caller():
+    other = _other_user()
+    if other is None:
+        pytest.skip("needs a second account on this machine")
+    ids = tokens.Identities(shared=True)
+    theirs = ids.issue_view(other.pw_uid)
+    assert ids.caller({handshake.METADATA_KEY: ids.issue(ME), tokens.VIEW_KEY: theirs}).uid == ME
+
+
+def test_view_tokens_expire_when_unused(monkeypatch):
+    ids = tokens.Identities(shared=True)
+    view = ids.issue_view(ME)
+    now = tokens.time.monotonic()
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: now + tokens.TTL_SECONDS + 1)
+    assert ids.view_caller(view) is None
