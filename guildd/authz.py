@@ -39,6 +39,7 @@ class Action(enum.Enum):
     MOVE = "move"  # export --move: the run leaves GUILD_HOME
     PRIORITY = "set the priority of"
     CANCEL = "cancel"
+    SEE_ENV = "see the environment of"  # a run's recorded environment may hold its owner's secrets
     QUEUE_SETTINGS = "change queue settings"  # daemon-wide: administrators only
     SHUTDOWN = "stop guildd"  # daemon-wide: administrators only
     SERVE_VIEW = "serve the web view beyond this machine"  # daemon-wide: a host other than loopback

@@ -150,7 +150,17 @@ class GuildServicer(guild_pb2_grpc.GuildServicer):
             return pb.GetRunResponse(run=self._run(rec))
         rec = await self.catalog.get_run(request.run, criteria=convert.criteria(request.filter))
         msg = self._run(rec, await self.followers.scalars(rec.id))
-        return pb.GetRunResponse(run=convert.add_details(msg, await self.catalog.details(rec)))
+        details = await self.catalog.details(rec)
+        if not await self._may(context, authz.Action.SEE_ENV, rec):
+            details.pop("env", None)  # everyone may read every run, but its environment is its owner's
+        return pb.GetRunResponse(run=convert.add_details(msg, details))
+
+    async def _may(self, context: grpc.aio.ServicerContext, action: authz.Action, rec: RunRecord) -> bool:
+        """Whether the caller may do `action` to the run (see _allowed), without refusing."""
+        if not self._policy.shared:
+            return True
+        owner = (await self.catalog.owners([rec]))[rec.id]
+        return authz.refusal(self._policy, self._caller(context), action, rec.id, owner) is None
 
     async def _selected(self, sel: pb.RunSelection, deleted: "bool | None" = None) -> list[RunRecord]:
         criteria = convert.criteria(sel.filter)

@@ -20,7 +20,7 @@ from guild_common.pb import guild_pb2 as pb
 from guildctl.client import Client
 from guildd import server
 from guildd.daemon import Options
-from tests.daemon.test_service import spec
+from tests.daemon.test_service import ended, spec
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the handshake, as another user: a Python every user can run
 HANDSHAKE = (
@@ -197,6 +197,15 @@ def test_everyone_may_read_every_run(users, tmp_path):
     assert [r.id for r in users.bob.list_runs()[0]] == [run.id]
     assert users.bob.list_queue() is not None
     assert len(users.audit()) == audited  # reads leave no audit line
+
+
+def test_a_runs_environment_is_shown_to_its_owner_and_admins_only(users, tmp_path):
+    run = users.alice.start_run(spec(tmp_path, "print('x')\n"))  # its env is recorded as it starts
+    ended(users.alice, run.id)  # whether her process could run here or not
+    assert users.alice.get_run(run.id).env, "the owner sees the run's recorded environment"
+    assert users.root.get_run(run.id).env, "an administrator does too"
+    seen = users.bob.get_run(run.id)
+    assert seen.id == run.id and not seen.env  # the run, but not the secrets its environment may hold
 
 
 def test_queue_settings_and_shutdown_need_an_administrator(users):
