@@ -1,8 +1,9 @@
-"""Batch benchmark: guildd's gp search against Guild AI 0.9, for search quality and speed.
+"""Batch benchmark: guildd's gp and tpe searches against Guild AI 0.9's gp, for search quality
+and speed, and the ask-ahead loop's gap and quality.
 
     python bench/batches.py [--seeds 20] [--trials 40] [--rounds 1] [--skip-guild]
-                            [--skip-quality] [--skip-speed] [--guild PATH_TO_GUILD_VENV]
-                            [--keep] [--json]
+                            [--skip-quality] [--skip-ahead] [--skip-speed] [--wait-others S]
+                            [--guild PATH_TO_GUILD_VENV] [--keep] [--json]
 
 Every figure is measured in this invocation, baselines included, because the machines this runs
 on are noisy. Nothing is asserted; the closing table says whether each target is met.
@@ -14,7 +15,8 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
    (not the batch run: `train.py+gp` ours, `skopt gp` Guild's); each trial's x comes
    from `.guild/attrs/flags` and its loss from the last `loss:` line of `.guild/output`. The
    best trial is the one with the least loss; a seed succeeds when |best x - (-0.3)| <= 0.15.
-   Target: our success rate >= Guild's.
+   Target: our success rate >= Guild's. The same seeds are searched with `--optimizer tpe`
+   (Optuna's TPE, its default flags; batch run `train.py+optuna:tpe`), shown beside Guild's gp.
 2. Speed: a trial that sleeps 1 s and prints `loss: (x + 0.3)^2`, searched with `--optimizer gp
    --max-trials --trials` three ways, each as one foreground command whose wall time is taken:
    ours with `--parallel 4 --gpus 1` on a daemon with GUILD_SIMULATED_GPUS=4x80G, ours
@@ -23,7 +25,7 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
    as the trial becomes running, its shim writes `stopped` once the process has exited), the
    per-trial overhead of a sequential search: each trial's start minus the previous trial's
    stop (median and p90). Targets: parallel wall <= 0.35x sequential; our median overhead
-   <= 0.5x Guild's. With --rounds N each case runs N times, the order rotated, medians taken.
+   <= 0.5x Guild's and under 30 ms (the next point is asked ahead while a trial runs). With --rounds N each case runs N times, the order rotated, medians taken.
    Before each timed case this waits (up to WAIT_OTHERS_S) for other bench/ scripts and
    pytest runs to finish, as the machines are small, and says so if one ran meanwhile. A
    target whose searches had failed or missing trials reads "invalid" (see the problems).
@@ -37,6 +39,11 @@ on are noisy. Nothing is asserted; the closing table says whether each target is
    which fits twice) on the same points, in Guild's venv, rounds alternating between the two.
    Also one Search in a 40-trial ask/tell loop on part 2's objective, (x + 0.3)^2, as the
    daemon's sequential loop calls it: each model-based ask, and the asks at k = 5, 20, 39.
+
+4. Ask-ahead quality, in this process: the tutorial search of part 1 (--seeds, --quality-trials)
+   with gp and tpe, each point asked after the previous trial's result is told (the loop before
+   guildd.askahead) and asked ahead, while the previous trial runs; same seeds and noise. Only
+   the order of asks and tells differs, so the two columns show what asking ahead costs.
 
 It makes its own temp GUILD_HOMEs and project dir, never touches ~/.guild, and stops the daemons
 it started. Progress goes to stderr; with --json the table goes to stderr too and stdout holds
@@ -248,10 +255,10 @@ def new_trials(home, before, script):
 
 
 def quality_search(tool, seed, n_trials, problems):
-    """One tutorial gp search; returns the seed's summary."""
-    args = ["run", "train.py", "x=[-2.0:2.0]", "--optimizer", "gp", "--max-trials",
-            str(n_trials), "--random-seed", str(seed), "-y"]
-    if tool == "ours":
+    """One tutorial search (gp; `tpe`: ours with -o tpe); returns the seed's summary."""
+    args = ["run", "train.py", "x=[-2.0:2.0]", "--optimizer", "tpe" if tool == "tpe" else "gp",
+            "--max-trials", str(n_trials), "--random-seed", str(seed), "-y"]
+    if tool in ("ours", "tpe"):
         home, cmd, env = ENV.homes["quality"], ENV.ctl("quality", *args), ENV.ctl_env("quality")
     else:
         home, cmd, env = ENV.guild_homes["quality"], [ENV.guild, *args], ENV.guild_env("quality")
@@ -274,7 +281,7 @@ def quality_search(tool, seed, n_trials, problems):
 
 
 def bench_quality(seeds, n_trials, problems):
-    tools = ["ours"] + (["guild"] if ENV.guild else [])
+    tools = ["ours", "tpe"] + (["guild"] if ENV.guild else [])
     start_daemon("quality")
     res = {t: [] for t in tools}
     try:
@@ -304,6 +311,49 @@ def fmt_x(x):
     return "-" if x is None else "%+.3f" % x
 
 
+def ahead_search(algorithm, seed, n_trials, ahead):
+    """One tutorial search in this process, as the daemon's sequential loop drives it: each
+    trial's point asked once the previous trial's result is told, or (`ahead`, guildd.askahead)
+    asked while the previous trial runs, before its result is told."""
+    from guild_common.flagfuncs import search_dim
+    from guildd import optimizers
+
+    search = optimizers.new_search(algorithm, {}, {"x": search_dim("[-2.0:2.0]", "x")}, seed=seed)
+    rng = random.Random(seed)
+    trials = []
+    following = search.ask()[0]
+    for i in range(n_trials):
+        current = following
+        more = i + 1 < n_trials
+        if ahead and more:
+            following = search.ask()[0]
+        loss = tutorial_loss(current["x"], rng)
+        search.tell(current, loss)
+        trials.append((current["x"], loss))
+        if not ahead and more:
+            following = search.ask()[0]
+    best_x, best_loss = min(trials, key=lambda t: t[1])
+    return {"seed": seed, "best_x": best_x, "best_loss": best_loss, "ok": abs(best_x - OPTIMUM_X) <= TOLERANCE}
+
+
+def bench_ahead(seeds, n_trials):
+    """Search quality with each point asked ahead against asked after each result, gp and tpe,
+    same seeds and noise, in this process (no daemon: only the order of asks and tells differs)."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for algorithm in ("gp", "tpe"):
+            res = {"seeds": seeds, "trials": n_trials}
+            for mode in ("after", "ahead"):
+                runs = [ahead_search(algorithm, seed, n_trials, mode == "ahead") for seed in range(seeds)]
+                res[mode] = {"per_seed": runs, "hits": sum(r["ok"] for r in runs),
+                             "median_best_dist": median([abs(r["best_x"] - OPTIMUM_X) for r in runs]),
+                             "median_best_loss": median([r["best_loss"] for r in runs])}
+                log("ahead: %s asked %s: %d/%d hits" % (algorithm, mode, res[mode]["hits"], seeds))
+            out[algorithm] = res
+    return out
+
+
 # --- 2. Speed ----------------------------------------------------------------------------
 
 
@@ -330,7 +380,7 @@ def wait_for_others(problems):
             if waited > 1:
                 log("speed: waited %.0f s for other benchmarks" % waited)
             return waited
-        if time.monotonic() - t0 > WAIT_OTHERS_S:
+        if time.monotonic() - t0 >= WAIT_OTHERS_S:
             problems.append("speed: timed while another benchmark ran: %s" % "; ".join(found))
             return time.monotonic() - t0
         log("speed: waiting for %s" % "; ".join(found))
@@ -557,6 +607,24 @@ def build_rows(res):
                          "(reference)", ""))
         else:
             rows.append((fig, measured, "Guild skipped", "", ">= guild", "-"))
+        tpe = q["tpe"]
+        rows.append(("tpe quality: best x within %.2f of %.1f" % (q["tolerance"], q["optimum_x"]),
+                     "tpe %d/%d (%.0f%%)" % (tpe["hits"], q["seeds"], 100 * tpe["rate"]),
+                     "guild gp %d/%d" % (guild["hits"], q["seeds"]) if guild else "ours gp %d/%d" % (ours["hits"], q["seeds"]),
+                     "", "(reference)", ""))
+        rows.append(("tpe quality: median |best x - opt| / best loss",
+                     "%.3f / %.3f" % (tpe["median_best_dist"], tpe["median_best_loss"]),
+                     "%s gp %.3f / %.3f" % (("guild", guild["median_best_dist"], guild["median_best_loss"]) if guild
+                                            else ("ours", ours["median_best_dist"], ours["median_best_loss"])),
+                     "", "(reference)", ""))
+    for algorithm, a in sorted(res.get("ahead", {}).items()):
+        now, ahead = a["after"], a["ahead"]
+        rows.append(("%s asked ahead vs after each result: hits (%d seeds)" % (algorithm, a["seeds"]),
+                     "ahead %d/%d" % (ahead["hits"], a["seeds"]), "after %d/%d" % (now["hits"], a["seeds"]),
+                     "", "same within noise", ""))
+        rows.append(("%s asked ahead vs after: median |best x - opt| / best loss" % algorithm,
+                     "%.3f / %.3f" % (ahead["median_best_dist"], ahead["median_best_loss"]),
+                     "%.3f / %.3f" % (now["median_best_dist"], now["median_best_loss"]), "", "(reference)", ""))
     s = res.get("speed")
     if s:
         n = s["trials"]
@@ -574,6 +642,9 @@ def build_rows(res):
             rows.append(("%d-trial gp, parallel: ours vs guild" % n, fmt_s(par["wall_s"]),
                          "guild " + fmt_s(g["wall_s"]), "%.3fx" % s["ratio_parallel_guild"],
                          "(reference)", ""))
+        if seq["gap_median_s"] is not None:
+            rows.append(("trial end -> next start (seq), median (ask ahead)", fmt_s(seq["gap_median_s"]),
+                         "", "", "< 30 ms", yes(seq["gap_median_s"] < 0.030, seq["valid"])))
         if g and "ratio_gap" in s:
             rows.append(("trial end -> next start (seq), median", fmt_s(seq["gap_median_s"]),
                          "guild " + fmt_s(g["gap_median_s"]), "%.3fx" % s["ratio_gap"],
@@ -621,7 +692,7 @@ def build_rows(res):
 
 
 def print_seeds(q, out):
-    tools = [t for t in ("ours", "guild") if t in q]
+    tools = [t for t in ("ours", "tpe", "guild") if t in q]
     print("per-seed best trial (x, loss; * = within %.2f of %.1f)" % (q["tolerance"], q["optimum_x"]),
           file=out)
     print(("seed  " + "  ".join("%-20s" % t for t in tools)).rstrip(), file=out)
@@ -662,6 +733,7 @@ def teardown(args, problems):
 
 
 def main(argv=None):
+    global WAIT_OTHERS_S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--guild", default=DEFAULT_GUILD_VENV, metavar="PATH",
                     help="Guild AI 0.9 venv (default %(default)s)")
@@ -673,14 +745,20 @@ def main(argv=None):
                     help="speed: trials per search (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=1, metavar="N",
                     help="speed: searches per case, median taken (default %(default)s)")
+    ap.add_argument("--wait-others", type=float, default=WAIT_OTHERS_S, metavar="S",
+                    help="speed: wait up to S seconds for other benchmarks and tests before each "
+                         "timed case (default %(default)s; 0: time at once, noted as a problem)")
     ap.add_argument("--skip-guild", action="store_true", help="no Guild 0.9 baselines")
     ap.add_argument("--skip-quality", action="store_true", help="skip part 1 (search quality)")
+    ap.add_argument("--skip-ahead", action="store_true",
+                    help="skip part 4 (quality asked ahead vs after each result, in process)")
     ap.add_argument("--skip-speed", action="store_true",
                     help="skip parts 2 and 3 (wall times, overhead, suggestion time)")
     ap.add_argument("--json", action="store_true",
                     help="print a JSON object on stdout (the table then goes to stderr)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = ap.parse_args(argv)
+    WAIT_OTHERS_S = args.wait_others
     if args.seeds < 1 or args.quality_trials < 1 or args.trials < 2 or args.rounds < 1:
         ap.error("--seeds, --quality-trials and --rounds must be >= 1, --trials >= 2")
     problems, res = [], {}
@@ -690,6 +768,9 @@ def main(argv=None):
         if not args.skip_quality:
             log("quality: %d seeds, %d-trial gp searches of train.py" % (args.seeds, args.quality_trials))
             res["quality"] = bench_quality(args.seeds, args.quality_trials, problems)
+        if not args.skip_ahead:
+            log("ahead: %d seeds, %d-trial gp and tpe searches asked ahead and after" % (args.seeds, args.quality_trials))
+            res["ahead"] = bench_ahead(args.seeds, args.quality_trials)
         if not args.skip_speed:
             res["speed"] = bench_speed(args.trials, args.rounds, problems)
             res["suggest"] = bench_suggest(problems)

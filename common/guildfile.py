@@ -56,6 +56,7 @@ class OpDef:
     gpus: object = None  # what guildd's queue places the run on: a count or `0,3` (`gpus`)
     gpu_memory: object = None  # free memory it needs on each GPU (`gpu-memory`: 20G)
     stoppable: bool | None = None
+    preemptible: bool | None = None  # a higher-priority run may stop and requeue its runs (guildd.preemption)
     delete_on_success: bool | None = None
     default: bool = False
     pip_freeze: bool | None = None
@@ -288,6 +289,7 @@ def _opdef(
         gpus=data.get("gpus"),
         gpu_memory=data.get("gpu-memory"),
         stoppable=gfops.optional_bool(data.get("stoppable")),
+        preemptible=gfops.optional_bool(data.get("preemptible")),
         delete_on_success=gfops.optional_bool(data.get("delete-on-success")),
         default=bool(data.get("default")),
         pip_freeze=gfops.optional_bool(data.get("pip-freeze")),

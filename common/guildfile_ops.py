@@ -21,7 +21,7 @@ OP_ATTRS = frozenset(
     default-flag-arg-skip requires output-scalars sourcecode label tags env env-secrets compare
     objective optimizer optimizers default-max-trials stoppable delete-on-success pip-freeze
     python-requires python-path plugins handle-keyboard-interrupt flag-encoder
-    can-stage-trials run-attrs remote set-trace publish $include gpus gpu-memory
+    can-stage-trials run-attrs remote set-trace publish $include gpus gpu-memory prune preemptible
     """.split()
 )
 
@@ -155,6 +155,20 @@ def _optimizer(name: str | None, data: Any, src: str) -> OptimizerDef:
     default = bool(flags.pop("default", False))
     flags = dict(sorted(flags.items()))
     return OptimizerDef(name or str(algorithm), str(algorithm), default, flags)
+
+
+def prune(data: Any, src: str) -> tuple[str, dict[str, Any]] | None:
+    """An operation's `prune:` as (pruner, flags), shaped like `optimizer:`: a name
+    (`prune: median`) or a mapping naming it (`prune: {pruner: asha, min-resource: 2}`).
+    The names and values are checked where the batch is planned (common.prunedefs)."""
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return data, {}
+    if not isinstance(data, dict) or not isinstance(data.get("pruner"), str):
+        raise error(src, f"invalid prune value {excerpt(data)}: expected a pruner name or a mapping with 'pruner'")
+    flags = {str(k): v for k, v in data.items() if k != "pruner"}
+    return data["pruner"], flags
 
 
 def default_optimizer(optimizer_defs: Sequence[OptimizerDef]) -> OptimizerDef | None:

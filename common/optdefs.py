@@ -1,6 +1,7 @@
 """Optimizer names, flags and objectives, as users write them (`-o gp`, `-Fo kappa=1.8`,
 `--maximize acc`): pure, so guildctl can check and show them before anything is created.
-The optimizers themselves (scikit-optimize) run in guildd (guildd.optimizers)."""
+The optimizers themselves (scikit-optimize, Optuna's TPE) run in guildd (guildd.optimizers,
+guildd.tpe)."""
 
 import dataclasses
 import math
@@ -10,7 +11,7 @@ from guild_common import query
 from guild_common.errors import InvalidArgument
 from guild_common.flags import encode_flag_value
 
-ALGORITHMS = ("gp", "forest", "gbrt", "random")
+ALGORITHMS = ("gp", "forest", "gbrt", "tpe", "random")
 
 # What users type for -o / `optimizer:` (Guild's skopt plugin resolves the same names).
 _ALIASES = {
@@ -24,6 +25,9 @@ _ALIASES = {
     "skopt:gbrt": "gbrt",
     "random": "random",
     "skopt:random": "random",
+    # Optuna's TPE (Guild 0.9 has no Optuna optimizer; `optuna:tpe` names its batch runs)
+    "tpe": "tpe",
+    "optuna:tpe": "tpe",
 }
 
 # Guild 0.9's optimizer flags and defaults (seeds L8056, L8101, L8211, L38064-L38090).
@@ -32,6 +36,8 @@ _DEFAULT_FLAGS: dict[str, dict[str, Any]] = {
     "forest": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
     "gbrt": {"kappa": 1.96, "random-starts": 3, "xi": 0.05},
     "random": {},
+    # Optuna 5's TPESampler defaults (multivariate: its default for one objective)
+    "tpe": {"constant-liar": True, "multivariate": True, "n-ei-candidates": 24, "n-startup-trials": 10},
 }
 
 # skopt's acquisition functions that work on a plain objective (EIps/PIps need each trial's
@@ -49,8 +55,19 @@ def algorithm_for(name: Any) -> str:
 
 
 def opspec(algorithm: str) -> str:
-    """The optimizer's name in a batch's operation (`train.py+skopt:gp`)."""
-    return "skopt:" + algorithm_for(algorithm)
+    """The optimizer's name in a batch's operation (`train.py+skopt:gp`, `train.py+optuna:tpe`)."""
+    algorithm = algorithm_for(algorithm)
+    return ("optuna:" if algorithm == "tpe" else "skopt:") + algorithm
+
+
+def random_starts(algorithm: str, flags: dict[str, Any]) -> int:
+    """How many trials an algorithm draws at random before its model suggests (0: random
+    search, which has no model): its `random-starts` or `n-startup-trials` flag."""
+    algorithm = algorithm_for(algorithm)
+    if algorithm == "random":
+        return 0
+    name = "n-startup-trials" if algorithm == "tpe" else "random-starts"
+    return int(flags.get(name, _DEFAULT_FLAGS[algorithm][name]))
 
 
 def default_flags(algorithm: str) -> dict[str, Any]:
@@ -74,8 +91,12 @@ def optimizer_flags(algorithm: str, assigns: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_flag(name: str, value: Any) -> None:
-    if name == "random-starts":
+    if name in ("random-starts", "n-startup-trials"):
         ok, expected = is_int(value) and value >= 0, "an integer 0 or more"
+    elif name == "n-ei-candidates":
+        ok, expected = is_int(value) and value >= 1, "an integer 1 or more"
+    elif name in ("constant-liar", "multivariate"):
+        ok, expected = isinstance(value, bool), "true or false"
     elif name == "acq-func":
         ok, expected = value in ACQ_FUNCS, "one of " + ", ".join(ACQ_FUNCS)
     elif name == "noise":

@@ -8,7 +8,7 @@ import json
 
 import click
 
-from guild_common import errors, flagfuncs, flags as flaglib, optdefs, trials as trialslib
+from guild_common import errors, flagfuncs, flags as flaglib, guildfile_ops, optdefs, prunedefs, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
 from guildctl import output
 
@@ -32,11 +32,15 @@ class Options:
     save_trials: str | None = None
     batch_label: str = ""  # the batch run's own label and tags (its trials get the run's)
     batch_tags: tuple = ()
+    pruner: str | None = None  # --prune
+    prune_flags: tuple = ()  # -Fp NAME=VAL
+    preemptible_trials: bool = False
 
     @property
     def given(self):
         """Options that only make sense for a batch."""
-        return self.optimizer or self.optimize or self.opt_flags or self.print_trials or self.save_trials
+        return (self.optimizer or self.optimize or self.opt_flags or self.print_trials or self.save_trials or self.pruner
+                or self.prune_flags or self.preemptible_trials)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Plan:
     max_trials: int
     opt_flags: dict  # optimizer flags with defaults
     objective: object  # optdefs.Objective
+    prune: tuple | None = None  # (pruner, its flags with defaults): --prune or guild.yml `prune:`
 
     @property
     def is_optimizer(self):
@@ -61,6 +66,32 @@ def split_batch_files(flag_args):
 
 def plan(op, values, user, batch_files, opts, cwd, force_flags=False):
     """The batch the flags and options make, or None for a plain run."""
+    p = _plan(op, values, user, batch_files, opts, cwd, force_flags)
+    if p is None:
+        return None
+    prune = _prune(getattr(op, "opdef", None), opts)
+    if prune is not None:
+        prunedefs.check_objective(p.objective)
+    return dataclasses.replace(p, prune=prune)
+
+
+def _prune(opdef, opts):
+    """(pruner, flags) from --prune and -Fp, else the Guild file's `prune:` (-Fp on top of
+    its flags); None: no pruning."""
+    assigns = prunedefs.parse_assigns(opts.prune_flags)
+    configured = guildfile_ops.prune(opdef.data.get("prune"), opdef.guildfile_path) if opdef is not None else None
+    if opts.pruner:
+        pruner, given = opts.pruner, assigns
+    elif configured is not None:
+        pruner, given = configured[0], {**configured[1], **assigns}
+    elif assigns:
+        raise errors.InvalidArgument("-Fp/--prune-flag needs --prune PRUNER")
+    else:
+        return None
+    return pruner, prunedefs.pruner_flags(pruner, given)
+
+
+def _plan(op, values, user, batch_files, opts, cwd, force_flags):
     if opts.max_trials is not None and opts.max_trials < 1:
         raise errors.InvalidArgument(f"invalid --max-trials {opts.max_trials}: expected 1 or more")
     opdef = getattr(op, "opdef", None)
@@ -147,6 +178,10 @@ def confirm_lines(op_name, p):
     if p.is_optimizer:
         lines.append("Optimizer flags:")
         lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(p.opt_flags.items())]
+    if p.prune is not None:
+        goal = f"{'maximize' if p.objective.maximize else 'minimize'} {p.objective.scalar}"
+        lines.append(f"Pruner: {p.prune[0]} (stops trials whose {goal} by step is losing)")
+        lines += [f"  {name}: {flaglib.encode_flag_value(v)}" for name, v in sorted(p.prune[1].items())]
     return lines
 
 
@@ -181,6 +216,7 @@ def batch_spec(p, opts):
         fail_on_trial_error=opts.fail_on_trial_error,
         stage_trials=opts.stage_trials,
         keep_batch=opts.keep_batch,
+        preemptible_trials=opts.preemptible_trials,
     )
     if p.kind == "grid":
         spec.trials_json = json.dumps(p.trials)
@@ -189,6 +225,9 @@ def batch_spec(p, opts):
         spec.optimizer_flags_json = json.dumps(p.opt_flags)
     if opts.random_seed is not None:
         spec.random_seed = opts.random_seed
+    if p.prune is not None:
+        spec.pruner = p.prune[0]
+        spec.pruner_flags_json = json.dumps(p.prune[1])
     return spec
 
 

@@ -15,9 +15,11 @@ from guildctl import output, queueopts
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (the ListQueue message's fields).")
 @click.pass_context
 def queue(click_ctx, as_json):
-    """Show the queue: runs waiting to start, in the order they will be considered, and why
-    each waits; runs holding GPUs; each user's fair share (recent GPU use, which orders waiting
-    runs of equal priority: least first); the queue's settings.
+    """Show the queue: runs waiting to start, in the order they will be considered, why each
+    waits, and when each is expected to start (from how long earlier completed runs of the same
+    operations took, and --stop-after; 'unknown' without them); runs holding GPUs; each user's
+    fair share (recent GPU use, which orders waiting runs of equal priority: least first); the
+    queue's settings.
 
     \b
       guildctl queue                      what waits, and why
@@ -55,7 +57,8 @@ def summary_lines(msg):
     settings.append(f"CPU slots {msg.cpu_slots or 'unlimited'}")
     lines.append("  " + "; ".join(settings))
     if msg.entries:
-        rows = [("#", "RUN", "OPERATION", "USER", "PRI", "NEEDS", "QUEUED", "WAITING BECAUSE")]
+        rows = [("#", "RUN", "OPERATION", "USER", "PRI", "NEEDS", "QUEUED", "EXPECTED", "WAITING BECAUSE")]
+        now_us = time.time_ns() // 1000
         for e in msg.entries:
             needs = queueopts.describe_request(e.resources)
             if e.options.queue:
@@ -69,6 +72,7 @@ def summary_lines(msg):
                     str(e.options.priority),
                     needs,
                     output.fmt_time(e.queued_us),
+                    fmt_eta(e, now_us),
                     ("started explicitly; " if e.front else "") + e.reason,
                 )
             )
@@ -81,6 +85,24 @@ def summary_lines(msg):
             share = f", {sizes.format_size(h.gpu_memory)} each" if h.gpu_memory else ""
             lines.append(f"  run {h.run_id[:8]} ({h.user}): GPU {','.join(str(d) for d in h.devices)}{share}")
     return lines + user_lines(msg)
+
+
+def fmt_eta(entry, now_us):
+    """When a waiting run is expected to start, from now: 'starts in ~12 min', 'starts now', or
+    'unknown' (the daemon has no duration for a run it waits for: no completed run of its
+    operation, no --stop-after; or it can't start until something changes, e.g. queue processing)."""
+    if not entry.HasField("eta_us"):
+        return "unknown"
+    left = (entry.eta_us - now_us) / 1e6
+    if left < 1:
+        return "starts now"
+    if left < 60:
+        return f"starts in ~{round(left)} s"
+    if left < 3600:
+        return f"starts in ~{round(left / 60)} min"
+    if left < 48 * 3600:
+        return f"starts in ~{left / 3600:.1f} h"
+    return f"starts in ~{round(left / 86400)} days"
 
 
 def user_lines(msg):

@@ -77,6 +77,10 @@ def parse_stop_after(value):
 @click.option("--stage-trials", is_flag=True, help="Stage a batch's trials: the queue starts them.")
 @click.option("--print-trials", is_flag=True, help="Show a batch's trials and exit.")
 @click.option("--save-trials", metavar="FILE", help="Write a batch's trials to FILE (CSV) and exit.")
+@click.option("--prune", "pruner", metavar="PRUNER", help="Stop a batch's losing trials early, from their objective by step: median, asha or hyperband.")
+@click.option("-Fp", "--prune-flag", "prune_flags", metavar="NAME=VAL", multiple=True, help="Pruner flag (repeatable), e.g. -Fp warmup-steps=5.")
+@click.option("--preemptible", is_flag=True, help="A higher-priority run waiting for GPUs may stop this run; it is requeued and starts again later.")
+@click.option("--preemptible-trials", is_flag=True, help="A batch's trials are preemptible (see --preemptible).")
 @click.option("--keep-batch", is_flag=True, help="Keep a batch run (x=[1,2,3]) when it completes; by default it goes to the trash.")
 @click.option("--gpus", metavar="N|I,J", help="GPUs the run needs: --gpus N asks for N GPUs (any free ones); GPU indices: --gpus 0,3, "
               "one: --gpus 3, (Guild's --gpus 1 for device 1 is --gpus 1, here); --gpus 0: none. Without it the run sees every GPU.")
@@ -91,7 +95,7 @@ def parse_stop_after(value):
 def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, stage, start_run, restart_run, proto_run,
         force_sourcecode, background, stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after,
         optimizer, optimize, opt_flags, max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
-        keep_batch, run_dir, **tests):
+        pruner, prune_flags, preemptible, preemptible_trials, keep_batch, run_dir, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
 
@@ -111,7 +115,8 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
         optimizer=optimizer, optimize=optimize, opt_flags=opt_flags, max_trials=max_trials, random_seed=random_seed,
         minimize=minimize, maximize=maximize, parallel=parallel, fail_on_trial_error=fail_on_trial_error,
         stage_trials=stage_trials, keep_batch=keep_batch, print_trials=print_trials, save_trials=save_trials,
-        batch_label=batch_label, batch_tags=batch_tags,
+        batch_label=batch_label, batch_tags=batch_tags, pruner=pruner, prune_flags=prune_flags,
+        preemptible_trials=preemptible_trials,
     )
     if parallel < 0:
         raise errors.InvalidArgument(f"invalid --parallel {parallel}: expected 1 or more")
@@ -119,9 +124,12 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
     stop_after_s = parse_stop_after(stop_after)
     wants = _Wants(
         gpus=gpus, no_gpus=no_gpus, gpu_memory=gpu_memory,
-        queue=queueopts.queue_options(priority, queue_name, after),
+        queue=queueopts.queue_options(priority, queue_name, after, preemptible),
     )
     queueopts.resource_request(gpus, no_gpus, gpu_memory)  # bad values are refused before anything else
+    if (preemptible or preemptible_trials) and (no_gpus or (gpus is not None and gpus.strip() == "0")):
+        option = "--preemptible" if preemptible else "--preemptible-trials"
+        raise errors.InvalidArgument(f"{option}: the run asks for no GPUs (--no-gpus or --gpus 0), so there is nothing to preempt it for")
     if run_dir is not None:
         from guildctl import rundir_run
 

@@ -258,6 +258,8 @@ def run_spec(
         env_secrets=tuple(opdef.env_secrets or ()),
         stoppable=bool(opdef.stoppable),
     )
+    if opdef.preemptible:  # guild.yml `preemptible: yes`: the daemon reads it from the run params
+        run_params = {**(run_params or {}), "preemptible": True}
     return runspec.build(
         op_config, opdef.full_name, opdef.opref, files, values, user_flags, tags, stop_after, run_params, steps=list(steps)
     )

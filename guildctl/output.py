@@ -136,7 +136,22 @@ def run_info(run):
         "tags": list(run.tags),
         "flags": json.loads(run.flags_json or "{}"),
         "scalars": {s.tag: [s.last, s.last_step] for s in run.scalars},
+        **_batch_attrs(run),
     }
+
+
+def _batch_attrs(run):
+    """`pruned` (pruner, step, value) for a trial a batch's pruner stopped (guildd.batches), and
+    `preemptions` (time, by) for a run preempted and requeued (guildd.requeue)."""
+    attrs = json.loads(run.attrs_json or "{}")
+    out = {}
+    if isinstance(attrs.get("pruned"), dict):
+        out["pruned"] = attrs["pruned"]
+    preemptions = attrs.get("preemptions")
+    if isinstance(preemptions, list) and preemptions:
+        out["preemptions"] = [{"time": fmt_time(p.get("time") or 0), "by": p.get("by", "")}
+                              for p in preemptions if isinstance(p, dict)]
+    return out
 
 
 def comment_json(c):
@@ -199,6 +214,11 @@ def info_text(info):
         elif key == "environment":
             lines.append(f"{key}:")
             lines += [f"  {k}: {v}" for k, v in value.items()]
+        elif key == "pruned":
+            lines.append(f"pruned: at step {value.get('step')} ({value.get('value')}) by {value.get('pruner')}")
+        elif key == "preemptions":
+            lines.append(f"{key}:")
+            lines += [f"  {p['time']} by {p['by']}" for p in value]
         elif key in ("dependencies", "op"):  # nested YAML, as Guild 0.9 prints it
             import yaml
 
@@ -211,8 +231,9 @@ def info_text(info):
 
 
 def message_json(msg):
-    """A proto message as JSON values under its own field names, every field present, 64-bit
-    integers as numbers (protobuf's json_format would make them strings)."""
+    """A proto message as JSON values under its own field names, every field present (an unset
+    `optional` one as null), 64-bit integers as numbers (protobuf's json_format would make
+    them strings)."""
     out = {}
     for field in msg.DESCRIPTOR.fields:
         value = getattr(msg, field.name)
@@ -220,12 +241,20 @@ def message_json(msg):
             out[field.name] = dict(value)
         elif field.message_type is not None:
             out[field.name] = [message_json(v) for v in value] if _repeated(field) else message_json(value)
+        elif _optional(field) and not msg.HasField(field.name):
+            out[field.name] = None  # an `optional` field not set (an ETA not known): null, not 0
         elif field.enum_type is not None:
             names = field.enum_type.values_by_number
             out[field.name] = [names[v].name for v in value] if _repeated(field) else names[value].name
         else:
             out[field.name] = list(value) if _repeated(field) else value
     return out
+
+
+def _optional(field):
+    """A proto3 `optional` scalar (its own one-field oneof, named after it)."""
+    oneof = field.containing_oneof
+    return oneof is not None and oneof.name == f"_{field.name}" and len(oneof.fields) == 1
 
 
 def _repeated(field):

@@ -70,10 +70,10 @@ def resource_request(gpus=None, no_gpus=False, gpu_memory=None, defaults=None):
     return pb.ResourceRequest(gpus=count, devices=devices, gpu_memory=memory)
 
 
-def queue_options(priority=0, queue="", after=()):
-    if not priority and not queue and not after:
+def queue_options(priority=0, queue="", after=(), preemptible=False):
+    if not priority and not queue and not after and not preemptible:
         return None
-    return pb.QueueOptions(priority=priority, queue=queue or "", after=list(after))
+    return pb.QueueOptions(priority=priority, queue=queue or "", after=list(after), preemptible=preemptible)
 
 
 def describe_request(request):

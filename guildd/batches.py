@@ -13,6 +13,15 @@ linking is found and linked (children.STARTING_FILE), trials that ended are read
 told to the optimizer), trials still running are waited for, and the loop goes on where it was.
 A restart (`run --restart BATCH`) begins a new session: new trials, the earlier ones all
 told to the optimizer.
+
+A pruning batch (`--prune`, guildd.pruning) listens to each running trial's objective by step
+as the daemon reads its scalars, and stops a trial its pruner says to stop: the trial's
+`pruned` attr (pruner, step, value) and a `pruned` tag are written first, then it is stopped as
+`guildctl stop` stops it, and it ends terminated. The optimizer is told its last value by step
+(as Optuna's TPE scores pruned trials): a worse value than it would have reached, which keeps
+the search away from a region that lost, where skipping it would let it ask there again.
+After a restart the pruner is rebuilt from the trials' event files (their `pruned` attrs say
+which were pruned; a trial marked but not yet stopped is stopped).
 """
 
 import asyncio
@@ -24,15 +33,16 @@ import random
 import re
 from typing import TYPE_CHECKING, Any, Optional
 
-from guild_common import errors, flagfuncs, flags as flaglib, optdefs, rundir, trials as trialslib
+from guild_common import errors, flagfuncs, flags as flaglib, optdefs, prunedefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import children, fsrights, runstate
+from guildd import askahead, children, fsrights, runstate
 from guild_common.paths import StrPath
 from guildd.children import Parents
 from guildd.store import RunRecord
 
 if TYPE_CHECKING:
-    from guildd.optimizers import Search
+    from guildd.optimizers import Searcher
+    from guildd.pruning import Pruning
 
 log = logging.getLogger("guildd.batches")
 
@@ -79,7 +89,7 @@ def check(spec: pb.BatchSpec) -> None:
         raise errors.InvalidArgument("--max-trials and --random-seed must not be negative")
     if spec.parallel < 0:
         raise errors.InvalidArgument(f"invalid --parallel {spec.parallel}: expected 1 or more")
-    objective(spec)
+    check_pruning(spec)
     if spec.kind == "grid":
         if not json.loads(spec.trials_json or "[]"):
             raise errors.InvalidArgument("batch has no trials")
@@ -90,7 +100,27 @@ def check(spec: pb.BatchSpec) -> None:
         raise errors.InvalidArgument(f"--stage-trials cannot be used with optimizer {algorithm}: it needs each trial's result")
     from guildd import optimizers
 
-    optimizers.Search(algorithm, {}, search_values(json.loads(spec.values_json or "{}")), 0)
+    optimizers.dims_for(search_values(json.loads(spec.values_json or "{}")))
+
+
+def check_pruning(spec: pb.BatchSpec) -> None:
+    """Refuses a pruner the batch can't use: unknown, a bad flag, an objective with no value
+    by step, or staged trials (the queue starts them, and no loop watches them)."""
+    goal = objective(spec)
+    if not spec.pruner:
+        if spec.pruner_flags_json and json.loads(spec.pruner_flags_json):
+            raise errors.InvalidArgument("-Fp/--prune-flag needs --prune PRUNER")
+        return
+    try:
+        given = json.loads(spec.pruner_flags_json or "{}")
+    except ValueError:
+        given = None
+    if not isinstance(given, dict):
+        raise errors.InvalidArgument("invalid pruner flags: expected a JSON object")
+    prunedefs.pruner_flags(spec.pruner, given)
+    prunedefs.check_objective(goal)
+    if spec.stage_trials:
+        raise errors.InvalidArgument("--prune cannot be used with --stage-trials: staged trials are started by the queue, unwatched")
 
 
 def objective(spec: pb.BatchSpec) -> optdefs.Objective:
@@ -121,7 +151,14 @@ class Batch:
         self.user = user
         self.stopping = False
         self.running: dict[str, dict[str, Any]] = {}  # trial id -> its flag values
-        self.search: Optional[Search] = None
+        self.search: Optional[Searcher] = None
+        # The next trial's point, asked while every slot is busy (guildd.askahead): its flag
+        # values and whether it was a random start.
+        self._ahead: Optional[asyncio.Future[list[tuple[dict[str, Any], bool]]]] = None
+        self.pruning: Optional[Pruning] = None
+        self.pruned: dict[str, dict[str, Any]] = {}  # trial id -> its `pruned` attr
+        self._unlisten: dict[str, Any] = {}  # trial id -> stops hearing its scalars
+        self._held: dict[str, Optional[list[Any]]] = {}  # trial id -> scalars heard before its history's replay (None: replayed)
         self.objective = objective(spec)
         self._trial_ends: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()  # as each trial ends
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -158,6 +195,8 @@ class Batch:
         values_list = self._planned_values()
         if self.spec.kind not in ("grid", "random"):
             await self._start_search(trials)
+        if self.spec.pruner:
+            await self._start_pruning(trials)
         for trial_id in session:  # resuming: trials of this session already made
             rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is not None and rec.status in runstate.ACTIVE:
@@ -185,6 +224,12 @@ class Batch:
                 continue
             if not self.running:
                 break
+            search = self.search
+            needs_results = search is not None and search.algorithm in askahead.LEARNING and not search.random_start
+            state = askahead.LoopState(search is not None, needs_results, parallel, len(self.running), made, self.target,
+                                       self._ahead is not None, self.stopping, failed)
+            if askahead.ask_ahead(state):
+                self._ahead = asyncio.ensure_future(self._ask_points(1))
             trial_id, values = await self._trial_ends.get()
             ok = await self._trial_ended(trial_id, values)
             if not ok and self.spec.fail_on_trial_error and not self.stopping:
@@ -217,28 +262,62 @@ class Batch:
         values = search_values(json.loads(self.spec.values_json or "{}"))
         loop = asyncio.get_running_loop()
         self.search = await loop.run_in_executor(
-            None, optimizers.Search, algorithm, flags, values, self.spec.random_seed, self.objective.maximize
+            None, optimizers.new_search, algorithm, flags, values, self.spec.random_seed, self.objective.maximize
         )
         await self.say(f"INFO: [guild] optimizer {optdefs.describe(algorithm, flags)}")
         told = 0
         for trial_id in trials:
             rec = await self.runtime.io(self.parents.store.get, trial_id)
-            if rec is None or rec.status != runstate.COMPLETED:
+            if rec is None:
                 continue
-            objective = await self._objective(trial_id)
-            if self.search.tell(rec.flags, objective):
+            if rec.status == runstate.COMPLETED:
+                objective = await self._objective(trial_id)
+            elif rec.status == runstate.TERMINATED:  # a pruned trial is told its last value, as when it was pruned
+                objective = await self._pruned_value(trial_id)
+            else:
+                continue
+            if objective is not None and self.search.tell(rec.flags, objective):
                 told += 1
         if told:
             await self.say(f"INFO: [guild] Found {told} previous trial(s) for use in optimization")
 
+    async def _pruned_value(self, trial_id: str) -> Optional[float]:
+        """The value a pruned trial was told to the search with (its `pruned` attr); None for a
+        trial that wasn't pruned."""
+        from guildd import pruning
+
+        run_dir = self.parents.run_dir(trial_id)
+        pruned = await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attr, run_dir, pruning.PRUNED_ATTR)
+        value = pruned.get("value") if isinstance(pruned, dict) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
     async def _ask(self, n: int, made: int) -> list[dict[str, Any]]:
+        """The next `n` trials' flag values: the point asked ahead first (if any), then more."""
+        asked: list[tuple[dict[str, Any], bool]] = []
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            asked += await ahead
+        if len(asked) < n:
+            asked += await self._ask_points(n - len(asked))
+        if asked[0][1]:
+            assert self.search is not None
+            starts = optdefs.random_starts(self.search.algorithm, self.search.flags)
+            await self.say(f"INFO: [guild] Random start for optimization ({min(made + 1, starts)} of {starts})")
+        return [values for values, _ in asked]
+
+    async def _ask_points(self, n: int) -> list[tuple[dict[str, Any], bool]]:
+        """`n` points from the search, off the event loop, each with whether it is a random start."""
         search = self.search
         assert search is not None  # asked only of an optimizer's batch, whose search has started
-        if search.random_start:
-            starts = search.flags.get("random-starts", 0)
-            await self.say(f"INFO: [guild] Random start for optimization ({min(made + 1, starts)} of {starts})")
+        random_start = search.random_start
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, search.ask, n)
+        return [(values, random_start) for values in await loop.run_in_executor(None, search.ask, n)]
+
+    async def _settle_ahead(self) -> None:
+        """Waits for a point being asked ahead: a Search is not thread-safe, so nothing is told
+        while it asks (a failed ask fails the batch where _ask takes its result)."""
+        if self._ahead is not None:
+            await asyncio.wait([self._ahead])
 
     async def _start_trial(self, number: int, values: dict[str, Any]) -> None:
         spec = pb.RunSpec()
@@ -246,6 +325,8 @@ class Batch:
         spec.flags_json = json.dumps(values)
         user_flags = {**json.loads(self.proto.user_flags_json or "{}"), **values}
         spec.user_flags_json = json.dumps(user_flags)
+        if self.spec.preemptible_trials:  # each trial may be stopped and requeued (guildd.preemption)
+            spec.run_params_json = json.dumps({**json.loads(spec.run_params_json or "{}"), "preemptible": True})
         try:
             # Not cut by a shutdown: a trial started but not linked would be made again.
             child = await self.runtime.critical(self._make_trial(number, spec))
@@ -264,6 +345,8 @@ class Batch:
 
     def _watch(self, trial_id: str, values: dict[str, Any], copied: int = 0) -> None:
         self.running[trial_id] = values
+        if self.pruning is not None:
+            self._listen(trial_id)
         copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
 
         async def wait() -> None:
@@ -274,8 +357,21 @@ class Batch:
 
     async def _trial_ended(self, trial_id: str, values: dict[str, Any]) -> bool:
         self.running.pop(trial_id, None)
+        await self._settle_ahead()
+        if (unlisten := self._unlisten.pop(trial_id, None)) is not None:
+            unlisten()
+        self._held.pop(trial_id, None)
         rec = await self.runtime.io(self.parents.store.get, trial_id)
         status = rec.status if rec else "deleted"
+        pruned = self.pruned.get(trial_id)
+        if pruned is not None and status == runstate.TERMINATED:
+            if self.pruning is not None:
+                self.pruning.end(trial_id, None, pruned=True)
+            if self.search is not None:
+                self.search.tell(values, pruned["value"])  # its last value by step (module doc)
+            return True
+        if self.pruning is not None:
+            self.pruning.end(trial_id, await self._objective(trial_id) if status == runstate.COMPLETED else None)
         if status != runstate.COMPLETED:
             if status == runstate.TERMINATED:
                 await self.say(f"INFO: [guild] trial {trial_id} was stopped")
@@ -293,6 +389,88 @@ class Batch:
         if self.search is not None:
             self.search.tell(values, objective)
         return True
+
+    async def _start_pruning(self, trials: list[str]) -> None:
+        """The batch's pruner, told the trials that ended before now (a resumed or restarted
+        batch), in the order they were made; running ones are replayed as they are watched."""
+        from guildd import pruning
+
+        flags = prunedefs.pruner_flags(self.spec.pruner, json.loads(self.spec.pruner_flags_json or "{}"))
+        loop = asyncio.get_running_loop()  # Optuna's first import takes a while: off the loop
+        self.pruning = await loop.run_in_executor(None, pruning.Pruning, self.spec.pruner, flags, self.objective.maximize)
+        await self.say(f"INFO: [guild] pruner {prunedefs.describe(self.spec.pruner, flags)}")
+        for trial_id in trials:
+            rec = await self.runtime.io(self.parents.store.get, trial_id)
+            if rec is None or rec.status in runstate.ACTIVE or rec.status == runstate.STAGED:
+                continue
+            points, pruned = await self._history(trial_id)
+            self.pruning.replay(trial_id, points)
+            completed = rec.status == runstate.COMPLETED
+            value = await self._objective(trial_id) if completed else None
+            self.pruning.end(trial_id, value, pruned=pruned is not None and not completed)
+
+    async def _history(self, trial_id: str) -> tuple[list[Any], Any]:
+        """A trial's objective by step so far, from its event files, and its `pruned` attr."""
+        from guildd import pruning
+
+        run_dir = self.parents.run_dir(trial_id)
+        return await self.runtime.work(fsrights.call_as_owner_of, run_dir, pruning.history, run_dir, self.objective)
+
+    def _listen(self, trial_id: str) -> None:
+        """Hears a running trial's new scalars; what it logged before (a trial adopted after a
+        restart, or scalars read before the listener was in place) is replayed first."""
+        from guildd import pruning
+
+        assert self.pruning is not None
+        self.pruning.begin(trial_id)
+        self._held[trial_id] = []
+
+        def hear(scalars: list[tuple[str, float, int]]) -> None:
+            held = self._held.get(trial_id)
+            if held is not None:
+                held.extend(scalars)
+            elif trial_id in self._held:
+                self._report(trial_id, pruning.curve(scalars, self.objective))
+
+        self._unlisten[trial_id] = self.parents.listen(trial_id, hear)
+
+        async def catch_up() -> None:
+            points, pruned = await self._history(trial_id)
+            held = self._held.get(trial_id)
+            if held is None:  # ended meanwhile
+                return
+            self._held[trial_id] = None
+            if isinstance(pruned, dict) and "value" in pruned:  # marked by a daemon killed before it stopped it
+                self.pruned[trial_id] = pruned
+                await self.parents.stop_runs([trial_id])
+                return
+            self._report(trial_id, points + pruning.curve(held, self.objective))
+
+        self.runtime.spawn(catch_up(), name=f"prune-{trial_id[:8]}")
+
+    def _report(self, trial_id: str, points: list[Any]) -> None:
+        """Reports a trial's new objective values; the first the pruner says to stop at
+        stops it (_prune)."""
+        assert self.pruning is not None
+        for step, value in points:
+            if trial_id in self.pruned or self.stopping:
+                return
+            if self.pruning.report(trial_id, step, value):
+                info = {"pruner": self.pruning.name, "step": step, "value": value}
+                self.pruned[trial_id] = info
+                self.runtime.spawn(self._prune(trial_id, info), name=f"prune-{trial_id[:8]}")
+                return
+
+    async def _prune(self, trial_id: str, info: dict[str, Any]) -> None:
+        """Marks a trial pruned (its attr and tag, with its owner's rights), then stops it."""
+        from guildd import pruning
+
+        try:
+            await self.runtime.io(pruning.mark_pruned, self.parents.store, self.parents.run_dir(trial_id), trial_id, info)
+        except OSError as e:  # a full disk or a run dir its owner locked: it is stopped all the same
+            log.warning("trial %s: its pruned attr was not written: %s", trial_id[:8], e)
+        await self.say(f"INFO: [guild] trial {trial_id} pruned at step {info['step']} ({self.objective.scalar}={info['value']:g})")
+        await self.parents.stop_runs([trial_id])
 
     async def _objective(self, trial_id: str) -> Optional[float]:
         return objective_value(await self.parents.scalars(trial_id), self.objective)

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from guild_common import errors, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import annotations, compare as comparelib, queue as queuelib, selection
+from guildd import annotations, compare as comparelib, queue as queuelib, scheduler, selection
 from guildd import store as storelib
 
 LABEL_ACTIONS: dict[int, str] = {
@@ -242,7 +242,7 @@ def resources_message(snap: Any) -> pb.GetResourcesResponse:
 
 def queue_message(queue: Any, decisions: Sequence[Any], runs: Mapping[str, pb.Run]) -> pb.ListQueueResponse:
     """The queue's settings and holdings (guildd.queue.Queue), and each waiting run of
-    `decisions` (in order, with the reason it waits) whose message is in `runs`."""
+    `decisions` (in order, with the reason it waits and its expected start) whose message is in `runs`."""
     entries = []
     for position, decision in enumerate(decisions, 1):
         entry = queue.entries.get(decision.run_id)
@@ -259,11 +259,13 @@ def queue_message(queue: Any, decisions: Sequence[Any], runs: Mapping[str, pb.Ru
                     gpu_memory=request.gpu_memory,
                     no_gpus=decision.run_id in queue.no_gpus,
                 ),
-                options=pb.QueueOptions(priority=entry.priority, queue=entry.queue, after=list(entry.after)),
+                options=pb.QueueOptions(priority=entry.priority, queue=entry.queue, after=list(entry.after),
+                                        preemptible=entry.preemptible),
                 position=position,
                 reason=getattr(decision, "reason", "") or "starting",
                 queued_us=queue.queued_us.get(decision.run_id, 0),
                 front=entry.front,
+                eta_us=queue.etas.get(decision.run_id),  # None: unknown (unset)
             )
         )
     settings = queue.settings
@@ -313,6 +315,8 @@ class BatchStart:
 
 def batch_start(request: pb.StartBatchRequest) -> BatchStart:
     _check_batch_json(request.batch)
+    if request.batch.preemptible_trials and not queuelib.request_for(run_resources(request.proto.resources)).wants_gpus:
+        raise errors.InvalidArgument(f"--preemptible-trials: {NOTHING_TO_PREEMPT}")
     batch = pb.BatchSpec()
     batch.CopyFrom(request.batch)
     proto = pb.RunSpec()
@@ -368,7 +372,21 @@ def run_resources(msg: pb.ResourceRequest) -> queuelib.Resources:
 
 def queue_wants(msg: pb.QueueOptions) -> queuelib.Wants:
     """A StartRun request's queue options (--after as given: ids or prefixes)."""
-    return queuelib.Wants(priority=msg.priority, queue=msg.queue, after=tuple(msg.after))
+    return queuelib.Wants(priority=msg.priority, queue=msg.queue, after=tuple(msg.after), preemptible=msg.preemptible)
+
+
+NOTHING_TO_PREEMPT = "the run asks for no GPUs (--gpus or --gpu-memory, or its operation's), so there is nothing to preempt it for"
+
+
+def preemptible_wants(wants: queuelib.Wants, spec: pb.RunSpec, request: scheduler.Request) -> queuelib.Wants:
+    """A run's queue wants, preemptible also when its spec's run params say so (a trial of a
+    batch run with --preemptible-trials); InvalidArgument for a preemptible run that asks for
+    no GPUs: no run could ever wait for what it holds."""
+    params = json_object(spec.run_params_json, "run params")
+    preemptible = wants.preemptible or params.get("preemptible") is True
+    if preemptible and not request.wants_gpus:
+        raise errors.InvalidArgument(f"--preemptible: {NOTHING_TO_PREEMPT}")
+    return dataclasses.replace(wants, preemptible=preemptible)
 
 
 def json_object(text: str, what: str) -> dict[str, Any]:

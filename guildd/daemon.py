@@ -31,6 +31,7 @@ class Options:
     admin_group: str | None = None  # members may act on every run and set the queue (root always may)
     unconfined_gpus: bool = False  # shared: a run that asks for no GPUs sees them all (else none)
     fair_share_half_life: float = 24 * 3600.0  # seconds: how fast past GPU use stops counting
+    preempt_grace: float = 30.0  # seconds from a preempted run's SIGTERM to its SIGKILL
 
 
 class Daemon:
@@ -64,6 +65,7 @@ class Daemon:
             lambda: len(self.followers) > 0,
             options.queue_always_on,
             half_life=options.fair_share_half_life,
+            preempt_grace=options.preempt_grace,
         )
         self.followers = watching.Followers(
             self.runtime, self.store, self.run_dir, self.states.wake, self.states.wait_change, lambda run_id: run_id in self.queue.entries

@@ -75,6 +75,7 @@ class Launcher:
             stop_runs=self.stop_runs,
             end=self.end_parentless,
             scalars=followers.scalars,
+            listen=followers.listen,
         )
 
     def run_dir(self, run_id: str) -> "os.PathLike":
@@ -91,8 +92,8 @@ class Launcher:
         opconfig.check_spec(spec)
         resources = convert.run_resources(spec.resources)
         request = queuelib.request_for(resources)
+        wants = convert.preemptible_wants(wants or queuelib.Wants(), spec, request)
         await self.queue.check_request(request)
-        wants = wants or queuelib.Wants()
         after_ids = await self._after_ids(wants.after)
         queued = stage or request.wants_gpus or after_ids or bool(wants.queue)
         if spec.steps:
@@ -393,6 +394,12 @@ class Launcher:
         """True once the run's end is recorded; False when the disk has no room for it yet."""
         driver = self.drivers.get(run_id)
         stopping = driver is not None and driver.stopping
+        if self.queue.preemptions.ended(run_id, stopping):
+            # Preempted (guildd.requeue): its output indexed, then pending again in the queue.
+            await self.followers.finish(run_id)
+            self.drivers.pop(run_id)
+            await self.queue.requeue(run_id)
+            return True
         try:
             rec, delete = await self.runtime.io(self.reserve.use, self.states.end, run_id, stopping, exit_status)
         except Exception as e:

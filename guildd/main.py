@@ -32,9 +32,11 @@ START_TIMEOUT = 15.0
               help="With --shared: a run that asks for no GPUs sees every GPU (by default it sees none).")
 @click.option("--fair-share-half-life", "half_life_h", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True,
               metavar="HOURS", help="Fair share: past GPU-seconds count half as much after HOURS.")
+@click.option("--preempt-grace", "preempt_grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="SECONDS", help="A preempted run gets SIGTERM, then SIGKILL after SECONDS (to save a checkpoint).")
 @click.version_option(package_name="guildd", prog_name="guildd")
 def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool, shared: bool, admin_group: str | None,
-        unconfined_gpus: bool, half_life_h: float) -> None:
+        unconfined_gpus: bool, half_life_h: float, preempt_grace: float) -> None:
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -43,7 +45,8 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
     """
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
     try:
-        options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h, home if foreground else None)
+        options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h, preempt_grace,
+                           home if foreground else None)
         if foreground:
             _serve(home, log_stderr, options)
         else:
@@ -61,7 +64,7 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
 
 
 def _options(queue_always_on: bool, shared: bool, admin_group: str | None, unconfined_gpus: bool, half_life_h: float,
-             log_home: pathlib.Path | None = None) -> "Options":
+             preempt_grace: float, log_home: pathlib.Path | None = None) -> "Options":
     """The options, or InvalidArgument in one line, logged in `log_home`'s guildd.log too (in
     the foreground, systemd's way, whose user reads guildd.log)."""
     from guildd.daemon import Options
@@ -74,7 +77,7 @@ def _options(queue_always_on: bool, shared: bool, admin_group: str | None, uncon
 
             daemonlog.log_exit(log_home, e)
         raise
-    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0)
+    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0, preempt_grace)
 
 
 def _check_options(shared: bool, admin_group: str | None, unconfined_gpus: bool) -> None:
@@ -120,6 +123,7 @@ def _start_background(home: pathlib.Path, options: "Options") -> None:
         args += ["--shared"] + (["--admin-group", options.admin_group] if options.admin_group else [])
         args += ["--unconfined-gpus"] if options.unconfined_gpus else []
     args += ["--fair-share-half-life", f"{options.fair_share_half_life / 3600.0:g}"]
+    args += ["--preempt-grace", f"{options.preempt_grace:g}"]
     try:
         started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, args)
     except daemonstart.DaemonExited as e:

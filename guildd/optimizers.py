@@ -21,7 +21,7 @@ second), so the daemon calls it off its event loop.
 import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from guild_common import optdefs
 from guild_common.errors import InvalidArgument
@@ -35,16 +35,72 @@ _ESTIMATORS = {"gp": "GP", "forest": "ET"}
 _FIXED_ACQ_FUNC = "EI"
 
 @dataclasses.dataclass(frozen=True)
-class _Dim:
-    """One search dimension: the flag, its skopt dimension, and how values map to it."""
+class Dim:
+    """One search dimension: the flag and how its values map to a point's (any optimizer's:
+    skopt here, Optuna's TPE in guildd.tpe)."""
 
     name: str
-    space_dim: Any  # skopt Real, Integer or Categorical
     kind: str  # "real", "integer" or "categorical"
     low: Any = None  # real and integer
     high: Any = None
-    choices: tuple = ()  # categorical: the list's values; skopt sees their indexes
-    initial: Any = None  # the value for the first point; None: random
+    log: bool = False  # loguniform
+    choices: tuple = ()  # categorical: the list's values; the optimizer sees their indexes
+    initial: Any = None  # the value for the first point, as the optimizer sees it; None: random
+
+
+def dims_for(values: Mapping[str, Any]) -> tuple[Dim, ...]:
+    """The search dimensions of a batch's flag values (lists and SearchDims), sorted by flag
+    name as Guild does; each checked, so a bad range is refused before anything starts."""
+    dims = tuple(_dim_for(name, values[name]) for name in sorted(values) if _is_dim(values[name]))
+    if not dims:
+        raise optdefs.no_dimensions(dict(values))
+    return dims
+
+
+def point_for(dims: Iterable[Dim], values: Mapping[str, Any]) -> list[Any] | None:
+    """Flag values as a point (one value per dimension, as the optimizer sees it), or None
+    when they lie outside the dimensions (another batch's bounds or choices)."""
+    point = []
+    for d in dims:
+        if d.name not in values:
+            return None
+        value = _space_value(d, values[d.name])
+        if value is None:
+            return None
+        point.append(value)
+    return point
+
+
+def flag_values(dims: Iterable[Dim], values: Mapping[str, Any], point: Iterable[Any]) -> dict[str, Any]:
+    """A trial's full flag values: the batch's fixed values and the point's dimension values."""
+    by_name = {d.name: d.choices[v] if d.kind == "categorical" else _plain(v) for d, v in zip(dims, point)}
+    return {name: by_name.get(name, value) for name, value in values.items()}
+
+
+class Searcher(Protocol):
+    """What the batch loop uses of a search: Search (skopt) and tpe.TPESearch (Optuna)."""
+
+    algorithm: str
+    flags: dict[str, Any]
+
+    @property
+    def dimensions(self) -> tuple[str, ...]: ...
+    @property
+    def told(self) -> int: ...
+    @property
+    def random_start(self) -> bool: ...
+    def tell(self, values: Mapping[str, Any], objective: Any) -> bool: ...
+    def ask(self, n: int = 1) -> list[dict[str, Any]]: ...
+
+
+def new_search(algorithm: str, flags: dict[str, Any], values: dict[str, Any], seed: int | None = None,
+               objective_maximize: bool = False) -> Searcher:
+    """The search for an optimizer's batch: Optuna's TPE for `tpe`, else skopt's (Search)."""
+    if optdefs.algorithm_for(algorithm) == "tpe":
+        from guildd import tpe
+
+        return tpe.TPESearch(algorithm, flags, values, seed, objective_maximize)
+    return Search(algorithm, flags, values, seed, objective_maximize)
 
 
 class Search:
@@ -65,11 +121,9 @@ class Search:
         self.flags = optdefs.optimizer_flags(self.algorithm, flags)
         self._values = dict(values)
         self._maximize = objective_maximize
-        self._dims = tuple(_dim_for(name, values[name]) for name in sorted(values) if _is_dim(values[name]))
-        if not self._dims:
-            raise optdefs.no_dimensions(values)
+        self._dims = dims_for(values)
         self._rng = check_random_state(None if seed is None else seed % 2**32)
-        self._skopt_dims = [d.space_dim for d in self._dims]
+        self._skopt_dims = [_skopt_dim(d) for d in self._dims]
         # With nothing told, even random-starts=0 must start somewhere: at random.
         self._random_starts = max(self.flags.get("random-starts", 0), 1)
         self._opt = _skopt_optimizer(self.algorithm, self.flags, self._skopt_dims, self._random_starts, self._rng)
@@ -124,7 +178,7 @@ class Search:
             point = [_plain(v) for v in proposed]
             points.append(point)
             self._pending.append(point)
-        return [self._flag_values(point) for point in points]
+        return [flag_values(self._dims, self._values, point) for point in points]
 
     def _propose(self, n: int) -> list[list[Any]]:
         if n == 0:
@@ -161,20 +215,7 @@ class Search:
         return [d.initial if d.initial is not None else v for d, v in zip(self._dims, point)]
 
     def _point(self, values: Mapping[str, Any]) -> list[Any] | None:
-        """`values` as a point in skopt's space, or None when they lie outside it."""
-        point = []
-        for d in self._dims:
-            if d.name not in values:
-                return None
-            value = _space_value(d, values[d.name])
-            if value is None:
-                return None
-            point.append(value)
-        return point
-
-    def _flag_values(self, point: Iterable[Any]) -> dict[str, Any]:
-        by_name = {d.name: _flag_value(d, v) for d, v in zip(self._dims, point)}
-        return {name: by_name.get(name, value) for name, value in self._values.items()}
+        return point_for(self._dims, values)
 
 
 def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], random_starts: int,
@@ -290,14 +331,24 @@ def _is_dim(value: Any) -> bool:
     return isinstance(value, (list, SearchDim))
 
 
-def _dim_for(name: str, value: Any) -> _Dim:
+def _skopt_dim(dim: Dim) -> Any:
+    """A dimension as scikit-optimize's Real, Integer or Categorical (of the choices' indexes)."""
     from skopt.space import Categorical, Integer, Real
 
+    if dim.kind == "categorical":
+        return Categorical(list(range(len(dim.choices))), name=dim.name)
+    prior = "log-uniform" if dim.log else "uniform"
+    if dim.kind == "integer":
+        return Integer(dim.low, dim.high, prior=prior, name=dim.name)
+    return Real(dim.low, dim.high, prior=prior, name=dim.name)
+
+
+def _dim_for(name: str, value: Any) -> Dim:
     if isinstance(value, list):
         choices = _unique(value)
         if not choices:
             raise InvalidArgument(f"flag {name} has an empty list: nothing to search")
-        return _Dim(name, Categorical(list(range(len(choices))), name=name), "categorical", choices=choices)
+        return Dim(name, "categorical", choices=choices)
     if value.kind not in ("uniform", "loguniform"):
         raise InvalidArgument(f"unsupported search function '{value.kind}' for flag {name}")
     low, high, integer = value.low, value.high, value.integer
@@ -308,15 +359,13 @@ def _dim_for(name: str, value: Any) -> _Dim:
             f"invalid range [{encode_flag_value(value.low)}:{encode_flag_value(value.high)}] "
             f"for flag {name}: MIN must be a number less than MAX"
         )
-    prior = "uniform"
-    if value.kind == "loguniform":
-        if low <= 0:
-            raise InvalidArgument(f"invalid range for flag {name}: loguniform needs MIN above 0")
-        prior = "log-uniform"
+    log = value.kind == "loguniform"
+    if log and low <= 0:
+        raise InvalidArgument(f"invalid range for flag {name}: loguniform needs MIN above 0")
     if integer:
-        dim = _Dim(name, Integer(low, high, prior=prior, name=name), "integer", low, high)
+        dim = Dim(name, "integer", low, high, log)
     else:
-        dim = _Dim(name, Real(float(low), float(high), prior=prior, name=name), "real", float(low), float(high))
+        dim = Dim(name, "real", float(low), float(high), log)
     if value.initial is None:
         return dim
     initial = _space_value(dim, value.initial)
@@ -347,7 +396,7 @@ def _as_int(value: Any) -> Any:
     return value
 
 
-def _space_value(dim: _Dim, value: Any) -> Any:
+def _space_value(dim: Dim, value: Any) -> Any:
     """A flag value as skopt sees it in `dim`, or None when it's not in the dimension."""
     if dim.kind == "categorical":
         return next((i for i, choice in enumerate(dim.choices) if _same(value, choice)), None)
@@ -360,10 +409,6 @@ def _space_value(dim: _Dim, value: Any) -> Any:
     else:
         value = float(value)
     return value if dim.low <= value <= dim.high else None
-
-
-def _flag_value(dim: _Dim, value: Any) -> Any:
-    return dim.choices[value] if dim.kind == "categorical" else value
 
 
 def _plain(value: Any) -> Any:

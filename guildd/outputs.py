@@ -26,6 +26,7 @@ log = logging.getLogger("guildd")
 
 WATCHED_POLL = 0.02  # seconds between size checks while someone watches the run
 SCALAR_POLL = 0.25  # seconds between scalar passes otherwise
+LISTENED_POLL = 0.05  # ... while a listener waits for them (a pruning batch: a late decision costs trial time)
 EVENTS_POLL = 1.0  # seconds between looks for the run's own event files (a walk of its run dir)
 WALK_SHARE = 50  # ... or more: at least this many times the last walk's time (a big run dir's walk takes ms)
 READ_CHUNK = 1 << 20
@@ -49,6 +50,7 @@ class ScalarReader:
         # events a full disk held back: written first at the next pass
         self.unwritten: list[tuple[str, float, int, float]] = []
         self.refused = False  # the run dir refused the event file (logged once)
+        self.last_scalars: list[tuple[str, float, int]] = []  # (key, value, step) of the last read, for listeners
 
     def read(self) -> list[Summary] | None:
         """New scalar summaries since the last call, or None when nothing was added."""
@@ -80,6 +82,7 @@ class ScalarReader:
             with fsrights.as_owner_of(self.run_dir):  # its flags: read as the owner reads them
                 self.parser = _parser(self.run_dir, self.scalar_config)
         scalars = self.parser.feed_text(data.decode("utf-8", "replace"))
+        self.last_scalars = [(s.key, s.value, s.step) for s in scalars]
         if not scalars:
             return []
         self._write_events([(s.key, s.value, s.step, wall_time) for s in scalars])
@@ -209,8 +212,10 @@ class Follower:
     """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
 
     def __init__(self, runtime: Runtime, run_id: str, run_dir: "str | os.PathLike", offset: int,
-                 wake: Callable[[str], None], store: storelib.Store, scalar_config: Any = None) -> None:
+                 wake: Callable[[str], None], store: storelib.Store, scalar_config: Any = None,
+                 on_scalars: Callable[[list[tuple[str, float, int]]], None] | None = None) -> None:
         self.runtime = runtime
+        self.on_scalars = on_scalars  # hears each pass's new (key, value, step) scalars, on the loop
         self.run_id = run_id
         self.wake = wake
         self.store = store  # used on the I/O thread only
@@ -219,6 +224,7 @@ class Follower:
         # the run's own event files: made at the first pass, from how far the index has them
         self.events: runevents.RunEvents | None = None
         self.watchers = 0
+        self.listened = False  # someone hears its scalars as they come (guildd.watching.Followers.listen)
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()
         self._size = -1
@@ -241,7 +247,7 @@ class Follower:
         since_scalars = 0.0
         since_events = EVENTS_POLL  # a first look at once: a run adopted after a restart may have written some
         while not self._stop.is_set():
-            interval = WATCHED_POLL if self.watchers else SCALAR_POLL
+            interval = WATCHED_POLL if self.watchers or self.listened else SCALAR_POLL
             try:
                 size = os.stat(path).st_size
             except FileNotFoundError:
@@ -256,7 +262,7 @@ class Follower:
                 since_events = 0.0
                 await self.index_events()
                 behind = self.events is not None and self.events.more
-            if (since_scalars >= SCALAR_POLL or self.reader.more) and self.reader.offset < size:
+            if (since_scalars >= (LISTENED_POLL if self.listened else SCALAR_POLL) or self.reader.more) and self.reader.offset < size:
                 since_scalars = 0.0
                 await self.index_scalars()
                 behind = behind or self.reader.more
@@ -274,6 +280,8 @@ class Follower:
         summaries = await self.runtime.work(self.reader.read)
         if summaries is not None:
             self._unmerged.append((summaries, self.reader.offset, None))
+            if summaries and self.on_scalars is not None:
+                self.on_scalars(self.reader.last_scalars)
         await self._merge()
 
     async def index_events(self) -> None:
@@ -287,6 +295,8 @@ class Follower:
         if offsets:
             summaries = [manage.summary_record(tag, s) for tag, s in summarize(scalars).items()]
             self._unmerged.append((summaries, None, offsets))
+            if scalars and self.on_scalars is not None:
+                self.on_scalars(scalars)
         await self._merge()
 
     def _events_every(self) -> float:

@@ -31,7 +31,8 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Mapping, Option
 
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
-from guildd import daemonlog, diskspace, fairshare, fsrights, outputs, queuesettings, resources as resourceslib, runstate, scheduler
+from guildd import daemonlog, diskspace, fairshare, fsrights, outputs, preemption, queuesettings, requeue, resources as resourceslib, runstate, scheduler
+from guildd.etahistory import Estimates
 from guildd.runtime import Runtime
 from guildd.store import RunRecord, Store
 
@@ -44,7 +45,7 @@ DISK_RETRY = 2.0  # seconds between looks at a full disk while runs wait for roo
 USAGE_SAVE_EVERY = 60.0  # seconds: at most this often, running runs' GPU time is charged and saved
 
 # A run the queue placed, for Launcher.start_queued: (run id, the environment it was queued
-# with or None, its GPUs' environment, what records its grant in its dir and returns its stop-after).
+# with or None, its GPUs' environment and a requeued run's resume variables, what records its grant in its dir and returns its stop-after).
 Placed = tuple[str, Optional[dict[str, str]], dict[str, str], Callable[[StrPath], float]]
 
 
@@ -65,6 +66,7 @@ class Wants:
     priority: int = 0  # higher goes first
     queue: str = ""  # a named queue ('' = the default queue)
     after: tuple[str, ...] = ()  # runs that must complete first (full ids once resolved)
+    preemptible: bool = False  # a waiting run of higher priority may stop and requeue it (guildd.preemption)
 
 
 def request_for(resources: Resources) -> scheduler.Request:
@@ -121,6 +123,7 @@ def _grant(holding: scheduler.Holding, run_dir: StrPath) -> float:
     """Records a run's grant in its queue file (a restart reads what running runs hold from
     it); returns the run's stop-after."""
     data = read_file(run_dir) or {}
+    data.pop("preempting", None)  # a requeued run a killed daemon left half recorded: it starts, no longer stopped
     data["granted"] = {"devices": list(holding.devices), "gpu_memory": holding.gpu_memory, "started_us": holding.started_us,
                        "staged": holding.staged}
     write_file(run_dir, data)
@@ -139,10 +142,11 @@ class Queue:
         busy: Callable[[], bool],
         always_on: bool = False,
         half_life: float = fairshare.DEFAULT_HALF_LIFE,
+        preempt_grace: float = preemption.DEFAULT_GRACE,
     ) -> None:
         """`states` tells the queue of ended runs (runs may wait for them); `resources`: the
         GPUs (guildd.resources); `start_queued`: Launcher.start_queued; `busy`: whether runs of
-        ours are running (they may take up GPUs too); `half_life`: fair share's, in seconds."""
+        ours are running (they may take up GPUs too); `half_life`: fair share's, in seconds; `preempt_grace`: guildd.requeue's."""
         self.runtime = runtime
         self.store = store
         self.states = states
@@ -155,7 +159,11 @@ class Queue:
         self.holdings: dict[str, scheduler.Holding] = {}  # runs started by the queue
         self.no_gpus: set[str] = set()  # queued runs that asked for --no-gpus
         self.envs: dict[str, dict[str, str]] = {}  # run id -> the environment to start it with (else its recorded env)
+        self.stop_after: dict[str, float] = {}  # run id -> its --stop-after (s), waiting or holding: for ETAs
+        self.estimates = Estimates(runtime, store)
+        self.etas: dict[str, Optional[int]] = {}  # run id -> its expected start (µs) at the latest explain(); None: unknown
         self.snapshot: Optional[resourceslib.Snapshot] = None
+        self.preemptions = requeue.Preemptions(runtime, store, states, read_file, write_file, preempt_grace)
         self.plans = 0
         self.plan_times: collections.deque[float] = collections.deque(maxlen=10000)  # seconds per plan()
         self.settings = queuesettings.read(home)
@@ -239,6 +247,7 @@ class Queue:
             "front": front,
             "queued_us": now,
             "stop_after": stop_after,
+            "preemptible": wants.preemptible,
         }
         await self.runtime.io(write_file, self.states.run_dir(run_id), data)
         self._load_entry(run_id, data)
@@ -261,8 +270,12 @@ class Queue:
             after=tuple(data.get("after") or ()),
             front=bool(data.get("front")),
             no_gpus=resources.no_gpus,
+            preemptible=bool(data.get("preemptible")),
+            requeued=self.preemptions.note_entry(run_id, data),
         )
         self.queued_us[run_id] = int(data.get("queued_us") or 0)
+        if data.get("stop_after"):
+            self.stop_after[run_id] = float(data["stop_after"])
         if resources.no_gpus:
             self.no_gpus.add(run_id)
 
@@ -272,6 +285,8 @@ class Queue:
         self.queued_us.pop(run_id, None)
         self.envs.pop(run_id, None)
         self.no_gpus.discard(run_id)
+        self.stop_after.pop(run_id, None)
+        self.preemptions.discard(run_id)
 
     def taken(self, run_id: str) -> bool:
         """Whether queue processing took this staged run and it is starting or running."""
@@ -281,6 +296,7 @@ class Queue:
     def release(self, run_id: str) -> None:
         """A run ended: what it held is free, and its GPU time is charged to its user."""
         holding = self.holdings.pop(run_id, None)
+        self.stop_after.pop(run_id, None)
         if holding is None:
             return
         if holding.devices:
@@ -362,8 +378,13 @@ class Queue:
                     queue=data.get("queue") or "",
                     started_us=int(granted.get("started_us") or 0),
                     staged=bool(granted.get("staged")),
+                    priority=int(data.get("priority") or 0),
+                    preemptible=bool(data.get("preemptible")),
                 )
-        elif granted is None and not data.get("cancelled"):
+                self.preemptions.load(rec.id, data)
+                if data.get("stop_after"):
+                    self.stop_after[rec.id] = float(data["stop_after"])
+        elif (granted is None or data.get("preempting")) and not data.get("cancelled"):
             self._load_entry(rec.id, data)
 
     def kick(self) -> None:
@@ -385,6 +406,8 @@ class Queue:
             usage=self.usage(),
             cpu_slots=self.cpu_slots(),
             statuses=statuses or {},
+            preempting=tuple(self.preemptions.stopping),
+            kept=self.preemptions.box_kept(self.entries),
         )
 
     async def after_statuses(self) -> dict[str, str]:
@@ -428,11 +451,13 @@ class Queue:
 
     async def explain(self) -> list[scheduler.Decision]:
         """Every waiting entry in order with its decision (Start / Wait / Cancel); on a full
-        disk a run that would start waits for room (see run)."""
+        disk a run that would start waits for room (see run). Sets `etas` (guildd.eta)."""
         box = await self._snapshot_box()
         entries = list(self.entries.values())
         # Off the event loop: with thousands waiting this takes tens of milliseconds.
         decisions = await asyncio.to_thread(scheduler.explain, entries, box)
+        self.etas = await self.estimates.of(entries, box, self.stop_after, self.preemptions.grace)
+        decisions = self.preemptions.explain(decisions)
         if not await self.runtime.io(diskspace.short, self.home):
             return decisions
         return [scheduler.Wait(d.run_id, diskspace.waiting_note(self.home)) if isinstance(d, scheduler.Start) else d
@@ -471,6 +496,8 @@ class Queue:
                 if isinstance(decision, scheduler.Cancel):
                     # Not cut by a shutdown: a run marked cancelled but still pending would be an error.
                     await self.runtime.critical(self._cancel(decision.run_id, decision.reason))
+                elif isinstance(decision, preemption.Preempt):
+                    await self.runtime.critical(self.preemptions.begin(decision))
 
     async def poll_loop(self) -> None:
         """Keeps the GPU snapshot fresh, often while runs wait or hold GPUs; a change in the
@@ -501,6 +528,8 @@ class Queue:
             entry = self.entries[run_id]
             no_gpus = run_id in self.no_gpus
             env = self.envs.get(run_id)
+            resume_env = self.preemptions.resume_env(run_id)
+            stop_after = self.stop_after.get(run_id)
             self.discard(run_id)
             holding = scheduler.Holding(
                 run_id=run_id,
@@ -510,16 +539,26 @@ class Queue:
                 queue=entry.queue,
                 started_us=rundir.now_us(),
                 staged=not entry.front,
+                priority=entry.priority,
+                preemptible=entry.preemptible,
             )
             if holding.devices or not entry.front:
                 self.holdings[run_id] = holding  # front CPU-only runs take no slot
-            starts.append((run_id, env, gpu_env(no_gpus, holding.devices), functools.partial(_grant, holding)))
+                if stop_after:
+                    self.stop_after[run_id] = stop_after
+            starts.append((run_id, env, {**gpu_env(no_gpus, holding.devices), **resume_env}, functools.partial(_grant, holding)))
         # Not cut by a shutdown: a run granted its start and left pending would be an error.
         failed = await self.runtime.critical(self.start_queued(starts))
         for run_id, e in failed.items():  # each ended as an error (e.g. a dependency); the queue goes on
             if not isinstance(e, errors.GuildError):
                 log.error("starting queued run %s", run_id[:8], exc_info=e)
             self.release(run_id)
+
+    async def requeue(self, run_id: str) -> None:
+        """A preempted run's process ended: what it held is free, and it waits again (guildd.requeue)."""
+        self.release(run_id)
+        self._load_entry(run_id, await self.preemptions.requeue(run_id))
+        self.kick()
 
     async def _cancel(self, run_id: str, reason: str) -> None:
         self.discard(run_id)
@@ -548,10 +587,9 @@ class Queue:
             await self._cancel(run_id, "cancelled by user")
 
     def plan_stats(self) -> tuple[float, float]:
-        times = sorted(self.plan_times)
-        if not times:
-            return 0.0, 0.0
-        return _pct(times, 0.5) * 1000, _pct(times, 0.99) * 1000
+        """The recent scheduling passes' median and 99th percentile, in ms."""
+        times = sorted(self.plan_times) or [0.0]
+        return times[len(times) // 2] * 1000, times[min(len(times) - 1, int(0.99 * len(times)))] * 1000
 
 
 def _running(h: scheduler.Holding) -> fairshare.Running:
@@ -561,7 +599,3 @@ def _running(h: scheduler.Holding) -> fairshare.Running:
 def _ignoring(run_id: str, e: BaseException) -> None:
     # The run is left out of the queue (a pending one then ends as an error at start-up).
     log.warning("run %s: ignoring its queue file: %s", run_id[:8], daemonlog.describe(e))
-
-
-def _pct(sorted_values: Sequence[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]

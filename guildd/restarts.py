@@ -217,7 +217,8 @@ async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[st
     await launcher.states.transition(rec.id, runstate.PENDING, label=label, flags_json=json.dumps(flag_values))
     if request.wants_gpus:
         # Started explicitly: it goes ahead of the staged runs, and starts when its GPUs are free.
-        await launcher.queue.add(rec.id, rec.user or user, resources, queuelib.Wants(), True, env, req.stop_after)
+        wants = queuelib.Wants(preemptible=bool((queued or {}).get("preemptible")))  # a restart keeps it
+        await launcher.queue.add(rec.id, rec.user or user, resources, wants, True, env, req.stop_after)
         return await launcher.runtime.io(runstate.existing, launcher.store, rec.id), offset
     env.update(queuelib.gpu_env(resources.no_gpus, ()))
     return await launcher.launch(rec.id, config, flag_values, env, req.stop_after), offset

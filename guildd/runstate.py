@@ -2,6 +2,7 @@ r"""The run state machine, written once.
 
     staged -> pending -> running -> completed | error | terminated
                                   \-> (restart) pending -> running ...
+                          running -> pending (preempted and requeued: guildd.preemption)
 
 `RunStates` is the only writer of a status: it checks the edge, writes the facts Guild reads
 in the run dir (markers, `started`; `stopped` and `exit_status` at an end), updates the index,
@@ -45,6 +46,7 @@ EDGES = {
     (ERROR, PENDING): "restarted",
     (TERMINATED, PENDING): "restarted",
     (STAGED, TERMINATED): "a staged run is stopped before it starts",
+    (RUNNING, PENDING): "preempted: stopped for a run of higher priority and requeued, to start again in place",
     (PENDING, TERMINATED): "a pending run is stopped before it starts",
 }
 
@@ -65,8 +67,8 @@ def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, 
     elif new == PENDING:
         rundir.set_marker(run_dir, "STAGED", False)
         rundir.set_marker(run_dir, "PENDING", True)
-        if old in ENDED:
-            # A restart: the old end no longer holds.
+        if old in ENDED or old == RUNNING:
+            # A restart, or a preempted run requeued: the end its shim recorded no longer holds.
             rundir.delete_attr(run_dir, "exit_status")
             rundir.delete_attr(run_dir, "stopped")
     elif new == RUNNING:
@@ -163,7 +165,7 @@ class RunStates:
             updates["shim_pid"] = 0
         if new in (RUNNING, STAGED):
             updates["started_us"] = now
-        if new == PENDING and old in ENDED:
+        if new == PENDING and (old in ENDED or old == RUNNING):
             updates.update(exit_status=None, stopped_us=0)
         if current is None:
             if record is None:

@@ -27,6 +27,8 @@ import itertools
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
+from guildd import preemption
+
 GIB = 2**30
 
 # How GPUs connect, from nvidia-smi topo -m, as a rank: higher is closer. NV<n> ranks above PIX,
@@ -67,6 +69,8 @@ class Entry:
     after: tuple = ()  # run ids that must have completed first
     front: bool = False  # started explicitly: ahead of every other entry, not held by `paused`
     no_gpus: bool = False  # asked for no GPUs (--no-gpus, --gpus 0): the queue's `gpus=` leaves it so
+    preemptible: bool = False  # once running, a waiting run of higher priority may stop and requeue it
+    requeued: bool = False  # preempted and waiting again: it preempts nothing (guildd.preemption)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,8 @@ class Holding:
     queue: str = ""
     started_us: int = 0
     staged: bool = False  # taken from the staged runs by queue processing (not started explicitly)
+    priority: int = 0  # its entry's, for preemption
+    preemptible: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +113,8 @@ class Box:
     usage: dict = dataclasses.field(default_factory=dict)  # user -> decayed GPU-seconds of recent use
     cpu_slots: int = 0  # max CPU-only non-front runs running at once; 0 = no limit
     statuses: dict = dataclasses.field(default_factory=dict)  # run id -> status, for `after` runs
+    preempting: tuple = ()  # ids of running runs being stopped to be requeued
+    kept: dict = dataclasses.field(default_factory=dict)  # GPU index -> the waiting run preemption freed it for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +140,15 @@ class Cancel:
     reason: str
 
 
-Decision = Start | Wait | Cancel
+Decision = Start | Wait | Cancel | preemption.Preempt
 
 
 def plan(entries: Iterable[Entry], box: Box) -> list[Decision]:
-    """The Start and Cancel decisions for this snapshot, in the order to act on them."""
-    return [d for _, d in _decide(entries, box, everything=False) if not isinstance(d, Wait)]
+    """The Start and Cancel decisions for this snapshot, in the order to act on them, then the
+    Preempt decisions (guildd.preemption) for runs that still wait."""
+    entries = list(entries)
+    decisions: list[Decision] = [d for _, d in _decide(entries, box, everything=False) if not isinstance(d, Wait)]
+    return decisions + preemption.preempt(entries, box, [d for d in decisions if isinstance(d, Start)])
 
 
 def explain(entries: Iterable[Entry], box: Box) -> list[Decision]:
@@ -194,7 +205,7 @@ class _Planner:
         # When a GPU is likeliest to come free: the latest start among its holders (it is free for an
         # exclusive run only when all of them end). A GPU granted in this plan comes free last.
         self.release: dict[int, float] = dict.fromkeys(self.indices, math.inf)
-        self.reserved: dict[int, str] = {}  # index -> run id of the waiting entry it is kept for
+        self.reserved: dict[int, str] = dict(box.kept)  # index -> run id of the waiting entry it is kept for
         self.user_gpus: dict[str, int] = {}
         self.queue_running: dict[str, int] = {}
         self.cpu_running = 0
@@ -257,7 +268,7 @@ class _Planner:
         return self._open
 
     def _open_gpu(self, i: int, entries: Sequence[Entry]) -> bool:
-        if i in self.reserved or i in self.exclusive:
+        if (i in self.reserved and i not in self.box.kept) or i in self.exclusive:
             return False
         if not self.holders[i] and not self.gpus[i].foreign:
             return True
@@ -352,7 +363,7 @@ class _Planner:
                 problems.append(f"there is no GPU {i}")
             elif problem := self._device_problem(i, memory):
                 problems.append(problem)
-            elif i in self.reserved:
+            elif self.reserved.get(i, e.run_id) != e.run_id:
                 problems.append(f"GPU {i} is reserved for run {_short(self.reserved[i])}")
         if not problems:
             return self._start(e, e.request.devices)
@@ -380,7 +391,7 @@ class _Planner:
     def _place_count(self, e: Entry) -> "Start | Wait":
         count, memory = e.request.gpus, e.request.gpu_memory
         usable = [i for i in self.indices if self._usable(i, memory)]
-        free = [i for i in usable if i not in self.reserved]
+        free = [i for i in usable if self.reserved.get(i, e.run_id) == e.run_id]
         if len(free) >= count:
             return self._start(e, self._choose(free, count, memory))
         if memory:
@@ -392,13 +403,13 @@ class _Planner:
                 have = f"at most {fmt_gib(most)} free"
         else:
             need, have = f"needs {fmt_gpus(count)}", f"{len(free)} free"
-        reason = f"{need}, {have}{self._reserved_note(usable)}"
+        reason = f"{need}, {have}{self._reserved_note(usable, e.run_id)}"
         self._reserve_some(e, count, memory, set(free))
         return Wait(e.run_id, reason)
 
-    def _reserved_note(self, usable: Sequence[int]) -> str:
-        """' (2 reserved for run ab12cd34)' for usable GPUs kept for earlier entries, else ''."""
-        holders = [self.reserved[i] for i in usable if i in self.reserved]
+    def _reserved_note(self, usable: Sequence[int], run_id: str) -> str:
+        """' (2 reserved for run ab12cd34)' for usable GPUs kept for other entries, else ''."""
+        holders = [self.reserved[i] for i in usable if self.reserved.get(i, run_id) != run_id]
         if not holders:
             return ""
         return f" ({len(holders)} reserved for {_runs(list(dict.fromkeys(holders)))})"
@@ -429,7 +440,7 @@ class _Planner:
     def _reserve_some(self, e: Entry, count: int, memory: int, free: set[int]) -> None:
         """Keeps `count` GPUs for e, which waits for lack of GPUs: those it could use now first,
         then those whose runs are likeliest to end first. None if there aren't enough."""
-        candidates = [i for i in self.indices if i not in self.reserved and self._could_free(i, memory)]
+        candidates = [i for i in self.indices if self.reserved.get(i, e.run_id) == e.run_id and self._could_free(i, memory)]
         if len(candidates) >= count:
             candidates.sort(key=lambda i: (i not in free, self.release[i], i))
             self._reserve(e, candidates[:count])

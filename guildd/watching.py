@@ -2,6 +2,8 @@
 the watchers of a run's output: `guildctl watch` and `run`'s own streaming."""
 
 import asyncio
+import functools
+import logging
 import os
 from typing import AsyncIterator, Awaitable, BinaryIO, Callable
 
@@ -9,6 +11,10 @@ from guild_common import errors, rundir
 from guildd import fsrights, outputs, runstate
 from guildd import store as storelib
 from guildd.runtime import Runtime
+
+log = logging.getLogger("guildd")
+
+Listener = Callable[[list[tuple[str, float, int]]], None]
 
 
 class Followers:
@@ -31,6 +37,7 @@ class Followers:
         self.wait_change = wait_change  # returns when the run may have changed (or after a while)
         self.queued = queued  # whether a run waits in the queue
         self._followers: dict[str, outputs.Follower] = {}
+        self._listeners: dict[str, list[Listener]] = {}  # run id -> who hears its new scalars
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._followers
@@ -45,10 +52,39 @@ class Followers:
         """Follows a run's output from `offset`, indexing its scalars with `scalar_config`, and
         the event files its process writes, from how far the index has read them."""
         follower = outputs.Follower(
-            self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store, scalar_config
+            self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store, scalar_config,
+            functools.partial(self._tell, run_id),
         )
+        follower.listened = run_id in self._listeners
         self._followers[run_id] = follower
         follower.start()
+
+    def listen(self, run_id: str, listener: Listener) -> Callable[[], None]:
+        """Has `listener` hear the (key, value, step) scalars of a run's output and event files
+        as each pass reads them, on the event loop, from now until the returned callable is
+        called (a batch's pruner hears its trials' objective this way: no polling). It may
+        be registered before the run is followed."""
+        self._listeners.setdefault(run_id, []).append(listener)
+        if (follower := self._followers.get(run_id)) is not None:
+            follower.listened = True  # its scalars read more often while heard
+
+        def remove() -> None:
+            listeners = self._listeners.get(run_id, [])
+            if listener in listeners:
+                listeners.remove(listener)
+            if not listeners:
+                self._listeners.pop(run_id, None)
+                if (follower := self._followers.get(run_id)) is not None:
+                    follower.listened = False
+
+        return remove
+
+    def _tell(self, run_id: str, scalars: list[tuple[str, float, int]]) -> None:
+        for listener in list(self._listeners.get(run_id, ())):
+            try:
+                listener(scalars)
+            except Exception:  # a listener's failure must not stop the run's following
+                log.exception("run %s: a scalar listener failed", run_id[:8])
 
     def following(self, run_id: str) -> bool:
         """True while a run's process may still write output (its end not yet recorded)."""

@@ -183,7 +183,7 @@ class ResourceRequest(_message.Message):
     def __init__(self, gpus: _Optional[int] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., no_gpus: _Optional[bool] = ...) -> None: ...
 
 class BatchSpec(_message.Message):
-    __slots__ = ("kind", "trials_json", "values_json", "optimizer_flags_json", "max_trials", "random_seed", "objective", "maximize", "parallel", "fail_on_trial_error", "stage_trials", "keep_batch")
+    __slots__ = ("kind", "trials_json", "values_json", "optimizer_flags_json", "max_trials", "random_seed", "objective", "maximize", "parallel", "fail_on_trial_error", "stage_trials", "keep_batch", "pruner", "pruner_flags_json", "preemptible_trials")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TRIALS_JSON_FIELD_NUMBER: _ClassVar[int]
     VALUES_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +196,9 @@ class BatchSpec(_message.Message):
     FAIL_ON_TRIAL_ERROR_FIELD_NUMBER: _ClassVar[int]
     STAGE_TRIALS_FIELD_NUMBER: _ClassVar[int]
     KEEP_BATCH_FIELD_NUMBER: _ClassVar[int]
+    PRUNER_FIELD_NUMBER: _ClassVar[int]
+    PRUNER_FLAGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTIBLE_TRIALS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     trials_json: str
     values_json: str
@@ -208,7 +211,10 @@ class BatchSpec(_message.Message):
     fail_on_trial_error: bool
     stage_trials: bool
     keep_batch: bool
-    def __init__(self, kind: _Optional[str] = ..., trials_json: _Optional[str] = ..., values_json: _Optional[str] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., random_seed: _Optional[int] = ..., objective: _Optional[str] = ..., maximize: _Optional[bool] = ..., parallel: _Optional[int] = ..., fail_on_trial_error: _Optional[bool] = ..., stage_trials: _Optional[bool] = ..., keep_batch: _Optional[bool] = ...) -> None: ...
+    pruner: str
+    pruner_flags_json: str
+    preemptible_trials: bool
+    def __init__(self, kind: _Optional[str] = ..., trials_json: _Optional[str] = ..., values_json: _Optional[str] = ..., optimizer_flags_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., random_seed: _Optional[int] = ..., objective: _Optional[str] = ..., maximize: _Optional[bool] = ..., parallel: _Optional[int] = ..., fail_on_trial_error: _Optional[bool] = ..., stage_trials: _Optional[bool] = ..., keep_batch: _Optional[bool] = ..., pruner: _Optional[str] = ..., pruner_flags_json: _Optional[str] = ..., preemptible_trials: _Optional[bool] = ...) -> None: ...
 
 class StartBatchRequest(_message.Message):
     __slots__ = ("proto", "batch", "stage", "label", "tags", "batch_op_name", "needed")
@@ -237,14 +243,16 @@ class StartBatchResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., needed_matches: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class QueueOptions(_message.Message):
-    __slots__ = ("priority", "queue", "after")
+    __slots__ = ("priority", "queue", "after", "preemptible")
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTIBLE_FIELD_NUMBER: _ClassVar[int]
     priority: int
     queue: str
     after: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, priority: _Optional[int] = ..., queue: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ...) -> None: ...
+    preemptible: bool
+    def __init__(self, priority: _Optional[int] = ..., queue: _Optional[str] = ..., after: _Optional[_Iterable[str]] = ..., preemptible: _Optional[bool] = ...) -> None: ...
 
 class StepSpec(_message.Message):
     __slots__ = ("name", "spec")
@@ -921,7 +929,7 @@ class StopRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class QueueEntry(_message.Message):
-    __slots__ = ("run", "resources", "options", "position", "reason", "queued_us", "front")
+    __slots__ = ("run", "resources", "options", "position", "reason", "queued_us", "front", "eta_us")
     RUN_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -929,6 +937,7 @@ class QueueEntry(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     QUEUED_US_FIELD_NUMBER: _ClassVar[int]
     FRONT_FIELD_NUMBER: _ClassVar[int]
+    ETA_US_FIELD_NUMBER: _ClassVar[int]
     run: Run
     resources: ResourceRequest
     options: QueueOptions
@@ -936,7 +945,8 @@ class QueueEntry(_message.Message):
     reason: str
     queued_us: int
     front: bool
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., options: _Optional[_Union[QueueOptions, _Mapping]] = ..., position: _Optional[int] = ..., reason: _Optional[str] = ..., queued_us: _Optional[int] = ..., front: _Optional[bool] = ...) -> None: ...
+    eta_us: int
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., options: _Optional[_Union[QueueOptions, _Mapping]] = ..., position: _Optional[int] = ..., reason: _Optional[str] = ..., queued_us: _Optional[int] = ..., front: _Optional[bool] = ..., eta_us: _Optional[int] = ...) -> None: ...
 
 class QueueHolding(_message.Message):
     __slots__ = ("run_id", "user", "devices", "gpu_memory", "queue")

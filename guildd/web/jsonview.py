@@ -86,6 +86,7 @@ def queue(msg: pb.ListQueueResponse) -> dict[str, Any]:
         "entries": [
             {"position": e.position, "run": run(e.run), "priority": e.options.priority, "reason": e.reason,
              "queue": e.options.queue, "queued": _ms(e.queued_us),
+             "eta": _ms(e.eta_us) if e.HasField("eta_us") else None,
              "gpus": e.resources.gpus or len(e.resources.devices)}
             for e in msg.entries
         ],

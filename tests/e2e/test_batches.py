@@ -105,7 +105,7 @@ def test_a_search_without_dimensions_or_with_a_bad_range_leaves_nothing(guild):
     for args, message in (
         (("x=1", "--optimizer", "gp"), "do not contain any search dimensions"),
         (("x=uniform[3:1]",), "MIN (3) must be less than MAX (1)"),
-        (("x=[0:1]", "--optimizer", "nope"), "unknown optimizer 'nope' (optimizers: gp, forest, gbrt, random)"),
+        (("x=[0:1]", "--optimizer", "nope"), "unknown optimizer 'nope' (optimizers: gp, forest, gbrt, tpe, random)"),
         (("x=[1,2]", "--max-trials", "0"), "invalid --max-trials 0"),
         (("x=linspace[1]",), "linspace requires at least 2 args"),
     ):

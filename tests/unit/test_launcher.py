@@ -90,6 +90,13 @@ class FakeExecutor:
         self.on_exit(run_id)
 
 
+class FakePreemptions:
+    """guildd.requeue.Preemptions as the launcher asks it: no run is ever preempted."""
+
+    def ended(self, run_id: str, stopped_by_user: bool) -> bool:
+        return False
+
+
 class FakeQueue:
     """The Queue as the launcher uses it: entries kept, nothing placed."""
 
@@ -97,6 +104,7 @@ class FakeQueue:
         self.entries: dict[str, Any] = {}
         self.released: list[str] = []
         self.add_error: Optional[BaseException] = None
+        self.preemptions = FakePreemptions()
 
     async def check_request(self, request: Any) -> None:
         pass
@@ -130,6 +138,9 @@ class FakeFollowers:
 
     def follow(self, run_id: str, offset: int, scalar_config: Any = None) -> None:
         self.followed.add(run_id)
+
+    def listen(self, run_id: str, listener: Any) -> Any:
+        return lambda: None  # no batch here hears scalars
 
     async def finish(self, run_id: str) -> None:
         self.followed.discard(run_id)

@@ -43,7 +43,7 @@ def test_algorithm_for(typed, algorithm):
 def test_algorithm_for_unknown():
     with pytest.raises(InvalidArgument) as e:
         optdefs.algorithm_for("nope")
-    assert str(e.value) == "unknown optimizer 'nope' (optimizers: gp, forest, gbrt, random)"
+    assert str(e.value) == "unknown optimizer 'nope' (optimizers: gp, forest, gbrt, tpe, random)"
 
 
 def test_opspec():

@@ -41,7 +41,7 @@ def test_every_other_pair_fails(old, new):
         (runstate.COMPLETED, runstate.RUNNING),
         (runstate.COMPLETED, runstate.COMPLETED),
         (None, runstate.RUNNING),
-        (runstate.RUNNING, runstate.PENDING),
+        (runstate.STAGED, runstate.STAGED),
     ],
 )
 def test_notable_refused_edges(old, new):
@@ -54,6 +54,11 @@ def test_notable_refused_edges(old, new):
 def test_restart_edges():
     for ended in runstate.ENDED:
         runstate.check_edge(ended, runstate.PENDING)
+
+
+def test_preempted_run_goes_back_to_pending():
+    runstate.check_edge(runstate.RUNNING, runstate.PENDING)
+    assert "preempted" in runstate.EDGES[(runstate.RUNNING, runstate.PENDING)]
 
 
 # apply_to_rundir
@@ -120,6 +125,17 @@ def test_restart_clears_old_end(run_dir):
     assert "exit_status" not in attrs
     assert "stopped" not in attrs
     assert attrs["flags"] == {"x": 1}
+
+
+def test_requeue_clears_the_end_the_shim_recorded(run_dir):
+    """A preempted run's shim records its process's end; requeued, the run is pending again,
+    its files and start time kept."""
+    rundir.write_attrs(run_dir, {"exit_status": -15, "stopped": NOW, "started": NOW - 10})
+    runstate.apply_to_rundir(run_dir, runstate.RUNNING, runstate.PENDING, NOW + 1)
+    assert _markers(run_dir) == {"PENDING"}
+    attrs = rundir.read_attrs(run_dir)
+    assert "exit_status" not in attrs and "stopped" not in attrs
+    assert attrs["started"] == NOW - 10
 
 
 @pytest.mark.parametrize("old", [runstate.STAGED, runstate.PENDING])

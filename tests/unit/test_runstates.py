@@ -120,7 +120,7 @@ def test_staged_to_running_in_one_trip(world):
 
 REFUSED = {
     "staged cannot run without pending": ((STAGED,), RUNNING, {}),
-    "running cannot be pending": ((PENDING, RUNNING), PENDING, {}),
+    "running cannot be staged": ((PENDING, RUNNING), STAGED, {}),
     "ended cannot end again": ((PENDING, ERROR), COMPLETED, {}),
     "new cannot run": ((), RUNNING, {}),
     "via checks both edges": ((PENDING,), RUNNING, {"via": STAGED}),
@@ -138,6 +138,14 @@ def test_refused_edges_write_nothing(world, path, new, kw):
     assert world.store.get(RUN) == before
     assert rundir.read_attrs(world.run_dir()) == attrs_before
     assert world.told == []
+
+
+def test_preempted_run_requeued_is_pending_with_no_end(world):
+    world.make(PENDING, RUNNING)
+    rundir.write_attrs(world.run_dir(), {"exit_status": -9, "stopped": 5})
+    rec = world.states.apply(RUN, PENDING)
+    assert rec.status == PENDING and rec.exit_status is None and not rec.stopped_us
+    assert "exit_status" not in rundir.read_attrs(world.run_dir())
 
 
 def test_listeners_hear_every_transition_in_order(world):

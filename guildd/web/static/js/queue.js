@@ -8,6 +8,18 @@ import { cancelRuns } from "./actions.js";
 // Columns of numbers: right-aligned, their headers too, so each header sits over its digits.
 const NUMERIC_HEADERS = new Set(["#", "priority", "GPUs", "GPUs held", "share", "waiting"]);
 
+/** When a waiting run is expected to start, as `guildctl queue` says it: "starts in ~12 min",
+ * "starts now", "unknown" (no duration known for a run it waits for). */
+function fmtEta(ms) {
+  if (ms === null || ms === undefined) return "unknown";
+  const left = (ms - Date.now()) / 1000;
+  if (left < 1) return "starts now";
+  if (left < 60) return `starts in ~${Math.round(left)} s`;
+  if (left < 3600) return `starts in ~${Math.round(left / 60)} min`;
+  if (left < 48 * 3600) return `starts in ~${(left / 3600).toFixed(1)} h`;
+  return `starts in ~${Math.round(left / 86400)} days`;
+}
+
 function entryRow(e, after) {
   const bump = (delta, testid, text, title) => h("button", { type: "button", class: "small",
     "data-testid": testid, title, on: { click: async () => after(await act(() =>
@@ -23,6 +35,7 @@ function entryRow(e, after) {
     h("td", { "data-col": "gpus", class: "num" }, e.gpus || ""),
     h("td", { "data-col": "queue" }, e.queue || ""),
     h("td", { "data-col": "queued", class: "time" }, fmtTime(e.queued)),
+    h("td", { "data-col": "eta", title: e.eta === null ? null : fmtTime(e.eta) }, fmtEta(e.eta)),
     h("td", { "data-col": "reason", class: "reason" }, e.reason || ""),
     h("td", {}, h("div", { class: "row-actions" },
       bump(1, "priority-up", "▲", "raise priority"),
@@ -47,10 +60,10 @@ export function mountQueue(container, { refresh }) {
     const q = await get("/api/queue");
     banner.hidden = !q.paused;
     fill(table, h("thead", {}, h("tr", {}, ["#", "id", "operation", "label", "status", "user",
-      "priority", "GPUs", "queue", "queued", "why it waits", ""].map((t) => h("th", {
+      "priority", "GPUs", "queue", "queued", "expected", "why it waits", ""].map((t) => h("th", {
       class: NUMERIC_HEADERS.has(t) ? "num" : null }, t)))),
     h("tbody", {}, q.entries.length ? q.entries.map((e) => entryRow(e, after))
-      : h("tr", { class: "empty" }, h("td", { colspan: 12 }, "No runs are waiting."))));
+      : h("tr", { class: "empty" }, h("td", { colspan: 13 }, "No runs are waiting."))));
     fill(holdings, h("table", { class: "grid compact", "data-testid": "holdings-table" },
       h("thead", {}, h("tr", {}, ["run", "user", "devices"].map((t) => h("th", {}, t)))),
       h("tbody", {}, q.holdings.length ? q.holdings.map((x) => h("tr", {
