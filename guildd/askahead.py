@@ -10,7 +10,7 @@ from that result. bench/batches.py measures both the gap and the search quality 
 TPE (built for it, with its constant liar) and random starts lose nothing, but skopt's models
 (gp, forest, gbrt) past their random starts find the optimum less often when each point is
 chosen one result early (14 of 20 seeds against 19 for gp), so those are asked when a slot
-frees, after the result: their gap stays their refit's time.
+frees, after the result (one trial at a time, guildd.speculate asks the same point earlier).
 
 A point asked ahead lives only in the daemon's memory: a daemon killed before it starts it
 asks again after its restart (batches' resume), so nothing is persisted here.

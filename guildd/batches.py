@@ -31,11 +31,12 @@ import math
 import os
 import random
 import re
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from guild_common import errors, flagfuncs, flags as flaglib, optdefs, prunedefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import askahead, children, fsrights, runstate
+from guildd import askahead, children, fsrights, runstate, speculate
+from guildd import pruning as pruninglib, store as storelib
 from guild_common.paths import StrPath
 from guildd.children import Parents
 from guildd.store import RunRecord
@@ -155,6 +156,11 @@ class Batch:
         # The next trial's point, asked while every slot is busy (guildd.askahead): its flag
         # values and whether it was a random start.
         self._ahead: Optional[asyncio.Future[list[tuple[dict[str, Any], bool]]]] = None
+        # The running trial's successor, asked as if it ended now (guildd.speculate), and the
+        # point it gave once the trial did end so: the next trial's.
+        self._speculation: Optional[Any] = None
+        self._unspeculate: Callable[[], None] = lambda: None
+        self._next_point: Optional[dict[str, Any]] = None
         self.pruning: Optional[Pruning] = None
         self.pruned: dict[str, dict[str, Any]] = {}  # trial id -> its `pruned` attr
         self._unlisten: dict[str, Any] = {}  # trial id -> stops hearing its scalars
@@ -294,6 +300,9 @@ class Batch:
     async def _ask(self, n: int, made: int) -> list[dict[str, Any]]:
         """The next `n` trials' flag values: the point asked ahead first (if any), then more."""
         asked: list[tuple[dict[str, Any], bool]] = []
+        if self._next_point is not None:  # asked as its predecessor ran (guildd.speculate)
+            asked.append((self._next_point, False))
+            self._next_point = None
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
             asked += await ahead
@@ -347,6 +356,16 @@ class Batch:
         self.running[trial_id] = values
         if self.pruning is not None:
             self._listen(trial_id)
+        search = self.search
+        if search is not None and speculate.applies(search.algorithm, search.random_start, self.spec.parallel, self.objective):
+            spec = self._speculation = speculate.Speculation(search, values, storelib.float32)
+
+            def hear(scalars: list[tuple[str, float, int]]) -> None:
+                points = pruninglib.curve(scalars, self.objective)
+                if points:
+                    spec.heard(points[-1][1])
+
+            self._unspeculate = self.parents.listen(trial_id, hear)
         copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
 
         async def wait() -> None:
@@ -358,6 +377,10 @@ class Batch:
     async def _trial_ended(self, trial_id: str, values: dict[str, Any]) -> bool:
         self.running.pop(trial_id, None)
         await self._settle_ahead()
+        speculation, self._speculation = self._speculation, None
+        self._unspeculate()
+        if speculation is not None:
+            await speculation.settle()
         if (unlisten := self._unlisten.pop(trial_id, None)) is not None:
             unlisten()
         self._held.pop(trial_id, None)
@@ -387,7 +410,11 @@ class Batch:
         else:
             await self.say(f"INFO: [guild] trial {trial_id} completed: {key}={objective:g}")
         if self.search is not None:
-            self.search.tell(values, objective)
+            taken = speculation.result_for(objective) if speculation is not None else None
+            if taken is not None:  # the copy was told exactly this: it is the search now
+                self.search, self._next_point = taken
+            else:
+                self.search.tell(values, objective)
         return True
 
     async def _start_pruning(self, trials: list[str]) -> None:

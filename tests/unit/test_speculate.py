@@ -1,0 +1,86 @@
+"""guildd.speculate: a sequential search's next point asked before its trial ends, the same
+point it would have asked after the result."""
+
+import asyncio
+import warnings
+
+import pytest
+
+from guild_common import optdefs
+from guild_common.flagfuncs import search_dim
+from guildd import optimizers, speculate
+from guildd.store import float32
+
+LAST = optdefs.parse_objective("loss")
+
+APPLIES = [
+    ("gp past its random starts, one trial at a time", ("gp", False, 1, LAST), True),
+    ("forest and gbrt too", ("forest", False, 0, LAST), True),
+    ("a random start needs no result", ("gp", True, 1, LAST), False),
+    ("trials side by side ask with a liar instead", ("gp", False, 2, LAST), False),
+    ("tpe asks ahead (guildd.askahead)", ("tpe", False, 1, LAST), False),
+    ("an objective other than the last value", ("gp", False, 1, optdefs.parse_objective("min loss")), False),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in APPLIES], ids=[c[0] for c in APPLIES])
+def test_applies(args, expected):
+    assert speculate.applies(*args) is expected
+
+
+DECIDE = [
+    ("the value it ended with", (0.25, 0.25), True),
+    ("a later value logged after the ask", (0.25, 0.2), False),
+    ("no speculation", (None, 0.25), False),
+    ("no objective", (0.25, None), False),
+    ("not a number", (float("nan"), float("nan")), False),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in DECIDE], ids=[c[0] for c in DECIDE])
+def test_decide(args, expected):
+    assert speculate.decide(*args) is expected
+
+
+def _search(told):
+    search = optimizers.new_search("gp", {}, {"x": search_dim("[-2.0:2.0]", "x")}, seed=7)
+    for i in range(told):
+        point = search.ask()[0]
+        search.tell(point, (point["x"] - 0.3) ** 2 + 0.01 * i)
+    return search
+
+
+def _speculated(search, running, heard, objective):
+    async def go():
+        spec = speculate.Speculation(search, running, float32)
+        for value in heard:
+            spec.heard(value)
+            await asyncio.sleep(0)
+        await spec.settle()
+        return spec.result_for(objective)
+
+    return asyncio.run(go())
+
+
+def test_the_speculated_point_is_the_one_the_search_asks_after_the_result():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        real, copy_of = _search(4), _search(4)
+        running, running_too = real.ask()[0], copy_of.ask()[0]
+        assert running == running_too
+        taken = _speculated(copy_of, running_too, [0.5, 0.125], 0.125)
+        assert taken is not None
+        search, point = taken
+        real.tell(running, 0.125)
+        assert point == real.ask()[0]
+        assert search.told == real.told and search.ask()[0] == real.ask()[0]  # and so on after it
+
+
+def test_a_value_logged_after_the_ask_is_not_taken():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = _search(4)
+        running = search.ask()[0]
+        told = search.told
+        assert _speculated(search, running, [0.5], 0.4) is None
+        assert search.told == told  # the search itself was never told anything
