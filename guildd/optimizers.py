@@ -103,7 +103,24 @@ def new_search(algorithm: str, flags: dict[str, Any], values: dict[str, Any], se
     return Search(algorithm, flags, values, seed, objective_maximize)
 
 
-class Search:
+class Counted:
+    """What every search says of itself: its dimensions and how much it has learned."""
+
+    _dims: tuple[Dim, ...]
+    _told: int
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The search dimensions' flag names, sorted (skopt's order)."""
+        return tuple(d.name for d in self._dims)
+
+    @property
+    def told(self) -> int:
+        """How many trial results the search has learned from."""
+        return self._told
+
+
+class Search(Counted):
     """An ask/tell optimizer over a batch's flag values.
 
     `values` maps flag names to fixed values, lists (categorical dimensions) or SearchDims.
@@ -133,16 +150,6 @@ class Search:
         self._unfitted: tuple[list[list[Any]], list[float]] = ([], [])
         self._pending: list[list[Any]] = []  # points asked and not yet told
         self._initial_due = any(d.initial is not None for d in self._dims)
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        """The search dimensions' flag names, in skopt's order (sorted)."""
-        return tuple(d.name for d in self._dims)
-
-    @property
-    def told(self) -> int:
-        """How many trial results the search has learned from."""
-        return self._told
 
     @property
     def random_start(self) -> bool:

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from guild_common import optdefs
-from guildd.optimizers import Dim, dims_for, flag_values, point_for
+from guildd.optimizers import Counted, Dim, dims_for, flag_values, point_for
 
 
-class TPESearch:
+class TPESearch(Counted):
     """An ask/tell TPE search over a batch's flag values (see optimizers.Search for the
     arguments; `algorithm` must name tpe)."""
 
@@ -51,16 +51,6 @@ class TPESearch:
         self._told = 0
         self._pending: list[tuple[list[Any], Any]] = []  # (point, its running optuna.Trial), as asked
         self._initial_due = any(d.initial is not None for d in self._dims)
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        """The search dimensions' flag names, sorted."""
-        return tuple(d.name for d in self._dims)
-
-    @property
-    def told(self) -> int:
-        """How many trial results the search has learned from."""
-        return self._told
 
     @property
     def random_start(self) -> bool:
