@@ -189,3 +189,20 @@ def venv(request):
         yield path
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def simulated_daemons(tmp_path, project):
+    """Starts daemons on `project` whose GPUs are simulated (GUILD_SIMULATED_GPUS=setting: a spec
+    such as `4x80G` or a GPUs file); each is stopped after the test."""
+    started = []
+
+    def start(setting, home=None, options=()):
+        g = Guild(home or tmp_path / "guild-home", project, extra_env={"GUILD_SIMULATED_GPUS": str(setting)})
+        started.append(g)
+        g.start_daemon(*options)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()

@@ -16,19 +16,9 @@ G = 2**30
 
 
 @pytest.fixture
-def start_guild(tmp_path, project):
+def start_guild(simulated_daemons):
     """Starts a daemon with `GUILD_SIMULATED_GPUS` set to the value given."""
-    started = []
-
-    def start(setting):
-        g = Guild(tmp_path / "guild-home", project, extra_env={"GUILD_SIMULATED_GPUS": str(setting)})
-        started.append(g)
-        g.start_daemon()
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
+    return simulated_daemons
 
 
 def _write(path, text):

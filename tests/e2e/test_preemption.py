@@ -8,7 +8,6 @@ import pytest
 
 from guild_common import rundir
 from tests.conftest import wait_for
-from tests.e2e.conftest import Guild
 
 # Counts to `steps`, one step per `pause` seconds, from its checkpoint if it has one. On SIGTERM
 # it writes the checkpoint (taking `save` seconds) and exits. Says how it started.
@@ -46,21 +45,11 @@ print("URGENT DONE", flush=True)
 
 
 @pytest.fixture
-def start_guild(tmp_path, project):
+def start_guild(simulated_daemons, project):
     """Starts a daemon with one simulated GPU."""
     (project / "victim.py").write_text(VICTIM)
     (project / "urgent.py").write_text(URGENT)
-    started = []
-
-    def start():
-        g = Guild(tmp_path / "guild-home", project, extra_env={"GUILD_SIMULATED_GPUS": "1x80G"})
-        started.append(g)
-        g.start_daemon()
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
+    return lambda: simulated_daemons("1x80G")
 
 
 def _started_id(result):

@@ -9,7 +9,6 @@ import signal
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import Guild
 
 # Prints what GPUs the run sees, and when it ran.
 GPUJOB = """\
@@ -31,20 +30,10 @@ if fail:
 
 
 @pytest.fixture
-def start_guild(tmp_path, project):
+def start_guild(simulated_daemons, project):
     """Starts a daemon whose GPUs are simulated by GUILD_SIMULATED_GPUS=setting."""
     (project / "gpujob.py").write_text(GPUJOB)
-    started = []
-
-    def start(setting, home=None, options=()):
-        g = Guild(home or tmp_path / "guild-home", project, extra_env={"GUILD_SIMULATED_GPUS": str(setting)})
-        started.append(g)
-        g.start_daemon(*options)
-        return g
-
-    yield start
-    for g in started:
-        g.stop()
+    return simulated_daemons
 
 
 def _staged_id(result):
