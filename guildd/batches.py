@@ -290,10 +290,8 @@ class Batch:
     async def _pruned_value(self, trial_id: str) -> Optional[float]:
         """The value a pruned trial was told to the search with (its `pruned` attr); None for a
         trial that wasn't pruned."""
-        from guildd import pruning
-
         run_dir = self.parents.run_dir(trial_id)
-        pruned = await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attr, run_dir, pruning.PRUNED_ATTR)
+        pruned = await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attr, run_dir, pruninglib.PRUNED_ATTR)
         value = pruned.get("value") if isinstance(pruned, dict) else None
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
@@ -420,11 +418,9 @@ class Batch:
     async def _start_pruning(self, trials: list[str]) -> None:
         """The batch's pruner, told the trials that ended before now (a resumed or restarted
         batch), in the order they were made; running ones are replayed as they are watched."""
-        from guildd import pruning
-
         flags = prunedefs.pruner_flags(self.spec.pruner, json.loads(self.spec.pruner_flags_json or "{}"))
         loop = asyncio.get_running_loop()  # Optuna's first import takes a while: off the loop
-        self.pruning = await loop.run_in_executor(None, pruning.Pruning, self.spec.pruner, flags, self.objective.maximize)
+        self.pruning = await loop.run_in_executor(None, pruninglib.Pruning, self.spec.pruner, flags, self.objective.maximize)
         await self.say(f"INFO: [guild] pruner {prunedefs.describe(self.spec.pruner, flags)}")
         for trial_id in trials:
             rec = await self.runtime.io(self.parents.store.get, trial_id)
@@ -438,16 +434,12 @@ class Batch:
 
     async def _history(self, trial_id: str) -> tuple[list[Any], Any]:
         """A trial's objective by step so far, from its event files, and its `pruned` attr."""
-        from guildd import pruning
-
         run_dir = self.parents.run_dir(trial_id)
-        return await self.runtime.work(fsrights.call_as_owner_of, run_dir, pruning.history, run_dir, self.objective)
+        return await self.runtime.work(fsrights.call_as_owner_of, run_dir, pruninglib.history, run_dir, self.objective)
 
     def _listen(self, trial_id: str) -> None:
         """Hears a running trial's new scalars; what it logged before (a trial adopted after a
         restart, or scalars read before the listener was in place) is replayed first."""
-        from guildd import pruning
-
         assert self.pruning is not None
         self.pruning.begin(trial_id)
         self._held[trial_id] = []
@@ -457,7 +449,7 @@ class Batch:
             if held is not None:
                 held.extend(scalars)
             elif trial_id in self._held:
-                self._report(trial_id, pruning.curve(scalars, self.objective))
+                self._report(trial_id, pruninglib.curve(scalars, self.objective))
 
         self._unlisten[trial_id] = self.parents.listen(trial_id, hear)
 
@@ -471,7 +463,7 @@ class Batch:
                 self.pruned[trial_id] = pruned
                 await self.parents.stop_runs([trial_id])
                 return
-            self._report(trial_id, points + pruning.curve(held, self.objective))
+            self._report(trial_id, points + pruninglib.curve(held, self.objective))
 
         self.runtime.spawn(catch_up(), name=f"prune-{trial_id[:8]}")
 
@@ -490,10 +482,8 @@ class Batch:
 
     async def _prune(self, trial_id: str, info: dict[str, Any]) -> None:
         """Marks a trial pruned (its attr and tag, with its owner's rights), then stops it."""
-        from guildd import pruning
-
         try:
-            await self.runtime.io(pruning.mark_pruned, self.parents.store, self.parents.run_dir(trial_id), trial_id, info)
+            await self.runtime.io(pruninglib.mark_pruned, self.parents.store, self.parents.run_dir(trial_id), trial_id, info)
         except OSError as e:  # a full disk or a run dir its owner locked: it is stopped all the same
             log.warning("trial %s: its pruned attr was not written: %s", trial_id[:8], e)
         await self.say(f"INFO: [guild] trial {trial_id} pruned at step {info['step']} ({self.objective.scalar}={info['value']:g})")
