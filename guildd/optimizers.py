@@ -27,9 +27,10 @@ from guild_common import optdefs
 from guild_common.errors import InvalidArgument
 from guild_common.flagfuncs import SearchDim
 from guild_common.flags import encode_flag_value
+from guildd import models
 
 # skopt's surrogate models, as its *_minimize functions choose them ("ET": forest_minimize's
-# default extra trees; gbrt's comes from _gbrt_regressor_class), and the acquisition function
+# default extra trees; gbrt's comes from models.gbrt_class), and the acquisition function
 # where the algorithm has no acq-func flag.
 _ESTIMATORS = {"gp": "GP", "forest": "ET"}
 _FIXED_ACQ_FUNC = "EI"
@@ -241,10 +242,10 @@ def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], 
     if algorithm == "gbrt":
         # As cook_estimator("GBRT") builds it: 30 trees, quantile loss.
         trees = GradientBoostingRegressor(n_estimators=30, loss="quantile")
-        est = _gbrt_regressor_class()(base_estimator=trees, random_state=est_seed)
+        est = models.gbrt_class()(base_estimator=trees, random_state=est_seed)
     elif algorithm == "gp":
         cooked = cook_estimator("GP", space=dims, random_state=est_seed, noise=flags["noise"])
-        est = _gp_class()(**cooked.get_params(deep=False))
+        est = models.gp_class()(**cooked.get_params(deep=False))
     else:
         est = cook_estimator(_ESTIMATORS[algorithm], space=dims, random_state=est_seed)
     return Optimizer(
@@ -266,72 +267,6 @@ def _one_blas_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-
-
-@functools.cache
-def _gp_class() -> type:
-    """skopt's Gaussian process (as cook_estimator("GP") sets it up), predicting a batch of
-    points faster, with the same formulas. After each fit, skopt predicts the same 10,000
-    sampled points once per acquisition function (three for gp_hedge) and works out each
-    point's variance with a three-operand einsum that numpy evaluates slowly: tens of ms per
-    call, most of a suggestion's time. Here that is one matrix product, and a batch's mean and
-    standard deviation are kept (read-only) for the next acquisition function asking for the
-    same array. Single points (the L-BFGS steps, with gradients) go to skopt's predict."""
-    from skopt.learning import GaussianProcessRegressor
-
-    class GaussianProcess(GaussianProcessRegressor):
-        def fit(self, X: Any, y: Any) -> Any:
-            self._batch: tuple[Any, Any, Any] | None = None
-            return super().fit(X, y)
-
-        def predict(self, X: Any, return_std: bool = False, return_cov: bool = False,
-                    return_mean_grad: bool = False, return_std_grad: bool = False) -> Any:
-            batch = return_std and not (return_cov or return_mean_grad or return_std_grad)
-            if not batch or not hasattr(self, "X_train_") or len(X) < 2:
-                return super().predict(X, return_std, return_cov, return_mean_grad, return_std_grad)
-            kept = getattr(self, "_batch", None)
-            if kept is None or kept[0] is not X:
-                kept = (X, *self._mean_std(X))
-                self._batch = kept
-            return kept[1], kept[2]
-
-        def _mean_std(self, X: Any) -> tuple[Any, Any]:
-            import numpy as np
-            from sklearn.utils import check_array
-
-            X = check_array(X)
-            k_trans = self.kernel_(X, self.X_train_)
-            mean = self.y_train_std_ * k_trans.dot(self.alpha_) + self.y_train_mean_
-            var = self.kernel_.diag(X) - ((k_trans @ self.K_inv_) * k_trans).sum(axis=1)
-            var[var < 0] = 0.0  # numerical error
-            std = np.sqrt(var * self.y_train_std_**2)
-            mean.setflags(write=False)
-            std.setflags(write=False)
-            return mean, std
-
-    return GaussianProcess
-
-
-@functools.cache
-def _gbrt_regressor_class() -> type:
-    """skopt's GBRT model, mended: scikit-optimize 0.10.2 (its last release) lists its mixins in
-    an order scikit-learn >= 1.6 no longer reads as a regressor, and its predict(return_std=True)
-    calls numpy's in1d, gone in numpy 2.4. Built on first use, as skopt is imported then."""
-    from skopt.learning import GradientBoostingQuantileRegressor
-
-    class GBRTRegressor(GradientBoostingQuantileRegressor):
-        def __sklearn_tags__(self) -> Any:
-            tags = super().__sklearn_tags__()
-            tags.estimator_type = "regressor"
-            return tags
-
-        def predict(self, X: Any, return_std: bool = False, return_quantiles: bool = False) -> Any:
-            if return_quantiles or not return_std:
-                return super().predict(X, return_quantiles=return_quantiles)
-            low, mean, high = (self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84))
-            return mean, (high - low) / 2.0
-
-    return GBRTRegressor
 
 
 def _is_dim(value: Any) -> bool:
