@@ -271,6 +271,8 @@ class Batch:
             None, optimizers.new_search, algorithm, flags, values, self.spec.random_seed, self.objective.maximize
         )
         await self.say(f"INFO: [guild] optimizer {optdefs.describe(algorithm, flags)}")
+        if speculate.may_apply(algorithm, self.spec.parallel, self.objective):
+            self.runtime.warm_compute()  # ready by the first speculative ask
         told = 0
         for trial_id in trials:
             rec = await self.runtime.io(self.parents.store.get, trial_id)
@@ -356,14 +358,14 @@ class Batch:
             self._listen(trial_id)
         search = self.search
         if search is not None and speculate.applies(search.algorithm, search.random_start, self.spec.parallel, self.objective):
-            spec = self._speculation = speculate.Speculation(search, values, storelib.float32)
+            spec = self._speculation = speculate.Speculation(search, values, storelib.float32, self.runtime.compute)
 
             def hear(scalars: list[tuple[str, float, int]]) -> None:
                 points = pruninglib.curve(scalars, self.objective)
                 if points:
                     spec.heard(points[-1][1])
 
-            self._unspeculate = self.parents.listen(trial_id, hear)
+            self._unspeculate = self.parents.listen(trial_id, hear, prompt=True)
         copy_to = self.run_dir if max(1, self.spec.parallel) == 1 else None  # one at a time: its output shows in the batch's
 
         async def wait() -> None:

@@ -32,7 +32,7 @@ class Parents:
     scalars: Callable[[str], Awaitable[list]]  # a run's scalar summaries, all indexed
     # hears a run's new (key, value, step) scalars until the returned callable is called
     # (watching.Followers.listen; a batch's pruner); by default nothing is heard
-    listen: Callable[[str, Callable[[list[tuple[str, float, int]]], None]], Callable[[], None]] = lambda run_id, listener: lambda: None
+    listen: Callable[..., Callable[[], None]] = lambda run_id, listener, prompt=False: lambda: None
 
     async def say(self, run_dir: "str | os.PathLike", line: str) -> None:
         """A line of guildd's own in a parent's output (stderr, as Guild logs them)."""

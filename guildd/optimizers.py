@@ -259,6 +259,15 @@ def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], 
     )
 
 
+def prepare_process() -> None:
+    """Readies a worker process for searches that arrive pickled (guildd.runtime's compute
+    process): one BLAS thread, and skopt imported before the first one comes."""
+    import skopt  # noqa: F401
+
+    models.gp_class()
+    _one_blas_thread()
+
+
 @functools.cache
 def _one_blas_thread() -> None:
     """Keeps numpy's BLAS (OpenBLAS) to one thread in this process. A model's matrices are tens

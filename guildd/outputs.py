@@ -27,6 +27,7 @@ log = logging.getLogger("guildd")
 WATCHED_POLL = 0.02  # seconds between size checks while someone watches the run
 SCALAR_POLL = 0.25  # seconds between scalar passes otherwise
 LISTENED_POLL = 0.05  # ... while a listener waits for them (a pruning batch: a late decision costs trial time)
+PROMPT_POLL = 0.005  # seconds between size checks, each growth read, while a prompt listener waits (speculation)
 EVENTS_POLL = 1.0  # seconds between looks for the run's own event files (a walk of its run dir)
 WALK_SHARE = 50  # ... or more: at least this many times the last walk's time (a big run dir's walk takes ms)
 READ_CHUNK = 1 << 20
@@ -225,6 +226,7 @@ class Follower:
         self.events: runevents.RunEvents | None = None
         self.watchers = 0
         self.listened = False  # someone hears its scalars as they come (guildd.watching.Followers.listen)
+        self.prompt = False  # ... and must hear each line at once
         self._stop = asyncio.Event()
         self._nudge = asyncio.Event()
         self._size = -1
@@ -247,7 +249,7 @@ class Follower:
         since_scalars = 0.0
         since_events = EVENTS_POLL  # a first look at once: a run adopted after a restart may have written some
         while not self._stop.is_set():
-            interval = WATCHED_POLL if self.watchers or self.listened else SCALAR_POLL
+            interval = PROMPT_POLL if self.prompt else WATCHED_POLL if self.watchers or self.listened else SCALAR_POLL
             try:
                 size = os.stat(path).st_size
             except FileNotFoundError:
@@ -262,7 +264,8 @@ class Follower:
                 since_events = 0.0
                 await self.index_events()
                 behind = self.events is not None and self.events.more
-            if (since_scalars >= (LISTENED_POLL if self.listened else SCALAR_POLL) or self.reader.more) and self.reader.offset < size:
+            read_every = 0.0 if self.prompt else LISTENED_POLL if self.listened else SCALAR_POLL
+            if (since_scalars >= read_every or self.reader.more) and self.reader.offset < size:
                 since_scalars = 0.0
                 await self.index_scalars()
                 behind = behind or self.reader.more

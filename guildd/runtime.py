@@ -2,14 +2,20 @@
 
 One event loop owns the state; blocking work goes to two threads: `io` (the index and run-dir
 writes, one SQLite connection) and `work` (scalar parsing and event files, kept apart so a
-burst of output never delays a request). Every background task is spawned here and cancelled
-on shutdown.
+burst of output never delays a request). Numeric work that must not hold the interpreter lock
+while the loop records a run's end (a search's speculative ask: guildd.speculate) goes to one
+worker process, `compute`. Every background task is spawned here and cancelled on shutdown.
 """
 
 import asyncio
 import concurrent.futures
 import functools
 import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 log = logging.getLogger("guildd")
@@ -23,6 +29,7 @@ class Runtime:
         self._criticals: set[asyncio.Future] = set()  # see critical()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-io")
         self._work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="guildd-scalars")
+        self._compute: "concurrent.futures.ProcessPoolExecutor | None" = None
 
     async def io(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """`fn(*args, **kw)` on the I/O thread (the index and run-dir writes)."""
@@ -31,6 +38,24 @@ class Runtime:
     async def work(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """`fn(*args, **kw)` on the work thread (scalars, event files, resolving dependencies)."""
         return await asyncio.get_running_loop().run_in_executor(self._work, functools.partial(fn, *args, **kw))
+
+    def compute(self, fn: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+        """`fn(*args)` in the compute process (started on first use, again after it died), its
+        arguments and result pickled: for pure numeric work only."""
+        try:
+            return asyncio.wrap_future(self.warm_compute().submit(fn, *args))
+        except concurrent.futures.BrokenExecutor:  # it died (killed, out of memory): a new one
+            self._compute = None
+            return asyncio.wrap_future(self.warm_compute().submit(fn, *args))
+
+    def warm_compute(self) -> concurrent.futures.ProcessPoolExecutor:
+        """The compute process, started now if it isn't (it takes a second or two to import
+        its libraries: a batch asks for it before its first speculative ask)."""
+        if self._compute is None:
+            self._compute = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_compute, initargs=(os.getpid(),))
+            self._compute.submit(int)  # starts it
+        return self._compute
 
     def io_submit(self, fn: Callable[..., T], *args: Any) -> "concurrent.futures.Future[T]":
         """`fn(*args)` on the I/O thread, from another thread (which may wait for its result)."""
@@ -68,6 +93,25 @@ class Runtime:
             await asyncio.gather(*self._tasks, *self._criticals, return_exceptions=True)
 
     def shutdown(self) -> None:
-        """Stops the two threads (after what was submitted to them)."""
+        """Stops the two threads (after what was submitted to them) and the compute process."""
+        if self._compute is not None:
+            self._compute.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown()
         self._work.shutdown()
+
+
+def _start_compute(daemon_pid: int) -> None:
+    """The compute process's start: it leaves Ctrl-C to the daemon, ends when the daemon is
+    gone (a kill -9 leaves it nothing to read, but its queue's pipe stays open in it: a
+    watchdog looks each second), and readies the searches' libraries."""
+    from guildd import optimizers
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == daemon_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="guildd-compute-watchdog", daemon=True).start()
+    optimizers.prepare_process()

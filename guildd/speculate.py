@@ -3,12 +3,17 @@ changing the search (skopt's gp, forest and gbrt past their random starts, whose
 needs the running trial's result: guildd.askahead leaves those alone).
 
 As the running trial logs its objective, a copy of the search is told "the trial ended with
-the value it logged last" and asked for the next point, off the event loop. When the trial
+the value it logged last" and asked for the next point, in the daemon's compute process (a
+pickled copy: the ask's arithmetic then never holds the interpreter lock the loop needs to
+record the trial's end, which would otherwise take the ask's time again). When the trial
 ends and its objective (as the index holds it) is that value, the copy takes the search's
 place and its point is the next trial's: the search has been told the same results in the
 same order, from the same random state, so the point is the one it would have asked after
-the result, and the gap between one trial's end and the next one's start is what is left of
-that ask, if anything. When the objective differs (the trial logged a later value, or none),
+the result (up to the last digits numpy's sums round differently in another process), and
+the gap between one trial's end and the next one's start is what is left of that ask, if
+anything. The trial's lines are heard within milliseconds (a prompt listener: see
+watching.Followers.listen), so a script that exits right after its last line gives the
+ask its exit's few milliseconds. When the objective differs (the trial logged a later value, or none),
 the copy is dropped and the search is told and asked as usual.
 
 `decide` is pure (table-tested in tests/unit/test_speculate.py); `Speculation` runs it.
@@ -17,19 +22,25 @@ the copy is dropped and the search is told and asked as usual.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import math
+import pickle
 from typing import Any, Callable, Optional
 
 from guild_common.optdefs import Objective
 from guildd import askahead
 
 
+def may_apply(algorithm: str, parallel: int, objective: Objective) -> bool:
+    """Whether a batch's trials may be speculated once its random starts are done: one trial
+    at a time, a skopt model, and an objective that is the scalar's last value (what a trial
+    logs last)."""
+    return max(1, parallel) == 1 and algorithm in askahead.LEARNING and objective.qualifier == "last"
+
+
 def applies(algorithm: str, random_start: bool, parallel: int, objective: Objective) -> bool:
-    """Whether a batch's next point is speculated: one trial at a time, a skopt model past its
-    random starts, and an objective that is the scalar's last value (what a trial logs last)."""
-    return max(1, parallel) == 1 and algorithm in askahead.LEARNING and not random_start and objective.qualifier == "last"
+    """Whether a batch's next point is speculated: may_apply, past its random starts."""
+    return may_apply(algorithm, parallel, objective) and not random_start
 
 
 def decide(speculated: Optional[float], objective: Optional[float]) -> bool:
@@ -38,9 +49,9 @@ def decide(speculated: Optional[float], objective: Optional[float]) -> bool:
     return speculated is not None and objective is not None and math.isfinite(objective) and speculated == objective
 
 
-def _tell_and_ask(search: Any, values: dict[str, Any], objective: float) -> tuple[Any, dict[str, Any]]:
-    """A copy of `search` told (values, objective), and its next point."""
-    ahead = copy.deepcopy(search)
+def _tell_and_ask(pickled: bytes, values: dict[str, Any], objective: float) -> tuple[Any, dict[str, Any]]:
+    """The search pickled in `pickled`, told (values, objective), and its next point."""
+    ahead = pickle.loads(pickled)
     ahead.tell(values, objective)
     return ahead, ahead.ask(1)[0]
 
@@ -57,8 +68,10 @@ class Speculation:
     copy of the search and its point, or None. The search must not change while a speculation
     runs (sequential: nothing tells or asks it while its one trial runs)."""
 
-    def __init__(self, search: Any, values: dict[str, Any], as_indexed: Callable[[float], float]) -> None:
+    def __init__(self, search: Any, values: dict[str, Any], as_indexed: Callable[[float], float],
+                 compute: Callable[..., "asyncio.Future[Any]"]) -> None:
         self.search = search
+        self.compute = compute  # Runtime.compute
         self.values = values
         self.as_indexed = as_indexed  # a logged value as the index (and so the objective) holds it
         self._asked: Optional[_Asked] = None
@@ -76,7 +89,7 @@ class Speculation:
         if self._asked is not None and self._asked.value == self._latest:
             return
         value, self._latest = self._latest, None
-        future = asyncio.get_running_loop().run_in_executor(None, _tell_and_ask, self.search, self.values, value)
+        future = self.compute(_tell_and_ask, pickle.dumps(self.search), self.values, value)
         self._asked = _Asked(value, future)
         future.add_done_callback(lambda _f: self._next())
 

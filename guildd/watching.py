@@ -37,7 +37,7 @@ class Followers:
         self.wait_change = wait_change  # returns when the run may have changed (or after a while)
         self.queued = queued  # whether a run waits in the queue
         self._followers: dict[str, outputs.Follower] = {}
-        self._listeners: dict[str, list[Listener]] = {}  # run id -> who hears its new scalars
+        self._listeners: dict[str, list[tuple[Listener, bool]]] = {}  # run id -> who hears its new scalars, promptly
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._followers
@@ -55,32 +55,41 @@ class Followers:
             self.runtime, run_id, self.run_dir(run_id), offset, self.wake, self.store, scalar_config,
             functools.partial(self._tell, run_id),
         )
-        follower.listened = run_id in self._listeners
         self._followers[run_id] = follower
+        self._heard(run_id)
         follower.start()
 
-    def listen(self, run_id: str, listener: Listener) -> Callable[[], None]:
+    def listen(self, run_id: str, listener: Listener, prompt: bool = False) -> Callable[[], None]:
         """Has `listener` hear the (key, value, step) scalars of a run's output and event files
         as each pass reads them, on the event loop, from now until the returned callable is
         called (a batch's pruner hears its trials' objective this way: no polling). It may
-        be registered before the run is followed."""
-        self._listeners.setdefault(run_id, []).append(listener)
-        if (follower := self._followers.get(run_id)) is not None:
-            follower.listened = True  # its scalars read more often while heard
+        be registered before the run is followed. A `prompt` listener hears each line within
+        milliseconds of its writing (a speculating batch: guildd.speculate, whose head start
+        is the time between a trial's last line and its end); others within a tenth of a second."""
+        entry = (listener, prompt)
+        self._listeners.setdefault(run_id, []).append(entry)
+        self._heard(run_id)
 
         def remove() -> None:
             listeners = self._listeners.get(run_id, [])
-            if listener in listeners:
-                listeners.remove(listener)
+            if entry in listeners:
+                listeners.remove(entry)
             if not listeners:
                 self._listeners.pop(run_id, None)
-                if (follower := self._followers.get(run_id)) is not None:
-                    follower.listened = False
+            self._heard(run_id)
 
         return remove
 
+    def _heard(self, run_id: str) -> None:
+        """Tells a run's follower how closely it is listened to (its scalars are read more
+        often while heard)."""
+        if (follower := self._followers.get(run_id)) is not None:
+            listeners = self._listeners.get(run_id, [])
+            follower.listened = bool(listeners)
+            follower.prompt = any(prompt for _, prompt in listeners)
+
     def _tell(self, run_id: str, scalars: list[tuple[str, float, int]]) -> None:
-        for listener in list(self._listeners.get(run_id, ())):
+        for listener, _ in list(self._listeners.get(run_id, ())):
             try:
                 listener(scalars)
             except Exception:  # a listener's failure must not stop the run's following

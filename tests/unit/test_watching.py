@@ -78,6 +78,35 @@ def test_a_follower_wakes_watchers_and_indexes_scalars_until_finished(fx):
     assert fx.store.get(RUN).scalar_offset == len("loss: 0.5\nloss: 0.25\n")
 
 
+def test_listeners_hear_each_new_scalar_and_a_prompt_one_makes_the_follower_read_each_growth(fx, monkeypatch):
+    # SCALAR_POLL and LISTENED_POLL are long here: only a prompt listener's reading of every
+    # growth gets the second line heard before the run ends.
+    monkeypatch.setattr(outputs, "SCALAR_POLL", 30.0)
+    monkeypatch.setattr(outputs, "LISTENED_POLL", 30.0)
+    heard, heard_too = [], []
+
+    async def go():
+        fx.followers.follow(RUN, 0)
+        follower = fx.followers.get(RUN)
+        stop = fx.followers.listen(RUN, heard.extend, prompt=True)
+        stop_too = fx.followers.listen(RUN, heard_too.extend)
+        assert follower.listened and follower.prompt
+        fx.write("loss: 0.5\n")
+        await until(lambda: heard == [("loss", 0.5, 0)])
+        fx.write("loss: 0.25\n")
+        await until(lambda: len(heard) == 2)
+        stop()
+        assert follower.listened and not follower.prompt  # the other listener still hears
+        stop_too()
+        assert not follower.listened and not follower.prompt
+        fx.write("loss: 0.125\n")
+        fx.ended()
+        await fx.followers.finish(RUN)
+
+    asyncio.run(go())
+    assert heard == [("loss", 0.5, 0), ("loss", 0.25, 0)] == heard_too  # no step lines: step 0
+
+
 def test_a_follower_starts_at_its_offset(fx):
     fx.write("loss: 9\n")
 
