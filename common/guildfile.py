@@ -55,6 +55,8 @@ class OpDef:
     model_resources: dict = dataclasses.field(default_factory=dict)  # see guildfile_ops.resources
     gpus: object = None  # what guildd's queue places the run on: a count or `0,3` (`gpus`)
     gpu_memory: object = None  # free memory it needs on each GPU (`gpu-memory`: 20G)
+    cpus: object = None  # on Ray only (--executor ray): CPUs its job asks (`cpus`: 2, 0.5)
+    memory: object = None  # on Ray only: memory its job asks (`memory`: 4G)
     stoppable: bool | None = None
     preemptible: bool | None = None  # a higher-priority run may stop and requeue its runs (guildd.preemption)
     delete_on_success: bool | None = None
@@ -66,8 +68,8 @@ class OpDef:
 
     @property
     def resources(self) -> dict[str, Any]:
-        """The op's own GPU request, for guildctl's --gpus / --gpu-memory defaults."""
-        return {"gpus": self.gpus, "gpu-memory": self.gpu_memory}
+        """The op's own request, for guildctl's --gpus / --gpu-memory (and, on Ray, --cpus / --memory) defaults."""
+        return {"gpus": self.gpus, "gpu-memory": self.gpu_memory, "cpus": self.cpus, "memory": self.memory}
 
     @property
     def full_name(self) -> str:
@@ -288,6 +290,8 @@ def _opdef(
         model_resources=resources,
         gpus=data.get("gpus"),
         gpu_memory=data.get("gpu-memory"),
+        cpus=data.get("cpus"),
+        memory=data.get("memory"),
         stoppable=gfops.optional_bool(data.get("stoppable")),
         preemptible=gfops.optional_bool(data.get("preemptible")),
         delete_on_success=gfops.optional_bool(data.get("delete-on-success")),

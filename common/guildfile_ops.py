@@ -21,7 +21,7 @@ OP_ATTRS = frozenset(
     default-flag-arg-skip requires output-scalars sourcecode label tags env env-secrets compare
     objective optimizer optimizers default-max-trials stoppable delete-on-success pip-freeze
     python-requires python-path plugins handle-keyboard-interrupt flag-encoder
-    can-stage-trials run-attrs remote set-trace publish $include gpus gpu-memory prune preemptible
+    can-stage-trials run-attrs remote set-trace publish $include gpus gpu-memory cpus memory prune preemptible
     """.split()
 )
 

@@ -36,9 +36,10 @@ class OpConfig:
     compare: tuple = ()  # column specs compare shows first
     env_secrets: tuple = ()  # env names not recorded in attrs/env
     stoppable: bool = False  # a stop ends the run completed
+    executor: str = ""  # where it executes: '' here, `ray:ADDRESS` a Ray cluster (guildd.rayjobs)
 
     def to_attr(self) -> dict[str, Any]:
-        return {
+        attr = {
             "op-cmd": {
                 "cmd-args": list(self.cmd_args),
                 "cmd-env": dict(self.op_env),
@@ -61,6 +62,9 @@ class OpConfig:
             "env-secrets": list(self.env_secrets),
             "stoppable": self.stoppable,
         }
+        if self.executor:  # only where set: a local run's attr stays as Guild 0.9 writes it
+            attr["executor"] = self.executor
+        return attr
 
     @classmethod
     def for_attr(cls, attr: Any) -> "OpConfig":
@@ -88,6 +92,7 @@ class OpConfig:
             compare=tuple(attr.get("compare") or ()),
             env_secrets=tuple(attr.get("env-secrets") or ()),
             stoppable=bool(attr.get("stoppable")),
+            executor=str(attr.get("executor") or ""),
         )
 
 
@@ -130,6 +135,7 @@ def config_from_spec(spec: pb.RunSpec) -> OpConfig:
         compare=tuple(spec.compare),
         env_secrets=tuple(spec.env_secrets),
         stoppable=spec.stoppable,
+        executor=spec.executor,
     )
 
 
@@ -153,6 +159,7 @@ def spec_from_config(config: OpConfig, **fields: Any) -> pb.RunSpec:
         compare=list(config.compare),
         env_secrets=list(config.env_secrets),
         stoppable=config.stoppable,
+        executor=config.executor,
         **fields,
     )
 

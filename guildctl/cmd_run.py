@@ -86,16 +86,20 @@ def parse_stop_after(value):
               "one: --gpus 3, (Guild's --gpus 1 for device 1 is --gpus 1, here); --gpus 0: none. Without it the run sees every GPU.")
 @click.option("--no-gpus", is_flag=True, help="Run without GPUs (CUDA_VISIBLE_DEVICES is set empty).")
 @click.option("--gpu-memory", metavar="SIZE", help="Free memory the run needs on each GPU (20G); lets small runs share a GPU.")
+@click.option("--cpus", metavar="N", help="Runs on Ray (--executor ray): CPUs the job asks of the cluster (2, 0.5; default 1).")
+@click.option("--memory", metavar="SIZE", help="Runs on Ray (--executor ray): memory the job asks of the cluster (4G, 512M).")
 @click.option("--priority", type=click.IntRange(-(2**31), 2**31 - 1), default=0, help="Queue priority: higher starts first (default 0).")
 @click.option("--queue", "queue_name", metavar="NAME", default="", help="Put the run in a named queue (see 'guildctl queue limit').")
 @click.option("--after", "after", metavar="RUN", multiple=True, help="Start only when RUN has completed (repeatable); cancelled if RUN fails.")
+@click.option("--executor", default="", metavar="ray[:ADDRESS]", help="Execute on a Ray cluster (its dashboard address; default: "
+              "RAY_ADDRESS, the daemon's --ray-address, http://127.0.0.1:8265); the run's record stays here. Batches: each trial.")
 @click.option("--run-dir", metavar="DIR", help="Run in DIR instead of a new run of GUILD_HOME (reused if it exists), in the "
               "foreground without guildd; the run is not listed by 'guildctl runs'.")
 @click.pass_obj
 def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, stage, start_run, restart_run, proto_run,
-        force_sourcecode, background, stop_after, force_flags, gpus, no_gpus, gpu_memory, priority, queue_name, after,
+        force_sourcecode, background, stop_after, force_flags, gpus, no_gpus, gpu_memory, cpus, memory, priority, queue_name, after,
         optimizer, optimize, opt_flags, max_trials, random_seed, minimize, maximize, parallel, fail_on_trial_error, stage_trials, print_trials, save_trials,
-        pruner, prune_flags, preemptible, preemptible_trials, keep_batch, run_dir, **tests):
+        pruner, prune_flags, preemptible, preemptible_trials, keep_batch, executor, run_dir, **tests):
     """Run an operation as a recorded run: an operation of the Guild file here (guild.yml),
     a Python script, or an executable.
 
@@ -123,13 +127,18 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
 
     stop_after_s = parse_stop_after(stop_after)
     wants = _Wants(
-        gpus=gpus, no_gpus=no_gpus, gpu_memory=gpu_memory,
+        gpus=gpus, no_gpus=no_gpus, gpu_memory=gpu_memory, cpus=cpus, memory=memory,
         queue=queueopts.queue_options(priority, queue_name, after, preemptible),
     )
-    queueopts.resource_request(gpus, no_gpus, gpu_memory)  # bad values are refused before anything else
+    if (cpus is not None or memory is not None) and (start_run or restart_run or proto_run or run_dir is not None):
+        raise errors.InvalidArgument("--cpus and --memory can't be used with --start, --restart, --proto or --run-dir "
+                                     "(they are asked of Ray when a run is made with --executor ray)")
+    queueopts.resource_request(gpus, no_gpus, gpu_memory, None, cpus, memory, executor)  # bad values are refused before anything else
     if (preemptible or preemptible_trials) and (no_gpus or (gpus is not None and gpus.strip() == "0")):
         option = "--preemptible" if preemptible else "--preemptible-trials"
         raise errors.InvalidArgument(f"{option}: the run asks for no GPUs (--no-gpus or --gpus 0), so there is nothing to preempt it for")
+    if executor and (start_run or restart_run or proto_run or run_dir is not None):
+        raise errors.InvalidArgument("--executor can't be used with --start, --restart, --proto or --run-dir (a run keeps where it executes)")
     if run_dir is not None:
         from guildctl import rundir_run
 
@@ -164,7 +173,7 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
             flags = (opspec, *flags)
             opspec = None  # the default operation of the project's Guild file
         run_msg = _new(ctx, opspec, flags, yes, label, tags, stage, force_flags, stop_after_s, background, _Tests(**tests), wants,
-                       batch_opts, needed, run_dir)
+                       batch_opts, needed, run_dir, executor)
     if run_msg is None:
         return
     if run_msg.status == "staged":
@@ -184,11 +193,13 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
 
 @dataclasses.dataclass(frozen=True)
 class _Wants:
-    """What the run asks of the queue (GPUs, priority, named queue, --after)."""
+    """What the run asks of the queue (GPUs, priority, named queue, --after), and of Ray (CPUs, memory)."""
 
     gpus: str | None = None
     no_gpus: bool = False
     gpu_memory: str | None = None
+    cpus: str | None = None  # runs on Ray only
+    memory: str | None = None  # runs on Ray only
     queue: object = None  # pb.QueueOptions or None
 
     @property
@@ -245,7 +256,7 @@ def _say_why_waiting(client, run_msg):
 
 
 def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts, needed,
-         run_dir=None):
+         run_dir=None, executor=""):
     from guildctl import batch
 
     cwd = os.getcwd()
@@ -271,8 +282,9 @@ def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_afte
         return None
     opts = runops.NewRun(
         label=label, tags=tuple(tags), stage=stage, background=background, force_flags=force_flags, stop_after=stop_after,
-        gpus=wants.gpus, no_gpus=wants.no_gpus, gpu_memory=wants.gpu_memory, queue=wants.queue, needed=needed,
-        batch=batch_opts,
+        gpus=wants.gpus, no_gpus=wants.no_gpus, gpu_memory=wants.gpu_memory, cpus=wants.cpus, memory=wants.memory,
+        queue=wants.queue, needed=needed,
+        batch=batch_opts, executor=executor,
     )
     prepared = runops.prepare(op, kind, opspec, flag_args, opts, cwd)
     if tests.print_cmd:

@@ -142,7 +142,8 @@ def run_info(run):
 
 def _batch_attrs(run):
     """`pruned` (pruner, step, value) for a trial a batch's pruner stopped (guildd.batches), and
-    `preemptions` (time, by) for a run preempted and requeued (guildd.requeue)."""
+    `preemptions` (time, by) for a run preempted and requeued (guildd.requeue), and a run on a
+    Ray cluster's address, submission id and job state (guildd.rayjobs)."""
     attrs = json.loads(run.attrs_json or "{}")
     out = {}
     if isinstance(attrs.get("pruned"), dict):
@@ -151,7 +152,26 @@ def _batch_attrs(run):
     if isinstance(preemptions, list) and preemptions:
         out["preemptions"] = [{"time": fmt_time(p.get("time") or 0), "by": p.get("by", "")}
                               for p in preemptions if isinstance(p, dict)]
+    for name in ("ray_address", "ray_submission_id", "ray_status"):
+        if isinstance(attrs.get(name), str):
+            out[name] = attrs[name]
+    if isinstance(attrs.get("ray_resources"), dict):
+        out["ray_resources"] = ray_resources_text(attrs["ray_resources"])
     return out
+
+
+def ray_resources_text(resources):
+    """What a run's Ray job asked of the cluster (its entrypoint resources): `2 CPUs, 100M
+    memory, 1 GPU`."""
+    from guild_common.sizes import format_size
+
+    cpus, memory, gpus = (resources.get(k) for k in ("entrypoint_num_cpus", "entrypoint_memory", "entrypoint_num_gpus"))
+    parts = [f"{cpus:g} CPU" + ("" if cpus == 1 else "s")] if isinstance(cpus, (int, float)) else []
+    if isinstance(memory, (int, float)) and memory:
+        parts.append(f"{format_size(memory)} memory")
+    if isinstance(gpus, (int, float)) and gpus:
+        parts.append(f"{gpus:g} GPU" + ("" if gpus == 1 else "s"))
+    return ", ".join(parts) or "-"
 
 
 def comment_json(c):

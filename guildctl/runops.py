@@ -24,9 +24,12 @@ class NewRun:
     gpus: str | None = None
     no_gpus: bool = False
     gpu_memory: str | None = None
+    cpus: str | None = None  # runs on Ray: CPUs (--cpus) and memory (--memory) the job asks
+    memory: str | None = None
     queue: pb.QueueOptions | None = None
     needed: bool = False  # create nothing when a run of the same op and flag values exists
     batch: batchlib.Options = dataclasses.field(default_factory=batchlib.Options)
+    executor: str = ""  # `ray[:ADDRESS]`: the run (each trial) executes on a Ray cluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,15 +77,15 @@ def flag_assigns(flags):
 
 def prepare(op, kind, opspec, flag_args, opts, cwd):
     """The run `opts` asks for of `op` with `flag_args` (`NAME=VAL`, `@batch.csv`); bad flag
-    names or values raise InvalidArgument, bad GPU options too, before anything is sent."""
-    queueopts.resource_request(opts.gpus, opts.no_gpus, opts.gpu_memory)
+    names or values raise InvalidArgument, bad GPU, CPU or memory options too, before anything is sent."""
+    queueopts.resource_request(opts.gpus, opts.no_gpus, opts.gpu_memory, None, opts.cpus, opts.memory, opts.executor)
     batch_files, flag_args = batchlib.split_batch_files(list(flag_args))
     values, user = kind.flag_values(op, flag_args, opts.force_flags, cwd)
     params = dict(flags=list(flag_args), force_flags=opts.force_flags, label=opts.label or None, tags=list(opts.tags),
                   stage=opts.stage, background=opts.background, stop_after=opts.stop_after or None, opspec=opspec,
                   gpus=opts.gpus, no_gpus=opts.no_gpus)
     defaults = getattr(getattr(op, "opdef", None), "resources", None)
-    resources = queueopts.resource_request(opts.gpus, opts.no_gpus, opts.gpu_memory, defaults)
+    resources = queueopts.resource_request(opts.gpus, opts.no_gpus, opts.gpu_memory, defaults, opts.cpus, opts.memory, opts.executor)
     steps = kind.step_specs(op, values, cwd, label=opts.label, tags=opts.tags) if hasattr(kind, "step_specs") else []
     spec = kind.run_spec(op, values, user, opts.label, opts.tags, opts.stop_after, params, cwd, **({"steps": steps} if steps else {}))
     return Prepared(op, kind, values, user, batch_files, params, spec, resources, cwd)
@@ -100,6 +103,7 @@ def start_single(client, prepared, opts):
     spec = pb.RunSpec()
     spec.CopyFrom(prepared.spec)
     spec.resources.CopyFrom(prepared.resources)
+    spec.executor = opts.executor
     resp = client.call("StartRun", pb.StartRunRequest(spec=spec, stage=opts.stage, queue=opts.queue, needed=opts.needed))
     return _started(resp)
 
@@ -112,6 +116,7 @@ def start_batch(client, prepared, batch_plan, opts):
     first = batch_plan.trials[0] if batch_plan.trials else batchlib.proto_values(batch_plan.values)
     proto = kind.run_spec(op, first, {**prepared.user, **first}, opts.label, opts.tags, opts.stop_after, prepared.params, prepared.cwd)
     proto.resources.CopyFrom(prepared.resources)
+    proto.executor = opts.executor
     request = pb.StartBatchRequest(
         proto=proto,
         batch=batchlib.batch_spec(batch_plan, opts.batch),

@@ -343,6 +343,10 @@ def proto_start(request: pb.StartProtoRunRequest) -> ProtoStart:
                       tuple(request.sourcecode), request.stop_after, dict(request.env))
 
 
+# A run on Ray asks its CPUs and memory when it is made (guildd.rayjobs.admit records them).
+RESTART_KEEPS_RAY_RESOURCES = "--cpus and --memory are given when a run on Ray is made (--executor ray); a restart keeps them"
+
+
 @dataclasses.dataclass(frozen=True)
 class Restart:
     """A RestartRun request (see guild.proto's RestartRunRequest)."""
@@ -360,6 +364,10 @@ class Restart:
 
 
 def restart(request: pb.RestartRunRequest) -> Restart:
+    """The request as the daemon takes it; CPUs or memory are refused: a run on Ray keeps the
+    entrypoint resources it was made with, and a local run has none."""
+    if request.set_resources and (request.resources.cpus or request.resources.memory):
+        raise errors.InvalidArgument(RESTART_KEEPS_RAY_RESOURCES)
     resources = run_resources(request.resources) if request.set_resources else None
     return Restart(request.run, request.flags_json, request.label, tuple(request.sourcecode), request.force_sourcecode,
                    request.stop_after, dict(request.env), resources, request.optimizer_flags_json, request.max_trials)

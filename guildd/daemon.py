@@ -17,7 +17,7 @@ import os
 from collections.abc import Hashable
 
 from guild_common import home as homelib, rundir
-from guildd import catalog, diskspace, executor as execlib, launcher, queue as queuelib, reconcile, resources as resourceslib, runs, runstate, runtime, store as storelib, watching
+from guildd import catalog, diskspace, executor as execlib, launcher, queue as queuelib, rayjobs, reconcile, resources as resourceslib, runs, runstate, runtime, store as storelib, watching
 from guildd.drivers import Drivers
 from guildd.tokens import Identities
 
@@ -32,6 +32,8 @@ class Options:
     unconfined_gpus: bool = False  # shared: a run that asks for no GPUs sees them all (else none)
     fair_share_half_life: float = 24 * 3600.0  # seconds: how fast past GPU use stops counting
     preempt_grace: float = 30.0  # seconds from a preempted run's SIGTERM to its SIGKILL
+    ray_address: str = ""  # the Ray cluster of `--executor ray` when the client names none
+    allow_ray: bool = False  # shared: Ray jobs accepted (they run as the cluster's user)
 
 
 class Daemon:
@@ -85,6 +87,7 @@ class Daemon:
             self.catalog.delete_runs,
             shared=options.shared,
             unconfined_gpus=options.unconfined_gpus,
+            ray=rayjobs.Settings(options.ray_address, options.allow_ray),
         )
 
     def version(self) -> Hashable:

@@ -21,7 +21,7 @@ from guild_common import errors, home as homelib, opconfig, rundir
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
 from guildd import batches as batchlib, catalog, convert, daemonlog, diskspace, executor as execlib, fsrights, needed, outputs, pipeline
-from guildd import queue as queuelib, restarts, runs, runstate, upstream
+from guildd import queue as queuelib, rayjobs, restarts, runs, runstate, upstream
 from guildd import store as storelib
 from guildd.children import Parents
 from guildd.drivers import Drivers, ShimDriver
@@ -50,6 +50,7 @@ class Launcher:
         delete_runs: Callable[[Sequence[storelib.RunRecord], bool], Awaitable[Any]],
         shared: bool = False,
         unconfined_gpus: bool = False,
+        ray: rayjobs.Settings = rayjobs.Settings(),
     ) -> None:
         self.runtime = runtime
         self.states = states
@@ -64,6 +65,7 @@ class Launcher:
         self.delete_runs = delete_runs
         self.shared = shared  # runs execute as their owners (guildd --shared, as root)
         self.confine_gpus = shared and not unconfined_gpus  # a run sees only the GPUs granted to it
+        self.ray = ray  # runs on a Ray cluster (guildd.rayjobs)
         self.parents = Parents(
             runtime=runtime,
             store=store,
@@ -90,7 +92,8 @@ class Launcher:
         if not spec.op_name:
             raise errors.InvalidArgument("run spec has no operation name")
         opconfig.check_spec(spec)
-        resources = convert.run_resources(spec.resources)
+        ray_attrs = await rayjobs.admit(spec, self.shared, self.ray)
+        resources = convert.run_resources(rayjobs.local_request(spec))
         request = queuelib.request_for(resources)
         wants = convert.preemptible_wants(wants or queuelib.Wants(), spec, request)
         await self.queue.check_request(request)
@@ -98,7 +101,7 @@ class Launcher:
         queued = stage or request.wants_gpus or after_ids or bool(wants.queue)
         if spec.steps:
             queued = False  # a pipeline holds nothing itself: its steps queue for what they need
-        rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING)
+        rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING, extra_attrs=ray_attrs)
         run_id = rec.id
         if stage and spec.steps:
             # Its steps kept for `--start` or queue processing to start it later.
@@ -346,6 +349,23 @@ class Launcher:
         self.followers.follow(run_id, scalar_offset, scalar_config)
         self.drivers.add(ShimDriver(run_id, self.executor.signal))
         self.executor.watch(run_id, pid)
+
+    async def reattach(self, rec: storelib.RunRecord, scalar_config: Any) -> bool:
+        """After a restart: a running run on Ray whose shim and follower are gone gets a new shim
+        whose follower attaches to its job (guildd.rayjobs.reattach_cmd); False for any other run."""
+        shim = await self.runtime.io(self._reattach, rec.id)
+        if shim is None:
+            return False
+        self.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
+        return True
+
+    def _reattach(self, run_id: str) -> Optional[execlib.Shim]:
+        launch = runs.reattach_launch(self.run_dir(run_id), self.shared)
+        if launch is None:
+            return None
+        shim = self.executor.shims.spawn(launch)
+        self.store.update(run_id, shim_pid=shim.pid, shim_started=shim.started)
+        return shim
 
     def _spawn(self, run_id: str, config: opconfig.OpConfig, flag_values: dict[str, Any], env: dict[str, str], stop_after: float,
                staged: bool, granted: dict[str, str]) -> tuple[storelib.RunRecord, Optional[execlib.Shim], Optional[BaseException]]:

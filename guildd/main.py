@@ -34,9 +34,13 @@ START_TIMEOUT = 15.0
               metavar="HOURS", help="Fair share: past GPU-seconds count half as much after HOURS.")
 @click.option("--preempt-grace", "preempt_grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="SECONDS", help="A preempted run gets SIGTERM, then SIGKILL after SECONDS (to save a checkpoint).")
+@click.option("--ray-address", "ray_address", metavar="ADDRESS", default="",
+              help="The Ray cluster (its dashboard, http://HOST:PORT) of `run --executor ray` when the client's RAY_ADDRESS names none.")
+@click.option("--allow-ray", is_flag=True,
+              help="With --shared: accept `run --executor ray` (Ray jobs run as the cluster's user, not as the run's owner).")
 @click.version_option(package_name="guildd", prog_name="guildd")
 def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always_on: bool, shared: bool, admin_group: str | None,
-        unconfined_gpus: bool, half_life_h: float, preempt_grace: float) -> None:
+        unconfined_gpus: bool, half_life_h: float, preempt_grace: float, ray_address: str, allow_ray: bool) -> None:
     """Run the guildd daemon: the run store, executor and queue for one GUILD_HOME.
 
     It listens on a Unix socket, GUILD_HOME/guildd.sock (mode 0600). guildctl starts one on
@@ -46,7 +50,7 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
     home = pathlib.Path(guild_home).absolute() if guild_home else homelib.guild_home()
     try:
         options = _options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h, preempt_grace,
-                           home if foreground else None)
+                           home if foreground else None, ray_address, allow_ray)
         if foreground:
             _serve(home, log_stderr, options)
         else:
@@ -64,20 +68,26 @@ def cli(guild_home: str | None, foreground: bool, log_stderr: bool, queue_always
 
 
 def _options(queue_always_on: bool, shared: bool, admin_group: str | None, unconfined_gpus: bool, half_life_h: float,
-             preempt_grace: float, log_home: pathlib.Path | None = None) -> "Options":
+             preempt_grace: float, log_home: pathlib.Path | None = None, ray_address: str = "", allow_ray: bool = False) -> "Options":
     """The options, or InvalidArgument in one line, logged in `log_home`'s guildd.log too (in
     the foreground, systemd's way, whose user reads guildd.log)."""
     from guildd.daemon import Options
 
     try:
         _check_options(shared, admin_group, unconfined_gpus)
+        if allow_ray and not shared:
+            raise errors.InvalidArgument("--allow-ray needs --shared (a per-user daemon's Ray jobs are its user's)")
+        if ray_address:
+            from guildd import rayjobs
+
+            ray_address = rayjobs.normalize_address(ray_address)
     except errors.GuildError as e:
         if log_home is not None:
             from guildd import daemonlog
 
             daemonlog.log_exit(log_home, e)
         raise
-    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0, preempt_grace)
+    return Options(queue_always_on, shared, admin_group, unconfined_gpus, half_life_h * 3600.0, preempt_grace, ray_address, allow_ray)
 
 
 def _check_options(shared: bool, admin_group: str | None, unconfined_gpus: bool) -> None:
@@ -124,6 +134,8 @@ def _start_background(home: pathlib.Path, options: "Options") -> None:
         args += ["--unconfined-gpus"] if options.unconfined_gpus else []
     args += ["--fair-share-half-life", f"{options.fair_share_half_life / 3600.0:g}"]
     args += ["--preempt-grace", f"{options.preempt_grace:g}"]
+    args += ["--ray-address", options.ray_address] if options.ray_address else []
+    args += ["--allow-ray"] if options.allow_ray else []
     try:
         started = daemonstart.start(home, lambda: homelib.socket_connect_path(home).exists(), START_TIMEOUT, args)
     except daemonstart.DaemonExited as e:

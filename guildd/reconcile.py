@@ -62,6 +62,8 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
         launcher.resume_batch(rec, batch)
     elif rec.status == runstate.RUNNING and (steps := await read(pipeline.read_steps)) is not None:
         launcher.resume_pipeline(rec, steps)
+    elif rec.status == runstate.RUNNING and await launcher.reattach(rec, scalar_config):
+        log.info("run %s: its Ray job followed again", rec.id[:8])  # shim and follower were gone (guildd.rayjobs)
     elif rec.status == runstate.RUNNING:
         if not isinstance(await read(rundir.read_attr, "exit_status"), int):
             log.warning("run %s: its process ended while no daemon watched, recording no end: marking it error", rec.id[:8])

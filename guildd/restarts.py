@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from guild_common import errors, flags as flaglib, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, fsrights, needed, pipeline, queue as queuelib, runs, runstate
+from guildd import batches as batchlib, convert, fsrights, needed, pipeline, queue as queuelib, rayjobs, runs, runstate
 from guildd import store as storelib
 from guildd.convert import BatchStart, ProtoStart, Restart
 
@@ -23,7 +23,8 @@ async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> store
     spec.CopyFrom(req.batch)
     await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
     opconfig.check_spec(req.proto)
-    request = queuelib.request_for(convert.run_resources(req.proto.resources))
+    await rayjobs.admit(req.proto, launcher.shared, launcher.ray)  # trials on Ray: the cluster checked once, its address fixed
+    request = queuelib.request_for(convert.run_resources(rayjobs.local_request(req.proto)))
     await launcher.queue.check_request(request)
     if not spec.HasField("random_seed"):
         spec.random_seed = batchlib.draw_seed()

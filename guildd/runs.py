@@ -12,12 +12,12 @@ import pwd
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from guild_common import errors, opconfig
+from guild_common import errors, opconfig, rundir
 from guild_common.paths import StrPath
 # The layout both guildd and `guildctl run --run-dir` write; its names are the daemon's too.
 from guild_common.runlayout import check_snapshot as check_snapshot, current_user as current_user, run_env, \
     snapshot_files as snapshot_files, write_launch_attrs, write_new_run as write_new_run
-from guildd import callers, fsrights
+from guildd import callers, fsrights, rayjobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +88,22 @@ def check_project_dir(project_dir: str, owner: Owner) -> None:
         raise errors.PermissionDenied(f"cannot read project directory '{project_dir}' as {owner.name}: {e.strerror or e}") from None
 
 
+def reattach_launch(run_dir: StrPath, shared: bool) -> Optional[Launch]:
+    """On the I/O thread, at a daemon's start: the launch of a shim whose follower attaches again
+    to a running run's Ray job, its shim and follower gone (guildd.rayjobs.reattach_cmd); None
+    for any other run. As the run's owner, with its recorded environment."""
+    owner_ = owner(os.lstat(run_dir).st_uid) if shared else None
+    with fsrights.as_owner_of(run_dir):
+        cmd = rayjobs.reattach_cmd(run_dir)
+        env = rundir.read_attr(run_dir, "env") if cmd is not None else None
+    if cmd is None:
+        return None
+    env = {str(k): str(v) for k, v in (env if isinstance(env, dict) else {}).items()}
+    if owner_ is None:
+        return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=0.0)
+    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=0.0, uid=owner_.uid, gid=owner_.gid, groups=owner_.groups)
+
+
 def confined_gpus(env: Mapping[str, str], granted: Mapping[str, str]) -> dict[str, str]:
     """A shared daemon's run sees only the GPUs the queue granted it (`granted`, from
     queue.gpu_env), none when it asked for none: whatever its client's environment, its
@@ -110,6 +126,8 @@ def prepare_launch(run_dir: StrPath, run_id: str, config: opconfig.OpConfig, fla
     if granted_gpus is not None:
         env = confined_gpus(env, granted_gpus)
     write_launch_attrs(run_dir, cmd, env, config.env_secrets)
+    if config.executor:  # the shim runs the follower, which runs `cmd` on the Ray cluster
+        cmd = rayjobs.launch_cmd(run_dir, run_id, config.executor, cmd)
     if owner is None:
         return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
     return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after, uid=owner.uid, gid=owner.gid, groups=owner.groups)

@@ -99,7 +99,7 @@ class SourceFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., mode: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "resources")
+    __slots__ = ("op_name", "opref", "cmd_args", "flags_dest", "flags_json", "user_flags_json", "flag_defs", "env", "op_env", "sourcecode", "cmd_dir", "project_dir", "guild_op", "label", "tags", "stop_after", "python_exe", "run_params_json", "output_scalars_json", "requires_json", "steps", "sourcecode_dest", "delete_on_success", "compare", "env_secrets", "stoppable", "resources", "executor")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class RunSpec(_message.Message):
     ENV_SECRETS_FIELD_NUMBER: _ClassVar[int]
     STOPPABLE_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     op_name: str
     opref: str
     cmd_args: _containers.RepeatedScalarFieldContainer[str]
@@ -168,19 +169,24 @@ class RunSpec(_message.Message):
     env_secrets: _containers.RepeatedScalarFieldContainer[str]
     stoppable: bool
     resources: ResourceRequest
-    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ...) -> None: ...
+    executor: str
+    def __init__(self, op_name: _Optional[str] = ..., opref: _Optional[str] = ..., cmd_args: _Optional[_Iterable[str]] = ..., flags_dest: _Optional[str] = ..., flags_json: _Optional[str] = ..., user_flags_json: _Optional[str] = ..., flag_defs: _Optional[_Iterable[_Union[FlagDef, _Mapping]]] = ..., env: _Optional[_Mapping[str, str]] = ..., op_env: _Optional[_Mapping[str, str]] = ..., sourcecode: _Optional[_Iterable[_Union[SourceFile, _Mapping]]] = ..., cmd_dir: _Optional[str] = ..., project_dir: _Optional[str] = ..., guild_op: _Optional[str] = ..., label: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., stop_after: _Optional[float] = ..., python_exe: _Optional[str] = ..., run_params_json: _Optional[str] = ..., output_scalars_json: _Optional[str] = ..., requires_json: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ..., sourcecode_dest: _Optional[str] = ..., delete_on_success: _Optional[bool] = ..., compare: _Optional[_Iterable[str]] = ..., env_secrets: _Optional[_Iterable[str]] = ..., stoppable: _Optional[bool] = ..., resources: _Optional[_Union[ResourceRequest, _Mapping]] = ..., executor: _Optional[str] = ...) -> None: ...
 
 class ResourceRequest(_message.Message):
-    __slots__ = ("gpus", "devices", "gpu_memory", "no_gpus")
+    __slots__ = ("gpus", "devices", "gpu_memory", "no_gpus", "cpus", "memory")
     GPUS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_FIELD_NUMBER: _ClassVar[int]
     NO_GPUS_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
     gpus: int
     devices: _containers.RepeatedScalarFieldContainer[int]
     gpu_memory: int
     no_gpus: bool
-    def __init__(self, gpus: _Optional[int] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., no_gpus: _Optional[bool] = ...) -> None: ...
+    cpus: float
+    memory: int
+    def __init__(self, gpus: _Optional[int] = ..., devices: _Optional[_Iterable[int]] = ..., gpu_memory: _Optional[int] = ..., no_gpus: _Optional[bool] = ..., cpus: _Optional[float] = ..., memory: _Optional[int] = ...) -> None: ...
 
 class BatchSpec(_message.Message):
     __slots__ = ("kind", "trials_json", "values_json", "optimizer_flags_json", "max_trials", "random_seed", "objective", "maximize", "parallel", "fail_on_trial_error", "stage_trials", "keep_batch", "pruner", "pruner_flags_json", "preemptible_trials")

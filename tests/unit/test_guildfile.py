@@ -1244,3 +1244,18 @@ def test_no_warnings_for_known_attributes(tmp_path):
     assert gf.warnings == ()
     assert gf.models["m"].operations["t"].model_sourcecode == ["*.py"]
     assert os.path.isabs(gf.path)
+
+
+def test_an_ops_resources_are_its_gpus_and_its_ray_jobs_cpus_and_memory():
+    gf = gf_of("""
+    train:
+      main: train
+      gpus: 2
+      gpu-memory: 20G
+      cpus: 0.5
+      memory: 4G
+    eval:
+      main: eval
+    """)
+    assert gf.default_model.operations["train"].resources == {"gpus": 2, "gpu-memory": "20G", "cpus": 0.5, "memory": "4G"}
+    assert gf.default_model.operations["eval"].resources == {"gpus": None, "gpu-memory": None, "cpus": None, "memory": None}

@@ -148,6 +148,9 @@ def test_for_attr_reads_guilds_project_dir():
 def test_attr_round_trip():
     config = _full_config()
     assert opconfig.OpConfig.for_attr(config.to_attr()) == config
+    on_ray = dataclasses.replace(config, executor="ray:http://head:8265")
+    assert opconfig.OpConfig.for_attr(on_ray.to_attr()) == on_ray
+    assert "executor" not in config.to_attr()  # a local run's op attr is as Guild 0.9 writes it
 
 
 def test_attr_round_trip_through_run_dir(tmp_path):
@@ -221,6 +224,7 @@ def _full_spec():
         env_secrets=["TOKEN"],
         stoppable=True,
         resources=pb.ResourceRequest(gpus=1),
+        executor="ray:http://head:8265",
     )
 
 
@@ -228,7 +232,7 @@ def _run_fields(spec):
     config_fields = {
         "cmd_args", "flags_dest", "flag_defs", "op_env", "cmd_dir", "project_dir", "guild_op", "python_exe",
         "output_scalars_json", "requires_json", "sourcecode_dest", "delete_on_success", "compare",
-        "env_secrets", "stoppable",
+        "env_secrets", "stoppable", "executor",
     }
     return {f.name: value for f, value in spec.ListFields() if f.name not in config_fields}
 
@@ -250,7 +254,7 @@ def test_spec_config_spec_round_trip():
 def test_config_spec_config_round_trip():
     config = dataclasses.replace(
         _full_config(), output_scalars={"loss": "loss: (\\value)"}, requires=({"file": "a"},), sourcecode_dest="src",
-        delete_on_success=True, compare=("loss",), env_secrets=("TOKEN",), stoppable=True,
+        delete_on_success=True, compare=("loss",), env_secrets=("TOKEN",), stoppable=True, executor="ray:http://head:8265",
     )
     assert opconfig.config_from_spec(opconfig.spec_from_config(config, label=config.label_template)) == config
 
