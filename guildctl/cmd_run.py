@@ -182,7 +182,7 @@ def run(ctx, opspec, flags, yes, label, tags, batch_label, batch_tags, needed, s
         click.echo(f"to start it now, use 'guildctl run --start {run_msg.id}'")
         return
     if run_msg.status == "pending":
-        _say_why_waiting(ctx.client, run_msg)
+        _say_why_waiting(ctx.client, run_msg, executor)
     if background:
         click.echo(f"{run_msg.op_name} started in background as {run_msg.id}")
         click.echo(f"Follow it with 'guildctl watch {run_msg.id[:8]}'")
@@ -248,11 +248,14 @@ def _say_gpus(client, run_msg):
             click.echo(f"Running on GPU{'s' if ',' in gpus else ''} {gpus} (CUDA_VISIBLE_DEVICES={gpus})", err=True)
 
 
-def _say_why_waiting(client, run_msg):
+def _say_why_waiting(client, run_msg, executor=""):
     for entry in client.list_queue().entries:
         if entry.run.id == run_msg.id:
             click.echo(f"Waiting to start: {entry.reason} (see 'guildctl queue')", err=True)
             return
+    if executor:  # pending until the cluster runs its job
+        click.echo("Submitted to Ray: the run starts when the cluster places its job "
+                   "('guildctl runs info' shows ray_status)", err=True)
 
 
 def _new(ctx, opspec, flag_args, yes, label, tags, stage, force_flags, stop_after, background, tests, wants, batch_opts, needed,

@@ -334,29 +334,38 @@ class Launcher:
 
     def _started(self, run_id: str, config: opconfig.OpConfig, rec: storelib.RunRecord, shim: Optional[execlib.Shim],
                  error: Optional[BaseException]) -> storelib.RunRecord:
-        """After _spawn: the run is running and followed, or an error (raised)."""
+        """After _spawn: the run is running (on Ray: pending until its job runs) and followed,
+        or an error (raised)."""
         if error is not None:
             if diskspace.is_full(error):
                 raise diskspace.full_error(self.home, error, f"cannot start run {run_id[:8]}") from error
             raise errors.FailedPrecondition(f"cannot start run {run_id[:8]}: {error}") from error
         assert shim is not None  # started: _spawn returns no error without it
-        self.adopt(run_id, shim.pid, rec.scalar_offset, config.output_scalars)
+        self.adopt(run_id, shim.pid, rec.scalar_offset, config.output_scalars, pending=bool(config.executor))
         return rec
 
-    def adopt(self, run_id: str, pid: int, scalar_offset: int, scalar_config: Any = None) -> None:
+    def adopt(self, run_id: str, pid: int, scalar_offset: int, scalar_config: Any = None, pending: bool = False) -> None:
         """A running run's process (its shim's, or its own when adopted after a restart) is
-        followed, watched and stoppable."""
+        followed, watched and stoppable. `pending`: a Ray run whose job has not run yet, which
+        is running once its follower sees the job run (outputs.Follower, RunStates.begin)."""
         self.followers.follow(run_id, scalar_offset, scalar_config)
+        if pending:
+            self.followers.when_job_runs(run_id, functools.partial(self._job_started, run_id))
         self.drivers.add(ShimDriver(run_id, self.executor.signal))
         self.executor.watch(run_id, pid)
 
+    def _job_started(self, run_id: str) -> None:
+        """A pending Ray run's job runs: the run is running (unless its end came first)."""
+        self.runtime.spawn(self.runtime.io(self.states.begin, run_id), name=f"begin-{run_id[:8]}")
+
     async def reattach(self, rec: storelib.RunRecord, scalar_config: Any) -> bool:
-        """After a restart: a running run on Ray whose shim and follower are gone gets a new shim
-        whose follower attaches to its job (guildd.rayjobs.reattach_cmd); False for any other run."""
+        """After a restart: a run on Ray (running, or pending for its job) whose shim and
+        follower are gone gets a new shim whose follower attaches to its job
+        (guildd.rayjobs.reattach_cmd); False for any other run."""
         shim = await self.runtime.io(self._reattach, rec.id)
         if shim is None:
             return False
-        self.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
+        self.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config, pending=rec.status == runstate.PENDING)
         return True
 
     def _reattach(self, run_id: str) -> Optional[execlib.Shim]:
@@ -370,7 +379,8 @@ class Launcher:
     def _spawn(self, run_id: str, config: opconfig.OpConfig, flag_values: dict[str, Any], env: dict[str, str], stop_after: float,
                staged: bool, granted: dict[str, str]) -> tuple[storelib.RunRecord, Optional[execlib.Shim], Optional[BaseException]]:
         """On the I/O thread: records the command and environment, moves the run to running
-        and starts its shim. Returns (record, shim, None), or (record, None, error) when it
+        and starts its shim. A run on Ray stays pending, its shim started: it is running when
+        its job runs (see adopt). Returns (record, shim, None), or (record, None, error) when it
         could not start (the run is then an error, never left pending: a full disk too). In a
         shared daemon the shim runs as the run dir's owner, never as root, and the run sees
         only the GPUs `granted` (unless the daemon leaves GPUs unconfined)."""
@@ -380,7 +390,10 @@ class Launcher:
             with fsrights.as_owner_of(run_dir):
                 launch = runs.prepare_launch(run_dir, run_id, config, flag_values, env, self.home, stop_after, owner,
                                              granted if self.confine_gpus else None)
-            self.states.apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
+            if not config.executor:
+                self.states.apply(run_id, runstate.RUNNING, via=runstate.PENDING if staged else None)
+            elif staged:
+                self.states.apply(run_id, runstate.PENDING)
         except Exception as e:  # noqa: BLE001 - the index still has it pending (or staged)
             return self.reserve.use(self.states.apply, run_id, runstate.ERROR, via=runstate.PENDING if staged else None), None, e
         try:

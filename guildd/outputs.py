@@ -16,7 +16,7 @@ from typing import Any, Callable
 from guild_common import errors, rundir
 from guild_common.paths import StrPath
 from guild_common.scalars import ScalarParser
-from guildd import diskspace, fsrights, manage, runevents, shim
+from guildd import diskspace, fsrights, manage, rayjobs, runevents, shim
 from guildd import store as storelib
 from guildd.runtime import Runtime
 from guildd.store import Summary
@@ -210,12 +210,17 @@ def _parser(run_dir: StrPath, scalar_config: Any) -> ScalarParser:
 
 
 class Follower:
-    """One running run's output: notices growth, wakes watchers, and drives scalar indexing."""
+    """One running run's output: notices growth, wakes watchers, and drives scalar indexing.
+    For a Ray run still pending, it also notices when its job starts (see _look_at_job)."""
 
     def __init__(self, runtime: Runtime, run_id: str, run_dir: "str | os.PathLike", offset: int,
                  wake: Callable[[str], None], store: storelib.Store, scalar_config: Any = None,
                  on_scalars: Callable[[list[tuple[str, float, int]]], None] | None = None) -> None:
         self.runtime = runtime
+        # a pending Ray run's: called once, on the loop, when its job is seen running
+        self.on_job_started: Callable[[], None] | None = None
+        self._job_attr = rundir.attrs_dir(run_dir) / "ray_status"
+        self._job_seen: tuple[int, int, int] | None = None  # the attr's (inode, mtime, size) when last read
         self.on_scalars = on_scalars  # hears each pass's new (key, value, step) scalars, on the loop
         self.run_id = run_id
         self.wake = wake
@@ -257,6 +262,8 @@ class Follower:
             if size != self._size:
                 self._size = size
                 self.wake(self.run_id)
+            if self.on_job_started is not None:
+                await self._look_at_job()
             since_scalars += interval
             since_events += interval
             behind = False
@@ -276,6 +283,21 @@ class Follower:
                 await asyncio.wait_for(_first(self._stop, self._nudge), interval)
             except asyncio.TimeoutError:
                 pass
+
+    async def _look_at_job(self) -> None:
+        """A pending Ray run: reads its job's state (the `ray_status` attr its follower keeps,
+        with its owner's rights) when the attr changed, and once the job runs, says so."""
+        try:
+            st = os.stat(self._job_attr)
+        except OSError:
+            return
+        if (st.st_ino, st.st_mtime_ns, st.st_size) == self._job_seen:
+            return
+        self._job_seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        status = await self.runtime.work(fsrights.call_as_owner_of, self.run_dir, rundir.read_attr, self.run_dir, "ray_status")
+        if rayjobs.job_started(status) and self.on_job_started is not None:
+            started, self.on_job_started = self.on_job_started, None
+            started()
 
     async def index_scalars(self) -> None:
         """Indexes the scalars of the output written since the last pass. A full disk holds

@@ -5,7 +5,8 @@ the daemon as every run does). It submits the run's command as a Ray job with th
 submission id guildd chose, streams the job's log to its stdout (the run's output), keeps
 the job's own state in the run's `ray_status` attr, and exits as the job ended: SUCCEEDED 0,
 FAILED with the command's exit code and Ray's message, STOPPED by SIGTERM (terminated).
-SIGTERM (guildctl stop) stops the job and waits for it to stop.
+SIGTERM (guildctl stop) stops the job and waits for it to stop; a job still pending can't be
+stopped before the cluster places it (Ray's stop reaches it then): the run ends at once.
 
 A follower started again for a submission id whose job exists (the first was killed) attaches
 to it: it skips the part of the log the run's output already has. A cluster that stops
@@ -115,6 +116,9 @@ class Follower:
                 await asyncio.to_thread(_stop_job, self.client, self.submission)
             out = Output(skip, lambda data: os.write(1, data))
             info = await self._follow(out)
+            if info is None:
+                self._say(f"guildd: stopped while Ray job {self.submission} was pending: Ray stops the job once the cluster places it")
+                return -15
         except Lost as e:
             self._say(f"guildd: lost the Ray cluster at {self.address}: {e}")
             self._set_status("UNREACHABLE")
@@ -172,31 +176,44 @@ class Follower:
         return os.path.getsize(rundir.output_path(self.run_dir))
 
     async def _follow(self, out: Output) -> Any:
-        """Streams the job's log until the job has ended; returns its JobInfo."""
-        assert self.client is not None
+        """Streams the job's log until the job has ended; returns its JobInfo, or None when
+        stopped while the job was pending (see _poll)."""
         poll = asyncio.create_task(self._poll())
+        tail = asyncio.create_task(self._tail(out))
         try:
-            while True:
-                try:
-                    async for chunk in self.client.tail_job_logs(self.submission):
-                        out.feed(chunk)
-                except Exception:  # noqa: BLE001 - the log broke off: the job's state says what next
-                    pass
-                info = await self._with_grace(self._info)
-                if str(info.status) in rayjobs.ENDED:
-                    return info
-                await asyncio.sleep(RETAIL_SECONDS)
-                out.restart()
+            done, _ = await asyncio.wait({poll, tail}, return_when=asyncio.FIRST_COMPLETED)
+            return (tail if tail in done else poll).result()
         finally:
             poll.cancel()
+            tail.cancel()
+
+    async def _tail(self, out: Output) -> Any:
+        """The job's log into the run's output, followed again after a break, until the job
+        has ended; returns its JobInfo."""
+        assert self.client is not None
+        while True:
+            try:
+                async for chunk in self.client.tail_job_logs(self.submission):
+                    out.feed(chunk)
+            except Exception:  # noqa: BLE001 - the log broke off: the job's state says what next
+                pass
+            info = await self._with_grace(self._info)
+            if str(info.status) in rayjobs.ENDED:
+                return info
+            await asyncio.sleep(RETAIL_SECONDS)
+            out.restart()
 
     async def _poll(self) -> None:
-        """Keeps `ray_status` current (PENDING, RUNNING...) while the log streams."""
+        """Keeps `ray_status` current (PENDING, RUNNING...) while the log streams. Returns once
+        stopped while the job is pending: Ray's stop reaches a job only once the cluster
+        places it, so the run ends now (terminated) and Ray stops the job when it starts."""
         while True:
             try:
                 info = await asyncio.to_thread(self._info)
                 self._set_status(str(info.status))
-            except Exception:  # noqa: BLE001 - _follow decides whether the cluster is lost
+                if self.stopping and str(info.status) == "PENDING":
+                    return
+            except Exception:  # noqa: BLE001 - _tail decides whether the cluster is lost
                 pass
             await asyncio.sleep(POLL_SECONDS)
 

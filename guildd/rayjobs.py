@@ -51,6 +51,8 @@ LOCAL_PREFIXES = ("SSH_", "XDG_", "GUILD_RAY_", "RAY_JOB_")
 # A job's states that are ends, and the run's exit status for each (negative: by a signal,
 # which Guild reads as terminated).
 ENDED = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": -15}
+# A job's states that say its command ran (see job_started).
+STARTED = frozenset({"RUNNING", "SUCCEEDED"})
 # CPUs and memory on a run that is not on Ray (guildctl says the same before it sends).
 NOT_ON_RAY = "--cpus and --memory apply to runs on Ray (--executor ray): the local queue places GPUs only"
 
@@ -154,6 +156,13 @@ def exit_status(status: str, driver_exit_code: Optional[int]) -> Optional[int]:
     if status == "FAILED" and driver_exit_code and driver_exit_code > 0:
         return min(driver_exit_code, 255)
     return ENDED[status]
+
+
+def job_started(status: object) -> bool:
+    """Whether a job's state (the run's `ray_status` attr) says its command began to run: its
+    run, pending while the cluster finds room, is running from then on. A job that failed or
+    was stopped may never have run: its run ends from pending (guildd.runstate)."""
+    return isinstance(status, str) and status in STARTED
 
 
 def failure_line(submission: str, message: str) -> str:

@@ -52,19 +52,23 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     lock_pid = await read(rundir.read_lock_pid)
     op = await read(rundir.read_attr, "op")
     scalar_config = op.get("output-scalars") if isinstance(op, dict) else None
-    if rec.status == runstate.RUNNING and execlib.shim_alive(shim):
+    # A run on Ray is pending, its shim started, until its job runs: it is taken back as a
+    # running run is, and stays pending until its follower sees the job run.
+    pending = rec.status == runstate.PENDING
+    started = rec.status == runstate.RUNNING or (pending and isinstance(op, dict) and bool(op.get("executor")))
+    if started and execlib.shim_alive(shim):
         log.info("adopting run %s (shim pid %s)", rec.id[:8], shim.pid)
-        launcher.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config)
-    elif rec.status == runstate.RUNNING and lock_pid and await _adoptable(launcher, rec, lock_pid):
+        launcher.adopt(rec.id, shim.pid, rec.scalar_offset, scalar_config, pending)
+    elif started and lock_pid and await _adoptable(launcher, rec, lock_pid):
         log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
-        launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config)
+        launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config, pending)
     elif rec.status == runstate.RUNNING and (batch := await read(batches.read_spec)) is not None:
         launcher.resume_batch(rec, batch)
     elif rec.status == runstate.RUNNING and (steps := await read(pipeline.read_steps)) is not None:
         launcher.resume_pipeline(rec, steps)
-    elif rec.status == runstate.RUNNING and await launcher.reattach(rec, scalar_config):
+    elif started and await launcher.reattach(rec, scalar_config):
         log.info("run %s: its Ray job followed again", rec.id[:8])  # shim and follower were gone (guildd.rayjobs)
-    elif rec.status == runstate.RUNNING:
+    elif started:
         if not isinstance(await read(rundir.read_attr, "exit_status"), int):
             log.warning("run %s: its process ended while no daemon watched, recording no end: marking it error", rec.id[:8])
             try:  # said where the user looks, not only in the daemon's log

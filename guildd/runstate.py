@@ -4,6 +4,9 @@ r"""The run state machine, written once.
                                   \-> (restart) pending -> running ...
                           running -> pending (preempted and requeued: guildd.preemption)
 
+A run on Ray is pending with its shim started until its job runs (guildd.rayjobs.job_started);
+a job that ends before it was seen running ends its run from pending (see RunStates.end).
+
 `RunStates` is the only writer of a status: it checks the edge, writes the facts Guild reads
 in the run dir (markers, `started`; `stopped` and `exit_status` at an end), updates the index,
 and tells whoever listens (watchers of the run, the queue).
@@ -37,7 +40,7 @@ EDGES = {
     (None, STAGED): "run created with --stage: waits to be started",
     (None, PENDING): "run created to start now: waits for its process",
     (STAGED, PENDING): "a staged run is started (--start, or the queue)",
-    (PENDING, RUNNING): "its shim started the operation's process",
+    (PENDING, RUNNING): "its shim started the operation's process (on Ray: its job began to run)",
     (PENDING, ERROR): "its process could not be started",
     (RUNNING, COMPLETED): "the process exited 0",
     (RUNNING, ERROR): "the process exited non-zero, or died unrecorded",
@@ -56,10 +59,13 @@ def check_edge(old: Optional[str], new: str) -> None:
         raise errors.FailedPrecondition(f"a run that is {old or 'new'} cannot become {new}")
 
 
-def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, now_us: int, exit_status: bool = True) -> None:
+def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, now_us: int, exit_status: bool = True,
+                    end_recorded: bool = False) -> None:
     """The run-dir side of a transition: the facts Guild AI reads a status from.
     `exit_status=False`: a run that ends before it started writes none (a dependency not
-    met: Guild 0.9 leaves it unset, and reads such a run as error too)."""
+    met: Guild 0.9 leaves it unset, and reads such a run as error too). `end_recorded`: an end
+    whose exit status and stop time are written already (a Ray run's shim recorded them
+    while its job was still pending): they are kept."""
     if new == STAGED:
         # Guild stamps a staged run's start time too: it lists and filters by it.
         rundir.write_attr(run_dir, "started", now_us)
@@ -79,6 +85,8 @@ def apply_to_rundir(run_dir: "str | os.PathLike", old: Optional[str], new: str, 
     elif new in ENDED and old in (STAGED, PENDING):
         for marker in ("STAGED", "PENDING"):
             rundir.set_marker(run_dir, marker, False)
+        if end_recorded:
+            return
         if exit_status:
             rundir.write_attr(run_dir, "exit_status", -15 if new == TERMINATED else 1)
         rundir.write_attr(run_dir, "stopped", now_us)
@@ -132,11 +140,13 @@ class RunStates:
         return await self.runtime.io(self.apply, run_id, new, record, **fields)
 
     def apply(self, run_id: str, new: str, record: Optional[RunRecord] = None, via: Optional[str] = None,
-              exit_status: bool = True, dir_refusable: bool = False, **fields: Any) -> RunRecord:
+              exit_status: bool = True, dir_refusable: bool = False, end_recorded: bool = False, **fields: Any) -> RunRecord:
         """A transition's writes, on the I/O thread; `record` is a new run's index record and
         `fields` index fields written with it. With `via`, two edges at once (old -> via ->
         new), each checked, writing only what the second leaves (the queue starting a staged
-        run: staged -> pending -> running). `exit_status=False`: see apply_to_rundir.
+        run: staged -> pending -> running); via running, both steps' facts (a Ray run whose job
+        ended before it was seen running: its start, then its end). `exit_status=False` and
+        `end_recorded`: see apply_to_rundir.
         `dir_refusable`: a run dir that refuses the transition's facts (its owner broke it) is
         logged, and the index records the transition all the same."""
         current = self.store.get(run_id)
@@ -151,7 +161,8 @@ class RunStates:
         updates = dict(fields, status=new)
         try:
             with fsrights.as_owner_of(run_dir):  # the owner's dir: written (and read) with their rights
-                apply_to_rundir(run_dir, old, new, now, exit_status)
+                for step_old, step_new in ((old, RUNNING), (RUNNING, new)) if via == RUNNING else ((old, new),):
+                    apply_to_rundir(run_dir, step_old, step_new, now, exit_status, end_recorded)
                 if new in ENDED:
                     recorded = rundir.read_attr(run_dir, "exit_status")
                     updates["exit_status"] = recorded if isinstance(recorded, int) else None
@@ -163,7 +174,7 @@ class RunStates:
         if new in ENDED:
             updates.setdefault("stopped_us", now)
             updates["shim_pid"] = 0
-        if new in (RUNNING, STAGED):
+        if new in (RUNNING, STAGED) or via == RUNNING:
             updates["started_us"] = now
         if new == PENDING and (old in ENDED or old == RUNNING):
             updates.update(exit_status=None, stopped_us=0)
@@ -186,8 +197,22 @@ class RunStates:
             raise errors.NotFound(f"run {run_id[:8]} was removed by hand")
         with fsrights.as_owner_of(run_dir):
             exit_status, op = _record_end(run_dir, stopping, exit_status)
-        rec = self.apply(run_id, rundir.status_for_exit_status(exit_status))
+        new = rundir.status_for_exit_status(exit_status)
+        current = self.store.get(run_id)
+        # A Ray run whose job ended before it was seen running (guildd.rayjobs.job_started): it
+        # completed through its start; an error or a stop ends it from pending, with no start.
+        via = RUNNING if current is not None and current.status == PENDING and new == COMPLETED else None
+        rec = self.apply(run_id, new, via=via, end_recorded=True)
         return rec, rec.status == COMPLETED and bool(op.get("delete-on-success"))
+
+    def begin(self, run_id: str) -> Optional[RunRecord]:
+        """On the I/O thread: a Ray run's job was seen running: its run, pending until now,
+        is running from now. None if it is no longer pending (its end was recorded first).
+        The run dir may refuse the start's facts: the index records it all the same."""
+        current = self.store.get(run_id)
+        if current is None or current.status != PENDING:
+            return None
+        return self.apply(run_id, RUNNING, dir_refusable=True)
 
     def fail(self, run_id: str) -> Optional[RunRecord]:
         """On the I/O thread: a run the daemon cannot go on with ends as an error (a staged

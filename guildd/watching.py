@@ -59,6 +59,12 @@ class Followers:
         self._heard(run_id)
         follower.start()
 
+    def when_job_runs(self, run_id: str, fn: Callable[[], None]) -> None:
+        """A followed Ray run, still pending: `fn` is called once, on the event loop, when its
+        follower sees its job run (outputs.Follower)."""
+        if (follower := self._followers.get(run_id)) is not None:
+            follower.on_job_started = fn
+
     def listen(self, run_id: str, listener: Listener, prompt: bool = False) -> Callable[[], None]:
         """Has `listener` hear the (key, value, step) scalars of a run's output and event files
         as each pass reads them, on the event loop, from now until the returned callable is

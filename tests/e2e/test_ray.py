@@ -170,6 +170,7 @@ def test_a_script_runs_on_ray_with_its_record_here(g, head, proj):
     assert r.stdout.splitlines() == ["start", "loss: 2.0", "loss: 1.0", "loss: 0.6666666666666666"]
     info = g.info()
     assert info["status"] == "completed" and info["exit_status"] == 0
+    assert info["started"] and info["stopped"]  # pending while the job waited, running once it ran
     assert info["ray_address"] == head.address and info["ray_status"] == "SUCCEEDED"
     assert info["ray_submission_id"] == f"guild-{info['id']}"
     assert _job_status(head.address, info["ray_submission_id"]) == "SUCCEEDED"
@@ -193,9 +194,32 @@ def test_stop_stops_the_job(g, head, proj):
     r = g.ctl("run", "ticks.py", "n=200", "--executor", f"ray:{head.address}", "--background", "-y", cwd=proj)
     run_id = r.stdout.split(" as ")[1].split()[0]
     wait_for(lambda: "tick 1" in _output(g, run_id), timeout=60, what="the job's output")
+    assert g.wait_status(run_id, "running")["started"]  # its job runs: so does the run
     g.ctl("stop", run_id[:8], "-y")
     info = g.wait_status(run_id, "terminated")
     assert info["ray_status"] == "STOPPED" and _job_status(head.address, info["ray_submission_id"]) == "STOPPED"
+
+
+def test_a_job_waiting_for_room_is_pending_through_a_daemon_restart_until_stopped(g, head, proj):
+    # The head has 4 CPUs: Ray keeps a job asking for 64 PENDING, and its run is pending.
+    r = g.ctl("run", "ticks.py", "--executor", f"ray:{head.address}", "--cpus", "64", "--background", "-y", cwd=proj)
+    run_id = r.stdout.split(" as ")[1].split()[0]
+    wait_for(lambda: g.info(run_id)["ray_status"] == "PENDING", timeout=60, what="the job to be pending")
+    listed = {x["id"]: x for x in g.runs()}[run_id]
+    assert listed["status"] == "pending" and listed["started"] is None
+    assert run_id[:8] in g.ctl("runs", "-Sp").stdout and run_id[:8] not in g.ctl("runs", "-Sr").stdout
+    assert run_id[:8] not in g.ctl("queue").stdout  # it waits on the cluster, not in this box's queue
+    g.kill_daemon(signal.SIGKILL)
+    time.sleep(1)
+    g.start_daemon()
+    assert g.info(run_id)["status"] == "pending"  # taken back as it was
+    g.ctl("stop", run_id[:8], "-y")
+    info = g.wait_status(run_id, "terminated", timeout=30)
+    assert not info["started"]
+    # Ray's stop reaches a pending job only once it is placed: the run ends now, and says so.
+    assert info["ray_status"] == "PENDING" == _job_status(head.address, info["ray_submission_id"])
+    assert _output(g, run_id).splitlines()[-1] == (
+        f"guildd: stopped while Ray job {info['ray_submission_id']} was pending: Ray stops the job once the cluster places it")
 
 
 def test_copied_back_when_forced_with_the_cpus_and_memory_asked(g, head, proj):

@@ -139,6 +139,22 @@ def test_job_states_to_exit_status(status, code, expected):
     assert rayjobs.exit_status(status, code) == expected
 
 
+@pytest.mark.parametrize("status, started", [
+    ("SUBMITTING", False),  # the follower has not submitted it yet
+    ("PENDING", False),  # the cluster finds room: the run is pending
+    ("RUNNING", True),  # the run is running from now
+    ("SUCCEEDED", True),  # it ran, however briefly
+    ("FAILED", False),  # may never have run (its runtime env failed): ends from pending
+    ("STOPPED", False),
+    ("UNREACHABLE", False),
+    (None, False),  # no attr (yet), or one its owner may not read
+    (7, False),  # a damaged attr
+    (["RUNNING"], False),
+])
+def test_which_job_states_start_the_run(status, started):
+    assert rayjobs.job_started(status) is started
+
+
 @pytest.mark.parametrize("message, expected", [
     ("Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\nboom",
      "guildd: Ray job J failed: Job entrypoint command failed with exit code 3"),

@@ -200,6 +200,49 @@ def test_end(world, recorded, stopping, op, given, expected):
     assert rec.stopped_us == world.attr("stopped")
 
 
+# A Ray run's shim ended while its job was pending (never seen running): (recorded exit
+# status, stopping) -> (status, started stamped).
+PENDING_ENDS = {
+    "job ran and succeeded unseen": (0, False, (COMPLETED, True)),
+    "job failed while pending": (1, False, (ERROR, False)),
+    "job's command failed unseen": (3, False, (ERROR, False)),
+    "stopped while pending": (-15, True, (TERMINATED, False)),
+    "follower died unrecorded": (None, False, (ERROR, False)),
+}
+
+
+@pytest.mark.parametrize("recorded, stopping, expected", PENDING_ENDS.values(), ids=PENDING_ENDS.keys())
+def test_a_ray_run_ending_while_pending_keeps_its_shims_end(world, recorded, stopping, expected):
+    world.make(PENDING, op={"executor": "ray:http://h:8265"})
+    if recorded is not None:
+        rundir.write_attrs(world.run_dir(), {"exit_status": recorded, "stopped": 42})
+    world.told.clear()
+    rec, _ = world.states.end(RUN, stopping)
+    world.settle()
+    status, started = expected
+    assert (rec.status, bool(rec.started_us), bool(world.attr("started"))) == (status, started, started)
+    assert rec.exit_status == world.attr("exit_status") == (1 if recorded is None else recorded)
+    if recorded is not None:
+        assert rec.stopped_us == world.attr("stopped") == 42  # the shim's, not overwritten
+    assert rundir.read_status(world.run_dir(), lambda pid: False) == status
+    assert world.told == [(RUN, status)]  # one notice: the end
+
+
+def test_begin_makes_a_pending_ray_run_running_once(world):
+    world.make(PENDING)
+    rec = world.states.begin(RUN)
+    assert rec.status == RUNNING and rec.started_us and world.attr("started")
+    assert not rundir.has_marker(world.run_dir(), "PENDING")
+    assert world.states.begin(RUN) is None  # running already: nothing more
+
+
+def test_begin_after_the_end_changes_nothing(world):
+    # The job seen running only after its shim's end was recorded: the end stands.
+    world.make(PENDING, TERMINATED)
+    assert world.states.begin(RUN) is None
+    assert world.store.get(RUN).status == TERMINATED
+
+
 FAILS = {
     "running": ((PENDING, RUNNING), (ERROR, 1)),
     "pending": ((PENDING,), (ERROR, 1)),
