@@ -420,7 +420,9 @@ class Launcher:
         run with no process of its own). A full disk doesn't lose it: the daemon's reserve
         is freed for it, and when even that is not enough it is tried again in the
         background until it goes through."""
-        if not await self._record_end(run_id, exit_status):
+        # Not cut by a shutdown: an end recorded but its output's last scalars not indexed
+        # would stay so (the next daemon trusts a cleanly closed index).
+        if not await self.runtime.critical(self._record_end(run_id, exit_status)):
             self.runtime.spawn(self._record_end_later(run_id, exit_status), name=f"end-{run_id[:8]}")
 
     async def _record_end(self, run_id: str, exit_status: Optional[int]) -> bool:
