@@ -99,9 +99,14 @@ def reattach_launch(run_dir: StrPath, shared: bool) -> Optional[Launch]:
     if cmd is None:
         return None
     env = {str(k): str(v) for k, v in (env if isinstance(env, dict) else {}).items()}
+    return _launch(run_dir, cmd, env, 0.0, owner_)
+
+
+def _launch(run_dir: StrPath, cmd: list[str], env: dict[str, str], stop_after: float, owner_: Optional[Owner]) -> Launch:
+    """A shim's launch, as `owner_` (a shared daemon's run) or as the daemon's user."""
     if owner_ is None:
-        return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=0.0)
-    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=0.0, uid=owner_.uid, gid=owner_.gid, groups=owner_.groups)
+        return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
+    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after, uid=owner_.uid, gid=owner_.gid, groups=owner_.groups)
 
 
 def confined_gpus(env: Mapping[str, str], granted: Mapping[str, str]) -> dict[str, str]:
@@ -128,6 +133,4 @@ def prepare_launch(run_dir: StrPath, run_id: str, config: opconfig.OpConfig, fla
     write_launch_attrs(run_dir, cmd, env, config.env_secrets)
     if config.executor:  # the shim runs the follower, which runs `cmd` on the Ray cluster
         cmd = rayjobs.launch_cmd(run_dir, run_id, config.executor, cmd)
-    if owner is None:
-        return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after)
-    return Launch(run_dir=str(run_dir), cmd=cmd, env=env, stop_after=stop_after, uid=owner.uid, gid=owner.gid, groups=owner.groups)
+    return _launch(run_dir, cmd, env, stop_after, owner)
