@@ -9,8 +9,9 @@ protobuf). Each trial is a child run linked into the batch dir as `trial-N`. The
 output says when each trial starts and how it ended (with its objective).
 
 After a daemon restart a running batch resumes: a trial the daemon made but was killed before
-linking is found and linked (children.STARTING_FILE), trials that ended are read back (and
-told to the optimizer), trials still running are waited for, and the loop goes on where it was.
+linking is found and linked (children.STARTING_FILE), one it made but did not start is started,
+trials that ended are read back (and told to the optimizer), trials still running are waited
+for, and the loop goes on where it was.
 A restart (`run --restart BATCH`) begins a new session: new trials, the earlier ones all
 told to the optimizer.
 
@@ -205,6 +206,9 @@ class Batch:
             await self._start_pruning(trials)
         for trial_id in session:  # resuming: trials of this session already made
             rec = await self.runtime.io(self.parents.store.get, trial_id)
+            if rec is not None and rec.status == runstate.PENDING:  # made, not started: a killed daemon's
+                await self.parents.start_made(trial_id, self._trial_spec(rec.flags), self.user)
+                rec = await self.runtime.io(self.parents.store.get, trial_id)
             if rec is not None and rec.status in runstate.ACTIVE:
                 # its output, copied into the batch's one trial at a time, goes on from where it was
                 copied = await self.runtime.io(children.copied, self.run_dir, trial_id)
@@ -328,7 +332,8 @@ class Batch:
         if self._ahead is not None:
             await asyncio.wait([self._ahead])
 
-    async def _start_trial(self, number: int, values: dict[str, Any]) -> None:
+    def _trial_spec(self, values: dict[str, Any]) -> pb.RunSpec:
+        """The run spec of a trial with these flag values."""
         spec = pb.RunSpec()
         spec.CopyFrom(self.proto)
         spec.flags_json = json.dumps(values)
@@ -336,6 +341,10 @@ class Batch:
         spec.user_flags_json = json.dumps(user_flags)
         if self.spec.preemptible_trials:  # each trial may be stopped and requeued (guildd.preemption)
             spec.run_params_json = json.dumps({**json.loads(spec.run_params_json or "{}"), "preemptible": True})
+        return spec
+
+    async def _start_trial(self, number: int, values: dict[str, Any]) -> None:
+        spec = self._trial_spec(values)
         try:
             # Not cut by a shutdown: a trial started but not linked would be made again.
             child = await self.runtime.critical(self._make_trial(number, spec))

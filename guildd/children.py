@@ -27,6 +27,8 @@ class Parents:
     run_dir: Callable[[str], "str | os.PathLike"]
     follow: Callable[[str, int], None]  # follows a parent's output from an offset
     start_run: Callable[[pb.RunSpec, bool, str], Awaitable[RunRecord]]  # (spec, stage, user)
+    # (run id, spec, user): a child a killed daemon made but did not start, started now
+    start_made: Callable[[str, pb.RunSpec, str], Awaitable[None]]
     stop_runs: Callable[[Sequence[str]], Awaitable[Any]]
     end: Callable[[str, int], Awaitable[None]]  # records a parent's end, given its exit status
     scalars: Callable[[str], Awaitable[list]]  # a run's scalar summaries, all indexed
@@ -53,11 +55,11 @@ class Parents:
     async def relink(self, parent_dir: "str | os.PathLike") -> None:
         """After a restart: links the child the last daemon made but was killed before
         linking (see start_child), if there is one."""
-        starting = await self.runtime.io(_read_starting, parent_dir)
+        starting = await self.runtime.io(read_starting, parent_dir)
         if starting is None or await self.runtime.io(linked, parent_dir, starting.name) is not None:
             return
         records, _ = await self.runtime.io(self.store.list)
-        taken = await self.runtime.io(_linked_ids, parent_dir)
+        taken = await self.runtime.io(linked_ids, parent_dir)
         child_id = made_child(records, starting, taken)
         if child_id is not None:
             await self.runtime.io(link, parent_dir, starting.name, child_id)
@@ -114,7 +116,7 @@ def _write_starting(parent_dir: "str | os.PathLike", starting: Starting) -> None
         rundir.write_atomic(rundir.guild_dir(parent_dir) / STARTING_FILE, json.dumps(dataclasses.asdict(starting)).encode())
 
 
-def _read_starting(parent_dir: "str | os.PathLike") -> Optional[Starting]:
+def read_starting(parent_dir: "str | os.PathLike") -> Optional[Starting]:
     try:
         with fsrights.as_owner_of(parent_dir):
             return Starting(**json.loads(rundir.read_regular(rundir.guild_dir(parent_dir) / STARTING_FILE)))
@@ -122,7 +124,7 @@ def _read_starting(parent_dir: "str | os.PathLike") -> Optional[Starting]:
         return None
 
 
-def _linked_ids(parent_dir: "str | os.PathLike") -> set[str]:
+def linked_ids(parent_dir: "str | os.PathLike") -> set[str]:
     """The ids of the children linked into a parent (any link name)."""
     with fsrights.as_owner_of(parent_dir):
         try:

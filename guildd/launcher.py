@@ -74,6 +74,7 @@ class Launcher:
             run_dir=self.run_dir,
             follow=followers.follow,
             start_run=self.start_run,
+            start_made=self.start_made,
             stop_runs=self.stop_runs,
             end=self.end_parentless,
             scalars=followers.scalars,
@@ -119,6 +120,30 @@ class Launcher:
             return await self.or_take_back(run_id, self.start_pipeline(run_id, list(spec.steps), user))
         env = {**spec.env, **queuelib.gpu_env(resources.no_gpus, ())}
         return await self.launch(run_id, config, flag_values, env, spec.stop_after)
+
+    async def start_made(self, run_id: str, spec: pb.RunSpec, user: str) -> None:
+        """A child run (a trial, a step) that a daemon killed while starting it left pending,
+        neither started nor queued: started now as start_run would have started it (`spec`:
+        the parent's run spec for it), from its dir. A run queued or followed already is left
+        as it is; one that can't start ends as an error, saying why."""
+        rec = await self.runtime.io(self.store.get, run_id)
+        if rec is None or rec.status != runstate.PENDING or run_id in self.queue.entries or run_id in self.followers:
+            return
+        log.info("run %s was made but not started when the daemon stopped: starting it", run_id[:8])
+        try:
+            resources = convert.run_resources(rayjobs.local_request(spec))
+            request = queuelib.request_for(resources)
+            if request.wants_gpus:
+                wants = convert.preemptible_wants(queuelib.Wants(), spec, request)
+                await self.queue.add(run_id, user, resources, wants, True, dict(spec.env), spec.stop_after)
+                return
+            run_dir = self.run_dir(run_id)
+            attrs = await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attrs, run_dir)
+            config = opconfig.OpConfig.for_attr(attrs.get("op"))
+            env = {**spec.env, **queuelib.gpu_env(resources.no_gpus, ())}
+            await self.launch(run_id, config, dict(attrs.get("flags") or {}), env, spec.stop_after)
+        except Exception as e:  # noqa: BLE001 - never left pending: it would wait for ever
+            await self.end_damaged(run_id, e, "when its parent went on with it")
 
     async def run_needed(self, spec: pb.RunSpec) -> list[storelib.RunRecord]:
         """`run --needed`: the runs that make a run of `spec` needless (guildd.needed)."""

@@ -87,8 +87,10 @@ async def _run(parents: Parents, driver: PipelineDriver, steps: list, user: str,
             child_id = await parents.runtime.io(children.linked, run_dir, step.name) if resuming else None
             offset = 0
             if child_id is not None:
-                # Started before the restart: its output is in ours as far as it was copied
-                # (an older pipeline without that record: as far as it is now).
+                # Started before the restart (or made and not started: started now): its output
+                # is in ours as far as it was copied (an older pipeline without that record: as
+                # far as it is now).
+                await parents.start_made(child_id, step.spec, user)
                 offset = await parents.runtime.io(_copied_so_far, parents, run_dir, child_id)
             else:
                 try:

@@ -6,7 +6,7 @@ import logging
 from typing import Any, Callable
 
 from guild_common import home as homelib, rundir
-from guildd import batches, catalog, daemonlog, executor as execlib, fsrights, outputs, pipeline, runstate
+from guildd import batches, catalog, children, daemonlog, executor as execlib, fsrights, outputs, pipeline, runstate
 from guildd.launcher import Launcher
 from guildd.queue import Queue
 from guildd.store import RunRecord
@@ -33,6 +33,10 @@ async def reconcile(launcher: Launcher, queue: Queue, sync_index: Callable[[], N
         if rec.id in queue.entries:
             continue  # pending in the queue: it waits for its resources still
         try:
+            if rec.status == runstate.PENDING and await _made_by_a_parent(launcher, rec, active):
+                # A trial or step a killed daemon made but did not start: its parent, resumed, starts it.
+                log.info("run %s was made by a batch or pipeline but not started: its parent starts it", rec.id[:8])
+                continue
             await _reconcile_run(launcher, rec)
         except Exception as e:  # noqa: BLE001 - one damaged run is ended, the rest go on
             await launcher.end_damaged(rec.id, e, "at start-up")
@@ -93,4 +97,22 @@ async def _adoptable(launcher: Launcher, rec: RunRecord, pid: int) -> bool:
     if execlib.born_with_run(pid, rec.started_us, run_dir):
         return True
     log.warning("run %s: pid %s in its LOCK is another process now (its pid reused): not adopting it", rec.id[:8], pid)
+    return False
+
+
+async def _made_by_a_parent(launcher: Launcher, rec: RunRecord, active: list[RunRecord]) -> bool:
+    """Whether a pending run is a child a running batch or pipeline made and has not started:
+    linked into it, or the one it was making (children.STARTING_FILE) when the daemon died."""
+    io = launcher.runtime.io
+    for parent in active:
+        if parent.status != runstate.RUNNING or parent.id == rec.id:
+            continue
+        parent_dir = launcher.run_dir(parent.id)
+        linked = await io(children.linked_ids, parent_dir)
+        if rec.id in linked:
+            return True
+        starting = await io(children.read_starting, parent_dir)
+        if (starting is not None and await io(children.linked, parent_dir, starting.name) is None
+                and children.made_child(active, starting, linked) == rec.id):
+            return True  # as children.Parents.relink will find it
     return False

@@ -46,8 +46,8 @@ class World:
         self.parent_ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.parents = Parents(
             runtime=self.runtime, store=self.store, states=self.states, drivers=self.drivers, run_dir=self.run_dir,
-            follow=lambda run_id, offset: None, start_run=self.start_run, stop_runs=self.stop_runs, end=self.end,
-            scalars=self.scalars,
+            follow=lambda run_id, offset: None, start_run=self.start_run, start_made=self.start_made,
+            stop_runs=self.stop_runs, end=self.end, scalars=self.scalars,
         )
 
     def run_dir(self, run_id: str) -> Any:
@@ -75,6 +75,14 @@ class World:
         self.children.append(rec)
         self.started.put_nowait(rec)
         return rec
+
+    async def start_made(self, run_id: str, run_spec: pb.RunSpec, user: str) -> None:
+        """A child made pending and never started (a killed daemon's) starts; others are left."""
+        rec = await self.runtime.io(self.store.get, run_id)
+        if rec is not None and rec.status == PENDING:
+            rec = await self.states.transition(run_id, RUNNING)
+            self.drivers.add(ShimDriver(run_id, self._signal))
+            self.started.put_nowait(rec)
 
     def _signal(self, run_id: str) -> bool:
         """The child's shim is asked to stop: its process ends killed by the signal (once)."""
@@ -370,6 +378,54 @@ async def made_but_not_linked(w: World, parent: str, name: str, run_spec: pb.Run
     await w.runtime.io(children._write_starting, w.run_dir(parent), starting)
     await w.start_run(run_spec, False, USER)
     return await w.started.get()
+
+
+async def made_not_started(w: World, parent: str, name: str, run_spec: pb.RunSpec) -> RunRecord:
+    """A child made as start_child makes it, by a daemon killed before it started it."""
+    starting = children.Starting(name, run_spec.op_name, json.loads(run_spec.flags_json or "{}"), USER, rundir.now_us())
+    await w.runtime.io(children._write_starting, w.run_dir(parent), starting)
+    rec = await w.runtime.io(w._make, rundir.new_run_id(), run_spec, PENDING)
+    w.children.append(rec)
+    return rec
+
+
+def test_a_resumed_pipeline_starts_the_step_a_killed_daemon_made_but_did_not_start(world):
+    async def go(w):
+        parent = await w.parent()
+        rec = await w.states.transition(parent, RUNNING)
+        pipe_steps = steps("a", "b")
+        first = await made_not_started(w, parent, "a", pipe_steps[0].spec)
+        pipeline.resume(w.parents, rec, pipe_steps)
+        assert (await w.next_child()).id == first.id  # linked, then started: not made again
+        assert children.linked(w.run_dir(parent), "a") == first.id
+        await w.end_child(first.id, 0)
+        second = await w.next_child()
+        await w.end_child(second.id, 0)
+        assert (await w.parent_end(parent)).status == COMPLETED
+        assert [c.op_name for c in w.children] == ["a-op", "b-op"]
+
+    world(go)
+
+
+def test_a_resumed_batch_starts_the_trial_a_killed_daemon_made_but_did_not_start(world):
+    async def go(w):
+        parent = await w.parent()
+        await w.states.transition(parent, RUNNING)
+        trial = spec()
+        trial.flags_json = json.dumps(GRID[0])
+        first = await made_not_started(w, parent, "trial-1", trial)
+        batch = batches.Batch(w.parents, parent, grid(), spec(), 0, USER)
+        w.drivers.add(batch)
+        w.runtime.spawn(batch.run(), name=f"batch-{parent[:8]}")
+        assert (await w.next_child()).id == first.id
+        await w.end_child(first.id, 0)
+        for _ in GRID[1:]:
+            await w.end_child((await w.next_child()).id, 0)
+        assert (await w.parent_end(parent)).status == COMPLETED
+        assert [json.loads(c.flags_json) for c in w.children] == GRID  # trial 1 made once, and it ran
+        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+
+    world(go)
 
 
 def test_a_resumed_pipeline_links_the_step_a_killed_daemon_made_and_runs_it_once(world):

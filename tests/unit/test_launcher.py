@@ -540,3 +540,44 @@ def test_a_project_dir_its_owner_cannot_read_is_refused(shared_world):
 def test_a_confined_run_sees_only_the_gpus_it_was_granted(env, granted, visible):
     confined = runs.confined_gpus(env, granted)
     assert (confined["CUDA_VISIBLE_DEVICES"], confined["GUILD_GPUS"]) == (visible, visible)
+
+
+def damaged_op(w: World, run_id: str) -> None:
+    rundir.attrs_dir(w.run_dir(run_id)).joinpath("op").write_text("[not, an, op")
+
+
+# (the run as a killed daemon left it, the spec its parent starts it with) ->
+#   (status, queued, shim launches)
+MADE = [
+    pytest.param("made", spec(), (RUNNING, False, 1), id="made, not started: started now"),
+    pytest.param("made", spec(resources=pb.ResourceRequest(gpus=1)), (PENDING, True, 0),
+                 id="made, not started, asks for GPUs: queued"),
+    pytest.param("queued", spec(), (PENDING, True, 0), id="queued already: left waiting"),
+    pytest.param("running", spec(), (RUNNING, False, 1), id="running already: left running, started once"),
+    pytest.param("damaged", spec(), (ERROR, False, 0), id="its op attr damaged: error, never left pending"),
+]
+
+
+@pytest.mark.parametrize("left, parent_spec, expected", MADE)
+def test_a_child_a_killed_daemon_made_but_did_not_start_is_started_by_its_parent(world, left, parent_spec, expected):
+    status, queued, launches = expected
+
+    async def go(w):
+        if left == "running":
+            run_id = (await w.start()).id
+        else:
+            run_id = (await w.start(spec(resources=pb.ResourceRequest(gpus=1)))).id  # pending: made, not started
+            if left != "queued":
+                w.queue.discard(run_id)  # the daemon was killed before it queued or started it
+            if left == "damaged":
+                await w.runtime.io(damaged_op, w, run_id)
+        await w.launcher.start_made(run_id, parent_spec, USER)
+        await w.runtime.settle()
+        rec = await w.get(run_id)
+        assert rec.status == status
+        assert (run_id in w.queue.entries) == queued
+        assert len(w.executor.shims.launches) == launches
+        if launches:
+            assert w.executor.shims.launches[0].cmd == ["python", "train.py", "--lr", "0.1"]  # from its dir's attrs
+
+    world(go)

@@ -12,9 +12,9 @@ import pytest
 
 from guild_common import rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import catalog, pipeline, reconcile
+from guildd import catalog, children, pipeline, reconcile
 from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED
-from tests.unit.test_launcher import World, spec
+from tests.unit.test_launcher import USER, World, spec
 
 LIVE_PID = os.getpid()  # a live process: this test's own
 
@@ -181,6 +181,36 @@ def test_a_run_dir_a_killed_daemon_left_half_made_is_removed_and_never_listed(tm
             assert await w.runtime.io(w.store.get, half) is None
             assert not os.path.exists(w.run_dir(half))
             assert (await w.get(whole)).status == STAGED
+        finally:
+            await w.runtime.close_tasks()
+            w.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["being made by its batch", "linked into its batch"])
+def test_a_trial_a_killed_daemon_made_but_did_not_start_is_left_to_its_batch(tmp_path, linked):
+    async def go() -> None:
+        before = World(tmp_path)
+        parent = (await before.start()).id  # running, its shim alive: adopted, as a resumed batch would be
+        await before.runtime.io(shim(alive=True), before, parent)
+        after_us = rundir.now_us()
+        trial = (await before.start(gpu_run())).id  # made pending; not queued below: the daemon died first
+        starting = children.Starting("trial-1", "train.py", {"lr": 0.1}, USER, after_us)
+        await before.runtime.io(children._write_starting, before.run_dir(parent), starting)
+        if linked:
+            await before.runtime.io(children.link, before.run_dir(parent), "trial-1", trial)
+        lone = (await before.start(gpu_run())).id  # made by no parent: ended as an error
+        await before.runtime.close_tasks()
+        before.close()
+
+        w = World(tmp_path)
+        try:
+            await reconcile.reconcile(w.launcher, w.queue, w.catalog.sync_index, rundir.now_us())
+            await w.runtime.settle()
+            assert (await w.get(trial)).status == PENDING  # its batch starts it (Launcher.start_made)
+            assert (await w.get(lone)).status == ERROR
+            assert (await w.get(parent)).status == RUNNING
         finally:
             await w.runtime.close_tasks()
             w.close()
