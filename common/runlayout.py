@@ -3,6 +3,7 @@ of files and values: shared by the daemon (guildd/runs.py, for runs in GUILD_HOM
 `guildctl run --run-dir` (guildctl/rundir_run.py), which writes a run outside GUILD_HOME
 itself. Both must write the same Guild layout, so it is written in one place."""
 
+import functools
 import getpass
 import json
 import os
@@ -49,7 +50,10 @@ def recorded_env(env: Mapping[str, str], secrets: Collection[str] = ()) -> dict[
     return {k: v for k, v in sorted(env.items()) if k not in secrets and not SECRET_ENV.match(k)}
 
 
+@functools.cache
 def platform_attr() -> dict[str, Any]:
+    """What Guild records of the machine. The same for every run a process makes, and worth
+    keeping: platform.architecture() runs `file` on the interpreter, a process per run."""
     uname = platform.uname()
     return {
         "architecture": " ".join(platform.architecture()),
