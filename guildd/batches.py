@@ -162,6 +162,9 @@ class Batch:
         self._speculation: Optional[Any] = None
         self._unspeculate: Callable[[], None] = lambda: None
         self._next_point: Optional[dict[str, Any]] = None
+        # the search told that trial's result, coming back from the compute process (a future),
+        # and the result, told here should it not come (see _search_settled)
+        self._search_back: Optional[tuple["asyncio.Future[Any]", dict[str, Any], Optional[float]]] = None
         self.pruning: Optional[Pruning] = None
         self.pruned: dict[str, dict[str, Any]] = {}  # trial id -> its `pruned` attr
         self._unlisten: dict[str, Any] = {}  # trial id -> stops hearing its scalars
@@ -234,6 +237,7 @@ class Batch:
                 continue
             if not self.running:
                 break
+            await self._search_settled()
             search = self.search
             needs_results = search is not None and search.algorithm in askahead.LEARNING and not search.random_start
             state = askahead.LoopState(search is not None, needs_results, parallel, len(self.running), made, self.target,
@@ -320,6 +324,7 @@ class Batch:
 
     async def _ask_points(self, n: int) -> list[tuple[dict[str, Any], bool]]:
         """`n` points from the search, off the event loop, each with whether it is a random start."""
+        await self._search_settled()
         search = self.search
         assert search is not None  # asked only of an optimizer's batch, whose search has started
         random_start = search.random_start
@@ -352,6 +357,7 @@ class Batch:
             await self.say(f"ERROR: [guild] trial {number} could not start: {e}")
             return
         if not self.spec.stage_trials:
+            await self._search_settled()  # (it came back while the trial started)
             self._watch(child.id, values)
 
     async def _make_trial(self, number: int, spec: pb.RunSpec) -> RunRecord:
@@ -386,10 +392,10 @@ class Batch:
     async def _trial_ended(self, trial_id: str, values: dict[str, Any]) -> bool:
         self.running.pop(trial_id, None)
         await self._settle_ahead()
+        await self._search_settled()
+        # its speculation (if any) goes on asking while the trial's end is read: settled last
         speculation, self._speculation = self._speculation, None
         self._unspeculate()
-        if speculation is not None:
-            await speculation.settle()
         if (unlisten := self._unlisten.pop(trial_id, None)) is not None:
             unlisten()
         self._held.pop(trial_id, None)
@@ -397,6 +403,7 @@ class Batch:
         status = rec.status if rec else "deleted"
         pruned = self.pruned.get(trial_id)
         if pruned is not None and status == runstate.TERMINATED:
+            await _speculated(speculation, None)
             if self.pruning is not None:
                 self.pruning.end(trial_id, None, pruned=True)
             if self.search is not None:
@@ -405,6 +412,7 @@ class Batch:
         if self.pruning is not None:
             self.pruning.end(trial_id, await self._objective(trial_id) if status == runstate.COMPLETED else None)
         if status != runstate.COMPLETED:
+            await _speculated(speculation, None)
             if status == runstate.TERMINATED:
                 await self.say(f"INFO: [guild] trial {trial_id} was stopped")
             else:
@@ -418,13 +426,28 @@ class Batch:
             await self.say(f"INFO: [guild] trial {trial_id} completed: no '{key}' scalar (skipped by the optimizer)" if self.search else f"INFO: [guild] trial {trial_id} completed")
         else:
             await self.say(f"INFO: [guild] trial {trial_id} completed: {key}={objective:g}")
-        if self.search is not None:
-            taken = speculation.result_for(objective) if speculation is not None else None
-            if taken is not None:  # the copy was told exactly this: it is the search now
-                self.search, self._next_point = taken
-            else:
-                self.search.tell(values, objective)
+        taken = await _speculated(speculation, objective)
+        if taken is not None:  # a copy was told exactly this: its point is the next trial's, and it the search
+            self._next_point, told = taken
+            self._search_back = (told, values, objective)
+        elif self.search is not None:
+            self.search.tell(values, objective)
         return True
+
+    async def _search_settled(self) -> None:
+        """The search told the last trial's result in the compute process (a speculation
+        taken) is the search once it is back; if it can't come back (that process died), the
+        search here is told the result instead (the same search, though not asked the point
+        the next trial runs). Awaited before the search is used."""
+        if self._search_back is None:
+            return
+        (told, values, objective), self._search_back = self._search_back, None
+        try:
+            self.search = await told
+        except Exception as e:  # noqa: BLE001 - the search goes on from here
+            log.warning("batch %s: its search's told copy was lost (%s): told here instead", self.run_id[:8], e)
+            assert self.search is not None
+            self.search.tell(values, objective)
 
     async def _start_pruning(self, trials: list[str]) -> None:
         """The batch's pruner, told the trials that ended before now (a resumed or restarted
@@ -556,3 +579,12 @@ def trial_ids(run_dir: StrPath) -> list[str]:
 
 def draw_seed() -> int:
     return random.SystemRandom().randrange(2**31)
+
+
+async def _speculated(speculation: Optional[speculate.Speculation], objective: Optional[float]) -> Any:
+    """A trial's speculation, once settled: its next point and told search (a future) when it
+    was for `objective` (speculate.Speculation.result_for); else None."""
+    if speculation is None:
+        return None
+    await speculation.settle()
+    return speculation.result_for(objective)

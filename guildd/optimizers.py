@@ -188,6 +188,14 @@ class Search(Counted):
             self._pending.append(point)
         return [flag_values(self._dims, self._values, point) for point in points]
 
+    def prepare_ask(self) -> None:
+        """Does now what the next ask of one point does first without needing the result it
+        will learn: draws the candidate points its model scores (models.drawn_ahead_space_class;
+        the same points, the generator left as it was). For a search copied to wait for a
+        trial's result (guildd.speculate)."""
+        if self._opt is not None and self._told + 1 >= self._random_starts:  # the next tell fits the model
+            self._opt.space.draw_ahead(self._opt.n_points, self._opt.rng)
+
     def _propose(self, n: int) -> list[list[Any]]:
         if n == 0:
             return []
@@ -248,7 +256,7 @@ def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], 
         est = models.gp_class()(**cooked.get_params(deep=False))
     else:
         est = cook_estimator(_ESTIMATORS[algorithm], space=dims, random_state=est_seed)
-    return Optimizer(
+    opt = Optimizer(
         dims,
         base_estimator=est,
         n_initial_points=random_starts,
@@ -257,6 +265,9 @@ def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], 
         random_state=rng,
         model_queue_size=1,  # skopt keeps every fitted model otherwise: memory grows with a search
     )
+    # the same space, whose candidate points can be drawn ahead (Search.prepare_ask)
+    opt.space = models.drawn_ahead_space_class()(opt.space.dimensions, constraint=opt.space.constraint)
+    return opt
 
 
 def prepare_process() -> None:

@@ -149,3 +149,32 @@ def test_a_search_pickles_and_asks_the_same_next_point_after(algorithm):
         assert copy.ask() == [values]
         search.tell(values, loss(values))
         copy.tell(values, loss(values))
+
+
+MIXED = {"x": X, "lr": SearchDim("loguniform", 1e-4, 1.0), "layers": SearchDim("uniform", 1, 8, integer=True),
+         "act": ["relu", "tanh", "gelu"]}
+
+
+@pytest.mark.parametrize("algorithm", ["gp", "gbrt", "forest"])
+def test_candidates_drawn_ahead_give_the_same_points_and_are_not_drawn_again(algorithm, monkeypatch):
+    from skopt.space import Space
+
+    draws = []
+    rvs = Space.rvs
+    monkeypatch.setattr(Space, "rvs", lambda self, n_samples=1, random_state=None:
+                        draws.append(n_samples) or rvs(self, n_samples=n_samples, random_state=random_state))
+    flags = {"random-starts": 2}
+    plain, ahead = Search(algorithm, flags, MIXED, seed=3), Search(algorithm, flags, MIXED, seed=3)
+    [values] = plain.ask()
+    assert ahead.ask() == [values]
+    for told in range(1, 7):
+        plain.tell(values, loss(values))
+        [asked] = plain.ask()
+        ahead = pickle.loads(pickle.dumps(ahead))  # as the compute process gets it
+        ahead.prepare_ask()
+        del draws[:]
+        ahead.tell(values, loss(values))
+        assert ahead.ask() == [asked]
+        if told >= 2:  # past the random starts: the model's ask took the candidates drawn ahead
+            assert 10000 not in draws
+        values = asked

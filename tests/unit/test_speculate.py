@@ -68,9 +68,18 @@ def _speculated(runtime, search, running, heard, objective):
             spec.heard(value)
             await asyncio.sleep(0)
         await spec.settle()
-        return spec.result_for(objective)
+        taken = spec.result_for(objective)
+        if taken is None:
+            return None
+        point, told = taken
+        return await told, point
 
     return asyncio.run(go())
+
+
+def _kept() -> int:
+    """In the compute process: how many speculations it keeps a search for."""
+    return len(speculate._BASES) + len(speculate._READY) + len(speculate._TOLD)
 
 
 def test_the_speculated_point_is_the_one_the_search_asks_after_the_result(runtime):
@@ -99,6 +108,19 @@ def test_a_value_logged_after_the_ask_is_not_taken(runtime):
         told = search.told
         assert _speculated(runtime, search, running, [0.5], 0.4) is None
         assert search.told == told  # the search itself was never told anything
+
+
+@pytest.mark.parametrize("heard, objective", [([0.5], 0.5), ([0.5], 0.4)], ids=["taken", "not taken"])
+def test_the_compute_process_forgets_each_speculation(runtime, heard, objective):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = _search(4)
+        _speculated(runtime, search, search.ask()[0], heard, objective)
+        assert asyncio.run(_compute(runtime, _kept)) == 0
+
+
+async def _compute(runtime, fn):
+    return await runtime.compute(fn)
 
 
 def test_a_compute_process_that_died_is_replaced(runtime):
