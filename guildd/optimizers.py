@@ -245,6 +245,7 @@ def _skopt_optimizer(algorithm: str, flags: Mapping[str, Any], dims: list[Any], 
 
     if algorithm == "random":
         return None
+    models.use_plain_normal()
     rng = check_random_state(rng)
     est_seed = rng.randint(0, 2**31 - 1)
     if algorithm == "gbrt":

@@ -178,3 +178,17 @@ def test_candidates_drawn_ahead_give_the_same_points_and_are_not_drawn_again(alg
         if told >= 2:  # past the random starts: the model's ask took the candidates drawn ahead
             assert 10000 not in draws
         values = asked
+
+
+def test_the_plain_normal_is_scipys_normal():
+    from scipy import stats
+
+    plain = models._plain_normal()
+    rng = np.random.RandomState(5)
+    xs = np.concatenate([rng.randn(1000) * 10, [0.0, -0.0, np.inf, -np.inf, np.nan, 40.0, -40.0, 1e-300]])
+    for fn in ("cdf", "pdf"):
+        np.testing.assert_array_equal(getattr(plain, fn)(xs), getattr(stats.norm, fn)(xs))  # bit for bit
+        for x in xs[:20]:
+            mine, theirs = getattr(plain, fn)(x), getattr(stats.norm, fn)(x)
+            assert type(mine) is type(theirs) and (mine == theirs or (np.isnan(mine) and np.isnan(theirs)))
+    assert plain.logcdf(-3.0) == stats.norm.logcdf(-3.0)  # the rest is scipy's
