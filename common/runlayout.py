@@ -69,6 +69,15 @@ def write_new_run(run_dir: StrPath, run_id: str, spec: pb.RunSpec, config: opcon
                   extra_files: Iterable[tuple[str, bytes]] = ()) -> str:
     """Initializes a run directory (Guild's layout) and writes its source snapshot, and
     `extra_files` ((path under .guild, bytes)); returns the snapshot's digest."""
+    digest = write_run_base(run_dir, run_id, spec, config, user, now_us, extra_files)
+    write_run_flags(run_dir, flag_values, user_flags, label)
+    return digest
+
+
+def write_run_base(run_dir: StrPath, run_id: str, spec: pb.RunSpec, config: opconfig.OpConfig, user: str, now_us: int,
+                   extra_files: Iterable[tuple[str, bytes]] = ()) -> str:
+    """What of a new run directory its flag values don't decide (write_new_run less
+    write_run_flags): a batch's next trial is made so while its point is being asked."""
     # Checked before the dir exists: a path outside the run dir leaves no half-made run.
     check_snapshot(spec, run_dir)
     files = snapshot_files(spec.sourcecode, spec.sourcecode_dest)
@@ -83,9 +92,6 @@ def write_new_run(run_dir: StrPath, run_id: str, spec: pb.RunSpec, config: opcon
         run_dir,
         {
             "op": config.to_attr(),
-            "flags": flag_values,
-            "user_flags": user_flags,
-            "label": label,
             "tags": list(spec.tags),
             "host": platform.node(),  # the hostname (common opens no sockets)
             "user": user,
@@ -99,6 +105,11 @@ def write_new_run(run_dir: StrPath, run_id: str, spec: pb.RunSpec, config: opcon
         (gdir / path).write_bytes(data)
     (gdir / "output").touch()
     return digest
+
+
+def write_run_flags(run_dir: StrPath, flag_values: Mapping[str, Any], user_flags: Mapping[str, Any], label: str) -> None:
+    """A new run's flag values and the label they render."""
+    rundir.write_attrs(run_dir, {"flags": flag_values, "user_flags": user_flags, "label": label})
 
 
 def snapshot_files(source_files: Iterable[pb.SourceFile], dest: str) -> list[tuple[str, bytes, int]]:

@@ -29,16 +29,13 @@ import asyncio
 import json
 import logging
 import math
-import os
-import random
-import re
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from guild_common import errors, flagfuncs, flags as flaglib, optdefs, prunedefs, rundir, trials as trialslib
+from guild_common import errors, flags as flaglib, optdefs, prunedefs, rundir, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
 from guildd import askahead, children, fsrights, runstate, speculate
+from guildd.batchspec import objective, objective_value, search_values, trial_ids
 from guildd import pruning as pruninglib, store as storelib
-from guild_common.paths import StrPath
 from guildd.children import Parents
 from guildd.store import RunRecord
 
@@ -47,97 +44,6 @@ if TYPE_CHECKING:
     from guildd.pruning import Pruning
 
 log = logging.getLogger("guildd.batches")
-
-SPEC_FILE = "batch.json"
-PROTO_FILE = "batch-proto"
-TRIAL_LINK = re.compile(r"^trial-(\d+)$")
-
-
-def read_spec(run_dir: StrPath) -> Optional[tuple[pb.BatchSpec, int, pb.RunSpec]]:
-    """(BatchSpec, session start, trial RunSpec) of a batch run dir, or None."""
-    gdir = rundir.guild_dir(run_dir)
-    try:
-        # read_regular: the run dir is its owner's, and a FIFO there must not hold the I/O thread.
-        data = json.loads(rundir.read_regular(gdir / SPEC_FILE))
-        proto = pb.RunSpec.FromString(rundir.read_regular(gdir / PROTO_FILE))
-    except (OSError, ValueError):
-        return None
-    session = data.pop("session_start", 0)
-    seed = data.pop("random_seed", None)
-    spec = pb.BatchSpec(**data)
-    if seed is not None:
-        spec.random_seed = seed
-    return spec, session, proto
-
-
-def spec_files(spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int = 0) -> list[tuple[str, bytes]]:
-    """The files a batch run's dir gets (see the module doc)."""
-    data = {f.name: getattr(spec, f.name) for f in pb.BatchSpec.DESCRIPTOR.fields if f.name != "random_seed"}
-    data["random_seed"] = spec.random_seed
-    data["session_start"] = session_start
-    return [(SPEC_FILE, json.dumps(data, sort_keys=True).encode()), (PROTO_FILE, proto.SerializeToString())]
-
-
-def write_spec(run_dir: StrPath, spec: pb.BatchSpec, proto: pb.RunSpec, session_start: int) -> None:
-    with fsrights.as_owner_of(run_dir):  # the owner's dir: written with their rights
-        for name, data in spec_files(spec, proto, session_start):
-            rundir.write_atomic(rundir.guild_dir(run_dir) / name, data)  # a full disk leaves the old spec
-
-
-def check(spec: pb.BatchSpec) -> None:
-    """Refuses a batch that can't run, before its run is created: an unknown optimizer or
-    optimizer flag, a bad objective, a search with no dimensions, no trials."""
-    if spec.max_trials < 0 or (spec.HasField("random_seed") and spec.random_seed < 0):
-        raise errors.InvalidArgument("--max-trials and --random-seed must not be negative")
-    if spec.parallel < 0:
-        raise errors.InvalidArgument(f"invalid --parallel {spec.parallel}: expected 1 or more")
-    check_pruning(spec)
-    if spec.kind == "grid":
-        if not json.loads(spec.trials_json or "[]"):
-            raise errors.InvalidArgument("batch has no trials")
-        return
-    algorithm = optdefs.algorithm_for(spec.kind)
-    optdefs.optimizer_flags(algorithm, json.loads(spec.optimizer_flags_json or "{}"))
-    if spec.stage_trials and algorithm != "random":
-        raise errors.InvalidArgument(f"--stage-trials cannot be used with optimizer {algorithm}: it needs each trial's result")
-    from guildd import optimizers
-
-    optimizers.dims_for(search_values(json.loads(spec.values_json or "{}")))
-
-
-def check_pruning(spec: pb.BatchSpec) -> None:
-    """Refuses a pruner the batch can't use: unknown, a bad flag, an objective with no value
-    by step, or staged trials (the queue starts them, and no loop watches them)."""
-    goal = objective(spec)
-    if not spec.pruner:
-        if spec.pruner_flags_json and json.loads(spec.pruner_flags_json):
-            raise errors.InvalidArgument("-Fp/--prune-flag needs --prune PRUNER")
-        return
-    try:
-        given = json.loads(spec.pruner_flags_json or "{}")
-    except ValueError:
-        given = None
-    if not isinstance(given, dict):
-        raise errors.InvalidArgument("invalid pruner flags: expected a JSON object")
-    prunedefs.pruner_flags(spec.pruner, given)
-    prunedefs.check_objective(goal)
-    if spec.stage_trials:
-        raise errors.InvalidArgument("--prune cannot be used with --stage-trials: staged trials are started by the queue, unwatched")
-
-
-def objective(spec: pb.BatchSpec) -> optdefs.Objective:
-    """The batch's objective (optdefs.Objective): --maximize COL, else --minimize COL or loss."""
-    return optdefs.parse_objective(*((None, spec.objective) if spec.maximize else (spec.objective or None, None)))
-
-
-def search_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Flag values with their search functions as SearchDims (lists stay categorical)."""
-    out = {}
-    for name, value in values.items():
-        dim = flagfuncs.search_dim(value, name) if isinstance(value, str) else None
-        out[name] = dim if dim is not None else flagfuncs.expand(value, name) if isinstance(value, str) else value
-    return out
-
 
 class Batch:
     """A running batch's loop; it drives the batch run (guildd.drivers.Driver)."""
@@ -165,6 +71,7 @@ class Batch:
         # the search told that trial's result, coming back from the compute process (a future),
         # and the result, told here should it not come (see _search_settled)
         self._search_back: Optional[tuple["asyncio.Future[Any]", dict[str, Any], Optional[float]]] = None
+        self._premade: Optional["asyncio.Future[Any]"] = None  # the next trial's dir, being made (guildd.premade)
         self.pruning: Optional[Pruning] = None
         self.pruned: dict[str, dict[str, Any]] = {}  # trial id -> its `pruned` attr
         self._unlisten: dict[str, Any] = {}  # trial id -> stops hearing its scalars
@@ -196,6 +103,9 @@ class Batch:
             exit_status = 1
         finally:
             self.parents.drivers.remove(self)
+            if self._premade is not None:  # made for a trial never started (also at a shutdown)
+                self.runtime.critical(_discard(self.parents, self._premade))
+                self._premade = None
         await self.runtime.critical(self.parents.end(self.run_id, exit_status))
 
     async def _loop(self) -> int:
@@ -244,6 +154,10 @@ class Batch:
                                        self._ahead is not None, self.stopping, failed)
             if askahead.ask_ahead(state):
                 self._ahead = asyncio.ensure_future(self._ask_points(1))
+            if made < self.target and not (self.stopping or failed) and self._premade is None:
+                # the next trial's dir, all but its flag values, made while trials run (guildd.premade)
+                self._premade = asyncio.ensure_future(
+                    self.parents.premake_child(self.run_dir, f"trial-{number + 1}", self._trial_spec({}), self.user))
             trial_id, values = await self._trial_ends.get()
             ok = await self._trial_ended(trial_id, values)
             if not ok and self.spec.fail_on_trial_error and not self.stopping:
@@ -350,9 +264,10 @@ class Batch:
 
     async def _start_trial(self, number: int, values: dict[str, Any]) -> None:
         spec = self._trial_spec(values)
+        made = await self._take_premade()
         try:
             # Not cut by a shutdown: a trial started but not linked would be made again.
-            child = await self.runtime.critical(self._make_trial(number, spec))
+            child = await self.runtime.critical(self._make_trial(number, spec, made))
         except errors.GuildError as e:
             await self.say(f"ERROR: [guild] trial {number} could not start: {e}")
             return
@@ -360,9 +275,22 @@ class Batch:
             await self._search_settled()  # (it came back while the trial started)
             self._watch(child.id, values)
 
-    async def _make_trial(self, number: int, spec: pb.RunSpec) -> RunRecord:
-        """Starts (or stages) trial `number` and links it into the batch."""
-        child = await self.parents.start_child(self.run_dir, f"trial-{number}", spec, self.spec.stage_trials, self.user)
+    async def _take_premade(self) -> Any:
+        """The dir made for the next trial (guildd.premade), once made; None if there is none
+        or it could not be made (the trial is made as usual, and says why if it can't be)."""
+        premade, self._premade = self._premade, None
+        if premade is None:
+            return None
+        try:
+            return await premade
+        except Exception as e:  # noqa: BLE001 - made as usual instead
+            log.warning("batch %s: the next trial's dir was not made ahead: %s", self.run_id[:8], e)
+            return None
+
+    async def _make_trial(self, number: int, spec: pb.RunSpec, made: Any = None) -> RunRecord:
+        """Starts (or stages) trial `number` and links it into the batch (in `made`, a dir
+        premade for it, if given)."""
+        child = await self.parents.start_child(self.run_dir, f"trial-{number}", spec, self.spec.stage_trials, self.user, made)
         verb = "Staging" if self.spec.stage_trials else "Running"
         await self.say(f"INFO: [guild] {verb} trial {child.id}: {child.op_name} ({_trial_flags_desc(spec)})")
         return child
@@ -531,54 +459,11 @@ class Batch:
             await self.parents.stop_runs([trial_id])
 
 
-def objective_value(summaries: "list[Any]", objective: optdefs.Objective) -> Optional[float]:
-    """A trial's objective from its scalar summaries (guildd.store.Summary): the value its
-    qualifier names of the scalar whose key (or tag) it names; None when it has none."""
-    key = objective.scalar
-    tag = key.split("#", 1)[1] if "#" in key else key
-    for s in summaries:
-        if s.tag in (key, tag):
-            value = {
-                "last": s.last_val,
-                "first": s.first_val,
-                "min": s.min_val,
-                "max": s.max_val,
-                "total": s.total,
-                "avg": s.total / s.count if s.count else None,
-                "count": s.count,
-            }.get(objective.qualifier, s.last_val)
-            return value if value is not None and math.isfinite(value) else None
-    return None
-
-
-def objective_column(objective: optdefs.Objective) -> str:
-    """The objective in compare's column syntax (`loss`, `max acc`)."""
-    return objective.scalar if objective.qualifier == "last" else f"{objective.qualifier} {objective.scalar}"
-
-
 def _trial_flags_desc(spec: pb.RunSpec) -> str:
     """A trial's flags as Guild 0.9's `Running trial` line shows them: `a=1, b=x`, sorted,
     null ones left out (not its label, which a label template may change)."""
     values = json.loads(spec.flags_json or "{}")
     return ", ".join(f"{k}={flaglib.format_flag_value(v)}" for k, v in sorted(values.items()) if v is not None)
-
-
-def trial_ids(run_dir: StrPath) -> list[str]:
-    """The batch's trials, in the order they were made (its `trial-N` links)."""
-    numbered = []
-    try:
-        entries = os.listdir(run_dir)
-    except FileNotFoundError:
-        return []
-    for name in entries:
-        m = TRIAL_LINK.match(name)
-        if m:
-            numbered.append((int(m.group(1)), os.path.basename(os.readlink(os.path.join(run_dir, name)))))
-    return [run_id for _, run_id in sorted(numbered)]
-
-
-def draw_seed() -> int:
-    return random.SystemRandom().randrange(2**31)
 
 
 async def _speculated(speculation: Optional[speculate.Speculation], objective: Optional[float]) -> Any:
@@ -588,3 +473,12 @@ async def _speculated(speculation: Optional[speculate.Speculation], objective: O
         return None
     await speculation.settle()
     return speculation.result_for(objective)
+
+
+async def _discard(parents: Parents, premade: "asyncio.Future[Any]") -> None:
+    """Removes a trial's premade dir once made (if it was)."""
+    try:
+        made = await premade
+    except Exception:  # noqa: BLE001 - nothing was made
+        return
+    await parents.discard(made)

@@ -19,7 +19,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from guild_common import errors, home as homelib, rundir
-from guildd import annotations, authz, batches as batchlib, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
+from guildd import annotations, authz, batchspec, compare as comparelib, diskspace, executor as execlib, manage, outputs, runstate, selection
 from guildd import fsrights, history, store as storelib
 from guildd.runtime import Runtime
 
@@ -178,15 +178,15 @@ class Catalog:
         run_dir = self.location(rec)
 
         def read() -> BatchView:
-            found = fsrights.call_as_owner_of(run_dir, batchlib.read_spec, run_dir)
+            found = fsrights.call_as_owner_of(run_dir, batchspec.read_spec, run_dir)
             if found is None:
                 raise errors.InvalidArgument(f"run {rec.id[:8]} ({rec.op_name}) is not a batch run")
-            objective = batchlib.objective(found[0])
-            ids = fsrights.call_as_owner_of(run_dir, batchlib.trial_ids, run_dir)
+            objective = batchspec.objective(found[0])
+            ids = fsrights.call_as_owner_of(run_dir, batchspec.trial_ids, run_dir)
             trials = self.store.get_many(ids)
             scalars = self.store.scalars_of(ids)
-            numbered = [(n, t, batchlib.objective_value(scalars.get(t.id, []), objective)) for n, t in enumerate(trials, 1)]
-            return BatchView(batchlib.objective_column(objective), objective.maximize, numbered, scalars)
+            numbered = [(n, t, batchspec.objective_value(scalars.get(t.id, []), objective)) for n, t in enumerate(trials, 1)]
+            return BatchView(batchspec.objective_column(objective), objective.maximize, numbered, scalars)
 
         return await self.runtime.io(read)
 
@@ -420,7 +420,7 @@ class Catalog:
             except errors.GuildError:
                 out.append(spec)  # left for select to report or match as it does
                 continue
-            trials = batchlib.trial_ids(homelib.run_dir(self.home, rec.id)) if "+" in rec.op_name else []
+            trials = batchspec.trial_ids(homelib.run_dir(self.home, rec.id)) if "+" in rec.op_name else []
             out += trials or [spec]
         return out
 

@@ -26,9 +26,12 @@ class Parents:
     drivers: Drivers
     run_dir: Callable[[str], "str | os.PathLike"]
     follow: Callable[[str, int], None]  # follows a parent's output from an offset
-    start_run: Callable[[pb.RunSpec, bool, str], Awaitable[RunRecord]]  # (spec, stage, user)
+    start_run: Callable[..., Awaitable[RunRecord]]  # (spec, stage, user, made=a premade dir or None)
     # (run id, spec, user): a child a killed daemon made but did not start, started now
     start_made: Callable[[str, pb.RunSpec, str], Awaitable[None]]
+    # (spec, user): a child's dir made ahead of its flag values (guildd.premade); one left unused is discarded
+    premake: Callable[[pb.RunSpec, str], Awaitable[Any]]
+    discard: Callable[[Any], Awaitable[None]]
     stop_runs: Callable[[Sequence[str]], Awaitable[Any]]
     end: Callable[[str, int], Awaitable[None]]  # records a parent's end, given its exit status
     scalars: Callable[[str], Awaitable[list]]  # a run's scalar summaries, all indexed
@@ -40,15 +43,29 @@ class Parents:
         """A line of guildd's own in a parent's output (stderr, as Guild logs them)."""
         await self.runtime.work(outputs.append_line, run_dir, line)
 
+    async def premake_child(self, parent_dir: "str | os.PathLike", name: str, spec: pb.RunSpec, user: str) -> Any:
+        """The dir of the child a parent makes next as `name`, made ahead of its flag values
+        (`spec`'s are not used: see guildd.premade), for start_child; STARTING_FILE names it
+        already, so start_child has nothing more to write first."""
+        made = await self.premake(spec, user)
+        starting = Starting(name, spec.op_name, {}, user, rundir.now_us(), made.run_id)
+        try:
+            await self.runtime.io(_write_starting, parent_dir, starting)
+        except BaseException:
+            await self.discard(made)
+            raise
+        return made
+
     async def start_child(self, parent_dir: "str | os.PathLike", name: str, spec: pb.RunSpec, stage: bool,
-                          user: str) -> RunRecord:
+                          user: str, made: Any = None) -> RunRecord:
         """Starts (or stages) a child run and links it into its parent as `name`, saying
         first what it is about to make (STARTING_FILE), so that a daemon killed between the
         child's making and its link leaves a child the next one links (relink), never one it
-        makes again."""
-        starting = Starting(name, spec.op_name, json.loads(spec.flags_json or "{}"), user, rundir.now_us())
-        await self.runtime.io(_write_starting, parent_dir, starting)
-        child = await self.start_run(spec, stage, user)
+        makes again. `made`: its dir, from premake_child (which said so), or None."""
+        if made is None:
+            starting = Starting(name, spec.op_name, json.loads(spec.flags_json or "{}"), user, rundir.now_us())
+            await self.runtime.io(_write_starting, parent_dir, starting)
+        child = await self.start_run(spec, stage, user, made=made)
         await self.runtime.io(link, parent_dir, name, child.id)
         return child
 
@@ -79,8 +96,9 @@ class Parents:
 
 
 # The child a parent is about to make: its link name, op, flag values, user, and a time no
-# later than the child's creation. Written before the child is made, so the next daemon can
-# tell the child a killed one made (and did not link yet) from every other run.
+# later than the child's creation (or the id of the dir made for it ahead: guildd.premade).
+# Written before the child is made, so the next daemon can tell the child a killed one made
+# (and did not link yet) from every other run.
 STARTING_FILE = "child-starting"
 
 
@@ -93,12 +111,16 @@ class Starting:
     flags: dict[str, Any]
     user: str
     after_us: int
+    run_id: str = ""  # its dir's, made ahead (its flags not known then); "" when not
 
 
 def made_child(records: Sequence[RunRecord], starting: Starting, taken: "set[str] | frozenset[str]") -> Optional[str]:
-    """The run a parent made as `starting` but did not link: the first one made since with
-    its op, flags and user that no link of the parent names (`taken`); None if there is none
-    (the daemon was killed before the child was made: the loop makes it as usual)."""
+    """The run a parent made as `starting` but did not link: the one made in the dir it names,
+    else the first one made since with its op, flags and user, that no link of the parent
+    names (`taken`); None if there is none (the daemon was killed before the child was made:
+    the loop makes it as usual)."""
+    if starting.run_id:
+        return starting.run_id if starting.run_id not in taken and any(r.id == starting.run_id for r in records) else None
     found = [r for r in records if r.id not in taken and r.op_name == starting.op_name and r.user == starting.user
              and r.created_us >= starting.after_us and r.flags == starting.flags]
     return min(found, key=lambda r: r.created_us).id if found else None

@@ -21,7 +21,7 @@ from guild_common import errors, home as homelib, opconfig, rundir
 from guild_common.paths import StrPath
 from guild_common.pb import guild_pb2 as pb
 from guildd import batches as batchlib, catalog, convert, daemonlog, diskspace, executor as execlib, fsrights, needed, outputs, pipeline
-from guildd import queue as queuelib, rayjobs, restarts, runs, runstate, upstream
+from guildd import premade as premadelib, queue as queuelib, rayjobs, restarts, runs, runstate, upstream
 from guildd import store as storelib
 from guildd.children import Parents
 from guildd.drivers import Drivers, ShimDriver
@@ -75,6 +75,8 @@ class Launcher:
             follow=followers.follow,
             start_run=self.start_run,
             start_made=self.start_made,
+            premake=self.premake,
+            discard=self.discard,
             stop_runs=self.stop_runs,
             end=self.end_parentless,
             scalars=followers.scalars,
@@ -84,25 +86,33 @@ class Launcher:
     def run_dir(self, run_id: str) -> "os.PathLike":
         return homelib.run_dir(self.home, run_id)
 
-    async def start_run(self, spec: pb.RunSpec, stage: bool, user: str, wants: Optional[queuelib.Wants] = None) -> storelib.RunRecord:
-        """Creates a run from its spec. Staged, it goes to the queue; otherwise it starts now,
-        or, when it needs GPUs or waits for other runs, waits at the head of the queue
-        (status pending). `wants`: its queue options (--after runs as given)."""
-        if not spec.cmd_args and not spec.steps:
-            raise errors.InvalidArgument("run spec has no command")
-        if not spec.op_name:
-            raise errors.InvalidArgument("run spec has no operation name")
-        opconfig.check_spec(spec)
-        ray_attrs = await rayjobs.admit(spec, self.shared, self.ray)
-        resources = convert.run_resources(rayjobs.local_request(spec))
-        request = queuelib.request_for(resources)
-        wants = convert.preemptible_wants(wants or queuelib.Wants(), spec, request)
-        await self.queue.check_request(request)
-        after_ids = await self._after_ids(wants.after)
+    async def start_run(self, spec: pb.RunSpec, stage: bool, user: str, wants: Optional[queuelib.Wants] = None,
+                        made: Optional[premadelib.Premade] = None) -> storelib.RunRecord:
+        """Creates a run from its spec (in `made`, a dir premade from it, if given). Staged, it
+        goes to the queue; otherwise it starts now, or, when it needs GPUs or waits for other
+        runs, waits at the head of the queue (status pending). `wants`: its queue options
+        (--after runs as given)."""
+        try:
+            if not spec.cmd_args and not spec.steps:
+                raise errors.InvalidArgument("run spec has no command")
+            if not spec.op_name:
+                raise errors.InvalidArgument("run spec has no operation name")
+            opconfig.check_spec(spec)
+            ray_attrs = await rayjobs.admit(spec, self.shared, self.ray)
+            resources = convert.run_resources(rayjobs.local_request(spec))
+            request = queuelib.request_for(resources)
+            wants = convert.preemptible_wants(wants or queuelib.Wants(), spec, request)
+            await self.queue.check_request(request)
+            after_ids = await self._after_ids(wants.after)
+        except BaseException:
+            if made is not None:
+                await self.discard(made)
+            raise
         queued = stage or request.wants_gpus or after_ids or bool(wants.queue)
         if spec.steps:
             queued = False  # a pipeline holds nothing itself: its steps queue for what they need
-        rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING, extra_attrs=ray_attrs)
+        rec, config, flag_values = await self.create_run(spec, user, runstate.STAGED if stage else runstate.PENDING,
+                                                         extra_attrs=ray_attrs, made=made)
         run_id = rec.id
         if stage and spec.steps:
             # Its steps kept for `--start` or queue processing to start it later.
@@ -171,18 +181,28 @@ class Launcher:
         return await restarts.restart_run(self, req, user)
 
     async def create_run(self, spec: pb.RunSpec, user: str, status: str, extra_files: Sequence[tuple[str, bytes]] = (),
-                         extra_attrs: Optional[dict[str, Any]] = None) -> tuple[storelib.RunRecord, opconfig.OpConfig, dict[str, Any]]:
-        """Writes a new run's dir from its spec and indexes it with its first `status`
-        (staged or pending); either both are done or neither (see _create). Returns its
-        index record, its OpConfig and its flag values. `extra_files` ((path under .guild,
-        bytes)) and `extra_attrs` are written with it."""
-        flag_values = convert.json_object(spec.flags_json, "flags")
-        user_flags = convert.json_object(spec.user_flags_json, "user flags")
-        config = opconfig.config_from_spec(spec)
-        owner = runs.owner_named(user) if self.shared else None
-        if owner is not None and spec.project_dir:
-            await self.runtime.work(runs.check_project_dir, spec.project_dir, owner)
-        run_id = rundir.new_run_id()
+                         extra_attrs: Optional[dict[str, Any]] = None,
+                         made: Optional[premadelib.Premade] = None) -> tuple[storelib.RunRecord, opconfig.OpConfig, dict[str, Any]]:
+        """Writes a new run's dir from its spec (or finishes `made`, premade from it) and
+        indexes it with its first `status` (staged or pending); either both are done or
+        neither (see _create). Returns its index record, its OpConfig and its flag values.
+        `extra_files` ((path under .guild, bytes)) and `extra_attrs` are written with it."""
+        try:
+            flag_values = convert.json_object(spec.flags_json, "flags")
+            user_flags = convert.json_object(spec.user_flags_json, "user flags")
+            config = opconfig.config_from_spec(spec)
+            owner = runs.owner_named(user) if self.shared else None
+            if owner is not None and spec.project_dir:
+                await self.runtime.work(runs.check_project_dir, spec.project_dir, owner)
+        except BaseException:
+            if made is not None:
+                await self.discard(made)
+            raise
+        run_id = made.run_id if made is not None else rundir.new_run_id()
+        if made is not None and (extra_files or made.key != premadelib.spec_key(spec)):
+            # made from another spec: made afresh, under its id (a parent's STARTING_FILE names it)
+            await self.discard(made)
+            made = None
         run_dir = self.run_dir(run_id)
         label = opconfig.render_label(config.label_template, list(spec.tags), flag_values)
         now = rundir.now_us()
@@ -196,25 +216,39 @@ class Launcher:
             tags_json=json.dumps(list(spec.tags)),
             user=user,
         )
-        write = functools.partial(
-            runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
-        )
-        rec = await self.runtime.io(self.changing_dirs, self._create, record, status, write, extra_attrs, owner)
+        if made is None:
+            write = functools.partial(
+                runs.write_new_run, run_dir, run_id, spec, config, flag_values, user_flags, label, user, now, extra_files
+            )
+        else:
+            write = functools.partial(premadelib.finish, run_dir, flag_values, user_flags, label, now, made.digest)
+        rec = await self.runtime.io(self.changing_dirs, self._create, record, status, write, extra_attrs, owner, made is not None)
         return rec, config, flag_values
 
+    async def premake(self, spec: pb.RunSpec, user: str) -> premadelib.Premade:
+        """A new run's dir made from `spec` ahead of its flag values, for start_run or
+        create_run to finish (guildd.premade)."""
+        return await premadelib.premake(self, spec, user)
+
+    async def discard(self, made: premadelib.Premade) -> None:
+        """Removes a premade dir that will not be finished."""
+        await premadelib.discard(self, made)
+
     def _create(self, record: storelib.RunRecord, status: str, write: Callable[[], str],
-                extra_attrs: Optional[dict[str, Any]], owner: Optional[runs.Owner] = None) -> storelib.RunRecord:
-        """On the I/O thread: a new run's dir written (`write` returns its snapshot's digest)
-        and its first status indexed. On any failure (a full disk, a bad path) the half-made
-        dir is removed: a run that can't be made leaves nothing behind. With an `owner` (a
-        shared daemon), the fresh dir is made by the daemon and then given to the owner:
-        every later write of the daemon's there is made with the owner's rights."""
+                extra_attrs: Optional[dict[str, Any]], owner: Optional[runs.Owner] = None, premade: bool = False) -> storelib.RunRecord:
+        """On the I/O thread: a new run's dir written (`write` returns its snapshot's digest;
+        `premade`: the dir is made and marked already, `write` finishes it) and its first
+        status indexed. On any failure (a full disk, a bad path) the half-made dir is removed:
+        a run that can't be made leaves nothing behind. With an `owner` (a shared daemon), the
+        fresh dir is made by the daemon and then given to the owner: every later write of the
+        daemon's there is made with the owner's rights."""
         self.reserve.take()  # again, if a full disk used it up: there is room for a new run
         run_dir = self.run_dir(record.id)
         try:
             # Marked as being made until whole and indexed: a daemon killed meanwhile leaves
             # a dir that is no run, removed at the next start (guildd.catalog.half_made).
-            catalog.begin_making(run_dir)
+            if not premade:
+                catalog.begin_making(run_dir)
             digest = write()
             if extra_attrs:
                 rundir.write_attrs(run_dir, extra_attrs)
@@ -266,7 +300,7 @@ class Launcher:
 
     def resume_batch(self, rec: storelib.RunRecord, found: tuple[pb.BatchSpec, int, pb.RunSpec]) -> None:
         """After a restart: a batch that was running goes on (see guildd.batches); `found`:
-        what batches.read_spec read from its dir."""
+        what batchspec.read_spec read from its dir."""
         spec, session_start, proto = found
         self._batch_loop(rec, spec, proto, session_start, rec.user)
         log.info("resuming batch %s", rec.id[:8])

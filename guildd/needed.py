@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from guild_common import rundir
 from guild_common.paths import StrPath
-from guildd import batches as batchlib, fsrights, runstate
+from guildd import batchspec, fsrights, runstate
 from guildd import store as storelib
 from guildd.selection import Criteria
 
@@ -51,14 +51,14 @@ def find(store: storelib.Store, run_dir: Callable[[str], StrPath], op_name: str,
         path = run_dir(rec.id)
         with fsrights.as_owner_of(path):
             op_attr = rundir.read_attr(path, "op")
-            found = batchlib.read_spec(path) if opt_flags is not None else None
+            found = batchspec.read_spec(path) if opt_flags is not None else None
         if counts(rec.status, op_attr, opt_flags, _opt_flags(found)):
             out.append(rec)
     return out
 
 
 def _opt_flags(found: Optional[tuple[Any, int, Any]]) -> Optional[dict[str, Any]]:
-    """A batch's optimizer flags from its spec (batches.read_spec); None: none readable."""
+    """A batch's optimizer flags from its spec (batchspec.read_spec); None: none readable."""
     if found is None:
         return None
     try:

@@ -30,7 +30,7 @@ Point = tuple[int, float]  # (step, objective value)
 
 def curve(scalars: Iterable[Sequence[Any]], objective: Objective) -> list[Point]:
     """The objective's finite values by step among (key, value, step) scalars, in the order
-    given. Keys match as batches.objective_value matches them: `val#loss` also matches a
+    given. Keys match as batchspec.objective_value matches them: `val#loss` also matches a
     bare `loss`."""
     key = objective.scalar
     tag = key.split("#", 1)[1] if "#" in key else key

@@ -6,7 +6,7 @@ import logging
 from typing import Any, Callable
 
 from guild_common import home as homelib, rundir
-from guildd import batches, catalog, children, daemonlog, executor as execlib, fsrights, outputs, pipeline, runstate
+from guildd import batchspec, catalog, children, daemonlog, executor as execlib, fsrights, outputs, pipeline, runstate
 from guildd.launcher import Launcher
 from guildd.queue import Queue
 from guildd.store import RunRecord
@@ -66,7 +66,7 @@ async def _reconcile_run(launcher: Launcher, rec: RunRecord) -> None:
     elif started and lock_pid and await _adoptable(launcher, rec, lock_pid):
         log.info("adopting run %s (pid %s)", rec.id[:8], lock_pid)
         launcher.adopt(rec.id, lock_pid, rec.scalar_offset, scalar_config, pending)
-    elif rec.status == runstate.RUNNING and (batch := await read(batches.read_spec)) is not None:
+    elif rec.status == runstate.RUNNING and (batch := await read(batchspec.read_spec)) is not None:
         launcher.resume_batch(rec, batch)
     elif rec.status == runstate.RUNNING and (steps := await read(pipeline.read_steps)) is not None:
         launcher.resume_pipeline(rec, steps)

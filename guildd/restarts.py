@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from guild_common import errors, flags as flaglib, opconfig, rundir, sourcecode, trials as trialslib
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches as batchlib, convert, fsrights, needed, pipeline, queue as queuelib, rayjobs, runs, runstate
+from guildd import batchspec, convert, fsrights, needed, pipeline, queue as queuelib, rayjobs, runs, runstate
 from guildd import store as storelib
 from guildd.convert import BatchStart, ProtoStart, Restart
 
@@ -21,13 +21,13 @@ async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> store
     """Creates a batch run and starts its loop (or stages it)."""
     spec = pb.BatchSpec()
     spec.CopyFrom(req.batch)
-    await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
+    await asyncio.get_running_loop().run_in_executor(None, batchspec.check, spec)
     opconfig.check_spec(req.proto)
     await rayjobs.admit(req.proto, launcher.shared, launcher.ray)  # trials on Ray: the cluster checked once, its address fixed
     request = queuelib.request_for(convert.run_resources(rayjobs.local_request(req.proto)))
     await launcher.queue.check_request(request)
     if not spec.HasField("random_seed"):
-        spec.random_seed = batchlib.draw_seed()
+        spec.random_seed = batchspec.draw_seed()
     proto = req.proto
     # Its trials are made later: refuse a snapshot they could not write now.
     await launcher.runtime.io(runs.check_snapshot, proto, launcher.run_dir(rundir.new_run_id()))
@@ -51,7 +51,7 @@ async def start_batch(launcher: "Launcher", req: BatchStart, user: str) -> store
         batch_run,
         user,
         runstate.STAGED if req.stage else runstate.PENDING,
-        batchlib.spec_files(spec, proto),
+        batchspec.spec_files(spec, proto),
         {"max_trials": spec.max_trials, "random_seed": spec.random_seed},
     )
     if req.stage:
@@ -84,7 +84,7 @@ async def restart_needed(launcher: "Launcher", req: Restart) -> list[storelib.Ru
     rec = await launcher.runtime.io(launcher.store.resolve, req.run)
     run_dir = launcher.run_dir(rec.id)
     flags = {**rec.flags, **convert.json_object(req.flags_json, "flags")}
-    found = await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, batchlib.read_spec, run_dir)
+    found = await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, batchspec.read_spec, run_dir)
     if found is None:
         return await _needed(launcher, rec.op_name, rec.opref, flags, None)
     opt_flags = {**_opt_flags(found[0].optimizer_flags_json), **convert.json_object(req.optimizer_flags_json, "optimizer flags")}
@@ -181,7 +181,7 @@ async def restart_run(launcher: "Launcher", req: Restart, user: str) -> tuple[st
         are hers, and a link she put there to a root-only file is refused (guildd.fsrights)."""
         return await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, fn, run_dir)
 
-    found = await read(batchlib.read_spec)
+    found = await read(batchspec.read_spec)
     if found is not None:
         return await _restart_batch(launcher, rec, req, found)
     steps = await read(pipeline.read_steps)
@@ -242,9 +242,9 @@ async def _restart_batch(launcher: "Launcher", rec: storelib.RunRecord, req: Res
         spec.optimizer_flags_json = json.dumps({**json.loads(spec.optimizer_flags_json or "{}"), **convert.json_object(req.optimizer_flags_json, "optimizer flags")})
     if req.max_trials:
         spec.max_trials = req.max_trials
-    await asyncio.get_running_loop().run_in_executor(None, batchlib.check, spec)
-    session_start = len(await launcher.runtime.io(batchlib.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
-    await launcher.runtime.io(batchlib.write_spec, run_dir, spec, proto, session_start)
+    await asyncio.get_running_loop().run_in_executor(None, batchspec.check, spec)
+    session_start = len(await launcher.runtime.io(batchspec.trial_ids, run_dir)) if rec.status != runstate.STAGED else 0
+    await launcher.runtime.io(batchspec.write_spec, run_dir, spec, proto, session_start)
     if overrides:
         await launcher.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.write_attr, run_dir, "flags", flags)
     offset = rundir.output_size(run_dir)

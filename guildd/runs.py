@@ -16,7 +16,8 @@ from guild_common import errors, opconfig, rundir
 from guild_common.paths import StrPath
 # The layout both guildd and `guildctl run --run-dir` write; its names are the daemon's too.
 from guild_common.runlayout import check_snapshot as check_snapshot, current_user as current_user, run_env, \
-    snapshot_files as snapshot_files, write_launch_attrs, write_new_run as write_new_run
+    snapshot_files as snapshot_files, write_launch_attrs, write_new_run as write_new_run, write_run_base as write_run_base, \
+    write_run_flags as write_run_flags
 from guildd import callers, fsrights, rayjobs
 
 

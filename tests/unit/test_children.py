@@ -11,8 +11,9 @@ import pytest
 
 from guild_common import errors, home as homelib, rundir
 from guild_common.pb import guild_pb2 as pb
-from guildd import batches, children, pipeline
+from guildd import batches, batchspec, children, pipeline
 from guildd.children import Parents
+from guildd.premade import Premade
 from guildd.drivers import Drivers, ShimDriver
 from guildd.runstate import COMPLETED, ERROR, PENDING, RUNNING, STAGED, TERMINATED, RunStates
 from guildd.store import RunRecord, Store
@@ -47,8 +48,11 @@ class World:
         self.parents = Parents(
             runtime=self.runtime, store=self.store, states=self.states, drivers=self.drivers, run_dir=self.run_dir,
             follow=lambda run_id, offset: None, start_run=self.start_run, start_made=self.start_made,
-            stop_runs=self.stop_runs, end=self.end, scalars=self.scalars,
+            premake=self.premake, discard=self.discard, stop_runs=self.stop_runs, end=self.end, scalars=self.scalars,
         )
+        self.premade: list[str] = []  # dirs made ahead, by name
+        self.used: list[Optional[str]] = []  # the premade dir each child was made in (None: none)
+        self.discarded: list[str] = []
 
     def run_dir(self, run_id: str) -> Any:
         return homelib.run_dir(self.home, run_id)
@@ -64,7 +68,16 @@ class World:
         await self.runtime.io(self._make, run_id, pb.RunSpec(op_name="parent", opref="op parent"), PENDING)
         return run_id
 
-    async def start_run(self, run_spec: pb.RunSpec, stage: bool, user: str) -> RunRecord:
+    async def premake(self, run_spec: pb.RunSpec, user: str) -> Any:
+        made = Premade(f"premade-{len(self.premade) + 1}", "", b"")
+        self.premade.append(made.run_id)
+        return made
+
+    async def discard(self, made: Any) -> None:
+        self.discarded.append(made.run_id)
+
+    async def start_run(self, run_spec: pb.RunSpec, stage: bool, user: str, made: Any = None) -> RunRecord:
+        self.used.append(made and made.run_id)
         if run_spec.op_name == BROKEN:
             raise errors.FailedPrecondition("cannot start run: no such command")
         run_id = rundir.new_run_id()
@@ -265,7 +278,36 @@ def test_a_grid_batch_runs_its_trials(world, batch_spec, exits, at_once, expecte
         assert (rec.status, rec.exit_status) == (status, exit_status)
         assert parent not in w.drivers
         assert line.format(*[c.id for c in w.children]) in w.output(parent)
-        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+        assert batchspec.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+
+    world(go)
+
+
+# (batch spec, exit status of each trial started, trials at once) ->
+#   (the dir made ahead each trial was made in (None: made as usual), those discarded)
+PREMADE = [
+    pytest.param(grid(), [0, 0, 0], 1, ([None, "premade-1", "premade-2"], []),
+                 id="one at a time: each next trial's dir made as the last one ends"),
+    pytest.param(grid(parallel=3), [0, 0, 0], 3, ([None, None, None], []),
+                 id="all at once: none left to make ahead"),
+    pytest.param(grid(fail_on_trial_error=True), [1], 1, ([None], ["premade-1"]),
+                 id="a failed trial stops the batch: the dir made ahead is discarded"),
+]
+
+
+@pytest.mark.parametrize("batch_spec, exits, at_once, expected", PREMADE)
+def test_a_batch_makes_its_next_trials_dir_ahead(world, batch_spec, exits, at_once, expected):
+    used, discarded = expected
+
+    async def go(w):
+        parent = await start_batch(w, batch_spec)
+        pending = list(exits)
+        while pending:
+            running = [await w.next_child() for _ in range(min(at_once, len(pending)))]
+            for child in running:
+                await w.end_child(child.id, pending.pop(0))
+        await w.parent_end(parent)
+        assert (w.used, w.discarded) == (used, discarded)
 
     world(go)
 
@@ -372,6 +414,34 @@ def test_the_child_a_killed_daemon_made_is_found(records, taken, expected):
     assert children.made_child(records, STARTING, taken) == expected
 
 
+# A dir made ahead (guildd.premade): STARTING names it, its flags unknown then.
+PREMADE_STARTING = children.Starting("trial-2", "train", {}, USER, 100, run_id="p")
+MADE_IN_PREMADE = [
+    pytest.param([made("a"), made("p", flags={"x": 5}, created=50)], set(), "p", id="the run made in the dir it names"),
+    pytest.param([made("a")], set(), None, id="that dir never became a run: none, not another like it"),
+    pytest.param([made("p")], {"p"}, None, id="linked already"),
+]
+
+
+@pytest.mark.parametrize("records, taken, expected", MADE_IN_PREMADE)
+def test_the_child_made_in_a_premade_dir_is_found_by_its_id(records, taken, expected):
+    assert children.made_child(records, PREMADE_STARTING, taken) == expected
+
+
+def test_a_batch_names_the_dir_it_made_ahead_before_it_makes_a_trial_there(world):
+    async def go(w):
+        parent = await start_batch(w, grid())
+        await w.end_child((await w.next_child()).id, 0)
+        await w.next_child()  # trial 2, made in premade-1
+        starting = children.read_starting(w.run_dir(parent))
+        assert (starting.name, starting.run_id) == ("trial-2", "premade-1")
+        await w.end_child(w.children[-1].id, 0)
+        await w.end_child((await w.next_child()).id, 0)
+        await w.parent_end(parent)
+
+    world(go)
+
+
 async def made_but_not_linked(w: World, parent: str, name: str, run_spec: pb.RunSpec) -> RunRecord:
     """A child made as start_child makes it, by a daemon killed before it linked it."""
     starting = children.Starting(name, run_spec.op_name, json.loads(run_spec.flags_json or "{}"), USER, rundir.now_us())
@@ -423,7 +493,7 @@ def test_a_resumed_batch_starts_the_trial_a_killed_daemon_made_but_did_not_start
             await w.end_child((await w.next_child()).id, 0)
         assert (await w.parent_end(parent)).status == COMPLETED
         assert [json.loads(c.flags_json) for c in w.children] == GRID  # trial 1 made once, and it ran
-        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+        assert batchspec.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
 
     world(go)
 
@@ -449,13 +519,13 @@ def test_a_resumed_batch_links_the_trial_a_killed_daemon_made_and_makes_the_rest
     async def go(w):
         parent = await start_batch_resumed(w)
         first = w.children[0]
-        await until(lambda: batches.trial_ids(w.run_dir(parent)) == [first.id])
+        await until(lambda: batchspec.trial_ids(w.run_dir(parent)) == [first.id])
         await w.end_child(first.id, 0)
         for _ in GRID[1:]:
             await w.end_child((await w.next_child()).id, 0)
         assert (await w.parent_end(parent)).status == COMPLETED
         assert [json.loads(c.flags_json) for c in w.children] == GRID  # trial 1 made once
-        assert batches.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
+        assert batchspec.trial_ids(w.run_dir(parent)) == [c.id for c in w.children]
 
     world(go)
 

@@ -151,7 +151,7 @@ def test_batch_driver_stops_its_trials():
 
         parents = Parents(
             runtime=runtime, store=None, states=None, drivers=drivers, run_dir=lambda run_id: f"/runs/{run_id}",
-            follow=None, start_run=None, start_made=None, stop_runs=stop_runs, end=None, scalars=None,
+            follow=None, start_run=None, start_made=None, premake=None, discard=None, stop_runs=stop_runs, end=None, scalars=None,
         )
         batch = batches.Batch(parents, BATCH, pb.BatchSpec(kind="random", max_trials=3), pb.RunSpec(), 0, "alice")
         batch.running = {"t1": {"x": 1}, "t2": {"x": 2}}

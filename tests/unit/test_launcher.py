@@ -509,6 +509,19 @@ def test_a_shared_daemons_run_is_its_owners_and_starts_as_them(shared_world):
     shared_world(scenario)
 
 
+def test_a_shared_daemons_run_made_in_a_premade_dir_is_its_owners(shared_world):
+    alice = pwd.getpwnam(USER)
+
+    async def scenario(w: World) -> None:
+        made = await w.launcher.premake(spec(), USER)
+        rec = await w.launcher.start_run(spec(), False, USER, made=made)
+        run_dir = w.run_dir(rec.id)
+        owners = {p.lstat().st_uid for p in [pathlib.Path(run_dir), *pathlib.Path(run_dir).rglob("*")]}
+        assert owners == {alice.pw_uid}
+
+    shared_world(scenario)
+
+
 def test_a_shared_daemon_runs_nothing_as_root(shared_world):
     async def scenario(w: World) -> None:
         with pytest.raises(errors.PermissionDenied, match="never runs code as root"):
@@ -579,5 +592,65 @@ def test_a_child_a_killed_daemon_made_but_did_not_start_is_started_by_its_parent
         assert len(w.executor.shims.launches) == launches
         if launches:
             assert w.executor.shims.launches[0].cmd == ["python", "train.py", "--lr", "0.1"]  # from its dir's attrs
+
+    world(go)
+
+
+def run_files(run_dir: Any) -> dict[str, Any]:
+    """A run dir's files (relative path -> bytes), less what differs between any two runs."""
+    base = pathlib.Path(run_dir)
+    differ = {".guild/attrs/id", ".guild/attrs/initialized", ".guild/attrs/started", ".guild/attrs/cmd", ".guild/attrs/env"}
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*"))
+            if p.is_file() and str(p.relative_to(base)) not in differ}
+
+
+def test_a_run_made_in_a_premade_dir_is_the_run_it_would_have_been(world):
+    async def go(w):
+        plain = await w.start(spec(flags_json='{"lr": 0.5}', user_flags_json='{"lr": 0.5}'))
+        made = await w.launcher.premake(spec(flags_json="{}", user_flags_json="{}"), USER)
+        assert cataloglib.being_made(w.run_dir(made.run_id))  # no run yet: never listed
+        await w.runtime.io(w.catalog.sync_index)
+        assert await w.runtime.io(w.store.get, made.run_id) is None
+        rec = await w.launcher.start_run(spec(flags_json='{"lr": 0.5}', user_flags_json='{"lr": 0.5}'), False, USER, made=made)
+        assert rec.id == made.run_id and rec.status == RUNNING
+        assert not cataloglib.being_made(w.run_dir(rec.id))
+        assert w.attr(rec.id, "flags") == {"lr": 0.5} and w.attr(rec.id, "label") == "lr=0.5"
+        assert w.executor.shims.launches[-1].cmd == ["python", "train.py", "--lr", "0.5"]
+        assert run_files(w.run_dir(rec.id)) == run_files(w.run_dir(plain.id))
+
+    world(go)
+
+
+# how the run made from a premade dir differs from the spec it was made from -> what is left of the dir
+PREMADE_REFUSED = [
+    pytest.param(dict(op_name="other.py"), "made afresh", id="another spec: the run is made afresh, under the premade id"),
+    pytest.param(dict(flags_json="[1, 2]"), "refused", id="flags that are no object: refused, the premade dir goes"),
+    pytest.param(dict(cmd_args=[]), "refused", id="a spec with no command: refused, the premade dir goes"),
+]
+
+
+@pytest.mark.parametrize("change, outcome", PREMADE_REFUSED)
+def test_a_premade_dir_that_does_not_fit_is_removed(world, change, outcome):
+    async def go(w):
+        made = await w.launcher.premake(spec(), USER)
+        if outcome == "refused":
+            with pytest.raises(errors.InvalidArgument):
+                await w.launcher.start_run(spec(**change), False, USER, made=made)
+            assert (await w.runtime.io(w.store.list))[0] == []
+        else:
+            rec = await w.launcher.start_run(spec(**change), False, USER, made=made)
+            assert rec.id == made.run_id and rec.op_name == "other.py"  # its id kept: a parent may have named it
+            assert not cataloglib.being_made(w.run_dir(rec.id)) and w.attr(rec.id, "flags") == {"lr": 0.1}
+            return
+        assert not os.path.lexists(w.run_dir(made.run_id))
+
+    world(go)
+
+
+def test_a_premade_dir_discarded_is_gone(world):
+    async def go(w):
+        made = await w.launcher.premake(spec(), USER)
+        await w.launcher.discard(made)
+        assert not os.path.lexists(w.run_dir(made.run_id))
 
     world(go)

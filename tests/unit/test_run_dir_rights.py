@@ -396,12 +396,12 @@ def test_a_lock_naming_another_users_process_marks_no_gpu_process_as_her_runs(bo
 )
 def test_a_fifo_in_place_of_a_loops_spec_reads_as_none_not_waited_on(tmp_path: pathlib.Path, name: str, read: str) -> None:
     # Read at start-up (reconcile) on the I/O thread: a FIFO there would hold the daemon.
-    from guildd import batches, pipeline
+    from guildd import batchspec, pipeline
 
     gdir = tmp_path / ".guild"
     gdir.mkdir()
     for other in {"batch.json", "batch-proto"} - {name}:
         (gdir / other).write_bytes(b"{}" if other.endswith(".json") else b"")
     os.mkfifo(gdir / name)
-    reader = batches.read_spec if read == "batch" else pipeline.read_steps
+    reader = batchspec.read_spec if read == "batch" else pipeline.read_steps
     assert reader(tmp_path) is None
