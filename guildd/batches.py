@@ -476,9 +476,9 @@ async def _speculated(speculation: Optional[speculate.Speculation], objective: O
 
 
 async def _discard(parents: Parents, premade: "asyncio.Future[Any]") -> None:
-    """Removes a trial's premade dir once made (if it was)."""
+    """Removes a trial's premade dir once made (if it was); one left is removed by the next
+    daemon's start."""
     try:
-        made = await premade
-    except Exception:  # noqa: BLE001 - nothing was made
-        return
-    await parents.discard(made)
+        await parents.discard(await premade)
+    except Exception:  # noqa: BLE001 - nothing was made, or it stays for the next start
+        log.debug("a premade trial dir was not discarded", exc_info=True)

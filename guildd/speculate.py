@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import pickle
@@ -33,6 +34,8 @@ from typing import Any, Callable, Optional
 
 from guild_common.optdefs import Objective
 from guildd import askahead
+
+log = logging.getLogger("guildd")
 
 
 def may_apply(algorithm: str, parallel: int, objective: Objective) -> bool:
@@ -118,8 +121,25 @@ class Speculation:
         self._live = True  # False once settled: nothing more is asked
         self._asked: Optional[_Asked] = None
         self._latest: Optional[float] = None  # the last value heard, asked once the running ask is done
-        loaded = compute(_load, self.key, pickle.dumps(search))
-        loaded.add_done_callback(_quiet)  # a failed load fails the asks after it (see result_for)
+        try:
+            pickled = pickle.dumps(search)
+        except Exception:  # noqa: BLE001 - not speculated: the batch asks after the trial's end
+            log.warning("a search could not be copied for a speculative ask", exc_info=True)
+            self._live = False
+            return
+        self._call(_load, self.key, pickled)  # a failed load fails the asks after it (see result_for)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> "Optional[asyncio.Future[Any]]":
+        """fn(*args) in the compute process; None, and nothing more asked, if it can't be sent
+        there (the batch then tells and asks its own search)."""
+        try:
+            future = self.compute(fn, *args)
+        except Exception:  # noqa: BLE001 - a compute process that can't be started
+            log.warning("a speculative ask could not be sent to the compute process", exc_info=True)
+            self._live = False
+            return None
+        future.add_done_callback(_quiet)
+        return future
 
     def heard(self, value: float) -> None:
         if not math.isfinite(value):
@@ -133,7 +153,9 @@ class Speculation:
         if self._asked is not None and self._asked.value == self._latest:
             return
         value, self._latest = self._latest, None
-        future = self.compute(_tell_and_ask, self.key, self.values, value)
+        future = self._call(_tell_and_ask, self.key, self.values, value)
+        if future is None:
+            return
         self._asked = _Asked(value, future)
         future.add_done_callback(lambda _f: self._next())
 
@@ -157,7 +179,7 @@ class Speculation:
         asked = self._asked
         if asked is not None and asked.future.done() and asked.future.exception() is None and decide(asked.value, objective):
             return asked.future.result(), asyncio.ensure_future(self._told())
-        self.compute(_forget, self.key).add_done_callback(_quiet)
+        self._call(_forget, self.key)
         return None
 
     async def _told(self) -> Any:

@@ -139,3 +139,18 @@ def test_a_compute_process_that_died_is_replaced(runtime):
         except concurrent.futures.BrokenExecutor:
             continue
     assert pids and pids[0] not in (first, os.getpid())
+
+
+def test_a_compute_process_that_cannot_be_started_leaves_the_batch_to_ask_itself():
+    def broken(fn, *args):
+        raise concurrent.futures.BrokenExecutor("cannot start a process")
+
+    async def go():
+        spec = speculate.Speculation(_search(4), {"x": 0.0}, float32, broken)
+        spec.heard(0.5)
+        await spec.settle()
+        return spec.result_for(0.5)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert asyncio.run(go()) is None
