@@ -267,8 +267,18 @@ def linked(listed: dict, parent_id: str, named) -> dict:
     return out
 
 
-def check(s, m: Matrix, runs: dict, batch_id: str, pipe_id: str) -> dict:
-    """The figures: every run's record against the truth."""
+def log_lines(log_path, run_id: str, n: int = 8) -> str:
+    """The daemons' last `n` log lines about a run, to say how a problem came about."""
+    try:
+        lines = [line.strip() for line in pathlib.Path(log_path).read_text(errors="replace").splitlines() if run_id[:8] in line]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def check(s, m: Matrix, runs: dict, batch_id: str, pipe_id: str, log_path=None) -> dict:
+    """The figures: every run's record against the truth (`log_path`: the daemons' log, quoted
+    for a run with a problem)."""
     listed = {r.id: r for r in s.runs()}
     f = dict(runs_lost=0, truncated_output=0, wrong_status=0, scalars_missing=0, short_batches=0,
              pipeline_lines_lost=0, runs_made_twice=0, lines_duplicated=0, checked=0)
@@ -283,7 +293,7 @@ def check(s, m: Matrix, runs: dict, batch_id: str, pipe_id: str) -> dict:
         f["checked"] += 1
         if r.status != "completed":
             f["wrong_status"] += 1
-            problems.append("%s %s is %s" % (what, run_id[:8], r.status))
+            problems.append("%s %s is %s (log: %s)" % (what, run_id[:8], r.status, log_lines(log_path, run_id) if log_path else "-"))
         missing, dups = missing_and_dups(output_lines(r.run_dir), expected_lines(m, seed))
         f["lines_duplicated"] += dups
         if missing:
@@ -292,7 +302,9 @@ def check(s, m: Matrix, runs: dict, batch_id: str, pipe_id: str) -> dict:
         loss = r.scalars.get("loss")
         if loss is None or abs(loss - seed / 1000.0) > 1e-6:
             f["scalars_missing"] += 1
-            problems.append("%s %s: loss scalar %s, want %s" % (what, run_id[:8], loss, seed / 1000.0))
+            size = len("\n".join(output_lines(r.run_dir)))
+            problems.append("%s %s: loss scalar %s, want %s (output %d bytes; log: %s)"
+                            % (what, run_id[:8], loss, seed / 1000.0, size, log_lines(log_path, run_id) if log_path else "-"))
 
     for run_id, seed in runs.items():
         check_run(run_id, seed, "run")
@@ -350,7 +362,7 @@ def run_matrix(root: pathlib.Path, m: Matrix) -> dict:
         wait_end(h.session)
         h.kill(signal.SIGTERM)  # the records as a fresh daemon reads them back
         s = h.start()
-        figures = check(s, m, runs, batch_id, pipe_id)
+        figures = check(s, m, runs, batch_id, pipe_id, h.home / "guildd.log")
         figures.update(kills=m.kills, idle_kills=idle, elapsed_s=round(time.monotonic() - t0, 1))
         return figures
     finally:

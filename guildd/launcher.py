@@ -553,7 +553,10 @@ class Launcher:
         await self.followers.drop(run_id)
         current = await self.runtime.io(self.store.get, run_id)
         if current is None or current.status in runstate.ENDED:
-            return  # it failed after its end was recorded
+            # It failed after its end was recorded (indexing the rest of its output, say): said, never silent.
+            log.error("run %s: failed %s, after its end was recorded: %s", run_id[:8], when, reason,
+                      exc_info=None if isinstance(e, errors.GuildError) else e)
+            return
         log.error("run %s: cannot go on with it %s (%s): marking it error", run_id[:8], when, reason,
                   exc_info=None if isinstance(e, errors.GuildError) else e)
         try:

@@ -238,6 +238,7 @@ class Follower:
         # (summaries, output offset, event file offsets) a full disk kept out of the index
         self._unmerged: list[tuple[list[Summary], int | None, dict[str, int] | None]] = []
         self.task: "asyncio.Task | None" = None
+        self._failures: set[str] = set()  # why passes failed, each logged once
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop(), name=f"follow-{self.run_id[:8]}")
@@ -267,15 +268,19 @@ class Follower:
             since_scalars += interval
             since_events += interval
             behind = False
-            if since_events >= self._events_every() or (self.events is not None and self.events.more):
-                since_events = 0.0
-                await self.index_events()
-                behind = self.events is not None and self.events.more
-            read_every = 0.0 if self.prompt else LISTENED_POLL if self.listened else SCALAR_POLL
-            if (since_scalars >= read_every or self.reader.more) and self.reader.offset < size:
-                since_scalars = 0.0
-                await self.index_scalars()
-                behind = behind or self.reader.more
+            try:
+                if since_events >= self._events_every() or (self.events is not None and self.events.more):
+                    since_events = 0.0
+                    await self.index_events()
+                    behind = self.events is not None and self.events.more
+                read_every = 0.0 if self.prompt else LISTENED_POLL if self.listened else SCALAR_POLL
+                if (since_scalars >= read_every or self.reader.more) and self.reader.offset < size:
+                    since_scalars = 0.0
+                    await self.index_scalars()
+                    behind = behind or self.reader.more
+            except Exception as e:  # noqa: BLE001 - the run goes on, followed: tried again at the next pass
+                self._failed(e)
+                behind = False
             if behind:
                 continue  # keep reading without waiting
             self._nudge.clear()
@@ -283,6 +288,13 @@ class Follower:
                 await asyncio.wait_for(_first(self._stop, self._nudge), interval)
             except asyncio.TimeoutError:
                 pass
+
+    def _failed(self, e: Exception) -> None:
+        """A pass that failed is logged (each reason once) and tried again at the next one."""
+        reason = f"{type(e).__name__}: {e}"
+        if reason not in self._failures:
+            self._failures.add(reason)
+            log.error("run %s: its output could not be indexed (%s): tried again", self.run_id[:8], reason, exc_info=e)
 
     async def _look_at_job(self) -> None:
         """A pending Ray run: reads its job's state (the `ray_status` attr its follower keeps,

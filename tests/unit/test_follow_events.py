@@ -136,3 +136,29 @@ def _rights_box():
     if os.geteuid() != 0:
         pytest.skip("a run dir of another user's needs root")
     return Box(pathlib.Path(tempfile.mkdtemp(prefix="guild-rights-")))
+
+
+def test_a_pass_that_fails_is_logged_and_the_run_is_still_followed_to_its_end(fx, monkeypatch, caplog):
+    failing = {"left": 2}
+    read = outputs.ScalarReader.read
+
+    def flaky(self):
+        if failing["left"]:
+            failing["left"] -= 1
+            raise RuntimeError("the index went away for a moment")
+        return read(self)
+
+    monkeypatch.setattr(outputs.ScalarReader, "read", flaky)
+
+    async def go():
+        fx.followers.follow(RUN, 0)
+        fx.write("loss: 0.5\n")
+        await until(lambda: failing["left"] == 0)
+        fx.write("loss: 0.25\n")
+        fx.ended()
+        await fx.followers.finish(RUN)
+        return await fx.followers.scalars(RUN)
+
+    assert last(asyncio.run(go())) == {"loss": (0.25, 0, 2)}
+    said = [r.getMessage() for r in caplog.records if "could not be indexed" in r.getMessage()]
+    assert said == [f"run {RUN[:8]}: its output could not be indexed (RuntimeError: the index went away for a moment): tried again"]
