@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from guild_common import errors, query
+from guild_common import errors, query, runfilter
 
 RANGE = re.compile(r"^([0-9]*):([0-9]*)$")
 INDEX = re.compile(r"^[0-9]+$")
@@ -210,7 +210,7 @@ def count(db: sqlite3.Connection, criteria: Criteria) -> int:
 
 
 def _matching_expr(db: sqlite3.Connection, ids: list[str], expr: str) -> list[str]:
-    flt = query.parse_filter(expr)
+    flt = runfilter.parse_filter(expr)
     wanted = set(ids)
     scalars: dict[str, dict[str, Any]] = {}
     for run_id, tag, last in db.execute("SELECT run_id, tag, last_val FROM scalars"):

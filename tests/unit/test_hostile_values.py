@@ -5,7 +5,7 @@ import datetime
 
 import pytest
 
-from guild_common import errors, flagfuncs, flags, guildfile, guildfile_data, paths, query, rundir, timerange, trials
+from guild_common import errors, flagfuncs, flags, guildfile, guildfile_data, paths, rundir, runfilter, timerange, trials
 from guild_common.flagdef import FlagDef
 
 REF = datetime.datetime(2026, 12, 4, 12, 0)
@@ -36,7 +36,7 @@ def test_a_yaml_value_that_holds_itself_is_text():
 
 
 def test_a_filter_number_of_5000_digits_is_a_number():
-    flt = query.parse_filter("x < " + "9" * 5000)
+    flt = runfilter.parse_filter("x < " + "9" * 5000)
     assert flt.matches(type("Row", (), {"attrs": {}, "flags": {"x": 1}, "scalars": {}})())
 
 

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from guild_common.errors import InvalidArgument
-from guild_common.query import Column, for_scalar, parse_column, parse_columns, parse_filter
+from guild_common.query import Column, for_scalar, parse_column, parse_columns
+from guild_common.runfilter import parse_filter
 
 # Column specs
 
