@@ -68,9 +68,13 @@ class RunOptions:
     gpus: int | str | None = None
     no_gpus: bool = False
     gpu_memory: str | None = None
+    cpus: float | str | None = None  # runs on Ray (executor="ray"): what the job asks of the cluster
+    memory: str | None = None
+    executor: str = ""  # "ray" or "ray:ADDRESS"
     priority: int = 0
     queue: str = ""
     after: tuple | str = ()
+    preemptible: bool = False
     optimizer: str | None = None
     optimize: bool = False
     opt_flags: dict | None = None
@@ -82,6 +86,9 @@ class RunOptions:
     fail_on_trial_error: bool = False
     stage_trials: bool = False
     keep_batch: bool = False
+    prune: str | None = None  # median, asha or hyperband
+    prune_flags: dict | None = None
+    preemptible_trials: bool = False
 
     def new_run(self) -> runops.NewRun:
         """The options as guildctl.runops takes them; bad values are InvalidArgument."""
@@ -96,12 +103,15 @@ class RunOptions:
             label=self.label or "", tags=_strings(self.tags), stage=self.stage, background=self.background,
             force_flags=self.force_flags, stop_after=stop_after, gpus=None if self.gpus is None else str(self.gpus),
             no_gpus=self.no_gpus, gpu_memory=self.gpu_memory, needed=self.needed,
-            queue=queueopts.queue_options(self.priority, self.queue, list(_strings(self.after))),
+            cpus=None if self.cpus is None else str(self.cpus), memory=self.memory, executor=self.executor or "",
+            queue=queueopts.queue_options(self.priority, self.queue, list(_strings(self.after)), self.preemptible),
             batch=batch.Options(
                 optimizer=self.optimizer, optimize=self.optimize, max_trials=self.max_trials, random_seed=self.random_seed,
                 opt_flags=tuple(runops.flag_assigns(self.opt_flags or {})), minimize=self.minimize, maximize=self.maximize,
                 parallel=self.parallel, fail_on_trial_error=self.fail_on_trial_error, stage_trials=self.stage_trials,
                 keep_batch=self.keep_batch, batch_label=self.batch_label or "", batch_tags=_strings(self.batch_tags),
+                pruner=self.prune, prune_flags=tuple(runops.flag_assigns(self.prune_flags or {})),
+                preemptible_trials=self.preemptible_trials,
             ),
         )
 

@@ -229,3 +229,25 @@ def test_default_cwd(s, proj):
     finally:
         os.chdir(old)
     assert run.status == "completed"
+
+
+# run()'s pruning, preemption and Ray options, refused as `guildctl run` refuses them: one
+# line, nothing created (their runs are tested from the CLI: test_pruning, test_preemption, test_ray)
+REFUSED_OPTIONS = [
+    pytest.param(dict(x=[0.1, 0.2], prune="nope"), "unknown pruner 'nope'", id="an unknown pruner"),
+    pytest.param(dict(x=[0.1, 0.2], prune="median", prune_flags={"warmup-steps": "many"}), "warmup-steps",
+                 id="a pruner flag of the wrong type"),
+    pytest.param(dict(preemptible=True), "--preemptible", id="preemptible, asking for no GPUs"),
+    pytest.param(dict(x=[0.1, 0.2], preemptible_trials=True), "--preemptible-trials", id="preemptible trials, asking for no GPUs"),
+    pytest.param(dict(cpus=2), "--cpus", id="CPUs asked of no Ray cluster"),
+    pytest.param(dict(executor="slurm"), "executor", id="an unknown executor"),
+]
+
+
+@pytest.mark.parametrize("options, says", REFUSED_OPTIONS)
+def test_bad_pruning_preemption_and_ray_options_are_refused_and_start_nothing(s, proj, options, says):
+    before = len(api.runs())
+    with pytest.raises(api.InvalidArgument) as e:
+        api.run("train.py", cwd=proj, quiet=True, **options)
+    assert says in str(e.value) and "\n" not in str(e.value)
+    assert len(api.runs()) == before
