@@ -552,7 +552,9 @@ class Launcher:
         self.drivers.pop(run_id)
         await self.followers.drop(run_id)
         current = await self.runtime.io(self.store.get, run_id)
-        if current is None or current.status in runstate.ENDED:
+        if current is None:
+            return  # gone (its dir removed by hand: forgotten)
+        if current.status in runstate.ENDED:
             # It failed after its end was recorded (indexing the rest of its output, say): said, never silent.
             log.error("run %s: failed %s, after its end was recorded: %s", run_id[:8], when, reason,
                       exc_info=None if isinstance(e, errors.GuildError) else e)
