@@ -25,6 +25,7 @@ from guildctl.selecting import selection
 
 TEST_TIMEOUT = 60.0  # seconds --test waits for TensorBoard to list every run
 TEST_RELOAD_INTERVAL = 1.0  # seconds between TensorBoard's reloads under --test
+STOP_WAIT = 30.0  # seconds a stop waits for a refresh under way before the mirror is removed
 
 
 def selected_runs(client: Any, runs: tuple[str, ...], run_filter: pb.RunFilter) -> list[Any]:
@@ -59,6 +60,13 @@ class Refresher:
         self.interval = interval
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="tensorboard-refresh", daemon=True)
+
+    def stop(self) -> None:
+        """Stops the refreshes, waiting for one under way (it writes into the mirror, which is
+        removed next: a sync still writing would leave part of it behind)."""
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(STOP_WAIT)
 
     def _loop(self) -> None:
         warned = False
@@ -184,6 +192,7 @@ def tensorboard(ctx: Any, runs: tuple[str, ...], host: str, port: int, include_b
     if not first:
         raise errors.NotFound("no matching runs")
     logdir = tempfile.mkdtemp(prefix="guildctl-tensorboard-")
+    refresher = None
     try:
         mirror = tbmirror.Mirror(logdir, hparams=not skip_hparams)
         wanted = mirror.sync(first)
@@ -198,9 +207,11 @@ def tensorboard(ctx: Any, runs: tuple[str, ...], host: str, port: int, include_b
         if not no_open:
             webbrowser.open(url)
         _wait_for_stop()
-        refresher.stopping.set()
+        refresher.stop()
         click.echo("Stopped TensorBoard")
     finally:
+        if refresher is not None:
+            refresher.stop()
         shutil.rmtree(logdir, ignore_errors=True)
 
 

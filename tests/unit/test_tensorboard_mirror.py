@@ -175,3 +175,24 @@ def test_skip_hparams_writes_links_only(tmp_path):
 ])
 def test_the_runs_tensorboard_lists_for_a_mirror(mirror, hparams, listed):
     assert tbmirror.listed_runs(mirror, hparams) == listed
+
+
+def test_a_stop_waits_for_the_refresh_under_way_before_the_mirror_goes():
+    import threading
+
+    from guildctl.cmd_tensorboard import Refresher
+
+    in_sync, finish = threading.Event(), threading.Event()
+    done = []
+
+    def sync():
+        in_sync.set()
+        finish.wait(5)
+        done.append(True)  # a sync writes into the mirror until here
+
+    refresher = Refresher(sync, 0.01)
+    refresher.thread.start()
+    assert in_sync.wait(5)
+    threading.Timer(0.2, finish.set).start()
+    refresher.stop()
+    assert done == [True] and not refresher.thread.is_alive()
