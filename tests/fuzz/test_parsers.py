@@ -11,7 +11,7 @@ import tempfile
 import yaml
 from hypothesis import example, given, strategies as st
 
-from guild_common import flagfuncs, flags, guildfile, query, timerange, trials
+from guild_common import flagfuncs, flags, guildfile, query, runfilter, timerange, trials
 from guild_common.flagdef import FlagDef
 from guildctl import guildop
 from guildd import selection
@@ -71,7 +71,7 @@ def test_run_selectors(specs):
                                                  st.lists(hostile.text(), max_size=2)), max_size=3))
 def test_filter_expressions(text, values):
     FIGURES.tried("filter expressions")
-    parsed = clear_or_value("filter expressions", query.parse_filter, text)
+    parsed = clear_or_value("filter expressions", runfilter.parse_filter, text)
     if parsed is not None:
         row = selection._Row(flags=values, scalars=values, attrs={**values, "tags": list(values)})
         clear_or_value("filter expressions", parsed.matches, row)
