@@ -273,8 +273,9 @@ class Catalog:
 
     def _check_rows(self) -> None:
         """Once, when the index was not closed cleanly (the daemon killed, its WAL lost or
-        cut short): each row is checked against its run dir, and one that is older than the
-        dir (a label, tag, comment, mark or end the index lost) is read from the dir again. A
+        cut short): each row is checked against its run dir, and where it is older than the
+        dir (a label, tag, comment, mark or end the index lost) it takes the dir's values; an
+        ended run's output and event files read short of their end are read on from there. A
         run still going keeps what its follower indexed (scalars, read position)."""
         fixed = 0
         for deleted, base in ((False, self.runs_dir), (True, manage.trash_runs_dir(self.home))):
@@ -291,10 +292,14 @@ class Catalog:
                 if not fields:
                     continue
                 fixed += 1
-                if set(fields) <= set(ANNOTATIONS):
-                    self.store.update(rec.id, **{f: getattr(on_disk, f) for f in fields})
-                else:
-                    manage.index_run_dir(self.store, run_dir, execlib.pid_alive, deleted=deleted)
+                facts = [f for f in fields if f != "scalar_offset"]
+                if facts:
+                    self.store.update(rec.id, **{f: getattr(on_disk, f) for f in facts})
+                if "scalar_offset" in fields:
+                    # From where the index holds it: the event files guildd makes of the output
+                    # hold no more (they are written as the index is), so reading the run dir
+                    # again would lose the output's last scalars.
+                    outputs.catch_up(self.store, run_dir, rec.id, rec.scalar_offset)
         log.info("index not closed cleanly: %d run(s) read again from their run dirs", fixed)
 
     async def label_runs(self, recs: Sequence[storelib.RunRecord], action: str, value: str) -> list[storelib.RunRecord]:

@@ -123,6 +123,29 @@ class ScalarReader:
             self.writer = None
 
 
+def catch_up(store: storelib.Store, run_dir: StrPath, run_id: str, offset: int) -> None:
+    """An ended run whose output the index read only to `offset` (its daemon was killed
+    between recording its end and indexing the rest, which its follower does last): the rest
+    of its output and of its own event files read now, from where the index holds them, as
+    that follower would have, and merged (the I/O thread, at an unclean start)."""
+    op = fsrights.call_as_owner_of(run_dir, rundir.read_attr, run_dir, "op")
+    reader = ScalarReader(run_dir, offset, op.get("output-scalars") if isinstance(op, dict) else None)
+    try:
+        while (summaries := reader.read()) is not None:
+            store.merge_scalars(run_id, summaries, reader.offset)
+            if not reader.more:
+                break
+    finally:
+        reader.close()
+    events = runevents.RunEvents(run_dir, store.event_offsets(run_id), [s.tag for s in store.scalars(run_id)])
+    while True:
+        scalars, offsets = fsrights.call_as_owner_of(run_dir, events.read)
+        if offsets:
+            store.merge_scalars(run_id, [manage.summary_record(tag, s) for tag, s in summarize(scalars).items()], None, offsets)
+        if not events.more:
+            return
+
+
 _append_lock = threading.Lock()
 
 

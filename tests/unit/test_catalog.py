@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from guild_common import errors, home as homelib, rundir
-from guildd import catalog as cataloglib, manage
+from guildd import catalog as cataloglib, manage, outputs
 from guildd.selection import Criteria
 from guildd.store import RunRecord, Store, Summary
 from tests.unit.fakes import InPlaceRuntime
@@ -307,6 +307,31 @@ def test_an_index_not_closed_cleanly_is_read_again_where_it_is_older_than_the_ru
     finally:
         reopened.close()
 
+
+
+def test_an_end_recorded_before_the_last_scalars_were_indexed_gets_them_after_an_unclean_start(home, store, discarded):
+    # The daemon recorded the run's end, then was killed before its follower read the rest of
+    # the output: the index holds the first value only, the event file guildd makes of the
+    # output has no more, and the row's read position stops short of the output's end.
+    runs = homelib.runs_dir(home)
+    run_dir = runs / run_id(1)
+    first = b"loss: 0.5\n"
+    rundir.output_path(run_dir).write_bytes(first)
+    run(cataloglib.Catalog(InPlaceRuntime(), store, home, discarded.append).list_runs((), 0))
+    reader = outputs.ScalarReader(run_dir, 0)  # its follower read the first line (and wrote its event)
+    store.merge_scalars(run_id(1), reader.read(), reader.offset)
+    reader.close()
+    rundir.output_path(run_dir).write_bytes(first + b"step: 1\nloss: 0.25\n")  # then the rest came, unread
+    assert [(s.tag, s.last_val, s.count) for s in store.scalars(run_id(1))] == [("loss", 0.5, 1)]
+    store.db.close()  # killed: never closed cleanly
+    reopened = Store(homelib.index_path(home), runs)
+    try:
+        run(cataloglib.Catalog(InPlaceRuntime(), reopened, home, discarded.append).list_runs((), 0))
+        [loss] = [s for s in reopened.scalars(run_id(1)) if s.tag == "loss"]
+        assert (loss.first_val, loss.last_val, loss.last_step, loss.count) == (0.5, 0.25, 1, 2)  # none twice
+        assert reopened.get(run_id(1)).scalar_offset == rundir.output_size(run_dir)
+    finally:
+        reopened.close()
 
 
 def test_a_move_to_the_trash_a_full_index_cannot_record_is_undone(catalog, store, home, monkeypatch):
