@@ -148,7 +148,7 @@ class Launcher:
                 await self.queue.add(run_id, user, resources, wants, True, dict(spec.env), spec.stop_after)
                 return
             run_dir = self.run_dir(run_id)
-            attrs = await self.runtime.io(fsrights.call_as_owner_of, run_dir, rundir.read_attrs, run_dir)
+            attrs = await self.runtime.io(fsrights.call_as_owner_of, run_dir, _read_attrs, run_dir, ("op", "flags"))
             config = opconfig.OpConfig.for_attr(attrs.get("op"))
             env = {**spec.env, **queuelib.gpu_env(resources.no_gpus, ())}
             await self.launch(run_id, config, dict(attrs.get("flags") or {}), env, spec.stop_after)
@@ -366,7 +366,7 @@ class Launcher:
         run_dir = self.run_dir(run_id)
         with fsrights.as_owner_of(run_dir):
             stop_after = prepare(run_dir)
-            attrs = {name: rundir.read_attr(run_dir, name) for name in ("op", "flags", "env")}
+            attrs = _read_attrs(run_dir, ("op", "flags", "env"))
         config = opconfig.OpConfig.for_attr(attrs.get("op"))
         flag_values = dict(attrs.get("flags") or {})
         base_env = dict(env if env is not None else attrs.get("env") or {})
@@ -586,3 +586,7 @@ class Launcher:
                 stopped.append(await self.states.transition(rec.id, runstate.TERMINATED))
         return stopped
 
+
+def _read_attrs(run_dir: StrPath, names: Sequence[str]) -> dict[str, Any]:
+    """The attrs a run's start reads from its dir (op, flags, env), with the caller's rights."""
+    return {name: rundir.read_attr(run_dir, name) for name in names}
